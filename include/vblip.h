@@ -1,0 +1,130 @@
+/* vblip: VideoBLIP (BLIP-2 for video) in C.
+ *
+ * The whole public API. A model is loaded once from a Hugging Face checkpoint
+ * directory; a video is decoded, sampled and preprocessed into a vblip_video,
+ * encoded once (vision encoder + Q-Former + projection), and then any number
+ * of prompts can be answered about it.
+ *
+ * Functions returning int give 0 on success and -1 on failure; the reason is
+ * in vblip_last_error() (per thread). */
+#ifndef VBLIP_H
+#define VBLIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct vblip_model vblip_model;
+
+const char *vblip_last_error(void);
+const char *vblip_version(void);
+
+typedef struct {
+  int n_threads; /* 0: all cores */
+  int progress;  /* show loading progress on stderr when it is a terminal */
+} vblip_load_options;
+
+void vblip_load_options_default(vblip_load_options *o);
+vblip_model *vblip_model_load(const char *model_dir, const vblip_load_options *o);
+void vblip_model_free(vblip_model *m);
+
+typedef struct {
+  const char *language_model; /* "opt" or "t5" */
+  int image_size, frame_tokens, vision_width, vision_layers;
+  int num_query_tokens, qformer_width, lm_width, vocab_size;
+} vblip_model_info;
+void vblip_model_get_info(const vblip_model *m, vblip_model_info *info);
+
+/* ---- videos ---- */
+
+typedef enum { VBLIP_SAMPLE_UNIFORM = 0, VBLIP_SAMPLE_DEMO = 1 } vblip_sample_mode;
+
+typedef struct {
+  vblip_sample_mode mode;
+  int n_frames;     /* uniform: how many frames (default 8) */
+  double start_sec; /* uniform: window start (default 0) */
+  double end_sec;   /* uniform: window end; < 0 = end of video (default) */
+} vblip_sampling;
+
+void vblip_sampling_default(vblip_sampling *s);
+
+typedef struct {
+  int n_frames;
+  int64_t *frame_index; /* index within the decoded window */
+  double *frame_time;   /* seconds */
+  int image_size;
+  uint8_t *frames;      /* (T, S, S, 3) resized RGB */
+  float *pixel_values;  /* (3, T, S, S) */
+  /* filled by vblip_video_encode */
+  int vision_tokens, vision_width;
+  float *vision;        /* (T*frame_tokens, vision_width) */
+  int n_query, qformer_width;
+  float *qformer;       /* (n_query, qformer_width) */
+  int lm_width;
+  float *projected;     /* (n_query, lm_width) */
+  double ms_decode, ms_preprocess, ms_vision, ms_qformer;
+} vblip_video;
+
+/* Decodes, samples and preprocesses a video or image file. */
+int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v);
+/* Runs the vision encoder, the Q-Former and the language projection. */
+int vblip_video_encode(vblip_model *m, vblip_video *v);
+void vblip_video_free(vblip_video *v);
+/* Writes an encoded video as safetensors: pixel_values (T,3,S,S),
+ * vision_last_hidden_state, qformer_last_hidden_state, language_projection
+ * (float32), with frame indices and times in the metadata. Atomic. */
+int vblip_video_save(const vblip_video *v, const char *path, const char *source_video);
+
+/* ---- generation ---- */
+
+typedef struct {
+  int num_beams;           /* 0 or 1: greedy (or sampling) */
+  int max_new_tokens;      /* default 128 (the demo) */
+  int min_new_tokens;
+  int do_sample;           /* sampling instead of greedy/beam search */
+  float temperature;       /* with do_sample */
+  int top_k;               /* with do_sample; 0 = off */
+  float top_p;             /* with do_sample; 1 = off */
+  uint64_t seed;
+  float repetition_penalty;  /* 1 = off */
+  int no_repeat_ngram_size;  /* 0 = off */
+  float length_penalty;      /* beam search */
+  int early_stopping;        /* 0 false, 1 true, 2 never */
+} vblip_gen_params;
+
+/* The demo's settings: 4 beams, 128 new tokens, no sampling. */
+void vblip_gen_params_default(vblip_gen_params *p);
+
+typedef struct {
+  char *text;          /* decoded with special tokens skipped, not post-processed */
+  int32_t *token_ids;  /* the generated ids (without the prompt and the start token) */
+  int n_tokens;
+  float score;         /* beam search: the sequence score */
+  double ms_prefill, ms_generate;
+} vblip_answer;
+
+/* Called with each new piece of text as it becomes final (greedy and sampling).
+ * Return non-zero to stop. */
+typedef int (*vblip_text_cb)(void *user, const char *piece);
+
+int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt,
+                   const vblip_gen_params *p, vblip_text_cb cb, void *user, vblip_answer *out);
+void vblip_answer_free(vblip_answer *a);
+
+/* The demo's post-processing: strip, and end with a period unless the text ends
+ * in punctuation. Returns a new string. */
+char *vblip_postprocess(const char *text);
+
+/* ---- tokenizer ---- */
+
+int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids, size_t *n);
+int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special, char **text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,58 @@
+/* float32 matrix products: oneDNN's sgemm for anything sizeable, a plain
+ * loop for tiny shapes where the library's dispatch costs more than the work. */
+#include <dnnl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "runtime/common.h"
+
+void vb_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+             float alpha, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0) return;
+  if ((double)M * N * K < 4096.0) {
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        float s = 0;
+        for (int k = 0; k < K; k++)
+          s += A[(size_t)i * lda + k] * (trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+        C[(size_t)i * ldc + j] = alpha * s + (beta != 0 ? beta * C[(size_t)i * ldc + j] : 0);
+      }
+    return;
+  }
+  dnnl_sgemm('N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* A stored weight as aligned f32, converting once. */
+static const float *linear_weight_f32(const vb_linear *cl) {
+  vb_linear *l = (vb_linear *)cl;
+  if (l->w_f32) return l->w_f32;
+  if (l->dtype == VB_DT_F32 && ((uintptr_t)l->w & 3) == 0) return l->w;
+  size_t n = (size_t)l->out * l->in;
+  float *w = vb_malloc_aligned(n * sizeof(float));
+  if (!w) return NULL;
+  if (vb_convert_to_f32(l->dtype, l->w, (int64_t)n, w) != 0) {
+    vb_free_aligned(w);
+    return NULL;
+  }
+  l->w_f32 = w;
+  return w;
+}
+
+void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
+  const float *w = linear_weight_f32(l);
+  if (!w) abort(); /* prepared at load time (vb_weights_linear); failing here is a bug */
+  if (l->bias) {
+    for (int i = 0; i < M; i++) memcpy(y + (size_t)i * l->out, l->bias, l->out * sizeof(float));
+    vb_gemm(M, l->out, l->in, x, l->in, w, l->in, 1, 1.0f, 1.0f, y, l->out);
+  } else {
+    vb_gemm(M, l->out, l->in, x, l->in, w, l->in, 1, 1.0f, 0.0f, y, l->out);
+  }
+}
+
+int vb_linear_prepare(vb_linear *l) { return linear_weight_f32(l) ? 0 : -1; }
+
+void vb_linear_release(vb_linear *l) {
+  if (l->w_f32) vb_free_aligned(l->w_f32);
+  l->w_f32 = NULL;
+}

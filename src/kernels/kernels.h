@@ -1,0 +1,52 @@
+/* Compute kernels on float32 activations. Threaded with OpenMP (the same
+ * thread pool oneDNN uses, so the two never oversubscribe the cores). */
+#ifndef VBLIP_KERNELS_KERNELS_H
+#define VBLIP_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/tensor_table.h"
+
+/* A linear layer y = x W^T + b with W stored [out, in] as PyTorch does.
+ * The weight may live in a mapped file (any dtype vb_convert_to_f32 reads) and
+ * is prepared once (converted/packed) on first use or at load time. */
+typedef struct {
+  int out, in;
+  vb_dtype dtype;    /* of the stored weight */
+  const void *w;     /* stored weight, [out, in] */
+  const float *bias; /* [out] or NULL */
+  float *w_f32;      /* owned f32 copy when the stored weight is not aligned f32 */
+  void *backend;     /* backend-specific prepared form (oneDNN primitive cache etc.) */
+} vb_linear;
+
+/* y[M, out] = x[M, in] W^T + b. */
+void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y);
+/* Converts/packs the weight now, so forward never fails. */
+int vb_linear_prepare(vb_linear *l);
+void vb_linear_release(vb_linear *l);
+
+/* C[M,N] = A[M,K] * B[K,N] (both row-major, leading dims given), optionally
+ * with B transposed (B stored [N,K]); alpha scales the product, beta keeps C. */
+void vb_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
+             float alpha, float beta, float *C, int ldc);
+
+void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, const float *b,
+                  float eps);
+/* T5's RMS norm: w * x / sqrt(mean(x^2) + eps). */
+void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float eps);
+void vb_gelu_erf(float *x, size_t n);
+void vb_gelu_tanh(float *x, size_t n);
+void vb_relu(float *x, size_t n);
+void vb_add(float *y, const float *x, size_t n); /* y += x */
+void vb_softmax_row(float *x, int n);
+
+/* Multi-head attention for one sequence:
+ * q [nq, ld_q], k/v [nk, ld_kv], heads of head_dim laid out contiguously in each row;
+ * out [nq, ld_o]. scores = scale * q k^T (+ bias[h][i][j] if bias, laid out
+ * [heads, nq, nk]) with a causal mask when causal (query i sees keys <= i + causal_offset). */
+void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
+                  int ld_o, int nq, int nk, int heads, int head_dim, float scale,
+                  const float *bias, int causal, int causal_offset);
+
+#endif

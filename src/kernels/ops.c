@@ -1,0 +1,79 @@
+/* Element-wise and row-wise float32 operations. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, const float *b,
+                  float eps) {
+#pragma omp parallel for if (rows > 16)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * n;
+    float *yr = y + (size_t)r * n;
+    /* two-pass mean/variance in double: stable for the large activations of ViT-g */
+    double mean = 0, var = 0;
+    for (int i = 0; i < n; i++) mean += xr[i];
+    mean /= n;
+    for (int i = 0; i < n; i++) {
+      double d = xr[i] - mean;
+      var += d * d;
+    }
+    var /= n;
+    float inv = (float)(1.0 / sqrt(var + eps));
+    float m = (float)mean;
+    for (int i = 0; i < n; i++) {
+      float v = (xr[i] - m) * inv;
+      yr[i] = v * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+    }
+  }
+}
+
+void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float eps) {
+#pragma omp parallel for if (rows > 16)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * n;
+    float *yr = y + (size_t)r * n;
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+    float inv = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
+  }
+}
+
+void vb_gelu_erf(float *x, size_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+void vb_gelu_tanh(float *x, size_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (size_t i = 0; i < n; i++) {
+    float v = x[i];
+    x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  }
+}
+
+void vb_relu(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void vb_add(float *y, const float *x, size_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void vb_softmax_row(float *x, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  if (mx == -INFINITY) { /* fully masked row: uniform zeros rather than NaN */
+    memset(x, 0, n * sizeof(float));
+    return;
+  }
+  double sum = 0;
+  for (int i = 0; i < n; i++) {
+    x[i] = expf(x[i] - mx);
+    sum += x[i];
+  }
+  float inv = (float)(1.0 / sum);
+  for (int i = 0; i < n; i++) x[i] *= inv;
+}

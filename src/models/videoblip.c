@@ -1,0 +1,328 @@
+/* VideoBLIP: the public API, gluing video preprocessing, the vision encoder,
+ * the Q-Former, the projection, the language model and generation. */
+#include <ctype.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate/generate.h"
+#include "kernels/kernels.h"
+#include "models/config.h"
+#include "models/lm.h"
+#include "models/qformer.h"
+#include "models/vit.h"
+#include "models/weights.h"
+#include "runtime/common.h"
+#include "text/tokenizer.h"
+#include "video/preprocess.h"
+#include "video/video.h"
+#include "vblip.h"
+
+struct vblip_model {
+  vb_model_config cfg;
+  vb_image_config image;
+  vb_weights weights;
+  vb_vit vit;
+  vb_qformer qformer;
+  vb_linear projection;
+  vb_lm *lm;
+  vb_tokenizer *tok;
+};
+
+const char *vblip_last_error(void) { return vb_error_message(); }
+const char *vblip_version(void) { return "0.1.0"; }
+
+void vblip_load_options_default(vblip_load_options *o) {
+  memset(o, 0, sizeof *o);
+  o->progress = 1;
+}
+
+vblip_model *vblip_model_load(const char *dir, const vblip_load_options *o) {
+  vblip_load_options def;
+  if (!o) {
+    vblip_load_options_default(&def);
+    o = &def;
+  }
+  if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
+  vblip_model *m = vb_calloc(1, sizeof *m);
+  if (!m) return NULL;
+  if (vb_config_load(dir, &m->cfg) != 0 || vb_image_config_load(dir, &m->image) != 0) goto fail;
+  if (m->image.width != m->cfg.vision.image_size || m->image.height != m->cfg.vision.image_size) {
+    vb_error("%s: preprocessor size %dx%d differs from the vision model's image_size %d", dir,
+             m->image.width, m->image.height, m->cfg.vision.image_size);
+    goto fail;
+  }
+  if (vb_tokenizer_load(dir, &m->tok) != 0) goto fail;
+  if (vb_weights_open(dir, &m->weights) != 0) goto fail;
+  if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
+  if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0) goto fail;
+  if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden, m->cfg.qformer.hidden_size,
+                        1, &m->projection) != 0)
+    goto fail;
+  int rc = m->cfg.lm_kind == VB_LM_OPT ? vb_opt_create(&m->weights, &m->cfg, &m->lm)
+                                       : vb_t5_create(&m->weights, &m->cfg, &m->lm);
+  if (rc != 0) goto fail;
+  return m;
+fail:
+  vb_error_context("loading %s", dir);
+  vblip_model_free(m);
+  return NULL;
+}
+
+void vblip_model_free(vblip_model *m) {
+  if (!m) return;
+  if (m->lm) m->lm->destroy(m->lm);
+  vb_linear_release(&m->projection);
+  vb_qformer_free(&m->qformer);
+  vb_vit_free(&m->vit);
+  vb_weights_close(&m->weights);
+  vb_tokenizer_free(m->tok);
+  free(m);
+}
+
+void vblip_model_get_info(const vblip_model *m, vblip_model_info *info) {
+  memset(info, 0, sizeof *info);
+  info->language_model = m->cfg.lm_kind == VB_LM_OPT ? "opt" : "t5";
+  info->image_size = m->cfg.vision.image_size;
+  info->frame_tokens = m->vit.seq;
+  info->vision_width = m->cfg.vision.hidden_size;
+  info->vision_layers = m->cfg.vision.num_hidden_layers;
+  info->num_query_tokens = m->cfg.num_query_tokens;
+  info->qformer_width = m->cfg.qformer.hidden_size;
+  info->lm_width = m->cfg.lm_hidden;
+  info->vocab_size = m->lm->vocab_size;
+}
+
+void vblip_sampling_default(vblip_sampling *s) {
+  s->mode = VBLIP_SAMPLE_UNIFORM;
+  s->n_frames = 8;
+  s->start_sec = 0;
+  s->end_sec = -1;
+}
+
+int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v) {
+  memset(v, 0, sizeof *v);
+  vb_sampling vs;
+  vb_sampling_default(&vs);
+  if (s) {
+    vs.mode = s->mode == VBLIP_SAMPLE_DEMO ? VB_SAMPLE_DEMO : VB_SAMPLE_UNIFORM;
+    vs.n_frames = s->n_frames;
+    vs.start_sec = s->start_sec;
+    vs.end_sec = s->end_sec;
+  }
+  double t0 = vb_now_ms();
+  vb_frames f;
+  if (vb_video_read(path, &vs, &f) != 0) return -1;
+  double t1 = vb_now_ms();
+  int S = m->image.width, T = f.count;
+  v->n_frames = T;
+  v->image_size = S;
+  v->frame_index = vb_malloc((size_t)T * sizeof *v->frame_index);
+  v->frame_time = vb_malloc((size_t)T * sizeof *v->frame_time);
+  v->frames = vb_malloc((size_t)T * S * S * 3);
+  v->pixel_values = vb_malloc((size_t)T * S * S * 3 * sizeof(float));
+  int rc = -1;
+  if (v->frame_index && v->frame_time && v->frames && v->pixel_values) {
+    for (int i = 0; i < T; i++) {
+      v->frame_index[i] = f.index[i];
+      v->frame_time[i] = f.seconds[i];
+    }
+    rc = vb_preprocess_frames(&f, &m->image, v->frames, v->pixel_values);
+  }
+  vb_frames_free(&f);
+  v->ms_decode = t1 - t0;
+  v->ms_preprocess = vb_now_ms() - t1;
+  if (rc != 0) vblip_video_free(v);
+  return rc;
+}
+
+int vblip_video_encode(vblip_model *m, vblip_video *v) {
+  int T = v->n_frames, D = m->cfg.vision.hidden_size, seq = m->vit.seq;
+  int Q = m->cfg.num_query_tokens, H = m->cfg.qformer.hidden_size, E = m->cfg.lm_hidden;
+  if (T <= 0 || !v->pixel_values) return vb_error("the video has no frames to encode");
+  if (v->image_size != m->cfg.vision.image_size)
+    return vb_error("frames are %dx%d, the model needs %dx%d", v->image_size, v->image_size,
+                    m->cfg.vision.image_size, m->cfg.vision.image_size);
+  free(v->vision);
+  free(v->qformer);
+  free(v->projected);
+  v->vision = vb_malloc((size_t)T * seq * D * sizeof(float));
+  v->qformer = vb_malloc((size_t)Q * H * sizeof(float));
+  v->projected = vb_malloc((size_t)Q * E * sizeof(float));
+  if (!v->vision || !v->qformer || !v->projected) return -1;
+  double t0 = vb_now_ms();
+  if (vb_vit_forward(&m->vit, v->pixel_values, T, v->vision) != 0) return -1;
+  double t1 = vb_now_ms();
+  if (vb_qformer_forward(&m->qformer, v->vision, T * seq, v->qformer) != 0) return -1;
+  vb_linear_forward(&m->projection, v->qformer, Q, v->projected);
+  v->ms_vision = t1 - t0;
+  v->ms_qformer = vb_now_ms() - t1;
+  v->vision_tokens = T * seq;
+  v->vision_width = D;
+  v->n_query = Q;
+  v->qformer_width = H;
+  v->lm_width = E;
+  return 0;
+}
+
+void vblip_video_free(vblip_video *v) {
+  free(v->frame_index);
+  free(v->frame_time);
+  free(v->frames);
+  free(v->pixel_values);
+  free(v->vision);
+  free(v->qformer);
+  free(v->projected);
+  memset(v, 0, sizeof *v);
+}
+
+void vblip_gen_params_default(vblip_gen_params *p) {
+  memset(p, 0, sizeof *p);
+  p->num_beams = 4;
+  p->max_new_tokens = 128;
+  p->temperature = 1.0f;
+  p->top_k = 50;
+  p->top_p = 1.0f;
+  p->repetition_penalty = 1.0f;
+  p->length_penalty = 1.0f;
+}
+
+/* Streams text: decodes the tokens so far and hands out what is new, holding
+ * back trailing whitespace (clean-up may still remove it) and incomplete UTF-8. */
+typedef struct {
+  vblip_model *m;
+  vblip_text_cb cb;
+  void *user;
+  int32_t *ids;
+  int n, cap;
+  size_t emitted;
+  int stop;
+} stream_state;
+
+static int on_token(void *user, int32_t token) {
+  stream_state *s = user;
+  if (token == s->m->cfg.eos_token_id) return 0;
+  if (s->n == s->cap) {
+    int cap = s->cap ? s->cap * 2 : 64;
+    int32_t *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
+    if (!ids) return 0;
+    s->ids = ids;
+    s->cap = cap;
+  }
+  s->ids[s->n++] = token;
+  char *text = NULL;
+  if (vb_tokenizer_decode(s->m->tok, s->ids, (size_t)s->n, true, true, &text) != 0) return 0;
+  size_t len = strlen(text);
+  while (len > 0 && isspace((unsigned char)text[len - 1])) len--;
+  /* an unfinished multi-byte character decodes to U+FFFD (EF BF BD): wait for the rest */
+  if (len >= 3 && memcmp(text + len - 3, "\xef\xbf\xbd", 3) == 0) len -= 3;
+  int rc = 0;
+  if (len > s->emitted && strncmp(text, text, s->emitted) == 0) {
+    char saved = text[len];
+    text[len] = 0;
+    rc = s->cb(s->user, text + s->emitted);
+    text[len] = saved;
+    s->emitted = len;
+  }
+  free(text);
+  s->stop = rc;
+  return rc;
+}
+
+int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, const vblip_gen_params *p,
+                   vblip_text_cb cb, void *user, vblip_answer *out) {
+  memset(out, 0, sizeof *out);
+  if (!v->projected || v->lm_width != m->lm->embed_dim)
+    return vb_error("the video has not been encoded with this model");
+  vb_gen_config g;
+  vb_gen_config_default(&g);
+  g.num_beams = p->num_beams;
+  g.num_return_sequences = 1;
+  g.max_new_tokens = p->max_new_tokens;
+  g.min_new_tokens = p->min_new_tokens;
+  g.do_sample = p->do_sample != 0;
+  g.temperature = p->temperature;
+  g.top_k = p->top_k;
+  g.top_p = p->top_p;
+  g.seed = p->seed;
+  g.repetition_penalty = p->repetition_penalty;
+  g.no_repeat_ngram_size = p->no_repeat_ngram_size;
+  g.length_penalty = p->length_penalty;
+  g.early_stopping = (vb_early_stopping)p->early_stopping;
+  g.eos_token_id = m->cfg.eos_token_id;
+  g.pad_token_id = m->cfg.pad_token_id;
+  g.start_token_id = m->cfg.lm_kind == VB_LM_OPT ? m->cfg.bos_token_id : m->cfg.decoder_start_token_id;
+  if (vb_gen_config_check(&g) != 0) return -1;
+  int32_t *ids = NULL;
+  size_t n_ids = 0;
+  const char *text = prompt ? prompt : "";
+  if (vb_tokenizer_encode(m->tok, text, strlen(text), true, &ids, &n_ids) != 0) return -1;
+  int rc = -1;
+  if (m->lm->set_input(m->lm, v->projected, v->n_query, ids, (int)n_ids) != 0) goto done;
+  /* Decoder-only models share positions between input and output. */
+  if (m->lm->max_positions > 0 && m->cfg.lm_kind == VB_LM_OPT) {
+    int room = m->lm->max_positions - v->n_query - (int)n_ids;
+    if (g.max_new_tokens > room) g.max_new_tokens = room;
+    if (g.max_new_tokens <= 0) {
+      vb_error("the prompt leaves no room to generate within the model's %d positions", m->lm->max_positions);
+      goto done;
+    }
+  }
+  stream_state st = {.m = m, .cb = cb, .user = user};
+  vb_gen_result r;
+  double t0 = vb_now_ms();
+  int can_stream = cb && (g.num_beams <= 1);
+  if (vb_generate(&m->lm->gen, m->lm, &g, can_stream ? on_token : NULL, &st, &r) != 0) {
+    free(st.ids);
+    goto done;
+  }
+  out->ms_generate = vb_now_ms() - t0;
+  free(st.ids);
+  int len = r.lens[0];
+  const int32_t *seq = r.seqs[0];
+  /* drop the start token */
+  int start = len > 0 && seq[0] == g.start_token_id ? 1 : 0;
+  out->n_tokens = len - start;
+  out->token_ids = vb_malloc((size_t)(out->n_tokens + 1) * sizeof(int32_t));
+  if (out->token_ids) {
+    memcpy(out->token_ids, seq + start, (size_t)out->n_tokens * sizeof(int32_t));
+    out->score = r.scores ? r.scores[0] : 0;
+    if (vb_tokenizer_decode(m->tok, seq, (size_t)len, true, true, &out->text) == 0) rc = 0;
+  }
+  vb_gen_result_free(&r);
+done:
+  free(ids);
+  if (rc != 0) vblip_answer_free(out);
+  return rc;
+}
+
+void vblip_answer_free(vblip_answer *a) {
+  free(a->text);
+  free(a->token_ids);
+  memset(a, 0, sizeof *a);
+}
+
+char *vblip_postprocess(const char *text) {
+  const char *b = text;
+  while (*b && isspace((unsigned char)*b)) b++;
+  size_t len = strlen(b);
+  while (len > 0 && isspace((unsigned char)b[len - 1])) len--;
+  char *out = vb_malloc(len + 2);
+  if (!out) return NULL;
+  memcpy(out, b, len);
+  out[len] = 0;
+  /* Python's string.punctuation */
+  if (len == 0 || !strchr("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", out[len - 1])) {
+    out[len] = '.';
+    out[len + 1] = 0;
+  }
+  return out;
+}
+
+int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids, size_t *n) {
+  return vb_tokenizer_encode(m->tok, text, strlen(text), add_special != 0, ids, n);
+}
+
+int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special, char **text) {
+  return vb_tokenizer_decode(m->tok, ids, n, skip_special != 0, true, text);
+}

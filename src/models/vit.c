@@ -1,0 +1,139 @@
+#include "models/vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/common.h"
+
+#define I64(x) ((int64_t)(x))
+
+int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
+  memset(v, 0, sizeof *v);
+  v->cfg = *cfg;
+  int D = cfg->hidden_size, P = cfg->patch_size, F = cfg->intermediate_size;
+  if (strcmp(cfg->hidden_act, "gelu") != 0)
+    return vb_error("vision hidden_act %s is not supported (gelu)", cfg->hidden_act);
+  v->grid = cfg->image_size / P;
+  v->seq = v->grid * v->grid + 1;
+  const vb_tensor_info *pw = vb_weights_find(w, "vision_model.embeddings.patch_embedding.weight", 4,
+                                             I64(D), I64(3), I64(P), I64(P));
+  if (!pw) return -1;
+  v->patch.out = D;
+  v->patch.in = 3 * P * P;
+  v->patch.dtype = pw->dtype;
+  v->patch.w = pw->data;
+  v->patch.bias = vb_weights_f32(w, "vision_model.embeddings.patch_embedding.bias", 1, I64(D));
+  if (!v->patch.bias || vb_linear_prepare(&v->patch)) return -1;
+  v->class_emb = vb_weights_f32(w, "vision_model.embeddings.class_embedding", 3, I64(1), I64(1), I64(D));
+  v->pos_emb = vb_weights_f32(w, "vision_model.embeddings.position_embedding", 3, I64(1), I64(v->seq), I64(D));
+  v->post_w = vb_weights_f32(w, "vision_model.post_layernorm.weight", 1, I64(D));
+  v->post_b = vb_weights_f32(w, "vision_model.post_layernorm.bias", 1, I64(D));
+  if (!v->class_emb || !v->pos_emb || !v->post_w || !v->post_b) return -1;
+  v->layers = vb_calloc((size_t)cfg->num_hidden_layers, sizeof *v->layers);
+  if (!v->layers) return -1;
+  for (int i = 0; i < cfg->num_hidden_layers; i++) {
+    vb_vit_layer *L = &v->layers[i];
+    char p[160], n[200];
+    snprintf(p, sizeof p, "vision_model.encoder.layers.%d", i);
+#define LN(dst, sub, part)                                                   \
+  snprintf(n, sizeof n, "%s.%s.%s", p, sub, part);                            \
+  if (!(dst = vb_weights_f32(w, n, 1, I64(D)))) return -1;
+    LN(L->ln1_w, "layer_norm1", "weight");
+    LN(L->ln1_b, "layer_norm1", "bias");
+    LN(L->ln2_w, "layer_norm2", "weight");
+    LN(L->ln2_b, "layer_norm2", "bias");
+#undef LN
+    snprintf(n, sizeof n, "%s.self_attn.qkv", p);
+    if (vb_weights_linear(w, n, 3 * D, D, cfg->qkv_bias, &L->qkv)) return -1;
+    snprintf(n, sizeof n, "%s.self_attn.projection", p);
+    if (vb_weights_linear(w, n, D, D, 1, &L->proj)) return -1;
+    snprintf(n, sizeof n, "%s.mlp.fc1", p);
+    if (vb_weights_linear(w, n, F, D, 1, &L->fc1)) return -1;
+    snprintf(n, sizeof n, "%s.mlp.fc2", p);
+    if (vb_weights_linear(w, n, D, F, 1, &L->fc2)) return -1;
+  }
+  return 0;
+}
+
+void vb_vit_free(vb_vit *v) {
+  if (v->layers) {
+    for (int i = 0; i < v->cfg.num_hidden_layers; i++) {
+      vb_linear_release(&v->layers[i].qkv);
+      vb_linear_release(&v->layers[i].proj);
+      vb_linear_release(&v->layers[i].fc1);
+      vb_linear_release(&v->layers[i].fc2);
+    }
+  }
+  vb_linear_release(&v->patch);
+  free(v->layers);
+  memset(v, 0, sizeof *v);
+}
+
+/* Patch rows for one frame: [grid*grid, 3*P*P] in the conv weight's (c, ky, kx) order. */
+static void im2col(const float *pix, int frames, int t, int H, int W, int P, int grid, float *cols) {
+  size_t plane = (size_t)H * W, chan_stride = (size_t)frames * plane;
+  for (int gy = 0; gy < grid; gy++)
+    for (int gx = 0; gx < grid; gx++) {
+      float *row = cols + ((size_t)gy * grid + gx) * 3 * P * P;
+      for (int c = 0; c < 3; c++) {
+        const float *src = pix + c * chan_stride + (size_t)t * plane;
+        for (int ky = 0; ky < P; ky++)
+          memcpy(row + (c * P + ky) * P, src + (size_t)(gy * P + ky) * W + gx * P, P * sizeof(float));
+      }
+    }
+}
+
+int vb_vit_forward(const vb_vit *v, const float *pixel_values, int frames, float *out) {
+  const vb_vision_config *c = &v->cfg;
+  int D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, S = v->seq;
+  int heads = c->num_attention_heads, hd = D / heads;
+  int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
+  size_t M = (size_t)frames * S;
+  float *cols = vb_malloc((size_t)npatch * 3 * P * P * sizeof(float));
+  float *pe = vb_malloc((size_t)npatch * D * sizeof(float));
+  float *x = vb_malloc(M * D * sizeof(float));
+  float *qkv = vb_malloc(M * 3 * D * sizeof(float));
+  float *att = vb_malloc(M * D * sizeof(float));
+  float *mlp = vb_malloc(M * F * sizeof(float));
+  int rc = -1;
+  if (!cols || !pe || !x || !qkv || !att || !mlp) goto done;
+  /* embeddings: [CLS; patches] + positions, frame by frame */
+  for (int t = 0; t < frames; t++) {
+    im2col(pixel_values, frames, t, H, W, P, v->grid, cols);
+    vb_linear_forward(&v->patch, cols, npatch, pe);
+    float *xt = out + (size_t)t * S * D;
+    memcpy(xt, v->class_emb, D * sizeof(float));
+    memcpy(xt + D, pe, (size_t)npatch * D * sizeof(float));
+    vb_add(xt, v->pos_emb, (size_t)S * D);
+  }
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int l = 0; l < c->num_hidden_layers; l++) {
+    const vb_vit_layer *L = &v->layers[l];
+    vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
+    vb_linear_forward(&L->qkv, x, (int)M, qkv);
+    for (int t = 0; t < frames; t++) {
+      const float *q = qkv + (size_t)t * S * 3 * D;
+      vb_attention(q, 3 * D, q + D, q + 2 * D, 3 * D, att + (size_t)t * S * D, D, S, S, heads, hd,
+                   scale, NULL, 0, 0);
+    }
+    vb_linear_forward(&L->proj, att, (int)M, x);
+    vb_add(out, x, M * D);
+    vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
+    vb_linear_forward(&L->fc1, x, (int)M, mlp);
+    vb_gelu_erf(mlp, M * F);
+    vb_linear_forward(&L->fc2, mlp, (int)M, x);
+    vb_add(out, x, M * D);
+  }
+  vb_layernorm(out, out, (int)M, D, v->post_w, v->post_b, c->layer_norm_eps);
+  rc = 0;
+done:
+  free(cols);
+  free(pe);
+  free(x);
+  free(qkv);
+  free(att);
+  free(mlp);
+  return rc;
+}

@@ -1,0 +1,211 @@
+#include "models/weights.h"
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/safetensors.h"
+#include "formats/torch_bin.h"
+#include "runtime/common.h"
+
+typedef int (*load_fn)(vb_tensor_table *, const char *);
+
+/* Loads every shard an index names. Shard names must be plain file names:
+ * an index is as untrusted as any other input. */
+static int load_index(vb_weights *w, const char *dir, const char *index_name, load_fn load) {
+  char *path = vb_path_join(dir, index_name);
+  char *text = NULL;
+  int rc = -1;
+  cJSON *root = NULL;
+  char **seen = NULL;
+  size_t nseen = 0;
+  if (!path || vb_read_file(path, 64u << 20, &text, NULL) != 0) goto done;
+  root = cJSON_Parse(text);
+  const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+  if (!cJSON_IsObject(map)) {
+    vb_error("%s: no weight_map object", path);
+    goto done;
+  }
+  seen = vb_calloc((size_t)cJSON_GetArraySize(map) + 1, sizeof *seen);
+  if (!seen) goto done;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, map) {
+    if (!cJSON_IsString(e)) {
+      vb_error("%s: weight_map entry %s is not a file name", path, e->string);
+      goto done;
+    }
+    const char *f = e->valuestring;
+    if (!f[0] || strchr(f, '/') || strchr(f, '\\') || strcmp(f, "..") == 0 || strcmp(f, ".") == 0) {
+      vb_error("%s: shard name \"%s\" is not a plain file name", path, f);
+      goto done;
+    }
+    size_t i;
+    for (i = 0; i < nseen; i++)
+      if (strcmp(seen[i], f) == 0) break;
+    if (i < nseen) continue;
+    seen[nseen++] = (char *)f;
+    char *shard = vb_path_join(dir, f);
+    if (!shard) goto done;
+    int r = load(&w->tt, shard);
+    free(shard);
+    if (r != 0) goto done;
+  }
+  /* every tensor the index names must be there */
+  cJSON_ArrayForEach(e, map) {
+    if (!vb_tt_find(&w->tt, e->string)) {
+      vb_error("%s names tensor %s but its shard %s does not contain it", path, e->string,
+               e->valuestring);
+      goto done;
+    }
+  }
+  rc = 0;
+done:
+  free(seen);
+  cJSON_Delete(root);
+  free(text);
+  free(path);
+  return rc;
+}
+
+static int try_single(vb_weights *w, const char *dir, const char *name, load_fn load, int *found) {
+  char *p = vb_path_join(dir, name);
+  if (!p) return -1;
+  int rc = 0;
+  if (vb_file_exists(p)) {
+    *found = 1;
+    rc = load(&w->tt, p);
+  }
+  free(p);
+  return rc;
+}
+
+static int try_index(vb_weights *w, const char *dir, const char *name, load_fn load, int *found) {
+  char *p = vb_path_join(dir, name);
+  if (!p) return -1;
+  int exists = vb_file_exists(p);
+  free(p);
+  if (!exists) return 0;
+  *found = 1;
+  return load_index(w, dir, name, load);
+}
+
+int vb_weights_open(const char *model_dir, vb_weights *w) {
+  memset(w, 0, sizeof *w);
+  vb_tt_init(&w->tt);
+  int found = 0;
+  const struct {
+    const char *name;
+    int indexed;
+    load_fn load;
+  } sources[] = {
+      {"model.safetensors", 0, vb_safetensors_load},
+      {"model.safetensors.index.json", 1, vb_safetensors_load},
+      {"pytorch_model.bin", 0, vb_torch_bin_load},
+      {"pytorch_model.bin.index.json", 1, vb_torch_bin_load},
+  };
+  for (size_t i = 0; i < sizeof sources / sizeof sources[0] && !found; i++) {
+    int rc = sources[i].indexed ? try_index(w, model_dir, sources[i].name, sources[i].load, &found)
+                                : try_single(w, model_dir, sources[i].name, sources[i].load, &found);
+    if (rc != 0) {
+      vb_weights_close(w);
+      return -1;
+    }
+    if (found) w->source = vb_path_join(model_dir, sources[i].name);
+  }
+  if (!found) {
+    vb_weights_close(w);
+    return vb_error("%s has no weights (model.safetensors, model.safetensors.index.json, "
+                    "pytorch_model.bin or pytorch_model.bin.index.json)",
+                    model_dir);
+  }
+  return 0;
+}
+
+void vb_weights_close(vb_weights *w) {
+  vb_tt_free(&w->tt);
+  for (size_t i = 0; i < w->nowned; i++) vb_free_aligned(w->owned[i]);
+  free(w->owned);
+  free(w->source);
+  memset(w, 0, sizeof *w);
+}
+
+static const vb_tensor_info *find_v(vb_weights *w, const char *name, int ndim, va_list ap) {
+  const vb_tensor_info *t = vb_tt_find(&w->tt, name);
+  int64_t want[VB_MAX_DIMS];
+  for (int i = 0; i < ndim && i < VB_MAX_DIMS; i++) want[i] = va_arg(ap, int64_t);
+  if (!t) {
+    vb_error("weights: tensor %s is missing", name);
+    return NULL;
+  }
+  int ok = t->ndim == ndim;
+  for (int i = 0; ok && i < ndim; i++) ok = t->shape[i] == want[i];
+  if (!ok) {
+    char got[160] = "", exp[160] = "";
+    for (int i = 0; i < t->ndim; i++)
+      snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", i ? "," : "", (long long)t->shape[i]);
+    for (int i = 0; i < ndim; i++)
+      snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%s%lld", i ? "," : "", (long long)want[i]);
+    vb_error("weights: tensor %s has shape [%s], the config needs [%s]", name, got, exp);
+    return NULL;
+  }
+  if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16 &&
+      t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0) {
+    vb_error("weights: tensor %s has dtype %s, expected a floating-point type", name,
+             vb_dtype_name(t->dtype));
+    return NULL;
+  }
+  return t;
+}
+
+const vb_tensor_info *vb_weights_find(vb_weights *w, const char *name, int ndim, ...) {
+  va_list ap;
+  va_start(ap, ndim);
+  const vb_tensor_info *t = find_v(w, name, ndim, ap);
+  va_end(ap);
+  return t;
+}
+
+static const float *as_f32(vb_weights *w, const vb_tensor_info *t) {
+  if (t->dtype == VB_DT_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
+  int64_t n = vb_tensor_numel(t);
+  float *buf = vb_malloc_aligned((size_t)n * sizeof(float));
+  if (!buf) return NULL;
+  void **owned = vb_realloc(w->owned, (w->nowned + 1) * sizeof *owned);
+  if (!owned) {
+    vb_free_aligned(buf);
+    return NULL;
+  }
+  w->owned = owned;
+  w->owned[w->nowned++] = buf;
+  if (vb_convert_to_f32(t->dtype, t->data, n, buf) != 0) return NULL;
+  return buf;
+}
+
+const float *vb_weights_f32(vb_weights *w, const char *name, int ndim, ...) {
+  va_list ap;
+  va_start(ap, ndim);
+  const vb_tensor_info *t = find_v(w, name, ndim, ap);
+  va_end(ap);
+  return t ? as_f32(w, t) : NULL;
+}
+
+int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int has_bias,
+                      vb_linear *l) {
+  char name[512];
+  memset(l, 0, sizeof *l);
+  snprintf(name, sizeof name, "%s.weight", prefix);
+  const vb_tensor_info *t = vb_weights_find(w, name, 2, (int64_t)out, (int64_t)in);
+  if (!t) return -1;
+  l->out = out;
+  l->in = in;
+  l->dtype = t->dtype;
+  l->w = t->data;
+  if (has_bias) {
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    l->bias = vb_weights_f32(w, name, 1, (int64_t)out);
+    if (!l->bias) return -1;
+  }
+  return vb_linear_prepare(l);
+}

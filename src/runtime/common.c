@@ -1,0 +1,181 @@
+#include "runtime/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static _Thread_local char g_error[1024];
+
+int vb_error(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(g_error, sizeof g_error, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
+int vb_error_context(const char *fmt, ...) {
+  char prefix[512], old[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  va_end(ap);
+  memcpy(old, g_error, sizeof old);
+  size_t n = strlen(prefix);
+  memcpy(g_error, prefix, n);
+  const char *tail = old[0] ? old : "failed";
+  size_t room = sizeof g_error - n - 3;
+  size_t tl = strnlen(tail, room);
+  memcpy(g_error + n, ": ", 2);
+  memcpy(g_error + n + 2, tail, tl);
+  g_error[n + 2 + tl] = 0;
+  return -1;
+}
+
+const char *vb_error_message(void) { return g_error[0] ? g_error : "unknown error"; }
+void vb_error_clear(void) { g_error[0] = 0; }
+
+void *vb_malloc(size_t n) {
+  void *p = malloc(n ? n : 1);
+  if (!p) vb_error("out of memory allocating %zu bytes", n);
+  return p;
+}
+
+void *vb_calloc(size_t count, size_t size) {
+  void *p = calloc(count ? count : 1, size ? size : 1);
+  if (!p) vb_error("out of memory allocating %zu x %zu bytes", count, size);
+  return p;
+}
+
+void *vb_realloc(void *p, size_t n) {
+  void *q = realloc(p, n ? n : 1);
+  if (!q) vb_error("out of memory reallocating %zu bytes", n);
+  return q;
+}
+
+char *vb_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = vb_malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+void *vb_malloc_aligned(size_t n) {
+  void *p = NULL;
+  size_t rounded = (n + 63) & ~(size_t)63;
+  if (rounded < n || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+    vb_error("out of memory allocating %zu bytes", n);
+    return NULL;
+  }
+  return p;
+}
+
+void vb_free_aligned(void *p) { free(p); }
+
+int vb_map_file(const char *path, vb_mapped_file *out) {
+  memset(out, 0, sizeof *out);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return vb_error("cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return vb_error("cannot stat %s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return vb_error("%s is not a regular file", path);
+  }
+  out->size = (size_t)st.st_size;
+  if (out->size == 0) {
+    close(fd);
+    out->data = (const uint8_t *)"";
+    return 0;
+  }
+  void *p = mmap(NULL, out->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return vb_error("cannot map %s: %s", path, strerror(errno));
+  out->data = p;
+  out->is_mmap = 1;
+  return 0;
+}
+
+void vb_unmap_file(vb_mapped_file *m) {
+  if (m->is_mmap && m->data) munmap((void *)m->data, m->size);
+  memset(m, 0, sizeof *m);
+}
+
+int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return vb_error("cannot open %s: %s", path, strerror(errno));
+  size_t cap = 4096, len = 0;
+  char *buf = vb_malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return -1;
+  }
+  for (;;) {
+    if (len + 1 >= cap) {
+      if (cap > max_bytes) {
+        free(buf);
+        fclose(f);
+        return vb_error("%s is larger than the %zu-byte limit", path, max_bytes);
+      }
+      char *nb = vb_realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return -1;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t got = fread(buf + len, 1, cap - len - 1, f);
+    len += got;
+    if (got == 0) break;
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(buf);
+    return vb_error("error reading %s", path);
+  }
+  if (len > max_bytes) {
+    free(buf);
+    return vb_error("%s is larger than the %zu-byte limit", path, max_bytes);
+  }
+  buf[len] = 0;
+  *out = buf;
+  if (out_len) *out_len = len;
+  return 0;
+}
+
+bool vb_file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+char *vb_path_join(const char *dir, const char *name) {
+  size_t a = strlen(dir), b = strlen(name);
+  char *p = vb_malloc(a + b + 2);
+  if (!p) return NULL;
+  memcpy(p, dir, a);
+  size_t o = a;
+  if (a && dir[a - 1] != '/') p[o++] = '/';
+  memcpy(p + o, name, b + 1);
+  return p;
+}
+
+double vb_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}

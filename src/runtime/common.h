@@ -1,0 +1,59 @@
+/* Shared runtime helpers: error reporting, checked allocation, file access.
+ * Every fallible function in vblip returns 0 on success and -1 on failure
+ * after recording a one-line message with vb_error(); callers propagate -1. */
+#ifndef VBLIP_RUNTIME_COMMON_H
+#define VBLIP_RUNTIME_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#if defined(__GNUC__)
+#define VB_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define VB_PRINTF(a, b)
+#endif
+
+/* Records a formatted error message for this thread; always returns -1. */
+int vb_error(const char *fmt, ...) VB_PRINTF(1, 2);
+/* Prepends context ("loading X: ") to the current message; returns -1. */
+int vb_error_context(const char *fmt, ...) VB_PRINTF(1, 2);
+const char *vb_error_message(void);
+void vb_error_clear(void);
+
+/* Allocation that records an error instead of returning silently NULL. */
+void *vb_malloc(size_t n);
+void *vb_calloc(size_t count, size_t size);
+void *vb_realloc(void *p, size_t n);
+char *vb_strdup(const char *s);
+/* 64-byte aligned allocation for SIMD/oneDNN buffers; free with vb_free_aligned. */
+void *vb_malloc_aligned(size_t n);
+void vb_free_aligned(void *p);
+
+/* Overflow-checked size arithmetic: return false on overflow. */
+static inline bool vb_mul_ok(size_t a, size_t b, size_t *out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool vb_add_ok(size_t a, size_t b, size_t *out) {
+  return !__builtin_add_overflow(a, b, out);
+}
+
+/* A read-only memory mapping of a whole file (or an owned copy). */
+typedef struct {
+  const uint8_t *data;
+  size_t size;
+  int is_mmap;
+} vb_mapped_file;
+
+int vb_map_file(const char *path, vb_mapped_file *out);
+void vb_unmap_file(vb_mapped_file *m);
+/* Reads a whole file into a NUL-terminated heap buffer, refusing files over max_bytes. */
+int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
+bool vb_file_exists(const char *path);
+/* Joins dir and name with '/' into a heap string. */
+char *vb_path_join(const char *dir, const char *name);
+
+/* Monotonic clock in milliseconds. */
+double vb_now_ms(void);
+
+#endif

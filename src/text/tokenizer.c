@@ -1,0 +1,63 @@
+#include "text/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/common.h"
+
+int vb_tokenizer_load(const char *model_dir, vb_tokenizer **out) {
+  *out = NULL;
+  vb_tokenizer *t = vb_calloc(1, sizeof *t);
+  if (!t) return -1;
+  int rc = vb_bpe_load(model_dir, t);
+  if (rc == 1) rc = vb_spm_load(model_dir, t);
+  if (rc == 1) rc = vb_error("%s has no tokenizer (vocab.json+merges.txt, spiece.model or tokenizer.json)", model_dir);
+  if (rc != 0) {
+    free(t);
+    return -1;
+  }
+  *out = t;
+  return 0;
+}
+
+void vb_tokenizer_free(vb_tokenizer *t) {
+  if (!t) return;
+  if (t->ops && t->ops->destroy) t->ops->destroy(t->impl);
+  free(t);
+}
+
+int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                        int32_t **ids, size_t *n) {
+  return t->ops->encode(t->impl, text, len, add_special, ids, n);
+}
+
+int vb_tokenizer_decode(const vb_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                        bool cleanup, char **text) {
+  return t->ops->decode(t->impl, ids, n, skip_special, cleanup, text);
+}
+
+int32_t vb_tokenizer_vocab_size(const vb_tokenizer *t) { return t->ops->vocab_size(t->impl); }
+
+static void replace_all(char *s, const char *from, const char *to) {
+  size_t fl = strlen(from), tl = strlen(to);
+  char *r = s, *w = s;
+  while (*r) {
+    if (strncmp(r, from, fl) == 0) {
+      memmove(w, to, tl);
+      w += tl;
+      r += fl;
+    } else {
+      *w++ = *r++;
+    }
+  }
+  *w = 0;
+}
+
+void vb_clean_up_tokenization(char *s) {
+  /* The order is transformers' (tokenization_utils_base.clean_up_tokenization). */
+  static const char *const pairs[][2] = {
+      {" .", "."},     {" ?", "?"},     {" !", "!"},     {" ,", ","},     {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"},   {" 's", "'s"},   {" 've", "'ve"}, {" 're", "'re"},
+  };
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) replace_all(s, pairs[i][0], pairs[i][1]);
+}

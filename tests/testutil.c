@@ -1,0 +1,130 @@
+#include "testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "formats/safetensors.h"
+#include "runtime/common.h"
+
+static int g_pass, g_fail;
+
+bool tu_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...) {
+  if (ok) {
+    g_pass++;
+    return true;
+  }
+  g_fail++;
+  fprintf(stderr, "FAIL %s:%d: %s: ", file, line, expr);
+  va_list ap;
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return false;
+}
+
+int tu_finish(void) {
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}
+
+const char *tu_fixture(const char *rel) {
+  static char bufs[8][1024];
+  static int k;
+  char *b = bufs[k++ & 7];
+  snprintf(b, sizeof bufs[0], "%s/%s", VBLIP_FIXTURES, rel);
+  return b;
+}
+
+cJSON *tu_expected(void) {
+  static cJSON *root;
+  if (!root) {
+    char *text;
+    if (vb_read_file(tu_fixture("expected.json"), 64u << 20, &text, NULL) != 0) {
+      fprintf(stderr, "cannot read expected.json: %s\n", vb_error_message());
+      exit(2);
+    }
+    root = cJSON_Parse(text);
+    free(text);
+    if (!root) {
+      fprintf(stderr, "expected.json does not parse\n");
+      exit(2);
+    }
+  }
+  return root;
+}
+
+cJSON *tu_json_path(cJSON *root, const char *dotted) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", dotted);
+  cJSON *cur = root;
+  for (char *save = NULL, *tok = strtok_r(buf, ".", &save); tok && cur;
+       tok = strtok_r(NULL, ".", &save))
+    cur = cJSON_GetObjectItemCaseSensitive(cur, tok);
+  return cur;
+}
+
+const vb_tensor_info *tu_ref_tensor(const char *name) {
+  static vb_tensor_table tt;
+  static int loaded;
+  if (!loaded) {
+    vb_tt_init(&tt);
+    if (vb_safetensors_load(&tt, tu_fixture("expected.safetensors")) != 0) {
+      fprintf(stderr, "cannot load expected.safetensors: %s\n", vb_error_message());
+      exit(2);
+    }
+    loaded = 1;
+  }
+  const vb_tensor_info *t = vb_tt_find(&tt, name);
+  CHECK(t != NULL, "reference tensor %s missing", name);
+  return t;
+}
+
+size_t tu_compare(const float *got, const float *ref, size_t n, double atol, double rtol,
+                  double *max_abs_err, double *rel_l2) {
+  size_t bad = 0;
+  double worst = 0, num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)got[i] - (double)ref[i]);
+    if (!(d <= atol + rtol * fabs((double)ref[i]))) bad++;
+    if (d > worst || isnan(d)) worst = d;
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  if (max_abs_err) *max_abs_err = worst;
+  if (rel_l2) *rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+  return bad;
+}
+
+int tu_run(const char *cmd, char **output) {
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  size_t cap = 4096, len = 0;
+  char *buf = malloc(cap);
+  size_t got;
+  while ((got = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+    len += got;
+    if (len + 1 >= cap) buf = realloc(buf, cap *= 2);
+  }
+  buf[len] = 0;
+  int st = pclose(p);
+  if (output) *output = buf;
+  else free(buf);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *tu_tmpdir(void) {
+  static char dir[256];
+  if (!dir[0]) {
+    snprintf(dir, sizeof dir, "/tmp/vblip-test-XXXXXX");
+    if (!mkdtemp(dir)) {
+      perror("mkdtemp");
+      exit(2);
+    }
+  }
+  return dir;
+}

@@ -1,0 +1,40 @@
+/* Test helpers: checks that count passes/failures, fixture access, tensor comparison.
+ * Every test program ends with `return tu_finish();`, which prints
+ * "N passed, N failed" and exits non-zero if anything failed. */
+#ifndef VBLIP_TESTUTIL_H
+#define VBLIP_TESTUTIL_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "formats/tensor_table.h"
+
+#define CHECK(cond, ...) tu_check((cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
+#define CHECK_OK(expr) tu_check((expr) == 0, __FILE__, __LINE__, #expr, "%s", vb_error_message())
+
+bool tu_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+int tu_finish(void);
+
+/* Path of a file under tests/fixtures (static buffer rotation: use promptly or copy). */
+const char *tu_fixture(const char *rel);
+/* expected.json, parsed once. */
+cJSON *tu_expected(void);
+/* Follows a dotted path ("models.opt.cases.image") through objects. */
+cJSON *tu_json_path(cJSON *root, const char *dotted);
+/* A tensor from expected.safetensors, or NULL (and a failed check). */
+const vb_tensor_info *tu_ref_tensor(const char *name);
+
+/* max |got-ref| - (atol + rtol*|ref|) > 0 counts as a mismatch; returns the number of
+ * mismatching elements and reports the worst one and the relative L2 error. */
+size_t tu_compare(const float *got, const float *ref, size_t n, double atol, double rtol,
+                  double *max_abs_err, double *rel_l2);
+
+/* Runs a shell command; captures stdout (and stderr if merge) into a heap string.
+ * Returns the exit status (or -1). */
+int tu_run(const char *cmd, char **output);
+/* A fresh empty temporary directory (removed by nothing: tests write only small files). */
+const char *tu_tmpdir(void);
+
+#endif
