@@ -33,10 +33,11 @@ int tu_finish(void) {
 }
 
 const char *tu_fixture(const char *rel) {
-  static char bufs[8][1024];
-  static int k;
-  char *b = bufs[k++ & 7];
-  snprintf(b, sizeof bufs[0], "%s/%s", VBLIP_FIXTURES, rel);
+  /* each call gets its own string: tests hold several paths at once */
+  size_t n = strlen(VBLIP_FIXTURES) + strlen(rel) + 2;
+  char *b = malloc(n);
+  if (!b) exit(2);
+  snprintf(b, n, "%s/%s", VBLIP_FIXTURES, rel);
   return b;
 }
 

@@ -17,7 +17,7 @@ bool tu_check(bool ok, const char *file, int line, const char *expr, const char 
     __attribute__((format(printf, 5, 6)));
 int tu_finish(void);
 
-/* Path of a file under tests/fixtures (static buffer rotation: use promptly or copy). */
+/* Path of a file under tests/fixtures (a new string each call, never freed). */
 const char *tu_fixture(const char *rel);
 /* expected.json, parsed once. */
 cJSON *tu_expected(void);

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Writes small seed inputs for the fuzz targets into OUT/{safetensors,torch_bin,pickle}/.
+
+Seeds come from the test fixtures (their data.pkl pickles, the first tensors of their
+safetensors files, a fixture shard) plus small torch.save-shaped archives built here
+with stand-in modules (torch itself is not needed, nothing is imported from it)."""
+import collections
+import io
+import json
+import os
+import pickle
+import struct
+import sys
+import types
+import zipfile
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+fixtures = os.path.join(root, "tests", "fixtures", "models")
+out = sys.argv[1]
+for sub in ("safetensors", "torch_bin", "pickle"):
+    os.makedirs(os.path.join(out, sub), exist_ok=True)
+
+
+def write(sub, name, data):
+    with open(os.path.join(out, sub, name), "wb") as f:
+        f.write(data)
+
+
+# --- fixture-derived seeds ---
+for model in sorted(os.listdir(fixtures)):
+    d = os.path.join(fixtures, model)
+    for fn in sorted(os.listdir(d)):
+        path = os.path.join(d, fn)
+        if fn.endswith(".bin"):
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.endswith("/data.pkl"):
+                        write("pickle", f"{model}-{fn}.pkl", z.read(info))
+        elif fn.endswith(".safetensors"):
+            # Keep the three smallest tensors: a valid, small file.
+            with open(path, "rb") as f:
+                raw = f.read()
+            (hlen,) = struct.unpack("<Q", raw[:8])
+            header = json.loads(raw[8 : 8 + hlen])
+            header.pop("__metadata__", None)
+            keep, blob = {}, b""
+            by_size = sorted(header, key=lambda k: header[k]["data_offsets"][1] - header[k]["data_offsets"][0])
+            for name in by_size[:3]:
+                e = header[name]
+                b, en = e["data_offsets"]
+                chunk = raw[8 + hlen + b : 8 + hlen + en]
+                keep[name] = {"dtype": e["dtype"], "shape": e["shape"],
+                              "data_offsets": [len(blob), len(blob) + len(chunk)]}
+                blob += chunk
+            h = json.dumps(keep).encode()
+            write("safetensors", f"{model}-{fn}", struct.pack("<Q", len(h)) + h + blob)
+# (Whole fixture checkpoints are hundreds of KB: too slow to mutate; their pickles
+# seed the pickle target and the archives below cover the zip layer.)
+
+# --- synthetic torch.save-shaped archives ---
+torch = types.ModuleType("torch")
+utils = types.ModuleType("torch._utils")
+sys.modules["torch"], sys.modules["torch._utils"] = torch, utils
+torch._utils = utils
+SIZES = {"FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+         "BoolStorage": 1, "ByteStorage": 1}
+for cls in SIZES:
+    setattr(torch, cls, type(cls, (), {"__module__": "torch"}))
+
+
+def _rebuild_tensor_v2(*args):
+    raise RuntimeError("never called")
+
+
+def _rebuild_parameter(*args):
+    raise RuntimeError("never called")
+
+
+for fn in (_rebuild_tensor_v2, _rebuild_parameter):
+    fn.__module__ = "torch._utils"
+    setattr(utils, fn.__name__, fn)
+
+
+class Storage:
+    def __init__(self, cls, key, numel):
+        self.cls, self.key, self.numel = cls, key, numel
+
+
+class Tensor:
+    def __init__(self, storage, offset, size, stride, param=False):
+        self.args = (storage, offset, tuple(size), tuple(stride), False, collections.OrderedDict())
+        self.param = param
+
+    def __reduce__(self):
+        inner = (_rebuild_tensor_v2, self.args)
+        if self.param:
+            class Inner:
+                def __reduce__(s):
+                    return inner
+            return (_rebuild_parameter, (Inner(), True, collections.OrderedDict()))
+        return inner
+
+
+class Pickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        if isinstance(obj, Storage):
+            return ("storage", getattr(torch, obj.cls), obj.key, "cpu", obj.numel)
+        return None
+
+
+def archive(name, tensors, storages, protocol=2, metadata=False, prefix="archive"):
+    sd = collections.OrderedDict(tensors)
+    if metadata:
+        sd._metadata = collections.OrderedDict([("", {"version": 1})])
+    buf = io.BytesIO()
+    Pickler(buf, protocol=protocol).dump(sd)
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"{prefix}/data.pkl", buf.getvalue())
+        zf.writestr(f"{prefix}/byteorder", "little")
+        for s in storages:
+            zf.writestr(f"{prefix}/data/{s.key}", bytes(range(256)) * ((s.numel * SIZES[s.cls]) // 256 + 1))
+        zf.writestr(f"{prefix}/version", "3\n")
+    write("torch_bin", name, z.getvalue())
+    write("pickle", name + ".pkl", buf.getvalue())
+
+
+s0, s1, s2 = Storage("FloatStorage", "0", 12), Storage("HalfStorage", "1", 8), Storage("LongStorage", "2", 3)
+archive("simple.bin", [("w", Tensor(s0, 0, (3, 4), (4, 1))), ("b", Tensor(s1, 0, (8,), (1,)))], [s0, s1])
+archive("views.bin", [("t", Tensor(s0, 0, (4, 3), (1, 4))), ("tied", Tensor(s0, 0, (3, 4), (4, 1))),
+                      ("tail", Tensor(s0, 4, (2, 4), (4, 1))), ("scalar", Tensor(s2, 2, (), ()))],
+        [s0, s2], metadata=True)
+archive("proto4.bin", [("p", Tensor(s1, 0, (2, 4), (4, 1), param=True)), ("n", Tensor(s2, 0, (3,), (1,)))],
+        [s1, s2], protocol=4, metadata=True, prefix="model")
+b0 = Storage("BoolStorage", "0", 5)
+bf = Storage("BFloat16Storage", "1", 6)
+archive("dtypes.bin", [("mask", Tensor(b0, 0, (5,), (1,))), ("bf", Tensor(bf, 0, (2, 3), (1, 2)))], [b0, bf])

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds each libFuzzer target (clang, ASan + UBSan) with the library sources it
+# needs and runs it for SECONDS (default 20) on a seed corpus made from the test
+# fixtures. Exits non-zero if any target crashes or fails to build.
+# Usage: fuzz/run.sh [seconds]   (outputs under $FUZZ_OUT, default build-fuzz/)
+set -euo pipefail
+secs=${1:-20}
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${FUZZ_OUT:-$root/build-fuzz}
+cc=${CC:-clang}
+mkdir -p "$out"
+
+cflags=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
+        -fno-sanitize-recover=undefined -I"$root/src")
+read -r -a cjson <<<"$(pkg-config --cflags --libs libcjson)"
+srcs=("$root/src/runtime/common.c" "$root"/src/formats/*.c)
+
+# libFuzzer's runtime ships separately from clang on Debian (libclang-rt-<ver>-dev).
+if ! command -v "$cc" >/dev/null ||
+   ! echo 'int LLVMFuzzerTestOneInput(const char *d, long n) { (void)d; (void)n; return 0; }' |
+     "$cc" -x c -fsanitize=fuzzer - -o "$out/.probe" 2>/dev/null; then
+  echo "fuzz/run.sh: $cc cannot build libFuzzer targets; install clang and libclang-rt-14-dev" >&2
+  exit 2
+fi
+rm -f "$out/.probe"
+
+python3 "$root/fuzz/make_seeds.py" "$out/seeds"
+
+status=0
+for t in safetensors torch_bin pickle; do
+  bin="$out/fuzz_$t"
+  echo "== building fuzz_$t"
+  "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" -lm -o "$bin"
+  mkdir -p "$out/corpus_$t" "$out/crashes_$t"
+  echo "== running fuzz_$t for ${secs}s"
+  # New inputs go to corpus_$t (kept between runs); seeds are read-only inputs.
+  if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+      -print_final_stats=1 -artifact_prefix="$out/crashes_$t/" \
+      "$out/corpus_$t" "$out/seeds/$t" 2>"$out/fuzz_$t.log"; then
+    echo "fuzz_$t FAILED (see $out/fuzz_$t.log and $out/crashes_$t/)"
+    tail -40 "$out/fuzz_$t.log"
+    status=1
+  else
+    grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "$out/fuzz_$t.log" || true
+  fi
+done
+exit $status
