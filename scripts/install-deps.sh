@@ -11,6 +11,7 @@ pkgs=(
   libcurl4-openssl-dev                                          # Hub downloads
   libedit-dev                                                   # line editing in `vblip chat`
   ffmpeg                                                        # test media generation in tests
+  clang libclang-rt-14-dev python3                              # libFuzzer smoke runs (fuzz/run.sh)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi

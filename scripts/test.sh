@@ -14,3 +14,5 @@ echo "== tests (ASan/UBSan build)"
 # oneDNN's JIT and OpenMP's thread pool keep allocations for the process lifetime.
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" "$@"
+echo "== fuzz smoke run (libFuzzer, 10 s per target)"
+fuzz/run.sh 10

@@ -20,7 +20,7 @@ typedef struct {
 void vb_sampling_default(vb_sampling *s);
 
 typedef struct {
-  int count;       /* selected frames */
+  int count; /* selected frames */
   int width, height;
   uint8_t **rgb;   /* count buffers of height*width*3 packed RGB24 (as PyAV's frame.to_rgb()) */
   int64_t *index;  /* index of each frame in the decoded list of the window */
@@ -51,8 +51,8 @@ typedef struct {
 
 void vb_video_opts_default(vb_video_opts *o);
 /* vb_video_read with options; stats may be NULL. */
-int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts *o,
-                     vb_frames *out, vb_video_stats *stats);
+int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts *o, vb_frames *out,
+                     vb_video_stats *stats);
 
 /* pytorchvideo's UniformTemporalSubsample indices: long(clamp(linspace(0, total-1, n)))
  * with torch's float32 linspace. out has n entries. Errors: total <= 0, n <= 0. */
