@@ -17,7 +17,7 @@ import zipfile
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
-for sub in ("safetensors", "torch_bin", "pickle"):
+for sub in ("safetensors", "torch_bin", "pickle", "gguf"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -135,3 +135,41 @@ archive("proto4.bin", [("p", Tensor(s1, 0, (2, 4), (4, 1), param=True)), ("n", T
 b0 = Storage("BoolStorage", "0", 5)
 bf = Storage("BFloat16Storage", "1", 6)
 archive("dtypes.bin", [("mask", Tensor(b0, 0, (5,), (1,))), ("bf", Tensor(bf, 0, (2, 3), (1, 2)))], [b0, bf])
+
+
+# --- GGUF seeds: small files in the layout vblip convert writes ---
+def gguf_str(s):
+    b = s.encode()
+    return struct.pack("<Q", len(b)) + b
+
+
+def gguf_file(kvs, tensors, align=32):
+    """kvs: (key, type, payload bytes); tensors: (name, dims innermost-first, ggml type, data)."""
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for key, t, payload in kvs:
+        out += gguf_str(key) + struct.pack("<I", t) + payload
+    offset, blobs = 0, b""
+    for name, dims, t, data in tensors:
+        out += gguf_str(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<Q", d) for d in dims)
+        out += struct.pack("<IQ", t, offset)
+        pad = (-len(data)) % align
+        blobs += data + b"\0" * pad
+        offset += len(data) + pad
+    out += b"\0" * ((-len(out)) % align)
+    return out + blobs
+
+
+kvs = [("general.architecture", 8, gguf_str("videoblip")),
+       ("general.alignment", 4, struct.pack("<I", 32)),
+       ("vblip.file.config.json", 8, gguf_str('{"model_type": "blip-2"}')),
+       ("vblip.file.spiece.model", 9, struct.pack("<IQ", 0, 4) + b"\x01\x02\x03\x04"),
+       ("x.words", 9, struct.pack("<IQ", 8, 2) + gguf_str("ab") + gguf_str("c")),
+       ("x.flag", 7, b"\x01")]
+q8 = struct.pack("<H", 0x3c00) + bytes(range(32))
+tensors = [("a.weight", [4, 2], 0, struct.pack("<8f", *range(8))),
+           ("b.weight", [32, 1], 8, q8),
+           ("c.bias", [4], 30, b"\x80\x3f" * 4),
+           ("d.weight", [2, 2], 1, b"\x00\x3c" * 4)]
+write("gguf", "small.gguf", gguf_file(kvs, tensors))
+write("gguf", "empty.gguf", gguf_file([], []))
+write("gguf", "align64.gguf", gguf_file([("general.alignment", 4, struct.pack("<I", 64))], tensors[:1], 64))

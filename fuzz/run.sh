@@ -13,7 +13,7 @@ mkdir -p "$out"
 cflags=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=undefined -I"$root/src")
 read -r -a cjson <<<"$(pkg-config --cflags --libs libcjson)"
-srcs=("$root/src/runtime/common.c" "$root"/src/formats/*.c)
+srcs=("$root/src/runtime/common.c" "$root/src/runtime/vfs.c" "$root"/src/formats/*.c)
 
 # libFuzzer's runtime ships separately from clang on Debian (libclang-rt-<ver>-dev).
 if ! command -v "$cc" >/dev/null ||
@@ -27,7 +27,7 @@ rm -f "$out/.probe"
 python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
-for t in safetensors torch_bin pickle; do
+for t in safetensors torch_bin pickle gguf; do
   bin="$out/fuzz_$t"
   echo "== building fuzz_$t"
   "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" -lm -o "$bin"

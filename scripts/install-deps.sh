@@ -12,6 +12,7 @@ pkgs=(
   libedit-dev                                                   # line editing in `vblip chat`
   ffmpeg                                                        # test media generation in tests
   clang libclang-rt-14-dev python3                              # libFuzzer smoke runs (fuzz/run.sh)
+  chromium nodejs jq                                            # browser test of the web demo, JSON in shell tests
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -23,5 +24,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# npm ships with nodejs from some sources; Debian packages it separately.
+if ! command -v npm >/dev/null; then
+  $SUDO apt-get install -y -q --no-install-recommends npm
+fi
+# playwright-core for the browser test (pinned in tests/browser/package-lock.json)
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+  (cd "$here/tests/browser" && npm ci --no-audit --no-fund)
 fi
 echo "install-deps: all packages present"

@@ -30,7 +30,7 @@ static void check_caption(const char *kind, const char *model_dir, const char *c
   snprintf(path, sizeof path, "models.%s.cases.%s.generation.%s", kind, case_name, setting);
   cJSON *g = tu_json_path(tu_expected(), path);
   if (!CHECK(g != NULL, "no case %s", path)) return;
-  snprintf(args, sizeof args, "caption --json --model %s --prompt '%s' %s %s", tu_fixture(model_dir), k_prompt,
+  snprintf(args, sizeof args, "caption --json --dtype f32 --model %s --prompt '%s' %s %s", tu_fixture(model_dir), k_prompt,
            flags, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   char *out = NULL;
   int st = run(args, &out);
@@ -56,7 +56,7 @@ static void check_caption(const char *kind, const char *model_dir, const char *c
 static void check_embed(void) {
   char args[2048], file[512];
   snprintf(file, sizeof file, "%s/emb.safetensors", tu_tmpdir());
-  snprintf(args, sizeof args, "embed --model %s --out %s %s", tu_fixture("models/videoblip-opt-tiny"), file,
+  snprintf(args, sizeof args, "embed --dtype f32 --model %s --out %s %s", tu_fixture("models/videoblip-opt-tiny"), file,
            tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   char *out = NULL;
   int st = run(args, &out);
@@ -136,7 +136,7 @@ int main(void) {
   snprintf(args, sizeof args, "caption --json --beams 1 --max-new-tokens 5 --model %s %s %s", opt, video,
            tu_fixture("media/image_rgb_203x150.png"));
   char *out = NULL;
-  CHECK(run(args, &out) == 0, "two videos: %s", out);
+  CHECK(run(args, &out) == 0, "two videos: %s", out ? out : "");
   int lines = 0;
   for (char *p = out; p && *p; p++) lines += *p == '\n';
   CHECK(lines == 2, "two videos gave %d lines: %s", lines, out);

@@ -17,19 +17,8 @@ static const char *k_help =
     "options:\n"
     "  --model DIR               checkpoint directory\n"
     "  --prompt TEXT             e.g. \"Question: What is the camera wearer doing? Answer:\"\n" CLI_FRAME_HELP
-    "  --beams N                 beam search width; 0 or 1 = greedy (default 4, as the demo)\n"
-    "  --max-new-tokens N        at most N new tokens (default 128, as the demo)\n"
-    "  --min-new-tokens N        no end-of-text before N tokens (default 0)\n"
-    "  --sample                  sample instead of greedy/beam search\n"
-    "  --temperature T           with --sample (default 1.0); without it, like transformers,\n"
-    "                            it has no effect (the demo passes 0.7 that way)\n"
-    "  --top-k K                 with --sample (default 50; 0 = off)\n"
-    "  --top-p P                 with --sample, 0 < P <= 1 (default 1 = off)\n"
-    "  --seed S                  random seed for --sample (default 0)\n"
-    "  --repetition-penalty R    > 0 (default 1 = off)\n"
-    "  --no-repeat-ngram N       forbid repeating any N-gram (default 0 = off)\n"
-    "  --length-penalty L        beam search length penalty (default 1)\n"
-    "  --threads N               worker threads (default: all cores)\n"
+    CLI_GEN_HELP
+    "  --threads N               worker threads (default: all cores)\n" CLI_DTYPE_HELP
     "  --json                    one JSON object per video per line:\n"
     "                            {video, frames:[{index,time}], prompt, text, token_ids, timings_ms}\n"
     "  --raw                     print the decoded text without post-processing\n";
@@ -42,57 +31,6 @@ static int print_piece(void *user, const char *piece) {
   (void)user;
   fputs(piece, stdout);
   fflush(stdout);
-  return 0;
-}
-
-static int parse_gen_option(int argc, char **argv, int *i, vblip_gen_params *p) {
-  bool miss;
-  const char *v;
-  long n;
-  double d;
-#define INT_OPT(flag, lo, hi, field, msg)                                        \
-  if ((v = cli_opt(argc, argv, i, flag, &miss)) || miss) {                       \
-    if (miss || !cli_int(v, lo, hi, &n)) {                                       \
-      cli_usage_error("caption", flag " " msg);                                  \
-      return -1;                                                                 \
-    }                                                                            \
-    p->field = (int)n;                                                           \
-    return 1;                                                                    \
-  }
-#define DBL_OPT(flag, lo, hi, field, msg)                                        \
-  if ((v = cli_opt(argc, argv, i, flag, &miss)) || miss) {                       \
-    if (miss || !cli_double(v, lo, hi, &d)) {                                    \
-      cli_usage_error("caption", flag " " msg);                                  \
-      return -1;                                                                 \
-    }                                                                            \
-    p->field = (float)d;                                                         \
-    return 1;                                                                    \
-  }
-  INT_OPT("--beams", 0, 64, num_beams, "needs a whole number from 0 to 64")
-  INT_OPT("--max-new-tokens", 1, 100000, max_new_tokens, "needs a whole number >= 1")
-  INT_OPT("--min-new-tokens", 0, 100000, min_new_tokens, "needs a whole number >= 0")
-  INT_OPT("--top-k", 0, 1000000, top_k, "needs a whole number >= 0")
-  INT_OPT("--no-repeat-ngram", 0, 1000, no_repeat_ngram_size, "needs a whole number >= 0")
-  DBL_OPT("--temperature", 1e-6, 100, temperature, "needs a number > 0")
-  DBL_OPT("--top-p", 1e-9, 1, top_p, "needs a number in (0, 1]")
-  DBL_OPT("--repetition-penalty", 1e-6, 1000, repetition_penalty, "needs a number > 0")
-  DBL_OPT("--length-penalty", -100, 100, length_penalty, "needs a number")
-#undef INT_OPT
-#undef DBL_OPT
-  if ((v = cli_opt(argc, argv, i, "--seed", &miss)) || miss) {
-    char *end;
-    unsigned long long s = miss ? 0 : strtoull(v, &end, 10);
-    if (miss || !*v || *end || v[0] == '-') {
-      cli_usage_error("caption", "--seed needs a whole number >= 0");
-      return -1;
-    }
-    p->seed = s;
-    return 1;
-  }
-  if (strcmp(argv[*i], "--sample") == 0) {
-    p->do_sample = 1;
-    return 1;
-  }
   return 0;
 }
 
@@ -127,6 +65,7 @@ int cmd_caption(int argc, char **argv) {
   const char *model = NULL, *prompt = "";
   const char **videos = calloc((size_t)argc, sizeof *videos);
   int n_videos = 0, threads = 0, json = 0, raw = 0, rc = 0;
+  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
   vblip_sampling s;
   vblip_sampling_default(&s);
   vblip_gen_params p;
@@ -151,7 +90,9 @@ int cmd_caption(int argc, char **argv) {
       if (r < 0) rc = 2;
     } else if ((r = cli_threads_option("caption", argc, argv, &i, &threads)) != 0) {
       if (r < 0) rc = 2;
-    } else if ((r = parse_gen_option(argc, argv, &i, &p)) != 0) {
+    } else if ((r = cli_dtype_option("caption", argc, argv, &i, &dtype)) != 0) {
+      if (r < 0) rc = 2;
+    } else if ((r = cli_gen_option("caption", argc, argv, &i, &p)) != 0) {
       if (r < 0) rc = 2;
     } else if (strcmp(argv[i], "--json") == 0) {
       json = 1;
@@ -173,6 +114,7 @@ int cmd_caption(int argc, char **argv) {
   vblip_load_options lo;
   vblip_load_options_default(&lo);
   lo.n_threads = threads;
+  lo.dtype = dtype;
   vblip_model *m = vblip_model_load(model, &lo);
   if (!m) {
     free(videos);

@@ -16,13 +16,14 @@ static const char *k_help =
     "options:\n"
     "  --model DIR         checkpoint directory (config.json, weights, tokenizer)\n"
     "  --out FILE          output .safetensors file (written atomically)\n" CLI_FRAME_HELP
-    "  --threads N         worker threads (default: all cores)\n";
+    "  --threads N         worker threads (default: all cores)\n" CLI_DTYPE_HELP;
 
 int cmd_embed(int argc, char **argv) {
   const char *model = NULL, *out = NULL, *video = NULL;
   vblip_sampling s;
   vblip_sampling_default(&s);
   int threads = 0;
+  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
   for (int i = 1; i < argc; i++) {
     bool miss;
     const char *v;
@@ -41,6 +42,8 @@ int cmd_embed(int argc, char **argv) {
       if (r < 0) return 2;
     } else if ((r = cli_threads_option("embed", argc, argv, &i, &threads)) != 0) {
       if (r < 0) return 2;
+    } else if ((r = cli_dtype_option("embed", argc, argv, &i, &dtype)) != 0) {
+      if (r < 0) return 2;
     } else if (argv[i][0] == '-' && argv[i][1]) {
       return cli_usage_error("embed", "unknown option %s", argv[i]);
     } else if (video) {
@@ -55,6 +58,7 @@ int cmd_embed(int argc, char **argv) {
   vblip_load_options lo;
   vblip_load_options_default(&lo);
   lo.n_threads = threads;
+  lo.dtype = dtype;
   vblip_model *m = vblip_model_load(model, &lo);
   if (!m) return cli_fail("%s", vblip_last_error());
   vblip_video v;

@@ -6,9 +6,55 @@
 #include "kernels/kernels.h"
 #include "runtime/common.h"
 
+/* Many query rows (vision encoder, Q-Former, prompt prefill): per head two
+ * matrix products (scores = Q K^T, out = P V) through sgemm, the heads split
+ * across threads (oneDNN runs single-threaded inside a parallel region). */
+static void attention_gemm(const float *q, int ld_q, const float *k, const float *v, int ld_kv,
+                           float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                           float scale, const float *bias, int causal, int causal_offset) {
+  int fail = 0;
+#pragma omp parallel
+  {
+    float *S = malloc((size_t)nq * nk * sizeof(float));
+    if (!S) {
+#pragma omp atomic write
+      fail = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int h = 0; h < heads; h++) {
+      if (!S) continue;
+      size_t off = (size_t)h * head_dim;
+      vb_gemm(nq, nk, head_dim, q + off, ld_q, k + off, ld_kv, 1, scale, 0.0f, S, nk);
+      for (int i = 0; i < nq; i++) {
+        float *row = S + (size_t)i * nk;
+        int kend = nk;
+        if (causal) {
+          kend = i + causal_offset + 1;
+          if (kend > nk) kend = nk;
+          if (kend < 0) kend = 0;
+        }
+        if (bias) {
+          const float *br = bias + ((size_t)h * nq + i) * nk;
+          for (int j = 0; j < kend; j++) row[j] += br[j];
+        }
+        if (kend > 0) vb_softmax_row(row, kend);
+        for (int j = kend; j < nk; j++) row[j] = 0.0f; /* masked, or no key at all: zero output */
+      }
+      vb_gemm(nq, head_dim, nk, S, nk, v + off, ld_kv, 0, 1.0f, 0.0f, out + (size_t)0 + off, ld_o);
+    }
+    free(S);
+  }
+  if (fail) abort(); /* out of memory for a score block: nothing sensible to return */
+}
+
 void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
                   int ld_o, int nq, int nk, int heads, int head_dim, float scale,
                   const float *bias, int causal, int causal_offset) {
+  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24)) {
+    attention_gemm(q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, bias, causal,
+                   causal_offset);
+    return;
+  }
   /* Parallel over (head, query row): each task owns one score row. */
   int total = heads * nq;
 #pragma omp parallel if (total > 8)

@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "runtime/common.h"
+#include "runtime/cpu.h"
 
 void vb_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
              float alpha, float beta, float *C, int ldc) {
@@ -39,7 +41,21 @@ static const float *linear_weight_f32(const vb_linear *cl) {
   return w;
 }
 
+/* bf16 compute keeps a Q8_0 weight as it is stored (own kernels); f32 compute
+ * dequantizes it once like any other dtype. */
+static int is_q8_engine(const vb_linear *l) {
+  return l->compute == VB_COMPUTE_BF16 && l->dtype == VB_DT_Q8_0;
+}
+
 void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
+  if (is_q8_engine(l)) {
+    vb_linear_forward_q8(l, x, M, y);
+    return;
+  }
+  if (l->compute == VB_COMPUTE_BF16) {
+    vb_linear_forward_bf16(l, x, M, y);
+    return;
+  }
   const float *w = linear_weight_f32(l);
   if (!w) abort(); /* prepared at load time (vb_weights_linear); failing here is a bug */
   if (l->bias) {
@@ -50,9 +66,16 @@ void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
   }
 }
 
-int vb_linear_prepare(vb_linear *l) { return linear_weight_f32(l) ? 0 : -1; }
+int vb_linear_prepare(vb_linear *l) {
+  vb_cpu_init(); /* before oneDNN's first use (normally done by vblip_model_load already) */
+  if (is_q8_engine(l)) return vb_linear_prepare_q8(l);
+  if (l->compute == VB_COMPUTE_BF16) return vb_linear_prepare_bf16(l);
+  return linear_weight_f32(l) ? 0 : -1;
+}
 
 void vb_linear_release(vb_linear *l) {
+  if (is_q8_engine(l)) vb_linear_release_q8(l);
+  else vb_linear_release_bf16(l);
   if (l->w_f32) vb_free_aligned(l->w_f32);
   l->w_f32 = NULL;
 }

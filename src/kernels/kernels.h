@@ -8,9 +8,20 @@
 
 #include "formats/tensor_table.h"
 
+/* The arithmetic a linear layer runs in. Activations are always float32 at
+ * the interface; BF16 rounds weights (once, at prepare) and activations (per
+ * call) to bfloat16 and accumulates in float32. */
+typedef enum {
+  VB_COMPUTE_F32 = 0, /* exact float32: oneDNN sgemm (the default) */
+  VB_COMPUTE_BF16 = 1 /* oneDNN bf16 matmul (AMX / AVX512-BF16) for M >= 16, own GEMV below;
+                       * a Q8_0 weight stays 8-bit in place: own GEMV with f32 activations
+                       * for M < 16, bf16 tiles dequantized per call for M >= 16 */
+} vb_compute;
+
 /* A linear layer y = x W^T + b with W stored [out, in] as PyTorch does.
  * The weight may live in a mapped file (any dtype vb_convert_to_f32 reads) and
- * is prepared once (converted/packed) on first use or at load time. */
+ * is prepared once (converted/packed) on first use or at load time.
+ * Set compute (and pack) before vb_linear_prepare; zero-initialized means f32. */
 typedef struct {
   int out, in;
   vb_dtype dtype;    /* of the stored weight */
@@ -18,6 +29,9 @@ typedef struct {
   const float *bias; /* [out] or NULL */
   float *w_f32;      /* owned f32 copy when the stored weight is not aligned f32 */
   void *backend;     /* backend-specific prepared form (oneDNN primitive cache etc.) */
+  vb_compute compute;
+  int pack; /* BF16: keep the weight only in oneDNN's blocked layout, for layers
+             * always run with many rows (vision encoder, Q-Former) */
 } vb_linear;
 
 /* y[M, out] = x[M, in] W^T + b. */

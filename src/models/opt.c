@@ -20,7 +20,7 @@ typedef struct {
   vb_opt_config cfg;
   const float *embed;   /* [vocab, E] (E = word_embed_proj_dim) */
   const float *pos;     /* [max_pos + 2, hidden] */
-  const float *head;    /* [vocab, E]: lm_head or the tied embedding */
+  vb_linear head;       /* [vocab, E]: lm_head or the tied embedding */
   int has_proj;
   vb_linear project_in, project_out;
   const float *final_w, *final_b; /* NULL when the model has no final layer norm */
@@ -83,7 +83,7 @@ static int ensure_scratch(opt_model *m, int rows) {
  * for the last row (or each row when per_beam). */
 static int forward(opt_model *m, const float *emb, int n, int start, int per_beam, float *logits) {
   const vb_opt_config *c = &m->cfg;
-  int Hd = c->hidden_size, E = c->word_embed_proj_dim, heads = c->num_attention_heads;
+  int Hd = c->hidden_size, heads = c->num_attention_heads;
   int hd = Hd / heads;
   if (ensure_scratch(m, n) != 0) return -1;
   float *x = m->x, *h = m->h;
@@ -135,7 +135,7 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
     vb_linear_forward(&m->project_out, xl, rows, m->e);
     hidden = m->e;
   }
-  vb_gemm(rows, c->vocab_size, E, hidden, E, m->head, E, 1, 1.0f, 0.0f, logits, c->vocab_size);
+  vb_linear_forward(&m->head, hidden, rows, logits);
   return 0;
 }
 
@@ -307,6 +307,7 @@ static void opt_destroy(vb_lm *lm) {
       vb_linear_release(&L->fc1);
       vb_linear_release(&L->fc2);
     }
+  vb_linear_release(&m->head);
   vb_linear_release(&m->project_in);
   vb_linear_release(&m->project_out);
   free(m->layers);
@@ -330,11 +331,16 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
   snprintf(n, sizeof n, "%s.embed_positions.weight", p);
   if (!(m->pos = vb_weights_f32(w, n, 2, I64(c->max_position_embeddings + 2), I64(Hd)))) goto fail;
   /* lm_head is tied to the embedding and absent from safetensors files */
-  if (vb_tt_find(&w->tt, "language_model.lm_head.weight")) {
-    if (!(m->head = vb_weights_f32(w, "language_model.lm_head.weight", 2, I64(V), I64(E)))) goto fail;
-  } else {
-    m->head = m->embed;
-  }
+  /* The head stays float32 whatever the compute type: greedy and beam decisions
+   * compare logits across the whole vocabulary, and bf16 rounding there flips
+   * choices that transformers makes (measured on the fixtures). */
+  snprintf(n, sizeof n, "%s.embed_tokens", p);
+  vb_compute saved = w->compute;
+  w->compute = VB_COMPUTE_F32;
+  int head_rc = vb_weights_linear(w, vb_tt_find(&w->tt, "language_model.lm_head.weight") ? "language_model.lm_head" : n,
+                                  V, E, 0, &m->head);
+  w->compute = saved;
+  if (head_rc) goto fail;
   m->has_proj = E != Hd;
   if (m->has_proj) {
     snprintf(n, sizeof n, "%s.project_in", p);

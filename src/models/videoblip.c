@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/gguf.h"
 #include "generate/generate.h"
+#include "hub/hub.h"
 #include "kernels/kernels.h"
 #include "models/config.h"
 #include "models/lm.h"
@@ -13,6 +15,8 @@
 #include "models/vit.h"
 #include "models/weights.h"
 #include "runtime/common.h"
+#include "runtime/cpu.h"
+#include "runtime/vfs.h"
 #include "text/tokenizer.h"
 #include "video/preprocess.h"
 #include "video/video.h"
@@ -27,6 +31,8 @@ struct vblip_model {
   vb_linear projection;
   vb_lm *lm;
   vb_tokenizer *tok;
+  vb_compute compute;
+  char *mounted; /* a GGUF file whose embedded files are mounted (runtime/vfs.h) */
 };
 
 const char *vblip_last_error(void) { return vb_error_message(); }
@@ -35,17 +41,61 @@ const char *vblip_version(void) { return "0.1.0"; }
 void vblip_load_options_default(vblip_load_options *o) {
   memset(o, 0, sizeof *o);
   o->progress = 1;
+  o->dtype = VBLIP_DTYPE_AUTO;
+  /* VBLIP_DTYPE=f32|bf16|auto changes the default (options set later win) */
+  vblip_dtype d;
+  if (vblip_dtype_parse(getenv("VBLIP_DTYPE"), &d) == 0) o->dtype = d;
 }
 
-vblip_model *vblip_model_load(const char *dir, const vblip_load_options *o) {
+int vblip_dtype_parse(const char *s, vblip_dtype *out) {
+  if (!s) return -1;
+  if (strcmp(s, "auto") == 0) *out = VBLIP_DTYPE_AUTO;
+  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) *out = VBLIP_DTYPE_F32;
+  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) *out = VBLIP_DTYPE_BF16;
+  else return -1;
+  return 0;
+}
+
+const char *vblip_model_dtype(const vblip_model *m) {
+  return m->compute == VB_COMPUTE_BF16 ? "bf16" : "f32";
+}
+
+vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   vblip_load_options def;
+  const char *dir = path;
+  char *pulled = NULL;
   if (!o) {
     vblip_load_options_default(&def);
     o = &def;
   }
+  /* AMX permission must be requested before any worker thread exists, and
+   * oneDNN's ISA capped before its first primitive: CPU set-up comes first. */
+  vb_cpu_init();
   if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
+  /* a Hub repo id ("owner/name" that is no local path): pulled, or found complete in the cache */
+  if (vb_hub_is_repo_id(path)) {
+    if (vb_hub_ensure(path, o->progress, &pulled) != 0) {
+      vb_error_context("loading %s (not a local path, so a Hugging Face Hub repo id)", path);
+      return NULL;
+    }
+    dir = pulled;
+  }
   vblip_model *m = vb_calloc(1, sizeof *m);
-  if (!m) return NULL;
+  if (!m) {
+    free(pulled);
+    return NULL;
+  }
+  if (vb_gguf_is_file(dir)) {
+    if (vb_gguf_mount(dir) != 0) goto fail;
+    if (!(m->mounted = vb_strdup(dir))) {
+      vb_vfs_unmount(dir);
+      goto fail;
+    }
+  }
+  m->compute = o->dtype == VBLIP_DTYPE_BF16 ? VB_COMPUTE_BF16
+               : o->dtype == VBLIP_DTYPE_F32 ? VB_COMPUTE_F32
+               : vb_cpu_prefers_bf16()       ? VB_COMPUTE_BF16
+                                             : VB_COMPUTE_F32;
   if (vb_config_load(dir, &m->cfg) != 0 || vb_image_config_load(dir, &m->image) != 0) goto fail;
   if (m->image.width != m->cfg.vision.image_size || m->image.height != m->cfg.vision.image_size) {
     vb_error("%s: preprocessor size %dx%d differs from the vision model's image_size %d", dir,
@@ -54,18 +104,25 @@ vblip_model *vblip_model_load(const char *dir, const vblip_load_options *o) {
   }
   if (vb_tokenizer_load(dir, &m->tok) != 0) goto fail;
   if (vb_weights_open(dir, &m->weights) != 0) goto fail;
+  /* vision encoder and Q-Former always run with many rows: pack their bf16
+   * weights for oneDNN; the language model also decodes row by row: plain. */
+  m->weights.compute = m->compute;
+  m->weights.pack = 1;
   if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
   if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0) goto fail;
+  m->weights.pack = 0;
   if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden, m->cfg.qformer.hidden_size,
                         1, &m->projection) != 0)
     goto fail;
   int rc = m->cfg.lm_kind == VB_LM_OPT ? vb_opt_create(&m->weights, &m->cfg, &m->lm)
                                        : vb_t5_create(&m->weights, &m->cfg, &m->lm);
   if (rc != 0) goto fail;
+  free(pulled);
   return m;
 fail:
-  vb_error_context("loading %s", dir);
+  vb_error_context("loading %s", path);
   vblip_model_free(m);
+  free(pulled);
   return NULL;
 }
 
@@ -77,6 +134,8 @@ void vblip_model_free(vblip_model *m) {
   vb_vit_free(&m->vit);
   vb_weights_close(&m->weights);
   vb_tokenizer_free(m->tok);
+  if (m->mounted) vb_vfs_unmount(m->mounted);
+  free(m->mounted);
   free(m);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
 #include "runtime/common.h"
@@ -94,6 +95,14 @@ static int try_index(vb_weights *w, const char *dir, const char *name, load_fn l
 int vb_weights_open(const char *model_dir, vb_weights *w) {
   memset(w, 0, sizeof *w);
   vb_tt_init(&w->tt);
+  /* a GGUF file (vblip convert) is a whole model directory in one file */
+  if (vb_gguf_is_file(model_dir)) {
+    if (vb_gguf_load(&w->tt, model_dir) != 0 || !(w->source = vb_strdup(model_dir))) {
+      vb_weights_close(w);
+      return -1;
+    }
+    return 0;
+  }
   int found = 0;
   const struct {
     const char *name;
@@ -202,6 +211,8 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
   l->in = in;
   l->dtype = t->dtype;
   l->w = t->data;
+  l->compute = w->compute;
+  l->pack = w->pack;
   if (has_bias) {
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->bias = vb_weights_f32(w, name, 1, (int64_t)out);

@@ -11,11 +11,16 @@ typedef struct {
   char *source; /* what was loaded, for messages */
   void **owned; /* f32 conversions handed out */
   size_t nowned;
+  /* How vb_weights_linear prepares layers (both 0, i.e. exact f32, after open):
+   * the compute type, and whether to keep bf16 weights only in oneDNN's packed
+   * layout (set it around layers that always run with many rows). */
+  vb_compute compute;
+  int pack;
 } vb_weights;
 
 /* Loads model.safetensors, sharded safetensors (model.safetensors.index.json),
  * pytorch_model.bin or sharded .bin (pytorch_model.bin.index.json); safetensors
- * preferred when both exist. */
+ * preferred when both exist. model_dir may also be a GGUF file (vblip convert). */
 int vb_weights_open(const char *model_dir, vb_weights *w);
 void vb_weights_close(vb_weights *w);
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/vfs.h"
+
 static _Thread_local char g_error[1024];
 
 int vb_error(const char *fmt, ...) {
@@ -81,6 +83,16 @@ void vb_free_aligned(void *p) { free(p); }
 
 int vb_map_file(const char *path, vb_mapped_file *out) {
   memset(out, 0, sizeof *out);
+  char *copy = NULL;
+  size_t vsize = 0;
+  int v = vb_vfs_lookup(path, &copy, &vsize);
+  if (v < 0) return -1;
+  if (v > 0) { /* a virtual file: an owned copy */
+    out->data = (const uint8_t *)copy;
+    out->size = vsize;
+    out->is_mmap = 2;
+    return 0;
+  }
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return vb_error("cannot open %s: %s", path, strerror(errno));
   struct stat st;
@@ -108,12 +120,25 @@ int vb_map_file(const char *path, vb_mapped_file *out) {
 }
 
 void vb_unmap_file(vb_mapped_file *m) {
-  if (m->is_mmap && m->data) munmap((void *)m->data, m->size);
+  if (m->is_mmap == 1 && m->data) munmap((void *)m->data, m->size);
+  else if (m->is_mmap == 2) free((void *)m->data);
   memset(m, 0, sizeof *m);
 }
 
 int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len) {
   *out = NULL;
+  size_t vsize = 0;
+  int v = vb_vfs_lookup(path, out, &vsize);
+  if (v < 0) return -1;
+  if (v > 0) {
+    if (vsize > max_bytes) {
+      free(*out);
+      *out = NULL;
+      return vb_error("%s is larger than the %zu-byte limit", path, max_bytes);
+    }
+    if (out_len) *out_len = vsize;
+    return 0;
+  }
   FILE *f = fopen(path, "rb");
   if (!f) return vb_error("cannot open %s: %s", path, strerror(errno));
   size_t cap = 4096, len = 0;
@@ -159,6 +184,7 @@ int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
 }
 
 bool vb_file_exists(const char *path) {
+  if (vb_vfs_lookup(path, NULL, NULL) > 0) return true;
   struct stat st;
   return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }

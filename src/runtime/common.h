@@ -42,8 +42,11 @@ static inline bool vb_add_ok(size_t a, size_t b, size_t *out) {
 typedef struct {
   const uint8_t *data;
   size_t size;
-  int is_mmap;
+  int is_mmap; /* 1: mmap'd; 2: an owned heap copy (a virtual file, runtime/vfs.h) */
 } vb_mapped_file;
+
+/* vb_map_file, vb_read_file and vb_file_exists see the virtual files of
+ * runtime/vfs.h (files embedded in a mounted GGUF model) before the disk. */
 
 int vb_map_file(const char *path, vb_mapped_file *out);
 void vb_unmap_file(vb_mapped_file *m);

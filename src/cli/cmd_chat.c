@@ -1,0 +1,326 @@
+/* vblip chat: a conversation about a video, in the terminal or through a pipe. */
+#include <ctype.h>
+#include <editline/readline.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char *k_help =
+    "usage: vblip chat --model DIR [options] VIDEO\n"
+    "\n"
+    "Chat about VIDEO. The video is encoded once; every turn reuses it. As in the VideoBLIP\n"
+    "demo, each message is sent with the conversation so far (earlier messages and\n"
+    "answers joined with spaces), and answers are post-processed (stripped, a period added\n"
+    "unless they end in punctuation).\n"
+    "\n"
+    "On a terminal: line editing and history (~/.vblip_history), answers streamed as they\n"
+    "are generated (greedy or sampling; beam search shows the answer when done), Ctrl-C\n"
+    "stops an answer, Ctrl-D quits. From a pipe: one message per line (blank lines\n"
+    "skipped), one answer per line on stdout (line breaks inside an answer become spaces),\n"
+    "nothing else on stdout.\n"
+    "\n"
+    "commands:\n"
+    "  /reset              forget the conversation\n"
+    "  /video PATH         switch to another video (and forget the conversation)\n"
+    "  /set NAME VALUE     change a generation setting, e.g. /set beams 0, /set sample on;\n"
+    "                      names: " CLI_GEN_SETTING_NAMES "\n"
+    "  /set                show the settings\n"
+    "  /history            show the conversation\n"
+    "  /help               this list;  /quit  leave\n"
+    "  //text              send a message that starts with '/'\n"
+    "\n"
+    "options:\n"
+    "  --model DIR               checkpoint directory\n" CLI_FRAME_HELP CLI_GEN_HELP
+    "  --threads N               worker threads (default: all cores)\n" CLI_DTYPE_HELP;
+
+static const char *k_commands =
+    "/reset  /video PATH  /set NAME VALUE  /set  /history  /help  /quit   (Ctrl-D quits)\n";
+
+typedef struct {
+  vblip_model *m;
+  vblip_video video;
+  int have_video;
+  char *video_path;
+  vblip_sampling sampling;
+  vblip_gen_params gen;
+  char **users, **answers;
+  size_t n, cap;
+  int tty_in, tty_out;
+} chat;
+
+static volatile sig_atomic_t g_interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+}
+
+static void history_clear(chat *c) {
+  for (size_t i = 0; i < c->n; i++) {
+    free(c->users[i]);
+    free(c->answers[i]);
+  }
+  c->n = 0;
+}
+
+static int load_video(chat *c, const char *path) {
+  vblip_video v;
+  if (vblip_video_load(c->m, path, &c->sampling, &v) != 0 || vblip_video_encode(c->m, &v) != 0) {
+    cli_fail("%s: %s", path, vblip_last_error());
+    vblip_video_free(&v);
+    return -1;
+  }
+  if (c->have_video) vblip_video_free(&c->video);
+  c->video = v;
+  c->have_video = 1;
+  free(c->video_path);
+  c->video_path = strdup(path);
+  history_clear(c);
+  return 0;
+}
+
+typedef struct {
+  int started;
+  int leading;
+} stream_state;
+
+static int print_piece(void *user, const char *piece) {
+  stream_state *st = user;
+  if (st->leading) {
+    while (*piece && isspace((unsigned char)*piece)) piece++;
+    if (!*piece) return g_interrupted;
+    st->leading = 0;
+  }
+  fputs(piece, stdout);
+  fflush(stdout);
+  st->started = 1;
+  return g_interrupted;
+}
+
+/* 0 ok, -1 failed */
+static int answer(chat *c, const char *message) {
+  char *prompt = vblip_chat_prompt((const char *const *)c->users, (const char *const *)c->answers, c->n, message);
+  if (!prompt) return cli_fail("out of memory"), -1;
+  stream_state st = {0, 1};
+  vblip_answer a;
+  struct sigaction sa = {0}, old;
+  int interactive = c->tty_in && c->tty_out;
+  if (interactive) {
+    g_interrupted = 0;
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+  }
+  int rc = vblip_generate(c->m, &c->video, prompt, &c->gen, c->tty_out ? print_piece : NULL, &st, &a);
+  if (interactive) sigaction(SIGINT, &old, NULL);
+  free(prompt);
+  if (rc != 0) {
+    if (st.started) putchar('\n');
+    cli_fail("%s", vblip_last_error());
+    if (!c->tty_out) putchar('\n'); /* keep one line per message */
+    fflush(stdout);
+    return -1;
+  }
+  char *text = vblip_postprocess(a.text ? a.text : "");
+  vblip_answer_free(&a);
+  if (!text) return cli_fail("out of memory"), -1;
+  if (c->tty_out) {
+    fputs("\r\033[K", stdout);
+    printf("%s%s%s\n", interactive ? "vblip> " : "", interactive && g_interrupted ? "[stopped] " : "", text);
+  } else {
+    for (char *p = text; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
+    putchar('\n');
+  }
+  fflush(stdout);
+  if (interactive && g_interrupted) { /* an interrupted answer does not join the history */
+    free(text);
+    return 0;
+  }
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 8;
+    char **u = realloc(c->users, cap * sizeof *u);
+    if (u) c->users = u;
+    char **an = realloc(c->answers, cap * sizeof *an);
+    if (an) c->answers = an;
+    if (!u || !an) {
+      free(text);
+      return cli_fail("out of memory"), -1;
+    }
+    c->cap = cap;
+  }
+  c->users[c->n] = strdup(message);
+  c->answers[c->n] = text;
+  c->n++;
+  return 0;
+}
+
+/* Informational output: stdout on a terminal, else stderr (stdout carries answers only). */
+static FILE *info(const chat *c) { return c->tty_in && c->tty_out ? stdout : stderr; }
+
+/* Returns 1 to quit, 0 to go on, -1 on a failed command */
+static int command(chat *c, char *line) {
+  char *cmd = line + 1, *arg = cmd;
+  while (*arg && !isspace((unsigned char)*arg)) arg++;
+  if (*arg) *arg++ = 0;
+  while (isspace((unsigned char)*arg)) arg++;
+  size_t n = strlen(arg);
+  while (n > 0 && isspace((unsigned char)arg[n - 1])) arg[--n] = 0;
+  if (!strcmp(cmd, "quit") || !strcmp(cmd, "exit") || !strcmp(cmd, "q")) return 1;
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "?")) {
+    fputs(k_commands, info(c));
+    fprintf(info(c), "settings: %s\n", CLI_GEN_SETTING_NAMES);
+    return 0;
+  }
+  if (!strcmp(cmd, "reset")) {
+    history_clear(c);
+    fprintf(info(c), "(conversation reset)\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "history")) {
+    for (size_t i = 0; i < c->n; i++) fprintf(info(c), "you: %s\nvblip: %s\n", c->users[i], c->answers[i]);
+    if (!c->n) fprintf(info(c), "(no conversation yet)\n");
+    return 0;
+  }
+  if (!strcmp(cmd, "video")) {
+    if (!*arg) {
+      fprintf(stderr, "vblip chat: /video needs a path\n");
+      return -1;
+    }
+    if (load_video(c, arg) != 0) return -1;
+    fprintf(info(c), "(now chatting about %s: %d frames)\n", arg, c->video.n_frames);
+    return 0;
+  }
+  if (!strcmp(cmd, "set")) {
+    if (!*arg) {
+      cli_gen_describe(&c->gen, info(c));
+      return 0;
+    }
+    char *val = arg;
+    while (*val && !isspace((unsigned char)*val)) val++;
+    if (*val) *val++ = 0;
+    while (isspace((unsigned char)*val)) val++;
+    char err[256];
+    /* accept the flag spelling and underscores too: --max-new-tokens, max_new_tokens */
+    char name[64];
+    snprintf(name, sizeof name, "%s", arg[0] == '-' && arg[1] == '-' ? arg + 2 : arg);
+    for (char *p = name; *p; p++)
+      if (*p == '_') *p = '-';
+    if (cli_gen_set(&c->gen, name, *val ? val : NULL, err, sizeof err)) {
+      fprintf(stderr, "vblip chat: /set %s\n", err);
+      return -1;
+    }
+    if (c->tty_in) cli_gen_describe(&c->gen, info(c));
+    return 0;
+  }
+  fprintf(stderr, "vblip chat: unknown command /%s (/help lists them)\n", cmd);
+  return -1;
+}
+
+int cmd_chat(int argc, char **argv) {
+  const char *model = NULL, *video = NULL;
+  int threads = 0, rc = 0;
+  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
+  chat c;
+  memset(&c, 0, sizeof c);
+  vblip_sampling_default(&c.sampling);
+  vblip_gen_params_default(&c.gen);
+  for (int i = 1; i < argc && !rc; i++) {
+    bool miss;
+    const char *v;
+    int r;
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      fputs(k_help, stdout);
+      return 0;
+    }
+    if ((v = cli_opt(argc, argv, &i, "--model", &miss)) || miss) {
+      if (miss) rc = cli_usage_error("chat", "--model needs a directory");
+      model = v;
+    } else if ((r = cli_frame_option("chat", argc, argv, &i, &c.sampling)) != 0) {
+      if (r < 0) rc = 2;
+    } else if ((r = cli_threads_option("chat", argc, argv, &i, &threads)) != 0) {
+      if (r < 0) rc = 2;
+    } else if ((r = cli_dtype_option("chat", argc, argv, &i, &dtype)) != 0) {
+      if (r < 0) rc = 2;
+    } else if ((r = cli_gen_option("chat", argc, argv, &i, &c.gen)) != 0) {
+      if (r < 0) rc = 2;
+    } else if (argv[i][0] == '-' && argv[i][1]) {
+      rc = cli_usage_error("chat", "unknown option %s", argv[i]);
+    } else if (video) {
+      rc = cli_usage_error("chat", "one VIDEO only (switch later with /video PATH)");
+    } else {
+      video = argv[i];
+    }
+  }
+  if (!rc && !model) rc = cli_usage_error("chat", "--model is required");
+  if (!rc && !video) rc = cli_usage_error("chat", "no VIDEO given");
+  if (rc) return rc;
+  c.tty_in = isatty(STDIN_FILENO);
+  c.tty_out = isatty(STDOUT_FILENO);
+  int interactive = c.tty_in && c.tty_out;
+  vblip_load_options lo;
+  vblip_load_options_default(&lo);
+  lo.n_threads = threads;
+  lo.dtype = dtype;
+  lo.progress = interactive;
+  c.m = vblip_model_load(model, &lo);
+  if (!c.m) return cli_fail("%s", vblip_last_error());
+  if (load_video(&c, video) != 0) {
+    vblip_model_free(c.m);
+    return 1;
+  }
+  char hist[4096] = "";
+  if (interactive) {
+    const char *home = getenv("HOME");
+    if (home && *home) snprintf(hist, sizeof hist, "%s/.vblip_history", home);
+    using_history();
+    stifle_history(1000);
+    if (*hist) read_history(hist);
+    printf("vblip chat — %s (%d frames). Type a message; /help lists commands; Ctrl-D quits.\n", video,
+           c.video.n_frames);
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  for (;;) {
+    char *msg;
+    if (interactive) {
+      free(line);
+      line = readline("you> ");
+      if (!line) {
+        putchar('\n');
+        break;
+      }
+      if (*line) add_history(line);
+      msg = line;
+    } else {
+      ssize_t got = getline(&line, &cap, stdin);
+      if (got < 0) break;
+      while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+      msg = line;
+    }
+    char *t = msg;
+    while (isspace((unsigned char)*t)) t++;
+    if (!*t) continue;
+    if (t[0] == '/' && t[1] != '/') {
+      int r = command(&c, t);
+      if (r > 0) break;
+      if (r < 0) rc = 1;
+      continue;
+    }
+    if (t[0] == '/') msg = t + 1; /* "//text" sends "/text" */
+    if (interactive) fputs("vblip> ", stdout), fflush(stdout);
+    if (answer(&c, msg) != 0) rc = 1;
+  }
+  if (interactive && *hist) write_history(hist);
+  free(line);
+  history_clear(&c);
+  free(c.users);
+  free(c.answers);
+  free(c.video_path);
+  vblip_video_free(&c.video);
+  vblip_model_free(c.m);
+  return rc;
+}

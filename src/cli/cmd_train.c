@@ -1,0 +1,403 @@
+/* vblip train: fine-tune the Q-Former, query tokens and language projection on
+ * narrated clips; vblip ego4d-split: Ego4D narrations into clip lists. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "runtime/common.h"
+#include "train/dataset.h"
+#include "train/trainer.h"
+
+#define DEFAULT_PROMPT "Question: What is the camera wearer doing? Answer:"
+
+static const char *k_train_help =
+    "usage: vblip train --model DIR --data FILE.jsonl --out DIR [options]\n"
+    "\n"
+    "Fine-tunes a VideoBLIP checkpoint as VideoBLIP was trained on Ego4D narrations:\n"
+    "the vision encoder and the language model stay frozen; the Q-Former, the query\n"
+    "tokens and the language projection are trained with AdamW (float32, no weight\n"
+    "decay for biases and LayerNorm parameters) on the language model's cross-entropy\n"
+    "of each clip's text after the prompt. Each line of the data file is\n"
+    "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
+    "(optional \"prompt\"); frames are decoded from the videos and the vision encoder's\n"
+    "output is kept in memory (--cache-mb). OUT becomes a complete checkpoint directory\n"
+    "(config, tokenizer, model.safetensors) that 'vblip caption --model OUT' loads;\n"
+    "every save is atomic, and Ctrl-C saves before exiting.\n"
+    "\n"
+    "options:\n"
+    "  --model DIR          checkpoint to start from\n"
+    "  --data FILE          training clips (JSONL)\n"
+    "  --val FILE           validation clips (JSONL): mean loss after every epoch\n"
+    "  --out DIR            output checkpoint directory\n"
+    "  --video-dir DIR      resolve relative video paths here (default: next to the JSONL)\n"
+    "  --epochs N           passes over the data (default 1)\n"
+    "  --batch N            examples per AdamW step, mean loss (default 1)\n"
+    "  --lr LR              learning rate (default 1e-5)\n"
+    "  --weight-decay W     AdamW weight decay (default 0.05)\n"
+    "  --frames N           frames per clip, sampled uniformly (default 8)\n"
+    "  --prompt TEXT        prompt (default \"" DEFAULT_PROMPT "\")\n"
+    "  --save-every N       also save every N steps (default 0: after each epoch)\n"
+    "  --seed S             shuffling seed (default 0)\n"
+    "  --cache-mb N         memory for cached vision features (default 4096)\n"
+    "  --threads N          worker threads (default: all cores)\n"
+    "  --quiet              no progress output\n";
+
+static volatile sig_atomic_t g_interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  g_interrupted = 1;
+  signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills */
+}
+
+static uint64_t mix(uint64_t *s) {
+  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+  if (!isfinite(s) || s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+typedef struct {
+  vblip_trainer *t;
+  vb_dataset *d;
+  vblip_train_example **cache;
+  size_t cache_bytes, cache_budget, per_example;
+  int frames;
+  const char *prompt;
+} example_source;
+
+/* The example for clip i: cached, or built (and cached while the budget lasts). */
+static int get_example(example_source *s, int i, vblip_train_example **ex, int *owned) {
+  *owned = 0;
+  if (s->cache[i]) {
+    *ex = s->cache[i];
+    return 0;
+  }
+  const vb_clip *c = &s->d->items[i];
+  if (vblip_trainer_example_video(s->t, c->video, c->start, c->end, s->frames,
+                                  c->prompt ? c->prompt : s->prompt, c->text, ex))
+    return -1;
+  if (s->cache_bytes + s->per_example <= s->cache_budget) {
+    s->cache[i] = *ex;
+    s->cache_bytes += s->per_example;
+  } else {
+    *owned = 1;
+  }
+  return 0;
+}
+
+static char *info_json(const char *model, const char *data, long steps, int epochs_done,
+                       double train_loss, double val_loss, double lr) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "source_model", model);
+  cJSON_AddStringToObject(j, "data", data);
+  cJSON_AddNumberToObject(j, "steps", (double)steps);
+  cJSON_AddNumberToObject(j, "epochs_completed", epochs_done);
+  if (isfinite(train_loss)) cJSON_AddNumberToObject(j, "last_epoch_train_loss", train_loss);
+  if (isfinite(val_loss)) cJSON_AddNumberToObject(j, "last_val_loss", val_loss);
+  cJSON_AddNumberToObject(j, "lr", lr);
+  char *s = cJSON_Print(j);
+  cJSON_Delete(j);
+  return s;
+}
+
+static int validate(example_source *vs, double *mean) {
+  double sum = 0;
+  for (int i = 0; i < vs->d->n; i++) {
+    vblip_train_example *ex;
+    int owned;
+    double l;
+    if (get_example(vs, i, &ex, &owned)) return -1;
+    int rc = vblip_trainer_loss(vs->t, ex, &l);
+    if (owned) vblip_train_example_free(ex);
+    if (rc) return -1;
+    sum += l;
+    if (g_interrupted) break;
+  }
+  *mean = sum / vs->d->n;
+  return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+  const char *model = NULL, *data = NULL, *val = NULL, *out = NULL, *video_dir = NULL;
+  const char *prompt = DEFAULT_PROMPT;
+  long epochs = 1, batch = 1, frames = 8, save_every = 0, seed = 0, cache_mb = 4096;
+  int threads = 0, quiet = 0;
+  vblip_train_options o;
+  vblip_train_options_default(&o);
+  for (int i = 1; i < argc; i++) {
+    bool miss;
+    const char *v;
+    int r;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fputs(k_train_help, stdout);
+      return 0;
+    }
+#define STR_OPT(flag, var)                                                        \
+  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
+    if (miss) return cli_usage_error("train", "%s needs a value", flag);          \
+    var = v;                                                                      \
+    continue;                                                                     \
+  }
+#define INT_OPT(flag, var, lo, hi)                                                \
+  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
+    if (miss || !cli_int(v, lo, hi, &var))                                        \
+      return cli_usage_error("train", "%s needs a whole number from %ld to %ld", flag, (long)(lo), (long)(hi)); \
+    continue;                                                                     \
+  }
+#define DBL_OPT(flag, var, lo, hi)                                                \
+  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
+    if (miss || !cli_double(v, lo, hi, &var))                                     \
+      return cli_usage_error("train", "%s needs a number from %g to %g", flag, (double)(lo), (double)(hi)); \
+    continue;                                                                     \
+  }
+    STR_OPT("--model", model)
+    STR_OPT("--data", data)
+    STR_OPT("--val", val)
+    STR_OPT("--out", out)
+    STR_OPT("--video-dir", video_dir)
+    STR_OPT("--prompt", prompt)
+    INT_OPT("--epochs", epochs, 1, 100000)
+    INT_OPT("--batch", batch, 1, 65536)
+    INT_OPT("--frames", frames, 1, 1024)
+    INT_OPT("--save-every", save_every, 0, 1L << 40)
+    INT_OPT("--seed", seed, 0, 1L << 62)
+    INT_OPT("--cache-mb", cache_mb, 0, 1L << 30)
+    DBL_OPT("--lr", o.lr, 0, 10)
+    DBL_OPT("--weight-decay", o.weight_decay, 0, 10)
+    if ((r = cli_threads_option("train", argc, argv, &i, &threads)) != 0) {
+      if (r < 0) return 2;
+      continue;
+    }
+    if (!strcmp(argv[i], "--quiet")) {
+      quiet = 1;
+      continue;
+    }
+    return cli_usage_error("train", "unexpected argument %s", argv[i]);
+  }
+  if (!model || !data || !out) return cli_usage_error("train", "--model, --data and --out are required");
+  o.n_threads = threads;
+
+  vb_dataset train = {0}, valset = {0};
+  if (vb_dataset_load(data, video_dir, &train)) return cli_fail("%s", vblip_last_error());
+  if (val && vb_dataset_load(val, video_dir, &valset)) {
+    vb_dataset_free(&train);
+    return cli_fail("%s", vblip_last_error());
+  }
+  vblip_trainer *t = vblip_trainer_open(model, &o);
+  if (!t) {
+    vb_dataset_free(&train);
+    vb_dataset_free(&valset);
+    return cli_fail("%s", vblip_last_error());
+  }
+  int status = 1;
+  int *order = malloc((size_t)train.n * sizeof *order);
+  example_source ts = {.t = t, .d = &train, .frames = (int)frames, .prompt = prompt};
+  example_source vs = {.t = t, .d = &valset, .frames = (int)frames, .prompt = prompt};
+  ts.cache = calloc((size_t)train.n, sizeof *ts.cache);
+  vs.cache = calloc((size_t)(valset.n + 1), sizeof *vs.cache);
+  if (!order || !ts.cache || !vs.cache) {
+    cli_fail("out of memory");
+    goto done;
+  }
+  ts.cache_budget = vs.cache_budget = (size_t)cache_mb << 20;
+  {
+    /* a cached example is mostly its vision features: frames x tokens x width floats */
+    const vb_model_config *mc = vb_trainer_config(t);
+    size_t grid = (size_t)(mc->vision.image_size / mc->vision.patch_size);
+    ts.per_example = vs.per_example =
+        (size_t)frames * (grid * grid + 1) * (size_t)mc->vision.hidden_size * sizeof(float) + 4096;
+  }
+  int tty = !quiet && isatty(2);
+  long steps_per_epoch = (train.n + batch - 1) / batch, total_steps = steps_per_epoch * epochs;
+  double t0 = vb_now_ms(), epoch_loss = NAN, val_loss = NAN;
+  long examples_done = 0;
+  int epochs_done = 0;
+  signal(SIGINT, on_sigint);
+  if (!quiet)
+    fprintf(stderr, "vblip train: %d clips%s, %ld epochs, %ld steps of %ld, lr %g, weight decay %g\n",
+            train.n, val ? " (+ validation)" : "", epochs, total_steps, batch, o.lr, o.weight_decay);
+  uint64_t rs = (uint64_t)seed;
+  for (int e = 0; e < epochs && !g_interrupted; e++) {
+    for (int i = 0; i < train.n; i++) order[i] = i;
+    for (int i = train.n - 1; i > 0; i--) {
+      int j = (int)(mix(&rs) % (uint64_t)(i + 1)), x = order[i];
+      order[i] = order[j];
+      order[j] = x;
+    }
+    double sum = 0;
+    int seen = 0;
+    for (int b0 = 0; b0 < train.n && !g_interrupted; b0 += (int)batch) {
+      int nb = train.n - b0 < batch ? train.n - b0 : (int)batch;
+      double bl = 0;
+      for (int k = 0; k < nb; k++) {
+        vblip_train_example *ex;
+        int owned;
+        double l;
+        if (get_example(&ts, order[b0 + k], &ex, &owned)) {
+          cli_fail("%s", vblip_last_error());
+          goto done;
+        }
+        int rc = vblip_trainer_accumulate(t, ex, 1.0 / nb, &l);
+        if (owned) vblip_train_example_free(ex);
+        if (rc) {
+          cli_fail("%s", vblip_last_error());
+          goto done;
+        }
+        bl += l / nb;
+      }
+      vblip_trainer_step(t);
+      sum += bl * nb;
+      seen += nb;
+      examples_done += nb;
+      long step = vblip_trainer_steps(t);
+      double el = (vb_now_ms() - t0) / 1000, rate = examples_done / (el > 0 ? el : 1e-9);
+      char eta[32];
+      fmt_time((double)(total_steps - step) * batch / rate, eta, sizeof eta);
+      if (!quiet && (tty || step == total_steps || step % (steps_per_epoch > 20 ? steps_per_epoch / 20 : 1) == 0))
+        fprintf(stderr, "%sepoch %d/%ld  step %ld/%ld  loss %.4f  (epoch mean %.4f)  %.2f ex/s  ETA %s%s",
+                tty ? "\r\033[K" : "", e + 1, epochs, step, total_steps, bl, sum / seen, rate, eta,
+                tty ? "" : "\n");
+      if (save_every > 0 && step % save_every == 0) {
+        char *js = info_json(model, data, step, epochs_done, sum / seen, val_loss, o.lr);
+        if (vblip_trainer_save(t, out, js)) {
+          free(js);
+          cli_fail("%s", vblip_last_error());
+          goto done;
+        }
+        free(js);
+      }
+    }
+    if (tty) fputc('\n', stderr);
+    epoch_loss = seen ? sum / seen : NAN;
+    if (g_interrupted) break;
+    epochs_done = e + 1;
+    if (val) {
+      if (validate(&vs, &val_loss)) {
+        cli_fail("%s", vblip_last_error());
+        goto done;
+      }
+    }
+    if (!quiet) {
+      fprintf(stderr, "epoch %d/%ld done: train loss %.4f", e + 1, epochs, epoch_loss);
+      if (val) fprintf(stderr, ", validation loss %.4f", val_loss);
+      fputc('\n', stderr);
+    }
+    printf("epoch %d train_loss %.6f", e + 1, epoch_loss);
+    if (val) printf(" val_loss %.6f", val_loss);
+    printf("\n");
+    fflush(stdout);
+    char *js = info_json(model, data, vblip_trainer_steps(t), epochs_done, epoch_loss, val_loss, o.lr);
+    int rc = vblip_trainer_save(t, out, js);
+    free(js);
+    if (rc) {
+      cli_fail("%s", vblip_last_error());
+      goto done;
+    }
+  }
+  if (g_interrupted) {
+    char *js = info_json(model, data, vblip_trainer_steps(t), epochs_done, epoch_loss, val_loss, o.lr);
+    int rc = vblip_trainer_save(t, out, js);
+    free(js);
+    if (rc) {
+      cli_fail("interrupted, and saving failed: %s", vblip_last_error());
+      goto done;
+    }
+    fprintf(stderr, "vblip train: interrupted; saved step %ld to %s\n", vblip_trainer_steps(t), out);
+    status = 130;
+    goto done;
+  }
+  if (!quiet) fprintf(stderr, "vblip train: saved %s (%ld steps)\n", out, vblip_trainer_steps(t));
+  status = 0;
+done:
+  signal(SIGINT, SIG_DFL);
+  if (ts.cache)
+    for (int i = 0; i < train.n; i++) vblip_train_example_free(ts.cache[i]);
+  if (vs.cache)
+    for (int i = 0; i < valset.n; i++) vblip_train_example_free(vs.cache[i]);
+  free(ts.cache);
+  free(vs.cache);
+  free(order);
+  vblip_trainer_free(t);
+  vb_dataset_free(&train);
+  vb_dataset_free(&valset);
+  return status;
+}
+
+static const char *k_split_help =
+    "usage: vblip ego4d-split --narrations narration.json --out-dir DIR [options]\n"
+    "\n"
+    "Turns Ego4D narrations ({video_uid: {\"narration_pass_1\": {\"narrations\":\n"
+    "[{\"timestamp_sec\", \"narration_text\"}, ...]}}}) into DIR/train.jsonl and\n"
+    "DIR/val.jsonl for 'vblip train': one clip per narration, 8 s around its\n"
+    "timestamp starting no earlier than 0 s (VideoBLIP's NarratedActionClipSampler;\n"
+    "a clip past the video's end is cut there when decoded), text cleaned as\n"
+    "VideoBLIP does (\"#C C picks ...\" -> \"The camera wearer picks ...\", #unsure and\n"
+    "<|eos|> handled, final period). Videos are split, never clips: no video is in\n"
+    "both files.\n"
+    "\n"
+    "options:\n"
+    "  --narrations FILE    Ego4D narration.json\n"
+    "  --out-dir DIR        where train.jsonl and val.jsonl go\n"
+    "  --video-dir DIR      video paths become DIR/<video_uid>.mp4 (default: bare names)\n"
+    "  --val-fraction F     share of the videos for validation (default 0.1)\n"
+    "  --seed S             split seed (default 0)\n"
+    "  --pass N             narration pass 1 or 2 (default 1)\n"
+    "  --clip-seconds S     clip length (default 8)\n";
+
+int cmd_ego4d_split(int argc, char **argv) {
+  vb_ego4d_split_options o = {.val_fraction = 0.1, .pass = 1, .clip_seconds = 8};
+  long seed = 0, pass = 1;
+  for (int i = 1; i < argc; i++) {
+    bool miss;
+    const char *v;
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      fputs(k_split_help, stdout);
+      return 0;
+    }
+    if ((v = cli_opt(argc, argv, &i, "--narrations", &miss)) || miss) {
+      if (miss) return cli_usage_error("ego4d-split", "--narrations needs a file");
+      o.narrations = v;
+    } else if ((v = cli_opt(argc, argv, &i, "--out-dir", &miss)) || miss) {
+      if (miss) return cli_usage_error("ego4d-split", "--out-dir needs a directory");
+      o.out_dir = v;
+    } else if ((v = cli_opt(argc, argv, &i, "--video-dir", &miss)) || miss) {
+      if (miss) return cli_usage_error("ego4d-split", "--video-dir needs a directory");
+      o.video_dir = v;
+    } else if ((v = cli_opt(argc, argv, &i, "--val-fraction", &miss)) || miss) {
+      if (miss || !cli_double(v, 0, 1, &o.val_fraction))
+        return cli_usage_error("ego4d-split", "--val-fraction needs a number from 0 to 1");
+    } else if ((v = cli_opt(argc, argv, &i, "--clip-seconds", &miss)) || miss) {
+      if (miss || !cli_double(v, 0.1, 3600, &o.clip_seconds))
+        return cli_usage_error("ego4d-split", "--clip-seconds needs a number from 0.1 to 3600");
+    } else if ((v = cli_opt(argc, argv, &i, "--seed", &miss)) || miss) {
+      if (miss || !cli_int(v, 0, 1L << 62, &seed)) return cli_usage_error("ego4d-split", "bad --seed");
+    } else if ((v = cli_opt(argc, argv, &i, "--pass", &miss)) || miss) {
+      if (miss || !cli_int(v, 1, 2, &pass)) return cli_usage_error("ego4d-split", "--pass is 1 or 2");
+    } else {
+      return cli_usage_error("ego4d-split", "unexpected argument %s", argv[i]);
+    }
+  }
+  if (!o.narrations || !o.out_dir)
+    return cli_usage_error("ego4d-split", "--narrations and --out-dir are required");
+  o.seed = (uint64_t)seed;
+  o.pass = (int)pass;
+  vb_ego4d_split_stats st;
+  if (vb_ego4d_split(&o, &st)) return cli_fail("%s", vblip_last_error());
+  printf("%d videos: train %d videos / %d clips, validation %d videos / %d clips, %d narrations "
+         "skipped\n",
+         st.videos, st.train_videos, st.train_clips, st.val_videos, st.val_clips, st.skipped);
+  return 0;
+}

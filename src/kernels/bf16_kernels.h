@@ -1,0 +1,28 @@
+/* Internal: the bf16 building blocks behind vb_linear_forward, exposed for tests
+ * and the benchmark. Weights are bf16 [N, K] row-major (PyTorch's [out, in]). */
+#ifndef VBLIP_KERNELS_BF16_KERNELS_H
+#define VBLIP_KERNELS_BF16_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* dst[m, 0..ld) = bf16(x[m, 0..K)) rounded to nearest even, zero-padded to ld. */
+void vb_f32_to_bf16_rows(const float *x, int M, int K, uint16_t *dst, int ld);
+
+/* y[M, N] = x[M, K] W^T (+ bias): small-M products that stream W once.
+ * Variants: the run-time dispatcher, and each implementation (for tests). */
+void vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                  float *y);
+void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y);
+/* AVX-512F: weights widened to f32, activations kept in f32. */
+void vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M,
+                         const float *bias, float *y);
+/* AVX512-BF16: activations rounded to bf16, VDPBF16PS with f32 accumulation. */
+void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
+                             const float *bias, float *y);
+
+/* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */
+#define VB_BF16_GEMV_MAX_M 15
+
+#endif

@@ -1,0 +1,308 @@
+/* bf16 linear layers: the weight rounded to bfloat16 once at prepare time,
+ * activations rounded per call, float32 accumulation and output.
+ *  - M >= 16 rows (vision encoder, Q-Former, prompt prefill): a oneDNN bf16
+ *    matmul primitive (AMX where the kernel granted it, else AVX512-BF16),
+ *    cached per row count; packed layers keep the weight in the primitive's
+ *    blocked layout, reordered once.
+ *  - fewer rows (decoding): vb_gemv_bf16, which streams the weight once.
+ *  - no oneDNN bf16 on this CPU: blocks of weight rows widened to f32, sgemm. */
+#include <dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/bf16_kernels.h"
+#include "kernels/gemm_internal.h"
+#include "kernels/kernels.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+
+#define PRIM_CACHE 6
+#define PACK_REF_M 512
+
+typedef struct {
+  uint16_t *w_owned;   /* bf16 [N, K] we converted (NULL when the stored one is used) */
+  const uint16_t *w;   /* plain bf16 [N, K], NULL when packed */
+  void *packed;        /* weight in packed_md's layout */
+  dnnl_memory_desc_t packed_md;
+  int onednn_ok;       /* oneDNN can run bf16 matmuls here */
+  pthread_mutex_t mu;
+  struct {
+    int M;
+    dnnl_primitive_t prim;
+  } cache[PRIM_CACHE];
+  int next;
+} bf16_backend;
+
+static dnnl_engine_t g_engine;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+static __thread dnnl_stream_t tls_stream;
+static __thread uint16_t *tls_src;
+static __thread size_t tls_src_cap;
+
+static void engine_init(void) {
+  vb_cpu_init(); /* AMX permission and ISA cap before oneDNN's first primitive */
+  if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
+}
+
+static dnnl_engine_t engine(void) {
+  pthread_once(&g_engine_once, engine_init);
+  return g_engine;
+}
+
+static dnnl_stream_t stream(void) {
+  if (!tls_stream && engine()) dnnl_stream_create(&tls_stream, engine(), dnnl_stream_default_flags);
+  return tls_stream;
+}
+
+static uint16_t *src_scratch(size_t n) {
+  if (n > tls_src_cap) {
+    vb_free_aligned(tls_src);
+    tls_src = vb_malloc_aligned(n * sizeof(uint16_t));
+    tls_src_cap = tls_src ? n : 0;
+  }
+  return tls_src;
+}
+
+/* Descriptors of y[M,N] = x[M,K] W + b, W [K,N] given as a plain [N,K] view or
+ * wei (NULL: the plain view; otherwise e.g. "any" or the packed layout). */
+static dnnl_primitive_desc_t make_pd(int M, int N, int K, int has_bias, const dnnl_memory_desc_t *wei) {
+  dnnl_engine_t eng = engine();
+  if (!eng) return NULL;
+  dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+  dnnl_dims_t sd = {M, K}, wd = {K, N}, ws = {1, K}, bd = {1, N}, dd = {M, N};
+  if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_bf16, dnnl_ab) != dnnl_success) return NULL;
+  if (wei) wei_md = *wei;
+  else if (dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, dnnl_bf16, ws) != dnnl_success) return NULL;
+  if (dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab) != dnnl_success) return NULL;
+  if (dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab) != dnnl_success) return NULL;
+  dnnl_matmul_desc_t mm;
+  if (dnnl_matmul_desc_init(&mm, &src_md, &wei_md, has_bias ? &bias_md : NULL, &dst_md) != dnnl_success)
+    return NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  if (dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL) != dnnl_success) return NULL;
+  return pd;
+}
+
+static dnnl_primitive_t make_prim(dnnl_primitive_desc_t pd) {
+  dnnl_primitive_t p = NULL;
+  if (!pd) return NULL;
+  if (dnnl_primitive_create(&p, pd) != dnnl_success) p = NULL;
+  dnnl_primitive_desc_destroy(pd);
+  return p;
+}
+
+/* The weight as plain bf16 [N, K]: the stored tensor itself or a conversion. */
+static int plain_weight(vb_linear *l, bf16_backend *b) {
+  size_t n = (size_t)l->out * l->in;
+  if (l->dtype == VB_DT_BF16 && ((uintptr_t)l->w & 1) == 0) {
+    b->w = l->w;
+    return 0;
+  }
+  b->w_owned = vb_malloc_aligned(n * sizeof(uint16_t));
+  float *row = vb_malloc((size_t)l->in * sizeof(float));
+  if (!b->w_owned || !row) {
+    free(row);
+    return -1;
+  }
+  for (int r = 0; r < l->out; r++) {
+    size_t off;
+    if (!vb_dtype_bytes(l->dtype, (int64_t)r * l->in, &off) ||
+        vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, l->in, row) != 0) {
+      free(row);
+      return vb_error("linear %dx%d: cannot convert %s weights to bf16", l->out, l->in,
+                      vb_dtype_name(l->dtype));
+    }
+    for (int k = 0; k < l->in; k++) b->w_owned[(size_t)r * l->in + k] = vb_float_to_bf16(row[k]);
+  }
+  free(row);
+  b->w = b->w_owned;
+  return 0;
+}
+
+/* Reorders the plain weight into the layout oneDNN's matmul prefers, when it differs. */
+static void try_pack(vb_linear *l, bf16_backend *b) {
+  dnnl_memory_desc_t any_md;
+  dnnl_dims_t wd = {l->in, l->out};
+  if (dnnl_memory_desc_init_by_tag(&any_md, 2, wd, dnnl_bf16, dnnl_format_tag_any) != dnnl_success) return;
+  dnnl_primitive_desc_t pd = make_pd(PACK_REF_M, l->out, l->in, l->bias != NULL, &any_md);
+  if (!pd) return;
+  dnnl_memory_desc_t want = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  dnnl_primitive_desc_destroy(pd);
+  dnnl_memory_desc_t plain_md;
+  dnnl_dims_t ws = {1, l->in};
+  if (dnnl_memory_desc_init_by_strides(&plain_md, 2, wd, dnnl_bf16, ws) != dnnl_success) return;
+  if (dnnl_memory_desc_equal(&want, &plain_md)) return;
+  size_t bytes = dnnl_memory_desc_get_size(&want);
+  void *packed = vb_malloc_aligned(bytes);
+  if (!packed) return;
+  dnnl_primitive_desc_t rpd = NULL;
+  dnnl_primitive_t r = NULL;
+  dnnl_memory_t from = NULL, to = NULL;
+  int ok = dnnl_reorder_primitive_desc_create(&rpd, &plain_md, engine(), &want, engine(), NULL) ==
+               dnnl_success &&
+           (r = make_prim(rpd)) != NULL &&
+           dnnl_memory_create(&from, &plain_md, engine(), (void *)b->w) == dnnl_success &&
+           dnnl_memory_create(&to, &want, engine(), packed) == dnnl_success;
+  if (ok) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    ok = dnnl_primitive_execute(r, stream(), 2, args) == dnnl_success &&
+         dnnl_stream_wait(stream()) == dnnl_success;
+  }
+  if (from) dnnl_memory_destroy(from);
+  if (to) dnnl_memory_destroy(to);
+  if (r) dnnl_primitive_destroy(r);
+  if (!ok) {
+    vb_free_aligned(packed);
+    return;
+  }
+  b->packed = packed;
+  b->packed_md = want;
+  /* the plain copy is no longer needed */
+  vb_free_aligned(b->w_owned);
+  b->w_owned = NULL;
+  b->w = NULL;
+}
+
+int vb_linear_prepare_bf16(vb_linear *l) {
+  if (l->backend) return 0;
+  bf16_backend *b = vb_calloc(1, sizeof *b);
+  if (!b) return -1;
+  pthread_mutex_init(&b->mu, NULL);
+  l->backend = b;
+  if (plain_weight(l, b) != 0) return -1;
+  /* probe once whether oneDNN runs bf16 matmuls on this CPU */
+  dnnl_primitive_desc_t pd = make_pd(PACK_REF_M, l->out, l->in, l->bias != NULL, NULL);
+  b->onednn_ok = pd != NULL;
+  if (pd) dnnl_primitive_desc_destroy(pd);
+  if (b->onednn_ok && l->pack) try_pack(l, b);
+  return 0;
+}
+
+void vb_linear_release_bf16(vb_linear *l) {
+  bf16_backend *b = l->backend;
+  if (!b) return;
+  for (int i = 0; i < PRIM_CACHE; i++)
+    if (b->cache[i].prim) dnnl_primitive_destroy(b->cache[i].prim);
+  vb_free_aligned(b->w_owned);
+  vb_free_aligned(b->packed);
+  pthread_mutex_destroy(&b->mu);
+  free(b);
+  l->backend = NULL;
+}
+
+/* Caller holds b->mu. */
+static dnnl_primitive_t cached_prim(const vb_linear *l, bf16_backend *b, int M) {
+  for (int i = 0; i < PRIM_CACHE; i++)
+    if (b->cache[i].prim && b->cache[i].M == M) return b->cache[i].prim;
+  dnnl_primitive_t p = make_prim(make_pd(M, l->out, l->in, l->bias != NULL, b->packed ? &b->packed_md : NULL));
+  if (!p) return NULL;
+  int slot = b->next;
+  b->next = (b->next + 1) % PRIM_CACHE;
+  if (b->cache[slot].prim) dnnl_primitive_destroy(b->cache[slot].prim);
+  b->cache[slot].M = M;
+  b->cache[slot].prim = p;
+  return p;
+}
+
+static int run_onednn(const vb_linear *l, bf16_backend *b, const float *x, int M, float *y) {
+  int N = l->out, K = l->in;
+  uint16_t *xs = src_scratch((size_t)M * K);
+  if (!xs) return -1;
+  vb_f32_to_bf16_rows(x, M, K, xs, K);
+  pthread_mutex_lock(&b->mu);
+  dnnl_primitive_t p = cached_prim(l, b, M);
+  int rc = -1;
+  if (p) {
+    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+    dnnl_dims_t sd = {M, K}, wd = {K, N}, ws = {1, K}, bd = {1, N}, dd = {M, N};
+    dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_bf16, dnnl_ab);
+    if (b->packed) wei_md = b->packed_md;
+    else dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, dnnl_bf16, ws);
+    dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab);
+    dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+    void *wp = b->packed ? b->packed : (void *)b->w;
+    if (dnnl_memory_create(&ms, &src_md, engine(), xs) == dnnl_success &&
+        dnnl_memory_create(&mw, &wei_md, engine(), wp) == dnnl_success &&
+        (!l->bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)l->bias) == dnnl_success) &&
+        dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
+      dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
+                                 {DNNL_ARG_BIAS, mb}};
+      if (dnnl_primitive_execute(p, stream(), l->bias ? 4 : 3, args) == dnnl_success &&
+          dnnl_stream_wait(stream()) == dnnl_success)
+        rc = 0;
+    }
+    if (ms) dnnl_memory_destroy(ms);
+    if (mw) dnnl_memory_destroy(mw);
+    if (mb) dnnl_memory_destroy(mb);
+    if (md) dnnl_memory_destroy(md);
+  }
+  pthread_mutex_unlock(&b->mu);
+  return rc;
+}
+
+/* Without oneDNN bf16: widen blocks of weight rows to f32 and use sgemm. */
+static void run_widened(const vb_linear *l, const uint16_t *w, const float *x, int M, float *y) {
+  int N = l->out, K = l->in, NB = 256;
+  float *t = vb_malloc_aligned((size_t)NB * K * sizeof(float));
+  if (!t) abort();
+  for (int n0 = 0; n0 < N; n0 += NB) {
+    int nb = N - n0 < NB ? N - n0 : NB;
+    const uint16_t *src = w + (size_t)n0 * K;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < nb; r++)
+      for (int k = 0; k < K; k++) {
+        uint32_t u = (uint32_t)src[(size_t)r * K + k] << 16;
+        memcpy(&t[(size_t)r * K + k], &u, 4);
+      }
+    if (l->bias)
+      for (int i = 0; i < M; i++) memcpy(y + (size_t)i * N + n0, l->bias + n0, nb * sizeof(float));
+    vb_gemm(M, nb, K, x, K, t, K, 1, 1.0f, l->bias ? 1.0f : 0.0f, y + n0, N);
+  }
+  vb_free_aligned(t);
+}
+
+/* A packed weight back in the plain layout (a layer prepared for large M run
+ * with few rows, or oneDNN refusing a row count): rare and slow, but correct. */
+static uint16_t *unpack(bf16_backend *b, int N, int K) {
+  dnnl_memory_desc_t plain_md;
+  dnnl_dims_t wd = {K, N}, ws = {1, K};
+  dnnl_memory_desc_init_by_strides(&plain_md, 2, wd, dnnl_bf16, ws);
+  uint16_t *w = vb_malloc_aligned((size_t)N * K * sizeof(uint16_t));
+  if (!w) abort();
+  dnnl_primitive_desc_t rpd = NULL;
+  dnnl_primitive_t r = NULL;
+  dnnl_memory_t from = NULL, to = NULL;
+  int ok = dnnl_reorder_primitive_desc_create(&rpd, &b->packed_md, engine(), &plain_md, engine(), NULL) ==
+               dnnl_success &&
+           (r = make_prim(rpd)) != NULL &&
+           dnnl_memory_create(&from, &b->packed_md, engine(), b->packed) == dnnl_success &&
+           dnnl_memory_create(&to, &plain_md, engine(), w) == dnnl_success;
+  if (ok) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    ok = dnnl_primitive_execute(r, stream(), 2, args) == dnnl_success &&
+         dnnl_stream_wait(stream()) == dnnl_success;
+  }
+  if (from) dnnl_memory_destroy(from);
+  if (to) dnnl_memory_destroy(to);
+  if (r) dnnl_primitive_destroy(r);
+  if (!ok) abort();
+  return w;
+}
+
+void vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) {
+  bf16_backend *b = l->backend;
+  if (!b) abort(); /* prepared at load time; a bug otherwise */
+  if (M <= 0) return;
+  if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return;
+  if (b->w) {
+    if (M <= VB_BF16_GEMV_MAX_M) vb_gemv_bf16(b->w, l->out, l->in, x, M, l->bias, y);
+    else run_widened(l, b->w, x, M, y);
+    return;
+  }
+  uint16_t *w = unpack(b, l->out, l->in);
+  if (M <= VB_BF16_GEMV_MAX_M) vb_gemv_bf16(w, l->out, l->in, x, M, l->bias, y);
+  else run_widened(l, w, x, M, y);
+  vb_free_aligned(w);
+}

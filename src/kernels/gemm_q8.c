@@ -1,0 +1,209 @@
+/* Q8_0 linear layers with bf16 compute: the weight stays in its 8-bit blocks
+ * where it lies (usually the mapped GGUF file; nothing is copied).
+ *  - M <= 15 rows (decoding, beams): vb_gemv_q8 streams the weight once,
+ *    activations in f32.
+ *  - more rows (prompt prefill, vision encoder, Q-Former): tiles of weight rows
+ *    (about 2 MB of bf16, so a tile stays in cache between being written and
+ *    read) are dequantized to bf16 by all threads, then multiplied by a oneDNN
+ *    bf16 matmul that writes its columns of y in place (strided destination).
+ *    Without oneDNN bf16 on this CPU: tiles in f32 through vb_gemm (sgemm).
+ * The matmul primitives depend only on the shape, so one small cache serves
+ * every layer. */
+#include <dnnl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/bf16_kernels.h"
+#include "kernels/gemm_internal.h"
+#include "kernels/kernels.h"
+#include "kernels/q8_kernels.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+
+#define TILE_BYTES ((size_t)2 << 20)
+#define PRIM_CACHE 16
+
+typedef struct {
+  int onednn_ok; /* oneDNN runs bf16 matmuls here */
+} q8_backend;
+
+static struct {
+  pthread_mutex_t mu;
+  struct {
+    int M, N, K, ldy, bias;
+    dnnl_primitive_t prim;
+  } e[PRIM_CACHE];
+  int next;
+} g_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static dnnl_engine_t g_engine;
+static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
+static __thread dnnl_stream_t tls_stream;
+static __thread void *tls_x, *tls_tile;
+static __thread size_t tls_x_cap, tls_tile_cap;
+
+static void engine_init(void) {
+  vb_cpu_init(); /* AMX permission and ISA cap before oneDNN's first primitive */
+  if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
+}
+
+static dnnl_engine_t engine(void) {
+  pthread_once(&g_engine_once, engine_init);
+  return g_engine;
+}
+
+static dnnl_stream_t stream(void) {
+  if (!tls_stream && engine()) dnnl_stream_create(&tls_stream, engine(), dnnl_stream_default_flags);
+  return tls_stream;
+}
+
+/* Per-thread scratch that only grows (one prefill's worth). */
+static void *scratch(void **p, size_t *cap, size_t bytes) {
+  if (bytes > *cap) {
+    vb_free_aligned(*p);
+    *p = vb_malloc_aligned(bytes);
+    *cap = *p ? bytes : 0;
+  }
+  return *p;
+}
+
+/* Descriptors of y[M, 0..N) (row stride ldy) = x[M, K] W_tile + b, the tile
+ * given as plain bf16 [N, K] rows. */
+static void descs(int M, int N, int K, int ldy, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
+                  dnnl_memory_desc_t *bias, dnnl_memory_desc_t *dst) {
+  dnnl_dims_t sd = {M, K}, wd = {K, N}, ws = {1, K}, bd = {1, N}, dd = {M, N}, ds = {ldy, 1};
+  dnnl_memory_desc_init_by_tag(src, 2, sd, dnnl_bf16, dnnl_ab);
+  dnnl_memory_desc_init_by_strides(wei, 2, wd, dnnl_bf16, ws);
+  dnnl_memory_desc_init_by_tag(bias, 2, bd, dnnl_f32, dnnl_ab);
+  dnnl_memory_desc_init_by_strides(dst, 2, dd, dnnl_f32, ds);
+}
+
+static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
+  dnnl_engine_t eng = engine();
+  if (!eng) return NULL;
+  dnnl_memory_desc_t src, wei, bias, dst;
+  descs(M, N, K, ldy, &src, &wei, &bias, &dst);
+  dnnl_matmul_desc_t mm;
+  if (dnnl_matmul_desc_init(&mm, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success) return NULL;
+  dnnl_primitive_desc_t pd = NULL;
+  if (dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL) != dnnl_success) return NULL;
+  dnnl_primitive_t p = NULL;
+  if (dnnl_primitive_create(&p, pd) != dnnl_success) p = NULL;
+  dnnl_primitive_desc_destroy(pd);
+  return p;
+}
+
+/* Caller holds g_cache.mu. */
+static dnnl_primitive_t cached_prim(int M, int N, int K, int ldy, int has_bias) {
+  for (int i = 0; i < PRIM_CACHE; i++) {
+    if (g_cache.e[i].prim && g_cache.e[i].M == M && g_cache.e[i].N == N && g_cache.e[i].K == K &&
+        g_cache.e[i].ldy == ldy && g_cache.e[i].bias == has_bias)
+      return g_cache.e[i].prim;
+  }
+  dnnl_primitive_t p = make_prim(M, N, K, ldy, has_bias);
+  if (!p) return NULL;
+  int s = g_cache.next;
+  g_cache.next = (g_cache.next + 1) % PRIM_CACHE;
+  if (g_cache.e[s].prim) dnnl_primitive_destroy(g_cache.e[s].prim);
+  g_cache.e[s].M = M, g_cache.e[s].N = N, g_cache.e[s].K = K, g_cache.e[s].ldy = ldy;
+  g_cache.e[s].bias = has_bias, g_cache.e[s].prim = p;
+  return p;
+}
+
+static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K, const float *bias,
+                       float *y, int ldy) {
+  pthread_mutex_lock(&g_cache.mu);
+  dnnl_primitive_t p = cached_prim(M, N, K, ldy, bias != NULL);
+  int rc = -1;
+  if (p) {
+    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+    descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
+    dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+    if (dnnl_memory_create(&ms, &src_md, engine(), (void *)xs) == dnnl_success &&
+        dnnl_memory_create(&mw, &wei_md, engine(), (void *)w) == dnnl_success &&
+        (!bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)bias) == dnnl_success) &&
+        dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
+      dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
+                                 {DNNL_ARG_BIAS, mb}};
+      if (dnnl_primitive_execute(p, stream(), bias ? 4 : 3, args) == dnnl_success &&
+          dnnl_stream_wait(stream()) == dnnl_success)
+        rc = 0;
+    }
+    if (ms) dnnl_memory_destroy(ms);
+    if (mw) dnnl_memory_destroy(mw);
+    if (mb) dnnl_memory_destroy(mb);
+    if (md) dnnl_memory_destroy(md);
+  }
+  pthread_mutex_unlock(&g_cache.mu);
+  return rc;
+}
+
+/* Weight rows per tile: about TILE_BYTES of bf16, a multiple of 16, at least 16. */
+static int tile_rows(int N, int K) {
+  size_t r = TILE_BYTES / ((size_t)K * sizeof(uint16_t));
+  int nt = r < 16 ? 16 : r > (size_t)N ? N : (int)(r & ~(size_t)15);
+  return nt > N ? N : nt;
+}
+
+/* y = x W^T + b tile by tile: bf16 through oneDNN where it runs, else (or for
+ * a shape it refuses) the tile in f32 through sgemm. */
+static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M, float *y) {
+  int N = l->out, K = l->in, NT = tile_rows(N, K);
+  uint16_t *xs = NULL, *t = NULL;
+  float *tf = NULL;
+  if (use_onednn) {
+    xs = scratch(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
+    t = scratch(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
+    if (!xs || !t) abort();
+    vb_f32_to_bf16_rows(x, M, K, xs, K);
+  }
+  for (int n0 = 0; n0 < N; n0 += NT) {
+    int nt = N - n0 < NT ? N - n0 : NT;
+    if (use_onednn) {
+#pragma omp parallel for schedule(static)
+      for (int c = 0; c < nt; c += 8)
+        vb_q8_rows_to_bf16(l->w, K, n0 + c, n0 + (c + 8 < nt ? c + 8 : nt), t + (size_t)c * K);
+      if (matmul_tile(xs, M, t, nt, K, l->bias ? l->bias + n0 : NULL, y + n0, N) == 0) continue;
+    }
+    if (!tf && !(tf = vb_malloc_aligned((size_t)NT * K * sizeof(float)))) abort();
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < nt; c += 8)
+      vb_q8_rows_to_f32(l->w, K, n0 + c, n0 + (c + 8 < nt ? c + 8 : nt), tf + (size_t)c * K);
+    if (l->bias)
+      for (int i = 0; i < M; i++) memcpy(y + (size_t)i * N + n0, l->bias + n0, nt * sizeof(float));
+    vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, l->bias ? 1.0f : 0.0f, y + n0, N);
+  }
+  vb_free_aligned(tf);
+}
+
+int vb_linear_prepare_q8(vb_linear *l) {
+  if (l->backend) return 0;
+  if (l->in % VB_Q8_BLOCK != 0)
+    return vb_error("linear %dx%d: Q8_0 rows must be a multiple of 32 values", l->out, l->in);
+  q8_backend *b = vb_calloc(1, sizeof *b);
+  if (!b) return -1;
+  /* probe once whether oneDNN runs bf16 matmuls on this CPU */
+  int nt = tile_rows(l->out, l->in);
+  pthread_mutex_lock(&g_cache.mu);
+  b->onednn_ok = cached_prim(VB_Q8_GEMV_MAX_M + 1, nt, l->in, l->out, l->bias != NULL) != NULL;
+  pthread_mutex_unlock(&g_cache.mu);
+  l->backend = b;
+  return 0;
+}
+
+void vb_linear_release_q8(vb_linear *l) {
+  free(l->backend);
+  l->backend = NULL;
+}
+
+void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
+  const q8_backend *b = l->backend;
+  if (!b) abort(); /* prepared at load time; a bug otherwise */
+  if (M <= 0) return;
+  if (M <= VB_Q8_GEMV_MAX_M) {
+    vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
+    return;
+  }
+  run_tiles(l, b->onednn_ok, x, M, y);
+}

@@ -1,0 +1,240 @@
+/* Small-M products with bf16 weights (decoding: M = number of beams): each
+ * weight row is read from memory once for all M activation rows, the output
+ * rows split across the OpenMP threads. Three implementations chosen at run
+ * time: AVX512-BF16 dot products, AVX-512F widening, and portable C. The
+ * AVX-512 code is compiled with function-level target attributes so the build
+ * needs no -march flag. */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/tensor_table.h"
+#include "kernels/bf16_kernels.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+
+#define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define INLINE static inline __attribute__((always_inline))
+
+static inline float bf16f(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+TGT_BF16 static void cvt_row_bf16(const float *x, int K, uint16_t *dst, int ld) {
+  int k = 0;
+  for (; k + 16 <= K; k += 16)
+    _mm256_storeu_si256((__m256i *)(dst + k), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + k)));
+  for (; k < K; k++) dst[k] = vb_float_to_bf16(x[k]);
+  for (; k < ld; k++) dst[k] = 0;
+}
+
+void vb_f32_to_bf16_rows(const float *x, int M, int K, uint16_t *dst, int ld) {
+  int fast = vb_cpu()->avx512_bf16;
+#pragma omp parallel for if ((size_t)M * K > 65536) schedule(static)
+  for (int m = 0; m < M; m++) {
+    const float *xr = x + (size_t)m * K;
+    uint16_t *d = dst + (size_t)m * ld;
+    if (fast) {
+      cvt_row_bf16(xr, K, d, ld);
+    } else {
+      int k = 0;
+      for (; k < K; k++) d[k] = vb_float_to_bf16(xr[k]);
+      for (; k < ld; k++) d[k] = 0;
+    }
+  }
+}
+
+/* ---- portable C ---- */
+
+void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y) {
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 32768)
+  for (int n = 0; n < N; n++) {
+    const uint16_t *w = W + (size_t)n * K;
+    float acc[VB_BF16_GEMV_MAX_M + 1][8];
+    for (int m0 = 0; m0 < M; m0 += VB_BF16_GEMV_MAX_M + 1) {
+      int mc = M - m0 < VB_BF16_GEMV_MAX_M + 1 ? M - m0 : VB_BF16_GEMV_MAX_M + 1;
+      memset(acc, 0, sizeof acc);
+      int k = 0;
+      for (; k + 8 <= K; k += 8) {
+        float wf[8];
+        for (int j = 0; j < 8; j++) wf[j] = bf16f(w[k + j]);
+        for (int m = 0; m < mc; m++) {
+          const float *xr = x + (size_t)(m0 + m) * K + k;
+          for (int j = 0; j < 8; j++) acc[m][j] += wf[j] * xr[j];
+        }
+      }
+      for (int m = 0; m < mc; m++) {
+        const float *xr = x + (size_t)(m0 + m) * K;
+        float s = 0;
+        for (int j = 0; j < 8; j++) s += acc[m][j];
+        for (int kk = k; kk < K; kk++) s += bf16f(w[kk]) * xr[kk];
+        y[(size_t)(m0 + m) * N + n] = s + (bias ? bias[n] : 0.0f);
+      }
+    }
+  }
+}
+
+/* ---- AVX-512F: widen bf16 weights to f32 ---- */
+
+/* Two weight rows (w1 may equal w0 when only one is left) against mc <= 4
+ * activation rows of f32 padded with zeros to a multiple of 16. */
+INLINE TGT_512 void wide_block(const uint16_t *w0, const uint16_t *w1, int K, const float *xp,
+                                size_t ldx, const int mc, float r[4][2]) {
+  __m512 a0[4], a1[4];
+  for (int m = 0; m < mc; m++) a0[m] = a1[m] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 f0 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w0 + k))), 16));
+    __m512 f1 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(w1 + k))), 16));
+    for (int m = 0; m < mc; m++) {
+      __m512 xv = _mm512_loadu_ps(xp + m * ldx + k);
+      a0[m] = _mm512_fmadd_ps(f0, xv, a0[m]);
+      a1[m] = _mm512_fmadd_ps(f1, xv, a1[m]);
+    }
+  }
+  if (k < K) {
+    __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
+    __m512 f0 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, w0 + k)), 16));
+    __m512 f1 = _mm512_castsi512_ps(
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, w1 + k)), 16));
+    for (int m = 0; m < mc; m++) {
+      __m512 xv = _mm512_loadu_ps(xp + m * ldx + k);
+      a0[m] = _mm512_fmadd_ps(f0, xv, a0[m]);
+      a1[m] = _mm512_fmadd_ps(f1, xv, a1[m]);
+    }
+  }
+  for (int m = 0; m < mc; m++) {
+    r[m][0] = _mm512_reduce_add_ps(a0[m]);
+    r[m][1] = _mm512_reduce_add_ps(a1[m]);
+  }
+}
+
+TGT_512 static void wide_rows(const uint16_t *W, int n0, int n1, int N, int K, const float *xp,
+                              size_t ldx, int M, const float *bias, float *y) {
+  for (int n = n0; n < n1; n += 2) {
+    int two = n + 1 < n1;
+    const uint16_t *w0 = W + (size_t)n * K, *w1 = two ? w0 + K : w0;
+    for (int m0 = 0; m0 < M; m0 += 4) {
+      float r[4][2] = {{0}};
+      const float *xb = xp + (size_t)m0 * ldx;
+      switch (M - m0 < 4 ? M - m0 : 4) {
+      case 1: wide_block(w0, w1, K, xb, ldx, 1, r); break;
+      case 2: wide_block(w0, w1, K, xb, ldx, 2, r); break;
+      case 3: wide_block(w0, w1, K, xb, ldx, 3, r); break;
+      default: wide_block(w0, w1, K, xb, ldx, 4, r); break;
+      }
+      for (int m = 0; m < 4 && m0 + m < M; m++) {
+        y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
+        if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
+      }
+    }
+  }
+}
+
+/* ---- AVX512-BF16: VDPBF16PS on bf16 activations ---- */
+
+INLINE TGT_BF16 void dp_block(const uint16_t *w0, const uint16_t *w1, int K, const uint16_t *xp,
+                               size_t ldx, const int mc, float r[4][2]) {
+  __m512 a0[4], a1[4];
+  for (int m = 0; m < mc; m++) a0[m] = a1[m] = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512i v0 = _mm512_loadu_si512((const void *)(w0 + k));
+    __m512i v1 = _mm512_loadu_si512((const void *)(w1 + k));
+    for (int m = 0; m < mc; m++) {
+      __m512i xv = _mm512_loadu_si512((const void *)(xp + m * ldx + k));
+      a0[m] = _mm512_dpbf16_ps(a0[m], (__m512bh)xv, (__m512bh)v0);
+      a1[m] = _mm512_dpbf16_ps(a1[m], (__m512bh)xv, (__m512bh)v1);
+    }
+  }
+  if (k < K) {
+    __mmask32 mk = (__mmask32)((1ull << (K - k)) - 1);
+    __m512i v0 = _mm512_maskz_loadu_epi16(mk, w0 + k);
+    __m512i v1 = _mm512_maskz_loadu_epi16(mk, w1 + k);
+    for (int m = 0; m < mc; m++) {
+      __m512i xv = _mm512_loadu_si512((const void *)(xp + m * ldx + k));
+      a0[m] = _mm512_dpbf16_ps(a0[m], (__m512bh)xv, (__m512bh)v0);
+      a1[m] = _mm512_dpbf16_ps(a1[m], (__m512bh)xv, (__m512bh)v1);
+    }
+  }
+  for (int m = 0; m < mc; m++) {
+    r[m][0] = _mm512_reduce_add_ps(a0[m]);
+    r[m][1] = _mm512_reduce_add_ps(a1[m]);
+  }
+}
+
+TGT_BF16 static void dp_rows(const uint16_t *W, int n0, int n1, int N, int K, const uint16_t *xp,
+                             size_t ldx, int M, const float *bias, float *y) {
+  for (int n = n0; n < n1; n += 2) {
+    int two = n + 1 < n1;
+    const uint16_t *w0 = W + (size_t)n * K, *w1 = two ? w0 + K : w0;
+    for (int m0 = 0; m0 < M; m0 += 4) {
+      float r[4][2] = {{0}};
+      const uint16_t *xb = xp + (size_t)m0 * ldx;
+      switch (M - m0 < 4 ? M - m0 : 4) {
+      case 1: dp_block(w0, w1, K, xb, ldx, 1, r); break;
+      case 2: dp_block(w0, w1, K, xb, ldx, 2, r); break;
+      case 3: dp_block(w0, w1, K, xb, ldx, 3, r); break;
+      default: dp_block(w0, w1, K, xb, ldx, 4, r); break;
+      }
+      for (int m = 0; m < 4 && m0 + m < M; m++) {
+        y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
+        if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
+      }
+    }
+  }
+}
+
+/* Blocks of 64 output rows handed out dynamically: a thread that the OS
+ * deschedules (a busy machine) delays one block, not half of the product. */
+#define GEMV_BLOCK 64
+#define FOR_ROW_BLOCKS(N, body)                                                      \
+  _Pragma("omp parallel for schedule(dynamic, 1) if ((N) > GEMV_BLOCK)")             \
+  for (int blk_ = 0; blk_ < ((N) + GEMV_BLOCK - 1) / GEMV_BLOCK; blk_++) {           \
+    int n0 = blk_ * GEMV_BLOCK, n1 = n0 + GEMV_BLOCK < (N) ? n0 + GEMV_BLOCK : (N);  \
+    body;                                                                            \
+  }
+
+#include <omp.h>
+
+void vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M,
+                         const float *bias, float *y) {
+  size_t ldx = ((size_t)K + 15) & ~(size_t)15;
+  float *xp = vb_malloc_aligned((size_t)M * ldx * sizeof(float));
+  if (!xp) abort();
+  for (int m = 0; m < M; m++) {
+    memcpy(xp + m * ldx, x + (size_t)m * K, (size_t)K * sizeof(float));
+    memset(xp + m * ldx + K, 0, (ldx - K) * sizeof(float));
+  }
+  FOR_ROW_BLOCKS(N, wide_rows(W, n0, n1, N, K, xp, ldx, M, bias, y))
+  vb_free_aligned(xp);
+}
+
+void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
+                             const float *bias, float *y) {
+  size_t ldx = ((size_t)K + 31) & ~(size_t)31;
+  uint16_t *xp = vb_malloc_aligned((size_t)M * ldx * sizeof(uint16_t));
+  if (!xp) abort();
+  vb_f32_to_bf16_rows(x, M, K, xp, (int)ldx);
+  FOR_ROW_BLOCKS(N, dp_rows(W, n0, n1, N, K, xp, ldx, M, bias, y))
+  vb_free_aligned(xp);
+}
+
+void vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                  float *y) {
+  const vb_cpu_features *f = vb_cpu();
+  if (f->avx512_bf16)
+    vb_gemv_bf16_avx512bf16(W, N, K, x, M, bias, y);
+  else if (vb_cpu_has_avx512())
+    vb_gemv_bf16_avx512(W, N, K, x, M, bias, y);
+  else
+    vb_gemv_bf16_c(W, N, K, x, M, bias, y);
+}

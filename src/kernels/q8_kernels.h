@@ -1,0 +1,41 @@
+/* Internal: the q8_0 building blocks behind vb_linear_forward, exposed for tests
+ * and the benchmark. Weights are GGUF Q8_0 [N, K] row-major (PyTorch's
+ * [out, in]), K a multiple of 32: each row is K/32 blocks of 34 bytes, an f16
+ * scale d then 32 int8 q, value = d * q. */
+#ifndef VBLIP_KERNELS_Q8_KERNELS_H
+#define VBLIP_KERNELS_Q8_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VB_Q8_BLOCK 32
+#define VB_Q8_BLOCK_BYTES 34
+
+/* Bytes of one Q8_0 row of K values (K a multiple of 32). */
+static inline size_t vb_q8_row_bytes(int K) { return (size_t)(K / VB_Q8_BLOCK) * VB_Q8_BLOCK_BYTES; }
+
+/* n values (a multiple of 32) to Q8_0 blocks as GGUF/convert write them:
+ * d = max|x| / 127 rounded to f16, q = round(x / d). Threaded for large n. */
+void vb_quantize_q8_0(const float *x, int64_t n, void *out);
+
+/* y[M, N] = x[M, K] W^T (+ bias) with float activations: the weight is read
+ * from memory once for all M rows, f32 accumulation (as exact as an f32
+ * product with the dequantized weight). Variants: the run-time dispatcher
+ * (AVX-512 when present and not disabled, else portable C) and each
+ * implementation (for tests). */
+void vb_gemv_q8(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+void vb_gemv_q8_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+void vb_gemv_q8_avx512(const void *W, int N, int K, const float *x, int M, const float *bias,
+                       float *y);
+/* Whether vb_gemv_q8_avx512 can run here (AVX-512F/BW/VL + F16C, not disabled). */
+int vb_gemv_q8_has_avx512(void);
+
+/* Rows [r0, r1) of a Q8_0 weight dequantized to bf16 / f32, dst row stride K. */
+void vb_q8_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst);
+void vb_q8_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
+
+/* Products with M up to this go to vb_gemv_q8, larger ones to the tiled
+ * dequantize-then-matmul path (gemm_q8.c). */
+#define VB_Q8_GEMV_MAX_M 15
+
+#endif

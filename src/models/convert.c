@@ -1,0 +1,296 @@
+/* vblip convert: any model directory vblip loads -> one GGUF file holding the
+ * configs, the preprocessor settings, the tokenizer files and the weights
+ * (f32, f16, bf16 or Q8_0 linear weights). */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/gguf.h"
+#include "models/config.h"
+#include "models/weights.h"
+#include "runtime/common.h"
+#include "runtime/vfs.h"
+#include "vblip.h"
+
+/* The small files a model directory may hold that vblip reads. */
+static const char *const k_files[] = {
+    "config.json",          "generation_config.json",  "preprocessor_config.json",
+    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "vocab.json",           "merges.txt",              "spiece.model",
+    "tokenizer.json",
+};
+
+typedef enum { T_F32, T_F16, T_BF16, T_Q8_0 } target;
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t a = strlen(s), b = strlen(suffix);
+  return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static bool is_float(vb_dtype d) {
+  return d == VB_DT_F32 || d == VB_DT_F16 || d == VB_DT_BF16 || d == VB_DT_F64 || d == VB_DT_Q8_0;
+}
+
+/* Embedding tables and learned tokens: looked up row by row, not multiplied. */
+static bool is_embedding(const char *name) {
+  return strstr(name, "embed") || ends_with(name, "shared.weight") || strstr(name, "query_tokens") ||
+         strstr(name, "relative_attention_bias");
+}
+
+static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
+  if (t->ndim < 2 || tg == T_F32) return VB_DT_F32;
+  if (tg == T_F16) return VB_DT_F16;
+  if (tg == T_BF16) return VB_DT_BF16;
+  /* Q8_0: the linear layers' [out, in] matrices, in whole 32-value blocks */
+  if (t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 && !is_embedding(t->name))
+    return VB_DT_Q8_0;
+  return VB_DT_F32;
+}
+
+/* A tied duplicate the loaders recreate from another tensor (PyTorch .bin files keep them). */
+static bool is_tied_duplicate(const vb_tensor_table *tt, const vb_tensor_info *t, const vb_model_config *cfg) {
+  const char *canon = NULL;
+  if (cfg->lm_kind == VB_LM_OPT) {
+    if (strcmp(t->name, "language_model.lm_head.weight") == 0)
+      canon = "language_model.model.decoder.embed_tokens.weight";
+  } else {
+    if (strcmp(t->name, "language_model.encoder.embed_tokens.weight") == 0 ||
+        strcmp(t->name, "language_model.decoder.embed_tokens.weight") == 0 ||
+        (cfg->t5.tie_word_embeddings && strcmp(t->name, "language_model.lm_head.weight") == 0))
+      canon = "language_model.shared.weight";
+  }
+  if (!canon) return false;
+  const vb_tensor_info *c = vb_tt_find(tt, canon);
+  if (!c || c->dtype != t->dtype || c->ndim != t->ndim || c->nbytes != t->nbytes) return false;
+  for (int i = 0; i < t->ndim; i++)
+    if (c->shape[i] != t->shape[i]) return false;
+  return c->data == t->data || memcmp(c->data, t->data, t->nbytes) == 0;
+}
+
+static int cmp_name(const void *a, const void *b) {
+  const vb_tensor_info *const *x = a, *const *y = b;
+  return strcmp((*x)->name, (*y)->name);
+}
+
+/* GGUF Q8_0: per 32 consecutive values, d = max|x| / 127 (stored as f16) and q = round(x / d). */
+static void quantize_q8_0(const float *x, int64_t n, uint8_t *out) {
+  for (int64_t b = 0; b < n / 32; b++) {
+    const float *v = x + b * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+    float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    uint16_t h = vb_float_to_half(d);
+    uint8_t *blk = out + b * 34;
+    memcpy(blk, &h, 2);
+    for (int j = 0; j < 32; j++) {
+      float q = roundf(v[j] * id);
+      if (q > 127) q = 127;
+      if (q < -127) q = -127;
+      blk[2 + j] = (uint8_t)(int8_t)q;
+    }
+  }
+}
+
+/* src tensor -> bytes of type dt (dst has room for them). */
+static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, float *f32, uint8_t *dst) {
+  int64_t n = vb_tensor_numel(t);
+  if (vb_convert_to_f32(t->dtype, t->data, n, f32) != 0) return vb_error_context("tensor %s", t->name);
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(f32[i]))
+      return vb_error("tensor %s holds a non-finite value at element %lld", t->name, (long long)i);
+  switch (dt) {
+  case VB_DT_F32:
+    memcpy(dst, f32, (size_t)n * 4);
+    return 0;
+  case VB_DT_F16:
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t h = vb_float_to_half(f32[i]);
+      if ((h & 0x7c00) == 0x7c00)
+        return vb_error("tensor %s: value %g at element %lld does not fit float16 (use bf16)", t->name,
+                        f32[i], (long long)i);
+      memcpy(dst + 2 * i, &h, 2);
+    }
+    return 0;
+  case VB_DT_BF16:
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t h = vb_float_to_bf16(f32[i]);
+      memcpy(dst + 2 * i, &h, 2);
+    }
+    return 0;
+  case VB_DT_Q8_0:
+    quantize_q8_0(f32, n, dst);
+    return 0;
+  default:
+    return vb_error("tensor %s: cannot write %s", t->name, vb_dtype_name(dt));
+  }
+}
+
+static void show_progress(size_t done, size_t total, uint64_t bytes, uint64_t total_bytes, double t0,
+                          double *last, int final) {
+  double now = vb_now_ms();
+  if (!final && now - *last < 100) return;
+  *last = now;
+  double s = (now - t0) / 1e3;
+  fprintf(stderr, "\rvblip convert: %zu/%zu tensors  %.1f/%.1f MB  %.1f MB/s   ", done, total, bytes / 1e6,
+          total_bytes / 1e6, s > 0 ? bytes / 1e6 / s : 0.0);
+  if (final) fputc('\n', stderr);
+  fflush(stderr);
+}
+
+static char *base_name(const char *path) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/') n--;
+  size_t b = n;
+  while (b > 0 && path[b - 1] != '/') b--;
+  char *s = vb_malloc(n - b + 1);
+  if (!s) return NULL;
+  memcpy(s, path + b, n - b);
+  s[n - b] = 0;
+  if (ends_with(s, ".gguf")) s[strlen(s) - 5] = 0;
+  return s;
+}
+
+int vblip_convert(const char *model_dir, const char *out_path, const char *type, int progress) {
+  target tg;
+  uint32_t file_type;
+  if (!type || strcmp(type, "f32") == 0) tg = T_F32, file_type = 0;
+  else if (strcmp(type, "f16") == 0) tg = T_F16, file_type = 1;
+  else if (strcmp(type, "bf16") == 0) tg = T_BF16, file_type = 32;
+  else if (strcmp(type, "q8_0") == 0) tg = T_Q8_0, file_type = 7;
+  else return vb_error("unknown weight type \"%s\" (f32, f16, bf16 or q8_0)", type);
+
+  int mounted = 0, rc = -1;
+  vb_weights w;
+  memset(&w, 0, sizeof w);
+  vb_gguf_writer *gw = NULL;
+  const vb_tensor_info **list = NULL;
+  vb_dtype *dts = NULL;
+  float *f32 = NULL;
+  uint8_t *buf = NULL;
+  char *tmp = NULL, *name = NULL;
+  FILE *f = NULL;
+  vb_model_config cfg;
+
+  if (vb_gguf_is_file(model_dir)) { /* re-converting a GGUF: its embedded files are the directory */
+    if (vb_gguf_mount(model_dir) != 0) goto done;
+    mounted = 1;
+  }
+  if (vb_config_load(model_dir, &cfg) != 0 || vb_weights_open(model_dir, &w) != 0) goto done;
+  if (!(gw = vb_gguf_writer_new()) || !(name = base_name(model_dir))) goto done;
+  if (vb_gguf_add_string(gw, "general.architecture", VB_GGUF_ARCH, strlen(VB_GGUF_ARCH)) ||
+      vb_gguf_add_string(gw, "general.name", name, strlen(name)) ||
+      vb_gguf_add_u32(gw, "general.alignment", VB_GGUF_DEFAULT_ALIGNMENT) ||
+      vb_gguf_add_u32(gw, "general.file_type", file_type) ||
+      vb_gguf_add_u32(gw, "vblip.format_version", 1) ||
+      vb_gguf_add_string(gw, "vblip.language_model", cfg.lm_kind == VB_LM_OPT ? "opt" : "t5",
+                         cfg.lm_kind == VB_LM_OPT ? 3 : 2))
+    goto done;
+  for (size_t i = 0; i < sizeof k_files / sizeof k_files[0]; i++) {
+    char *p = vb_path_join(model_dir, k_files[i]);
+    if (!p) goto done;
+    char *data = NULL;
+    size_t len = 0;
+    int present = vb_file_exists(p);
+    int r = present ? vb_read_file(p, (size_t)1 << 30, &data, &len) : 0;
+    free(p);
+    if (r != 0) goto done;
+    if (!present) continue;
+    char key[128];
+    snprintf(key, sizeof key, VB_GGUF_FILE_PREFIX "%s", k_files[i]);
+    r = ends_with(k_files[i], ".model") ? vb_gguf_add_bytes(gw, key, data, len)
+                                        : vb_gguf_add_string(gw, key, data, len);
+    free(data);
+    if (r != 0) goto done;
+  }
+
+  /* the tensors, by name; tied duplicates and non-float buffers left out */
+  list = vb_calloc(w.tt.count + 1, sizeof *list);
+  dts = vb_calloc(w.tt.count + 1, sizeof *dts);
+  if (!list || !dts) goto done;
+  size_t n = 0, max_numel = 0;
+  for (size_t i = 0; i < w.tt.count; i++) {
+    const vb_tensor_info *t = &w.tt.items[i];
+    if (!is_float(t->dtype) || is_tied_duplicate(&w.tt, t, &cfg)) continue;
+    list[n++] = t;
+  }
+  qsort(list, n, sizeof *list, cmp_name);
+  uint64_t total_bytes = 0;
+  for (size_t i = 0; i < n; i++) {
+    const vb_tensor_info *t = list[i];
+    dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0 ? VB_DT_Q8_0 : target_dtype(t, tg);
+    size_t numel = (size_t)vb_tensor_numel(t);
+    if (numel > max_numel) max_numel = numel;
+    if (vb_gguf_add_tensor(gw, t->name, dts[i], t->ndim, t->shape) != 0) goto done;
+  }
+  total_bytes = vb_gguf_total_size(gw);
+  f32 = vb_malloc_aligned((max_numel ? max_numel : 1) * sizeof(float));
+  buf = vb_malloc((max_numel ? max_numel : 1) * sizeof(float));
+  if (!f32 || !buf) goto done;
+
+  /* a temporary file next to the output, renamed at the end */
+  if (!(tmp = vb_malloc(strlen(out_path) + 32))) goto done;
+  sprintf(tmp, "%s.tmp-%d", out_path, (int)getpid());
+  unlink(tmp); /* a leftover of an earlier process with our pid */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    vb_error("cannot create %s: %s", tmp, strerror(errno));
+    free(tmp);
+    tmp = NULL;
+    goto done;
+  }
+  if (!(f = fdopen(fd, "wb"))) {
+    close(fd);
+    vb_error("cannot write %s: %s", tmp, strerror(errno));
+    goto done;
+  }
+  setvbuf(f, NULL, _IOFBF, 1 << 20);
+  int show = progress && isatty(2);
+  double t0 = vb_now_ms(), last = 0;
+  if (vb_gguf_write_header(gw, f) != 0) goto io_error;
+  uint64_t written = 0;
+  for (size_t i = 0; i < n; i++) {
+    const vb_tensor_info *t = list[i];
+    size_t nbytes;
+    vb_dtype_bytes(dts[i], vb_tensor_numel(t), &nbytes);
+    const void *src = buf;
+    if (t->dtype == dts[i]) src = t->data; /* stored as written: copy the bytes */
+    else if (convert_tensor(t, dts[i], f32, buf) != 0) goto done;
+    if (vb_gguf_write_tensor(gw, f, i, src, nbytes) != 0) goto io_error;
+    written += nbytes;
+    if (show) show_progress(i + 1, n, written, total_bytes, t0, &last, 0);
+  }
+  if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto io_error;
+  FILE *ff = f;
+  f = NULL;
+  if (fclose(ff) != 0) goto io_error;
+  if (rename(tmp, out_path) != 0) {
+    vb_error("cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
+    goto done;
+  }
+  free(tmp);
+  tmp = NULL;
+  if (show) show_progress(n, n, written, total_bytes, t0, &last, 1);
+  rc = 0;
+  goto done;
+io_error:
+  vb_error("error writing %s: %s", tmp, strerror(errno));
+done:
+  if (rc != 0) vb_error_context("converting %s", model_dir);
+  if (f) fclose(f);
+  if (tmp) unlink(tmp);
+  free(tmp);
+  free(name);
+  vb_free_aligned(f32);
+  free(buf);
+  free(list);
+  free(dts);
+  vb_gguf_writer_free(gw);
+  vb_weights_close(&w);
+  if (mounted) vb_vfs_unmount(model_dir);
+  return rc;
+}

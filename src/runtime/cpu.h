@@ -1,0 +1,31 @@
+/* Run-time CPU feature detection and start-up (AMX permission, oneDNN ISA cap).
+ * vb_cpu_init must run before any OpenMP worker thread or oneDNN primitive
+ * exists: the kernel grants AMX state per process only to threads created
+ * after the request, and oneDNN fixes its ISA at its first primitive. */
+#ifndef VBLIP_RUNTIME_CPU_H
+#define VBLIP_RUNTIME_CPU_H
+
+#include <stdbool.h>
+
+typedef struct {
+  bool avx2, fma;               /* with OS support for YMM state */
+  bool avx512f, avx512bw, avx512vl, avx512dq; /* with OS support for ZMM state */
+  bool avx512_bf16;             /* VDPBF16PS / VCVTNE2PS2BF16 */
+  bool amx_tile, amx_bf16;      /* CPU reports them */
+  bool amx_usable;              /* ... and the kernel granted XTILEDATA, not disabled */
+  bool amx_refused;             /* the kernel refused (or VBLIP_NO_AMX=1 forced it off) */
+} vb_cpu_features;
+
+/* Detects features, requests AMX permission once, caps oneDNN's ISA when AMX
+ * cannot be used. Idempotent and thread-safe; cheap after the first call. */
+void vb_cpu_init(void);
+/* The detected features (calls vb_cpu_init if needed). */
+const vb_cpu_features *vb_cpu(void);
+/* True when the AVX-512 bf16 kernels can run (AVX-512F/BW/VL present). */
+bool vb_cpu_has_avx512(void);
+/* Whether bf16 compute is fast here (AMX-BF16 usable or AVX512-BF16): the "auto" dtype. */
+bool vb_cpu_prefers_bf16(void);
+/* One line describing the features, for logs and the benchmark. */
+const char *vb_cpu_describe(void);
+
+#endif

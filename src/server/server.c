@@ -1,0 +1,1857 @@
+/* vblip serve: an HTTP server (libmicrohttpd, a thread per connection) with the
+ * web demo page, a JSON API and an OpenAI-compatible chat endpoint.
+ *
+ * The model is used by ONE worker thread, fed by a bounded queue of jobs (encode a
+ * video; answer a chat turn). Connection threads enqueue a job and either wait for
+ * it (whole answers) or relay its Server-Sent Events as the worker produces them.
+ * Everything shared (queue, jobs, the video store) is guarded by s->mu. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "runtime/common.h"
+#include "server/server_util.h"
+#include "server/web_assets.h"
+#include "vblip.h"
+
+#define ID_BYTES 16
+#define MAX_EXAMPLES 16
+#define EXAMPLE_PROMPT_1 "What is the camera wearer doing?"
+#define EXAMPLE_PROMPT_2 "Question: What is the camera wearer doing? Answer:"
+
+/* ---------------------------------------------------------------- videos */
+
+enum { V_NEW, V_READY, V_FAILED };
+
+typedef struct entry {
+  char id[2 * ID_BYTES + 1];
+  char path[PATH_MAX];
+  char name[128]; /* the client's file name, for display only */
+  char mime[64];
+  size_t bytes;
+  uint64_t hash;
+  int state, refs, removed, listed;
+  char *error;           /* V_FAILED: why */
+  vblip_video video;     /* worker only: the encoded features */
+  int n_frames;          /* V_READY: frame metadata and thumbnails (immutable) */
+  int64_t *frame_index;
+  double *frame_time;
+  unsigned char **thumbs;
+  size_t *thumb_len;
+  uint64_t last_used;
+  struct entry *next;
+} entry;
+
+/* ------------------------------------------------------------------ jobs */
+
+enum { JOB_ENCODE, JOB_CHAT };
+enum { FMT_NATIVE, FMT_OPENAI };
+
+typedef struct job {
+  int kind;
+  entry *e;
+  char *prompt;
+  vblip_gen_params gen;
+  int stream, format;
+  char oa_id[48];
+  long created;
+  pthread_cond_t cv;
+  int refs, queued, started, done, cancelled;
+  vs_buf out;   /* stream: SSE bytes not yet sent */
+  size_t out_pos;
+  int status;   /* error: HTTP status */
+  char *error;
+  char *answer, *raw;
+  int n_tokens, n_prompt_tokens, truncated;
+  double t_enqueue, ms_queue, ms_generate, ms_encode;
+  vs_buf streamed; /* the pieces sent so far, concatenated */
+} job;
+
+struct vblip_server {
+  vblip_model *m;
+  vblip_server_options o;
+  char host[256], model_name[128];
+  struct MHD_Daemon *d;
+  int port;
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;
+  job **queue;
+  int q_head, q_count, q_cap;
+  job *running;
+  pthread_t worker;
+  int worker_started, stopping;
+  char dir[PATH_MAX - 64];
+  entry *videos;
+  int n_videos;
+  uint64_t clock;
+  char examples_dir[PATH_MAX];
+  char *examples[MAX_EXAMPLES];
+  int n_examples;
+  int test_delay_ms;
+  vblip_model_info info;
+};
+
+void vblip_server_options_default(vblip_server_options *o) {
+  memset(o, 0, sizeof *o);
+  o->host = "127.0.0.1";
+  o->port = 8080;
+  o->queue_size = 8;
+  o->max_upload_bytes = (size_t)100 << 20;
+  o->max_videos = 64;
+  o->model_name = "videoblip";
+  vblip_sampling_default(&o->sampling);
+  vblip_gen_params_default(&o->gen);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static void deadline_in(struct timespec *ts, int ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+  ts->tv_sec += ms / 1000 + ts->tv_nsec / 1000000000L;
+  ts->tv_nsec %= 1000000000L;
+}
+
+/* ---------------------------------------------------------------- store */
+
+static void entry_destroy(entry *e) {
+  if (e->path[0]) unlink(e->path);
+  vblip_video_free(&e->video);
+  for (int i = 0; i < e->n_frames; i++) free(e->thumbs ? e->thumbs[i] : NULL);
+  free(e->thumbs);
+  free(e->thumb_len);
+  free(e->frame_index);
+  free(e->frame_time);
+  free(e->error);
+  free(e);
+}
+
+/* locked */
+static void entry_unlist(vblip_server *s, entry *e) {
+  if (e->removed) return;
+  e->removed = 1;
+  for (entry **p = &s->videos; *p; p = &(*p)->next)
+    if (*p == e) {
+      *p = e->next;
+      s->n_videos--;
+      break;
+    }
+}
+
+/* locked */
+static void entry_release(vblip_server *s, entry *e) {
+  (void)s;
+  if (!e) return;
+  if (--e->refs == 0 && e->removed) entry_destroy(e);
+}
+
+static const char *ext_for(const char *mime, const char *name) {
+  static const char *const known[] = {"mp4", "webm", "avi", "mkv", "mov", "m4v", "ogv", "mpg", "mpeg",
+                                      "gif", "png", "jpg", "jpeg", "bmp", "webp", "ts", "flv", "3gp"};
+  const char *dot = name ? strrchr(name, '.') : NULL;
+  if (dot)
+    for (size_t i = 0; i < sizeof known / sizeof *known; i++)
+      if (strcasecmp(dot + 1, known[i]) == 0) return known[i];
+  if (mime) {
+    const char *slash = strchr(mime, '/');
+    if (slash)
+      for (size_t i = 0; i < sizeof known / sizeof *known; i++) {
+        size_t n = strlen(known[i]);
+        if (strncasecmp(slash + 1, known[i], n) == 0 && !isalnum((unsigned char)slash[1 + n])) return known[i];
+      }
+    if (strncasecmp(mime, "video/quicktime", 15) == 0) return "mov";
+    if (strncasecmp(mime, "video/x-msvideo", 15) == 0) return "avi";
+    if (strncasecmp(mime, "video/x-matroska", 16) == 0) return "mkv";
+  }
+  return "bin";
+}
+
+static void copy_display(char *dst, size_t cap, const char *src) {
+  size_t o = 0;
+  for (const char *p = src ? src : ""; *p && o + 1 < cap; p++) {
+    unsigned char c = (unsigned char)*p;
+    dst[o++] = (c < 32 || c == 127) ? '_' : (char)c;
+  }
+  dst[o] = 0;
+}
+
+/* A new, unlisted entry with its file created (O_EXCL, 0600) under the private
+ * directory; the name is generated. Returns the entry (refs 1) and the open fd. */
+static entry *entry_create(vblip_server *s, const char *mime, const char *name, int *fd) {
+  entry *e = calloc(1, sizeof *e);
+  if (!e) return NULL;
+  if (vs_random_hex(e->id, ID_BYTES) != 0) {
+    free(e);
+    return NULL;
+  }
+  snprintf(e->path, sizeof e->path, "%s/%s.%s", s->dir, e->id, ext_for(mime, name));
+  copy_display(e->name, sizeof e->name, name);
+  copy_display(e->mime, sizeof e->mime, mime);
+  e->hash = VS_HASH_INIT;
+  e->refs = 1;
+  e->removed = 1; /* not in the list until entry_list */
+  *fd = open(e->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (*fd < 0) {
+    e->path[0] = 0;
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+/* locked: makes e findable; drops the least recently used unreferenced videos over the limit */
+static void entry_list(vblip_server *s, entry *e) {
+  e->removed = 0;
+  e->listed = 1;
+  e->last_used = ++s->clock;
+  e->next = s->videos;
+  s->videos = e;
+  s->n_videos++;
+  while (s->n_videos > s->o.max_videos) {
+    entry *old = NULL;
+    for (entry *p = s->videos; p; p = p->next)
+      if (p->refs == 0 && (!old || p->last_used < old->last_used)) old = p;
+    if (!old) break;
+    entry_unlist(s, old);
+    entry_destroy(old);
+  }
+}
+
+/* locked: a listed video by id (refs + 1), or NULL */
+static entry *entry_get(vblip_server *s, const char *id) {
+  for (entry *p = s->videos; p; p = p->next)
+    if (strcmp(p->id, id) == 0) {
+      p->refs++;
+      p->last_used = ++s->clock;
+      return p;
+    }
+  return NULL;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------------------- jobs */
+
+static job *job_new(int kind) {
+  job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->kind = kind;
+  j->refs = 1;
+  pthread_cond_init(&j->cv, NULL);
+  return j;
+}
+
+/* locked */
+static void job_release(vblip_server *s, job *j) {
+  if (!j || --j->refs > 0) return;
+  entry_release(s, j->e);
+  pthread_cond_destroy(&j->cv);
+  vs_buf_free(&j->out);
+  vs_buf_free(&j->streamed);
+  free(j->prompt);
+  free(j->error);
+  free(j->answer);
+  free(j->raw);
+  free(j);
+}
+
+/* locked: 0, or -1 when the queue is full or the server is stopping */
+static int job_enqueue(vblip_server *s, job *j) {
+  if (s->stopping || s->q_count >= s->q_cap) return -1;
+  s->queue[(s->q_head + s->q_count) % s->q_cap] = j;
+  s->q_count++;
+  j->refs++;
+  j->queued = 1;
+  j->t_enqueue = now_ms();
+  pthread_cond_signal(&s->work_cv);
+  return 0;
+}
+
+static void job_fail(job *j, int status, const char *msg);
+static void emit_error_event(vblip_server *s, job *j);
+
+/* locked: stops j (a disconnected client or shutdown): a waiting job leaves the
+ * queue at once; a running one stops at its next piece of text. */
+static void job_cancel(vblip_server *s, job *j) {
+  j->cancelled = 1;
+  if (j->queued && !j->started) {
+    for (int k = 0; k < s->q_count; k++) {
+      int at = (s->q_head + k) % s->q_cap;
+      if (s->queue[at] != j) continue;
+      for (int m = k; m < s->q_count - 1; m++)
+        s->queue[(s->q_head + m) % s->q_cap] = s->queue[(s->q_head + m + 1) % s->q_cap];
+      s->q_count--;
+      j->queued = 0;
+      if (!j->done) {
+        job_fail(j, 503, s->stopping ? "the server is shutting down" : "cancelled");
+        emit_error_event(s, j);
+        j->done = 1;
+      }
+      pthread_cond_broadcast(&j->cv);
+      job_release(s, j);
+      return;
+    }
+  }
+}
+
+static void job_fail(job *j, int status, const char *msg) {
+  if (j->error) return;
+  j->status = status;
+  j->error = strdup(msg ? msg : "error");
+}
+
+/* ------------------------------------------------------------ SSE output */
+
+/* locked */
+static void sse_event(job *j, const char *event, cJSON *data) {
+  char *txt = cJSON_PrintUnformatted(data);
+  if (!txt) return;
+  if (event) {
+    vs_buf_puts(&j->out, "event: ");
+    vs_buf_puts(&j->out, event);
+    vs_buf_puts(&j->out, "\n");
+  }
+  vs_buf_puts(&j->out, "data: ");
+  vs_buf_puts(&j->out, txt);
+  vs_buf_puts(&j->out, "\n\n");
+  free(txt);
+}
+
+static cJSON *oa_chunk(vblip_server *s, job *j, const char *role, const char *content, const char *finish) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", j->oa_id);
+  cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+  cJSON_AddNumberToObject(o, "created", (double)j->created);
+  cJSON_AddStringToObject(o, "model", s->model_name);
+  cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON *delta = cJSON_AddObjectToObject(c, "delta");
+  if (role) cJSON_AddStringToObject(delta, "role", role);
+  if (content) cJSON_AddStringToObject(delta, "content", content);
+  if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
+  else cJSON_AddNullToObject(c, "finish_reason");
+  cJSON_AddItemToArray(choices, c);
+  return o;
+}
+
+/* locked */
+static void emit_piece(vblip_server *s, job *j, const char *piece) {
+  if (!*piece) return;
+  vs_buf_puts(&j->streamed, piece);
+  if (!j->stream) return;
+  cJSON *o;
+  if (j->format == FMT_OPENAI) {
+    o = oa_chunk(s, j, NULL, piece, NULL);
+    sse_event(j, NULL, o);
+  } else {
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "text", piece);
+    sse_event(j, "token", o);
+  }
+  cJSON_Delete(o);
+  pthread_cond_broadcast(&j->cv);
+}
+
+static const char *finish_reason(const job *j) { return j->truncated ? "length" : "stop"; }
+
+static cJSON *native_result(vblip_server *s, job *j) {
+  (void)s;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "answer", j->answer ? j->answer : "");
+  cJSON_AddStringToObject(o, "raw", j->raw ? j->raw : "");
+  cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
+  cJSON_AddStringToObject(o, "video_id", j->e ? j->e->id : "");
+  cJSON_AddNumberToObject(o, "tokens", j->n_tokens);
+  cJSON_AddStringToObject(o, "finish_reason", finish_reason(j));
+  cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
+  cJSON_AddNumberToObject(t, "queue", j->ms_queue);
+  cJSON_AddNumberToObject(t, "encode", j->ms_encode);
+  cJSON_AddNumberToObject(t, "generate", j->ms_generate);
+  return o;
+}
+
+static cJSON *oa_usage(job *j) {
+  cJSON *u = cJSON_CreateObject();
+  cJSON_AddNumberToObject(u, "prompt_tokens", j->n_prompt_tokens);
+  cJSON_AddNumberToObject(u, "completion_tokens", j->n_tokens);
+  cJSON_AddNumberToObject(u, "total_tokens", j->n_prompt_tokens + j->n_tokens);
+  return u;
+}
+
+static cJSON *oa_result(vblip_server *s, job *j) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", j->oa_id);
+  cJSON_AddStringToObject(o, "object", "chat.completion");
+  cJSON_AddNumberToObject(o, "created", (double)j->created);
+  cJSON_AddStringToObject(o, "model", s->model_name);
+  cJSON *choices = cJSON_AddArrayToObject(o, "choices");
+  cJSON *c = cJSON_CreateObject();
+  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON *msg = cJSON_AddObjectToObject(c, "message");
+  cJSON_AddStringToObject(msg, "role", "assistant");
+  cJSON_AddStringToObject(msg, "content", j->answer ? j->answer : "");
+  cJSON_AddStringToObject(c, "finish_reason", finish_reason(j));
+  cJSON_AddItemToArray(choices, c);
+  cJSON_AddItemToObject(o, "usage", oa_usage(j));
+  cJSON *x = cJSON_AddObjectToObject(o, "vblip");
+  cJSON_AddStringToObject(x, "video_id", j->e ? j->e->id : "");
+  cJSON_AddStringToObject(x, "prompt", j->prompt ? j->prompt : "");
+  return o;
+}
+
+/* locked */
+static void emit_error_event(vblip_server *s, job *j) {
+  (void)s;
+  if (!j->stream) return;
+  cJSON *o = cJSON_CreateObject();
+  if (j->format == FMT_OPENAI) {
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", j->error ? j->error : "error");
+    cJSON_AddStringToObject(e, "type", j->status >= 500 ? "server_error" : "invalid_request_error");
+    cJSON_AddNumberToObject(e, "code", j->status);
+    sse_event(j, NULL, o);
+    vs_buf_puts(&j->out, "data: [DONE]\n\n");
+  } else {
+    cJSON_AddStringToObject(o, "error", j->error ? j->error : "error");
+    cJSON_AddNumberToObject(o, "status", j->status);
+    sse_event(j, "error", o);
+  }
+  cJSON_Delete(o);
+}
+
+/* locked: the final events of a finished chat */
+static void emit_done(vblip_server *s, job *j) {
+  if (!j->stream) return;
+  if (j->format == FMT_OPENAI) {
+    cJSON *o = oa_chunk(s, j, NULL, NULL, finish_reason(j));
+    cJSON_AddItemToObject(o, "usage", oa_usage(j));
+    sse_event(j, NULL, o);
+    cJSON_Delete(o);
+    vs_buf_puts(&j->out, "data: [DONE]\n\n");
+  } else {
+    cJSON *o = native_result(s, j);
+    sse_event(j, "done", o);
+    cJSON_Delete(o);
+  }
+}
+
+/* --------------------------------------------------------------- worker */
+
+/* The worker thread only. Decodes and encodes e unless done already. */
+static int ensure_encoded(vblip_server *s, entry *e, job *j) {
+  pthread_mutex_lock(&s->mu);
+  int state = e->state;
+  if (state == V_FAILED) job_fail(j, 422, e->error);
+  pthread_mutex_unlock(&s->mu);
+  if (state == V_READY) return 0;
+  if (state == V_FAILED) return -1;
+  double t0 = now_ms();
+  vblip_video v;
+  memset(&v, 0, sizeof v);
+  int rc = vblip_video_load(s->m, e->path, &s->o.sampling, &v);
+  if (rc == 0) rc = vblip_video_encode(s->m, &v);
+  int T = v.n_frames, S = v.image_size;
+  unsigned char **thumbs = NULL;
+  size_t *lens = NULL;
+  int64_t *idx = NULL;
+  double *times = NULL;
+  if (rc == 0) {
+    thumbs = calloc((size_t)T, sizeof *thumbs);
+    lens = calloc((size_t)T, sizeof *lens);
+    idx = malloc((size_t)T * sizeof *idx);
+    times = malloc((size_t)T * sizeof *times);
+    if (!thumbs || !lens || !idx || !times) rc = vb_error("out of memory");
+    int factor = S >= 160 ? 2 : 1;
+    for (int i = 0; rc == 0 && i < T; i++) {
+      idx[i] = v.frame_index[i];
+      times[i] = v.frame_time[i];
+      if (v.frames) thumbs[i] = vs_bmp_encode(v.frames + (size_t)i * S * S * 3, S, S, factor, &lens[i]);
+    }
+    /* generation needs only the projected query tokens */
+    free(v.pixel_values), v.pixel_values = NULL;
+    free(v.vision), v.vision = NULL;
+    free(v.qformer), v.qformer = NULL;
+    free(v.frames), v.frames = NULL;
+  }
+  const char *err = rc == 0 ? NULL : vblip_last_error();
+  pthread_mutex_lock(&s->mu);
+  if (rc == 0) {
+    e->video = v;
+    e->n_frames = T;
+    e->frame_index = idx;
+    e->frame_time = times;
+    e->thumbs = thumbs;
+    e->thumb_len = lens;
+    e->state = V_READY;
+    j->ms_encode = now_ms() - t0;
+  } else {
+    e->state = V_FAILED;
+    /* the decoder names the file: show the client its own name, never the server's path */
+    vs_buf b = {0};
+    const char *m = err && *err ? err : "cannot read the video", *hit;
+    while ((hit = strstr(m, e->path))) {
+      vs_buf_append(&b, m, (size_t)(hit - m));
+      vs_buf_puts(&b, e->name[0] ? e->name : "the upload");
+      m = hit + strlen(e->path);
+    }
+    vs_buf_puts(&b, m);
+    e->error = b.data;
+    job_fail(j, 422, e->error);
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (rc != 0) {
+    vblip_video_free(&v);
+    if (thumbs)
+      for (int i = 0; i < T; i++) free(thumbs[i]);
+    free(thumbs);
+    free(lens);
+    free(idx);
+    free(times);
+  }
+  return rc;
+}
+
+typedef struct {
+  vblip_server *s;
+  job *j;
+  int leading; /* still dropping leading whitespace */
+} piece_ctx;
+
+static int on_piece(void *user, const char *piece) {
+  piece_ctx *c = user;
+  vblip_server *s = c->s;
+  if (s->test_delay_ms > 0) sleep_ms(s->test_delay_ms);
+  pthread_mutex_lock(&s->mu);
+  int stop = c->j->cancelled || s->stopping;
+  if (!stop) {
+    if (c->leading) {
+      while (*piece && isspace((unsigned char)*piece)) piece++;
+      if (*piece) c->leading = 0;
+    }
+    emit_piece(s, c->j, piece);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return stop;
+}
+
+static void run_chat(vblip_server *s, job *j) {
+  if (ensure_encoded(s, j->e, j) != 0) return;
+  int32_t *ids = NULL;
+  size_t n_ids = 0;
+  if (vblip_tokenize(s->m, j->prompt, 1, &ids, &n_ids) == 0) j->n_prompt_tokens = (int)n_ids;
+  free(ids);
+  pthread_mutex_lock(&s->mu);
+  j->n_prompt_tokens += j->e->video.n_query;
+  pthread_mutex_unlock(&s->mu);
+  piece_ctx ctx = {s, j, 1};
+  vblip_answer a;
+  double t0 = now_ms();
+  int rc = vblip_generate(s->m, &j->e->video, j->prompt, &j->gen, on_piece, &ctx, &a);
+  double ms = now_ms() - t0;
+  if (rc != 0) {
+    pthread_mutex_lock(&s->mu);
+    job_fail(j, 500, vblip_last_error());
+    pthread_mutex_unlock(&s->mu);
+    return;
+  }
+  char *answer = vblip_postprocess(a.text ? a.text : "");
+  pthread_mutex_lock(&s->mu);
+  j->ms_generate = ms;
+  j->raw = a.text;
+  a.text = NULL;
+  j->answer = answer;
+  j->n_tokens = a.n_tokens;
+  j->truncated = a.n_tokens >= j->gen.max_new_tokens;
+  if (!answer) job_fail(j, 500, "out of memory");
+  else if (j->cancelled || s->stopping) job_fail(j, 503, "cancelled");
+  else {
+    /* the pieces lack the post-processing's final touch (and beam search sends none):
+     * send what is missing so that the pieces add up to the answer */
+    size_t sent = j->streamed.len;
+    if (sent <= strlen(answer) && strncmp(answer, j->streamed.data ? j->streamed.data : "", sent) == 0)
+      emit_piece(s, j, answer + sent);
+  }
+  pthread_mutex_unlock(&s->mu);
+  vblip_answer_free(&a);
+}
+
+static void *worker_main(void *arg) {
+  vblip_server *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->stopping && s->q_count == 0) pthread_cond_wait(&s->work_cv, &s->mu);
+    if (s->stopping) break;
+    job *j = s->queue[s->q_head];
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_count--;
+    j->queued = 0;
+    j->started = 1;
+    j->ms_queue = now_ms() - j->t_enqueue;
+    s->running = j;
+    if (j->stream && j->format == FMT_NATIVE) {
+      cJSON *o = cJSON_CreateObject();
+      cJSON_AddNumberToObject(o, "queue_ms", j->ms_queue);
+      sse_event(j, "start", o);
+      cJSON_Delete(o);
+      pthread_cond_broadcast(&j->cv);
+    }
+    int cancelled = j->cancelled;
+    pthread_mutex_unlock(&s->mu);
+    if (s->test_delay_ms > 0 && !cancelled) sleep_ms(s->test_delay_ms);
+    if (!cancelled) {
+      if (j->kind == JOB_ENCODE) ensure_encoded(s, j->e, j);
+      else run_chat(s, j);
+    }
+    pthread_mutex_lock(&s->mu);
+    if (j->cancelled) job_fail(j, 503, "cancelled");
+    if (j->error) emit_error_event(s, j);
+    else if (j->kind == JOB_CHAT) emit_done(s, j);
+    j->done = 1;
+    s->running = NULL;
+    pthread_cond_broadcast(&j->cv);
+    job_release(s, j);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+/* ------------------------------------------------------------- requests */
+
+enum { BODY_NONE, BODY_JSON, BODY_UPLOAD };
+
+typedef struct {
+  vblip_server *s;
+  int body_kind;
+  vs_buf body;
+  size_t body_limit;
+  int too_large, failed, committed;
+  struct MHD_PostProcessor *pp;
+  char file_key[64];
+  int fd;
+  entry *e;
+  size_t bytes;
+} req;
+
+static void req_free(vblip_server *s, req *r) {
+  if (r->pp) MHD_destroy_post_processor(r->pp);
+  if (r->fd >= 0) close(r->fd);
+  if (r->e) {
+    pthread_mutex_lock(&s->mu);
+    if (!r->committed) entry_unlist(s, r->e);
+    entry_release(s, r->e);
+    pthread_mutex_unlock(&s->mu);
+  }
+  vs_buf_free(&r->body);
+  free(r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
+  (void)c;
+  (void)toe;
+  if (*con_cls) req_free(cls, *con_cls);
+  *con_cls = NULL;
+}
+
+static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, const char *ctype, const void *data,
+                                  size_t len, const char *cache) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, (void *)data, MHD_RESPMEM_MUST_COPY);
+  if (!resp) return MHD_NO;
+  MHD_add_response_header(resp, "Content-Type", ctype);
+  MHD_add_response_header(resp, "Cache-Control", cache ? cache : "no-store");
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  if (status == 503) MHD_add_response_header(resp, "Retry-After", "2");
+  enum MHD_Result r = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  return r;
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *o) {
+  char *txt = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  if (!txt) return MHD_NO;
+  enum MHD_Result r = send_bytes(c, status, "application/json", txt, strlen(txt), NULL);
+  free(txt);
+  return r;
+}
+
+static int is_openai_url(const char *url) { return strncmp(url, "/v1/", 4) == 0; }
+
+static enum MHD_Result send_error(struct MHD_Connection *c, const char *url, unsigned status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static enum MHD_Result send_error(struct MHD_Connection *c, const char *url, unsigned status, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  cJSON *o = cJSON_CreateObject();
+  if (is_openai_url(url)) {
+    cJSON *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
+    cJSON_AddNumberToObject(e, "code", status);
+  } else {
+    cJSON_AddStringToObject(o, "error", msg);
+  }
+  return send_json(c, status, o);
+}
+
+static const char *header(struct MHD_Connection *c, const char *name) {
+  return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static int peer_gone(struct MHD_Connection *c) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  if (!ci) return 0;
+  struct pollfd p = {.fd = ci->connect_fd, .events = POLLRDHUP};
+  if (poll(&p, 1, 0) <= 0) return 0;
+  return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+/* Waits for j; cancels it when the client goes away or the server stops. */
+static void wait_job(vblip_server *s, job *j, struct MHD_Connection *c) {
+  pthread_mutex_lock(&s->mu);
+  while (!j->done) {
+    struct timespec ts;
+    deadline_in(&ts, 200);
+    pthread_cond_timedwait(&j->cv, &s->mu, &ts);
+    if (j->done) break;
+    if (s->stopping || (c && peer_gone(c))) {
+      job_cancel(s, j);
+      if (s->stopping && !j->done) {
+        job_fail(j, 503, "the server is shutting down");
+        break;
+      }
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Encodes e in the worker (if not done yet). 0, or an HTTP status with msg. */
+static int encode_entry(vblip_server *s, entry *e, struct MHD_Connection *c, char *msg, size_t cap) {
+  pthread_mutex_lock(&s->mu);
+  if (e->state == V_READY) {
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+  }
+  if (e->state == V_FAILED) {
+    snprintf(msg, cap, "%s", e->error ? e->error : "cannot read the video");
+    pthread_mutex_unlock(&s->mu);
+    return 422;
+  }
+  job *j = job_new(JOB_ENCODE);
+  if (!j) {
+    pthread_mutex_unlock(&s->mu);
+    snprintf(msg, cap, "out of memory");
+    return 500;
+  }
+  j->e = e;
+  e->refs++;
+  if (job_enqueue(s, j) != 0) {
+    snprintf(msg, cap, s->stopping ? "the server is shutting down" : "the server is busy: too many requests waiting");
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return 503;
+  }
+  pthread_mutex_unlock(&s->mu);
+  wait_job(s, j, c);
+  pthread_mutex_lock(&s->mu);
+  int status = 0;
+  if (j->error) {
+    status = j->status ? j->status : 500;
+    snprintf(msg, cap, "%s", j->error);
+  }
+  job_release(s, j);
+  pthread_mutex_unlock(&s->mu);
+  return status;
+}
+
+static cJSON *video_json(vblip_server *s, entry *e) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", e->id);
+  cJSON_AddStringToObject(o, "name", e->name);
+  cJSON_AddNumberToObject(o, "bytes", (double)e->bytes);
+  cJSON_AddStringToObject(o, "state", e->state == V_READY ? "ready" : e->state == V_FAILED ? "failed" : "new");
+  cJSON *fr = cJSON_AddArrayToObject(o, "frames");
+  for (int i = 0; i < e->n_frames; i++) {
+    cJSON *f = cJSON_CreateObject();
+    char url[128];
+    snprintf(url, sizeof url, "/api/videos/%s/frames/%d", e->id, i);
+    cJSON_AddNumberToObject(f, "index", (double)e->frame_index[i]);
+    cJSON_AddNumberToObject(f, "time", e->frame_time[i]);
+    if (e->thumbs && e->thumbs[i]) cJSON_AddStringToObject(f, "thumbnail", url);
+    cJSON_AddItemToArray(fr, f);
+  }
+  (void)s;
+  return o;
+}
+
+/* POST /api/videos, multipart: the first file field */
+static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                 const char *content_type, const char *transfer_encoding, const char *data,
+                                 uint64_t off, size_t size) {
+  (void)kind;
+  (void)transfer_encoding;
+  (void)off;
+  req *r = cls;
+  vblip_server *s = r->s;
+  if (r->too_large || r->failed || !key) return MHD_YES;
+  if (!filename && strcmp(key, "file") != 0 && strcmp(key, "video") != 0) return MHD_YES;
+  if (!r->e) {
+    r->e = entry_create(s, content_type, filename, &r->fd);
+    if (!r->e) {
+      r->failed = 1;
+      return MHD_YES;
+    }
+    snprintf(r->file_key, sizeof r->file_key, "%s", key);
+  } else if (strcmp(key, r->file_key) != 0 || r->committed) {
+    return MHD_YES;
+  }
+  if (r->bytes + size > s->o.max_upload_bytes) {
+    r->too_large = 1;
+    return MHD_YES;
+  }
+  if (size && write_all(r->fd, data, size) != 0) r->failed = 1;
+  r->e->hash = vs_hash(data, size, r->e->hash);
+  r->bytes += size;
+  return MHD_YES;
+}
+
+static enum MHD_Result upload_data(req *r, struct MHD_Connection *c, const char *data, size_t size) {
+  vblip_server *s = r->s;
+  if (r->too_large || r->failed) return MHD_YES;
+  if (r->pp) return MHD_post_process(r->pp, data, size) == MHD_YES ? MHD_YES : (r->failed = 1, MHD_YES);
+  if (!r->e) {
+    r->e = entry_create(s, header(c, "Content-Type"), header(c, "X-Filename"), &r->fd);
+    if (!r->e) {
+      r->failed = 1;
+      return MHD_YES;
+    }
+  }
+  if (r->bytes + size > s->o.max_upload_bytes) {
+    r->too_large = 1;
+    return MHD_YES;
+  }
+  if (write_all(r->fd, data, size) != 0) r->failed = 1;
+  r->e->hash = vs_hash(data, size, r->e->hash);
+  r->bytes += size;
+  return MHD_YES;
+}
+
+static double max_upload_mib(vblip_server *s) { return (double)s->o.max_upload_bytes / (1024.0 * 1024.0); }
+
+static enum MHD_Result finish_upload(vblip_server *s, req *r, struct MHD_Connection *c, const char *url) {
+  if (r->too_large) return send_error(c, url, 413, "the upload is larger than the limit of %g MiB", max_upload_mib(s));
+  if (r->failed && !r->e) return send_error(c, url, 500, "cannot store the upload: %s", strerror(errno));
+  if (r->failed) return send_error(c, url, 400, "malformed upload");
+  if (!r->e || r->bytes == 0)
+    return send_error(c, url, 400, r->pp || !r->e ? "no file in the upload (send the video as the request body "
+                                                    "or as a multipart field 'file')"
+                                                  : "the upload is empty");
+  close(r->fd);
+  r->fd = -1;
+  entry *e = r->e;
+  pthread_mutex_lock(&s->mu);
+  e->bytes = r->bytes;
+  entry_list(s, e);
+  r->committed = 1;
+  pthread_mutex_unlock(&s->mu);
+  char msg[1024];
+  int status = encode_entry(s, e, c, msg, sizeof msg);
+  if (status) {
+    pthread_mutex_lock(&s->mu);
+    entry_unlist(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, (unsigned)status, "%s", msg);
+  }
+  pthread_mutex_lock(&s->mu);
+  cJSON *o = video_json(s, e);
+  pthread_mutex_unlock(&s->mu);
+  return send_json(c, 201, o);
+}
+
+/* ------------------------------------------------------------ settings */
+
+static int json_number(const cJSON *v, double lo, double hi, int integral, double *out) {
+  if (!cJSON_IsNumber(v)) return 0;
+  double d = v->valuedouble;
+  if (!isfinite(d) || d < lo || d > hi) return 0;
+  if (integral && d != floor(d)) return 0;
+  *out = d;
+  return 1;
+}
+
+/* Applies the settings object; 0, or -1 with msg. openai: OpenAI names too, unknown keys ignored */
+static int apply_setting(vblip_gen_params *p, const cJSON *v, const char *k, char *msg, size_t cap) {
+  double d;
+#define NUM(name, lo, hi, integ, field, cast, what)                                           \
+  if (strcmp(k, name) == 0) {                                                                  \
+    if (!json_number(v, lo, hi, integ, &d)) {                                                  \
+      snprintf(msg, cap, "setting '%s' needs %s", k, what);                                    \
+      return -1;                                                                               \
+    }                                                                                          \
+    p->field = (cast)d;                                                                        \
+    return 1;                                                                                  \
+  }
+  NUM("num_beams", 0, 64, 1, num_beams, int, "a whole number from 0 to 64")
+  NUM("beams", 0, 64, 1, num_beams, int, "a whole number from 0 to 64")
+  NUM("max_new_tokens", 1, 4096, 1, max_new_tokens, int, "a whole number from 1 to 4096")
+  NUM("min_new_tokens", 0, 4096, 1, min_new_tokens, int, "a whole number from 0 to 4096")
+  NUM("temperature", 1e-6, 100, 0, temperature, float, "a number > 0")
+  NUM("top_k", 0, 1000000, 1, top_k, int, "a whole number >= 0")
+  NUM("top_p", 1e-9, 1, 0, top_p, float, "a number in (0, 1]")
+  NUM("repetition_penalty", 1e-6, 1000, 0, repetition_penalty, float, "a number > 0")
+  NUM("no_repeat_ngram_size", 0, 1000, 1, no_repeat_ngram_size, int, "a whole number >= 0")
+  NUM("length_penalty", -100, 100, 0, length_penalty, float, "a number from -100 to 100")
+  NUM("seed", 0, 9007199254740991.0, 1, seed, uint64_t, "a whole number >= 0")
+#undef NUM
+  if (strcmp(k, "do_sample") == 0 || strcmp(k, "sample") == 0) {
+    if (!cJSON_IsBool(v)) {
+      snprintf(msg, cap, "setting '%s' needs true or false", k);
+      return -1;
+    }
+    p->do_sample = cJSON_IsTrue(v);
+    return 1;
+  }
+  return 0;
+}
+
+static int parse_settings(const cJSON *o, vblip_gen_params *p, char *msg, size_t cap) {
+  if (!o || cJSON_IsNull(o)) return 0;
+  if (!cJSON_IsObject(o)) {
+    snprintf(msg, cap, "'settings' must be an object");
+    return -1;
+  }
+  for (const cJSON *v = o->child; v; v = v->next) {
+    int r = apply_setting(p, v, v->string, msg, cap);
+    if (r < 0) return -1;
+    if (r == 0) {
+      snprintf(msg, cap,
+               "unknown setting '%s' (known: num_beams, max_new_tokens, min_new_tokens, do_sample, temperature, "
+               "top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, length_penalty)",
+               v->string);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* --------------------------------------------------------------- chats */
+
+typedef struct {
+  const char **users, **answers;
+  char **owned; /* strings joined from content parts */
+  size_t n, n_owned;
+  const char *message;
+} turns;
+
+static void turns_free(turns *t) {
+  for (size_t i = 0; i < t->n_owned; i++) free(t->owned[i]);
+  free(t->owned);
+  free(t->users);
+  free(t->answers);
+}
+
+/* The text of a message's content: a string, or (OpenAI) the text parts joined with
+ * spaces. video: the last video_url/image_url part's url. */
+static int content_text(turns *t, const cJSON *content, int allow_parts, const char **text, const char **video,
+                        char *msg, size_t cap) {
+  if (cJSON_IsString(content)) {
+    *text = content->valuestring;
+    return 0;
+  }
+  if (!allow_parts || !cJSON_IsArray(content)) {
+    snprintf(msg, cap, allow_parts ? "a message's 'content' must be a string or an array of parts"
+                                   : "a message's 'content' must be a string");
+    return -1;
+  }
+  vs_buf b = {0};
+  vs_buf_puts(&b, "");
+  for (const cJSON *part = content->child; part; part = part->next) {
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "type"));
+    if (!type) {
+      vs_buf_free(&b);
+      snprintf(msg, cap, "a content part needs a 'type'");
+      return -1;
+    }
+    if (strcmp(type, "text") == 0) {
+      const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "text"));
+      if (!s) {
+        vs_buf_free(&b);
+        snprintf(msg, cap, "a text part needs 'text'");
+        return -1;
+      }
+      if (b.len) vs_buf_puts(&b, " ");
+      vs_buf_puts(&b, s);
+    } else if (strcmp(type, "video_url") == 0 || strcmp(type, "image_url") == 0 || strcmp(type, "video") == 0) {
+      const cJSON *u = cJSON_GetObjectItemCaseSensitive(part, strcmp(type, "video") == 0 ? "video" : type);
+      const char *url = cJSON_IsString(u) ? u->valuestring
+                                          : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "url"));
+      if (!url) {
+        vs_buf_free(&b);
+        snprintf(msg, cap, "a %s part needs {\"url\": ...}", type);
+        return -1;
+      }
+      if (video) *video = url;
+    } else {
+      vs_buf_free(&b);
+      snprintf(msg, cap, "unsupported content part type '%s' (text, video_url, image_url)", type);
+      return -1;
+    }
+  }
+  char **owned = realloc(t->owned, (t->n_owned + 1) * sizeof *owned);
+  if (!owned) {
+    vs_buf_free(&b);
+    snprintf(msg, cap, "out of memory");
+    return -1;
+  }
+  t->owned = owned;
+  t->owned[t->n_owned++] = b.data;
+  *text = b.data;
+  return 0;
+}
+
+/* messages → earlier turns and the new message (the last, a user message) */
+static int parse_messages(const cJSON *msgs, int openai, turns *t, const char **video, char *msg, size_t cap) {
+  memset(t, 0, sizeof *t);
+  if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
+    snprintf(msg, cap, "'messages' must be a non-empty array");
+    return -1;
+  }
+  size_t n = (size_t)cJSON_GetArraySize(msgs);
+  t->users = calloc(n, sizeof *t->users);
+  t->answers = calloc(n, sizeof *t->answers);
+  if (!t->users || !t->answers) {
+    snprintf(msg, cap, "out of memory");
+    return -1;
+  }
+  const char *pending = NULL;
+  int have_pending = 0, last_user = 0;
+  for (const cJSON *m = msgs->child; m; m = m->next) {
+    const char *role = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "role"));
+    const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+    if (!cJSON_IsObject(m) || !role) {
+      snprintf(msg, cap, "each message needs a 'role'");
+      return -1;
+    }
+    if (!content || (cJSON_IsNull(content) && strcmp(role, "assistant") != 0)) {
+      snprintf(msg, cap, "each message needs 'content'");
+      return -1;
+    }
+    const char *text = "";
+    if (!cJSON_IsNull(content) &&
+        content_text(t, content, openai, &text, strcmp(role, "user") == 0 ? video : NULL, msg, cap) != 0)
+      return -1;
+    if (strcmp(role, "user") == 0) {
+      if (have_pending) { /* two user messages in a row: the first had no answer */
+        t->users[t->n] = pending;
+        t->answers[t->n++] = "";
+      }
+      pending = text;
+      have_pending = 1;
+      last_user = 1;
+    } else if (strcmp(role, "assistant") == 0) {
+      t->users[t->n] = have_pending ? pending : "";
+      t->answers[t->n++] = text;
+      have_pending = 0;
+      last_user = 0;
+    } else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+      /* the model has no system prompt: ignored */
+    } else {
+      snprintf(msg, cap, "unknown role '%s' (user, assistant or system)", role);
+      return -1;
+    }
+  }
+  if (!last_user) {
+    snprintf(msg, cap, "the last message must be the user's");
+    return -1;
+  }
+  t->message = pending;
+  return 0;
+}
+
+static int valid_id(const char *id) {
+  if (!id || strlen(id) != 2 * ID_BYTES) return 0;
+  for (const char *p = id; *p; p++)
+    if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p)) return 0;
+  return 1;
+}
+
+/* A video reference from an OpenAI part: a data: URL (stored, deduplicated by
+ * content) or an uploaded id (bare, "vblip:ID" or ".../api/videos/ID"). Returns the
+ * entry (refs + 1) or NULL with an HTTP status and msg. */
+static entry *resolve_video_url(vblip_server *s, const char *url, int *status, char *msg, size_t cap) {
+  if (strncmp(url, "data:", 5) == 0) {
+    const char *comma = strchr(url, ',');
+    if (!comma) {
+      *status = 400;
+      snprintf(msg, cap, "malformed data: URL");
+      return NULL;
+    }
+    char mime[64] = "";
+    size_t ml = strcspn(url + 5, ";,");
+    if (ml < sizeof mime) memcpy(mime, url + 5, ml), mime[ml] = 0;
+    if (!memmem(url, (size_t)(comma - url), ";base64", 7)) {
+      *status = 400;
+      snprintf(msg, cap, "data: URLs must be base64-encoded");
+      return NULL;
+    }
+    size_t n = strlen(comma + 1);
+    if (n / 4 * 3 > s->o.max_upload_bytes + 3) {
+      *status = 413;
+      snprintf(msg, cap, "the video is larger than the limit of %g MiB", max_upload_mib(s));
+      return NULL;
+    }
+    unsigned char *bytes = malloc(n / 4 * 3 + 4);
+    if (!bytes) {
+      *status = 500;
+      snprintf(msg, cap, "out of memory");
+      return NULL;
+    }
+    long len = vs_base64_decode(comma + 1, n, bytes);
+    if (len <= 0) {
+      free(bytes);
+      *status = 400;
+      snprintf(msg, cap, len == 0 ? "the data: URL is empty" : "the data: URL is not valid base64");
+      return NULL;
+    }
+    if ((size_t)len > s->o.max_upload_bytes) {
+      free(bytes);
+      *status = 413;
+      snprintf(msg, cap, "the video is larger than the limit of %g MiB", max_upload_mib(s));
+      return NULL;
+    }
+    uint64_t h = vs_hash(bytes, (size_t)len, VS_HASH_INIT);
+    pthread_mutex_lock(&s->mu);
+    for (entry *p = s->videos; p; p = p->next)
+      if (p->hash == h && p->bytes == (size_t)len && p->state != V_FAILED) {
+        p->refs++;
+        p->last_used = ++s->clock;
+        pthread_mutex_unlock(&s->mu);
+        free(bytes);
+        return p;
+      }
+    pthread_mutex_unlock(&s->mu);
+    int fd;
+    entry *e = entry_create(s, mime, NULL, &fd);
+    if (!e || write_all(fd, bytes, (size_t)len) != 0) {
+      if (e) {
+        close(fd);
+        entry_destroy(e);
+      }
+      free(bytes);
+      *status = 500;
+      snprintf(msg, cap, "cannot store the video: %s", strerror(errno));
+      return NULL;
+    }
+    close(fd);
+    free(bytes);
+    snprintf(e->name, sizeof e->name, "data-url.%s", ext_for(mime, NULL));
+    e->bytes = (size_t)len;
+    e->hash = h;
+    pthread_mutex_lock(&s->mu);
+    entry_list(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return e;
+  }
+  const char *id = url;
+  if (strncmp(id, "vblip:", 6) == 0) id += 6;
+  const char *slash = strstr(id, "/api/videos/");
+  if (slash) id = slash + strlen("/api/videos/");
+  if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0) {
+    if (!slash || !valid_id(id)) {
+      *status = 400;
+      snprintf(msg, cap, "remote URLs are not fetched: send a data: URL or the id of an uploaded video");
+      return NULL;
+    }
+  }
+  if (!valid_id(id)) {
+    *status = 400;
+    snprintf(msg, cap, "'%.80s' is neither a data: URL nor a video id", url);
+    return NULL;
+  }
+  pthread_mutex_lock(&s->mu);
+  entry *e = entry_get(s, id);
+  pthread_mutex_unlock(&s->mu);
+  if (!e) {
+    *status = 404;
+    snprintf(msg, cap, "no video with id %s (it may have expired: upload it again)", id);
+  }
+  return e;
+}
+
+typedef struct {
+  vblip_server *s;
+  job *j;
+} stream_ctx;
+
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+  (void)pos;
+  stream_ctx *sc = cls;
+  vblip_server *s = sc->s;
+  job *j = sc->j;
+  ssize_t n = 0;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    if (j->out.len > j->out_pos) {
+      size_t k = j->out.len - j->out_pos;
+      if (k > max) k = max;
+      memcpy(buf, j->out.data + j->out_pos, k);
+      j->out_pos += k;
+      n = (ssize_t)k;
+      break;
+    }
+    if (j->done) {
+      n = MHD_CONTENT_READER_END_OF_STREAM;
+      break;
+    }
+    if (s->stopping) {
+      n = MHD_CONTENT_READER_END_WITH_ERROR;
+      break;
+    }
+    struct timespec ts;
+    deadline_in(&ts, 1000);
+    if (pthread_cond_timedwait(&j->cv, &s->mu, &ts) == ETIMEDOUT && j->out.len == j->out_pos && !j->done) {
+      /* a comment keeps proxies patient and finds clients that left */
+      static const char ka[] = ": keep-alive\n\n";
+      size_t k = sizeof ka - 1 < max ? sizeof ka - 1 : max;
+      memcpy(buf, ka, k);
+      n = (ssize_t)k;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+static void stream_free(void *cls) {
+  stream_ctx *sc = cls;
+  vblip_server *s = sc->s;
+  pthread_mutex_lock(&s->mu);
+  if (!sc->j->done) job_cancel(s, sc->j); /* the client left mid-stream */
+  job_release(s, sc->j);
+  pthread_mutex_unlock(&s->mu);
+  free(sc);
+}
+
+static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connection *c, const char *url, int openai) {
+  char msg[1024];
+  cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+  if (!root) return send_error(c, url, 400, "malformed JSON in the request body");
+  if (!cJSON_IsObject(root)) {
+    cJSON_Delete(root);
+    return send_error(c, url, 400, "the request body must be a JSON object");
+  }
+  vblip_gen_params gen = s->o.gen;
+  int stream = 0;
+  const cJSON *st = cJSON_GetObjectItemCaseSensitive(root, "stream");
+  if (st && !cJSON_IsNull(st)) {
+    if (!cJSON_IsBool(st)) {
+      cJSON_Delete(root);
+      return send_error(c, url, 400, "'stream' must be true or false");
+    }
+    stream = cJSON_IsTrue(st);
+  }
+  turns t;
+  const char *video_url = NULL;
+  entry *e = NULL;
+  int status = 400;
+  if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), openai, &t, &video_url, msg, sizeof msg) != 0)
+    goto fail;
+  if (openai) {
+    for (const cJSON *v = root->child; v; v = v->next) {
+      const char *k = v->string;
+      if (strcmp(k, "max_tokens") == 0 || strcmp(k, "max_completion_tokens") == 0) k = "max_new_tokens";
+      if (cJSON_IsNull(v)) continue;
+      if (apply_setting(&gen, v, k, msg, sizeof msg) < 0) goto fail;
+    }
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "n");
+    if (n && !cJSON_IsNull(n) && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
+      snprintf(msg, sizeof msg, "only n = 1 is supported");
+      goto fail;
+    }
+    if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
+    if (!video_url) {
+      const char *vid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "video_id"));
+      video_url = vid;
+    }
+    if (!video_url) {
+      snprintf(msg, sizeof msg,
+               "no video: add a content part {\"type\": \"video_url\", \"video_url\": {\"url\": \"data:video/mp4;base64,...\" "
+               "or an uploaded video id}} to a user message");
+      goto fail;
+    }
+    e = resolve_video_url(s, video_url, &status, msg, sizeof msg);
+    if (!e) goto fail;
+  } else {
+    if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
+    const cJSON *vid = cJSON_GetObjectItemCaseSensitive(root, "video_id");
+    if (!vid) {
+      snprintf(msg, sizeof msg, "missing field 'video_id' (upload the video with POST /api/videos first)");
+      goto fail;
+    }
+    if (!cJSON_IsString(vid)) {
+      snprintf(msg, sizeof msg, "'video_id' must be a string");
+      goto fail;
+    }
+    pthread_mutex_lock(&s->mu);
+    e = valid_id(vid->valuestring) ? entry_get(s, vid->valuestring) : NULL;
+    pthread_mutex_unlock(&s->mu);
+    if (!e) {
+      status = 404;
+      snprintf(msg, sizeof msg, "no video with id '%.64s' (it may have expired: upload it again)", vid->valuestring);
+      goto fail;
+    }
+  }
+  /* a video not encoded yet (a new data: URL) is checked before any answer starts */
+  status = encode_entry(s, e, c, msg, sizeof msg);
+  if (status) {
+    if (status == 422 && openai) {
+      pthread_mutex_lock(&s->mu);
+      entry_unlist(s, e);
+      pthread_mutex_unlock(&s->mu);
+    }
+    goto fail;
+  }
+  char *prompt = vblip_chat_prompt(t.users, t.answers, t.n, t.message);
+  turns_free(&t);
+  cJSON_Delete(root);
+  root = NULL;
+  job *j = job_new(JOB_CHAT);
+  if (!prompt || !j) {
+    free(prompt);
+    free(j);
+    pthread_mutex_lock(&s->mu);
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 500, "out of memory");
+  }
+  j->e = e;
+  j->prompt = prompt;
+  j->gen = gen;
+  j->stream = stream;
+  j->format = openai ? FMT_OPENAI : FMT_NATIVE;
+  j->created = (long)time(NULL);
+  char rnd[25];
+  if (vs_random_hex(rnd, 12) != 0) snprintf(rnd, sizeof rnd, "%lx", (unsigned long)j->created);
+  snprintf(j->oa_id, sizeof j->oa_id, "chatcmpl-%s", rnd);
+  pthread_mutex_lock(&s->mu);
+  if (stream && openai) {
+    cJSON *o = oa_chunk(s, j, "assistant", "", NULL);
+    sse_event(j, NULL, o);
+    cJSON_Delete(o);
+  }
+  int qrc = job_enqueue(s, j);
+  int waiting = s->q_count;
+  pthread_mutex_unlock(&s->mu);
+  if (qrc != 0) {
+    int stopping = s->stopping;
+    pthread_mutex_lock(&s->mu);
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 503,
+                      stopping ? "the server is shutting down" : "the server is busy: %d requests are waiting; retry later",
+                      waiting);
+  }
+  if (stream) {
+    stream_ctx *sc = malloc(sizeof *sc);
+    struct MHD_Response *resp = sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc,
+                                                                       stream_free)
+                                   : NULL;
+    if (!resp) {
+      free(sc);
+      pthread_mutex_lock(&s->mu);
+      job_cancel(s, j);
+      job_release(s, j);
+      pthread_mutex_unlock(&s->mu);
+      return MHD_NO;
+    }
+    sc->s = s;
+    sc->j = j; /* the stream owns the reference now */
+    MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
+    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    enum MHD_Result rr = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return rr;
+  }
+  wait_job(s, j, c);
+  pthread_mutex_lock(&s->mu);
+  cJSON *o = NULL;
+  unsigned code = 200;
+  if (j->error) {
+    code = j->status ? (unsigned)j->status : 500;
+    snprintf(msg, sizeof msg, "%s", j->error);
+  } else {
+    o = openai ? oa_result(s, j) : native_result(s, j);
+  }
+  job_release(s, j);
+  pthread_mutex_unlock(&s->mu);
+  if (!o) return send_error(c, url, code, "%s", msg);
+  return send_json(c, 200, o);
+fail:
+  turns_free(&t);
+  cJSON_Delete(root);
+  if (e) {
+    pthread_mutex_lock(&s->mu);
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+  }
+  return send_error(c, url, (unsigned)status, "%s", msg);
+}
+
+/* --------------------------------------------------------------- pages */
+
+static const char *mime_of(const char *name) {
+  const char *dot = strrchr(name, '.');
+  static const char *const map[][2] = {
+      {"html", "text/html; charset=utf-8"}, {"css", "text/css; charset=utf-8"},
+      {"js", "text/javascript; charset=utf-8"}, {"svg", "image/svg+xml"}, {"png", "image/png"},
+      {"ico", "image/x-icon"}, {"mp4", "video/mp4"}, {"m4v", "video/mp4"}, {"webm", "video/webm"},
+      {"avi", "video/x-msvideo"}, {"mkv", "video/x-matroska"}, {"mov", "video/quicktime"},
+      {"ogv", "video/ogg"}, {"gif", "image/gif"}, {"jpg", "image/jpeg"}, {"jpeg", "image/jpeg"},
+      {"bmp", "image/bmp"}, {"webp", "image/webp"}};
+  if (dot)
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+      if (strcasecmp(dot + 1, map[i][0]) == 0) return map[i][1];
+  return "application/octet-stream";
+}
+
+static enum MHD_Result serve_asset(struct MHD_Connection *c, const char *rel) {
+  for (int i = 0; i < vb_web_n_assets; i++)
+    if (strcmp(vb_web_assets[i].path, rel) == 0)
+      return send_bytes(c, 200, mime_of(rel), vb_web_assets[i].data, vb_web_assets[i].len, "no-cache");
+  return send_error(c, "/", 404, "not found");
+}
+
+static int is_media_name(const char *n) {
+  const char *dot = strrchr(n, '.');
+  if (!dot || n[0] == '.') return 0;
+  for (const char *p = n; *p; p++)
+    if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-') return 0;
+  static const char *const ok[] = {"mp4", "webm", "avi", "mkv", "mov", "m4v", "ogv", "gif", "png", "jpg", "jpeg"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+    if (strcasecmp(dot + 1, ok[i]) == 0) return 1;
+  return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int scan_examples(vblip_server *s, const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return vb_error("--examples %s: %s", dir, strerror(errno));
+  snprintf(s->examples_dir, sizeof s->examples_dir, "%s", dir);
+  struct dirent *de;
+  while ((de = readdir(d)) && s->n_examples < MAX_EXAMPLES) {
+    if (!is_media_name(de->d_name)) continue;
+    char path[PATH_MAX];
+    struct stat st;
+    if (snprintf(path, sizeof path, "%s/%s", dir, de->d_name) >= (int)sizeof path) continue;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    s->examples[s->n_examples++] = strdup(de->d_name);
+  }
+  closedir(d);
+  qsort(s->examples, (size_t)s->n_examples, sizeof *s->examples, cmp_str);
+  return 0;
+}
+
+static enum MHD_Result serve_example(vblip_server *s, struct MHD_Connection *c, const char *url, const char *name) {
+  for (int i = 0; i < s->n_examples; i++) {
+    if (!s->examples[i] || strcmp(s->examples[i], name) != 0) continue;
+    char path[PATH_MAX];
+    int fd = -1;
+    if (snprintf(path, sizeof path, "%s/%s", s->examples_dir, s->examples[i]) < (int)sizeof path)
+      fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+      if (fd >= 0) close(fd);
+      return send_error(c, url, 404, "example %s is gone", name);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_fd((size_t)st.st_size, fd);
+    if (!resp) {
+      close(fd);
+      return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", mime_of(name));
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result r = MHD_queue_response(c, 200, resp);
+    MHD_destroy_response(resp);
+    return r;
+  }
+  return send_error(c, url, 404, "no example named %s", name);
+}
+
+static enum MHD_Result handle_health(vblip_server *s, struct MHD_Connection *c) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "status", s->stopping ? "stopping" : "ok");
+  cJSON_AddStringToObject(o, "version", vblip_version());
+  cJSON_AddStringToObject(o, "model", s->model_name);
+  cJSON_AddStringToObject(o, "language_model", s->info.language_model ? s->info.language_model : "");
+  pthread_mutex_lock(&s->mu);
+  cJSON *q = cJSON_AddObjectToObject(o, "queue");
+  cJSON_AddNumberToObject(q, "waiting", s->q_count);
+  cJSON_AddNumberToObject(q, "capacity", s->q_cap);
+  cJSON_AddBoolToObject(q, "busy", s->running != NULL);
+  cJSON_AddNumberToObject(o, "videos", s->n_videos);
+  pthread_mutex_unlock(&s->mu);
+  cJSON *l = cJSON_AddObjectToObject(o, "limits");
+  cJSON_AddNumberToObject(l, "max_upload_bytes", (double)s->o.max_upload_bytes);
+  cJSON_AddNumberToObject(l, "max_videos", s->o.max_videos);
+  cJSON *d = cJSON_AddObjectToObject(o, "defaults");
+  const vblip_gen_params *g = &s->o.gen;
+  cJSON_AddNumberToObject(d, "num_beams", g->num_beams);
+  cJSON_AddNumberToObject(d, "max_new_tokens", g->max_new_tokens);
+  cJSON_AddNumberToObject(d, "min_new_tokens", g->min_new_tokens);
+  cJSON_AddBoolToObject(d, "do_sample", g->do_sample);
+  cJSON_AddNumberToObject(d, "temperature", g->temperature);
+  cJSON_AddNumberToObject(d, "top_k", g->top_k);
+  cJSON_AddNumberToObject(d, "top_p", g->top_p);
+  cJSON_AddNumberToObject(d, "repetition_penalty", g->repetition_penalty);
+  cJSON_AddNumberToObject(d, "no_repeat_ngram_size", g->no_repeat_ngram_size);
+  cJSON_AddNumberToObject(d, "length_penalty", g->length_penalty);
+  cJSON_AddNumberToObject(d, "seed", (double)g->seed);
+  cJSON *sm = cJSON_AddObjectToObject(o, "sampling");
+  cJSON_AddStringToObject(sm, "mode", s->o.sampling.mode == VBLIP_SAMPLE_DEMO ? "demo" : "uniform");
+  cJSON_AddNumberToObject(sm, "frames", s->o.sampling.n_frames);
+  return send_json(c, 200, o);
+}
+
+static enum MHD_Result handle_examples(vblip_server *s, struct MHD_Connection *c) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "examples");
+  static const char *const prompts[] = {EXAMPLE_PROMPT_1, EXAMPLE_PROMPT_2};
+  for (int i = 0; i < s->n_examples; i++)
+    for (int k = 0; k < 2; k++) {
+      cJSON *x = cJSON_CreateObject();
+      char url[PATH_MAX];
+      snprintf(url, sizeof url, "/examples/%s", s->examples[i]);
+      cJSON_AddStringToObject(x, "video", s->examples[i]);
+      cJSON_AddStringToObject(x, "url", url);
+      cJSON_AddStringToObject(x, "mime", mime_of(s->examples[i]));
+      cJSON_AddStringToObject(x, "prompt", prompts[k]);
+      cJSON_AddItemToArray(a, x);
+    }
+  return send_json(c, 200, o);
+}
+
+static enum MHD_Result handle_video_get(vblip_server *s, struct MHD_Connection *c, const char *url, const char *rest,
+                                        const char *method) {
+  char id[2 * ID_BYTES + 1];
+  size_t n = strcspn(rest, "/");
+  if (n != 2 * ID_BYTES) return send_error(c, url, 404, "no such video");
+  memcpy(id, rest, n);
+  id[n] = 0;
+  const char *tail = rest + n;
+  pthread_mutex_lock(&s->mu);
+  entry *e = valid_id(id) ? entry_get(s, id) : NULL;
+  if (!e) {
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 404, "no video with id %s", id);
+  }
+  enum MHD_Result r;
+  if (!*tail && strcmp(method, "DELETE") == 0) {
+    entry_unlist(s, e);
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddBoolToObject(o, "deleted", 1);
+    cJSON_AddStringToObject(o, "id", id);
+    return send_json(c, 200, o);
+  }
+  if (strcmp(method, "GET") != 0) {
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 405, "method not allowed");
+  }
+  if (!*tail) {
+    cJSON *o = video_json(s, e);
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return send_json(c, 200, o);
+  }
+  long k = -1;
+  char *end = NULL;
+  if (strncmp(tail, "/frames/", 8) == 0 && isdigit((unsigned char)tail[8])) k = strtol(tail + 8, &end, 10);
+  if (k < 0 || !end || *end || k >= e->n_frames || !e->thumbs || !e->thumbs[k]) {
+    entry_release(s, e);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 404, "no such frame");
+  }
+  /* immutable once ready, and kept alive by our reference */
+  const unsigned char *img = e->thumbs[k];
+  size_t len = e->thumb_len[k];
+  pthread_mutex_unlock(&s->mu);
+  r = send_bytes(c, 200, "image/bmp", img, len, "private, max-age=3600");
+  pthread_mutex_lock(&s->mu);
+  entry_release(s, e);
+  pthread_mutex_unlock(&s->mu);
+  return r;
+}
+
+static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *c, const char *url,
+                                const char *method) {
+  int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+  int post = strcmp(method, "POST") == 0;
+  if (s->o.verbose) fprintf(stderr, "vblip serve: %s %s\n", method, url);
+  if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)) return serve_asset(c, "index.html");
+  if (get && strcmp(url, "/api/health") == 0) return handle_health(s, c);
+  if (get && strcmp(url, "/api/examples") == 0) return handle_examples(s, c);
+  if (get && strncmp(url, "/examples/", 10) == 0) return serve_example(s, c, url, url + 10);
+  if (get && strcmp(url, "/v1/models") == 0) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "object", "list");
+    cJSON *a = cJSON_AddArrayToObject(o, "data");
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "id", s->model_name);
+    cJSON_AddStringToObject(m, "object", "model");
+    cJSON_AddNumberToObject(m, "created", 0);
+    cJSON_AddStringToObject(m, "owned_by", "vblip");
+    cJSON_AddItemToArray(a, m);
+    return send_json(c, 200, o);
+  }
+  if (strcmp(url, "/api/videos") == 0) {
+    if (!post) return send_error(c, url, 405, "use POST to upload a video");
+    return finish_upload(s, r, c, url);
+  }
+  if (strncmp(url, "/api/videos/", 12) == 0) return handle_video_get(s, c, url, url + 12, method);
+  if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0) {
+    if (!post) return send_error(c, url, 405, "use POST");
+    if (r->too_large) return send_error(c, url, 413, "the request body is larger than the limit");
+    return handle_chat(s, r, c, url, is_openai_url(url));
+  }
+  if (get) {
+    const char *rel = url + 1;
+    for (int i = 0; i < vb_web_n_assets; i++)
+      if (strcmp(vb_web_assets[i].path, rel) == 0) return serve_asset(c, rel);
+  }
+  return send_error(c, url, 404, "no such endpoint: %s %s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *data, size_t *data_size, void **con_cls) {
+  (void)version;
+  vblip_server *s = cls;
+  req *r = *con_cls;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r) return MHD_NO;
+    r->s = s;
+    r->fd = -1;
+    *con_cls = r;
+    const char *cl = header(c, "Content-Length");
+    unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
+    if (strcmp(method, "POST") == 0 && strcmp(url, "/api/videos") == 0) {
+      r->body_kind = BODY_UPLOAD;
+      const char *ct = header(c, "Content-Type");
+      int multipart = ct && strncasecmp(ct, "multipart/form-data", 19) == 0;
+      /* multipart adds a little framing around the file */
+      if (clen > s->o.max_upload_bytes + (multipart ? 65536u : 0u)) {
+        r->too_large = 1;
+        return send_error(c, url, 413, "the upload is larger than the limit of %g MiB", max_upload_mib(s));
+      }
+      if (multipart) {
+        r->pp = MHD_create_post_processor(c, 65536, post_iter, r);
+        if (!r->pp) return send_error(c, url, 400, "malformed multipart upload");
+      }
+    } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
+      r->body_kind = BODY_JSON;
+      /* data: URLs ride in the body of /v1 requests: base64 is 4/3 of the bytes */
+      r->body_limit = s->o.max_upload_bytes / 3 * 4 + ((size_t)4 << 20);
+      if (clen > r->body_limit) {
+        r->too_large = 1;
+        return send_error(c, url, 413, "the request body is larger than the limit");
+      }
+    }
+    return MHD_YES;
+  }
+  if (*data_size) {
+    if (r->body_kind == BODY_UPLOAD) upload_data(r, c, data, *data_size);
+    else if (r->body_kind == BODY_JSON && !r->too_large) {
+      if (r->body.len + *data_size > r->body_limit) {
+        r->too_large = 1;
+        vs_buf_free(&r->body);
+      } else if (vs_buf_append(&r->body, data, *data_size) != 0) {
+        r->too_large = 1;
+      }
+    }
+    *data_size = 0;
+    return MHD_YES;
+  }
+  if (r->pp) {
+    MHD_destroy_post_processor(r->pp);
+    r->pp = NULL;
+    if (!r->e && !r->too_large && !r->failed) {
+      /* no file field at all */
+      return send_error(c, url, 400, "no file in the upload (send the video as the request body or as a multipart field 'file')");
+    }
+  }
+  return dispatch(s, r, c, url, method);
+}
+
+/* ------------------------------------------------------------- lifetime */
+
+static int remove_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+    char p[PATH_MAX];
+    snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+    unlink(p);
+  }
+  closedir(d);
+  return rmdir(dir);
+}
+
+static void server_free(vblip_server *s) {
+  if (!s) return;
+  while (s->videos) {
+    entry *e = s->videos;
+    entry_unlist(s, e);
+    if (e->refs == 0) entry_destroy(e);
+  }
+  if (s->dir[0]) remove_tree(s->dir);
+  for (int i = 0; i < s->n_examples; i++) free(s->examples[i]);
+  free(s->queue);
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->work_cv);
+  free(s);
+}
+
+vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) {
+  vblip_server_options def;
+  if (!o) {
+    vblip_server_options_default(&def);
+    o = &def;
+  }
+  if (o->queue_size < 1 || o->max_videos < 1 || o->max_upload_bytes < 1 || o->port < 0 || o->port > 65535) {
+    vb_error("invalid server options");
+    return NULL;
+  }
+  vblip_server *s = calloc(1, sizeof *s);
+  if (!s) {
+    vb_error("out of memory");
+    return NULL;
+  }
+  s->m = m;
+  s->o = *o;
+  snprintf(s->host, sizeof s->host, "%s", o->host ? o->host : "127.0.0.1");
+  snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name ? o->model_name : "videoblip");
+  s->o.host = s->host;
+  s->o.model_name = s->model_name;
+  s->o.examples_dir = NULL;
+  vblip_model_get_info(m, &s->info);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->work_cv, NULL);
+  s->q_cap = o->queue_size;
+  s->queue = calloc((size_t)s->q_cap, sizeof *s->queue);
+  const char *delay = getenv("VBLIP_SERVE_TEST_DELAY_MS");
+  if (delay) s->test_delay_ms = atoi(delay);
+  if (!s->queue) {
+    vb_error("out of memory");
+    goto fail;
+  }
+  if (o->examples_dir && scan_examples(s, o->examples_dir) != 0) goto fail;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(s->dir, sizeof s->dir, "%s/vblip-serve-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(s->dir)) {
+    vb_error("cannot create a temporary directory %s: %s", s->dir, strerror(errno));
+    s->dir[0] = 0;
+    goto fail;
+  }
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE};
+  struct addrinfo *ai = NULL;
+  char port[16];
+  snprintf(port, sizeof port, "%d", o->port & 0xffff);
+  int gai = getaddrinfo(s->host, port, &hints, &ai);
+  if (gai != 0 || !ai) {
+    vb_error("cannot resolve host %s: %s", s->host, gai_strerror(gai));
+    goto fail;
+  }
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
+  if (o->verbose) flags |= MHD_USE_ERROR_LOG;
+  if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
+    freeaddrinfo(ai);
+    vb_error("cannot start the worker thread");
+    goto fail;
+  }
+  s->worker_started = 1;
+  s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                          (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
+  freeaddrinfo(ai);
+  if (!s->d) {
+    vb_error("cannot listen on %s:%d (in use, or not an address of this machine?)", s->host, o->port);
+    goto fail;
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = di ? di->port : o->port;
+  return s;
+fail:
+  if (s->worker_started) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->work_cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->worker, NULL);
+  }
+  server_free(s);
+  return NULL;
+}
+
+int vblip_server_port(const vblip_server *s) { return s->port; }
+
+void vblip_server_stop(vblip_server *s) {
+  if (!s) return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = 1;
+  while (s->q_count > 0) job_cancel(s, s->queue[s->q_head]);
+  if (s->running) s->running->cancelled = 1;
+  pthread_cond_broadcast(&s->work_cv);
+  pthread_mutex_unlock(&s->mu);
+  if (s->worker_started) pthread_join(s->worker, NULL);
+  if (s->d) MHD_stop_daemon(s->d);
+  server_free(s);
+}

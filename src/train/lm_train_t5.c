@@ -1,0 +1,419 @@
+/* Frozen T5 (T5ForConditionalGeneration) for training the modules below it:
+ * encoder over [prefix embeddings; prompt embeddings], decoder over the labels
+ * shifted right, mean cross-entropy, and the backward to the encoder input
+ * embeddings (through the encoder and every decoder layer's cross-attention
+ * K/V). Same weights and names as models/t5.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "runtime/common.h"
+#include "train/train.h"
+
+#define LM "language_model."
+
+typedef enum { T_RELU, T_GELU_TANH, T_GELU_ERF } t_act;
+
+typedef struct {
+  tr_lin q, k, v, o;
+} t_attn;
+
+typedef struct {
+  const float *ln_self, *ln_cross, *ln_ff;
+  t_attn self, cross;
+  tr_lin wi0, wi1, wo;
+} t_block;
+
+typedef struct {
+  tr_lm base;
+  vb_t5_config c;
+  int d, inner, heads, dkv, dff, vocab, n_enc, n_dec;
+  int32_t start_id, pad_id;
+  t_act act;
+  float eps, head_scale;
+  const float *enc_embed, *dec_embed, *enc_rel, *dec_rel, *enc_ln, *dec_ln, *head;
+  t_block *enc, *dec;
+} t5t;
+
+/* Saved activations of one pre-norm sublayer: out = x + f(rms(x)). */
+typedef struct {
+  const float *x;
+  float *h, *r;               /* normed input, its rstd */
+  float *q, *k, *v, *p, *c;   /* attention */
+  float *a0, *g0, *a1, *pr;   /* feed-forward */
+  float *out;
+} t_sub;
+
+typedef struct {
+  t_sub self, cross, ff;
+} t_layer_act;
+
+/* ---- relative position buckets (transformers' _relative_position_bucket) ---- */
+
+static int bucket(int rel, int bidirectional, int nb, int max_distance) {
+  int base = 0, n;
+  if (bidirectional) {
+    nb /= 2;
+    if (rel > 0) base = nb;
+    n = abs(rel);
+  } else {
+    n = rel < 0 ? -rel : 0;
+  }
+  int exact = nb / 2;
+  if (n < exact) return base + n;
+  /* float32 like PyTorch: boundary distances depend on the rounding */
+  float v = logf((float)n / (float)exact) / (float)log((double)max_distance / exact) *
+            (float)(nb - exact);
+  int large = exact + (int)v;
+  if (v >= (float)nb || large > nb - 1) large = nb - 1;
+  return base + large;
+}
+
+static void make_bias(const t5t *m, const float *table, int bidirectional, int n, float *bias) {
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      int b = bucket(j - i, bidirectional, m->c.relative_attention_num_buckets,
+                     m->c.relative_attention_max_distance);
+      for (int h = 0; h < m->heads; h++) bias[((size_t)h * n + i) * n + j] = table[(size_t)b * m->heads + h];
+    }
+}
+
+#define ALLOC(p, n)                          \
+  do {                                       \
+    if (!((p) = tr_alloc(ar, (n)))) return -1; \
+  } while (0)
+
+static tr_attn_shape shape(const t5t *m, int nq, int nk, const float *bias, int causal) {
+  tr_attn_shape s = {.nq = nq, .nk = nk, .heads = m->heads, .head_dim = m->dkv, .ld_q = m->inner,
+                     .ld_kv = m->inner, .ld_o = m->inner, .scale = 1.0f, .bias = bias,
+                     .causal = causal};
+  return s;
+}
+
+/* self-attention (kv = NULL) or cross-attention over kv [nk, d] */
+static int attn_fwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln, const float *x,
+                    int n, const float *kv, int nk, const float *bias, int causal, t_sub *s) {
+  int d = m->d, in = m->inner;
+  if (!kv) nk = n;
+  s->x = x;
+  ALLOC(s->h, (size_t)n * d); ALLOC(s->r, n);
+  ALLOC(s->q, (size_t)n * in); ALLOC(s->k, (size_t)nk * in); ALLOC(s->v, (size_t)nk * in);
+  ALLOC(s->p, (size_t)m->heads * n * nk); ALLOC(s->c, (size_t)n * in); ALLOC(s->out, (size_t)n * d);
+  tr_rmsnorm_fwd(x, s->h, n, d, ln, m->eps, s->r);
+  tr_lin_fwd(&A->q, s->h, n, s->q);
+  tr_lin_fwd(&A->k, kv ? kv : s->h, nk, s->k);
+  tr_lin_fwd(&A->v, kv ? kv : s->h, nk, s->v);
+  tr_attn_shape sh = shape(m, n, nk, bias, causal);
+  if (tr_attention_fwd(&sh, s->q, s->k, s->v, s->p, s->c)) return -1;
+  tr_lin_fwd(&A->o, s->c, n, s->out);
+  for (size_t i = 0; i < (size_t)n * d; i++) s->out[i] += x[i];
+  return 0;
+}
+
+/* dx = dout + d/dx through the sublayer; denc += d/dkv for cross-attention */
+static int attn_bwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln, const t_sub *s,
+                    int n, const float *kv, int nk, const float *bias, int causal, const float *dout,
+                    float *dx, float *denc) {
+  int d = m->d, in = m->inner;
+  if (!kv) nk = n;
+  float *dc, *dq, *dk, *dv, *dh;
+  ALLOC(dc, (size_t)n * in); ALLOC(dq, (size_t)n * in); ALLOC(dk, (size_t)nk * in);
+  ALLOC(dv, (size_t)nk * in); ALLOC(dh, (size_t)n * d);
+  if (tr_lin_bwd(&A->o, s->c, dout, n, dc, 0)) return -1;
+  tr_attn_shape sh = shape(m, n, nk, bias, causal);
+  if (tr_attention_bwd(&sh, s->q, s->k, s->v, s->p, dc, dq, dk, dv)) return -1;
+  if (tr_lin_bwd(&A->q, s->h, dq, n, dh, 0)) return -1;
+  if (kv) {
+    if (tr_lin_bwd(&A->k, kv, dk, nk, denc, 1) || tr_lin_bwd(&A->v, kv, dv, nk, denc, 1)) return -1;
+  } else {
+    if (tr_lin_bwd(&A->k, s->h, dk, n, dh, 1) || tr_lin_bwd(&A->v, s->h, dv, n, dh, 1)) return -1;
+  }
+  tr_rmsnorm_bwd(s->x, dh, n, d, ln, s->r, dx);
+  for (size_t i = 0; i < (size_t)n * d; i++) dx[i] += dout[i];
+  return 0;
+}
+
+static void act_fwd(const t5t *m, const float *x, float *y, size_t n) {
+  if (m->act == T_RELU) tr_relu_fwd(x, y, n);
+  else if (m->act == T_GELU_TANH) tr_gelu_tanh_fwd(x, y, n);
+  else tr_gelu_erf_fwd(x, y, n);
+}
+
+static void act_bwd(const t5t *m, const float *x, const float *dy, float *dx, size_t n) {
+  if (m->act == T_RELU) tr_relu_bwd(x, dy, dx, n);
+  else if (m->act == T_GELU_TANH) tr_gelu_tanh_bwd(x, dy, dx, n);
+  else tr_gelu_erf_bwd(x, dy, dx, n);
+}
+
+static int ff_fwd(tr_arena *ar, const t5t *m, const t_block *b, const float *x, int n, t_sub *s) {
+  int d = m->d;
+  size_t nf = (size_t)n * m->dff;
+  s->x = x;
+  ALLOC(s->h, (size_t)n * d); ALLOC(s->r, n); ALLOC(s->a0, nf); ALLOC(s->g0, nf);
+  ALLOC(s->pr, nf); ALLOC(s->out, (size_t)n * d);
+  tr_rmsnorm_fwd(x, s->h, n, d, b->ln_ff, m->eps, s->r);
+  tr_lin_fwd(&b->wi0, s->h, n, s->a0);
+  act_fwd(m, s->a0, s->g0, nf);
+  if (m->c.gated) {
+    ALLOC(s->a1, nf);
+    tr_lin_fwd(&b->wi1, s->h, n, s->a1);
+    for (size_t i = 0; i < nf; i++) s->pr[i] = s->g0[i] * s->a1[i];
+  } else {
+    memcpy(s->pr, s->g0, nf * sizeof(float));
+  }
+  tr_lin_fwd(&b->wo, s->pr, n, s->out);
+  for (size_t i = 0; i < (size_t)n * d; i++) s->out[i] += x[i];
+  return 0;
+}
+
+static int ff_bwd(tr_arena *ar, const t5t *m, const t_block *b, const t_sub *s, int n,
+                  const float *dout, float *dx) {
+  int d = m->d;
+  size_t nf = (size_t)n * m->dff;
+  float *dpr, *da0, *dh;
+  ALLOC(dpr, nf); ALLOC(da0, nf); ALLOC(dh, (size_t)n * d);
+  if (tr_lin_bwd(&b->wo, s->pr, dout, n, dpr, 0)) return -1;
+  if (m->c.gated) {
+    float *da1;
+    ALLOC(da1, nf);
+    for (size_t i = 0; i < nf; i++) {
+      da0[i] = dpr[i] * s->a1[i];
+      da1[i] = dpr[i] * s->g0[i];
+    }
+    if (tr_lin_bwd(&b->wi1, s->h, da1, n, dh, 0)) return -1;
+    act_bwd(m, s->a0, da0, da0, nf);
+    if (tr_lin_bwd(&b->wi0, s->h, da0, n, dh, 1)) return -1;
+  } else {
+    act_bwd(m, s->a0, dpr, da0, nf);
+    if (tr_lin_bwd(&b->wi0, s->h, da0, n, dh, 0)) return -1;
+  }
+  tr_rmsnorm_bwd(s->x, dh, n, d, b->ln_ff, s->r, dx);
+  for (size_t i = 0; i < (size_t)n * d; i++) dx[i] += dout[i];
+  return 0;
+}
+
+static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t *ids, int n_ids,
+               const int32_t *labels, int L, double *loss, float *dprefix) {
+  int d = m->d, V = m->vocab, ne = np + n_ids;
+  if (ne < 1 || L < 1) return vb_error("T5 training: empty encoder input or labels");
+  for (int i = 0; i < n_ids; i++)
+    if (ids[i] < 0 || ids[i] >= V) return vb_error("token id %d is outside the vocabulary", ids[i]);
+  for (int i = 0; i < L; i++)
+    if (labels[i] != -100 && (labels[i] < 0 || labels[i] >= V))
+      return vb_error("label %d is outside the vocabulary", labels[i]);
+  t_layer_act *EA, *DA;
+  if (!(EA = (t_layer_act *)tr_alloc(ar, (size_t)m->n_enc * sizeof *EA / sizeof(float) + 1)) ||
+      !(DA = (t_layer_act *)tr_alloc(ar, (size_t)m->n_dec * sizeof *DA / sizeof(float) + 1)))
+    return -1;
+  float *x0, *ebias, *dbias, *enc, *er, *y0, *yh, *yr, *logits;
+  ALLOC(x0, (size_t)ne * d); ALLOC(ebias, (size_t)m->heads * ne * ne);
+  ALLOC(dbias, (size_t)m->heads * L * L);
+  if (np) memcpy(x0, prefix, (size_t)np * d * sizeof(float));
+  for (int i = 0; i < n_ids; i++)
+    memcpy(x0 + (size_t)(np + i) * d, m->enc_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
+  make_bias(m, m->enc_rel, 1, ne, ebias);
+  make_bias(m, m->dec_rel, 0, L, dbias);
+  const float *x = x0;
+  for (int l = 0; l < m->n_enc; l++) {
+    const t_block *b = &m->enc[l];
+    if (attn_fwd(ar, m, &b->self, b->ln_self, x, ne, NULL, 0, ebias, 0, &EA[l].self)) return -1;
+    if (ff_fwd(ar, m, b, EA[l].self.out, ne, &EA[l].ff)) return -1;
+    x = EA[l].ff.out;
+  }
+  const float *xe = x;
+  ALLOC(enc, (size_t)ne * d); ALLOC(er, ne);
+  tr_rmsnorm_fwd(xe, enc, ne, d, m->enc_ln, m->eps, er);
+  /* decoder input: labels shifted right, -100 replaced by the pad id */
+  ALLOC(y0, (size_t)L * d);
+  for (int i = 0; i < L; i++) {
+    int32_t t = i == 0 ? m->start_id : labels[i - 1];
+    if (t == -100) t = m->pad_id;
+    memcpy(y0 + (size_t)i * d, m->dec_embed + (size_t)t * d, (size_t)d * sizeof(float));
+  }
+  const float *y = y0;
+  for (int l = 0; l < m->n_dec; l++) {
+    const t_block *b = &m->dec[l];
+    if (attn_fwd(ar, m, &b->self, b->ln_self, y, L, NULL, 0, dbias, 1, &DA[l].self)) return -1;
+    if (attn_fwd(ar, m, &b->cross, b->ln_cross, DA[l].self.out, L, enc, ne, NULL, 0, &DA[l].cross))
+      return -1;
+    if (ff_fwd(ar, m, b, DA[l].cross.out, L, &DA[l].ff)) return -1;
+    y = DA[l].ff.out;
+  }
+  ALLOC(yh, (size_t)L * d); ALLOC(yr, L); ALLOC(logits, (size_t)L * V);
+  tr_rmsnorm_fwd(y, yh, L, d, m->dec_ln, m->eps, yr);
+  if (m->head_scale != 1.0f)
+    for (size_t i = 0; i < (size_t)L * d; i++) yh[i] *= m->head_scale;
+  vb_gemm(L, V, d, yh, d, m->head, d, 1, 1.0f, 0.0f, logits, V);
+  int count = 0;
+  for (int i = 0; i < L; i++) count += labels[i] != -100;
+  if (count == 0) return vb_error("T5 training: the example has no target tokens");
+  double sum = tr_cross_entropy(logits, L, V, labels, dprefix ? 1.0f / (float)count : 0.0f, &count);
+  *loss = sum / count;
+  if (!dprefix) return 0;
+
+  /* ---- backward ---- */
+  float *dyh, *dy, *dy2, *denc, *dx, *dx2;
+  ALLOC(dyh, (size_t)L * d); ALLOC(dy, (size_t)L * d); ALLOC(dy2, (size_t)L * d);
+  ALLOC(denc, (size_t)ne * d); ALLOC(dx, (size_t)ne * d); ALLOC(dx2, (size_t)ne * d);
+  vb_gemm(L, d, V, logits, V, m->head, d, 0, m->head_scale, 0.0f, dyh, d);
+  tr_rmsnorm_bwd(y, dyh, L, d, m->dec_ln, yr, dy);
+  for (int l = m->n_dec - 1; l >= 0; l--) {
+    const t_block *b = &m->dec[l];
+    if (ff_bwd(ar, m, b, &DA[l].ff, L, dy, dy2)) return -1;
+    if (attn_bwd(ar, m, &b->cross, b->ln_cross, &DA[l].cross, L, enc, ne, NULL, 0, dy2, dy, denc))
+      return -1;
+    if (attn_bwd(ar, m, &b->self, b->ln_self, &DA[l].self, L, NULL, 0, dbias, 1, dy, dy2, NULL))
+      return -1;
+    float *t = dy;
+    dy = dy2;
+    dy2 = t;
+  }
+  tr_rmsnorm_bwd(xe, denc, ne, d, m->enc_ln, er, dx);
+  for (int l = m->n_enc - 1; l >= 0; l--) {
+    const t_block *b = &m->enc[l];
+    if (ff_bwd(ar, m, b, &EA[l].ff, ne, dx, dx2)) return -1;
+    if (attn_bwd(ar, m, &b->self, b->ln_self, &EA[l].self, ne, NULL, 0, ebias, 0, dx2, dx, NULL))
+      return -1;
+  }
+  memcpy(dprefix, dx, (size_t)np * d * sizeof(float));
+  return 0;
+}
+
+static int t5_loss(tr_lm *lm, const float *prefix, int n_prefix, const int32_t *ids, int n_ids,
+                   const int32_t *labels, int n_labels, double *loss, float *dprefix) {
+  tr_arena ar = {0};
+  int rc = run(&ar, (t5t *)lm, prefix, n_prefix, ids, n_ids, labels, n_labels, loss, dprefix);
+  tr_arena_free(&ar);
+  return rc;
+}
+
+static void t5_destroy(tr_lm *lm) {
+  t5t *m = (t5t *)lm;
+  if (!m) return;
+  free(m->enc);
+  free(m->dec);
+  free(m);
+}
+
+static int lin(vb_weights *w, const char *name, int out, int in, tr_lin *l) {
+  memset(l, 0, sizeof *l);
+  if (!(l->w = vb_weights_f32(w, name, 2, (int64_t)out, (int64_t)in))) return -1;
+  l->out = out;
+  l->in = in;
+  return 0;
+}
+
+static int load_attn(vb_weights *w, const t5t *m, const char *prefix, t_attn *a) {
+  char n[300];
+  snprintf(n, sizeof n, "%s.q.weight", prefix);
+  if (lin(w, n, m->inner, m->d, &a->q)) return -1;
+  snprintf(n, sizeof n, "%s.k.weight", prefix);
+  if (lin(w, n, m->inner, m->d, &a->k)) return -1;
+  snprintf(n, sizeof n, "%s.v.weight", prefix);
+  if (lin(w, n, m->inner, m->d, &a->v)) return -1;
+  snprintf(n, sizeof n, "%s.o.weight", prefix);
+  return lin(w, n, m->d, m->inner, &a->o);
+}
+
+static int load_block(vb_weights *w, const t5t *m, const char *stack, int i, int decoder, t_block *b) {
+  char p[200], n[300];
+  snprintf(p, sizeof p, LM "%s.block.%d.layer", stack, i);
+  snprintf(n, sizeof n, "%s.0.SelfAttention", p);
+  if (load_attn(w, m, n, &b->self)) return -1;
+  snprintf(n, sizeof n, "%s.0.layer_norm.weight", p);
+  if (!(b->ln_self = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
+  int ff = 1;
+  if (decoder) {
+    snprintf(n, sizeof n, "%s.1.EncDecAttention", p);
+    if (load_attn(w, m, n, &b->cross)) return -1;
+    snprintf(n, sizeof n, "%s.1.layer_norm.weight", p);
+    if (!(b->ln_cross = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
+    ff = 2;
+  }
+  snprintf(n, sizeof n, "%s.%d.layer_norm.weight", p, ff);
+  if (!(b->ln_ff = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
+  if (m->c.gated) {
+    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi_0.weight", p, ff);
+    if (lin(w, n, m->dff, m->d, &b->wi0)) return -1;
+    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi_1.weight", p, ff);
+    if (lin(w, n, m->dff, m->d, &b->wi1)) return -1;
+  } else {
+    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi.weight", p, ff);
+    if (lin(w, n, m->dff, m->d, &b->wi0)) return -1;
+  }
+  snprintf(n, sizeof n, "%s.%d.DenseReluDense.wo.weight", p, ff);
+  return lin(w, n, m->d, m->dff, &b->wo);
+}
+
+static const float *embedding(vb_weights *w, const t5t *m, const char *own) {
+  const char *name = vb_tt_find(&w->tt, own) ? own : LM "shared.weight";
+  return vb_weights_f32(w, name, 2, (int64_t)m->vocab, (int64_t)m->d);
+}
+
+int tr_t5_create(vb_weights *w, const vb_model_config *cfg, tr_lm **out) {
+  *out = NULL;
+  const vb_t5_config *c = &cfg->t5;
+  t_act act;
+  if (strcmp(c->dense_act, "relu") == 0) act = T_RELU;
+  else if (strcmp(c->dense_act, "gelu_new") == 0) act = T_GELU_TANH;
+  else if (strcmp(c->dense_act, "gelu") == 0) act = T_GELU_ERF;
+  else return vb_error("T5 training: unsupported dense activation %s", c->dense_act);
+  if (c->relative_attention_num_buckets < 4 || c->num_heads < 1 || c->d_kv < 1)
+    return vb_error("T5 training: unsupported config");
+  t5t *m = vb_calloc(1, sizeof *m);
+  if (!m) return -1;
+  m->c = *c;
+  m->act = act;
+  m->d = c->d_model;
+  m->dkv = c->d_kv;
+  m->heads = c->num_heads;
+  m->inner = c->num_heads * c->d_kv;
+  m->dff = c->d_ff;
+  m->vocab = c->vocab_size;
+  m->n_enc = c->num_layers;
+  m->n_dec = c->num_decoder_layers;
+  m->eps = c->layer_norm_epsilon;
+  m->start_id = cfg->decoder_start_token_id;
+  m->pad_id = cfg->pad_token_id >= 0 ? cfg->pad_token_id : 0;
+  if (m->start_id < 0 || m->start_id >= m->vocab || m->pad_id >= m->vocab) {
+    free(m);
+    return vb_error("T5 training: decoder start / pad id outside the vocabulary");
+  }
+  m->enc = vb_calloc((size_t)m->n_enc, sizeof *m->enc);
+  m->dec = vb_calloc((size_t)m->n_dec, sizeof *m->dec);
+  if (!m->enc || !m->dec) goto fail;
+  int64_t nb = c->relative_attention_num_buckets;
+  if (!(m->enc_embed = embedding(w, m, LM "encoder.embed_tokens.weight")) ||
+      !(m->dec_embed = embedding(w, m, LM "decoder.embed_tokens.weight")) ||
+      !(m->enc_rel = vb_weights_f32(w, LM "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                    2, nb, (int64_t)m->heads)) ||
+      !(m->dec_rel = vb_weights_f32(w, LM "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+                                    2, nb, (int64_t)m->heads)) ||
+      !(m->enc_ln = vb_weights_f32(w, LM "encoder.final_layer_norm.weight", 1, (int64_t)m->d)) ||
+      !(m->dec_ln = vb_weights_f32(w, LM "decoder.final_layer_norm.weight", 1, (int64_t)m->d)))
+    goto fail;
+  for (int l = 0; l < m->n_enc; l++)
+    if (load_block(w, m, "encoder", l, 0, &m->enc[l])) goto fail;
+  for (int l = 0; l < m->n_dec; l++)
+    if (load_block(w, m, "decoder", l, 1, &m->dec[l])) goto fail;
+  if (c->tie_word_embeddings) {
+    m->head = embedding(w, m, LM "decoder.embed_tokens.weight");
+    m->head_scale = (float)pow((double)m->d, -0.5);
+  } else {
+    m->head = vb_weights_f32(w, LM "lm_head.weight", 2, (int64_t)m->vocab, (int64_t)m->d);
+    m->head_scale = 1.0f;
+  }
+  if (!m->head) goto fail;
+  m->base.kind = VB_LM_T5;
+  m->base.embed_dim = m->d;
+  m->base.loss = t5_loss;
+  m->base.destroy = t5_destroy;
+  *out = &m->base;
+  return 0;
+fail:
+  vb_error_context("loading T5 for training");
+  t5_destroy(&m->base);
+  return -1;
+}

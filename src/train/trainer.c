@@ -1,0 +1,379 @@
+/* The training step: vision encoder (frozen, run once per example and kept),
+ * Q-Former -> language projection -> frozen language model -> loss, backward
+ * into the trainable tensors, AdamW; and writing the result as a complete
+ * checkpoint directory. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "formats/safetensors.h"
+#include "models/vit.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+#include "text/tokenizer.h"
+#include "train/trainer.h"
+#include "video/preprocess.h"
+#include "video/video.h"
+#include "vblip.h"
+
+struct vblip_trainer {
+  char *model_dir;
+  vb_model_config cfg;
+  vb_image_config image;
+  vb_weights w;
+  vb_vit vit;
+  int vit_ready;
+  vb_tokenizer *tok;
+  int32_t eos_id; /* OPT: the tokenizer's "</s>" */
+  tr_params params;
+  tr_qformer *qf;
+  tr_lin proj;
+  tr_lm *lm;
+  tr_adamw opt;
+  int64_t step;
+};
+
+struct vblip_train_example {
+  int n_vis;
+  float *vision; /* [n_vis, vision_width] */
+  int32_t *ids, *labels;
+  int n_ids, n_labels;
+};
+
+void vblip_train_options_default(vblip_train_options *o) {
+  memset(o, 0, sizeof *o);
+  o->lr = 1e-5;
+  o->weight_decay = 0.05;
+  o->beta1 = 0.9;
+  o->beta2 = 0.999;
+  o->eps = 1e-8;
+}
+
+void vblip_trainer_free(vblip_trainer *t) {
+  if (!t) return;
+  if (t->lm) t->lm->destroy(t->lm);
+  tr_qformer_free(t->qf);
+  tr_params_free(&t->params);
+  if (t->vit_ready) vb_vit_free(&t->vit);
+  vb_weights_close(&t->w);
+  vb_tokenizer_free(t->tok);
+  free(t->model_dir);
+  free(t);
+}
+
+static int32_t find_token(const vb_tokenizer *tok, const char *s, int32_t fallback) {
+  int32_t n = vb_tokenizer_vocab_size(tok);
+  for (int32_t i = 0; i < n; i++) {
+    const char *p = tok->ops->token(tok->impl, i);
+    if (p && strcmp(p, s) == 0) return i;
+  }
+  return fallback;
+}
+
+vblip_trainer *vblip_trainer_open(const char *dir, const vblip_train_options *o) {
+  vblip_train_options def;
+  if (!o) {
+    vblip_train_options_default(&def);
+    o = &def;
+  }
+  vb_cpu_init();
+  if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
+  vblip_trainer *t = vb_calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+  if (!(t->model_dir = vb_strdup(dir))) goto fail;
+  if (vb_config_load(dir, &t->cfg) || vb_image_config_load(dir, &t->image)) goto fail;
+  if (vb_tokenizer_load(dir, &t->tok)) goto fail;
+  if (vb_weights_open(dir, &t->w)) goto fail;
+  if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) goto fail;
+  t->vit_ready = 1;
+  if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf)) goto fail;
+  if (tr_params_linear(&t->params, &t->w, "language_projection", t->cfg.lm_hidden,
+                       t->cfg.qformer.hidden_size, &t->proj))
+    goto fail;
+  if ((t->cfg.lm_kind == VB_LM_OPT ? tr_opt_create : tr_t5_create)(&t->w, &t->cfg, &t->lm)) goto fail;
+  t->eos_id = t->cfg.lm_kind == VB_LM_OPT ? find_token(t->tok, "</s>", t->cfg.eos_token_id)
+                                          : t->cfg.eos_token_id;
+  return t;
+fail:
+  vb_error_context("preparing %s for training", dir);
+  vblip_trainer_free(t);
+  return NULL;
+}
+
+tr_params *vb_trainer_params(vblip_trainer *t) { return &t->params; }
+tr_lm *vb_trainer_lm(vblip_trainer *t) { return t->lm; }
+const vb_model_config *vb_trainer_config(const vblip_trainer *t) { return &t->cfg; }
+
+int vblip_trainer_tokens(vblip_trainer *t, const char *prompt, const char *text, int32_t **ids,
+                         int *n_ids, int32_t **labels, int *n_labels) {
+  *ids = *labels = NULL;
+  int32_t *p = NULL, *x = NULL;
+  size_t np = 0, nx = 0;
+  if (vb_tokenizer_encode(t->tok, prompt, strlen(prompt), true, &p, &np)) return -1;
+  if (t->cfg.lm_kind == VB_LM_OPT) {
+    size_t len = strlen(text);
+    char *spaced = vb_malloc(len + 2);
+    if (!spaced) goto fail;
+    spaced[0] = ' ';
+    memcpy(spaced + 1, text, len + 1);
+    int rc = vb_tokenizer_encode(t->tok, spaced, len + 1, false, &x, &nx);
+    free(spaced);
+    if (rc) goto fail;
+    size_t n = np + nx + 1;
+    int32_t *a = vb_malloc(n * sizeof *a), *l = vb_malloc(n * sizeof *l);
+    if (!a || !l) {
+      free(a);
+      free(l);
+      goto fail;
+    }
+    memcpy(a, p, np * sizeof *a);
+    memcpy(a + np, x, nx * sizeof *a);
+    a[n - 1] = t->eos_id;
+    for (size_t i = 0; i < n; i++) l[i] = i < np ? -100 : a[i];
+    *ids = a;
+    *labels = l;
+    *n_ids = *n_labels = (int)n;
+    free(p);
+    free(x);
+    return 0;
+  }
+  if (vb_tokenizer_encode(t->tok, text, strlen(text), true, &x, &nx)) goto fail;
+  *ids = p;
+  *n_ids = (int)np;
+  *labels = x;
+  *n_labels = (int)nx;
+  return 0;
+fail:
+  free(p);
+  free(x);
+  return -1;
+}
+
+int vblip_trainer_example_pixels(vblip_trainer *t, const float *pixel_values, int n_frames,
+                                 const char *prompt, const char *text, vblip_train_example **out) {
+  *out = NULL;
+  vblip_train_example *e = vb_calloc(1, sizeof *e);
+  if (!e) return -1;
+  e->n_vis = n_frames * t->vit.seq;
+  e->vision = vb_malloc((size_t)e->n_vis * t->cfg.vision.hidden_size * sizeof(float));
+  if (!e->vision || vb_vit_forward(&t->vit, pixel_values, n_frames, e->vision) ||
+      vblip_trainer_tokens(t, prompt, text, &e->ids, &e->n_ids, &e->labels, &e->n_labels)) {
+    vblip_train_example_free(e);
+    return -1;
+  }
+  *out = e;
+  return 0;
+}
+
+int vblip_trainer_example_video(vblip_trainer *t, const char *path, double start, double end,
+                                int n_frames, const char *prompt, const char *text,
+                                vblip_train_example **out) {
+  *out = NULL;
+  vb_sampling s;
+  vb_sampling_default(&s);
+  s.n_frames = n_frames;
+  s.start_sec = start;
+  s.end_sec = end;
+  vb_frames f;
+  if (vb_video_read(path, &s, &f)) return vb_error_context("%s", path);
+  int S = t->image.width;
+  float *px = vb_malloc((size_t)f.count * S * S * 3 * sizeof(float));
+  int rc = -1;
+  if (px && vb_preprocess_frames(&f, &t->image, NULL, px) == 0)
+    rc = vblip_trainer_example_pixels(t, px, f.count, prompt, text, out);
+  free(px);
+  vb_frames_free(&f);
+  return rc;
+}
+
+void vblip_train_example_free(vblip_train_example *e) {
+  if (!e) return;
+  free(e->vision);
+  free(e->ids);
+  free(e->labels);
+  free(e);
+}
+
+/* Forward (and backward with weight != 0: gradients += weight * d loss). */
+static int run_example(vblip_trainer *t, const vblip_train_example *e, double weight, double *loss) {
+  int Q = t->cfg.num_query_tokens, H = t->cfg.qformer.hidden_size, E = t->cfg.lm_hidden;
+  float *qo = vb_malloc((size_t)Q * H * sizeof(float)), *pr = vb_malloc((size_t)Q * E * sizeof(float));
+  float *dpr = weight != 0 ? vb_malloc((size_t)Q * E * sizeof(float)) : NULL;
+  float *dqo = weight != 0 ? vb_malloc((size_t)Q * H * sizeof(float)) : NULL;
+  int rc = -1;
+  if (!qo || !pr || (weight != 0 && (!dpr || !dqo))) goto done;
+  if (tr_qformer_forward(t->qf, e->vision, e->n_vis, qo)) goto done;
+  tr_lin_fwd(&t->proj, qo, Q, pr);
+  if (t->lm->loss(t->lm, pr, Q, e->ids, e->n_ids, e->labels, e->n_labels, loss, dpr)) goto done;
+  if (weight != 0) {
+    if (weight != 1)
+      for (size_t i = 0; i < (size_t)Q * E; i++) dpr[i] *= (float)weight;
+    if (tr_lin_bwd(&t->proj, qo, dpr, Q, dqo, 0)) goto done;
+    if (tr_qformer_backward(t->qf, dqo)) goto done;
+  }
+  rc = 0;
+done:
+  tr_qformer_release(t->qf);
+  free(qo);
+  free(pr);
+  free(dpr);
+  free(dqo);
+  return rc;
+}
+
+int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *loss) {
+  return run_example(t, e, 0.0, loss);
+}
+
+int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
+                             double *loss) {
+  if (weight == 0) return vb_error("vblip_trainer_accumulate: zero weight");
+  return run_example(t, e, weight, loss);
+}
+
+int vblip_trainer_step(vblip_trainer *t) {
+  t->step++;
+  tr_adamw_step(&t->opt, &t->params, t->step);
+  tr_params_zero_grad(&t->params);
+  return 0;
+}
+
+void vblip_trainer_zero_grad(vblip_trainer *t) { tr_params_zero_grad(&t->params); }
+long vblip_trainer_steps(const vblip_trainer *t) { return (long)t->step; }
+void vblip_trainer_set_lr(vblip_trainer *t, double lr) { t->opt.lr = lr; }
+
+/* ---- checkpoints ---- */
+
+static int is_weight_file(const char *n) {
+  size_t l = strlen(n);
+  if (l >= 12 && strcmp(n + l - 12, ".safetensors") == 0) return 1;
+  if (strncmp(n, "pytorch_model", 13) == 0) return 1;
+  if (l >= 11 && strcmp(n + l - 11, ".index.json") == 0) return 1;
+  return 0;
+}
+
+static int copy_file(const char *src, const char *dst) {
+  char *data = NULL;
+  size_t len = 0;
+  if (vb_read_file(src, (size_t)1 << 31, &data, &len)) return -1;
+  FILE *f = fopen(dst, "wb");
+  int rc = -1;
+  if (!f) vb_error("cannot create %s: %s", dst, strerror(errno));
+  else if (fwrite(data, 1, len, f) != len || fflush(f) || fsync(fileno(f))) vb_error("cannot write %s", dst);
+  else rc = 0;
+  if (f && fclose(f) && rc == 0) rc = vb_error("cannot write %s", dst);
+  free(data);
+  return rc;
+}
+
+#define MARKER "vblip_train.json"
+
+/* Removes a flat directory this code wrote (files only). */
+static void remove_flat_dir(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+    char *p = vb_path_join(dir, e->d_name);
+    if (p) unlink(p);
+    free(p);
+  }
+  closedir(d);
+  rmdir(dir);
+}
+
+int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
+  char real_src[4096], real_out[4096];
+  if (realpath(t->model_dir, real_src) && realpath(out_dir, real_out) && !strcmp(real_src, real_out))
+    return vb_error("the output directory %s is the model directory", out_dir);
+  struct stat st;
+  int exists = stat(out_dir, &st) == 0;
+  if (exists) {
+    char *marker = vb_path_join(out_dir, MARKER);
+    int ok = marker && vb_file_exists(marker);
+    free(marker);
+    if (!ok || !S_ISDIR(st.st_mode))
+      return vb_error("%s exists and is not a vblip training output (no %s): not replacing it",
+                      out_dir, MARKER);
+  }
+  size_t len = strlen(out_dir) + 64;
+  char *tmp = vb_malloc(len), *old = vb_malloc(len);
+  vb_st_entry *ents = vb_calloc(t->w.tt.count + 1, sizeof *ents);
+  int rc = -1;
+  DIR *d = NULL;
+  if (!tmp || !old || !ents) goto done;
+  snprintf(tmp, len, "%s.tmp-%ld", out_dir, (long)getpid());
+  snprintf(old, len, "%s.old-%ld", out_dir, (long)getpid());
+  remove_flat_dir(tmp);
+  if (mkdir(tmp, 0755)) {
+    vb_error("cannot create %s: %s", tmp, strerror(errno));
+    goto done;
+  }
+  if (!(d = opendir(t->model_dir))) {
+    vb_error("cannot read %s", t->model_dir);
+    goto fail;
+  }
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.' || is_weight_file(e->d_name) || !strcmp(e->d_name, MARKER)) continue;
+    char *s = vb_path_join(t->model_dir, e->d_name), *o = vb_path_join(tmp, e->d_name);
+    struct stat fs;
+    int r = s && o && stat(s, &fs) == 0 && S_ISREG(fs.st_mode) ? copy_file(s, o) : 0;
+    free(s);
+    free(o);
+    if (r) goto fail;
+  }
+  for (size_t i = 0; i < t->w.tt.count; i++) {
+    const vb_tensor_info *ti = &t->w.tt.items[i];
+    tr_param *p = tr_params_find(&t->params, ti->name);
+    ents[i].name = ti->name;
+    ents[i].ndim = ti->ndim;
+    memcpy(ents[i].shape, ti->shape, sizeof ti->shape);
+    ents[i].dtype = p ? VB_DT_F32 : ti->dtype;
+    ents[i].data = p ? p->data : ti->data;
+  }
+  char *st_path = vb_path_join(tmp, "model.safetensors");
+  char stepbuf[32];
+  snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)t->step);
+  const char *keys[] = {"format", "vblip_train_steps"}, *vals[] = {"pt", stepbuf};
+  int wr = st_path ? vb_safetensors_write(st_path, ents, t->w.tt.count, keys, vals, 2) : -1;
+  free(st_path);
+  if (wr) goto fail;
+  char *mk = vb_path_join(tmp, MARKER);
+  FILE *f = mk ? fopen(mk, "w") : NULL;
+  free(mk);
+  if (!f) {
+    vb_error("cannot write the %s marker", MARKER);
+    goto fail;
+  }
+  fprintf(f, "%s\n", info_json ? info_json : "{}");
+  if (fclose(f)) goto fail;
+  if (exists && rename(out_dir, old)) {
+    vb_error("cannot move %s aside: %s", out_dir, strerror(errno));
+    goto fail;
+  }
+  if (rename(tmp, out_dir)) {
+    vb_error("cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
+    if (exists) rename(old, out_dir);
+    goto fail;
+  }
+  if (exists) remove_flat_dir(old);
+  rc = 0;
+  goto done;
+fail:
+  remove_flat_dir(tmp);
+done:
+  if (d) closedir(d);
+  free(tmp);
+  free(old);
+  free(ents);
+  return rc;
+}

@@ -1,0 +1,116 @@
+// Drives the `vblip serve` demo page in headless Debian chromium (playwright-core):
+// upload a fixture video, chat with a streamed answer, use an example row, show an
+// error, clear. Screenshots go to the artifacts directory.
+// usage: node browser_test.mjs VBLIP_BINARY FIXTURES_DIR ARTIFACTS_DIR
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const [bin, fixtures, artifacts] = process.argv.slice(2);
+if (!bin || !fixtures || !artifacts) { console.error("usage: node browser_test.mjs VBLIP FIXTURES ARTIFACTS"); process.exit(2); }
+fs.mkdirSync(artifacts, { recursive: true });
+let passed = 0, failed = 0;
+const check = (ok, what) => { if (ok) passed++; else { failed++; console.log("FAIL: " + what); } };
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vblip-browser-"));
+const server = spawn(bin, ["serve", "--model", path.join(fixtures, "models/videoblip-opt-tiny"), "--host", "127.0.0.1",
+  "--port", "0", "--threads", "2", "--examples", path.join(fixtures, "media")],
+  { env: { ...process.env, TMPDIR: tmp, VBLIP_SERVE_TEST_DELAY_MS: "40" }, stdio: ["ignore", "pipe", "inherit"] });
+const base = await new Promise((resolve, reject) => {
+  let out = "";
+  const t = setTimeout(() => reject(new Error("the server did not start")), 60000);
+  server.stdout.on("data", (d) => { out += d; const m = out.match(/http:\/\/127\.0\.0\.1:\d+\//); if (m) { clearTimeout(t); resolve(m[0]); } });
+  server.on("exit", (code) => reject(new Error("the server exited: " + code)));
+});
+
+const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, "profile-")), {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--disable-dev-shm-usage"],
+  viewport: { width: 1280, height: 1000 },
+});
+const shot = (name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
+const page = ctx.pages()[0] || await ctx.newPage();
+const errors = [];
+page.on("pageerror", (e) => errors.push(e.message));
+try {
+  page.setDefaultTimeout(60000);
+  await page.goto(base);
+  check((await page.title()).includes("VideoBLIP"), "title");
+  check(await page.getByText("Limitations:").isVisible(), "limitations note");
+  check(await page.locator("#beams").inputValue() === "4", "beams default 4");
+  check(await page.locator("#maxtok").inputValue() === "128", "max new tokens default 128");
+  check(await page.locator("#temp").inputValue() === "0.7", "temperature default 0.7");
+  await page.waitForSelector("#examples tr");
+  check(await page.locator("#examples tr").count() >= 2, "example rows");
+
+  // upload: player and 8 frame thumbnails with timestamps
+  await page.setInputFiles("#file", path.join(fixtures, "media/video1_h264_320x240_30fps_12s.mp4"));
+  await page.waitForFunction(() => document.querySelectorAll("#frames img").length === 8);
+  await page.waitForFunction(() => [...document.querySelectorAll("#frames img")].every((i) => i.complete && i.naturalWidth > 0));
+  check(await page.locator("#player").isVisible(), "video player");
+  check((await page.locator("#frames figcaption").first().textContent()).endsWith(" s"), "frame timestamps");
+  await shot("1-uploaded.png");
+
+  // a streamed answer (greedy: token by token)
+  await page.locator("#beams").fill("0");
+  await page.locator("#maxtok").fill("20");
+  await page.evaluate(() => {
+    window.__snapshots = [];
+    new MutationObserver(() => { const b = [...document.querySelectorAll(".bot")].pop(); if (b) window.__snapshots.push(b.textContent); })
+      .observe(document.getElementById("chat"), { subtree: true, childList: true, characterData: true });
+  });
+  await page.locator("#message").fill("What is the camera wearer doing?");
+  await page.locator("#message").press("Enter");
+  await page.waitForSelector(".bot:not(.pending)");
+  const answer = await page.locator(".bot").last().textContent();
+  const partial = new Set(await page.evaluate(() => window.__snapshots.filter((s) => s.length > 0)));
+  check(answer.length > 1 && !answer.startsWith("Error"), "an answer: " + answer);
+  check(partial.size >= 3, "streamed in pieces (" + partial.size + " states)");
+  check(await page.locator(".user").count() === 1, "the user's message shown");
+  await shot("2-answer.png");
+
+  // an example row: loads its video and its message
+  const row = page.locator("#examples tr", { hasText: "Question: What is the camera wearer doing? Answer:" }).first();
+  await row.click();
+  await page.waitForFunction(() => document.getElementById("message").value.startsWith("Question:"));
+  await page.waitForFunction(() => document.querySelectorAll("#frames img").length > 0);
+  await page.locator("#send").click();
+  await page.waitForFunction(() => document.querySelectorAll(".bot").length === 1 && !document.querySelector(".bot.pending"));
+  check(!(await page.locator(".bot").last().textContent()).startsWith("Error"), "example answered");
+  await shot("3-example.png");
+
+  // an unreadable video: the error is shown in the page
+  const bad = path.join(tmp, "broken.mp4");
+  fs.writeFileSync(bad, "this is not a video");
+  await page.setInputFiles("#file", bad);
+  await page.waitForSelector(".bot.error");
+  check((await page.locator(".bot.error").textContent()).includes("Cannot use this video"), "error shown");
+  check((await page.locator("#status").getAttribute("class")) === "err", "error status");
+  await shot("4-error.png");
+
+  // clear: video, textbox and history
+  await page.setInputFiles("#file", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
+  await page.waitForFunction(() => document.querySelectorAll("#frames img").length === 8);
+  await page.locator("#message").fill("something");
+  await page.locator("#clear").click();
+  check(await page.locator("#message").inputValue() === "", "textbox cleared");
+  check(await page.locator(".msg").count() === 0, "history cleared");
+  check(await page.locator("#frames img").count() === 0, "frames cleared");
+  check(!(await page.locator("#player").isVisible()), "video cleared");
+  await shot("5-cleared.png");
+  check(errors.length === 0, "no script errors: " + errors.join("; "));
+} catch (e) {
+  failed++;
+  console.log("FAIL: " + e.message);
+  await shot("failure.png").catch(() => {});
+} finally {
+  await ctx.close().catch(() => {});
+  server.kill("SIGTERM");
+  await new Promise((r) => server.once("exit", r));
+  fs.rmSync(tmp, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,264 @@
+/* Every compute kernel against a plain double-precision reference on random
+ * data: f32 linear layers (rel 1e-5), bf16 linear layers through each path
+ * (oneDNN matmul plain and packed, each small-M GEMV implementation; rel 1e-2),
+ * vb_gemm, norms, activations, softmax and attention. The program then runs
+ * itself again with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced
+ * off (VBLIP_NO_AVX512=1, the portable paths): both must pass the same checks. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "kernels/bf16_kernels.h"
+#include "kernels/kernels.h"
+#include "runtime/cpu.h"
+#include "testutil.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+  rng ^= rng << 13;
+  rng ^= rng >> 7;
+  rng ^= rng << 17;
+  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+static float *rand_buf(size_t n, float scale) {
+  float *p = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+  return p;
+}
+
+/* Relative L2 error of got against a double reference. */
+static double rel_l2(const float *got, const double *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = got[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ref[M,N] = x W^T + b and the per-element scale sum |x||w| for error bounds. */
+static void linear_ref(const float *x, const float *w, const float *b, int M, int N, int K,
+                       double *ref, double *mag) {
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = b ? b[n] : 0, a = b ? fabs(b[n]) : 0;
+      for (int k = 0; k < K; k++) {
+        s += (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+        a += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
+      }
+      ref[(size_t)m * N + n] = s;
+      mag[(size_t)m * N + n] = a;
+    }
+}
+
+static void test_linear_shape(int M, int N, int K, int with_bias) {
+  float *x = rand_buf((size_t)M * K, 1.0f), *w = rand_buf((size_t)N * K, 0.5f);
+  float *b = with_bias ? rand_buf(N, 0.3f) : NULL;
+  double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+  float *y = malloc((size_t)M * N * sizeof(float));
+  linear_ref(x, w, b, M, N, K, ref, mag);
+  uint16_t *wb = malloc((size_t)N * K * sizeof(uint16_t));
+  for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = vb_float_to_bf16(w[i]);
+
+  /* f32: stored f32, exact up to summation order */
+  vb_linear l = {.out = N, .in = K, .dtype = VB_DT_F32, .w = w, .bias = b};
+  CHECK_OK(vb_linear_prepare(&l));
+  vb_linear_forward(&l, x, M, y);
+  size_t bad = 0;
+  for (size_t i = 0; i < (size_t)M * N; i++)
+    if (fabs(y[i] - ref[i]) > 1e-5 * mag[i] + 1e-6) bad++;
+  CHECK(bad == 0, "f32 linear M=%d N=%d K=%d: %zu values off", M, N, K, bad);
+  vb_linear_release(&l);
+
+  /* bf16 compute: from f32 weights (converted) and from bf16 weights (used in
+   * place), plain and packed */
+  for (int variant = 0; variant < 3; variant++) {
+    vb_linear lb = {.out = N, .in = K, .dtype = variant == 2 ? VB_DT_BF16 : VB_DT_F32,
+                    .w = variant == 2 ? (const void *)wb : (const void *)w, .bias = b,
+                    .compute = VB_COMPUTE_BF16, .pack = variant == 1};
+    if (!CHECK_OK(vb_linear_prepare(&lb))) continue;
+    memset(y, 0xff, (size_t)M * N * sizeof(float)); /* NaNs: every output must be written */
+    vb_linear_forward(&lb, x, M, y);
+    double e = rel_l2(y, ref, (size_t)M * N);
+    CHECK(e < 1e-2, "bf16 linear (variant %d) M=%d N=%d K=%d: relative error %g", variant, M, N, K, e);
+    vb_linear_release(&lb);
+  }
+
+  /* every GEMV implementation directly (small M; the dispatcher picks one) */
+  if (M <= 64) {
+    const char *names[] = {"c", "avx512", "avx512bf16"};
+    for (int impl = 0; impl < 3; impl++) {
+      if (impl == 1 && !vb_cpu_has_avx512()) continue;
+      if (impl == 2 && !vb_cpu()->avx512_bf16) continue;
+      memset(y, 0xff, (size_t)M * N * sizeof(float));
+      if (impl == 0) vb_gemv_bf16_c(wb, N, K, x, M, b, y);
+      if (impl == 1) vb_gemv_bf16_avx512(wb, N, K, x, M, b, y);
+      if (impl == 2) vb_gemv_bf16_avx512bf16(wb, N, K, x, M, b, y);
+      double e = rel_l2(y, ref, (size_t)M * N);
+      CHECK(e < 1e-2, "gemv %s M=%d N=%d K=%d: relative error %g", names[impl], M, N, K, e);
+    }
+  }
+  free(x);
+  free(w);
+  free(b);
+  free(wb);
+  free(ref);
+  free(mag);
+  free(y);
+}
+
+static void test_linear(void) {
+  static const int shapes[][3] = {
+      {1, 1, 1},      {1, 33, 17},    {2, 64, 100},   {3, 130, 257},  {4, 96, 2560},
+      {1, 2560, 512}, {5, 7, 31},     {8, 129, 65},   {15, 77, 96},   {16, 100, 70},
+      {17, 61, 33},   {32, 768, 768}, {257, 88, 160}, {514, 256, 352}, {514, 301, 97},
+  };
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    test_linear_shape(shapes[i][0], shapes[i][1], shapes[i][2], (int)(i % 2 == 0));
+}
+
+static void test_gemm(void) {
+  int M = 37, N = 45, K = 29;
+  for (int tb = 0; tb < 2; tb++) {
+    float *A = rand_buf((size_t)M * K, 1), *B = rand_buf((size_t)K * N, 1), *C = rand_buf((size_t)M * N, 1);
+    double *ref = malloc((size_t)M * N * sizeof(double));
+    float alpha = 0.7f, beta = tb ? 0.5f : 0.0f;
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double s = 0;
+        for (int k = 0; k < K; k++) s += (double)A[i * K + k] * (tb ? B[j * K + k] : B[k * N + j]);
+        ref[i * N + j] = alpha * s + beta * C[i * N + j];
+      }
+    vb_gemm(M, N, K, A, K, B, tb ? K : N, tb, alpha, beta, C, N);
+    CHECK(rel_l2(C, ref, (size_t)M * N) < 1e-6, "vb_gemm trans_b=%d", tb);
+    free(A), free(B), free(C), free(ref);
+  }
+}
+
+static void test_elementwise(void) {
+  int rows = 19, n = 1408;
+  float *x = rand_buf((size_t)rows * n, 3), *w = rand_buf(n, 1), *b = rand_buf(n, 1);
+  float *y = malloc((size_t)rows * n * sizeof(float));
+  double *ref = malloc((size_t)rows * n * sizeof(double));
+  for (int r = 0; r < rows; r++) {
+    double mean = 0, var = 0, ss = 0;
+    for (int i = 0; i < n; i++) mean += x[r * n + i], ss += (double)x[r * n + i] * x[r * n + i];
+    mean /= n;
+    for (int i = 0; i < n; i++) var += (x[r * n + i] - mean) * (x[r * n + i] - mean);
+    var /= n;
+    for (int i = 0; i < n; i++) ref[r * n + i] = (x[r * n + i] - mean) / sqrt(var + 1e-6) * w[i] + b[i];
+  }
+  vb_layernorm(x, y, rows, n, w, b, 1e-6f);
+  CHECK(rel_l2(y, ref, (size_t)rows * n) < 1e-6, "layernorm");
+  for (int r = 0; r < rows; r++) {
+    double ss = 0;
+    for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+    for (int i = 0; i < n; i++) ref[r * n + i] = w[i] * x[r * n + i] / sqrt(ss / n + 1e-6);
+  }
+  vb_rmsnorm(x, y, rows, n, w, 1e-6f);
+  CHECK(rel_l2(y, ref, (size_t)rows * n) < 1e-6, "rmsnorm");
+  size_t N = (size_t)rows * n;
+  memcpy(y, x, N * sizeof(float));
+  vb_gelu_erf(y, N);
+  for (size_t i = 0; i < N; i++) ref[i] = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)));
+  CHECK(rel_l2(y, ref, N) < 1e-6, "gelu_erf");
+  memcpy(y, x, N * sizeof(float));
+  vb_gelu_tanh(y, N);
+  for (size_t i = 0; i < N; i++)
+    ref[i] = 0.5 * x[i] * (1 + tanh(sqrt(2.0 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
+  CHECK(rel_l2(y, ref, N) < 1e-6, "gelu_tanh");
+  memcpy(y, x, N * sizeof(float));
+  vb_relu(y, N);
+  for (size_t i = 0; i < N; i++) ref[i] = x[i] > 0 ? x[i] : 0;
+  CHECK(rel_l2(y, ref, N) == 0, "relu");
+  memcpy(y, x, N * sizeof(float));
+  vb_add(y, w, n);
+  for (size_t i = 0; i < N; i++) ref[i] = x[i] + (i < (size_t)n ? w[i] : 0);
+  CHECK(rel_l2(y, ref, N) == 0, "add");
+  memcpy(y, x, n * sizeof(float));
+  vb_softmax_row(y, n);
+  double mx = -1e300, sum = 0;
+  for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  for (int i = 0; i < n; i++) sum += exp(x[i] - mx);
+  for (int i = 0; i < n; i++) ref[i] = exp(x[i] - mx) / sum;
+  CHECK(rel_l2(y, ref, n) < 1e-6, "softmax");
+  free(x), free(w), free(b), free(y), free(ref);
+}
+
+/* Attention shapes for both implementations (row-wise and per-head sgemm). */
+static void test_attention_case(int nq, int nk, int heads, int hd, int with_bias, int causal, int off) {
+  int ld = heads * hd + 3; /* padded rows: leading dimensions are honoured */
+  float *q = rand_buf((size_t)nq * ld, 1), *k = rand_buf((size_t)nk * ld, 1), *v = rand_buf((size_t)nk * ld, 1);
+  float *bias = with_bias ? rand_buf((size_t)heads * nq * nk, 2) : NULL;
+  float *o = malloc((size_t)nq * ld * sizeof(float));
+  double *ref = calloc((size_t)nq * ld, sizeof(double)), *p = malloc((size_t)nk * sizeof(double));
+  float scale = 1.0f / sqrtf((float)hd);
+  for (int h = 0; h < heads; h++)
+    for (int i = 0; i < nq; i++) {
+      int kend = causal ? (i + off + 1 < nk ? i + off + 1 : nk) : nk;
+      if (kend < 0) kend = 0;
+      double mx = -1e300, sum = 0;
+      for (int j = 0; j < kend; j++) {
+        double s = 0;
+        for (int d = 0; d < hd; d++) s += (double)q[i * ld + h * hd + d] * k[j * ld + h * hd + d];
+        s = s * scale + (bias ? bias[((size_t)h * nq + i) * nk + j] : 0);
+        p[j] = s;
+        mx = s > mx ? s : mx;
+      }
+      for (int j = 0; j < kend; j++) sum += (p[j] = exp(p[j] - mx));
+      for (int d = 0; d < hd; d++) {
+        double acc = 0;
+        for (int j = 0; j < kend; j++) acc += p[j] / sum * v[j * ld + h * hd + d];
+        ref[i * ld + h * hd + d] = acc;
+      }
+    }
+  for (size_t i = 0; i < (size_t)nq * ld; i++) o[i] = 0;
+  vb_attention(q, ld, k, v, ld, o, ld, nq, nk, heads, hd, scale, bias, causal, off);
+  CHECK(rel_l2(o, ref, (size_t)nq * ld) < 1e-5, "attention nq=%d nk=%d heads=%d hd=%d bias=%d causal=%d",
+        nq, nk, heads, hd, with_bias, causal);
+  free(q), free(k), free(v), free(bias), free(o), free(ref), free(p);
+}
+
+static void test_attention(void) {
+  test_attention_case(1, 9, 4, 16, 0, 0, 0);    /* decode step */
+  test_attention_case(7, 7, 2, 24, 1, 1, 0);    /* small prefill, causal with bias */
+  test_attention_case(257, 257, 3, 88, 0, 0, 0); /* ViT frame */
+  test_attention_case(32, 514, 2, 64, 0, 0, 0); /* Q-Former cross-attention */
+  test_attention_case(52, 52, 2, 80, 0, 1, 0);  /* OPT prefill */
+  test_attention_case(20, 30, 2, 32, 1, 1, 10); /* causal with an offset */
+}
+
+static int run_child(const char *self, const char *env) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s", env, self);
+  char *out = NULL;
+  int rc = tu_run(cmd, &out);
+  if (rc != 0) fprintf(stderr, "--- %s:\n%s\n", env, out ? out : "");
+  free(out);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  vb_cpu_init();
+  printf("cpu: %s\n", vb_cpu_describe());
+  test_linear();
+  test_gemm();
+  test_elementwise();
+  test_attention();
+  if (!getenv("VBLIP_KERNELS_CHILD")) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (CHECK(n > 0, "cannot find own executable")) {
+      self[n] = 0;
+      CHECK(run_child(self, "VBLIP_NO_AMX=1") == 0, "AMX forced off: kernels differ");
+      CHECK(run_child(self, "VBLIP_NO_AVX512=1") == 0, "AVX-512 forced off: kernels differ");
+    }
+    (void)argv;
+  }
+  return tu_finish();
+}

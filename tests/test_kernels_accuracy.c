@@ -1,0 +1,144 @@
+/* Accuracy gate for bf16 compute on the fixture VideoBLIP-OPT model: vision
+ * encoder, Q-Former, projection and first-step logits within 2e-2 relative
+ * (L2) of the exact f32 path, and greedy generation (greedy_20) producing the
+ * same tokens as transformers. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate/generate.h"
+#include "models/config.h"
+#include "models/lm.h"
+#include "models/qformer.h"
+#include "models/vit.h"
+#include "models/weights.h"
+#include "testutil.h"
+
+static double rel_l2f(const float *a, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+typedef struct {
+  float *vis, *q, *proj, *logits;
+  int32_t greedy[64];
+  int n_greedy;
+} stage_out;
+
+static void run(vb_compute compute, const char *case_name, stage_out *o) {
+  const char *dir = tu_fixture("models/videoblip-opt-tiny");
+  vb_model_config cfg;
+  vb_weights w;
+  memset(o, 0, sizeof *o);
+  if (!CHECK_OK(vb_config_load(dir, &cfg)) || !CHECK_OK(vb_weights_open(dir, &w))) return;
+  w.compute = compute;
+  w.pack = 1;
+  vb_vit vit;
+  vb_qformer qf;
+  vb_linear proj;
+  vb_lm *lm = NULL;
+  CHECK_OK(vb_vit_init(&vit, &w, &cfg.vision));
+  CHECK_OK(vb_qformer_init(&qf, &w, &cfg.qformer, cfg.num_query_tokens));
+  w.pack = 0;
+  CHECK_OK(vb_weights_linear(&w, "language_projection", cfg.lm_hidden, cfg.qformer.hidden_size, 1, &proj));
+  CHECK_OK(vb_opt_create(&w, &cfg, &lm));
+  char name[256];
+  snprintf(name, sizeof name, "media/video1/uniform/pixel_values");
+  const vb_tensor_info *pv = tu_ref_tensor(name);
+  if (pv && lm) {
+    int T = (int)pv->shape[2], seq = vit.seq, D = cfg.vision.hidden_size, Q = cfg.num_query_tokens;
+    o->vis = malloc((size_t)T * seq * D * sizeof(float));
+    o->q = malloc((size_t)Q * cfg.qformer.hidden_size * sizeof(float));
+    o->proj = malloc((size_t)Q * cfg.lm_hidden * sizeof(float));
+    o->logits = malloc((size_t)lm->vocab_size * sizeof(float));
+    CHECK_OK(vb_vit_forward(&vit, pv->data, T, o->vis));
+    CHECK_OK(vb_qformer_forward(&qf, o->vis, T * seq, o->q));
+    vb_linear_forward(&proj, o->q, Q, o->proj);
+    char path[256];
+    snprintf(path, sizeof path, "models.opt.cases.%s", case_name);
+    cJSON *c = tu_json_path(tu_expected(), path);
+    cJSON *jids = cJSON_GetObjectItem(c, "input_ids");
+    int n_ids = cJSON_GetArraySize(jids);
+    int32_t ids[512];
+    for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    /* the language model starts from the reference projection so that its
+     * tokens can be compared with transformers' */
+    snprintf(name, sizeof name, "model/opt/%s/language_projection", case_name);
+    const vb_tensor_info *rp = tu_ref_tensor(name);
+    if (rp) {
+      CHECK_OK(lm->set_input(lm, rp->data, (int)rp->shape[1], ids, n_ids));
+      CHECK_OK(lm->gen.prefill(lm, 1, o->logits));
+      vb_gen_config g;
+      vb_gen_config_default(&g);
+      g.max_new_tokens = 20;
+      g.eos_token_id = cfg.eos_token_id;
+      g.pad_token_id = cfg.pad_token_id;
+      g.start_token_id = cfg.bos_token_id;
+      vb_gen_result r;
+      CHECK_OK(lm->set_input(lm, rp->data, (int)rp->shape[1], ids, n_ids));
+      if (CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r))) {
+        o->n_greedy = r.n >= 1 && r.lens[0] <= 64 ? r.lens[0] : 0;
+        for (int i = 0; i < o->n_greedy; i++) o->greedy[i] = r.seqs[0][i];
+        vb_gen_result_free(&r);
+      }
+    }
+  }
+  if (lm) lm->destroy(lm);
+  vb_linear_release(&proj);
+  vb_qformer_free(&qf);
+  vb_vit_free(&vit);
+  vb_weights_close(&w);
+}
+
+static void free_out(stage_out *o) {
+  free(o->vis), free(o->q), free(o->proj), free(o->logits);
+}
+
+int main(void) {
+  const char *case_name = "video1_uniform";
+  stage_out f, b;
+  run(VB_COMPUTE_F32, case_name, &f);
+  run(VB_COMPUTE_BF16, case_name, &b);
+  vb_model_config cfg;
+  if (!CHECK_OK(vb_config_load(tu_fixture("models/videoblip-opt-tiny"), &cfg)) || !f.vis || !b.vis)
+    return tu_finish();
+  const vb_tensor_info *pv = tu_ref_tensor("media/video1/uniform/pixel_values");
+  int T = (int)pv->shape[2];
+  int P = cfg.vision.image_size / cfg.vision.patch_size, seq = P * P + 1;
+  struct {
+    const char *what;
+    float *a, *r;
+    size_t n;
+  } st[] = {
+      {"vision", b.vis, f.vis, (size_t)T * seq * cfg.vision.hidden_size},
+      {"qformer", b.q, f.q, (size_t)cfg.num_query_tokens * cfg.qformer.hidden_size},
+      {"projection", b.proj, f.proj, (size_t)cfg.num_query_tokens * cfg.lm_hidden},
+      {"logits", b.logits, f.logits, (size_t)cfg.opt.vocab_size},
+  };
+  for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
+    double e = rel_l2f(st[i].a, st[i].r, st[i].n);
+    printf("bf16 vs f32 %-10s relative error %.3g\n", st[i].what, e);
+    CHECK(e < 2e-2, "bf16 %s: relative error %g vs f32", st[i].what, e);
+  }
+  char path[256];
+  snprintf(path, sizeof path, "models.opt.cases.%s.generation.greedy_20.sequences", case_name);
+  cJSON *want = cJSON_GetArrayItem(tu_json_path(tu_expected(), path), 0);
+  int n = cJSON_GetArraySize(want);
+  int same_f = f.n_greedy == n, same_b = b.n_greedy == n;
+  for (int i = 0; i < n; i++) {
+    int t = cJSON_GetArrayItem(want, i)->valueint;
+    if (same_f && f.greedy[i] != t) same_f = 0;
+    if (same_b && b.greedy[i] != t) same_b = 0;
+  }
+  CHECK(same_f, "f32 greedy_20 differs from transformers");
+  CHECK(same_b, "bf16 greedy_20 differs from transformers (%d vs %d tokens)", b.n_greedy, n);
+  free_out(&f);
+  free_out(&b);
+  return tu_finish();
+}

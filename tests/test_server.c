@@ -1,0 +1,687 @@
+/* vblip serve, end to end: starts the server as a child process on 127.0.0.1 (a free
+ * port chosen by the kernel, read from the URL it prints) with the tiny fixture model,
+ * and talks to it with libcurl. Everything is bounded in time. */
+#define _GNU_SOURCE
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "vblip.h"
+
+#define MODEL "tests/fixtures/models/videoblip-opt-tiny"
+#define VIDEO "tests/fixtures/media/video1_h264_320x240_30fps_12s.mp4"
+#define VIDEO2 "tests/fixtures/media/video2_vp9_180x320_25fps_6s.webm"
+#define IMAGE "tests/fixtures/media/image_rgb_203x150.png"
+#define Q1 "What is the camera wearer doing?"
+#define Q2 "Question: What is the camera wearer doing? Answer:"
+
+typedef struct {
+  pid_t pid;
+  int out_fd;
+  char base[128]; /* http://127.0.0.1:PORT */
+  char tmp[256];
+} server;
+
+static int start_server(server *s, const char *const *extra, const char *delay_ms) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->tmp, sizeof s->tmp, "%s/srv-XXXXXX", tu_tmpdir());
+  if (!mkdtemp(s->tmp)) return -1;
+  int p[2];
+  if (pipe(p) != 0) return -1;
+  const char *argv[40] = {VBLIP_BINARY, "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", "0", "--threads", "2"};
+  int n = 10;
+  for (int i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
+  argv[n] = NULL;
+  s->pid = fork();
+  if (s->pid == 0) {
+    dup2(p[1], 1);
+    close(p[0]);
+    close(p[1]);
+    setenv("TMPDIR", s->tmp, 1);
+    if (delay_ms) setenv("VBLIP_SERVE_TEST_DELAY_MS", delay_ms, 1);
+    execv(VBLIP_BINARY, (char *const *)argv);
+    _exit(127);
+  }
+  close(p[1]);
+  s->out_fd = p[0];
+  char line[512];
+  size_t len = 0;
+  double deadline = time(NULL) + 60;
+  while (len < sizeof line - 1 && time(NULL) < deadline) {
+    struct pollfd pf = {.fd = s->out_fd, .events = POLLIN};
+    if (poll(&pf, 1, 1000) <= 0) continue;
+    ssize_t r = read(s->out_fd, line + len, 1);
+    if (r <= 0) break;
+    if (line[len] == '\n') break;
+    len++;
+  }
+  line[len] = 0;
+  const char *u = strstr(line, "http://127.0.0.1:");
+  if (!u) {
+    fprintf(stderr, "server did not start: '%s'\n", line);
+    return -1;
+  }
+  int port = atoi(u + strlen("http://127.0.0.1:"));
+  snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
+  return port > 0 ? 0 : -1;
+}
+
+/* SIGTERM, then the exit status (or -1 after 15 s, with SIGKILL) */
+static int stop_server(server *s) {
+  if (s->pid <= 0) return -1;
+  kill(s->pid, SIGTERM);
+  int st = 0;
+  for (int i = 0; i < 150; i++) {
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == s->pid) {
+      close(s->out_fd);
+      s->pid = 0;
+      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    }
+    usleep(100000);
+  }
+  kill(s->pid, SIGKILL);
+  waitpid(s->pid, &st, 0);
+  s->pid = 0;
+  return -1;
+}
+
+static int dir_empty(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) n++;
+  closedir(d);
+  return n == 0;
+}
+
+/* ---- HTTP ---- */
+
+typedef struct {
+  long status;
+  char *body;
+  size_t len;
+  char retry_after[32];
+  char ctype[128];
+  int abort_after_token; /* stop reading at the first token event */
+} resp;
+
+static size_t on_body(char *p, size_t sz, size_t n, void *u) {
+  resp *r = u;
+  size_t k = sz * n;
+  char *b = realloc(r->body, r->len + k + 1);
+  if (!b) return 0;
+  r->body = b;
+  memcpy(r->body + r->len, p, k);
+  r->len += k;
+  r->body[r->len] = 0;
+  if (r->abort_after_token && strstr(r->body, "event: token")) return 0; /* hang up mid-stream */
+  return k;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *u) {
+  resp *r = u;
+  size_t k = sz * n;
+  if (k > 13 && strncasecmp(p, "Retry-After:", 12) == 0) snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(k - 12), p + 12);
+  if (k > 14 && strncasecmp(p, "Content-Type:", 13) == 0) snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(k - 13), p + 13);
+  return k;
+}
+
+static CURL *make_req(const char *method, const char *url, const char *ctype, const void *body, size_t len,
+                      resp *r, struct curl_slist **hdrs, long timeout_s) {
+  memset(r, 0, sizeof *r);
+  r->body = calloc(1, 1);
+  CURL *c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+  curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+  *hdrs = NULL;
+  if (ctype) {
+    char h[160];
+    snprintf(h, sizeof h, "Content-Type: %s", ctype);
+    *hdrs = curl_slist_append(*hdrs, h);
+  }
+  /* big bodies announce themselves, so that a server may refuse them before they are sent */
+  *hdrs = curl_slist_append(*hdrs, len > 1024 * 1024 ? "Expect: 100-continue" : "Expect:");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
+  if (body) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  }
+  return c;
+}
+
+static long http(const server *s, const char *method, const char *path, const char *ctype, const void *body,
+                 size_t len, resp *r) {
+  char url[512];
+  snprintf(url, sizeof url, "%s%s", s->base, path);
+  struct curl_slist *h;
+  CURL *c = make_req(method, url, ctype, body, len, r, &h, 120);
+  CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+  else r->status = -1;
+  curl_easy_cleanup(c);
+  curl_slist_free_all(h);
+  return r->status;
+}
+
+static long post_json(const server *s, const char *path, const char *json, resp *r) {
+  return http(s, "POST", path, "application/json", json, strlen(json), r);
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  char *b = malloc((size_t)n + 1);
+  *len = fread(b, 1, (size_t)n, f);
+  fclose(f);
+  return b;
+}
+
+static char *base64(const unsigned char *p, size_t n) {
+  static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  char *o = malloc(n / 3 * 4 + 8), *w = o;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    *w++ = t[v >> 18 & 63];
+    *w++ = t[v >> 12 & 63];
+    *w++ = i + 1 < n ? t[v >> 6 & 63] : '=';
+    *w++ = i + 2 < n ? t[v & 63] : '=';
+  }
+  *w = 0;
+  return o;
+}
+
+static char *upload(const server *s, const char *file, const char *ctype) {
+  size_t n;
+  char *data = read_file(file, &n);
+  resp r;
+  long st = http(s, "POST", "/api/videos", ctype, data, n, &r);
+  free(data);
+  char *id = NULL;
+  cJSON *j = cJSON_Parse(r.body);
+  CHECK(st == 201 && j, "upload %s: %ld %s", file, st, r.body);
+  const char *v = cJSON_GetStringValue(cJSON_GetObjectItem(j, "id"));
+  if (v) id = strdup(v);
+  cJSON_Delete(j);
+  free(r.body);
+  return id;
+}
+
+/* vblip caption's answer for a prompt */
+static char *caption(const char *video, const char *prompt, const char *flags) {
+  char cmd[4096], *out = NULL;
+  char *q = malloc(strlen(prompt) * 4 + 3), *w = q;
+  *w++ = '\'';
+  for (const char *p = prompt; *p; p++) {
+    if (*p == '\'') {
+      memcpy(w, "'\\''", 4);
+      w += 4;
+    } else *w++ = *p;
+  }
+  *w++ = '\'';
+  *w = 0;
+  snprintf(cmd, sizeof cmd, "%s caption --model %s --threads 2 --json %s --prompt %s %s", VBLIP_BINARY, MODEL, flags, q, video);
+  free(q);
+  int rc = tu_run(cmd, &out);
+  CHECK(rc == 0, "caption failed: %s", cmd);
+  cJSON *j = cJSON_Parse(out ? out : "");
+  char *text = strdup(j ? cJSON_GetStringValue(cJSON_GetObjectItem(j, "text")) ?: "" : "");
+  cJSON_Delete(j);
+  free(out);
+  return text;
+}
+
+/* follows a dotted path through objects and arrays ("choices.0.message") */
+static char *json_str(const char *body, const char *dotted) {
+  cJSON *j = cJSON_Parse(body ? body : "");
+  cJSON *v = j;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", dotted);
+  for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
+    v = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, atoi(k)) : cJSON_GetObjectItemCaseSensitive(v, k);
+  char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+  cJSON_Delete(j);
+  return s;
+}
+
+static char *chat_body(const char *id, const char *const *msgs, int n, const char *settings, int stream) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "video_id", id);
+  cJSON *a = cJSON_AddArrayToObject(o, "messages");
+  for (int i = 0; i < n; i++) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", i % 2 ? "assistant" : "user");
+    cJSON_AddStringToObject(m, "content", msgs[i]);
+    cJSON_AddItemToArray(a, m);
+  }
+  if (settings) cJSON_AddItemToObject(o, "settings", cJSON_Parse(settings));
+  cJSON_AddBoolToObject(o, "stream", stream);
+  char *s = cJSON_PrintUnformatted(o);
+  cJSON_Delete(o);
+  return s;
+}
+
+/* SSE: concatenation of the token texts (native) or delta contents (OpenAI) */
+static char *sse_concat(const char *body, int openai, char **final_answer, int *saw_done) {
+  char *acc = calloc(1, 1);
+  size_t len = 0;
+  *saw_done = 0;
+  const char *p = body;
+  const char *event = "";
+  char ev[32] = "";
+  while (p && *p) {
+    const char *eol = strchr(p, '\n');
+    size_t n = eol ? (size_t)(eol - p) : strlen(p);
+    if (n > 7 && strncmp(p, "event: ", 7) == 0) {
+      snprintf(ev, sizeof ev, "%.*s", (int)(n - 7), p + 7);
+      event = ev;
+    } else if (n > 6 && strncmp(p, "data: ", 6) == 0) {
+      char *data = strndup(p + 6, n - 6);
+      if (openai && strcmp(data, "[DONE]") == 0) *saw_done = 1;
+      cJSON *j = cJSON_Parse(data);
+      const char *piece = NULL;
+      if (openai && j) {
+        cJSON *ch = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+        piece = cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(ch, "delta"), "content"));
+      } else if (j && strcmp(event, "token") == 0) {
+        piece = cJSON_GetStringValue(cJSON_GetObjectItem(j, "text"));
+      } else if (j && strcmp(event, "done") == 0) {
+        *saw_done = 1;
+        if (final_answer) *final_answer = strdup(cJSON_GetStringValue(cJSON_GetObjectItem(j, "answer")) ?: "");
+      }
+      if (piece) {
+        acc = realloc(acc, len + strlen(piece) + 1);
+        strcpy(acc + len, piece);
+        len += strlen(piece);
+      }
+      cJSON_Delete(j);
+      free(data);
+    } else if (n == 0) {
+      event = "";
+    }
+    p = eol ? eol + 1 : NULL;
+  }
+  return acc;
+}
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+/* ---- the main server: API, chat, streaming, OpenAI, errors, concurrency ---- */
+
+static void test_main_server(void) {
+  server s;
+  const char *extra[] = {"--examples", "tests/fixtures/media", "--beams", "0", "--max-new-tokens", "8", NULL};
+  if (!CHECK(start_server(&s, extra, NULL) == 0, "start the server")) return;
+  resp r;
+
+  CHECK(http(&s, "GET", "/api/health", NULL, NULL, 0, &r) == 200 && strstr(r.body, "\"status\":\"ok\""), "health: %s", r.body);
+  free(r.body);
+  CHECK(http(&s, "GET", "/", NULL, NULL, 0, &r) == 200 && strstr(r.body, "Number of beams") && strstr(r.ctype, "text/html"),
+        "the page");
+  free(r.body);
+
+  /* uploads */
+  char *id = upload(&s, VIDEO, "video/mp4");
+  if (!CHECK(id != NULL, "uploaded")) {
+    stop_server(&s);
+    return;
+  }
+  char path[256];
+  snprintf(path, sizeof path, "/api/videos/%s", id);
+  CHECK(http(&s, "GET", path, NULL, NULL, 0, &r) == 200, "video info");
+  cJSON *info = cJSON_Parse(r.body);
+  CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(info, "frames")) == 8, "8 frames: %s", r.body);
+  cJSON_Delete(info);
+  free(r.body);
+  snprintf(path, sizeof path, "/api/videos/%s/frames/7", id);
+  CHECK(http(&s, "GET", path, NULL, NULL, 0, &r) == 200 && r.len > 54 && memcmp(r.body, "BM", 2) == 0 &&
+            strstr(r.ctype, "image/bmp"),
+        "thumbnail");
+  free(r.body);
+  {
+    /* multipart, as the page sends it */
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/videos", s.base);
+    CURL *c = curl_easy_init();
+    curl_mime *mime = curl_mime_init(c);
+    curl_mimepart *part = curl_mime_addpart(mime);
+    curl_mime_name(part, "file");
+    curl_mime_filedata(part, IMAGE);
+    curl_mime_type(part, "image/png");
+    memset(&r, 0, sizeof r);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, mime);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    CURLcode rc = curl_easy_perform(c);
+    long st = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &st);
+    CHECK(rc == CURLE_OK && st == 201 && strstr(r.body, "image_rgb_203x150.png") && strstr(r.body, "\"frames\""),
+          "multipart upload: %ld %s", st, r.body);
+    free(r.body);
+    curl_mime_free(mime);
+    curl_easy_cleanup(c);
+  }
+
+  /* chat, whole answers, equal to vblip caption's */
+  const char *turn1[] = {Q1};
+  char *body = chat_body(id, turn1, 1, "{\"num_beams\": 2, \"max_new_tokens\": 6}", 0);
+  CHECK(post_json(&s, "/api/chat", body, &r) == 200, "chat: %s", r.body);
+  free(body);
+  char *a1 = json_str(r.body, "answer");
+  char *want1 = caption(VIDEO, Q1, "--beams 2 --max-new-tokens 6");
+  CHECK(streq(a1, want1), "turn 1 answer '%s' == caption's '%s'", a1, want1);
+  free(r.body);
+
+  const char *turn2[] = {Q1, a1 ? a1 : "", Q2};
+  body = chat_body(id, turn2, 3, NULL, 0);
+  CHECK(post_json(&s, "/api/chat", body, &r) == 200, "chat turn 2: %s", r.body);
+  free(body);
+  char *a2 = json_str(r.body, "answer"), *p2 = json_str(r.body, "prompt");
+  char expect_prompt[1024];
+  snprintf(expect_prompt, sizeof expect_prompt, "%s %s %s", Q1, a1 ? a1 : "", Q2);
+  CHECK(streq(p2, expect_prompt), "turn 2 prompt '%s'", p2);
+  char *want2 = caption(VIDEO, expect_prompt, "--beams 0 --max-new-tokens 8");
+  CHECK(streq(a2, want2), "turn 2 answer '%s' == caption's '%s'", a2, want2);
+  free(r.body);
+
+  /* the same turn streamed */
+  body = chat_body(id, turn2, 3, NULL, 1);
+  CHECK(post_json(&s, "/api/chat", body, &r) == 200 && strstr(r.ctype, "text/event-stream"), "stream: %ld", r.status);
+  free(body);
+  char *final = NULL;
+  int done = 0;
+  char *pieces = sse_concat(r.body, 0, &final, &done);
+  CHECK(done && streq(final, a2), "stream done event answer '%s'", final);
+  CHECK(streq(pieces, a2), "pieces '%s' add up to '%s'", pieces, a2);
+  CHECK(strstr(r.body, "event: token") != NULL, "token events");
+  free(pieces);
+  free(final);
+  free(r.body);
+
+  /* OpenAI-compatible: an uploaded id, whole and streamed */
+  char oa[4096];
+  snprintf(oa, sizeof oa,
+           "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"ignored\"},{\"role\":\"user\",\"content\":[{\"type\":\"video_url\","
+           "\"video_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"%s\"}]},{\"role\":\"assistant\",\"content\":\"%s\"},"
+           "{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":8,\"temperature\":0.7}",
+           id, Q1, a1 ? a1 : "", Q2);
+  CHECK(post_json(&s, "/v1/chat/completions", oa, &r) == 200, "openai: %s", r.body);
+  char *oc = json_str(r.body, "choices.0.message.content");
+  cJSON *oj = cJSON_Parse(r.body);
+  CHECK(streq(oc, a2), "openai content '%s' == '%s'", oc, a2);
+  CHECK(streq(cJSON_GetStringValue(cJSON_GetObjectItem(oj, "object")), "chat.completion"), "object");
+  cJSON_Delete(oj);
+  free(oc);
+  free(r.body);
+  size_t olen = strlen(oa);
+  memcpy(oa + olen - 1, ",\"stream\":true}", 16);
+  CHECK(post_json(&s, "/v1/chat/completions", oa, &r) == 200 && strstr(r.ctype, "text/event-stream"), "openai stream");
+  pieces = sse_concat(r.body, 1, NULL, &done);
+  CHECK(done && streq(pieces, a2), "openai chunks '%s' == '%s', [DONE] %d", pieces, a2, done);
+  CHECK(strstr(r.body, "chat.completion.chunk") && strstr(r.body, "\"finish_reason\":\""), "chunk objects");
+  free(pieces);
+  free(r.body);
+
+  /* OpenAI with a data: URL video */
+  {
+    size_t n;
+    char *bytes = read_file(VIDEO2, &n);
+    char *b64 = base64((unsigned char *)bytes, n);
+    size_t cap = strlen(b64) + 1024;
+    char *req = malloc(cap);
+    snprintf(req, cap,
+             "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"},{\"type\":\"video_url\","
+             "\"video_url\":{\"url\":\"data:video/webm;base64,%s\"}}]}],\"num_beams\":0,\"max_tokens\":8}",
+             Q1, b64);
+    CHECK(post_json(&s, "/v1/chat/completions", req, &r) == 200, "openai data URL: %s", r.body);
+    char *got = json_str(r.body, "choices.0.message.content");
+    char *want = caption(VIDEO2, Q1, "--beams 0 --max-new-tokens 8");
+    CHECK(streq(got, want), "data URL answer '%s' == caption's '%s'", got, want);
+    free(got);
+    free(want);
+    free(r.body);
+    /* image_url with a broken image: 422 from the decoder */
+    snprintf(req, cap, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,aGVsbG8gd29ybGQ=\"}},{\"type\":\"text\",\"text\":\"hi\"}]}]}");
+    CHECK(post_json(&s, "/v1/chat/completions", req, &r) == 422 && strstr(r.body, "\"message\""), "broken image: %ld %s", r.status, r.body);
+    free(r.body);
+    free(req);
+    free(b64);
+    free(bytes);
+  }
+
+  /* errors */
+  CHECK(post_json(&s, "/api/chat", "{\"video_id\": ", &r) == 400 && strstr(r.body, "\"error\""), "malformed JSON: %ld", r.status);
+  free(r.body);
+  CHECK(post_json(&s, "/api/chat", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r) == 400 &&
+            strstr(r.body, "video_id"),
+        "missing video_id: %ld %s", r.status, r.body);
+  free(r.body);
+  snprintf(oa, sizeof oa, "{\"video_id\":\"%s\"}", id);
+  CHECK(post_json(&s, "/api/chat", oa, &r) == 400 && strstr(r.body, "messages"), "missing messages: %s", r.body);
+  free(r.body);
+  snprintf(oa, sizeof oa, "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"settings\":{\"num_beams\":-1}}", id);
+  CHECK(post_json(&s, "/api/chat", oa, &r) == 400 && strstr(r.body, "num_beams"), "bad settings: %s", r.body);
+  free(r.body);
+  snprintf(oa, sizeof oa, "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"settings\":{\"beamz\":1}}", id);
+  CHECK(post_json(&s, "/api/chat", oa, &r) == 400 && strstr(r.body, "beamz"), "unknown setting: %s", r.body);
+  free(r.body);
+  CHECK(post_json(&s, "/api/chat", "{\"video_id\":\"0123456789abcdef0123456789abcdef\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r) == 404,
+        "unknown id: %ld", r.status);
+  free(r.body);
+  CHECK(post_json(&s, "/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", &r) == 400 &&
+            strstr(r.body, "no video"),
+        "openai without a video: %s", r.body);
+  free(r.body);
+  CHECK(http(&s, "POST", "/api/videos", "video/mp4", "this is not a video", 19, &r) == 422 && strstr(r.body, "\"error\"") &&
+            !strstr(r.body, s.tmp),
+        "unreadable video: %ld %s", r.status, r.body);
+  free(r.body);
+  CHECK(http(&s, "GET", "/api/nope", NULL, NULL, 0, &r) == 404, "unknown endpoint");
+  free(r.body);
+
+  /* examples */
+  CHECK(http(&s, "GET", "/api/examples", NULL, NULL, 0, &r) == 200 && strstr(r.body, Q2) && strstr(r.body, "video1_h264"),
+        "examples: %s", r.body);
+  free(r.body);
+  CHECK(http(&s, "GET", "/examples/video1_h264_320x240_30fps_12s.mp4", NULL, NULL, 0, &r) == 200 && r.len > 1000,
+        "example file");
+  free(r.body);
+  CHECK(http(&s, "GET", "/examples/..%2fMANIFEST.json", NULL, NULL, 0, &r) == 404, "no path escapes");
+  free(r.body);
+
+  /* concurrent clients: all answered, all alike */
+  {
+    enum { N = 4 };
+    CURLM *mh = curl_multi_init();
+    CURL *cs[N];
+    resp rs[N];
+    struct curl_slist *hs[N];
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/chat", s.base);
+    char *b = chat_body(id, turn2, 3, NULL, 0);
+    for (int i = 0; i < N; i++) {
+      cs[i] = make_req("POST", url, "application/json", b, strlen(b), &rs[i], &hs[i], 120);
+      curl_multi_add_handle(mh, cs[i]);
+    }
+    double t0 = time(NULL);
+    int running = 1;
+    while (running && time(NULL) - t0 < 120) {
+      curl_multi_perform(mh, &running);
+      if (running) curl_multi_poll(mh, NULL, 0, 200, NULL);
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+      long st = 0;
+      curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &st);
+      char *a = json_str(rs[i].body, "answer");
+      if (st == 200 && streq(a, a2)) ok++;
+      free(a);
+      free(rs[i].body);
+      curl_multi_remove_handle(mh, cs[i]);
+      curl_easy_cleanup(cs[i]);
+      curl_slist_free_all(hs[i]);
+    }
+    curl_multi_cleanup(mh);
+    free(b);
+    CHECK(ok == N, "%d of %d concurrent clients answered", ok, N);
+  }
+
+  /* delete */
+  snprintf(path, sizeof path, "/api/videos/%s", id);
+  CHECK(http(&s, "DELETE", path, NULL, NULL, 0, &r) == 200, "delete");
+  free(r.body);
+  body = chat_body(id, turn1, 1, NULL, 0);
+  CHECK(post_json(&s, "/api/chat", body, &r) == 404, "deleted video: %ld", r.status);
+  free(body);
+  free(r.body);
+
+  CHECK(stop_server(&s) == 0, "clean exit on SIGTERM");
+  CHECK(dir_empty(s.tmp), "uploads removed from %s", s.tmp);
+  free(id);
+  free(a1);
+  free(a2);
+  free(p2);
+  free(want1);
+  free(want2);
+}
+
+/* ---- limits: 413, 503, a client that leaves mid-stream ---- */
+
+static void test_limits(void) {
+  server s;
+  /* every job waits 150 ms and every piece of text 150 ms: requests overlap */
+  const char *extra[] = {"--queue-size", "1", "--max-upload-mb", "1", "--beams", "0", "--max-new-tokens", "40",
+                         "--min-new-tokens", "40", NULL};
+  if (!CHECK(start_server(&s, extra, "150") == 0, "start the limited server")) return;
+  resp r;
+  size_t big = 1536 * 1024;
+  char *junk = calloc(1, big);
+  CHECK(http(&s, "POST", "/api/videos", "video/mp4", junk, big, &r) == 413 && strstr(r.body, "\"error\""), "oversize upload: %ld", r.status);
+  free(r.body);
+  {
+    char *b64 = base64((unsigned char *)junk, big);
+    size_t cap = strlen(b64) + 512;
+    char *req = malloc(cap);
+    snprintf(req, cap, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":{\"url\":\"data:video/mp4;base64,%s\"}}]}]}", b64);
+    CHECK(post_json(&s, "/v1/chat/completions", req, &r) == 413, "oversize data URL: %ld", r.status);
+    free(r.body);
+    free(req);
+    free(b64);
+  }
+  free(junk);
+  char *id = upload(&s, VIDEO, "video/mp4");
+  if (!id) {
+    stop_server(&s);
+    return;
+  }
+  const char *turn1[] = {Q1};
+  char *b = chat_body(id, turn1, 1, NULL, 0);
+
+  /* queue full: one runs, one waits, the rest get 503 with Retry-After */
+  {
+    enum { N = 4 };
+    CURLM *mh = curl_multi_init();
+    CURL *cs[N];
+    resp rs[N];
+    struct curl_slist *hs[N];
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/chat", s.base);
+    for (int i = 0; i < N; i++) {
+      cs[i] = make_req("POST", url, "application/json", b, strlen(b), &rs[i], &hs[i], 60);
+      curl_multi_add_handle(mh, cs[i]);
+    }
+    double t0 = time(NULL);
+    int running = 1;
+    while (running && time(NULL) - t0 < 60) {
+      curl_multi_perform(mh, &running);
+      if (running) curl_multi_poll(mh, NULL, 0, 100, NULL);
+    }
+    int ok = 0, busy = 0, retry = 0;
+    for (int i = 0; i < N; i++) {
+      long st = 0;
+      curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &st);
+      if (st == 200) ok++;
+      if (st == 503) busy++, retry += rs[i].retry_after[0] != 0 && strstr(rs[i].body, "\"error\"") != NULL;
+      free(rs[i].body);
+      curl_multi_remove_handle(mh, cs[i]);
+      curl_easy_cleanup(cs[i]);
+      curl_slist_free_all(hs[i]);
+    }
+    curl_multi_cleanup(mh);
+    CHECK(ok >= 1 && busy >= 1 && retry == busy, "queue full: %d ok, %d busy (%d with Retry-After)", ok, busy, retry);
+  }
+
+  /* a client that hangs up mid-stream stops the generation (40 pieces at 150 ms
+   * would take 6 s), and the server goes on answering */
+  {
+    char *sb = chat_body(id, turn1, 1, NULL, 1);
+    resp rr;
+    struct curl_slist *h;
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/chat", s.base);
+    CURL *c = make_req("POST", url, "application/json", sb, strlen(sb), &rr, &h, 60);
+    rr.abort_after_token = 1;
+    double t0 = mono_s();
+    CURLcode rc = curl_easy_perform(c);
+    CHECK(rc == CURLE_WRITE_ERROR, "hung up mid-stream (%d)", (int)rc);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    free(rr.body);
+    free(sb);
+    int idle = 0;
+    while (mono_s() - t0 < 3.0 && !idle) {
+      if (http(&s, "GET", "/api/health", NULL, NULL, 0, &r) == 200 && strstr(r.body, "\"waiting\":0") &&
+          strstr(r.body, "\"busy\":false"))
+        idle = 1;
+      free(r.body);
+      if (!idle) usleep(100000);
+    }
+    CHECK(idle, "the generation stopped %.1f s after the client left", mono_s() - t0);
+    CHECK(post_json(&s, "/api/chat", b, &r) == 200 && strstr(r.body, "\"answer\""), "answers after a hang-up: %ld", r.status);
+    free(r.body);
+  }
+  free(b);
+  free(id);
+  CHECK(stop_server(&s) == 0, "clean exit on SIGTERM");
+  CHECK(dir_empty(s.tmp), "uploads removed");
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  test_main_server();
+  test_limits();
+  curl_global_cleanup();
+  return tu_finish();
+}
