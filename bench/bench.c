@@ -5,7 +5,13 @@
  * matmul). Prints a table and writes JSON.
  *
  *   vblip-bench [--frames 8] [--prompt 20] [--tokens 20] [--threads N]
- *               [--json bench.json] [--no-f32] [--no-f32-lm]
+ *               [--json bench.json] [--no-f32] [--no-f32-lm] [--no-q8] [--no-visual]
+ *
+ * Language-model rows: bf16 weights, q8_0 weights (the synthetic linear weights
+ * quantized in memory as `vblip convert --type q8_0` writes them, embeddings
+ * kept as in the bf16 model; bf16 compute, so the engine's q8_0 kernels run),
+ * and f32. --no-visual skips the vision encoder and Q-Former and feeds the
+ * language models random query embeddings.
  *
  * Stages are built and freed one after another, so the f32 copies never sit
  * beside the bf16 ones. */
@@ -19,6 +25,7 @@
 
 #include "formats/tensor_table.h"
 #include "kernels/kernels.h"
+#include "kernels/q8_kernels.h"
 #include "models/config.h"
 #include "models/lm.h"
 #include "models/qformer.h"
@@ -60,10 +67,19 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   size_t n = 1;
   for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
   vb_dtype use = kind == 0 ? dt : VB_DT_F32;
-  size_t bytes = n * vb_dtype_size(use);
+  /* q8_0: the linear layers' matrices (as convert does), embeddings in bf16 */
+  if (use == VB_DT_Q8_0 && (ndim != 2 || strstr(name, "embed") || shape[1] % 32 != 0)) use = VB_DT_BF16;
+  size_t bytes;
+  if (!vb_dtype_bytes(use, (int64_t)n, &bytes)) return vb_error("bad tensor size");
   void *h = malloc(bytes); /* the table frees what it keeps with free() */
   if (!h) return vb_error("out of memory");
-  if (kind == 0) fill_random(h, use, n, 0.035f, g_seed++);
+  if (use == VB_DT_Q8_0) { /* the same random values as the other types, quantized */
+    float *f = vb_malloc_aligned(n * sizeof(float));
+    if (!f) return vb_error("out of memory");
+    fill_random(f, VB_DT_F32, n, 0.035f, g_seed++);
+    vb_quantize_q8_0(f, (int64_t)n, h);
+    vb_free_aligned(f);
+  } else if (kind == 0) fill_random(h, use, n, 0.035f, g_seed++);
   else if (kind == 1) for (size_t i = 0; i < n; i++) ((float *)h)[i] = 1.0f;
   else memset(h, 0, bytes);
   if (vb_tt_add(&w->tt, name, use, ndim, shape, h, bytes) != 0) return -1;
@@ -347,10 +363,15 @@ static int run_visual(const vb_model_config *c, vb_compute compute, int T, dtype
   return 0;
 }
 
-static int run_lm(const vb_model_config *c, vb_compute compute, const float *projected, int n_prompt,
+static const char *dt_name(vb_dtype dt) {
+  return dt == VB_DT_Q8_0 ? "q8_0" : dt == VB_DT_BF16 ? "bf16" : "f32";
+}
+
+/* The language model with weights stored as dt (computing in bf16 unless f32). */
+static int run_lm(const vb_model_config *c, vb_dtype dt, const float *projected, int n_prompt,
                   int n_tokens, dtype_result *r, float **first_logits) {
   vb_weights w;
-  vb_dtype dt = compute == VB_COMPUTE_BF16 ? VB_DT_BF16 : VB_DT_F32;
+  vb_compute compute = dt == VB_DT_F32 ? VB_COMPUTE_F32 : VB_COMPUTE_BF16;
   rss_peak_reset();
   weights_new(&w, compute, 0);
   g_seed = 5000;
@@ -387,12 +408,12 @@ static int run_lm(const vb_model_config *c, vb_compute compute, const float *pro
   const vb_opt_config *o = &c->opt;
   double lin = (double)o->num_hidden_layers * (4.0 * o->hidden_size * o->hidden_size + 2.0 * o->hidden_size * o->ffn_dim);
   double head = (double)o->vocab_size * o->hidden_size;
-  r->weight_gb_lm = (lin * (dt == VB_DT_BF16 ? 2 : 4) + head * 4) / 1e9;
+  r->weight_gb_lm = (lin * (dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_BF16 ? 2 : 4) + head * 4) / 1e9;
   r->gbs_decode = r->ms_token > 0 ? r->weight_gb_lm / (r->ms_token / 1e3) : 0;
   r->have_lm = 1;
   r->rss_lm_kb = rss_peak_kb();
-  fprintf(stderr, "  %s lm: prefill %.0f ms, decode %.1f ms/token\n",
-          compute == VB_COMPUTE_BF16 ? "bf16" : "f32", r->ms_prefill, r->ms_token);
+  fprintf(stderr, "  %s lm: prefill %.0f ms, decode %.1f ms/token\n", dt_name(dt), r->ms_prefill,
+          r->ms_token);
   free(ids);
   free(logits);
   lm->destroy(lm);
@@ -401,7 +422,8 @@ static int run_lm(const vb_model_config *c, vb_compute compute, const float *pro
 }
 
 int main(int argc, char **argv) {
-  int T = 8, n_prompt = 20, n_tokens = 20, threads = 0, do_f32 = 1, do_f32_lm = 1;
+  int T = 8, n_prompt = 20, n_tokens = 20, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
+  int do_visual = 1;
   const char *json_path = "bench.json";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--frames") && i + 1 < argc) T = atoi(argv[++i]);
@@ -411,9 +433,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
     else if (!strcmp(argv[i], "--no-f32")) do_f32 = 0;
     else if (!strcmp(argv[i], "--no-f32-lm")) do_f32_lm = 0;
+    else if (!strcmp(argv[i], "--no-q8")) do_q8 = 0;
+    else if (!strcmp(argv[i], "--no-visual")) do_visual = 0;
     else {
       fprintf(stderr, "usage: %s [--frames N] [--prompt N] [--tokens N] [--threads N] [--json PATH] "
-                      "[--no-f32] [--no-f32-lm]\n", argv[0]);
+                      "[--no-f32] [--no-f32-lm] [--no-q8] [--no-visual]\n", argv[0]);
       return 2;
     }
   }
@@ -434,28 +458,41 @@ int main(int argc, char **argv) {
   double mm = measure_matmul(4096, 4096, 4096);
   fprintf(stderr, "ceilings: read %.1f GB/s, bf16 matmul %.2f TFLOP/s\n", bw, mm);
 
-  dtype_result res[2];
+  /* 0: bf16, 1: f32, 2: q8_0 (language model only) */
+  dtype_result res[3];
   memset(res, 0, sizeof res);
-  float *q[2] = {0}, *proj[2] = {0}, *logits[2] = {0};
+  float *q[3] = {0}, *proj[3] = {0}, *logits[3] = {0}, *rand_proj = NULL;
   const vb_compute comp[2] = {VB_COMPUTE_BF16, VB_COMPUTE_F32};
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 2 && do_visual; k++) {
     if (k == 1 && !do_f32) break;
     if (run_visual(&c, comp[k], T, &res[k], &q[k], &proj[k]) != 0) {
       fprintf(stderr, "visual: %s\n", vb_error_message());
       return 1;
     }
   }
-  for (int k = 0; k < 2; k++) {
-    if (k == 1 && !(do_f32 && do_f32_lm)) break;
-    /* both language models start from the f32 pipeline's queries when there is one */
-    const float *pin = proj[1] ? proj[1] : proj[0];
-    if (run_lm(&c, comp[k], pin, n_prompt, n_tokens, &res[k], &logits[k]) != 0) {
+  if (!do_visual) { /* random query embeddings of the language model's width */
+    rand_proj = vb_malloc((size_t)c.num_query_tokens * c.lm_hidden * sizeof(float));
+    if (!rand_proj) return 1;
+    fill_random(rand_proj, VB_DT_F32, (size_t)c.num_query_tokens * c.lm_hidden, 1.0f, 6);
+  }
+  const int lm_order[3] = {0, 2, 1};
+  const vb_dtype lm_dt[3] = {VB_DT_BF16, VB_DT_F32, VB_DT_Q8_0};
+  for (int i = 0; i < 3; i++) {
+    int k = lm_order[i];
+    if (k == 1 && !(do_f32 && do_f32_lm)) continue;
+    if (k == 2 && !do_q8) continue;
+    /* every language model starts from the f32 pipeline's queries when there is one */
+    const float *pin = rand_proj ? rand_proj : proj[1] ? proj[1] : proj[0];
+    if (run_lm(&c, lm_dt[k], pin, n_prompt, n_tokens, &res[k], &logits[k]) != 0) {
       fprintf(stderr, "lm: %s\n", vb_error_message());
       return 1;
     }
   }
-  double err_q = q[1] ? rel_l2(q[0], q[1], (size_t)c.num_query_tokens * c.qformer.hidden_size) : -1;
-  double err_l = logits[1] ? rel_l2(logits[0], logits[1], (size_t)c.opt.vocab_size) : -1;
+  double err_q = q[1] && q[0] ? rel_l2(q[0], q[1], (size_t)c.num_query_tokens * c.qformer.hidden_size) : -1;
+  double err_l = logits[1] && logits[0] ? rel_l2(logits[0], logits[1], (size_t)c.opt.vocab_size) : -1;
+  /* q8_0 logits against f32 (else against bf16) */
+  const float *q8_ref = logits[1] ? logits[1] : logits[0];
+  double err_l8 = logits[2] && q8_ref ? rel_l2(logits[2], q8_ref, (size_t)c.opt.vocab_size) : -1;
 
   printf("\nvblip bench: VideoBLIP-OPT-2.7b (random weights), %d frames, prompt %d+%d tokens, "
          "%d new tokens, %d threads\n", T, c.num_query_tokens, n_prompt, n_tokens, nthr);
@@ -473,14 +510,19 @@ int main(int argc, char **argv) {
   cJSON_AddNumberToObject(root, "read_bandwidth_gbs", bw);
   cJSON_AddNumberToObject(root, "bf16_matmul_tflops", mm);
   cJSON *arr = cJSON_AddArrayToObject(root, "results");
-  for (int k = 0; k < 2; k++) {
+  const int row_order[3] = {0, 2, 1};
+  for (int i = 0; i < 3; i++) {
+    int k = row_order[i];
     dtype_result *r = &res[k];
     if (!r->have_vision && !r->have_lm) continue;
-    const char *name = k == 0 ? "bf16" : "f32";
+    const char *name = k == 0 ? "bf16" : k == 1 ? "f32" : "q8_0";
     double ideal = r->weight_gb_lm / bw * 1e3;
     long rss = r->rss_vision_kb > r->rss_lm_kb ? r->rss_vision_kb : r->rss_lm_kb;
-    printf("%-6s %10.0f %8.2f %6.0f%% %10.0f", name, r->ms_vision, r->tflops_vision,
-           100 * r->tflops_vision / mm, r->ms_qformer);
+    if (r->have_vision)
+      printf("%-6s %10.0f %8.2f %6.0f%% %10.0f", name, r->ms_vision, r->tflops_vision,
+             100 * r->tflops_vision / mm, r->ms_qformer);
+    else
+      printf("%-6s %10s %8s %7s %10s", name, "-", "-", "-", "-");
     if (r->have_lm)
       printf(" %10.0f %11.1f %9.1f %7.0f%% %9.2f", r->ms_prefill, r->ms_token, r->gbs_decode,
              100 * r->gbs_decode / bw, r->ms_token / ideal);
@@ -489,10 +531,13 @@ int main(int argc, char **argv) {
     printf(" %8.2f\n", rss / 1048576.0);
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "dtype", name);
-    cJSON_AddNumberToObject(o, "vision_ms", r->ms_vision);
-    cJSON_AddNumberToObject(o, "vision_tflops", r->tflops_vision);
-    cJSON_AddNumberToObject(o, "vision_ratio_to_matmul", r->tflops_vision / mm);
-    cJSON_AddNumberToObject(o, "qformer_ms", r->ms_qformer);
+    if (r->have_vision) {
+      cJSON_AddNumberToObject(o, "vision_ms", r->ms_vision);
+      cJSON_AddNumberToObject(o, "vision_tflops", r->tflops_vision);
+      cJSON_AddNumberToObject(o, "vision_ratio_to_matmul", r->tflops_vision / mm);
+      cJSON_AddNumberToObject(o, "qformer_ms", r->ms_qformer);
+      cJSON_AddNumberToObject(o, "peak_rss_visual_gb", r->rss_vision_kb / 1048576.0);
+    }
     if (r->have_lm) {
       cJSON_AddNumberToObject(o, "prefill_ms", r->ms_prefill);
       cJSON_AddNumberToObject(o, "decode_ms_per_token", r->ms_token);
@@ -501,7 +546,6 @@ int main(int argc, char **argv) {
       cJSON_AddNumberToObject(o, "decode_ratio_to_ideal", r->ms_token / ideal);
       cJSON_AddNumberToObject(o, "peak_rss_lm_gb", r->rss_lm_kb / 1048576.0);
     }
-    cJSON_AddNumberToObject(o, "peak_rss_visual_gb", r->rss_vision_kb / 1048576.0);
     cJSON_AddItemToArray(arr, o);
   }
   if (err_q >= 0) {
@@ -509,8 +553,14 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "bf16_vs_f32_query_rel_err", err_q);
   }
   if (err_l >= 0) {
-    printf(", first-step logits %.3g", err_l);
+    printf("%sfirst-step logits %.3g", err_q >= 0 ? ", " : "\nbf16 vs f32 relative error: ", err_l);
     cJSON_AddNumberToObject(root, "bf16_vs_f32_logits_rel_err", err_l);
+  }
+  if (err_l8 >= 0) {
+    const char *against = logits[1] ? "f32" : "bf16";
+    printf("\nq8_0 vs %s relative error: first-step logits %.3g", against, err_l8);
+    cJSON_AddNumberToObject(root, logits[1] ? "q8_0_vs_f32_logits_rel_err" : "q8_0_vs_bf16_logits_rel_err",
+                            err_l8);
   }
   printf("\npeer (issue 6, PyTorch 1.13 bf16, same machine): vision 14.7 s, Q-Former 1.7 s, "
          "prefill 6.2 s, decode 530 ms/token\n");
@@ -524,6 +574,7 @@ int main(int argc, char **argv) {
   if (f) fclose(f);
   free(text);
   cJSON_Delete(root);
-  for (int k = 0; k < 2; k++) free(q[k]), free(proj[k]), free(logits[k]);
+  for (int k = 0; k < 3; k++) free(q[k]), free(proj[k]), free(logits[k]);
+  free(rand_proj);
   return 0;
 }

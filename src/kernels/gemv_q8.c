@@ -140,6 +140,11 @@ void vb_gemv_q8_c(const void *Wv, int N, int K, const float *x, int M, const flo
 
 /* ---- AVX-512 ---- */
 
+/* Software prefetch distance in bytes along a weight row (measured on the
+ * project machine: one row streamed at a time with this prefetch reads about
+ * as fast as the bf16 kernel, 2-row interleaving without it at half that). */
+#define PREFETCH 4096
+
 /* Two weight rows (w1 may equal w0 when only one is left) against mc <= 4
  * activation rows; separate accumulators for each half of a block keep four
  * independent FMA chains even with one activation row. */
@@ -149,6 +154,10 @@ INLINE TGT_512 void q8_block(const uint8_t *w0, const uint8_t *w1, int nb, const
   for (int m = 0; m < mc; m++) a0l[m] = a0h[m] = a1l[m] = a1h[m] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
     const uint8_t *p0 = w0 + (size_t)b * VB_Q8_BLOCK_BYTES, *p1 = w1 + (size_t)b * VB_Q8_BLOCK_BYTES;
+    if ((b & 1) == 0) {
+      _mm_prefetch((const char *)p0 + PREFETCH, _MM_HINT_T0);
+      _mm_prefetch((const char *)p1 + PREFETCH, _MM_HINT_T0);
+    }
     uint16_t h0, h1;
     memcpy(&h0, p0, 2);
     memcpy(&h1, p1, 2);
@@ -172,10 +181,50 @@ INLINE TGT_512 void q8_block(const uint8_t *w0, const uint8_t *w1, int nb, const
   }
 }
 
+/* One weight row against one activation row (M = 1, greedy decoding): two
+ * blocks per step, four independent accumulators, a single memory stream. */
+INLINE TGT_512 float q8_dot1(const uint8_t *w, int nb, const float *x) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const uint8_t *p = w + (size_t)b * VB_Q8_BLOCK_BYTES;
+    _mm_prefetch((const char *)p + PREFETCH, _MM_HINT_T0);
+    uint16_t h0, h1;
+    memcpy(&h0, p, 2);
+    memcpy(&h1, p + 34, 2);
+    __m512 d0 = _mm512_set1_ps(_cvtsh_ss(h0)), d1 = _mm512_set1_ps(_cvtsh_ss(h1));
+    const float *xb = x + (size_t)b * VB_Q8_BLOCK;
+    __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2))));
+    __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 18))));
+    __m512 f2 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 36))));
+    __m512 f3 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 52))));
+    a0 = _mm512_fmadd_ps(_mm512_mul_ps(f0, d0), _mm512_loadu_ps(xb), a0);
+    a1 = _mm512_fmadd_ps(_mm512_mul_ps(f1, d0), _mm512_loadu_ps(xb + 16), a1);
+    a2 = _mm512_fmadd_ps(_mm512_mul_ps(f2, d1), _mm512_loadu_ps(xb + 32), a2);
+    a3 = _mm512_fmadd_ps(_mm512_mul_ps(f3, d1), _mm512_loadu_ps(xb + 48), a3);
+  }
+  for (; b < nb; b++) {
+    const uint8_t *p = w + (size_t)b * VB_Q8_BLOCK_BYTES;
+    uint16_t h0;
+    memcpy(&h0, p, 2);
+    __m512 d0 = _mm512_set1_ps(_cvtsh_ss(h0));
+    const float *xb = x + (size_t)b * VB_Q8_BLOCK;
+    __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 2))));
+    __m512 f1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 18))));
+    a0 = _mm512_fmadd_ps(_mm512_mul_ps(f0, d0), _mm512_loadu_ps(xb), a0);
+    a1 = _mm512_fmadd_ps(_mm512_mul_ps(f1, d0), _mm512_loadu_ps(xb + 16), a1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
 TGT_512 static void q8_rows(const uint8_t *W, int n0, int n1, int N, int K, const float *x, int M,
                             const float *bias, float *y) {
   size_t rb = vb_q8_row_bytes(K);
   int nb = K / VB_Q8_BLOCK;
+  if (M == 1) {
+    for (int n = n0; n < n1; n++) y[n] = q8_dot1(W + (size_t)n * rb, nb, x) + (bias ? bias[n] : 0.0f);
+    return;
+  }
   for (int n = n0; n < n1; n += 2) {
     int two = n + 1 < n1;
     const uint8_t *w0 = W + (size_t)n * rb, *w1 = two ? w0 + rb : w0;
