@@ -5,7 +5,8 @@
  * matmul). Prints a table and writes JSON.
  *
  *   vblip-bench [--frames 8] [--prompt 20] [--tokens 20] [--threads N]
- *               [--json bench.json] [--no-f32] [--no-f32-lm] [--no-q8] [--no-visual]
+ *               [--json bench.json] [--no-f32] [--no-f32-lm] [--no-q8] [--no-bf16-lm]
+ *               [--no-visual]
  *
  * Language-model rows: bf16 weights, q8_0 weights (the synthetic linear weights
  * quantized in memory as `vblip convert --type q8_0` writes them, embeddings
@@ -423,7 +424,7 @@ static int run_lm(const vb_model_config *c, vb_dtype dt, const float *projected,
 
 int main(int argc, char **argv) {
   int T = 8, n_prompt = 20, n_tokens = 20, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
-  int do_visual = 1;
+  int do_visual = 1, do_bf16_lm = 1;
   const char *json_path = "bench.json";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--frames") && i + 1 < argc) T = atoi(argv[++i]);
@@ -435,9 +436,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--no-f32-lm")) do_f32_lm = 0;
     else if (!strcmp(argv[i], "--no-q8")) do_q8 = 0;
     else if (!strcmp(argv[i], "--no-visual")) do_visual = 0;
+    else if (!strcmp(argv[i], "--no-bf16-lm")) do_bf16_lm = 0;
     else {
       fprintf(stderr, "usage: %s [--frames N] [--prompt N] [--tokens N] [--threads N] [--json PATH] "
-                      "[--no-f32] [--no-f32-lm] [--no-q8] [--no-visual]\n", argv[0]);
+                      "[--no-f32] [--no-f32-lm] [--no-q8] [--no-bf16-lm] [--no-visual]\n", argv[0]);
       return 2;
     }
   }
@@ -481,6 +483,7 @@ int main(int argc, char **argv) {
     int k = lm_order[i];
     if (k == 1 && !(do_f32 && do_f32_lm)) continue;
     if (k == 2 && !do_q8) continue;
+    if (k == 0 && !do_bf16_lm) continue;
     /* every language model starts from the f32 pipeline's queries when there is one */
     const float *pin = rand_proj ? rand_proj : proj[1] ? proj[1] : proj[0];
     if (run_lm(&c, lm_dt[k], pin, n_prompt, n_tokens, &res[k], &logits[k]) != 0) {

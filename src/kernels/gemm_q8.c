@@ -3,10 +3,11 @@
  *  - M <= 15 rows (decoding, beams): vb_gemv_q8 streams the weight once,
  *    activations in f32.
  *  - more rows (prompt prefill, vision encoder, Q-Former): tiles of weight rows
- *    (about 2 MB of bf16, so a tile stays in cache between being written and
- *    read) are dequantized to bf16 by all threads, then multiplied by a oneDNN
- *    bf16 matmul that writes its columns of y in place (strided destination).
- *    Without oneDNN bf16 on this CPU: tiles in f32 through vb_gemm (sgemm).
+ *    (about 1 MB of bf16) handed out to the threads; each thread dequantizes
+ *    its tile to bf16 and multiplies it at once, while it is in its core's
+ *    cache, with a single-threaded oneDNN bf16 matmul that writes its columns
+ *    of y in place (strided destination). Without oneDNN bf16 on this CPU:
+ *    tiles in f32 through vb_gemm (sgemm).
  * The matmul primitives depend only on the shape, so one small cache serves
  * every layer. */
 #include <dnnl.h>
@@ -21,17 +22,21 @@
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
-#define TILE_BYTES ((size_t)2 << 20)
+#ifndef TILE_BYTES
+#define TILE_BYTES ((size_t)1 << 20)
+#endif
 #define PRIM_CACHE 16
 
 typedef struct {
   int onednn_ok; /* oneDNN runs bf16 matmuls here */
 } q8_backend;
 
+/* Primitives by shape, shared by all layers and threads; an entry in use
+ * (ref > 0) is never evicted. */
 static struct {
   pthread_mutex_t mu;
   struct {
-    int M, N, K, ldy, bias;
+    int M, N, K, ldy, bias, ref;
     dnnl_primitive_t prim;
   } e[PRIM_CACHE];
   int next;
@@ -40,8 +45,8 @@ static struct {
 static dnnl_engine_t g_engine;
 static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
 static __thread dnnl_stream_t tls_stream;
-static __thread void *tls_x, *tls_tile;
-static __thread size_t tls_x_cap, tls_tile_cap;
+static __thread void *tls_x, *tls_tile, *tls_tile_f32;
+static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap;
 
 static void engine_init(void) {
   vb_cpu_init(); /* AMX permission and ISA cap before oneDNN's first primitive */
@@ -94,87 +99,119 @@ static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
   return p;
 }
 
-/* Caller holds g_cache.mu. */
-static dnnl_primitive_t cached_prim(int M, int N, int K, int ldy, int has_bias) {
-  for (int i = 0; i < PRIM_CACHE; i++) {
+/* The primitive for a shape, created on first use; *slot is its cache entry
+ * (to release) or -1 for an uncached one (every entry busy: destroy after use). */
+static dnnl_primitive_t acquire_prim(int M, int N, int K, int ldy, int has_bias, int *slot) {
+  pthread_mutex_lock(&g_cache.mu);
+  dnnl_primitive_t p = NULL;
+  *slot = -1;
+  for (int i = 0; i < PRIM_CACHE && !p; i++)
     if (g_cache.e[i].prim && g_cache.e[i].M == M && g_cache.e[i].N == N && g_cache.e[i].K == K &&
         g_cache.e[i].ldy == ldy && g_cache.e[i].bias == has_bias)
-      return g_cache.e[i].prim;
+      p = g_cache.e[i].prim, *slot = i;
+  if (!p && (p = make_prim(M, N, K, ldy, has_bias)) != NULL) {
+    for (int tries = 0; tries < PRIM_CACHE; tries++) {
+      int s = g_cache.next;
+      g_cache.next = (g_cache.next + 1) % PRIM_CACHE;
+      if (g_cache.e[s].ref > 0) continue;
+      if (g_cache.e[s].prim) dnnl_primitive_destroy(g_cache.e[s].prim);
+      g_cache.e[s].M = M, g_cache.e[s].N = N, g_cache.e[s].K = K, g_cache.e[s].ldy = ldy;
+      g_cache.e[s].bias = has_bias, g_cache.e[s].prim = p, g_cache.e[s].ref = 0;
+      *slot = s;
+      break;
+    }
   }
-  dnnl_primitive_t p = make_prim(M, N, K, ldy, has_bias);
-  if (!p) return NULL;
-  int s = g_cache.next;
-  g_cache.next = (g_cache.next + 1) % PRIM_CACHE;
-  if (g_cache.e[s].prim) dnnl_primitive_destroy(g_cache.e[s].prim);
-  g_cache.e[s].M = M, g_cache.e[s].N = N, g_cache.e[s].K = K, g_cache.e[s].ldy = ldy;
-  g_cache.e[s].bias = has_bias, g_cache.e[s].prim = p;
+  if (*slot >= 0) g_cache.e[*slot].ref++;
+  pthread_mutex_unlock(&g_cache.mu);
   return p;
 }
 
+static void release_prim(dnnl_primitive_t p, int slot) {
+  if (slot < 0) {
+    dnnl_primitive_destroy(p);
+    return;
+  }
+  pthread_mutex_lock(&g_cache.mu);
+  g_cache.e[slot].ref--;
+  pthread_mutex_unlock(&g_cache.mu);
+}
+
+/* One tile's product on the calling thread (inside the tile loop's parallel
+ * region oneDNN runs single-threaded). Primitives are immutable and oneDNN's
+ * scratchpad is per thread, so threads run them concurrently. */
 static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K, const float *bias,
                        float *y, int ldy) {
-  pthread_mutex_lock(&g_cache.mu);
-  dnnl_primitive_t p = cached_prim(M, N, K, ldy, bias != NULL);
+  int slot;
+  dnnl_primitive_t p = acquire_prim(M, N, K, ldy, bias != NULL, &slot);
+  if (!p) return -1;
   int rc = -1;
-  if (p) {
-    dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
-    descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
-    dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
-    if (dnnl_memory_create(&ms, &src_md, engine(), (void *)xs) == dnnl_success &&
-        dnnl_memory_create(&mw, &wei_md, engine(), (void *)w) == dnnl_success &&
-        (!bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)bias) == dnnl_success) &&
-        dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
-      dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
-                                 {DNNL_ARG_BIAS, mb}};
-      if (dnnl_primitive_execute(p, stream(), bias ? 4 : 3, args) == dnnl_success &&
-          dnnl_stream_wait(stream()) == dnnl_success)
-        rc = 0;
-    }
-    if (ms) dnnl_memory_destroy(ms);
-    if (mw) dnnl_memory_destroy(mw);
-    if (mb) dnnl_memory_destroy(mb);
-    if (md) dnnl_memory_destroy(md);
+  dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
+  descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
+  dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+  if (dnnl_memory_create(&ms, &src_md, engine(), (void *)xs) == dnnl_success &&
+      dnnl_memory_create(&mw, &wei_md, engine(), (void *)w) == dnnl_success &&
+      (!bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)bias) == dnnl_success) &&
+      dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
+                               {DNNL_ARG_BIAS, mb}};
+    if (dnnl_primitive_execute(p, stream(), bias ? 4 : 3, args) == dnnl_success &&
+        dnnl_stream_wait(stream()) == dnnl_success)
+      rc = 0;
   }
-  pthread_mutex_unlock(&g_cache.mu);
+  if (ms) dnnl_memory_destroy(ms);
+  if (mw) dnnl_memory_destroy(mw);
+  if (mb) dnnl_memory_destroy(mb);
+  if (md) dnnl_memory_destroy(md);
+  release_prim(p, slot);
   return rc;
 }
 
-/* Weight rows per tile: about TILE_BYTES of bf16, a multiple of 16, at least 16. */
+/* Weight rows per tile: about TILE_BYTES of bf16 (a core's L2), a multiple of
+ * 16, at least 16. */
 static int tile_rows(int N, int K) {
   size_t r = TILE_BYTES / ((size_t)K * sizeof(uint16_t));
   int nt = r < 16 ? 16 : r > (size_t)N ? N : (int)(r & ~(size_t)15);
   return nt > N ? N : nt;
 }
 
-/* y = x W^T + b tile by tile: bf16 through oneDNN where it runs, else (or for
- * a shape it refuses) the tile in f32 through sgemm. */
+/* y = x W^T + b tile by tile, the tiles handed out dynamically to the threads
+ * (one parallel region per call: a descheduled thread on a busy machine delays
+ * one tile, not every tile). Each thread dequantizes its tile into its own
+ * scratch and multiplies it at once, while it is in that core's cache: bf16
+ * through oneDNN where it runs, else (or for a shape it refuses) f32 sgemm. */
 static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M, float *y) {
-  int N = l->out, K = l->in, NT = tile_rows(N, K);
-  uint16_t *xs = NULL, *t = NULL;
-  float *tf = NULL;
+  int N = l->out, K = l->in, NT = tile_rows(N, K), ntiles = (N + NT - 1) / NT;
+  uint16_t *xs = NULL;
   if (use_onednn) {
     xs = scratch(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
-    t = scratch(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
-    if (!xs || !t) abort();
+    if (!xs) abort();
     vb_f32_to_bf16_rows(x, M, K, xs, K);
   }
-  for (int n0 = 0; n0 < N; n0 += NT) {
-    int nt = N - n0 < NT ? N - n0 : NT;
+  int failed = 0;
+#pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
+  for (int i = 0; i < ntiles; i++) {
+    int n0 = i * NT, nt = N - n0 < NT ? N - n0 : NT;
+    const float *bias = l->bias ? l->bias + n0 : NULL;
     if (use_onednn) {
-#pragma omp parallel for schedule(static)
-      for (int c = 0; c < nt; c += 8)
-        vb_q8_rows_to_bf16(l->w, K, n0 + c, n0 + (c + 8 < nt ? c + 8 : nt), t + (size_t)c * K);
-      if (matmul_tile(xs, M, t, nt, K, l->bias ? l->bias + n0 : NULL, y + n0, N) == 0) continue;
+      uint16_t *t = scratch(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
+      if (!t) {
+        failed = 1;
+        continue;
+      }
+      vb_q8_rows_to_bf16(l->w, K, n0, n0 + nt, t);
+      if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N) == 0) continue;
     }
-    if (!tf && !(tf = vb_malloc_aligned((size_t)NT * K * sizeof(float)))) abort();
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < nt; c += 8)
-      vb_q8_rows_to_f32(l->w, K, n0 + c, n0 + (c + 8 < nt ? c + 8 : nt), tf + (size_t)c * K);
-    if (l->bias)
-      for (int i = 0; i < M; i++) memcpy(y + (size_t)i * N + n0, l->bias + n0, nt * sizeof(float));
-    vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, l->bias ? 1.0f : 0.0f, y + n0, N);
+    float *tf = scratch(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
+    if (!tf) {
+      failed = 1;
+      continue;
+    }
+    vb_q8_rows_to_f32(l->w, K, n0, n0 + nt, tf);
+    if (bias)
+      for (int m = 0; m < M; m++) memcpy(y + (size_t)m * N + n0, bias, nt * sizeof(float));
+    vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, bias ? 1.0f : 0.0f, y + n0, N);
   }
-  vb_free_aligned(tf);
+  if (failed) abort(); /* out of memory for a few MB of scratch */
 }
 
 int vb_linear_prepare_q8(vb_linear *l) {
@@ -184,10 +221,11 @@ int vb_linear_prepare_q8(vb_linear *l) {
   q8_backend *b = vb_calloc(1, sizeof *b);
   if (!b) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
-  int nt = tile_rows(l->out, l->in);
-  pthread_mutex_lock(&g_cache.mu);
-  b->onednn_ok = cached_prim(VB_Q8_GEMV_MAX_M + 1, nt, l->in, l->out, l->bias != NULL) != NULL;
-  pthread_mutex_unlock(&g_cache.mu);
+  int slot;
+  dnnl_primitive_t p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, tile_rows(l->out, l->in), l->in, l->out,
+                                    l->bias != NULL, &slot);
+  b->onednn_ok = p != NULL;
+  if (p) release_prim(p, slot);
   l->backend = b;
   return 0;
 }
