@@ -16,51 +16,14 @@
 #include "runtime/cpu.h"
 #include "testutil.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-static float *rand_buf(size_t n, float scale) {
-  float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
-  return p;
-}
-
-/* Relative L2 error of got against a double reference. */
-static double rel_l2(const float *got, const double *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = got[i] - ref[i];
-    num += d * d;
-    den += ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-/* ref[M,N] = x W^T + b and the per-element scale sum |x||w| for error bounds. */
-static void linear_ref(const float *x, const float *w, const float *b, int M, int N, int K,
-                       double *ref, double *mag) {
-  for (int m = 0; m < M; m++)
-    for (int n = 0; n < N; n++) {
-      double s = b ? b[n] : 0, a = b ? fabs(b[n]) : 0;
-      for (int k = 0; k < K; k++) {
-        s += (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
-        a += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
-      }
-      ref[(size_t)m * N + n] = s;
-      mag[(size_t)m * N + n] = a;
-    }
-}
+static tu_rng rng = {0x9e3779b97f4a7c15ull};
 
 static void test_linear_shape(int M, int N, int K, int with_bias) {
-  float *x = rand_buf((size_t)M * K, 1.0f), *w = rand_buf((size_t)N * K, 0.5f);
-  float *b = with_bias ? rand_buf(N, 0.3f) : NULL;
+  float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
+  float *b = with_bias ? tu_rand_buf(&rng, N, 0.3f) : NULL;
   double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
   float *y = malloc((size_t)M * N * sizeof(float));
-  linear_ref(x, w, b, M, N, K, ref, mag);
+  tu_linear_ref(x, w, b, M, N, K, ref, mag);
   uint16_t *wb = malloc((size_t)N * K * sizeof(uint16_t));
   for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = vb_float_to_bf16(w[i]);
 
@@ -83,7 +46,7 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
     if (!CHECK_OK(vb_linear_prepare(&lb))) continue;
     memset(y, 0xff, (size_t)M * N * sizeof(float)); /* NaNs: every output must be written */
     vb_linear_forward(&lb, x, M, y);
-    double e = rel_l2(y, ref, (size_t)M * N);
+    double e = tu_rel_l2(y, ref, (size_t)M * N);
     CHECK(e < 1e-2, "bf16 linear (variant %d) M=%d N=%d K=%d: relative error %g", variant, M, N, K, e);
     vb_linear_release(&lb);
   }
@@ -98,7 +61,7 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
       if (impl == 0) vb_gemv_bf16_c(wb, N, K, x, M, b, y);
       if (impl == 1) vb_gemv_bf16_avx512(wb, N, K, x, M, b, y);
       if (impl == 2) vb_gemv_bf16_avx512bf16(wb, N, K, x, M, b, y);
-      double e = rel_l2(y, ref, (size_t)M * N);
+      double e = tu_rel_l2(y, ref, (size_t)M * N);
       CHECK(e < 1e-2, "gemv %s M=%d N=%d K=%d: relative error %g", names[impl], M, N, K, e);
     }
   }
@@ -124,7 +87,8 @@ static void test_linear(void) {
 static void test_gemm(void) {
   int M = 37, N = 45, K = 29;
   for (int tb = 0; tb < 2; tb++) {
-    float *A = rand_buf((size_t)M * K, 1), *B = rand_buf((size_t)K * N, 1), *C = rand_buf((size_t)M * N, 1);
+    float *A = tu_rand_buf(&rng, (size_t)M * K, 1), *B = tu_rand_buf(&rng, (size_t)K * N, 1),
+          *C = tu_rand_buf(&rng, (size_t)M * N, 1);
     double *ref = malloc((size_t)M * N * sizeof(double));
     float alpha = 0.7f, beta = tb ? 0.5f : 0.0f;
     for (int i = 0; i < M; i++)
@@ -134,14 +98,15 @@ static void test_gemm(void) {
         ref[i * N + j] = alpha * s + beta * C[i * N + j];
       }
     vb_gemm(M, N, K, A, K, B, tb ? K : N, tb, alpha, beta, C, N);
-    CHECK(rel_l2(C, ref, (size_t)M * N) < 1e-6, "vb_gemm trans_b=%d", tb);
+    CHECK(tu_rel_l2(C, ref, (size_t)M * N) < 1e-6, "vb_gemm trans_b=%d", tb);
     free(A), free(B), free(C), free(ref);
   }
 }
 
 static void test_elementwise(void) {
   int rows = 19, n = 1408;
-  float *x = rand_buf((size_t)rows * n, 3), *w = rand_buf(n, 1), *b = rand_buf(n, 1);
+  float *x = tu_rand_buf(&rng, (size_t)rows * n, 3), *w = tu_rand_buf(&rng, n, 1),
+        *b = tu_rand_buf(&rng, n, 1);
   float *y = malloc((size_t)rows * n * sizeof(float));
   double *ref = malloc((size_t)rows * n * sizeof(double));
   for (int r = 0; r < rows; r++) {
@@ -153,47 +118,48 @@ static void test_elementwise(void) {
     for (int i = 0; i < n; i++) ref[r * n + i] = (x[r * n + i] - mean) / sqrt(var + 1e-6) * w[i] + b[i];
   }
   vb_layernorm(x, y, rows, n, w, b, 1e-6f);
-  CHECK(rel_l2(y, ref, (size_t)rows * n) < 1e-6, "layernorm");
+  CHECK(tu_rel_l2(y, ref, (size_t)rows * n) < 1e-6, "layernorm");
   for (int r = 0; r < rows; r++) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
     for (int i = 0; i < n; i++) ref[r * n + i] = w[i] * x[r * n + i] / sqrt(ss / n + 1e-6);
   }
   vb_rmsnorm(x, y, rows, n, w, 1e-6f);
-  CHECK(rel_l2(y, ref, (size_t)rows * n) < 1e-6, "rmsnorm");
+  CHECK(tu_rel_l2(y, ref, (size_t)rows * n) < 1e-6, "rmsnorm");
   size_t N = (size_t)rows * n;
   memcpy(y, x, N * sizeof(float));
   vb_gelu_erf(y, N);
   for (size_t i = 0; i < N; i++) ref[i] = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)));
-  CHECK(rel_l2(y, ref, N) < 1e-6, "gelu_erf");
+  CHECK(tu_rel_l2(y, ref, N) < 1e-6, "gelu_erf");
   memcpy(y, x, N * sizeof(float));
   vb_gelu_tanh(y, N);
   for (size_t i = 0; i < N; i++)
     ref[i] = 0.5 * x[i] * (1 + tanh(sqrt(2.0 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
-  CHECK(rel_l2(y, ref, N) < 1e-6, "gelu_tanh");
+  CHECK(tu_rel_l2(y, ref, N) < 1e-6, "gelu_tanh");
   memcpy(y, x, N * sizeof(float));
   vb_relu(y, N);
   for (size_t i = 0; i < N; i++) ref[i] = x[i] > 0 ? x[i] : 0;
-  CHECK(rel_l2(y, ref, N) == 0, "relu");
+  CHECK(tu_rel_l2(y, ref, N) == 0, "relu");
   memcpy(y, x, N * sizeof(float));
   vb_add(y, w, n);
   for (size_t i = 0; i < N; i++) ref[i] = x[i] + (i < (size_t)n ? w[i] : 0);
-  CHECK(rel_l2(y, ref, N) == 0, "add");
+  CHECK(tu_rel_l2(y, ref, N) == 0, "add");
   memcpy(y, x, n * sizeof(float));
   vb_softmax_row(y, n);
   double mx = -1e300, sum = 0;
   for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
   for (int i = 0; i < n; i++) sum += exp(x[i] - mx);
   for (int i = 0; i < n; i++) ref[i] = exp(x[i] - mx) / sum;
-  CHECK(rel_l2(y, ref, n) < 1e-6, "softmax");
+  CHECK(tu_rel_l2(y, ref, n) < 1e-6, "softmax");
   free(x), free(w), free(b), free(y), free(ref);
 }
 
 /* Attention shapes for both implementations (row-wise and per-head sgemm). */
 static void test_attention_case(int nq, int nk, int heads, int hd, int with_bias, int causal, int off) {
   int ld = heads * hd + 3; /* padded rows: leading dimensions are honoured */
-  float *q = rand_buf((size_t)nq * ld, 1), *k = rand_buf((size_t)nk * ld, 1), *v = rand_buf((size_t)nk * ld, 1);
-  float *bias = with_bias ? rand_buf((size_t)heads * nq * nk, 2) : NULL;
+  float *q = tu_rand_buf(&rng, (size_t)nq * ld, 1), *k = tu_rand_buf(&rng, (size_t)nk * ld, 1),
+        *v = tu_rand_buf(&rng, (size_t)nk * ld, 1);
+  float *bias = with_bias ? tu_rand_buf(&rng, (size_t)heads * nq * nk, 2) : NULL;
   float *o = malloc((size_t)nq * ld * sizeof(float));
   double *ref = calloc((size_t)nq * ld, sizeof(double)), *p = malloc((size_t)nk * sizeof(double));
   float scale = 1.0f / sqrtf((float)hd);
@@ -218,7 +184,7 @@ static void test_attention_case(int nq, int nk, int heads, int hd, int with_bias
     }
   for (size_t i = 0; i < (size_t)nq * ld; i++) o[i] = 0;
   vb_attention(q, ld, k, v, ld, o, ld, nq, nk, heads, hd, scale, bias, causal, off);
-  CHECK(rel_l2(o, ref, (size_t)nq * ld) < 1e-5, "attention nq=%d nk=%d heads=%d hd=%d bias=%d causal=%d",
+  CHECK(tu_rel_l2(o, ref, (size_t)nq * ld) < 1e-5, "attention nq=%d nk=%d heads=%d hd=%d bias=%d causal=%d",
         nq, nk, heads, hd, with_bias, causal);
   free(q), free(k), free(v), free(bias), free(o), free(ref), free(p);
 }

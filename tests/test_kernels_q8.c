@@ -24,43 +24,7 @@
 #include "runtime/cpu.h"
 #include "testutil.h"
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-static float frand(void) { /* uniform in [-1, 1) */
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
-}
-static float *rand_buf(size_t n, float scale) {
-  float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
-  return p;
-}
-
-static double rel_l2(const float *got, const double *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = got[i] - ref[i];
-    num += d * d;
-    den += ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
-static void linear_ref(const float *x, const float *w, const float *b, int M, int N, int K,
-                       double *ref, double *mag) {
-  for (int m = 0; m < M; m++)
-    for (int n = 0; n < N; n++) {
-      double s = b ? b[n] : 0, a = b ? fabs(b[n]) : 0;
-      for (int k = 0; k < K; k++) {
-        double p = (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
-        s += p;
-        a += fabs(p);
-      }
-      ref[(size_t)m * N + n] = s;
-      if (mag) mag[(size_t)m * N + n] = a;
-    }
-}
+static tu_rng rng = {0x243f6a8885a308d3ull};
 
 static size_t count_off(const float *y, const double *ref, const double *mag, size_t n) {
   size_t bad = 0;
@@ -78,15 +42,15 @@ static uint8_t *quantize_odd(const float *w, size_t n, uint8_t **base) {
 }
 
 static void test_shape(int M, int N, int K, int with_bias) {
-  float *x = rand_buf((size_t)M * K, 1.0f), *w = rand_buf((size_t)N * K, 0.5f);
-  float *b = with_bias ? rand_buf(N, 0.3f) : NULL;
+  float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
+  float *b = with_bias ? tu_rand_buf(&rng, N, 0.3f) : NULL;
   uint8_t *base, *wq = quantize_odd(w, (size_t)N * K, &base);
   float *wd = malloc((size_t)N * K * sizeof(float));
   CHECK_OK(vb_convert_to_f32(VB_DT_Q8_0, wq, (int64_t)N * K, wd));
   double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
   float *y = malloc((size_t)M * N * sizeof(float));
   size_t n = (size_t)M * N;
-  linear_ref(x, wd, b, M, N, K, ref, mag);
+  tu_linear_ref(x, wd, b, M, N, K, ref, mag);
 
   /* bf16 compute: the engine's own q8_0 paths, the weight used in place */
   vb_linear l = {.out = N, .in = K, .dtype = VB_DT_Q8_0, .w = wq, .bias = b, .compute = VB_COMPUTE_BF16};
@@ -98,7 +62,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
       size_t bad = count_off(y, ref, mag, n);
       CHECK(bad == 0, "q8 linear (gemv) M=%d N=%d K=%d bias=%d: %zu values off", M, N, K, with_bias, bad);
     } else {
-      double e = rel_l2(y, ref, n);
+      double e = tu_rel_l2(y, ref, n);
       CHECK(e < 1e-2, "q8 linear (tiles) M=%d N=%d K=%d bias=%d: relative error %g", M, N, K, with_bias, e);
     }
     /* again: cached primitives / scratch reuse give the same result */
@@ -149,7 +113,7 @@ static void test_shapes(void) {
 /* Quantization itself, and what it costs against the original f32 weights. */
 static void test_quantization(void) {
   int N = 512, K = 2560, M = 4;
-  float *w = rand_buf((size_t)N * K, 0.05f), *x = rand_buf((size_t)M * K, 1.0f);
+  float *w = tu_rand_buf(&rng, (size_t)N * K, 0.05f), *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f);
   w[7] = 0.9f; /* an outlier widens its block's step */
   for (int k = 64; k < 96; k++) w[k] = 0; /* an all-zero block */
   uint8_t *base, *wq = quantize_odd(w, (size_t)N * K, &base);
@@ -168,11 +132,11 @@ static void test_quantization(void) {
 
   double *ref = malloc((size_t)M * N * sizeof(double));
   float *y = malloc((size_t)M * N * sizeof(float));
-  linear_ref(x, w, NULL, M, N, K, ref, NULL);
+  tu_linear_ref(x, w, NULL, M, N, K, ref, NULL);
   vb_linear l = {.out = N, .in = K, .dtype = VB_DT_Q8_0, .w = wq, .compute = VB_COMPUTE_BF16};
   if (CHECK_OK(vb_linear_prepare(&l))) {
     vb_linear_forward(&l, x, M, y);
-    double e = rel_l2(y, ref, (size_t)M * N);
+    double e = tu_rel_l2(y, ref, (size_t)M * N);
     printf("q8_0 vs f32 weights, %dx%d random matrix, %d rows: relative L2 error %.3g\n", N, K, M, e);
     CHECK(e < 1e-2 && e > 0, "q8_0 end-to-end error %g", e);
     vb_linear_release(&l);

@@ -129,3 +129,41 @@ const char *tu_tmpdir(void) {
   }
   return dir;
 }
+
+float tu_frand(tu_rng *r) {
+  r->s ^= r->s << 13;
+  r->s ^= r->s >> 7;
+  r->s ^= r->s << 17;
+  return (float)((r->s >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+float *tu_rand_buf(tu_rng *r, size_t n, float scale) {
+  float *p = malloc(n * sizeof(float));
+  for (size_t i = 0; i < n; i++) p[i] = tu_frand(r) * scale;
+  return p;
+}
+
+double tu_rel_l2(const float *got, const double *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = got[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N, int K, double *ref,
+                   double *mag) {
+  for (int m = 0; m < M; m++)
+    for (int n = 0; n < N; n++) {
+      double s = b ? b[n] : 0, a = b ? fabs(b[n]) : 0;
+      for (int k = 0; k < K; k++) {
+        double p = (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+        s += p;
+        a += fabs(p);
+      }
+      ref[(size_t)m * N + n] = s;
+      if (mag) mag[(size_t)m * N + n] = a;
+    }
+}

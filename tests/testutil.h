@@ -7,6 +7,7 @@
 #include <cjson/cJSON.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "formats/tensor_table.h"
 
@@ -36,5 +37,21 @@ size_t tu_compare(const float *got, const float *ref, size_t n, double atol, dou
 int tu_run(const char *cmd, char **output);
 /* A fresh empty temporary directory (removed by nothing: tests write only small files). */
 const char *tu_tmpdir(void);
+
+/* A xorshift64 stream for reproducible random test data (seed it non-zero). */
+typedef struct {
+  uint64_t s;
+} tu_rng;
+/* Uniform in [-1, 1). */
+float tu_frand(tu_rng *r);
+/* n values tu_frand * scale, malloc'd. */
+float *tu_rand_buf(tu_rng *r, size_t n, float scale);
+
+/* Relative L2 error of got against a double reference. */
+double tu_rel_l2(const float *got, const double *ref, size_t n);
+/* ref[M,N] = x W^T + b (b may be NULL) in double and, when mag is not NULL, the
+ * per-element scale sum |x w| (+ |b|) for error bounds. */
+void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N, int K, double *ref,
+                   double *mag);
 
 #endif

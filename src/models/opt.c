@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "models/lm.h"
+#include "models/opt_tensors.h"
 #include "runtime/common.h"
 
 #define I64(x) ((int64_t)(x))
@@ -323,63 +324,41 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
   if (!m) return -1;
   const vb_opt_config *c = &mc->opt;
   m->cfg = *c;
-  int Hd = c->hidden_size, E = c->word_embed_proj_dim, F = c->ffn_dim, V = c->vocab_size;
-  const char *p = "language_model.model.decoder";
-  char n[256];
-  snprintf(n, sizeof n, "%s.embed_tokens.weight", p);
-  if (!(m->embed = vb_weights_f32(w, n, 2, I64(V), I64(E)))) goto fail;
-  snprintf(n, sizeof n, "%s.embed_positions.weight", p);
-  if (!(m->pos = vb_weights_f32(w, n, 2, I64(c->max_position_embeddings + 2), I64(Hd)))) goto fail;
+  int E = c->word_embed_proj_dim, V = c->vocab_size;
+  if (vb_opt_load_embeddings(w, c, &m->embed, &m->pos)) goto fail;
   /* lm_head is tied to the embedding and absent from safetensors files */
   /* The head stays float32 whatever the compute type: greedy and beam decisions
    * compare logits across the whole vocabulary, and bf16 rounding there flips
    * choices that transformers makes (measured on the fixtures). */
-  snprintf(n, sizeof n, "%s.embed_tokens", p);
   vb_compute saved = w->compute;
   w->compute = VB_COMPUTE_F32;
-  int head_rc = vb_weights_linear(w, vb_tt_find(&w->tt, "language_model.lm_head.weight") ? "language_model.lm_head" : n,
+  int head_rc = vb_weights_linear(w, vb_opt_has_lm_head(w) ? VB_OPT_LM_HEAD : VB_OPT_DECODER ".embed_tokens",
                                   V, E, 0, &m->head);
   w->compute = saved;
   if (head_rc) goto fail;
-  m->has_proj = E != Hd;
+  m->has_proj = E != c->hidden_size;
   if (m->has_proj) {
-    snprintf(n, sizeof n, "%s.project_in", p);
-    if (vb_weights_linear(w, n, Hd, E, 0, &m->project_in)) goto fail;
-    snprintf(n, sizeof n, "%s.project_out", p);
-    if (vb_weights_linear(w, n, E, Hd, 0, &m->project_out)) goto fail;
+    vb_opt_linear_desc pin, pout;
+    vb_opt_projection(c, VB_OPT_PROJECT_IN, &pin);
+    vb_opt_projection(c, VB_OPT_PROJECT_OUT, &pout);
+    if (vb_weights_linear(w, pin.name, pin.out, pin.in, 0, &m->project_in) ||
+        vb_weights_linear(w, pout.name, pout.out, pout.in, 0, &m->project_out))
+      goto fail;
   }
-  snprintf(n, sizeof n, "%s.final_layer_norm.weight", p);
-  if (c->do_layer_norm_before && vb_tt_find(&w->tt, n)) {
-    if (!(m->final_w = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-    snprintf(n, sizeof n, "%s.final_layer_norm.bias", p);
-    if (!(m->final_b = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-  }
+  if (vb_opt_load_final_norm(w, c, &m->final_w, &m->final_b)) goto fail;
   m->layers = vb_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
   if (!m->layers) goto fail;
   for (int l = 0; l < c->num_hidden_layers; l++) {
     opt_layer *L = &m->layers[l];
-    char lp[200];
-    snprintf(lp, sizeof lp, "%s.layers.%d", p, l);
-    const struct {
-      vb_linear *dst;
-      const char *name;
-      int out, in;
-    } lin[] = {{&L->q, "self_attn.q_proj", Hd, Hd}, {&L->k, "self_attn.k_proj", Hd, Hd},
-               {&L->v, "self_attn.v_proj", Hd, Hd}, {&L->o, "self_attn.out_proj", Hd, Hd},
-               {&L->fc1, "fc1", F, Hd},             {&L->fc2, "fc2", Hd, F}};
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-      snprintf(n, sizeof n, "%s.%s", lp, lin[i].name);
-      if (vb_weights_linear(w, n, lin[i].out, lin[i].in, c->enable_bias, lin[i].dst)) goto fail;
+    vb_linear *dst[VB_OPT_N_LINEAR] = {[VB_OPT_Q] = &L->q, [VB_OPT_K] = &L->k,     [VB_OPT_V] = &L->v,
+                                       [VB_OPT_O] = &L->o, [VB_OPT_FC1] = &L->fc1, [VB_OPT_FC2] = &L->fc2};
+    for (int i = 0; i < VB_OPT_N_LINEAR; i++) {
+      vb_opt_linear_desc d;
+      vb_opt_layer_linear(c, l, i, &d);
+      if (vb_weights_linear(w, d.name, d.out, d.in, c->enable_bias, dst[i])) goto fail;
     }
-    const struct {
-      const float **dst;
-      const char *name;
-    } lns[] = {{&L->attn_ln_w, "self_attn_layer_norm.weight"}, {&L->attn_ln_b, "self_attn_layer_norm.bias"},
-               {&L->ffn_ln_w, "final_layer_norm.weight"},      {&L->ffn_ln_b, "final_layer_norm.bias"}};
-    for (size_t i = 0; i < sizeof lns / sizeof lns[0]; i++) {
-      snprintf(n, sizeof n, "%s.%s", lp, lns[i].name);
-      if (!(*lns[i].dst = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-    }
+    const float **ln[4] = {&L->attn_ln_w, &L->attn_ln_b, &L->ffn_ln_w, &L->ffn_ln_b};
+    if (vb_opt_load_layer_norms(w, c, l, ln)) goto fail;
   }
   m->base.kind = VB_LM_OPT;
   m->base.embed_dim = E;

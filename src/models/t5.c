@@ -9,12 +9,12 @@
 #include "models/t5.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "models/t5_tensors.h"
 #include "runtime/common.h"
 
 typedef enum { ACT_RELU, ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } t5_act;
@@ -576,67 +576,27 @@ static void t5_destroy(vb_lm *lm) {
   free(m);
 }
 
-#define LM "language_model."
+#define LM VB_T5_LM
 
-static const char *fmt_name(char *buf, size_t n, const char *fmt, ...) VB_PRINTF(3, 4);
-static const char *fmt_name(char *buf, size_t n, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(buf, n, fmt, ap);
-  va_end(ap);
-  return buf;
+static int bind_linear(vb_weights *w, const char *prefix, int out, int in, void *dst) {
+  return vb_weights_linear(w, prefix, out, in, 0, dst);
 }
 
-static int load_attn(vb_weights *w, const t5_model *m, const char *prefix, t5_attn *a) {
-  char name[256];
-  if (vb_weights_linear(w, fmt_name(name, sizeof name, "%s.q", prefix), m->inner, m->d, 0, &a->q) ||
-      vb_weights_linear(w, fmt_name(name, sizeof name, "%s.k", prefix), m->inner, m->d, 0, &a->k) ||
-      vb_weights_linear(w, fmt_name(name, sizeof name, "%s.v", prefix), m->inner, m->d, 0, &a->v) ||
-      vb_weights_linear(w, fmt_name(name, sizeof name, "%s.o", prefix), m->d, m->inner, 0, &a->o))
-    return -1;
-  return 0;
-}
-
-static const float *load_norm(vb_weights *w, const t5_model *m, const char *name) {
-  return vb_weights_f32(w, name, 1, (int64_t)m->d);
-}
-
-/* One block of a stack; layer indices: decoder has cross-attention at 1. */
-static int load_block(vb_weights *w, const t5_model *m, const char *stack, int i, int decoder,
+static int load_block(vb_weights *w, const vb_t5_config *c, const char *stack, int i, int decoder,
                       t5_block *b) {
-  char p[256], name[320];
-  snprintf(p, sizeof p, LM "%s.block.%d.layer", stack, i);
-  if (load_attn(w, m, fmt_name(name, sizeof name, "%s.0.SelfAttention", p), &b->self) ||
-      !(b->ln_self = load_norm(w, m, fmt_name(name, sizeof name, "%s.0.layer_norm.weight", p))))
-    return -1;
-  int ff = 1;
-  if (decoder) {
-    if (load_attn(w, m, fmt_name(name, sizeof name, "%s.1.EncDecAttention", p), &b->cross) ||
-        !(b->ln_cross = load_norm(w, m, fmt_name(name, sizeof name, "%s.1.layer_norm.weight", p))))
-      return -1;
-    ff = 2;
-  }
-  if (!(b->ln_ff = load_norm(w, m, fmt_name(name, sizeof name, "%s.%d.layer_norm.weight", p, ff))))
-    return -1;
-  if (m->c.gated) {
-    if (vb_weights_linear(w, fmt_name(name, sizeof name, "%s.%d.DenseReluDense.wi_0", p, ff),
-                          m->dff, m->d, 0, &b->wi0) ||
-        vb_weights_linear(w, fmt_name(name, sizeof name, "%s.%d.DenseReluDense.wi_1", p, ff),
-                          m->dff, m->d, 0, &b->wi1))
-      return -1;
-  } else if (vb_weights_linear(w, fmt_name(name, sizeof name, "%s.%d.DenseReluDense.wi", p, ff),
-                               m->dff, m->d, 0, &b->wi0)) {
-    return -1;
-  }
-  return vb_weights_linear(w, fmt_name(name, sizeof name, "%s.%d.DenseReluDense.wo", p, ff), m->d,
-                           m->dff, 0, &b->wo);
-}
-
-/* The stack's token embedding: its own tensor when the file has it (.bin
- * files keep tied duplicates), else the shared one safetensors keeps. */
-static const float *load_embedding(vb_weights *w, const t5_model *m, const char *own) {
-  const char *name = vb_tt_find(&w->tt, own) ? own : LM "shared.weight";
-  return vb_weights_f32(w, name, 2, (int64_t)m->vocab, (int64_t)m->d);
+  void *const lin[VB_T5_N_LINEAR] = {[VB_T5_SELF_Q] = &b->self.q,
+                                     [VB_T5_SELF_K] = &b->self.k,
+                                     [VB_T5_SELF_V] = &b->self.v,
+                                     [VB_T5_SELF_O] = &b->self.o,
+                                     [VB_T5_CROSS_Q] = &b->cross.q,
+                                     [VB_T5_CROSS_K] = &b->cross.k,
+                                     [VB_T5_CROSS_V] = &b->cross.v,
+                                     [VB_T5_CROSS_O] = &b->cross.o,
+                                     [VB_T5_WI0] = &b->wi0,
+                                     [VB_T5_WI1] = &b->wi1,
+                                     [VB_T5_WO] = &b->wo};
+  const float **const norm[VB_T5_N_NORM] = {&b->ln_self, &b->ln_cross, &b->ln_ff};
+  return vb_t5_load_block(w, c, stack, i, decoder, bind_linear, lin, norm);
 }
 
 int vb_t5_create(vb_weights *w, const vb_model_config *cfg, vb_lm **out) {
@@ -694,22 +654,13 @@ int vb_t5_create(vb_weights *w, const vb_model_config *cfg, vb_lm **out) {
   }
   m->n_enc_layers = c->num_layers;
   m->n_dec_layers = c->num_decoder_layers;
-  int64_t nb = c->relative_attention_num_buckets;
-  if (!(m->enc_embed = load_embedding(w, m, LM "encoder.embed_tokens.weight")) ||
-      !(m->dec_embed = load_embedding(w, m, LM "decoder.embed_tokens.weight")) ||
-      !(m->enc_rel = vb_weights_f32(
-            w, LM "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2, nb,
-            (int64_t)m->heads)) ||
-      !(m->dec_rel = vb_weights_f32(
-            w, LM "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2, nb,
-            (int64_t)m->heads)) ||
-      !(m->enc_ln = load_norm(w, m, LM "encoder.final_layer_norm.weight")) ||
-      !(m->dec_ln = load_norm(w, m, LM "decoder.final_layer_norm.weight")))
+  if (vb_t5_load_stacks(w, c, &m->enc_embed, &m->dec_embed, &m->enc_rel, &m->dec_rel, &m->enc_ln,
+                        &m->dec_ln))
     goto fail;
   for (int l = 0; l < m->n_enc_layers; l++)
-    if (load_block(w, m, "encoder", l, 0, &m->enc[l])) goto fail;
+    if (load_block(w, c, "encoder", l, 0, &m->enc[l])) goto fail;
   for (int l = 0; l < m->n_dec_layers; l++)
-    if (load_block(w, m, "decoder", l, 1, &m->dec[l])) goto fail;
+    if (load_block(w, c, "decoder", l, 1, &m->dec[l])) goto fail;
   if (c->tie_word_embeddings) {
     /* tied: the head is the shared embedding and the decoder output is
      * rescaled by d_model^-0.5 first (transformers' T5 convention) */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "models/opt_tensors.h"
 #include "runtime/common.h"
 #include "train/train.h"
 
@@ -32,13 +33,14 @@ typedef struct {
   float *h1, *m1, *r1, *q, *k, *v, *p, *c, *x1, *h2, *m2, *r2, *f, *g, *x2;
 } opt_act;
 
-static int frozen_linear(vb_weights *w, const char *name, int out, int in, int bias, tr_lin *l) {
-  char n[300];
+static int frozen_linear(vb_weights *w, const vb_opt_linear_desc *d, int bias, tr_lin *l) {
+  int out = d->out, in = d->in;
+  char n[sizeof d->name + 8];
   memset(l, 0, sizeof *l);
-  snprintf(n, sizeof n, "%s.weight", name);
+  snprintf(n, sizeof n, "%s.weight", d->name);
   if (!(l->w = vb_weights_f32(w, n, 2, I64(out), I64(in)))) return -1;
   if (bias) {
-    snprintf(n, sizeof n, "%s.bias", name);
+    snprintf(n, sizeof n, "%s.bias", d->name);
     if (!(l->b = vb_weights_f32(w, n, 1, I64(out)))) return -1;
   }
   l->out = out;
@@ -215,57 +217,34 @@ int tr_opt_create(vb_weights *w, const vb_model_config *mc, tr_lm **out) {
   if (!m) return -1;
   m->c = *c;
   m->relu = c->activation_function[0] == 'r';
-  int Hd = c->hidden_size, E = c->word_embed_proj_dim, F = c->ffn_dim, V = c->vocab_size;
-  const char *p = "language_model.model.decoder";
-  char n[240];
-  snprintf(n, sizeof n, "%s.embed_tokens.weight", p);
-  if (!(m->embed = vb_weights_f32(w, n, 2, I64(V), I64(E)))) goto fail;
-  snprintf(n, sizeof n, "%s.embed_positions.weight", p);
-  if (!(m->pos = vb_weights_f32(w, n, 2, I64(c->max_position_embeddings + 2), I64(Hd)))) goto fail;
-  if (vb_tt_find(&w->tt, "language_model.lm_head.weight")) {
-    if (!(m->head = vb_weights_f32(w, "language_model.lm_head.weight", 2, I64(V), I64(E)))) goto fail;
+  int E = c->word_embed_proj_dim, V = c->vocab_size;
+  if (vb_opt_load_embeddings(w, c, &m->embed, &m->pos)) goto fail;
+  if (vb_opt_has_lm_head(w)) {
+    if (!(m->head = vb_weights_f32(w, VB_OPT_LM_HEAD ".weight", 2, I64(V), I64(E)))) goto fail;
   } else {
     m->head = m->embed;
   }
-  m->has_proj = E != Hd;
+  m->has_proj = E != c->hidden_size;
   if (m->has_proj) {
-    snprintf(n, sizeof n, "%s.project_in", p);
-    if (frozen_linear(w, n, Hd, E, 0, &m->pin)) goto fail;
-    snprintf(n, sizeof n, "%s.project_out", p);
-    if (frozen_linear(w, n, E, Hd, 0, &m->pout)) goto fail;
+    vb_opt_linear_desc pin, pout;
+    vb_opt_projection(c, VB_OPT_PROJECT_IN, &pin);
+    vb_opt_projection(c, VB_OPT_PROJECT_OUT, &pout);
+    if (frozen_linear(w, &pin, 0, &m->pin) || frozen_linear(w, &pout, 0, &m->pout)) goto fail;
   }
-  snprintf(n, sizeof n, "%s.final_layer_norm.weight", p);
-  if (vb_tt_find(&w->tt, n)) {
-    if (!(m->final_w = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-    snprintf(n, sizeof n, "%s.final_layer_norm.bias", p);
-    if (!(m->final_b = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-  }
+  if (vb_opt_load_final_norm(w, c, &m->final_w, &m->final_b)) goto fail;
   m->layers = vb_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
   if (!m->layers) goto fail;
   for (int l = 0; l < c->num_hidden_layers; l++) {
     opt_tl *L = &m->layers[l];
-    char lp[200];
-    snprintf(lp, sizeof lp, "%s.layers.%d", p, l);
-    const struct {
-      tr_lin *dst;
-      const char *name;
-      int out, in;
-    } lin[] = {{&L->q, "self_attn.q_proj", Hd, Hd}, {&L->k, "self_attn.k_proj", Hd, Hd},
-               {&L->v, "self_attn.v_proj", Hd, Hd}, {&L->o, "self_attn.out_proj", Hd, Hd},
-               {&L->fc1, "fc1", F, Hd},             {&L->fc2, "fc2", Hd, F}};
-    for (size_t i = 0; i < sizeof lin / sizeof lin[0]; i++) {
-      snprintf(n, sizeof n, "%s.%s", lp, lin[i].name);
-      if (frozen_linear(w, n, lin[i].out, lin[i].in, c->enable_bias, lin[i].dst)) goto fail;
+    tr_lin *dst[VB_OPT_N_LINEAR] = {[VB_OPT_Q] = &L->q, [VB_OPT_K] = &L->k,     [VB_OPT_V] = &L->v,
+                                    [VB_OPT_O] = &L->o, [VB_OPT_FC1] = &L->fc1, [VB_OPT_FC2] = &L->fc2};
+    for (int i = 0; i < VB_OPT_N_LINEAR; i++) {
+      vb_opt_linear_desc d;
+      vb_opt_layer_linear(c, l, i, &d);
+      if (frozen_linear(w, &d, c->enable_bias, dst[i])) goto fail;
     }
-    const struct {
-      const float **dst;
-      const char *name;
-    } lns[] = {{&L->ln1_w, "self_attn_layer_norm.weight"}, {&L->ln1_b, "self_attn_layer_norm.bias"},
-               {&L->ln2_w, "final_layer_norm.weight"},      {&L->ln2_b, "final_layer_norm.bias"}};
-    for (size_t i = 0; i < sizeof lns / sizeof lns[0]; i++) {
-      snprintf(n, sizeof n, "%s.%s", lp, lns[i].name);
-      if (!(*lns[i].dst = vb_weights_f32(w, n, 1, I64(Hd)))) goto fail;
-    }
+    const float **ln[4] = {&L->ln1_w, &L->ln1_b, &L->ln2_w, &L->ln2_b};
+    if (vb_opt_load_layer_norms(w, c, l, ln)) goto fail;
   }
   m->base.kind = VB_LM_OPT;
   m->base.embed_dim = E;

@@ -9,10 +9,11 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "models/t5_tensors.h"
 #include "runtime/common.h"
 #include "train/train.h"
 
-#define LM "language_model."
+#define LM VB_T5_LM
 
 typedef enum { T_RELU, T_GELU_TANH, T_GELU_ERF } t_act;
 
@@ -297,59 +298,27 @@ static void t5_destroy(tr_lm *lm) {
   free(m);
 }
 
-static int lin(vb_weights *w, const char *name, int out, int in, tr_lin *l) {
+/* The frozen weight "<prefix>.weight" [out,in], as float32. */
+static int bind_linear(vb_weights *w, const char *prefix, int out, int in, void *dst) {
+  tr_lin *l = dst;
+  char n[300];
   memset(l, 0, sizeof *l);
-  if (!(l->w = vb_weights_f32(w, name, 2, (int64_t)out, (int64_t)in))) return -1;
+  snprintf(n, sizeof n, "%s.weight", prefix);
+  if (!(l->w = vb_weights_f32(w, n, 2, (int64_t)out, (int64_t)in))) return -1;
   l->out = out;
   l->in = in;
   return 0;
 }
 
-static int load_attn(vb_weights *w, const t5t *m, const char *prefix, t_attn *a) {
-  char n[300];
-  snprintf(n, sizeof n, "%s.q.weight", prefix);
-  if (lin(w, n, m->inner, m->d, &a->q)) return -1;
-  snprintf(n, sizeof n, "%s.k.weight", prefix);
-  if (lin(w, n, m->inner, m->d, &a->k)) return -1;
-  snprintf(n, sizeof n, "%s.v.weight", prefix);
-  if (lin(w, n, m->inner, m->d, &a->v)) return -1;
-  snprintf(n, sizeof n, "%s.o.weight", prefix);
-  return lin(w, n, m->d, m->inner, &a->o);
-}
-
-static int load_block(vb_weights *w, const t5t *m, const char *stack, int i, int decoder, t_block *b) {
-  char p[200], n[300];
-  snprintf(p, sizeof p, LM "%s.block.%d.layer", stack, i);
-  snprintf(n, sizeof n, "%s.0.SelfAttention", p);
-  if (load_attn(w, m, n, &b->self)) return -1;
-  snprintf(n, sizeof n, "%s.0.layer_norm.weight", p);
-  if (!(b->ln_self = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
-  int ff = 1;
-  if (decoder) {
-    snprintf(n, sizeof n, "%s.1.EncDecAttention", p);
-    if (load_attn(w, m, n, &b->cross)) return -1;
-    snprintf(n, sizeof n, "%s.1.layer_norm.weight", p);
-    if (!(b->ln_cross = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
-    ff = 2;
-  }
-  snprintf(n, sizeof n, "%s.%d.layer_norm.weight", p, ff);
-  if (!(b->ln_ff = vb_weights_f32(w, n, 1, (int64_t)m->d))) return -1;
-  if (m->c.gated) {
-    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi_0.weight", p, ff);
-    if (lin(w, n, m->dff, m->d, &b->wi0)) return -1;
-    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi_1.weight", p, ff);
-    if (lin(w, n, m->dff, m->d, &b->wi1)) return -1;
-  } else {
-    snprintf(n, sizeof n, "%s.%d.DenseReluDense.wi.weight", p, ff);
-    if (lin(w, n, m->dff, m->d, &b->wi0)) return -1;
-  }
-  snprintf(n, sizeof n, "%s.%d.DenseReluDense.wo.weight", p, ff);
-  return lin(w, n, m->d, m->dff, &b->wo);
-}
-
-static const float *embedding(vb_weights *w, const t5t *m, const char *own) {
-  const char *name = vb_tt_find(&w->tt, own) ? own : LM "shared.weight";
-  return vb_weights_f32(w, name, 2, (int64_t)m->vocab, (int64_t)m->d);
+static int load_block(vb_weights *w, const vb_t5_config *c, const char *stack, int i, int decoder,
+                      t_block *b) {
+  void *const lin[VB_T5_N_LINEAR] = {
+      [VB_T5_SELF_Q] = &b->self.q,   [VB_T5_SELF_K] = &b->self.k,   [VB_T5_SELF_V] = &b->self.v,
+      [VB_T5_SELF_O] = &b->self.o,   [VB_T5_CROSS_Q] = &b->cross.q, [VB_T5_CROSS_K] = &b->cross.k,
+      [VB_T5_CROSS_V] = &b->cross.v, [VB_T5_CROSS_O] = &b->cross.o, [VB_T5_WI0] = &b->wi0,
+      [VB_T5_WI1] = &b->wi1,         [VB_T5_WO] = &b->wo};
+  const float **const norm[VB_T5_N_NORM] = {&b->ln_self, &b->ln_cross, &b->ln_ff};
+  return vb_t5_load_block(w, c, stack, i, decoder, bind_linear, lin, norm);
 }
 
 int tr_t5_create(vb_weights *w, const vb_model_config *cfg, tr_lm **out) {
@@ -384,22 +353,15 @@ int tr_t5_create(vb_weights *w, const vb_model_config *cfg, tr_lm **out) {
   m->enc = vb_calloc((size_t)m->n_enc, sizeof *m->enc);
   m->dec = vb_calloc((size_t)m->n_dec, sizeof *m->dec);
   if (!m->enc || !m->dec) goto fail;
-  int64_t nb = c->relative_attention_num_buckets;
-  if (!(m->enc_embed = embedding(w, m, LM "encoder.embed_tokens.weight")) ||
-      !(m->dec_embed = embedding(w, m, LM "decoder.embed_tokens.weight")) ||
-      !(m->enc_rel = vb_weights_f32(w, LM "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                                    2, nb, (int64_t)m->heads)) ||
-      !(m->dec_rel = vb_weights_f32(w, LM "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-                                    2, nb, (int64_t)m->heads)) ||
-      !(m->enc_ln = vb_weights_f32(w, LM "encoder.final_layer_norm.weight", 1, (int64_t)m->d)) ||
-      !(m->dec_ln = vb_weights_f32(w, LM "decoder.final_layer_norm.weight", 1, (int64_t)m->d)))
+  if (vb_t5_load_stacks(w, c, &m->enc_embed, &m->dec_embed, &m->enc_rel, &m->dec_rel, &m->enc_ln,
+                        &m->dec_ln))
     goto fail;
   for (int l = 0; l < m->n_enc; l++)
-    if (load_block(w, m, "encoder", l, 0, &m->enc[l])) goto fail;
+    if (load_block(w, c, "encoder", l, 0, &m->enc[l])) goto fail;
   for (int l = 0; l < m->n_dec; l++)
-    if (load_block(w, m, "decoder", l, 1, &m->dec[l])) goto fail;
+    if (load_block(w, c, "decoder", l, 1, &m->dec[l])) goto fail;
   if (c->tie_word_embeddings) {
-    m->head = embedding(w, m, LM "decoder.embed_tokens.weight");
+    m->head = vb_t5_load_embedding(w, c, LM "decoder.embed_tokens.weight");
     m->head_scale = (float)pow((double)m->d, -0.5);
   } else {
     m->head = vb_weights_f32(w, LM "lm_head.weight", 2, (int64_t)m->vocab, (int64_t)m->d);
