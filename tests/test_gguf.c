@@ -17,16 +17,6 @@
 #include "testutil.h"
 #include "vblip.h"
 
-/* tu_fixture's strings are never freed; these rotate through static buffers */
-static const char *fx(const char *rel) {
-  static char buf[16][1024];
-  static int k;
-  char *p = buf[k++ % 16];
-  const char *t = tu_fixture(rel);
-  snprintf(p, 1024, "%s", t);
-  free((void *)t);
-  return p;
-}
 
 #define VIDEO "media/video1_h264_320x240_30fps_12s.mp4"
 
@@ -55,7 +45,7 @@ static int run_model(const char *path, run_out *o) {
   vblip_sampling s;
   vblip_sampling_default(&s);
   int rc = -1;
-  if (CHECK(vblip_video_load(m, fx(VIDEO), &s, &o->v) == 0, "video: %s", vblip_last_error()) &&
+  if (CHECK(vblip_video_load(m, tu_fixture(VIDEO), &s, &o->v) == 0, "video: %s", vblip_last_error()) &&
       CHECK(vblip_video_encode(m, &o->v) == 0, "encode: %s", vblip_last_error())) {
     vblip_gen_params p;
     vblip_gen_params_default(&p);
@@ -136,14 +126,14 @@ static const tol k_tol[] = {
 
 static void test_model(const char *label, const char *fixture) {
   run_out ref;
-  if (run_model(fx(fixture), &ref) != 0) return;
+  if (run_model(tu_fixture(fixture), &ref) != 0) return;
   size_t nv = (size_t)ref.v.vision_tokens * ref.v.vision_width, nq = (size_t)ref.v.n_query * ref.v.qformer_width,
          np = (size_t)ref.v.n_query * ref.v.lm_width;
   /* f32: identical */
   char name[128];
   snprintf(name, sizeof name, "%s-f32.gguf", label);
   const char *out = tmp_path(name);
-  if (CHECK(vblip_convert(fx(fixture), out, "f32", 0) == 0, "convert %s: %s", label, vblip_last_error())) {
+  if (CHECK(vblip_convert(tu_fixture(fixture), out, "f32", 0) == 0, "convert %s: %s", label, vblip_last_error())) {
     run_out g;
     if (run_model(out, &g) == 0) {
       CHECK(g.v.vision_tokens == ref.v.vision_tokens && memcmp(g.v.vision, ref.v.vision, nv * 4) == 0,
@@ -161,7 +151,7 @@ static void test_model(const char *label, const char *fixture) {
   for (size_t t = 0; t < sizeof k_tol / sizeof k_tol[0]; t++) {
     snprintf(name, sizeof name, "%s-%s.gguf", label, k_tol[t].type);
     out = tmp_path(name);
-    if (!CHECK(vblip_convert(fx(fixture), out, k_tol[t].type, 0) == 0, "convert %s %s: %s", label,
+    if (!CHECK(vblip_convert(tu_fixture(fixture), out, k_tol[t].type, 0) == 0, "convert %s %s: %s", label,
                k_tol[t].type, vblip_last_error()))
       continue;
     run_out g;
@@ -194,7 +184,7 @@ static void test_model(const char *label, const char *fixture) {
 /* ---- the file's contents ---- */
 
 static void test_contents(void) {
-  const char *fixdir = fx("models/videoblip-opt-tiny");
+  const char *fixdir = tu_fixture("models/videoblip-opt-tiny");
   /* a .bin-only copy (symlinks): the tied lm_head copy must not be written */
   const char *bindir = tmp_path("opt-bin");
   mkdir(bindir, 0755);
@@ -299,7 +289,7 @@ static int run_cli(const char *args, char **out) {
 
 static void test_cli(void) {
   char args[2048], *out = NULL;
-  const char *fixdir = fx("models/videoblip-flant5-tiny");
+  const char *fixdir = tu_fixture("models/videoblip-flant5-tiny");
   const char *dir = tmp_path("cli");
   mkdir(dir, 0755);
   CHECK(run_cli("convert", &out) == 2 && strstr(out, "--model"), "no args: %s", out);
@@ -321,7 +311,7 @@ static void test_cli(void) {
   CHECK(vb_file_exists(p) && vb_gguf_is_file(p), "no output");
   CHECK(count_tmp(dir) == 0, "a temporary file remains");
   /* the converted file works as --model */
-  snprintf(args, sizeof args, "caption --model %s/t5.gguf --beams 1 --max-new-tokens 4 %s", dir, fx(VIDEO));
+  snprintf(args, sizeof args, "caption --model %s/t5.gguf --beams 1 --max-new-tokens 4 %s", dir, tu_fixture(VIDEO));
   CHECK(run_cli(args, &out) == 0, "caption from gguf: %s", out);
   free(out);
   snprintf(args, sizeof args, "tokenize --model %s/t5.gguf < /dev/null", dir);
@@ -333,7 +323,7 @@ static void test_cli(void) {
   free(out);
   /* interrupted mid-write (file size limit: SIGXFSZ): no output, no temporary file */
   snprintf(args, sizeof args, "bash -c 'ulimit -f 200; exec %s convert --model %s --out %s/cut.gguf' 2>&1",
-           VBLIP_BINARY, fx("models/videoblip-opt-tiny"), dir);
+           VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), dir);
   int st = tu_run(args, &out);
   snprintf(p, sizeof p, "%s/cut.gguf", dir);
   CHECK(st != 0 && !vb_file_exists(p) && count_tmp(dir) == 0, "interrupted conversion (status %d) left files: %s",
@@ -353,7 +343,7 @@ static void test_write_failure(void) {
   setrlimit(RLIMIT_FSIZE, &lim);
   char out[1024];
   snprintf(out, sizeof out, "%s/x.gguf", dir);
-  int rc = vblip_convert(fx("models/videoblip-opt-tiny"), out, "f32", 0);
+  int rc = vblip_convert(tu_fixture("models/videoblip-opt-tiny"), out, "f32", 0);
   setrlimit(RLIMIT_FSIZE, &old);
   signal(SIGXFSZ, SIG_DFL);
   CHECK(rc != 0 && strstr(vblip_last_error(), "error writing"), "write failure: rc %d, %s", rc, vblip_last_error());
@@ -362,32 +352,12 @@ static void test_write_failure(void) {
 
 /* ---- hostile files ---- */
 
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-} bytes;
-
-static void put(bytes *b, const void *src, size_t n) {
-  if (b->n + n > b->cap) {
-    b->cap = (b->n + n) * 2 + 64;
-    b->p = realloc(b->p, b->cap);
-    if (!b->p) abort();
-  }
-  memcpy(b->p + b->n, src, n);
-  b->n += n;
+static void str(tu_bytes *b, const char *s) {
+  tu_put_le(b, strlen(s), 8);
+  tu_put(b, s, strlen(s));
 }
-static void le(bytes *b, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) {
-    uint8_t c = (uint8_t)(v >> (8 * i));
-    put(b, &c, 1);
-  }
-}
-static void str(bytes *b, const char *s) {
-  le(b, strlen(s), 8);
-  put(b, s, strlen(s));
-}
-static void pad(bytes *b, size_t a) {
-  while (b->n % a) le(b, 0, 1);
+static void pad(tu_bytes *b, size_t a) {
+  while (b->n % a) tu_put_le(b, 0, 1);
 }
 
 typedef struct {
@@ -398,29 +368,29 @@ typedef struct {
   uint64_t offset;
 } tdesc;
 
-/* header + the given raw kv bytes + tensor infos + aligned data of data_len bytes */
-static bytes build_n(uint32_t version, uint64_t n_kv, const bytes *kv, const tdesc *t, uint64_t nt, int n_desc,
+/* header + the given raw kv bytes + tensor infos + aligned data of data_len tu_bytes */
+static tu_bytes build_n(uint32_t version, uint64_t n_kv, const tu_bytes *kv, const tdesc *t, uint64_t nt, int n_desc,
                      size_t data_len) {
-  bytes b = {0};
-  put(&b, "GGUF", 4);
-  le(&b, version, 4);
-  le(&b, nt, 8);
-  le(&b, n_kv, 8);
-  if (kv) put(&b, kv->p, kv->n);
+  tu_bytes b = {0};
+  tu_put(&b, "GGUF", 4);
+  tu_put_le(&b, version, 4);
+  tu_put_le(&b, nt, 8);
+  tu_put_le(&b, n_kv, 8);
+  if (kv) tu_put(&b, kv->p, kv->n);
   for (int i = 0; i < n_desc && t; i++) {
     str(&b, t[i].name);
-    le(&b, (uint64_t)t[i].ndim, 4);
-    for (int d = 0; d < t[i].ndim; d++) le(&b, t[i].ne[d], 8);
-    le(&b, t[i].type, 4);
-    le(&b, t[i].offset, 8);
+    tu_put_le(&b, (uint64_t)t[i].ndim, 4);
+    for (int d = 0; d < t[i].ndim; d++) tu_put_le(&b, t[i].ne[d], 8);
+    tu_put_le(&b, t[i].type, 4);
+    tu_put_le(&b, t[i].offset, 8);
   }
   pad(&b, 32);
-  for (size_t i = 0; i < data_len; i++) le(&b, (uint64_t)(i * 7 + 1) & 0x3f, 1);
+  for (size_t i = 0; i < data_len; i++) tu_put_le(&b, (uint64_t)(i * 7 + 1) & 0x3f, 1);
   return b;
 }
 #define build(v, nkv, kv, t, nt, data) build_n(v, nkv, kv, t, nt, (nt) < 3 ? (int)(nt) : 3, data)
 
-static void expect_error(const char *what, const bytes *b, const char *needle) {
+static void expect_error(const char *what, const tu_bytes *b, const char *needle) {
   vb_tensor_table tt;
   vb_tt_init(&tt);
   vb_gguf_meta meta;
@@ -433,35 +403,35 @@ static void expect_error(const char *what, const bytes *b, const char *needle) {
 
 static void test_hostile(void) {
   /* a valid file first */
-  bytes kv = {0};
+  tu_bytes kv = {0};
   str(&kv, "general.architecture");
-  le(&kv, VB_GGUF_STRING, 4);
+  tu_put_le(&kv, VB_GGUF_STRING, 4);
   str(&kv, "videoblip");
   str(&kv, "general.alignment");
-  le(&kv, VB_GGUF_UINT32, 4);
-  le(&kv, 32, 4);
+  tu_put_le(&kv, VB_GGUF_UINT32, 4);
+  tu_put_le(&kv, 32, 4);
   str(&kv, "x.flag");
-  le(&kv, VB_GGUF_BOOL, 4);
-  le(&kv, 1, 1);
+  tu_put_le(&kv, VB_GGUF_BOOL, 4);
+  tu_put_le(&kv, 1, 1);
   str(&kv, "x.words");
-  le(&kv, VB_GGUF_ARRAY, 4);
-  le(&kv, VB_GGUF_STRING, 4);
-  le(&kv, 2, 8);
+  tu_put_le(&kv, VB_GGUF_ARRAY, 4);
+  tu_put_le(&kv, VB_GGUF_STRING, 4);
+  tu_put_le(&kv, 2, 8);
   str(&kv, "ab");
   str(&kv, "cde");
   str(&kv, "x.nested");
-  le(&kv, VB_GGUF_ARRAY, 4);
-  le(&kv, VB_GGUF_ARRAY, 4);
-  le(&kv, 1, 8);
-  le(&kv, VB_GGUF_UINT16, 4);
-  le(&kv, 3, 8);
-  le(&kv, 1, 2);
-  le(&kv, 2, 2);
-  le(&kv, 3, 2);
-  tdesc good[3] = {{"a", 2, {3, 2}, VB_GGML_F32, 0},     /* [2,3] f32: 24 bytes */
-                   {"q", 2, {64, 1}, VB_GGML_Q8_0, 32},  /* 68 bytes */
-                   {"h", 1, {4}, VB_GGML_BF16, 128}};    /* 8 bytes */
-  bytes ok = build(3, 5, &kv, good, 3, 136);
+  tu_put_le(&kv, VB_GGUF_ARRAY, 4);
+  tu_put_le(&kv, VB_GGUF_ARRAY, 4);
+  tu_put_le(&kv, 1, 8);
+  tu_put_le(&kv, VB_GGUF_UINT16, 4);
+  tu_put_le(&kv, 3, 8);
+  tu_put_le(&kv, 1, 2);
+  tu_put_le(&kv, 2, 2);
+  tu_put_le(&kv, 3, 2);
+  tdesc good[3] = {{"a", 2, {3, 2}, VB_GGML_F32, 0},     /* [2,3] f32: 24 tu_bytes */
+                   {"q", 2, {64, 1}, VB_GGML_Q8_0, 32},  /* 68 tu_bytes */
+                   {"h", 1, {4}, VB_GGML_BF16, 128}};    /* 8 tu_bytes */
+  tu_bytes ok = build(3, 5, &kv, good, 3, 136);
   vb_tensor_table tt;
   vb_tt_init(&tt);
   vb_gguf_meta meta;
@@ -485,27 +455,27 @@ static void test_hostile(void) {
     vb_tt_free(&tt);
   }
   CHECK(accepted == 0, "%d truncated files accepted", accepted);
-  bytes cut = ok;
+  tu_bytes cut = ok;
   cut.n = 124;
   expect_error("truncated in the metadata", &cut, "truncated");
 
-  bytes b = ok;
+  tu_bytes b = ok;
   b.p = malloc(ok.n);
   memcpy(b.p, ok.p, ok.n);
   memcpy(b.p, "GGML", 4);
   expect_error("bad magic", &b, "not a GGUF");
   free(b.p);
 
-  bytes v1 = build(1, 5, &kv, good, 3, 136);
+  tu_bytes v1 = build(1, 5, &kv, good, 3, 136);
   expect_error("version 1", &v1, "version 1");
   free(v1.p);
-  bytes be = build(0x03000000u, 5, &kv, good, 3, 136);
+  tu_bytes be = build(0x03000000u, 5, &kv, good, 3, 136);
   expect_error("big-endian", &be, "big-endian");
   free(be.p);
-  bytes hc = build(3, 5, &kv, good, (uint64_t)1 << 62, 0);
+  tu_bytes hc = build(3, 5, &kv, good, (uint64_t)1 << 62, 0);
   expect_error("huge tensor count", &hc, "tensor count");
   free(hc.p);
-  bytes hk = build(3, (uint64_t)1 << 62, &kv, good, 3, 136);
+  tu_bytes hk = build(3, (uint64_t)1 << 62, &kv, good, 3, 136);
   expect_error("huge kv count", &hk, "metadata count");
   free(hk.p);
 
@@ -522,28 +492,28 @@ static void test_hostile(void) {
       {"empty key", "empty", 10},              {"unknown array type", "unknown array element type", 11},
   };
   for (size_t i = 0; i < sizeof kvcases / sizeof kvcases[0]; i++) {
-    bytes k = {0};
+    tu_bytes k = {0};
     uint64_t nkv = 1;
     switch (kvcases[i].kind) {
-    case 0: le(&k, (uint64_t)1 << 60, 8); le(&k, 0, 8); break;
-    case 1: str(&k, "s"); le(&k, VB_GGUF_STRING, 4); le(&k, (uint64_t)1 << 60, 8); le(&k, 0, 8); break;
-    case 2: str(&k, "a"); le(&k, VB_GGUF_ARRAY, 4); le(&k, VB_GGUF_UINT64, 4); le(&k, (uint64_t)1 << 61, 8); le(&k, 0, 8); break;
-    case 3: str(&k, "t"); le(&k, 13, 4); le(&k, 0, 8); break;
-    case 4: str(&k, "b"); le(&k, VB_GGUF_BOOL, 4); le(&k, 2, 1); le(&k, 0, 8); break;
+    case 0: tu_put_le(&k, (uint64_t)1 << 60, 8); tu_put_le(&k, 0, 8); break;
+    case 1: str(&k, "s"); tu_put_le(&k, VB_GGUF_STRING, 4); tu_put_le(&k, (uint64_t)1 << 60, 8); tu_put_le(&k, 0, 8); break;
+    case 2: str(&k, "a"); tu_put_le(&k, VB_GGUF_ARRAY, 4); tu_put_le(&k, VB_GGUF_UINT64, 4); tu_put_le(&k, (uint64_t)1 << 61, 8); tu_put_le(&k, 0, 8); break;
+    case 3: str(&k, "t"); tu_put_le(&k, 13, 4); tu_put_le(&k, 0, 8); break;
+    case 4: str(&k, "b"); tu_put_le(&k, VB_GGUF_BOOL, 4); tu_put_le(&k, 2, 1); tu_put_le(&k, 0, 8); break;
     case 5:
       str(&k, "d");
-      le(&k, VB_GGUF_ARRAY, 4);
-      for (int j = 0; j < 8; j++) { le(&k, VB_GGUF_ARRAY, 4); le(&k, 1, 8); }
-      le(&k, VB_GGUF_UINT8, 4); le(&k, 1, 8); le(&k, 0, 1);
+      tu_put_le(&k, VB_GGUF_ARRAY, 4);
+      for (int j = 0; j < 8; j++) { tu_put_le(&k, VB_GGUF_ARRAY, 4); tu_put_le(&k, 1, 8); }
+      tu_put_le(&k, VB_GGUF_UINT8, 4); tu_put_le(&k, 1, 8); tu_put_le(&k, 0, 1);
       break;
-    case 6: str(&k, "general.alignment"); le(&k, VB_GGUF_UINT32, 4); le(&k, 0, 4); break;
-    case 7: str(&k, "general.alignment"); le(&k, VB_GGUF_UINT32, 4); le(&k, 3, 4); break;
-    case 8: str(&k, "general.alignment"); le(&k, VB_GGUF_STRING, 4); str(&k, "32"); break;
-    case 9: nkv = 2; for (int j = 0; j < 2; j++) { str(&k, "k"); le(&k, VB_GGUF_UINT8, 4); le(&k, 1, 1); } break;
-    case 10: le(&k, 0, 8); le(&k, VB_GGUF_UINT8, 4); le(&k, 1, 1); break;
-    case 11: str(&k, "a"); le(&k, VB_GGUF_ARRAY, 4); le(&k, 77, 4); le(&k, 1, 8); le(&k, 0, 8); break;
+    case 6: str(&k, "general.alignment"); tu_put_le(&k, VB_GGUF_UINT32, 4); tu_put_le(&k, 0, 4); break;
+    case 7: str(&k, "general.alignment"); tu_put_le(&k, VB_GGUF_UINT32, 4); tu_put_le(&k, 3, 4); break;
+    case 8: str(&k, "general.alignment"); tu_put_le(&k, VB_GGUF_STRING, 4); str(&k, "32"); break;
+    case 9: nkv = 2; for (int j = 0; j < 2; j++) { str(&k, "k"); tu_put_le(&k, VB_GGUF_UINT8, 4); tu_put_le(&k, 1, 1); } break;
+    case 10: tu_put_le(&k, 0, 8); tu_put_le(&k, VB_GGUF_UINT8, 4); tu_put_le(&k, 1, 1); break;
+    case 11: str(&k, "a"); tu_put_le(&k, VB_GGUF_ARRAY, 4); tu_put_le(&k, 77, 4); tu_put_le(&k, 1, 8); tu_put_le(&k, 0, 8); break;
     }
-    bytes f = build(3, nkv, &k, good, 3, 136);
+    tu_bytes f = build(3, nkv, &k, good, 3, 136);
     expect_error(kvcases[i].what, &f, kvcases[i].needle);
     free(f.p);
     free(k.p);
@@ -574,7 +544,7 @@ static void test_hostile(void) {
       {"empty name", "empty name", {{"", 1, {8}, VB_GGML_F32, 0}}, 1, 64},
   };
   for (size_t i = 0; i < sizeof tcases / sizeof tcases[0]; i++) {
-    bytes f = build(3, 0, NULL, tcases[i].t, (uint64_t)tcases[i].nt, tcases[i].data);
+    tu_bytes f = build(3, 0, NULL, tcases[i].t, (uint64_t)tcases[i].nt, tcases[i].data);
     expect_error(tcases[i].what, &f, tcases[i].needle);
     free(f.p);
   }
@@ -653,7 +623,7 @@ static void test_load_time(void) {
   double best = 1e9;
   for (int i = 0; i < 5; i++) {
     double t0 = vb_now_ms();
-    vblip_model *m = vblip_model_load(fx("models/videoblip-opt-tiny"), &lo);
+    vblip_model *m = vblip_model_load(tu_fixture("models/videoblip-opt-tiny"), &lo);
     double ms = vb_now_ms() - t0;
     vblip_model_free(m);
     if (ms < best) best = ms;

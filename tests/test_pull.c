@@ -20,16 +20,6 @@
 #include "testutil.h"
 #include "vblip.h"
 
-/* tu_fixture's strings are never freed; these rotate through static buffers */
-static const char *fx(const char *rel) {
-  static char buf[16][1024];
-  static int k;
-  char *p = buf[k++ % 16];
-  const char *t = tu_fixture(rel);
-  snprintf(p, 1024, "%s", t);
-  free((void *)t);
-  return p;
-}
 
 #define COMMIT "0123456789abcdef0123456789abcdef01234567"
 
@@ -85,14 +75,14 @@ static void hex_digest(const uint8_t *data, size_t n, int git_blob, char *hex) {
 static void add_repo(const char *repo, const char *fixture) {
   srepo *r = &S.repos[S.nrepos++];
   r->repo = repo;
-  DIR *d = opendir(fx(fixture));
+  DIR *d = opendir(tu_fixture(fixture));
   struct dirent *e;
   while (d && (e = readdir(d))) {
     if (e->d_name[0] == '.') continue;
     sfile *f = &r->files[r->n++];
     snprintf(f->name, sizeof f->name, "%s", e->d_name);
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", fx(fixture), e->d_name);
+    snprintf(path, sizeof path, "%s/%s", tu_fixture(fixture), e->d_name);
     char *buf;
     size_t len;
     if (vb_read_file(path, 1u << 30, &buf, &len) != 0) abort();
@@ -287,7 +277,7 @@ static const char *sub(const char *name) {
 static int same_as_fixture(const char *dir, const char *fixture, const char *name) {
   char a[1024], b[1024];
   snprintf(a, sizeof a, "%s/%s", dir, name);
-  snprintf(b, sizeof b, "%s/%s", fx(fixture), name);
+  snprintf(b, sizeof b, "%s/%s", tu_fixture(fixture), name);
   char *x = NULL, *y = NULL;
   size_t nx = 0, ny = 0;
   int ok = vb_read_file(a, 1u << 30, &x, &nx) == 0 && vb_read_file(b, 1u << 30, &y, &ny) == 0 && nx == ny &&
@@ -375,7 +365,7 @@ static void test_resume(void) {
   mkdir(dir2, 0755);
   char p[1024], *data = NULL;
   size_t len = 0;
-  snprintf(p, sizeof p, "%s/model.safetensors", fx("models/videoblip-opt-tiny"));
+  snprintf(p, sizeof p, "%s/model.safetensors", tu_fixture("models/videoblip-opt-tiny"));
   vb_read_file(p, 1u << 30, &data, &len);
   snprintf(p, sizeof p, "%s/model.safetensors.incomplete", dir2);
   FILE *f = fopen(p, "wb");
@@ -472,7 +462,7 @@ static void test_cli(void) {
   setenv("VBLIP_CACHE", cache, 1);
   clear_log();
   snprintf(cmd, sizeof cmd, "%s caption --model owner/opt --beams 1 --max-new-tokens 4 %s 2>&1", VBLIP_BINARY,
-           fx("media/video1_h264_320x240_30fps_12s.mp4"));
+           tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   CHECK(tu_run(cmd, &out) == 0 && strlen(out) > 1, "caption --model owner/opt: %s", out);
   char first[512];
   snprintf(first, sizeof first, "%s", out ? out : "");
@@ -504,7 +494,7 @@ static void test_cli(void) {
   free(out);
   /* a missing local path that is not a repo id stays a plain error */
   snprintf(cmd, sizeof cmd, "%s caption --model %s/nope %s 2>&1", VBLIP_BINARY, cache,
-           fx("media/video1_h264_320x240_30fps_12s.mp4"));
+           tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   CHECK(tu_run(cmd, &out) == 1 && !strstr(out, "Hub"), "missing dir: %s", out);
   free(out);
   unsetenv("VBLIP_CACHE");

@@ -9,33 +9,12 @@
 #include "runtime/common.h"
 #include "testutil.h"
 
-/* ---- growable byte buffer ---- */
-typedef struct {
-  uint8_t *p;
-  size_t n, cap;
-} bytes;
-
-static void put(bytes *b, const void *src, size_t n) {
-  if (b->n + n > b->cap) {
-    b->cap = (b->n + n) * 2 + 64;
-    b->p = realloc(b->p, b->cap);
-    if (!b->p) abort();
-  }
-  memcpy(b->p + b->n, src, n);
-  b->n += n;
-}
-static void put_le(bytes *b, uint64_t v, int n) {
-  for (int i = 0; i < n; i++) {
-    uint8_t c = (uint8_t)(v >> (8 * i));
-    put(b, &c, 1);
-  }
-}
 /* Overwrites n little-endian bytes in place (patching crafted archives). */
 static void wr_le(uint8_t *p, uint64_t v, int n) {
   for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
-static void put8(bytes *b, int v) { put_le(b, (uint64_t)v, 1); }
-static void put_str(bytes *b, const char *s) { put(b, s, strlen(s)); }
+static void put8(tu_bytes *b, int v) { tu_put_le(b, (uint64_t)v, 1); }
+static void put_str(tu_bytes *b, const char *s) { tu_put(b, s, strlen(s)); }
 
 /* ---- minimal zip writer (stored entries, optional ZIP64 records) ---- */
 typedef struct {
@@ -45,114 +24,114 @@ typedef struct {
   int method;
 } zent;
 
-static bytes make_zip(const zent *e, int n, int zip64) {
-  bytes z = {0};
+static tu_bytes make_zip(const zent *e, int n, int zip64) {
+  tu_bytes z = {0};
   size_t off[32];
   for (int i = 0; i < n; i++) {
     off[i] = z.n;
     size_t nl = strlen(e[i].name);
-    put_le(&z, 0x04034b50u, 4);
-    put_le(&z, 45, 2);
-    put_le(&z, 0, 2);
-    put_le(&z, (uint64_t)e[i].method, 2);
-    put_le(&z, 0, 4); /* time, date */
-    put_le(&z, 0, 4); /* crc (not checked by the reader) */
-    put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
-    put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
-    put_le(&z, nl, 2);
-    put_le(&z, zip64 ? 20 : 0, 2);
-    put(&z, e[i].name, nl);
+    tu_put_le(&z, 0x04034b50u, 4);
+    tu_put_le(&z, 45, 2);
+    tu_put_le(&z, 0, 2);
+    tu_put_le(&z, (uint64_t)e[i].method, 2);
+    tu_put_le(&z, 0, 4); /* time, date */
+    tu_put_le(&z, 0, 4); /* crc (not checked by the reader) */
+    tu_put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
+    tu_put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
+    tu_put_le(&z, nl, 2);
+    tu_put_le(&z, zip64 ? 20 : 0, 2);
+    tu_put(&z, e[i].name, nl);
     if (zip64) {
-      put_le(&z, 1, 2);
-      put_le(&z, 16, 2);
-      put_le(&z, e[i].len, 8);
-      put_le(&z, e[i].len, 8);
+      tu_put_le(&z, 1, 2);
+      tu_put_le(&z, 16, 2);
+      tu_put_le(&z, e[i].len, 8);
+      tu_put_le(&z, e[i].len, 8);
     }
-    put(&z, e[i].data, e[i].len);
+    tu_put(&z, e[i].data, e[i].len);
   }
   size_t cd = z.n;
   for (int i = 0; i < n; i++) {
     size_t nl = strlen(e[i].name);
-    put_le(&z, 0x02014b50u, 4);
-    put_le(&z, 45, 2);
-    put_le(&z, 45, 2);
-    put_le(&z, 0, 2);
-    put_le(&z, (uint64_t)e[i].method, 2);
-    put_le(&z, 0, 4);
-    put_le(&z, 0, 4);
-    put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
-    put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
-    put_le(&z, nl, 2);
-    put_le(&z, zip64 ? 28 : 0, 2);
-    put_le(&z, 0, 2); /* comment */
-    put_le(&z, 0, 2); /* disk */
-    put_le(&z, 0, 2);
-    put_le(&z, 0, 4);
-    put_le(&z, zip64 ? 0xffffffffu : off[i], 4);
-    put(&z, e[i].name, nl);
+    tu_put_le(&z, 0x02014b50u, 4);
+    tu_put_le(&z, 45, 2);
+    tu_put_le(&z, 45, 2);
+    tu_put_le(&z, 0, 2);
+    tu_put_le(&z, (uint64_t)e[i].method, 2);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
+    tu_put_le(&z, zip64 ? 0xffffffffu : e[i].len, 4);
+    tu_put_le(&z, nl, 2);
+    tu_put_le(&z, zip64 ? 28 : 0, 2);
+    tu_put_le(&z, 0, 2); /* comment */
+    tu_put_le(&z, 0, 2); /* disk */
+    tu_put_le(&z, 0, 2);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, zip64 ? 0xffffffffu : off[i], 4);
+    tu_put(&z, e[i].name, nl);
     if (zip64) {
-      put_le(&z, 1, 2);
-      put_le(&z, 24, 2);
-      put_le(&z, e[i].len, 8);
-      put_le(&z, e[i].len, 8);
-      put_le(&z, off[i], 8);
+      tu_put_le(&z, 1, 2);
+      tu_put_le(&z, 24, 2);
+      tu_put_le(&z, e[i].len, 8);
+      tu_put_le(&z, e[i].len, 8);
+      tu_put_le(&z, off[i], 8);
     }
   }
   size_t cd_size = z.n - cd;
   if (zip64) {
     size_t rec = z.n;
-    put_le(&z, 0x06064b50u, 4);
-    put_le(&z, 44, 8);
-    put_le(&z, 45, 2);
-    put_le(&z, 45, 2);
-    put_le(&z, 0, 4);
-    put_le(&z, 0, 4);
-    put_le(&z, (uint64_t)n, 8);
-    put_le(&z, (uint64_t)n, 8);
-    put_le(&z, cd_size, 8);
-    put_le(&z, cd, 8);
-    put_le(&z, 0x07064b50u, 4);
-    put_le(&z, 0, 4);
-    put_le(&z, rec, 8);
-    put_le(&z, 1, 4);
+    tu_put_le(&z, 0x06064b50u, 4);
+    tu_put_le(&z, 44, 8);
+    tu_put_le(&z, 45, 2);
+    tu_put_le(&z, 45, 2);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, (uint64_t)n, 8);
+    tu_put_le(&z, (uint64_t)n, 8);
+    tu_put_le(&z, cd_size, 8);
+    tu_put_le(&z, cd, 8);
+    tu_put_le(&z, 0x07064b50u, 4);
+    tu_put_le(&z, 0, 4);
+    tu_put_le(&z, rec, 8);
+    tu_put_le(&z, 1, 4);
   }
-  put_le(&z, 0x06054b50u, 4);
-  put_le(&z, 0, 4);
-  put_le(&z, zip64 ? 0xffff : (uint64_t)n, 2);
-  put_le(&z, zip64 ? 0xffff : (uint64_t)n, 2);
-  put_le(&z, zip64 ? 0xffffffffu : cd_size, 4);
-  put_le(&z, zip64 ? 0xffffffffu : cd, 4);
-  put_le(&z, 0, 2);
+  tu_put_le(&z, 0x06054b50u, 4);
+  tu_put_le(&z, 0, 4);
+  tu_put_le(&z, zip64 ? 0xffff : (uint64_t)n, 2);
+  tu_put_le(&z, zip64 ? 0xffff : (uint64_t)n, 2);
+  tu_put_le(&z, zip64 ? 0xffffffffu : cd_size, 4);
+  tu_put_le(&z, zip64 ? 0xffffffffu : cd, 4);
+  tu_put_le(&z, 0, 2);
   return z;
 }
 
 /* ---- pickle builders (protocol 2, like torch.save) ---- */
-static void p_str(bytes *b, const char *s) {
+static void p_str(tu_bytes *b, const char *s) {
   put8(b, 'X');
-  put_le(b, strlen(s), 4);
+  tu_put_le(b, strlen(s), 4);
   put_str(b, s);
 }
-static void p_int(bytes *b, int64_t v) {
+static void p_int(tu_bytes *b, int64_t v) {
   if (v >= 0 && v < 256) {
     put8(b, 'K');
     put8(b, (int)v);
   } else if (v >= INT32_MIN && v <= INT32_MAX) {
     put8(b, 'J');
-    put_le(b, (uint64_t)v, 4);
+    tu_put_le(b, (uint64_t)v, 4);
   } else {
     put8(b, 0x8a);
     put8(b, 8);
-    put_le(b, (uint64_t)v, 8);
+    tu_put_le(b, (uint64_t)v, 8);
   }
 }
-static void p_global(bytes *b, const char *mod, const char *name) {
+static void p_global(tu_bytes *b, const char *mod, const char *name) {
   put8(b, 'c');
   put_str(b, mod);
   put8(b, '\n');
   put_str(b, name);
   put8(b, '\n');
 }
-static void p_ints_tuple(bytes *b, int n, const int64_t *v) {
+static void p_ints_tuple(tu_bytes *b, int n, const int64_t *v) {
   put8(b, '(');
   for (int i = 0; i < n; i++) p_int(b, v[i]);
   put8(b, 't');
@@ -166,7 +145,7 @@ typedef struct {
 } tspec;
 
 /* name: _rebuild_tensor_v2((persistent storage), offset, size, stride, False, OrderedDict()) */
-static void p_tensor(bytes *b, const tspec *t) {
+static void p_tensor(tu_bytes *b, const tspec *t) {
   p_str(b, t->name);
   p_global(b, "torch._utils", "_rebuild_tensor_v2");
   put8(b, '(');
@@ -189,8 +168,8 @@ static void p_tensor(bytes *b, const tspec *t) {
   put8(b, 'R');
 }
 
-static bytes state_dict_pickle(const tspec *t, int n) {
-  bytes b = {0};
+static tu_bytes state_dict_pickle(const tspec *t, int n) {
+  tu_bytes b = {0};
   put8(&b, 0x80);
   put8(&b, 2);
   put8(&b, '}');
@@ -204,7 +183,7 @@ static bytes state_dict_pickle(const tspec *t, int n) {
 static const float k_six[6] = {0, 1, 2, 3, 4, 5};
 
 /* Archive "arch/" holding the pickle and storage 0 = k_six (24 bytes). */
-static int parse_archive(vb_tensor_table *tt, const bytes *pkl, int method, int zip64, bytes *zip) {
+static int parse_archive(vb_tensor_table *tt, const tu_bytes *pkl, int method, int zip64, tu_bytes *zip) {
   zent e[3] = {{"arch/data.pkl", pkl->p, pkl->n, method},
                {"arch/data/0", k_six, sizeof k_six, 0},
                {"arch/version", "3\n", 2, 0}};
@@ -213,10 +192,10 @@ static int parse_archive(vb_tensor_table *tt, const bytes *pkl, int method, int 
 }
 
 /* Expects the pickle to be rejected with a message containing want. */
-static void expect_reject(const char *what, const bytes *pkl, const char *want) {
+static void expect_reject(const char *what, const tu_bytes *pkl, const char *want) {
   vb_tensor_table tt;
   vb_tt_init(&tt);
-  bytes zip;
+  tu_bytes zip;
   vb_error_clear();
   int rc = parse_archive(&tt, pkl, 0, 0, &zip);
   if (getenv("TB_VERBOSE")) printf("%s -> %s\n", what, vb_error_message());
@@ -353,7 +332,7 @@ static void test_truncated(void) {
 
 static void test_zip_structure(void) {
   tspec t = {"w", "FloatStorage", "0", 6, 0, 2, {2, 3}, {3, 1}};
-  bytes pkl = state_dict_pickle(&t, 1), zip;
+  tu_bytes pkl = state_dict_pickle(&t, 1), zip;
   vb_tensor_table tt;
 
   /* The well-formed archive loads, in both classic and ZIP64 layouts. */
@@ -369,8 +348,8 @@ static void test_zip_structure(void) {
     vb_tt_free(&tt);
 
     /* Central directory offset beyond the end of the file. */
-    bytes bad = {0};
-    put(&bad, zip.p, zip.n);
+    tu_bytes bad = {0};
+    tu_put(&bad, zip.p, zip.n);
     if (zip64) {
       /* zip64 record: cd offset at record+48; the record precedes the 20-byte locator */
       size_t rec = bad.n - 22 - 20 - 56;
@@ -439,7 +418,7 @@ static void test_zip_structure(void) {
 
 /* ---- hostile pickles ---- */
 static void test_hostile_pickles(void) {
-  bytes b = {0};
+  tu_bytes b = {0};
   /* os.system("...") via GLOBAL + REDUCE */
   put8(&b, 0x80), put8(&b, 2);
   p_global(&b, "os", "system");
@@ -504,16 +483,16 @@ static void test_hostile_pickles(void) {
   put8(&b, 0x80), put8(&b, 2), put8(&b, '}');
   expect_reject("no STOP", &b, "without STOP");
   b.n = 0;
-  put8(&b, 0x80), put8(&b, 2), put8(&b, 'X'), put_le(&b, 0xfffffff0u, 4), put_str(&b, "abc");
+  put8(&b, 0x80), put8(&b, 2), put8(&b, 'X'), tu_put_le(&b, 0xfffffff0u, 4), put_str(&b, "abc");
   expect_reject("string past end", &b, "past the end");
   b.n = 0;
-  put8(&b, 0x80), put8(&b, 2), put8(&b, 0x8d), put_le(&b, ~(uint64_t)0, 8);
+  put8(&b, 0x80), put8(&b, 2), put8(&b, 0x8d), tu_put_le(&b, ~(uint64_t)0, 8);
   expect_reject("BINUNICODE8 of 2^64-1 bytes", &b, "past the end");
   b.n = 0;
   put8(&b, 0x80), put8(&b, 2), put8(&b, 'h'), put8(&b, 7), put8(&b, '.');
   expect_reject("BINGET undefined", &b, "memo entry 7");
   b.n = 0;
-  put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, 'r'), put_le(&b, 0xfffffff0u, 4);
+  put8(&b, 0x80), put8(&b, 2), put8(&b, '}'), put8(&b, 'r'), tu_put_le(&b, 0xfffffff0u, 4);
   put8(&b, '.');
   expect_reject("LONG_BINPUT huge index", &b, "memo index");
   b.n = 0;
@@ -563,11 +542,11 @@ static void test_hostile_tensors(void) {
       {"nine dimensions", "dimensions", {"w", "FloatStorage", "0", 6, 0, 0, {0}, {0}}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    bytes pkl = state_dict_pickle(&cases[i].t, 1);
+    tu_bytes pkl = state_dict_pickle(&cases[i].t, 1);
     if (cases[i].t.ndim == 0 && strcmp(cases[i].what, "nine dimensions") == 0) {
       /* Hand-build a 9-d size tuple. */
       free(pkl.p);
-      pkl = (bytes){0};
+      pkl = (tu_bytes){0};
       tspec t = cases[i].t;
       put8(&pkl, 0x80), put8(&pkl, 2), put8(&pkl, '}'), put8(&pkl, '(');
       p_str(&pkl, t.name);
@@ -587,10 +566,10 @@ static void test_hostile_tensors(void) {
   /* Two tensors under one name. */
   tspec dup[2] = {{"w", "FloatStorage", "0", 6, 0, 1, {6}, {1}},
                   {"w", "FloatStorage", "0", 6, 0, 1, {3}, {1}}};
-  bytes pkl = state_dict_pickle(dup, 2);
+  tu_bytes pkl = state_dict_pickle(dup, 2);
   vb_tensor_table tt;
   vb_tt_init(&tt);
-  bytes zip;
+  tu_bytes zip;
   CHECK(parse_archive(&tt, &pkl, 0, 0, &zip) != 0 && strstr(vb_error_message(), "twice"),
         "duplicate names: %s", vb_error_message());
   vb_tt_free(&tt);
@@ -607,9 +586,9 @@ static void test_views(void) {
       {"column", "FloatStorage", "0", 6, 1, 2, {3, 1}, {1, 7}}, /* size-1 dim: stride irrelevant */
       {"scalar", "FloatStorage", "0", 6, 5, 0, {0}, {0}},
   };
-  bytes pkl = state_dict_pickle(t, 4);
+  tu_bytes pkl = state_dict_pickle(t, 4);
   zent e[2] = {{"checkpoint/data.pkl", pkl.p, pkl.n, 0}, {"checkpoint/data/0", k_six, 24, 0}};
-  bytes zip = make_zip(e, 2, 1);
+  tu_bytes zip = make_zip(e, 2, 1);
   char *path = vb_path_join(tu_tmpdir(), "views.bin");
   FILE *f = fopen(path, "wb");
   CHECK(f && fwrite(zip.p, 1, zip.n, f) == zip.n && fclose(f) == 0, "cannot write %s", path);
@@ -641,20 +620,20 @@ static void test_views(void) {
 /* Extra opcodes torch/pickle may emit: FRAME, MEMOIZE, BINUNICODE8, LONG1, BINFLOAT,
  * OrderedDict top level with BUILD(_metadata), _rebuild_parameter, metadata arg. */
 static void test_protocol4_ordereddict(void) {
-  bytes b = {0};
+  tu_bytes b = {0};
   put8(&b, 0x80), put8(&b, 4);
-  put8(&b, 0x95), put_le(&b, 0, 8); /* FRAME hint */
+  put8(&b, 0x95), tu_put_le(&b, 0, 8); /* FRAME hint */
   p_global(&b, "collections", "OrderedDict");
   put8(&b, 0x94), put8(&b, ')'), put8(&b, 'R'), put8(&b, 0x94);
   put8(&b, '(');
-  put8(&b, 0x8d), put_le(&b, 5, 8), put_str(&b, "param");
+  put8(&b, 0x8d), tu_put_le(&b, 5, 8), put_str(&b, "param");
   put8(&b, 0x8c), put8(&b, 12), put_str(&b, "torch._utils");
   put8(&b, 0x8c), put8(&b, 18), put_str(&b, "_rebuild_parameter");
   put8(&b, 0x93);
   tspec t = {"", "HalfStorage", "0", 12, 0, 1, {12}, {1}};
-  bytes inner = {0};
+  tu_bytes inner = {0};
   p_tensor(&inner, &t); /* name "" + rebuild; drop the name string (5 bytes) */
-  put(&b, inner.p + 5, inner.n - 5);
+  tu_put(&b, inner.p + 5, inner.n - 5);
   free(inner.p);
   /* wrap: _rebuild_parameter((tensor, True, OrderedDict())) */
   put8(&b, 0x88), put8(&b, '}'), put8(&b, 0x87), put8(&b, 'R');
@@ -674,7 +653,7 @@ static void test_protocol4_ordereddict(void) {
   put8(&b, 'b'), put8(&b, '.');
   vb_tensor_table tt;
   vb_tt_init(&tt);
-  bytes zip;
+  tu_bytes zip;
   if (CHECK(parse_archive(&tt, &b, 0, 0, &zip) == 0, "protocol 4 OrderedDict: %s",
             vb_error_message())) {
     const vb_tensor_info *p = vb_tt_find(&tt, "param"), *n = vb_tt_find(&tt, "n");

@@ -32,11 +32,24 @@ int tu_finish(void) {
   return g_fail ? 1 : 0;
 }
 
+/* Every path handed out stays valid until exit (tests hold several at once)
+ * and is freed then, so leak checkers stay quiet. */
+static char **g_paths;
+static size_t g_npaths;
+
+static void free_paths(void) {
+  for (size_t i = 0; i < g_npaths; i++) free(g_paths[i]);
+  free(g_paths);
+}
+
 const char *tu_fixture(const char *rel) {
-  /* each call gets its own string: tests hold several paths at once */
   size_t n = strlen(VBLIP_FIXTURES) + strlen(rel) + 2;
   char *b = malloc(n);
-  if (!b) exit(2);
+  char **list = realloc(g_paths, (g_npaths + 1) * sizeof *list);
+  if (!b || !list) exit(2);
+  if (!g_paths) atexit(free_paths);
+  g_paths = list;
+  g_paths[g_npaths++] = b;
   snprintf(b, n, "%s/%s", VBLIP_FIXTURES, rel);
   return b;
 }
@@ -166,4 +179,21 @@ void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N,
       ref[(size_t)m * N + n] = s;
       if (mag) mag[(size_t)m * N + n] = a;
     }
+}
+
+void tu_put(tu_bytes *b, const void *src, size_t n) {
+  if (b->n + n > b->cap) {
+    b->cap = (b->n + n) * 2 + 64;
+    b->p = realloc(b->p, b->cap);
+    if (!b->p) abort();
+  }
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}
+
+void tu_put_le(tu_bytes *b, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) {
+    uint8_t c = (uint8_t)(v >> (8 * i));
+    tu_put(b, &c, 1);
+  }
 }

@@ -18,7 +18,7 @@ bool tu_check(bool ok, const char *file, int line, const char *expr, const char 
     __attribute__((format(printf, 5, 6)));
 int tu_finish(void);
 
-/* Path of a file under tests/fixtures (a new string each call, never freed). */
+/* Path of a file under tests/fixtures; valid until the program exits (do not free). */
 const char *tu_fixture(const char *rel);
 /* expected.json, parsed once. */
 cJSON *tu_expected(void);
@@ -53,5 +53,14 @@ double tu_rel_l2(const float *got, const double *ref, size_t n);
  * per-element scale sum |x w| (+ |b|) for error bounds. */
 void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N, int K, double *ref,
                    double *mag);
+
+/* A growable byte buffer for crafting binary files in tests. */
+typedef struct {
+  uint8_t *p;
+  size_t n, cap;
+} tu_bytes;
+void tu_put(tu_bytes *b, const void *src, size_t n);
+/* Appends the low n bytes of v, little-endian. */
+void tu_put_le(tu_bytes *b, uint64_t v, int n);
 
 #endif

@@ -13,4 +13,15 @@ int vb_linear_prepare_q8(vb_linear *l);
 void vb_linear_release_q8(vb_linear *l);
 void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
 
+
+/* The GEMV kernels compute two output columns (n, n+1; only n when !two) for up
+ * to 4 activation rows at a time; this writes that block of results plus bias. */
+static inline void vb_gemv_store_pair(float *y, int N, int n, int two, int m0, int M,
+                                      const float *bias, const float r[4][2]) {
+  for (int m = 0; m < 4 && m0 + m < M; m++) {
+    y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
+    if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
+  }
+}
+
 #endif

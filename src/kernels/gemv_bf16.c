@@ -10,6 +10,7 @@
 
 #include "formats/tensor_table.h"
 #include "kernels/bf16_kernels.h"
+#include "kernels/gemm_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
@@ -131,10 +132,7 @@ TGT_512 static void wide_rows(const uint16_t *W, int n0, int n1, int N, int K, c
       case 3: wide_block(w0, w1, K, xb, ldx, 3, r); break;
       default: wide_block(w0, w1, K, xb, ldx, 4, r); break;
       }
-      for (int m = 0; m < 4 && m0 + m < M; m++) {
-        y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
-        if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
-      }
+      vb_gemv_store_pair(y, N, n, two, m0, M, bias, (const float(*)[2])r);
     }
   }
 }
@@ -185,10 +183,7 @@ TGT_BF16 static void dp_rows(const uint16_t *W, int n0, int n1, int N, int K, co
       case 3: dp_block(w0, w1, K, xb, ldx, 3, r); break;
       default: dp_block(w0, w1, K, xb, ldx, 4, r); break;
       }
-      for (int m = 0; m < 4 && m0 + m < M; m++) {
-        y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
-        if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
-      }
+      vb_gemv_store_pair(y, N, n, two, m0, M, bias, (const float(*)[2])r);
     }
   }
 }

@@ -16,6 +16,7 @@
 
 #include "formats/tensor_table.h"
 #include "kernels/q8_kernels.h"
+#include "kernels/gemm_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
@@ -238,10 +239,7 @@ TGT_512 static void q8_rows(const uint8_t *W, int n0, int n1, int N, int K, cons
       case 3: q8_block(w0, w1, nb, xb, (size_t)K, 3, r); break;
       default: q8_block(w0, w1, nb, xb, (size_t)K, 4, r); break;
       }
-      for (int m = 0; m < 4 && m0 + m < M; m++) {
-        y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
-        if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
-      }
+      vb_gemv_store_pair(y, N, n, two, m0, M, bias, (const float(*)[2])r);
     }
   }
 }
