@@ -34,40 +34,20 @@ typedef struct {
   int next;
 } bf16_backend;
 
-static dnnl_engine_t g_engine;
-static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
-static __thread dnnl_stream_t tls_stream;
-static __thread uint16_t *tls_src;
+static __thread void *tls_src;
 static __thread size_t tls_src_cap;
 
-static void engine_init(void) {
-  vb_cpu_init(); /* AMX permission and ISA cap before oneDNN's first primitive */
-  if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
-}
 
-static dnnl_engine_t engine(void) {
-  pthread_once(&g_engine_once, engine_init);
-  return g_engine;
-}
 
-static dnnl_stream_t stream(void) {
-  if (!tls_stream && engine()) dnnl_stream_create(&tls_stream, engine(), dnnl_stream_default_flags);
-  return tls_stream;
-}
 
 static uint16_t *src_scratch(size_t n) {
-  if (n > tls_src_cap) {
-    vb_free_aligned(tls_src);
-    tls_src = vb_malloc_aligned(n * sizeof(uint16_t));
-    tls_src_cap = tls_src ? n : 0;
-  }
-  return tls_src;
+  return vb_scratch_grow(&tls_src, &tls_src_cap, n * sizeof(uint16_t));
 }
 
 /* Descriptors of y[M,N] = x[M,K] W + b, W [K,N] given as a plain [N,K] view or
  * wei (NULL: the plain view; otherwise e.g. "any" or the packed layout). */
 static dnnl_primitive_desc_t make_pd(int M, int N, int K, int has_bias, const dnnl_memory_desc_t *wei) {
-  dnnl_engine_t eng = engine();
+  dnnl_engine_t eng = vb_dnnl_engine();
   if (!eng) return NULL;
   dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
   dnnl_dims_t sd = {M, K}, wd = {K, N}, ws = {1, K}, bd = {1, N}, dd = {M, N};
@@ -139,15 +119,15 @@ static void try_pack(vb_linear *l, bf16_backend *b) {
   dnnl_primitive_desc_t rpd = NULL;
   dnnl_primitive_t r = NULL;
   dnnl_memory_t from = NULL, to = NULL;
-  int ok = dnnl_reorder_primitive_desc_create(&rpd, &plain_md, engine(), &want, engine(), NULL) ==
+  int ok = dnnl_reorder_primitive_desc_create(&rpd, &plain_md, vb_dnnl_engine(), &want, vb_dnnl_engine(), NULL) ==
                dnnl_success &&
            (r = make_prim(rpd)) != NULL &&
-           dnnl_memory_create(&from, &plain_md, engine(), (void *)b->w) == dnnl_success &&
-           dnnl_memory_create(&to, &want, engine(), packed) == dnnl_success;
+           dnnl_memory_create(&from, &plain_md, vb_dnnl_engine(), (void *)b->w) == dnnl_success &&
+           dnnl_memory_create(&to, &want, vb_dnnl_engine(), packed) == dnnl_success;
   if (ok) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    ok = dnnl_primitive_execute(r, stream(), 2, args) == dnnl_success &&
-         dnnl_stream_wait(stream()) == dnnl_success;
+    ok = dnnl_primitive_execute(r, vb_dnnl_stream(), 2, args) == dnnl_success &&
+         dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success;
   }
   if (from) dnnl_memory_destroy(from);
   if (to) dnnl_memory_destroy(to);
@@ -223,14 +203,14 @@ static int run_onednn(const vb_linear *l, bf16_backend *b, const float *x, int M
     dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab);
     dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
     void *wp = b->packed ? b->packed : (void *)b->w;
-    if (dnnl_memory_create(&ms, &src_md, engine(), xs) == dnnl_success &&
-        dnnl_memory_create(&mw, &wei_md, engine(), wp) == dnnl_success &&
-        (!l->bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)l->bias) == dnnl_success) &&
-        dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
+    if (dnnl_memory_create(&ms, &src_md, vb_dnnl_engine(), xs) == dnnl_success &&
+        dnnl_memory_create(&mw, &wei_md, vb_dnnl_engine(), wp) == dnnl_success &&
+        (!l->bias || dnnl_memory_create(&mb, &bias_md, vb_dnnl_engine(), (void *)l->bias) == dnnl_success) &&
+        dnnl_memory_create(&md, &dst_md, vb_dnnl_engine(), y) == dnnl_success) {
       dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
                                  {DNNL_ARG_BIAS, mb}};
-      if (dnnl_primitive_execute(p, stream(), l->bias ? 4 : 3, args) == dnnl_success &&
-          dnnl_stream_wait(stream()) == dnnl_success)
+      if (dnnl_primitive_execute(p, vb_dnnl_stream(), l->bias ? 4 : 3, args) == dnnl_success &&
+          dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success)
         rc = 0;
     }
     if (ms) dnnl_memory_destroy(ms);
@@ -274,15 +254,15 @@ static uint16_t *unpack(bf16_backend *b, int N, int K) {
   dnnl_primitive_desc_t rpd = NULL;
   dnnl_primitive_t r = NULL;
   dnnl_memory_t from = NULL, to = NULL;
-  int ok = dnnl_reorder_primitive_desc_create(&rpd, &b->packed_md, engine(), &plain_md, engine(), NULL) ==
+  int ok = dnnl_reorder_primitive_desc_create(&rpd, &b->packed_md, vb_dnnl_engine(), &plain_md, vb_dnnl_engine(), NULL) ==
                dnnl_success &&
            (r = make_prim(rpd)) != NULL &&
-           dnnl_memory_create(&from, &b->packed_md, engine(), b->packed) == dnnl_success &&
-           dnnl_memory_create(&to, &plain_md, engine(), w) == dnnl_success;
+           dnnl_memory_create(&from, &b->packed_md, vb_dnnl_engine(), b->packed) == dnnl_success &&
+           dnnl_memory_create(&to, &plain_md, vb_dnnl_engine(), w) == dnnl_success;
   if (ok) {
     dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
-    ok = dnnl_primitive_execute(r, stream(), 2, args) == dnnl_success &&
-         dnnl_stream_wait(stream()) == dnnl_success;
+    ok = dnnl_primitive_execute(r, vb_dnnl_stream(), 2, args) == dnnl_success &&
+         dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success;
   }
   if (from) dnnl_memory_destroy(from);
   if (to) dnnl_memory_destroy(to);

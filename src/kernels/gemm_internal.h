@@ -2,7 +2,15 @@
 #ifndef VBLIP_KERNELS_GEMM_INTERNAL_H
 #define VBLIP_KERNELS_GEMM_INTERNAL_H
 
+#include <dnnl.h>
+
 #include "kernels/kernels.h"
+
+/* dnnl_context.c: the process-wide oneDNN engine (created after vb_cpu_init),
+ * this thread's stream, and a per-thread buffer that only grows. */
+dnnl_engine_t vb_dnnl_engine(void);
+dnnl_stream_t vb_dnnl_stream(void);
+void *vb_scratch_grow(void **p, size_t *cap, size_t bytes);
 
 int vb_linear_prepare_bf16(vb_linear *l);
 void vb_linear_release_bf16(vb_linear *l);

@@ -42,36 +42,12 @@ static struct {
   int next;
 } g_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static dnnl_engine_t g_engine;
-static pthread_once_t g_engine_once = PTHREAD_ONCE_INIT;
-static __thread dnnl_stream_t tls_stream;
 static __thread void *tls_x, *tls_tile, *tls_tile_f32;
 static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap;
 
-static void engine_init(void) {
-  vb_cpu_init(); /* AMX permission and ISA cap before oneDNN's first primitive */
-  if (dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
-}
 
-static dnnl_engine_t engine(void) {
-  pthread_once(&g_engine_once, engine_init);
-  return g_engine;
-}
 
-static dnnl_stream_t stream(void) {
-  if (!tls_stream && engine()) dnnl_stream_create(&tls_stream, engine(), dnnl_stream_default_flags);
-  return tls_stream;
-}
 
-/* Per-thread scratch that only grows (one prefill's worth). */
-static void *scratch(void **p, size_t *cap, size_t bytes) {
-  if (bytes > *cap) {
-    vb_free_aligned(*p);
-    *p = vb_malloc_aligned(bytes);
-    *cap = *p ? bytes : 0;
-  }
-  return *p;
-}
 
 /* Descriptors of y[M, 0..N) (row stride ldy) = x[M, K] W_tile + b, the tile
  * given as plain bf16 [N, K] rows. */
@@ -85,7 +61,7 @@ static void descs(int M, int N, int K, int ldy, dnnl_memory_desc_t *src, dnnl_me
 }
 
 static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
-  dnnl_engine_t eng = engine();
+  dnnl_engine_t eng = vb_dnnl_engine();
   if (!eng) return NULL;
   dnnl_memory_desc_t src, wei, bias, dst;
   descs(M, N, K, ldy, &src, &wei, &bias, &dst);
@@ -148,14 +124,14 @@ static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int 
   dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
   descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
   dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
-  if (dnnl_memory_create(&ms, &src_md, engine(), (void *)xs) == dnnl_success &&
-      dnnl_memory_create(&mw, &wei_md, engine(), (void *)w) == dnnl_success &&
-      (!bias || dnnl_memory_create(&mb, &bias_md, engine(), (void *)bias) == dnnl_success) &&
-      dnnl_memory_create(&md, &dst_md, engine(), y) == dnnl_success) {
+  if (dnnl_memory_create(&ms, &src_md, vb_dnnl_engine(), (void *)xs) == dnnl_success &&
+      dnnl_memory_create(&mw, &wei_md, vb_dnnl_engine(), (void *)w) == dnnl_success &&
+      (!bias || dnnl_memory_create(&mb, &bias_md, vb_dnnl_engine(), (void *)bias) == dnnl_success) &&
+      dnnl_memory_create(&md, &dst_md, vb_dnnl_engine(), y) == dnnl_success) {
     dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
                                {DNNL_ARG_BIAS, mb}};
-    if (dnnl_primitive_execute(p, stream(), bias ? 4 : 3, args) == dnnl_success &&
-        dnnl_stream_wait(stream()) == dnnl_success)
+    if (dnnl_primitive_execute(p, vb_dnnl_stream(), bias ? 4 : 3, args) == dnnl_success &&
+        dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success)
       rc = 0;
   }
   if (ms) dnnl_memory_destroy(ms);
@@ -183,7 +159,7 @@ static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M,
   int N = l->out, K = l->in, NT = tile_rows(N, K), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
-    xs = scratch(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
+    xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
     if (!xs) abort();
     vb_f32_to_bf16_rows(x, M, K, xs, K);
   }
@@ -193,7 +169,7 @@ static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M,
     int n0 = i * NT, nt = N - n0 < NT ? N - n0 : NT;
     const float *bias = l->bias ? l->bias + n0 : NULL;
     if (use_onednn) {
-      uint16_t *t = scratch(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
+      uint16_t *t = vb_scratch_grow(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
       if (!t) {
         failed = 1;
         continue;
@@ -201,7 +177,7 @@ static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M,
       vb_q8_rows_to_bf16(l->w, K, n0, n0 + nt, t);
       if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N) == 0) continue;
     }
-    float *tf = scratch(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
+    float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
     if (!tf) {
       failed = 1;
       continue;
