@@ -1,6 +1,7 @@
 /* Every compute kernel against a plain double-precision reference on random
  * data: f32 linear layers (rel 1e-5), bf16 linear layers through each path
  * (oneDNN matmul plain and packed, each small-M GEMV implementation; rel 1e-2),
+ * the f32 small-M GEMV through vb_linear_forward,
  * vb_gemm, norms, activations, softmax and attention. The program then runs
  * itself again with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced
  * off (VBLIP_NO_AVX512=1, the portable paths): both must pass the same checks. */
@@ -27,9 +28,11 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
   uint16_t *wb = malloc((size_t)N * K * sizeof(uint16_t));
   for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = vb_float_to_bf16(w[i]);
 
-  /* f32: stored f32, exact up to summation order */
+  /* f32: stored f32, exact up to summation order (M <= 15: vb_gemv_f32 with
+   * AVX-512, else sgemm); NaNs first, so every output must be written */
   vb_linear l = {.out = N, .in = K, .dtype = VB_DT_F32, .w = w, .bias = b};
   CHECK_OK(vb_linear_prepare(&l));
+  memset(y, 0xff, (size_t)M * N * sizeof(float));
   vb_linear_forward(&l, x, M, y);
   size_t bad = 0;
   for (size_t i = 0; i < (size_t)M * N; i++)
@@ -154,6 +157,51 @@ static void test_elementwise(void) {
   free(x), free(w), free(b), free(y), free(ref);
 }
 
+/* GELU and softmax value by value over wide ranges (the AVX-512 versions use
+ * their own exp/erf): GELU within 3e-7 absolute + 4e-6 relative from -12 to 12
+ * (tiny, huge-negative and saturated inputs; the erf form's 1.5e-7 absolute
+ * error is scaled by x/2 at the negative tail), softmax within 4e-6 relative on
+ * rows of every length 1..70 (vector tails), with -inf entries (masking) and a
+ * fully masked row (zeros). */
+static void test_transcendentals(void) {
+  int n = 24001;
+  float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+  for (int i = 0; i < n; i++) x[i] = -12.0f + 24.0f * i / (n - 1);
+  x[5] = 1e-30f, x[6] = -1e-8f, x[7] = 0.0f, x[8] = -0.0f, x[9] = 80.0f, x[10] = -90.0f;
+  memcpy(y, x, n * sizeof(float));
+  vb_gelu_erf(y, n);
+  int bad = 0;
+  for (int i = 0; i < n; i++) {
+    double r = 0.5 * x[i] * (1 + erf(x[i] / sqrt(2.0)));
+    if (!(fabs(y[i] - r) <= 3e-7 + 4e-6 * fabs(r)) && bad++ < 5)
+      fprintf(stderr, "  gelu_erf(%g) = %.9g, want %.9g\n", x[i], y[i], r);
+  }
+  CHECK(bad == 0, "gelu_erf: %d values off", bad);
+  for (int len = 1; len <= 70; len++) {
+    double mx = -1e300, sum = 0;
+    for (int i = 0; i < len; i++) {
+      x[i] = (i % 11 == 3) ? -INFINITY : 30.0f * sinf(1.7f * i + len);
+      mx = x[i] > mx ? x[i] : mx;
+    }
+    if (len == 1) x[0] = 2.5f, mx = 2.5;
+    for (int i = 0; i < len; i++) sum += exp(x[i] - mx);
+    memcpy(y, x, len * sizeof(float));
+    vb_softmax_row(y, len);
+    int off = 0;
+    for (int i = 0; i < len; i++) {
+      double r = exp(x[i] - mx) / sum;
+      if (!(fabs(y[i] - r) <= 4e-6 * r + 1e-30)) off++;
+    }
+    CHECK(off == 0, "softmax length %d: %d values off", len, off);
+  }
+  for (int i = 0; i < 37; i++) y[i] = -INFINITY;
+  vb_softmax_row(y, 37);
+  int nz = 0;
+  for (int i = 0; i < 37; i++) nz += y[i] != 0.0f;
+  CHECK(nz == 0, "fully masked softmax row gives zeros (%d nonzero)", nz);
+  free(x), free(y);
+}
+
 /* Attention shapes for both implementations (row-wise and per-head sgemm). */
 static void test_attention_case(int nq, int nk, int heads, int hd, int with_bias, int causal, int off) {
   int ld = heads * hd + 3; /* padded rows: leading dimensions are honoured */
@@ -215,6 +263,7 @@ int main(int argc, char **argv) {
   test_linear();
   test_gemm();
   test_elementwise();
+  test_transcendentals();
   test_attention();
   if (!getenv("VBLIP_KERNELS_CHILD")) {
     char self[4096];

@@ -3,28 +3,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "runtime/common.h"
 
-/* Many query rows (vision encoder, Q-Former, prompt prefill): per head two
- * matrix products (scores = Q K^T, out = P V) through sgemm, the heads split
- * across threads (oneDNN runs single-threaded inside a parallel region). */
-static void attention_gemm(const float *q, int ld_q, const float *k, const float *v, int ld_kv,
-                           float *out, int ld_o, int nq, int nk, int heads, int head_dim,
-                           float scale, const float *bias, int causal, int causal_offset) {
+/* Many query rows (vision encoder, Q-Former, prompt prefill): per sequence
+ * and head two matrix products (scores = Q K^T, out = P V) through sgemm, the
+ * (sequence, head) pairs split across threads (oneDNN runs single-threaded
+ * inside a parallel region). Sequence b's rows start b * nq (queries, outputs)
+ * and b * nk (keys, values) rows further on. The score block is a per-thread
+ * buffer that only grows: a fresh allocation per call costs page faults,
+ * which are slow on virtual machines. */
+static __thread void *tls_scores;
+static __thread size_t tls_scores_cap;
+
+static void attention_gemm(int batch, const float *q, int ld_q, const float *k, const float *v,
+                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads,
+                           int head_dim, float scale, const float *bias, int causal,
+                           int causal_offset) {
   int fail = 0;
 #pragma omp parallel
   {
-    float *S = malloc((size_t)nq * nk * sizeof(float));
+    float *S = vb_scratch_grow(&tls_scores, &tls_scores_cap, (size_t)nq * nk * sizeof(float));
     if (!S) {
 #pragma omp atomic write
       fail = 1;
     }
 #pragma omp for schedule(dynamic, 1)
-    for (int h = 0; h < heads; h++) {
+    for (int task = 0; task < batch * heads; task++) {
       if (!S) continue;
+      int b = task / heads, h = task % heads;
       size_t off = (size_t)h * head_dim;
-      vb_gemm(nq, nk, head_dim, q + off, ld_q, k + off, ld_kv, 1, scale, 0.0f, S, nk);
+      const float *qb = q + (size_t)b * nq * ld_q, *kb = k + (size_t)b * nk * ld_kv,
+                  *vb = v + (size_t)b * nk * ld_kv;
+      float *ob = out + (size_t)b * nq * ld_o;
+      vb_gemm(nq, nk, head_dim, qb + off, ld_q, kb + off, ld_kv, 1, scale, 0.0f, S, nk);
       for (int i = 0; i < nq; i++) {
         float *row = S + (size_t)i * nk;
         int kend = nk;
@@ -40,18 +53,29 @@ static void attention_gemm(const float *q, int ld_q, const float *k, const float
         if (kend > 0) vb_softmax_row(row, kend);
         for (int j = kend; j < nk; j++) row[j] = 0.0f; /* masked, or no key at all: zero output */
       }
-      vb_gemm(nq, head_dim, nk, S, nk, v + off, ld_kv, 0, 1.0f, 0.0f, out + (size_t)0 + off, ld_o);
+      vb_gemm(nq, head_dim, nk, S, nk, vb + off, ld_kv, 0, 1.0f, 0.0f, ob + off, ld_o);
     }
-    free(S);
   }
   if (fail) abort(); /* out of memory for a score block: nothing sensible to return */
+}
+
+void vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v,
+                        int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                        float scale) {
+  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24)) {
+    attention_gemm(batch, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, NULL, 0, 0);
+    return;
+  }
+  for (int b = 0; b < batch; b++)
+    vb_attention(q + (size_t)b * nq * ld_q, ld_q, k + (size_t)b * nk * ld_kv, v + (size_t)b * nk * ld_kv,
+                 ld_kv, out + (size_t)b * nq * ld_o, ld_o, nq, nk, heads, head_dim, scale, NULL, 0, 0);
 }
 
 void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
                   int ld_o, int nq, int nk, int heads, int head_dim, float scale,
                   const float *bias, int causal, int causal_offset) {
   if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24)) {
-    attention_gemm(q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, bias, causal,
+    attention_gemm(1, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, bias, causal,
                    causal_offset);
     return;
   }

@@ -1,5 +1,5 @@
-/* The one oneDNN CPU engine of the process, a stream per thread, and the
- * per-thread scratch buffers the bf16 and q8_0 backends share the idea of. */
+/* The one oneDNN CPU engine of the process and a stream per thread, shared by
+ * the bf16 and q8_0 backends. */
 #include <dnnl.h>
 #include <pthread.h>
 
@@ -25,13 +25,4 @@ dnnl_stream_t vb_dnnl_stream(void) {
   if (!tls_stream && vb_dnnl_engine())
     dnnl_stream_create(&tls_stream, vb_dnnl_engine(), dnnl_stream_default_flags);
   return tls_stream;
-}
-
-void *vb_scratch_grow(void **p, size_t *cap, size_t bytes) {
-  if (bytes > *cap) {
-    vb_free_aligned(*p);
-    *p = vb_malloc_aligned(bytes);
-    *cap = *p ? bytes : 0;
-  }
-  return *p;
 }

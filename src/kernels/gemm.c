@@ -58,6 +58,7 @@ void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
   }
   const float *w = linear_weight_f32(l);
   if (!w) abort(); /* prepared at load time (vb_weights_linear); failing here is a bug */
+  if (M <= VB_F32_GEMV_MAX_M && vb_gemv_f32(w, l->out, l->in, x, M, l->bias, y) == 0) return;
   if (l->bias) {
     for (int i = 0; i < M; i++) memcpy(y + (size_t)i * l->out, l->bias, l->out * sizeof(float));
     vb_gemm(M, l->out, l->in, x, l->in, w, l->in, 1, 1.0f, 1.0f, y, l->out);

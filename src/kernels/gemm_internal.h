@@ -7,10 +7,9 @@
 #include "kernels/kernels.h"
 
 /* dnnl_context.c: the process-wide oneDNN engine (created after vb_cpu_init),
- * this thread's stream, and a per-thread buffer that only grows. */
+ * and this thread's stream. */
 dnnl_engine_t vb_dnnl_engine(void);
 dnnl_stream_t vb_dnnl_stream(void);
-void *vb_scratch_grow(void **p, size_t *cap, size_t bytes);
 
 int vb_linear_prepare_bf16(vb_linear *l);
 void vb_linear_release_bf16(vb_linear *l);
@@ -22,14 +21,26 @@ void vb_linear_release_q8(vb_linear *l);
 void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
 
 
-/* The GEMV kernels compute two output columns (n, n+1; only n when !two) for up
- * to 4 activation rows at a time; this writes that block of results plus bias. */
-static inline void vb_gemv_store_pair(float *y, int N, int n, int two, int m0, int M,
-                                      const float *bias, const float r[4][2]) {
-  for (int m = 0; m < 4 && m0 + m < M; m++) {
-    y[(size_t)(m0 + m) * N + n] = r[m][0] + (bias ? bias[n] : 0.0f);
-    if (two) y[(size_t)(m0 + m) * N + n + 1] = r[m][1] + (bias ? bias[n + 1] : 0.0f);
-  }
+/* y[M, N] = x[M, K] W^T (+ bias) for small M with f32 weights [N, K], streaming
+ * W once (gemv_f32.c). Returns -1 (nothing done) where the CPU lacks AVX-512. */
+#define VB_F32_GEMV_MAX_M 15
+int vb_gemv_f32(const float *W, int N, int K, const float *x, int M, const float *bias, float *y);
+
+/* The GEMV kernels compute up to 4 output columns (n .. n+nr-1) for up to 4
+ * activation rows (m0 ..) at a time; this writes that block of results plus bias. */
+static inline void vb_gemv_store_block(float *y, int N, int n, int nr, int m0, int M,
+                                       const float *bias, const float r[4][4]) {
+  for (int m = 0; m < 4 && m0 + m < M; m++)
+    for (int j = 0; j < nr; j++) y[(size_t)(m0 + m) * N + n + j] = r[m][j] + (bias ? bias[n + j] : 0.0f);
+}
+
+/* Output rows per dynamically handed-out block of a GEMV: long blocks stream
+ * faster (the hardware prefetcher ramps up once per block), but there should
+ * be at least 4 per thread so a descheduled thread delays little. */
+static inline int vb_gemv_block_rows(int N, int nthreads) {
+  int bs = 256;
+  while (bs > 64 && (N + bs - 1) / bs < 4 * nthreads) bs /= 2;
+  return bs;
 }
 
 #endif

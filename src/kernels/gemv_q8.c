@@ -151,7 +151,7 @@ void vb_gemv_q8_c(const void *Wv, int N, int K, const float *x, int M, const flo
  * activation rows; separate accumulators for each half of a block keep four
  * independent FMA chains even with one activation row. */
 INLINE TGT_512 void q8_block(const uint8_t *w0, const uint8_t *w1, int nb, const float *x, size_t ldx,
-                              const int mc, float r[4][2]) {
+                              const int mc, float r[4][4]) {
   __m512 a0l[4], a0h[4], a1l[4], a1h[4];
   for (int m = 0; m < mc; m++) a0l[m] = a0h[m] = a1l[m] = a1h[m] = _mm512_setzero_ps();
   for (int b = 0; b < nb; b++) {
@@ -231,7 +231,7 @@ TGT_512 static void q8_rows(const uint8_t *W, int n0, int n1, int N, int K, cons
     int two = n + 1 < n1;
     const uint8_t *w0 = W + (size_t)n * rb, *w1 = two ? w0 + rb : w0;
     for (int m0 = 0; m0 < M; m0 += 4) {
-      float r[4][2] = {{0}};
+      float r[4][4] = {{0}};
       const float *xb = x + (size_t)m0 * K;
       switch (M - m0 < 4 ? M - m0 : 4) {
       case 1: q8_block(w0, w1, nb, xb, (size_t)K, 1, r); break;
@@ -239,25 +239,17 @@ TGT_512 static void q8_rows(const uint8_t *W, int n0, int n1, int N, int K, cons
       case 3: q8_block(w0, w1, nb, xb, (size_t)K, 3, r); break;
       default: q8_block(w0, w1, nb, xb, (size_t)K, 4, r); break;
       }
-      vb_gemv_store_pair(y, N, n, two, m0, M, bias, (const float(*)[2])r);
+      vb_gemv_store_block(y, N, n, 1 + two, m0, M, bias, (const float(*)[4])r);
     }
   }
 }
 
-/* Blocks of output rows handed out dynamically (as in gemv_bf16.c): a thread
- * that the OS deschedules delays one block, not half of the product. Long
- * blocks (256 rows, ~0.7 MB of an OPT-2.7b layer) stream faster than 64-row
- * ones (measured: ~42 against ~38 GB/s on 2 threads), halved while there are
- * fewer than 4 per thread, down to 64. */
-#define GEMV_BLOCK_MAX 256
-#define GEMV_BLOCK_MIN 64
-
+/* Blocks of output rows handed out dynamically (as in gemv_bf16.c). */
 void vb_gemv_q8_avx512(const void *W, int N, int K, const float *x, int M, const float *bias,
                        float *y) {
-  int bs = GEMV_BLOCK_MAX, nthr = omp_get_max_threads();
-  while (bs > GEMV_BLOCK_MIN && (N + bs - 1) / bs < 4 * nthr) bs /= 2;
+  int bs = vb_gemv_block_rows(N, omp_get_max_threads());
   int nblk = (N + bs - 1) / bs;
-#pragma omp parallel for schedule(dynamic, 1) if (N > GEMV_BLOCK_MIN)
+#pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
   for (int blk = 0; blk < nblk; blk++) {
     int n0 = blk * bs, n1 = n0 + bs < N ? n0 + bs : N;
     q8_rows(W, n0, n1, N, K, x, M, bias, y);

@@ -62,5 +62,11 @@ void vb_softmax_row(float *x, int n);
 void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
                   int ld_o, int nq, int nk, int heads, int head_dim, float scale,
                   const float *bias, int causal, int causal_offset);
+/* vb_attention over `batch` independent sequences laid out one after another
+ * (sequence b: query/output rows from b * nq, key/value rows from b * nk), no
+ * bias or mask: the vision encoder's frames, all in one parallel region. */
+void vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v,
+                        int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                        float scale);
 
 #endif

@@ -3,13 +3,24 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "runtime/cpu.h"
+
+void vb_gelu_erf_avx512(float *x, size_t n);
+void vb_softmax_row_avx512(float *x, int n);
+void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
+                             float eps);
 
 void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, const float *b,
                   float eps) {
+  int fast = vb_cpu_has_avx512();
 #pragma omp parallel for if (rows > 16)
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * n;
     float *yr = y + (size_t)r * n;
+    if (fast) {
+      vb_layernorm_row_avx512(xr, yr, n, w, b, eps);
+      continue;
+    }
     /* two-pass mean/variance in double: stable for the large activations of ViT-g */
     double mean = 0, var = 0;
     for (int i = 0; i < n; i++) mean += xr[i];
@@ -41,6 +52,10 @@ void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float
 }
 
 void vb_gelu_erf(float *x, size_t n) {
+  if (vb_cpu_has_avx512()) {
+    vb_gelu_erf_avx512(x, n);
+    return;
+  }
 #pragma omp parallel for if (n > 65536)
   for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
@@ -63,6 +78,10 @@ void vb_add(float *y, const float *x, size_t n) {
 }
 
 void vb_softmax_row(float *x, int n) {
+  if (vb_cpu_has_avx512()) {
+    vb_softmax_row_avx512(x, n);
+    return;
+  }
   float mx = -INFINITY;
   for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
   if (mx == -INFINITY) { /* fully masked row: uniform zeros rather than NaN */

@@ -35,6 +35,7 @@ static void release_attention(vb_qf_attention *a) {
 
 int vb_qformer_init(vb_qformer *q, vb_weights *w, const vb_qformer_config *cfg, int num_queries) {
   memset(q, 0, sizeof *q);
+  pthread_mutex_init(&q->ws_mu, NULL);
   q->cfg = *cfg;
   q->num_queries = num_queries;
   int H = cfg->hidden_size, F = cfg->intermediate_size;
@@ -78,6 +79,8 @@ void vb_qformer_free(vb_qformer *q) {
       vb_linear_release(&q->layers[i].output);
     }
   free(q->layers);
+  vb_free_aligned(q->ws);
+  pthread_mutex_destroy(&q->ws_mu);
   memset(q, 0, sizeof *q);
 }
 
@@ -95,18 +98,21 @@ static void attention_block(const vb_qf_attention *a, const vb_qformer_config *c
   vb_layernorm(tmp, h, nq, H, a->ln_w, a->ln_b, c->layer_norm_eps);
 }
 
-int vb_qformer_forward(const vb_qformer *q, const float *vision, int n_vis, float *out) {
+int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out) {
   const vb_qformer_config *c = &q->cfg;
   int H = c->hidden_size, F = c->intermediate_size, Q = q->num_queries;
-  int nk_max = n_vis > Q ? n_vis : Q;
-  float *qb = vb_malloc((size_t)Q * H * sizeof(float));
-  float *kb = vb_malloc((size_t)nk_max * H * sizeof(float));
-  float *vb = vb_malloc((size_t)nk_max * H * sizeof(float));
-  float *ctx = vb_malloc((size_t)Q * H * sizeof(float));
-  float *tmp = vb_malloc((size_t)Q * (F > H ? F : H) * sizeof(float));
-  float *tmp2 = vb_malloc((size_t)Q * H * sizeof(float));
+  size_t nk_max = (size_t)(n_vis > Q ? n_vis : Q);
+  /* one workspace: qb | kb | vb | ctx | tmp | tmp2, each 64-byte aligned */
+  size_t sizes[6] = {(size_t)Q * H, nk_max * H, nk_max * H, (size_t)Q * H, (size_t)Q * (F > H ? F : H),
+                     (size_t)Q * H};
+  size_t total = 0;
+  for (int i = 0; i < 6; i++) total += (sizes[i] + 15) & ~(size_t)15;
+  pthread_mutex_lock(&q->ws_mu);
   int rc = -1;
-  if (!qb || !kb || !vb || !ctx || !tmp || !tmp2) goto done;
+  if (!vb_scratch_grow((void **)&q->ws, &q->ws_cap, total * sizeof(float))) goto done;
+  float *bufs[6], *p = q->ws;
+  for (int i = 0; i < 6; i++) bufs[i] = p, p += (sizes[i] + 15) & ~(size_t)15;
+  float *qb = bufs[0], *kb = bufs[1], *vb = bufs[2], *ctx = bufs[3], *tmp = bufs[4], *tmp2 = bufs[5];
   vb_layernorm(q->query_tokens, out, Q, H, q->ln_w, q->ln_b, c->layer_norm_eps);
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const vb_qf_layer *L = &q->layers[l];
@@ -120,11 +126,6 @@ int vb_qformer_forward(const vb_qformer *q, const float *vision, int n_vis, floa
   }
   rc = 0;
 done:
-  free(qb);
-  free(kb);
-  free(vb);
-  free(ctx);
-  free(tmp);
-  free(tmp2);
+  pthread_mutex_unlock(&q->ws_mu);
   return rc;
 }

@@ -3,6 +3,8 @@
 #ifndef VBLIP_MODELS_QFORMER_H
 #define VBLIP_MODELS_QFORMER_H
 
+#include <pthread.h>
+
 #include "models/config.h"
 #include "models/weights.h"
 
@@ -25,11 +27,15 @@ typedef struct {
   const float *query_tokens; /* [Q, H] */
   const float *ln_w, *ln_b;
   vb_qf_layer *layers;
+  /* activation buffers kept between calls, as in vit.h */
+  pthread_mutex_t ws_mu;
+  float *ws;
+  size_t ws_cap;
 } vb_qformer;
 
 int vb_qformer_init(vb_qformer *q, vb_weights *w, const vb_qformer_config *cfg, int num_queries);
 void vb_qformer_free(vb_qformer *q);
 /* vision (n_vis, encoder_hidden) -> out (Q, H). */
-int vb_qformer_forward(const vb_qformer *q, const float *vision, int n_vis, float *out);
+int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out);
 
 #endif

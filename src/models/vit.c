@@ -11,6 +11,7 @@
 
 int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
   memset(v, 0, sizeof *v);
+  pthread_mutex_init(&v->ws_mu, NULL);
   v->cfg = *cfg;
   int D = cfg->hidden_size, P = cfg->patch_size, F = cfg->intermediate_size;
   if (strcmp(cfg->hidden_act, "gelu") != 0)
@@ -68,6 +69,8 @@ void vb_vit_free(vb_vit *v) {
   }
   vb_linear_release(&v->patch);
   free(v->layers);
+  vb_free_aligned(v->ws);
+  pthread_mutex_destroy(&v->ws_mu);
   memset(v, 0, sizeof *v);
 }
 
@@ -85,20 +88,22 @@ static void im2col(const float *pix, int frames, int t, int H, int W, int P, int
     }
 }
 
-int vb_vit_forward(const vb_vit *v, const float *pixel_values, int frames, float *out) {
+int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out) {
   const vb_vision_config *c = &v->cfg;
   int D = c->hidden_size, F = c->intermediate_size, P = c->patch_size, S = v->seq;
   int heads = c->num_attention_heads, hd = D / heads;
   int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
   size_t M = (size_t)frames * S;
-  float *cols = vb_malloc((size_t)npatch * 3 * P * P * sizeof(float));
-  float *pe = vb_malloc((size_t)npatch * D * sizeof(float));
-  float *x = vb_malloc(M * D * sizeof(float));
-  float *qkv = vb_malloc(M * 3 * D * sizeof(float));
-  float *att = vb_malloc(M * D * sizeof(float));
-  float *mlp = vb_malloc(M * F * sizeof(float));
+  /* one workspace: cols | pe | x | qkv | att | mlp, each 64-byte aligned */
+  size_t sizes[6] = {(size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
+  size_t total = 0;
+  for (int i = 0; i < 6; i++) total += (sizes[i] + 15) & ~(size_t)15;
+  pthread_mutex_lock(&v->ws_mu);
   int rc = -1;
-  if (!cols || !pe || !x || !qkv || !att || !mlp) goto done;
+  if (!vb_scratch_grow((void **)&v->ws, &v->ws_cap, total * sizeof(float))) goto done;
+  float *bufs[6], *p = v->ws;
+  for (int i = 0; i < 6; i++) bufs[i] = p, p += (sizes[i] + 15) & ~(size_t)15;
+  float *cols = bufs[0], *pe = bufs[1], *x = bufs[2], *qkv = bufs[3], *att = bufs[4], *mlp = bufs[5];
   /* embeddings: [CLS; patches] + positions, frame by frame */
   for (int t = 0; t < frames; t++) {
     im2col(pixel_values, frames, t, H, W, P, v->grid, cols);
@@ -113,11 +118,7 @@ int vb_vit_forward(const vb_vit *v, const float *pixel_values, int frames, float
     const vb_vit_layer *L = &v->layers[l];
     vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
     vb_linear_forward(&L->qkv, x, (int)M, qkv);
-    for (int t = 0; t < frames; t++) {
-      const float *q = qkv + (size_t)t * S * 3 * D;
-      vb_attention(q, 3 * D, q + D, q + 2 * D, 3 * D, att + (size_t)t * S * D, D, S, S, heads, hd,
-                   scale, NULL, 0, 0);
-    }
+    vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale);
     vb_linear_forward(&L->proj, att, (int)M, x);
     vb_add(out, x, M * D);
     vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
@@ -129,11 +130,6 @@ int vb_vit_forward(const vb_vit *v, const float *pixel_values, int frames, float
   vb_layernorm(out, out, (int)M, D, v->post_w, v->post_b, c->layer_norm_eps);
   rc = 0;
 done:
-  free(cols);
-  free(pe);
-  free(x);
-  free(qkv);
-  free(att);
-  free(mlp);
+  pthread_mutex_unlock(&v->ws_mu);
   return rc;
 }

@@ -2,6 +2,8 @@
 #ifndef VBLIP_MODELS_VIT_H
 #define VBLIP_MODELS_VIT_H
 
+#include <pthread.h>
+
 #include "models/config.h"
 #include "models/weights.h"
 
@@ -17,11 +19,16 @@ typedef struct {
   const float *class_emb, *pos_emb;
   vb_vit_layer *layers;
   const float *post_w, *post_b;
+  /* activation buffers kept between calls (grown as needed): fresh ones cost
+   * ~110 MB of page faults per 8-frame call; the mutex serializes callers */
+  pthread_mutex_t ws_mu;
+  float *ws;
+  size_t ws_cap;
 } vb_vit;
 
 int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg);
 void vb_vit_free(vb_vit *v);
 /* pixel_values (3, T, H, W) -> out (T*seq, D): frame t fills rows t*seq..t*seq+seq-1. */
-int vb_vit_forward(const vb_vit *v, const float *pixel_values, int frames, float *out);
+int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out);
 
 #endif

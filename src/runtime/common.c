@@ -81,6 +81,15 @@ void *vb_malloc_aligned(size_t n) {
 
 void vb_free_aligned(void *p) { free(p); }
 
+void *vb_scratch_grow(void **p, size_t *cap, size_t bytes) {
+  if (bytes > *cap) {
+    vb_free_aligned(*p);
+    *p = vb_malloc_aligned(bytes);
+    *cap = *p ? bytes : 0;
+  }
+  return *p;
+}
+
 int vb_map_file(const char *path, vb_mapped_file *out) {
   memset(out, 0, sizeof *out);
   char *copy = NULL;

@@ -29,6 +29,9 @@ char *vb_strdup(const char *s);
 /* 64-byte aligned allocation for SIMD/oneDNN buffers; free with vb_free_aligned. */
 void *vb_malloc_aligned(size_t n);
 void vb_free_aligned(void *p);
+/* A scratch buffer (*p, *cap bytes, from vb_malloc_aligned) that only grows:
+ * returns one of at least `bytes` (old contents not kept), NULL when out of memory. */
+void *vb_scratch_grow(void **p, size_t *cap, size_t bytes);
 
 /* Overflow-checked size arithmetic: return false on overflow. */
 static inline bool vb_mul_ok(size_t a, size_t b, size_t *out) {

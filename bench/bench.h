@@ -1,0 +1,58 @@
+/* vblip-bench internals shared by its files: the synthesized random-weight
+ * models (bench_model.c) and the end-to-end video run (bench_e2e.c). */
+#ifndef VBLIP_BENCH_BENCH_H
+#define VBLIP_BENCH_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/config.h"
+#include "models/lm.h"
+#include "models/weights.h"
+
+/* The full-size VideoBLIP-OPT-2.7b or VideoBLIP-Flan-T5-XL config; tiny: every
+ * stack 2 layers deep and a 4096-token vocabulary (full widths), for smoke runs. */
+int bench_config(vb_lm_kind lm, int tiny, vb_model_config *c);
+const char *bench_model_name(vb_lm_kind lm);
+const char *bench_lm_name(vb_lm_kind lm); /* "opt" or "t5" */
+
+/* Uniform values in [-scale, scale): element i of stream `seed` is the same
+ * whatever the type it is stored as and however the threads split the work. */
+void bench_fill_random(void *dst, vb_dtype dt, size_t n, float scale, uint64_t seed);
+
+void bench_weights_new(vb_weights *w, vb_compute compute, int pack);
+/* Adds random tensors stored as dt: the vision encoder, or the Q-Former with
+ * query tokens and language_projection, or the language model of c. With
+ * VB_DT_Q8_0 the linear layers' matrices are quantized as `vblip convert --type
+ * q8_0` does and the embeddings stay bf16. Each stage has its own seeds, so a
+ * stage's weights are the same values whatever else the table holds. */
+int bench_build_vision(vb_weights *w, const vb_model_config *c, vb_dtype dt);
+int bench_build_qformer(vb_weights *w, const vb_model_config *c, vb_dtype dt);
+int bench_build_lm(vb_weights *w, const vb_model_config *c, vb_dtype dt);
+/* The language model of c from the table (vb_opt_create / vb_t5_create). */
+int bench_lm_create(vb_weights *w, const vb_model_config *c, vb_lm **out);
+/* Bytes of every tensor in the table as stored. */
+double bench_weight_bytes(const vb_weights *w);
+/* Prompt ids the way the tokenizers frame them: OPT starts with BOS, T5 ends
+ * with EOS; the rest are arbitrary in-vocabulary ids. */
+void bench_prompt_ids(const vb_model_config *c, int32_t *ids, int n);
+
+/* The caption pipeline on a real video with a synthesized model: vision and
+ * Q-Former bf16, the language model's weights stored as lm_dt, bf16 compute.
+ * runs[0] is the first caption after building (what `vblip caption` does for
+ * one video: oneDNN primitives are created on the way), runs[1] a second one. */
+typedef struct {
+  double ms_decode, ms_preprocess, ms_vision, ms_qformer, ms_prefill, ms_steps, ms_total;
+  int steps, new_tokens;
+} bench_e2e_run;
+
+typedef struct {
+  int frames, width, height;
+  double weight_bytes;
+  bench_e2e_run runs[2];
+} bench_e2e_result;
+
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, const char *video, int n_frames,
+              int n_tokens, bench_e2e_result *r);
+
+#endif
