@@ -107,7 +107,9 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
     use = VB_DT_BF16;
   size_t bytes;
   if (!vb_dtype_bytes(use, (int64_t)n, &bytes)) return vb_error("bad tensor size");
-  void *h = malloc(bytes); /* the table frees what it keeps with free() */
+  /* the table frees what it keeps with free(); vb_malloc gives large blocks
+   * huge pages as the library does for the weights it converts at load */
+  void *h = vb_malloc(bytes);
   if (!h) return vb_error("out of memory");
   if (use == VB_DT_Q8_0)
     fill_random_q8(h, n, 0.035f, g_seed++);

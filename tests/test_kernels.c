@@ -162,7 +162,7 @@ static void test_elementwise(void) {
  * (tiny, huge-negative and saturated inputs; the erf form's 1.5e-7 absolute
  * error is scaled by x/2 at the negative tail), softmax within 4e-6 relative on
  * rows of every length 1..70 (vector tails), with -inf entries (masking) and a
- * fully masked row (zeros). */
+ * fully masked row (zeros); dot and axpy on every length 1..150. */
 static void test_transcendentals(void) {
   int n = 24001;
   float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
@@ -199,6 +199,23 @@ static void test_transcendentals(void) {
   int nz = 0;
   for (int i = 0; i < 37; i++) nz += y[i] != 0.0f;
   CHECK(nz == 0, "fully masked softmax row gives zeros (%d nonzero)", nz);
+  /* dot and axpy (decoding attention) on every length 1..150: vector tails */
+  for (int len = 1; len <= 150; len++) {
+    double d = 0, mag = 0;
+    for (int i = 0; i < len; i++) {
+      x[i] = sinf(0.3f * i + len), y[i] = cosf(0.7f * i - len);
+      d += (double)x[i] * y[i], mag += fabs((double)x[i] * y[i]);
+    }
+    float got = vb_dot(x, y, len);
+    CHECK(fabs(got - d) <= 1e-6 * mag + 1e-7, "dot length %d: %g, want %g", len, got, d);
+    float *acc = malloc(len * sizeof(float));
+    for (int i = 0; i < len; i++) acc[i] = 0.5f * i;
+    vb_axpy(acc, -1.25f, x, len);
+    int off = 0;
+    for (int i = 0; i < len; i++) off += fabs(acc[i] - (0.5 * i - 1.25 * x[i])) > 1e-6 * (1 + 0.5 * i);
+    CHECK(off == 0, "axpy length %d: %d values off", len, off);
+    free(acc);
+  }
   free(x), free(y);
 }
 

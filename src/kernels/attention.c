@@ -96,10 +96,7 @@ void vb_attention(const float *q, int ld_q, const float *k, const float *v, int 
         if (kend < 0) kend = 0;
       }
       for (int j = 0; j < kend; j++) {
-        const float *kj = k + (size_t)j * ld_kv + (size_t)h * head_dim;
-        float s = 0;
-        for (int d = 0; d < head_dim; d++) s += qi[d] * kj[d];
-        s *= scale;
+        float s = vb_dot(qi, k + (size_t)j * ld_kv + (size_t)h * head_dim, head_dim) * scale;
         if (bias) s += bias[((size_t)h * nq + i) * nk + j];
         scores[j] = s;
       }
@@ -107,11 +104,7 @@ void vb_attention(const float *q, int ld_q, const float *k, const float *v, int 
       memset(oi, 0, head_dim * sizeof(float));
       if (kend == 0) continue;
       vb_softmax_row(scores, kend);
-      for (int j = 0; j < kend; j++) {
-        const float *vj = v + (size_t)j * ld_kv + (size_t)h * head_dim;
-        float p = scores[j];
-        for (int d = 0; d < head_dim; d++) oi[d] += p * vj[d];
-      }
+      for (int j = 0; j < kend; j++) vb_axpy(oi, scores[j], v + (size_t)j * ld_kv + (size_t)h * head_dim, head_dim);
     }
     free(scores);
   }

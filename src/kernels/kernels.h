@@ -53,6 +53,9 @@ void vb_gelu_erf(float *x, size_t n);
 void vb_gelu_tanh(float *x, size_t n);
 void vb_relu(float *x, size_t n);
 void vb_add(float *y, const float *x, size_t n); /* y += x */
+/* sum a[i] b[i]; y += a x (vectorized where the CPU allows) */
+float vb_dot(const float *a, const float *b, int n);
+void vb_axpy(float *y, float a, const float *x, int n);
 void vb_softmax_row(float *x, int n);
 
 /* Multi-head attention for one sequence:

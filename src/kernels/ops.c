@@ -7,6 +7,8 @@
 
 void vb_gelu_erf_avx512(float *x, size_t n);
 void vb_softmax_row_avx512(float *x, int n);
+float vb_dot_avx512(const float *a, const float *b, int n);
+void vb_axpy_avx512(float *y, float a, const float *x, int n);
 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
                              float eps);
 
@@ -95,4 +97,23 @@ void vb_softmax_row(float *x, int n) {
   }
   float inv = (float)(1.0 / sum);
   for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+float vb_dot(const float *a, const float *b, int n) {
+  if (vb_cpu_has_avx512()) return vb_dot_avx512(a, b, n);
+  /* eight partial sums: a single one is a chain of dependent adds */
+  float s[8] = {0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
+  for (; i < n; i++) s[0] += a[i] * b[i];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+void vb_axpy(float *y, float a, const float *x, int n) {
+  if (vb_cpu_has_avx512()) {
+    vb_axpy_avx512(y, a, x, n);
+    return;
+  }
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
 }

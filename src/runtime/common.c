@@ -44,15 +44,32 @@ int vb_error_context(const char *fmt, ...) {
 const char *vb_error_message(void) { return g_error[0] ? g_error : "unknown error"; }
 void vb_error_clear(void) { g_error[0] = 0; }
 
+/* Large blocks (weights converted at load, packed weights, activation
+ * workspaces, KV caches) come from fresh mappings that nothing has touched
+ * yet; asking for transparent huge pages on their 2 MB-aligned interior makes
+ * the first touch one fault per 2 MB instead of per 4 KB. That matters most on
+ * virtual machines: on the project machine (a Firecracker VM) first-touching
+ * memory costs ~3 ms per MB with 4 KB pages and ~0.15 ms per MB with huge ones.
+ * Where THP is off or unsupported, madvise fails and nothing changes. */
+#define HUGE_HINT_MIN ((size_t)8 << 20)
+static void huge_page_hint(void *p, size_t n) {
+  if (!p || n < HUGE_HINT_MIN) return;
+  uintptr_t a = ((uintptr_t)p + ((uintptr_t)2 << 20) - 1) & ~(((uintptr_t)2 << 20) - 1);
+  uintptr_t b = ((uintptr_t)p + n) & ~(((uintptr_t)2 << 20) - 1);
+  if (b > a) madvise((void *)a, b - a, MADV_HUGEPAGE);
+}
+
 void *vb_malloc(size_t n) {
   void *p = malloc(n ? n : 1);
   if (!p) vb_error("out of memory allocating %zu bytes", n);
+  huge_page_hint(p, n);
   return p;
 }
 
 void *vb_calloc(size_t count, size_t size) {
   void *p = calloc(count ? count : 1, size ? size : 1);
   if (!p) vb_error("out of memory allocating %zu x %zu bytes", count, size);
+  else if (size && count <= SIZE_MAX / size) huge_page_hint(p, count * size);
   return p;
 }
 
@@ -76,6 +93,7 @@ void *vb_malloc_aligned(size_t n) {
     vb_error("out of memory allocating %zu bytes", n);
     return NULL;
   }
+  huge_page_hint(p, n);
   return p;
 }
 
