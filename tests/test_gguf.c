@@ -1,5 +1,6 @@
 /* vblip convert / GGUF: converted fixture models give the directory's outputs
- * (f32 exactly; bf16, f16 and q8_0 within measured tolerances), the CLI's exit
+ * (f32 exactly; bf16, f16 and q8_0 within measured tolerances; with bf16
+ * compute, the directory and the q8_0 file within 2e-2 per stage), the CLI's exit
  * codes and atomic writes, and hostile GGUF files fail with clear errors. */
 #include <dirent.h>
 #include <math.h>
@@ -14,6 +15,7 @@
 #include "formats/gguf.h"
 #include "runtime/common.h"
 #include "runtime/vfs.h"
+#include "runtime/cpu.h"
 #include "testutil.h"
 #include "vblip.h"
 
@@ -32,11 +34,11 @@ typedef struct {
   double load_ms;
 } run_out;
 
-static int run_model(const char *path, run_out *o) {
+static int run_model_as(const char *path, vblip_dtype dtype, run_out *o) {
   memset(o, 0, sizeof *o);
   vblip_load_options lo;
   vblip_load_options_default(&lo);
-  lo.dtype = VBLIP_DTYPE_F32;
+  lo.dtype = dtype;
   lo.progress = 0;
   double t0 = vb_now_ms();
   vblip_model *m = vblip_model_load(path, &lo);
@@ -70,6 +72,8 @@ static int run_model(const char *path, run_out *o) {
   vblip_model_free(m);
   return rc;
 }
+
+static int run_model(const char *path, run_out *o) { return run_model_as(path, VBLIP_DTYPE_F32, o); }
 
 static double rel_l2(const float *a, const float *b, size_t n) {
   double num = 0, den = 0;
@@ -177,6 +181,36 @@ static void test_model(const char *label, const char *fixture) {
       CHECK(same_tokens(g.greedy, g.n_greedy, ref.greedy, ref.n_greedy), "%s %s: greedy tokens differ", label,
             k_tol[t].type);
     vblip_video_free(&g.v);
+  }
+  /* bf16 compute (issue 6's accuracy gate): the directory model and the q8_0
+   * file with the engine's own kernels (oneDNN bf16, the bf16 and q8_0 GEMVs,
+   * the q8_0 weights used where they lie) against the exact f32 run: every
+   * stage within 2e-2, beam tokens the same; greedy asserted where it holds
+   * (not bf16 weights on the T5 fixture, as above; the q8_0 GEMV keeps the
+   * activations f32 and keeps greedy there). */
+  if (vb_cpu_prefers_bf16()) {
+    const char *srcs[2][2] = {{"directory", tu_fixture(fixture)}, {"q8_0 file", NULL}};
+    snprintf(name, sizeof name, "%s-q8_0.gguf", label);
+    srcs[1][1] = tmp_path(name);
+    for (int i = 0; i < 2; i++) {
+      run_out g;
+      if (run_model_as(srcs[i][1], VBLIP_DTYPE_BF16, &g) != 0) continue;
+      double ev = rel_l2(g.v.vision, ref.v.vision, nv), eq = rel_l2(g.v.qformer, ref.v.qformer, nq),
+             ep = rel_l2(g.v.projected, ref.v.projected, np);
+      int ga = agree(g.greedy, g.n_greedy, ref.greedy, ref.n_greedy);
+      printf("%s %s, bf16 compute: rel L2 vision %.2e qformer %.2e projection %.2e; greedy %d/%d, beam %s\n",
+             label, srcs[i][0], ev, eq, ep, ga, ref.n_greedy,
+             same_tokens(g.beam, g.n_beam, ref.beam, ref.n_beam) ? "identical" : "differs");
+      CHECK(ev < 2e-2 && eq < 2e-2 && ep < 2e-2, "%s %s bf16 compute: stage error %g / %g / %g", label,
+            srcs[i][0], ev, eq, ep);
+      CHECK(ev > 0, "%s %s bf16 compute: suspiciously exact (f32 ran?)", label, srcs[i][0]);
+      CHECK(same_tokens(g.beam, g.n_beam, ref.beam, ref.n_beam), "%s %s bf16 compute: beam tokens differ",
+            label, srcs[i][0]);
+      if (!(i == 0 && strncmp(label, "flant5", 6) == 0)) /* measured: 4 of 8 agree there */
+        CHECK(same_tokens(g.greedy, g.n_greedy, ref.greedy, ref.n_greedy),
+              "%s %s bf16 compute: greedy tokens differ", label, srcs[i][0]);
+      vblip_video_free(&g.v);
+    }
   }
   vblip_video_free(&ref.v);
 }

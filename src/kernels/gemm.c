@@ -74,6 +74,12 @@ int vb_linear_prepare(vb_linear *l) {
   return linear_weight_f32(l) ? 0 : -1;
 }
 
+int vb_linear_reads_stored(const vb_linear *l) {
+  if (is_q8_engine(l)) return 1; /* used where it lies */
+  if (l->compute == VB_COMPUTE_BF16) return vb_linear_reads_stored_bf16(l);
+  return l->w_f32 == NULL;
+}
+
 void vb_linear_release(vb_linear *l) {
   if (is_q8_engine(l)) vb_linear_release_q8(l);
   else vb_linear_release_bf16(l);

@@ -159,6 +159,11 @@ int vb_linear_prepare_bf16(vb_linear *l) {
   return 0;
 }
 
+int vb_linear_reads_stored_bf16(const vb_linear *l) {
+  const bf16_backend *b = l->backend;
+  return !b || (b->w != NULL && (const void *)b->w == l->w);
+}
+
 void vb_linear_release_bf16(vb_linear *l) {
   bf16_backend *b = l->backend;
   if (!b) return;

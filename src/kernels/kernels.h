@@ -39,6 +39,9 @@ void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y);
 /* Converts/packs the weight now, so forward never fails. */
 int vb_linear_prepare(vb_linear *l);
 void vb_linear_release(vb_linear *l);
+/* Whether a prepared layer still reads the stored weight (l->w) when it runs;
+ * when not, the loader can drop the stored bytes' pages from memory. */
+int vb_linear_reads_stored(const vb_linear *l);
 
 /* C[M,N] = A[M,K] * B[K,N] (both row-major, leading dims given), optionally
  * with B transposed (B stored [N,K]); alpha scales the product, beta keeps C. */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -200,6 +202,24 @@ const float *vb_weights_f32(vb_weights *w, const char *name, int ndim, ...) {
   return t ? as_f32(w, t) : NULL;
 }
 
+/* A layer that converted or repacked its weight no longer reads the stored
+ * bytes: where they lie in a memory-mapped file, their pages leave this
+ * process's memory (they stay in the page cache and fault back in, unchanged,
+ * if anything reads them again). Without this a bf16 checkpoint's vision
+ * encoder counted twice in RSS: the mapped file and oneDNN's packed copy. */
+static void drop_mapped_pages(const vb_weights *w, const void *data, size_t bytes) {
+  uintptr_t a = (uintptr_t)data, b = a + bytes;
+  for (size_t i = 0; i < w->tt.nmaps; i++) {
+    const vb_mapped_file *m = &w->tt.maps[i];
+    uintptr_t ma = (uintptr_t)m->data, mb = ma + m->size;
+    if (m->is_mmap != 1 || a < ma || b > mb) continue;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t pa = (a + page - 1) & ~(page - 1), pb = b & ~(page - 1);
+    if (pb > pa) madvise((void *)pa, pb - pa, MADV_DONTNEED);
+    return;
+  }
+}
+
 int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int has_bias,
                       vb_linear *l) {
   char name[512];
@@ -218,5 +238,7 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
     l->bias = vb_weights_f32(w, name, 1, (int64_t)out);
     if (!l->bias) return -1;
   }
-  return vb_linear_prepare(l);
+  if (vb_linear_prepare(l) != 0) return -1;
+  if (!vb_linear_reads_stored(l)) drop_mapped_pages(w, t->data, t->nbytes);
+  return 0;
 }
