@@ -330,11 +330,16 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
   /* The head stays float32 whatever the compute type: greedy and beam decisions
    * compare logits across the whole vocabulary, and bf16 rounding there flips
    * choices that transformers makes (measured on the fixtures). */
-  vb_compute saved = w->compute;
-  w->compute = VB_COMPUTE_F32;
-  int head_rc = vb_weights_linear(w, vb_opt_has_lm_head(w) ? VB_OPT_LM_HEAD : VB_OPT_DECODER ".embed_tokens",
-                                  V, E, 0, &m->head);
-  w->compute = saved;
+  int head_rc;
+  if (vb_opt_has_lm_head(w)) {
+    vb_compute saved = w->compute;
+    w->compute = VB_COMPUTE_F32;
+    head_rc = vb_weights_linear(w, VB_OPT_LM_HEAD, V, E, 0, &m->head);
+    w->compute = saved;
+  } else { /* tied: the f32 embedding table itself, not a second f32 copy (0.5 GB for 2.7b) */
+    m->head = (vb_linear){.out = V, .in = E, .dtype = VB_DT_F32, .w = m->embed};
+    head_rc = vb_linear_prepare(&m->head);
+  }
   if (head_rc) goto fail;
   m->has_proj = E != c->hidden_size;
   if (m->has_proj) {
