@@ -158,7 +158,8 @@ static void test_elementwise(void) {
 }
 
 /* GELU and softmax value by value over wide ranges (the AVX-512 versions use
- * their own exp/erf): GELU within 3e-7 absolute + 4e-6 relative from -12 to 12
+ * their own exp/erf): erf-GELU within 3e-7 absolute + 4e-6 relative and tanh-GELU
+ * within 1e-7 + 4e-6 relative from -12 to 12
  * (tiny, huge-negative and saturated inputs; the erf form's 1.5e-7 absolute
  * error is scaled by x/2 at the negative tail), softmax within 4e-6 relative on
  * rows of every length 1..70 (vector tails), with -inf entries (masking) and a
@@ -177,6 +178,15 @@ static void test_transcendentals(void) {
       fprintf(stderr, "  gelu_erf(%g) = %.9g, want %.9g\n", x[i], y[i], r);
   }
   CHECK(bad == 0, "gelu_erf: %d values off", bad);
+  memcpy(y, x, n * sizeof(float));
+  vb_gelu_tanh(y, n);
+  bad = 0;
+  for (int i = 0; i < n; i++) {
+    double r = 0.5 * x[i] * (1 + tanh(sqrt(2.0 / M_PI) * (x[i] + 0.044715 * x[i] * x[i] * x[i])));
+    if (!(fabs(y[i] - r) <= 1e-7 + 4e-6 * fabs(r)) && bad++ < 5)
+      fprintf(stderr, "  gelu_tanh(%g) = %.9g, want %.9g\n", x[i], y[i], r);
+  }
+  CHECK(bad == 0, "gelu_tanh: %d values off", bad);
   for (int len = 1; len <= 70; len++) {
     double mx = -1e300, sum = 0;
     for (int i = 0; i < len; i++) {

@@ -6,6 +6,7 @@
 #include "runtime/cpu.h"
 
 void vb_gelu_erf_avx512(float *x, size_t n);
+void vb_gelu_tanh_avx512(float *x, size_t n);
 void vb_softmax_row_avx512(float *x, int n);
 float vb_dot_avx512(const float *a, const float *b, int n);
 void vb_axpy_avx512(float *y, float a, const float *x, int n);
@@ -63,6 +64,10 @@ void vb_gelu_erf(float *x, size_t n) {
 }
 
 void vb_gelu_tanh(float *x, size_t n) {
+  if (vb_cpu_has_avx512()) {
+    vb_gelu_tanh_avx512(x, n);
+    return;
+  }
 #pragma omp parallel for if (n > 65536)
   for (size_t i = 0; i < n; i++) {
     float v = x[i];

@@ -154,3 +154,24 @@ TGT_512 void vb_axpy_avx512(float *y, float a, const float *x, int n) {
     _mm512_mask_storeu_ps(y + i, mk, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i)));
   }
 }
+
+/* GELU, tanh form (T5 v1.1 / Flan-T5's gelu_new): 0.5 x (1 + tanh(u)) =
+ * x e / (e + 1) with e = exp(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no
+ * cancellation for negative x, and exp's clamp keeps e finite, so large
+ * positive x gives x. */
+TGT_512 void vb_gelu_tanh_avx512(float *x, size_t n) {
+  const __m512 one = _mm512_set1_ps(1.0f), c0 = _mm512_set1_ps(0.7978845608028654f),
+               c1 = _mm512_set1_ps(0.044715f), two = _mm512_set1_ps(2.0f);
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (size_t i = 0; i < n / 16; i++) {
+    __m512 v = _mm512_loadu_ps(x + 16 * i);
+    __m512 u = _mm512_mul_ps(c0, _mm512_fmadd_ps(_mm512_mul_ps(c1, v), _mm512_mul_ps(v, v), v));
+    __m512 e = exp512(_mm512_mul_ps(two, u));
+    __m512 g = _mm512_mul_ps(v, _mm512_div_ps(e, _mm512_add_ps(e, one)));
+    _mm512_storeu_ps(x + 16 * i, g);
+  }
+  for (size_t i = n / 16 * 16; i < n; i++) {
+    float v = x[i];
+    x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  }
+}
