@@ -44,4 +44,47 @@ static inline int vb_gemv_block_rows(int N, int nthreads) {
   return bs;
 }
 
+/* Runs `body` for blocks [n0, n1) of a GEMV's N output rows, handed out
+ * dynamically: a thread that the OS deschedules (a busy machine) delays one
+ * block, not half of the product. Needs <omp.h>. */
+#define VB_GEMV_FOR_ROW_BLOCKS(N, body)                                                   \
+  do {                                                                                    \
+    int bs_ = vb_gemv_block_rows((N), omp_get_max_threads());                             \
+    int nblk_ = ((N) + bs_ - 1) / bs_;                                                    \
+    _Pragma("omp parallel for schedule(dynamic, 1) if (nblk_ > 1)")                       \
+    for (int blk_ = 0; blk_ < nblk_; blk_++) {                                            \
+      int n0 = blk_ * bs_, n1 = n0 + bs_ < (N) ? n0 + bs_ : (N);                          \
+      body;                                                                               \
+    }                                                                                     \
+  } while (0)
+
+/* Weight rows streamed side by side by the bf16 and f32 GEMV kernels, and how
+ * far ahead along a row they prefetch. */
+#define VB_GEMV_ROWS 4
+#define VB_GEMV_PREFETCH_BYTES 1024
+
+/* The row loop of the four-row GEMV kernels (bf16, f32): output rows n0..n1 in
+ * steps of VB_GEMV_ROWS (a row past n1 repeats the last one, read from cache and not
+ * stored), activation rows in steps of up to 4. BLOCK(w, K, xb, ldx, mc, r)
+ * computes r[m][j] = x[m] . w[j]; it is called with a constant mc so each
+ * variant keeps its accumulators in registers. WT/XT: weight and activation
+ * element types; x has ldx elements per row. */
+#define VB_GEMV_ROW_LOOP(BLOCK, WT, XT, W, n0, n1, N, K, x, ldx, M, bias, y)                 \
+  for (int n_ = (n0); n_ < (n1); n_ += VB_GEMV_ROWS) {                                                 \
+    const WT *w_[VB_GEMV_ROWS];                                                                        \
+    for (int j_ = 0; j_ < VB_GEMV_ROWS; j_++) w_[j_] = (W) + (size_t)(n_ + j_ < (n1) ? n_ + j_ : (n1) - 1) * (K); \
+    int nr_ = (n1) - n_ < VB_GEMV_ROWS ? (n1) - n_ : VB_GEMV_ROWS;                                                \
+    for (int m0_ = 0; m0_ < (M); m0_ += 4) {                                                \
+      float r_[4][4] = {{0}};                                                               \
+      const XT *xb_ = (x) + (size_t)m0_ * (ldx);                                            \
+      switch ((M) - m0_ < 4 ? (M) - m0_ : 4) {                                              \
+      case 1: BLOCK(w_, (K), xb_, (ldx), 1, r_); break;                                     \
+      case 2: BLOCK(w_, (K), xb_, (ldx), 2, r_); break;                                     \
+      case 3: BLOCK(w_, (K), xb_, (ldx), 3, r_); break;                                     \
+      default: BLOCK(w_, (K), xb_, (ldx), 4, r_); break;                                    \
+      }                                                                                     \
+      vb_gemv_store_block((y), (N), n_, nr_, m0_, (M), (bias), (const float(*)[4])r_);      \
+    }                                                                                       \
+  }
+
 #endif

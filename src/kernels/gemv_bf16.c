@@ -87,14 +87,7 @@ void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, cons
  * independent accumulator chains and four memory streams, which is what it
  * takes to read the weights at the speed of a plain read loop (measured on the
  * project machine: 2 rows x 1 activation ran at ~0.72 of the read loop's
- * speed, 4 rows at ~0.99). A row past the block's end repeats the last row
- * (cached, not stored). */
-#define GEMV_ROWS 4
-#define PREFETCH_BYTES 1024
-
-INLINE void row_ptrs(const uint16_t *W, int n, int n1, int K, const uint16_t *w[GEMV_ROWS]) {
-  for (int j = 0; j < GEMV_ROWS; j++) w[j] = W + (size_t)(n + j < n1 ? n + j : n1 - 1) * K;
-}
+ * speed, 4 rows at ~0.99). The row loop is VB_GEMV_ROW_LOOP (gemm_internal.h). */
 
 /* AVX-512F: bf16 weights widened to f32 (a shift), f32 activations padded with
  * zeros to a multiple of 16. */
@@ -102,116 +95,73 @@ INLINE TGT_512 __m512 widen16(const uint16_t *p, __mmask16 mk) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, p)), 16));
 }
 
-INLINE TGT_512 void wide_block(const uint16_t *w[GEMV_ROWS], int K, const float *xp, size_t ldx,
+INLINE TGT_512 void wide_block(const uint16_t *w[VB_GEMV_ROWS], int K, const float *xp, size_t ldx,
                                 const int mc, float r[4][4]) {
-  __m512 acc[4][GEMV_ROWS];
+  __m512 acc[4][VB_GEMV_ROWS];
   for (int m = 0; m < mc; m++)
-    for (int j = 0; j < GEMV_ROWS; j++) acc[m][j] = _mm512_setzero_ps();
+    for (int j = 0; j < VB_GEMV_ROWS; j++) acc[m][j] = _mm512_setzero_ps();
   int k = 0;
   for (; k + 16 <= K; k += 16) {
-    __m512 f[GEMV_ROWS];
-    for (int j = 0; j < GEMV_ROWS; j++) {
-      _mm_prefetch((const char *)(w[j] + k) + PREFETCH_BYTES, _MM_HINT_T0);
+    __m512 f[VB_GEMV_ROWS];
+    for (int j = 0; j < VB_GEMV_ROWS; j++) {
+      _mm_prefetch((const char *)(w[j] + k) + VB_GEMV_PREFETCH_BYTES, _MM_HINT_T0);
       f[j] = widen16(w[j] + k, (__mmask16)0xffff);
     }
     for (int m = 0; m < mc; m++) {
       __m512 xv = _mm512_loadu_ps(xp + m * ldx + k);
-      for (int j = 0; j < GEMV_ROWS; j++) acc[m][j] = _mm512_fmadd_ps(f[j], xv, acc[m][j]);
+      for (int j = 0; j < VB_GEMV_ROWS; j++) acc[m][j] = _mm512_fmadd_ps(f[j], xv, acc[m][j]);
     }
   }
   if (k < K) {
     __mmask16 mk = (__mmask16)((1u << (K - k)) - 1);
     for (int m = 0; m < mc; m++) {
       __m512 xv = _mm512_loadu_ps(xp + m * ldx + k);
-      for (int j = 0; j < GEMV_ROWS; j++) acc[m][j] = _mm512_fmadd_ps(widen16(w[j] + k, mk), xv, acc[m][j]);
+      for (int j = 0; j < VB_GEMV_ROWS; j++) acc[m][j] = _mm512_fmadd_ps(widen16(w[j] + k, mk), xv, acc[m][j]);
     }
   }
   for (int m = 0; m < mc; m++)
-    for (int j = 0; j < GEMV_ROWS; j++) r[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+    for (int j = 0; j < VB_GEMV_ROWS; j++) r[m][j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
 TGT_512 static void wide_rows(const uint16_t *W, int n0, int n1, int N, int K, const float *xp,
                               size_t ldx, int M, const float *bias, float *y) {
-  for (int n = n0; n < n1; n += GEMV_ROWS) {
-    const uint16_t *w[GEMV_ROWS];
-    row_ptrs(W, n, n1, K, w);
-    int nr = n1 - n < GEMV_ROWS ? n1 - n : GEMV_ROWS;
-    for (int m0 = 0; m0 < M; m0 += 4) {
-      float r[4][4] = {{0}};
-      const float *xb = xp + (size_t)m0 * ldx;
-      switch (M - m0 < 4 ? M - m0 : 4) {
-      case 1: wide_block(w, K, xb, ldx, 1, r); break;
-      case 2: wide_block(w, K, xb, ldx, 2, r); break;
-      case 3: wide_block(w, K, xb, ldx, 3, r); break;
-      default: wide_block(w, K, xb, ldx, 4, r); break;
-      }
-      vb_gemv_store_block(y, N, n, nr, m0, M, bias, (const float(*)[4])r);
-    }
-  }
+  VB_GEMV_ROW_LOOP(wide_block, uint16_t, float, W, n0, n1, N, K, xp, ldx, M, bias, y)
 }
 
 /* AVX512-BF16: VDPBF16PS on bf16 activations padded with zeros to a multiple of 32. */
-INLINE TGT_BF16 void dp_block(const uint16_t *w[GEMV_ROWS], int K, const uint16_t *xp, size_t ldx,
+INLINE TGT_BF16 void dp_block(const uint16_t *w[VB_GEMV_ROWS], int K, const uint16_t *xp, size_t ldx,
                                const int mc, float r[4][4]) {
-  __m512 acc[4][GEMV_ROWS];
+  __m512 acc[4][VB_GEMV_ROWS];
   for (int m = 0; m < mc; m++)
-    for (int j = 0; j < GEMV_ROWS; j++) acc[m][j] = _mm512_setzero_ps();
+    for (int j = 0; j < VB_GEMV_ROWS; j++) acc[m][j] = _mm512_setzero_ps();
   int k = 0;
   for (; k + 32 <= K; k += 32) {
-    __m512i v[GEMV_ROWS];
-    for (int j = 0; j < GEMV_ROWS; j++) {
-      _mm_prefetch((const char *)(w[j] + k) + PREFETCH_BYTES, _MM_HINT_T0);
+    __m512i v[VB_GEMV_ROWS];
+    for (int j = 0; j < VB_GEMV_ROWS; j++) {
+      _mm_prefetch((const char *)(w[j] + k) + VB_GEMV_PREFETCH_BYTES, _MM_HINT_T0);
       v[j] = _mm512_loadu_si512((const void *)(w[j] + k));
     }
     for (int m = 0; m < mc; m++) {
       __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(xp + m * ldx + k));
-      for (int j = 0; j < GEMV_ROWS; j++) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, (__m512bh)v[j]);
+      for (int j = 0; j < VB_GEMV_ROWS; j++) acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, (__m512bh)v[j]);
     }
   }
   if (k < K) {
     __mmask32 mk = (__mmask32)((1u << (K - k)) - 1);
     for (int m = 0; m < mc; m++) {
       __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(xp + m * ldx + k));
-      for (int j = 0; j < GEMV_ROWS; j++)
+      for (int j = 0; j < VB_GEMV_ROWS; j++)
         acc[m][j] = _mm512_dpbf16_ps(acc[m][j], xv, (__m512bh)_mm512_maskz_loadu_epi16(mk, w[j] + k));
     }
   }
   for (int m = 0; m < mc; m++)
-    for (int j = 0; j < GEMV_ROWS; j++) r[m][j] = _mm512_reduce_add_ps(acc[m][j]);
+    for (int j = 0; j < VB_GEMV_ROWS; j++) r[m][j] = _mm512_reduce_add_ps(acc[m][j]);
 }
 
 TGT_BF16 static void dp_rows(const uint16_t *W, int n0, int n1, int N, int K, const uint16_t *xp,
                              size_t ldx, int M, const float *bias, float *y) {
-  for (int n = n0; n < n1; n += GEMV_ROWS) {
-    const uint16_t *w[GEMV_ROWS];
-    row_ptrs(W, n, n1, K, w);
-    int nr = n1 - n < GEMV_ROWS ? n1 - n : GEMV_ROWS;
-    for (int m0 = 0; m0 < M; m0 += 4) {
-      float r[4][4] = {{0}};
-      const uint16_t *xb = xp + (size_t)m0 * ldx;
-      switch (M - m0 < 4 ? M - m0 : 4) {
-      case 1: dp_block(w, K, xb, ldx, 1, r); break;
-      case 2: dp_block(w, K, xb, ldx, 2, r); break;
-      case 3: dp_block(w, K, xb, ldx, 3, r); break;
-      default: dp_block(w, K, xb, ldx, 4, r); break;
-      }
-      vb_gemv_store_block(y, N, n, nr, m0, M, bias, (const float(*)[4])r);
-    }
-  }
+  VB_GEMV_ROW_LOOP(dp_block, uint16_t, uint16_t, W, n0, n1, N, K, xp, ldx, M, bias, y)
 }
-
-/* Blocks of output rows handed out dynamically: a thread that the OS
- * deschedules (a busy machine) delays one block, not half of the product. */
-#define FOR_ROW_BLOCKS(N, body)                                                       \
-  do {                                                                                \
-    int bs_ = vb_gemv_block_rows((N), omp_get_max_threads());                        \
-    int nblk_ = ((N) + bs_ - 1) / bs_;                                                \
-    _Pragma("omp parallel for schedule(dynamic, 1) if (nblk_ > 1)")                   \
-    for (int blk_ = 0; blk_ < nblk_; blk_++) {                                        \
-      int n0 = blk_ * bs_, n1 = n0 + bs_ < (N) ? n0 + bs_ : (N);                      \
-      body;                                                                           \
-    }                                                                                 \
-  } while (0)
 
 /* the calling thread's padded copy of the activations, reused across calls */
 static __thread void *tls_x;
@@ -226,7 +176,7 @@ void vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M,
     memcpy(xp + m * ldx, x + (size_t)m * K, (size_t)K * sizeof(float));
     memset(xp + m * ldx + K, 0, (ldx - K) * sizeof(float));
   }
-  FOR_ROW_BLOCKS(N, wide_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
+  VB_GEMV_FOR_ROW_BLOCKS(N, wide_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
 }
 
 void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
@@ -235,7 +185,7 @@ void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, in
   uint16_t *xp = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(uint16_t));
   if (!xp) abort();
   vb_f32_to_bf16_rows(x, M, K, xp, (int)ldx);
-  FOR_ROW_BLOCKS(N, dp_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
+  VB_GEMV_FOR_ROW_BLOCKS(N, dp_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
 }
 
 void vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,

@@ -244,16 +244,9 @@ TGT_512 static void q8_rows(const uint8_t *W, int n0, int n1, int N, int K, cons
   }
 }
 
-/* Blocks of output rows handed out dynamically (as in gemv_bf16.c). */
 void vb_gemv_q8_avx512(const void *W, int N, int K, const float *x, int M, const float *bias,
                        float *y) {
-  int bs = vb_gemv_block_rows(N, omp_get_max_threads());
-  int nblk = (N + bs - 1) / bs;
-#pragma omp parallel for schedule(dynamic, 1) if (nblk > 1)
-  for (int blk = 0; blk < nblk; blk++) {
-    int n0 = blk * bs, n1 = n0 + bs < N ? n0 + bs : N;
-    q8_rows(W, n0, n1, N, K, x, M, bias, y);
-  }
+  VB_GEMV_FOR_ROW_BLOCKS(N, q8_rows(W, n0, n1, N, K, x, M, bias, y));
 }
 
 int vb_gemv_q8_has_avx512(void) {
