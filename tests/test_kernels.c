@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "kernels/bf16_kernels.h"
 #include "kernels/kernels.h"
@@ -273,18 +271,7 @@ static void test_attention(void) {
   test_attention_case(20, 30, 2, 32, 1, 1, 10); /* causal with an offset */
 }
 
-static int run_child(const char *self, const char *env) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s", env, self);
-  char *out = NULL;
-  int rc = tu_run(cmd, &out);
-  if (rc != 0) fprintf(stderr, "--- %s:\n%s\n", env, out ? out : "");
-  free(out);
-  return rc;
-}
-
-int main(int argc, char **argv) {
-  (void)argc;
+int main(void) {
   vb_cpu_init();
   printf("cpu: %s\n", vb_cpu_describe());
   test_linear();
@@ -292,15 +279,6 @@ int main(int argc, char **argv) {
   test_elementwise();
   test_transcendentals();
   test_attention();
-  if (!getenv("VBLIP_KERNELS_CHILD")) {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (CHECK(n > 0, "cannot find own executable")) {
-      self[n] = 0;
-      CHECK(run_child(self, "VBLIP_NO_AMX=1") == 0, "AMX forced off: kernels differ");
-      CHECK(run_child(self, "VBLIP_NO_AVX512=1") == 0, "AVX-512 forced off: kernels differ");
-    }
-    (void)argv;
-  }
+  tu_rerun_with_cpu_paths_off();
   return tu_finish();
 }

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kernels/kernels.h"
 #include "kernels/q8_kernels.h"
@@ -144,29 +143,11 @@ static void test_quantization(void) {
   free(w), free(x), free(base), free(wd), free(ref), free(y);
 }
 
-static int run_child(const char *self, const char *env) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s", env, self);
-  char *out = NULL;
-  int rc = tu_run(cmd, &out);
-  if (rc != 0) fprintf(stderr, "--- %s:\n%s\n", env, out ? out : "");
-  free(out);
-  return rc;
-}
-
 int main(void) {
   vb_cpu_init();
   printf("cpu: %s, q8 gemv: %s\n", vb_cpu_describe(), vb_gemv_q8_has_avx512() ? "avx512" : "c");
   test_shapes();
   test_quantization();
-  if (!getenv("VBLIP_KERNELS_CHILD")) {
-    char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (CHECK(n > 0, "cannot find own executable")) {
-      self[n] = 0;
-      CHECK(run_child(self, "VBLIP_NO_AMX=1") == 0, "AMX forced off: kernels differ");
-      CHECK(run_child(self, "VBLIP_NO_AVX512=1") == 0, "AVX-512 forced off: kernels differ");
-    }
-  }
+  tu_rerun_with_cpu_paths_off();
   return tu_finish();
 }

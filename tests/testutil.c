@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "formats/safetensors.h"
 #include "runtime/common.h"
@@ -196,4 +197,24 @@ void tu_put_le(tu_bytes *b, uint64_t v, int n) {
     uint8_t c = (uint8_t)(v >> (8 * i));
     tu_put(b, &c, 1);
   }
+}
+
+static int run_child(const char *self, const char *env) {
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s", env, self);
+  char *out = NULL;
+  int rc = tu_run(cmd, &out);
+  if (rc != 0) fprintf(stderr, "--- %s:\n%s\n", env, out ? out : "");
+  free(out);
+  return rc;
+}
+
+void tu_rerun_with_cpu_paths_off(void) {
+  if (getenv("VBLIP_KERNELS_CHILD")) return;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (!CHECK(n > 0, "cannot find own executable")) return;
+  self[n] = 0;
+  CHECK(run_child(self, "VBLIP_NO_AMX=1") == 0, "AMX forced off: kernels differ");
+  CHECK(run_child(self, "VBLIP_NO_AVX512=1") == 0, "AVX-512 forced off: kernels differ");
 }

@@ -35,6 +35,10 @@ size_t tu_compare(const float *got, const float *ref, size_t n, double atol, dou
 /* Runs a shell command; captures stdout (and stderr if merge) into a heap string.
  * Returns the exit status (or -1). */
 int tu_run(const char *cmd, char **output);
+/* Kernel tests run their checks once more in child processes of the same
+ * program with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced off
+ * (VBLIP_NO_AVX512=1): each child must pass too. Does nothing inside a child. */
+void tu_rerun_with_cpu_paths_off(void);
 /* A fresh empty temporary directory (removed by nothing: tests write only small files). */
 const char *tu_tmpdir(void);
 
