@@ -1,9 +1,19 @@
 /* Element-wise and row-wise float32 operations. */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "runtime/cpu.h"
+
+/* Whether the AVX-512 versions run, looked up once: vb_dot and vb_axpy are
+ * called per cached key in decoding attention. */
+static int use_avx512(void) {
+  static _Atomic int v = -1; /* threads may race to fill it in, with the same value */
+  int x = atomic_load_explicit(&v, memory_order_relaxed);
+  if (x < 0) atomic_store_explicit(&v, x = vb_cpu_has_avx512(), memory_order_relaxed);
+  return x;
+}
 
 void vb_gelu_erf_avx512(float *x, size_t n);
 void vb_gelu_tanh_avx512(float *x, size_t n);
@@ -15,7 +25,7 @@ void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, co
 
 void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, const float *b,
                   float eps) {
-  int fast = vb_cpu_has_avx512();
+  int fast = use_avx512();
 #pragma omp parallel for if (rows > 16)
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * n;
@@ -55,7 +65,7 @@ void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float
 }
 
 void vb_gelu_erf(float *x, size_t n) {
-  if (vb_cpu_has_avx512()) {
+  if (use_avx512()) {
     vb_gelu_erf_avx512(x, n);
     return;
   }
@@ -64,7 +74,7 @@ void vb_gelu_erf(float *x, size_t n) {
 }
 
 void vb_gelu_tanh(float *x, size_t n) {
-  if (vb_cpu_has_avx512()) {
+  if (use_avx512()) {
     vb_gelu_tanh_avx512(x, n);
     return;
   }
@@ -85,7 +95,7 @@ void vb_add(float *y, const float *x, size_t n) {
 }
 
 void vb_softmax_row(float *x, int n) {
-  if (vb_cpu_has_avx512()) {
+  if (use_avx512()) {
     vb_softmax_row_avx512(x, n);
     return;
   }
@@ -105,7 +115,7 @@ void vb_softmax_row(float *x, int n) {
 }
 
 float vb_dot(const float *a, const float *b, int n) {
-  if (vb_cpu_has_avx512()) return vb_dot_avx512(a, b, n);
+  if (use_avx512()) return vb_dot_avx512(a, b, n);
   /* eight partial sums: a single one is a chain of dependent adds */
   float s[8] = {0};
   int i = 0;
@@ -116,7 +126,7 @@ float vb_dot(const float *a, const float *b, int n) {
 }
 
 void vb_axpy(float *y, float a, const float *x, int n) {
-  if (vb_cpu_has_avx512()) {
+  if (use_avx512()) {
     vb_axpy_avx512(y, a, x, n);
     return;
   }
