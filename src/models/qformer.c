@@ -102,16 +102,13 @@ int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out
   const vb_qformer_config *c = &q->cfg;
   int H = c->hidden_size, F = c->intermediate_size, Q = q->num_queries;
   size_t nk_max = (size_t)(n_vis > Q ? n_vis : Q);
-  /* one workspace: qb | kb | vb | ctx | tmp | tmp2, each 64-byte aligned */
+  /* one workspace: qb | kb | vb | ctx | tmp | tmp2 */
   size_t sizes[6] = {(size_t)Q * H, nk_max * H, nk_max * H, (size_t)Q * H, (size_t)Q * (F > H ? F : H),
                      (size_t)Q * H};
-  size_t total = 0;
-  for (int i = 0; i < 6; i++) total += (sizes[i] + 15) & ~(size_t)15;
+  float *bufs[6];
   pthread_mutex_lock(&q->ws_mu);
   int rc = -1;
-  if (!vb_scratch_grow((void **)&q->ws, &q->ws_cap, total * sizeof(float))) goto done;
-  float *bufs[6], *p = q->ws;
-  for (int i = 0; i < 6; i++) bufs[i] = p, p += (sizes[i] + 15) & ~(size_t)15;
+  if (vb_scratch_carve(&q->ws, &q->ws_cap, sizes, 6, bufs) != 0) goto done;
   float *qb = bufs[0], *kb = bufs[1], *vb = bufs[2], *ctx = bufs[3], *tmp = bufs[4], *tmp2 = bufs[5];
   vb_layernorm(q->query_tokens, out, Q, H, q->ln_w, q->ln_b, c->layer_norm_eps);
   for (int l = 0; l < c->num_hidden_layers; l++) {

@@ -29,7 +29,7 @@ typedef struct {
   vb_qf_layer *layers;
   /* activation buffers kept between calls, as in vit.h */
   pthread_mutex_t ws_mu;
-  float *ws;
+  void *ws;
   size_t ws_cap;
 } vb_qformer;
 

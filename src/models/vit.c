@@ -94,15 +94,12 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   int heads = c->num_attention_heads, hd = D / heads;
   int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
   size_t M = (size_t)frames * S;
-  /* one workspace: cols | pe | x | qkv | att | mlp, each 64-byte aligned */
+  /* one workspace: cols | pe | x | qkv | att | mlp */
   size_t sizes[6] = {(size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
-  size_t total = 0;
-  for (int i = 0; i < 6; i++) total += (sizes[i] + 15) & ~(size_t)15;
+  float *bufs[6];
   pthread_mutex_lock(&v->ws_mu);
   int rc = -1;
-  if (!vb_scratch_grow((void **)&v->ws, &v->ws_cap, total * sizeof(float))) goto done;
-  float *bufs[6], *p = v->ws;
-  for (int i = 0; i < 6; i++) bufs[i] = p, p += (sizes[i] + 15) & ~(size_t)15;
+  if (vb_scratch_carve(&v->ws, &v->ws_cap, sizes, 6, bufs) != 0) goto done;
   float *cols = bufs[0], *pe = bufs[1], *x = bufs[2], *qkv = bufs[3], *att = bufs[4], *mlp = bufs[5];
   /* embeddings: [CLS; patches] + positions, frame by frame */
   for (int t = 0; t < frames; t++) {

@@ -22,7 +22,7 @@ typedef struct {
   /* activation buffers kept between calls (grown as needed): fresh ones cost
    * ~110 MB of page faults per 8-frame call; the mutex serializes callers */
   pthread_mutex_t ws_mu;
-  float *ws;
+  void *ws;
   size_t ws_cap;
 } vb_vit;
 

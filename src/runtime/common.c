@@ -108,6 +108,15 @@ void *vb_scratch_grow(void **p, size_t *cap, size_t bytes) {
   return *p;
 }
 
+int vb_scratch_carve(void **p, size_t *cap, const size_t *counts, int n, float **out) {
+  size_t total = 0;
+  for (int i = 0; i < n; i++) total += (counts[i] + 15) & ~(size_t)15;
+  float *base = vb_scratch_grow(p, cap, total * sizeof(float));
+  if (!base) return -1;
+  for (int i = 0; i < n; i++) out[i] = base, base += (counts[i] + 15) & ~(size_t)15;
+  return 0;
+}
+
 int vb_map_file(const char *path, vb_mapped_file *out) {
   memset(out, 0, sizeof *out);
   char *copy = NULL;

@@ -32,6 +32,10 @@ void vb_free_aligned(void *p);
 /* A scratch buffer (*p, *cap bytes, from vb_malloc_aligned) that only grows:
  * returns one of at least `bytes` (old contents not kept), NULL when out of memory. */
 void *vb_scratch_grow(void **p, size_t *cap, size_t bytes);
+/* Carves n float arrays of counts[i] elements, each 64-byte aligned, out of
+ * the scratch buffer (*p, *cap), growing it as needed: out[i] points at array
+ * i. Returns -1 when out of memory. */
+int vb_scratch_carve(void **p, size_t *cap, const size_t *counts, int n, float **out);
 
 /* Overflow-checked size arithmetic: return false on overflow. */
 static inline bool vb_mul_ok(size_t a, size_t b, size_t *out) {
