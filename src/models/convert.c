@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "formats/gguf.h"
+#include "kernels/q8_kernels.h"
 #include "models/config.h"
 #include "models/weights.h"
 #include "runtime/common.h"
@@ -77,25 +78,6 @@ static int cmp_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
-/* GGUF Q8_0: per 32 consecutive values, d = max|x| / 127 (stored as f16) and q = round(x / d). */
-static void quantize_q8_0(const float *x, int64_t n, uint8_t *out) {
-  for (int64_t b = 0; b < n / 32; b++) {
-    const float *v = x + b * 32;
-    float amax = 0;
-    for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
-    float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
-    uint16_t h = vb_float_to_half(d);
-    uint8_t *blk = out + b * 34;
-    memcpy(blk, &h, 2);
-    for (int j = 0; j < 32; j++) {
-      float q = roundf(v[j] * id);
-      if (q > 127) q = 127;
-      if (q < -127) q = -127;
-      blk[2 + j] = (uint8_t)(int8_t)q;
-    }
-  }
-}
-
 /* src tensor -> bytes of type dt (dst has room for them). */
 static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, float *f32, uint8_t *dst) {
   int64_t n = vb_tensor_numel(t);
@@ -123,7 +105,7 @@ static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, float *f32, uint
     }
     return 0;
   case VB_DT_Q8_0:
-    quantize_q8_0(f32, n, dst);
+    vb_quantize_q8_0(f32, n, dst);
     return 0;
   default:
     return vb_error("tensor %s: cannot write %s", t->name, vb_dtype_name(dt));
