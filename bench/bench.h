@@ -33,6 +33,11 @@ int bench_build_lm(vb_weights *w, const vb_model_config *c, vb_dtype dt);
 int bench_lm_create(vb_weights *w, const vb_model_config *c, vb_lm **out);
 /* Bytes of every tensor in the table as stored. */
 double bench_weight_bytes(const vb_weights *w);
+/* Replaces the built (heap) weights with the same tensors mapped from a GGUF
+ * file, as a user's converted checkpoint is loaded: the loader can then drop
+ * the pages of layers it repacks (src/models/weights.c), so peak RSS is what a
+ * user sees. The file is unlinked at once. */
+int bench_weights_via_file(vb_weights *w);
 /* Prompt ids the way the tokenizers frame them: OPT starts with BOS, T5 ends
  * with EOS; the rest are arbitrary in-vocabulary ids. */
 void bench_prompt_ids(const vb_model_config *c, int32_t *ids, int n);

@@ -110,37 +110,6 @@ static int caption(pipeline *p, const vb_model_config *c, const char *video, int
   return 0;
 }
 
-/* Writes the table as a GGUF file at path (the layout `vblip convert` writes
- * tensors in), so the run maps its weights from a file as a user's converted
- * checkpoint is: the page cache holds them, and the loader can drop the pages
- * of layers it repacked (src/models/weights.c). */
-static int write_gguf(const vb_weights *w, const char *path) {
-  vb_gguf_writer *g = vb_gguf_writer_new();
-  if (!g) return -1;
-  int rc = -1;
-  FILE *f = NULL;
-  for (size_t i = 0; i < w->tt.count; i++) {
-    const vb_tensor_info *t = &w->tt.items[i];
-    if (vb_gguf_add_tensor(g, t->name, t->dtype, t->ndim, t->shape) != 0) goto out;
-  }
-  if (!(f = fopen(path, "wb"))) {
-    vb_error("cannot write %s", path);
-    goto out;
-  }
-  if (vb_gguf_write_header(g, f) != 0) goto out;
-  for (size_t i = 0; i < w->tt.count; i++)
-    if (vb_gguf_write_tensor(g, f, i, w->tt.items[i].data, w->tt.items[i].nbytes) != 0) goto out;
-  if (fflush(f) != 0) {
-    vb_error("writing %s failed", path);
-    goto out;
-  }
-  rc = 0;
-out:
-  if (f) fclose(f);
-  vb_gguf_writer_free(g);
-  return rc;
-}
-
 int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, const char *video, int n_frames,
               int n_tokens, bench_e2e_result *r) {
   vb_weights w;
@@ -150,19 +119,7 @@ int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, const char *video, int n
       bench_build_lm(&w, c, lm_dt) != 0)
     return -1;
   r->weight_bytes = bench_weight_bytes(&w);
-  /* through a file: written, the heap copy freed, mapped back, and unlinked
-   * at once (the mapping keeps it; nothing is left behind) */
-  const char *tmp = getenv("TMPDIR");
-  char path[512];
-  snprintf(path, sizeof path, "%s/vblip-bench-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
-  int wrc = write_gguf(&w, path);
-  vb_weights_close(&w);
-  bench_weights_new(&w, VB_COMPUTE_BF16, 1);
-  if (wrc != 0 || vb_gguf_load(&w.tt, path) != 0) {
-    unlink(path);
-    return -1;
-  }
-  unlink(path);
+  if (bench_weights_via_file(&w) != 0) return -1;
   /* prepared as vblip_model_load does: vision and Q-Former packed for oneDNN,
    * the projection and the language model plain */
   if (vb_vit_init(&p.vit, &w, &c->vision) != 0 ||

@@ -4,8 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench.h"
+#include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
 #include "models/t5_tensors.h"
 #include "runtime/common.h"
@@ -297,4 +299,54 @@ void bench_prompt_ids(const vb_model_config *c, int32_t *ids, int n) {
     ids[n - 1] = c->eos_token_id;
   else
     ids[0] = c->bos_token_id;
+}
+
+/* Writes the table as a GGUF file at path (the layout `vblip convert` writes
+ * tensors in), so the run maps its weights from a file as a user's converted
+ * checkpoint is: the page cache holds them, and the loader can drop the pages
+ * of layers it repacked (src/models/weights.c). */
+static int write_gguf(const vb_weights *w, const char *path) {
+  vb_gguf_writer *g = vb_gguf_writer_new();
+  if (!g) return -1;
+  int rc = -1;
+  FILE *f = NULL;
+  for (size_t i = 0; i < w->tt.count; i++) {
+    const vb_tensor_info *t = &w->tt.items[i];
+    if (vb_gguf_add_tensor(g, t->name, t->dtype, t->ndim, t->shape) != 0) goto out;
+  }
+  if (!(f = fopen(path, "wb"))) {
+    vb_error("cannot write %s", path);
+    goto out;
+  }
+  if (vb_gguf_write_header(g, f) != 0) goto out;
+  for (size_t i = 0; i < w->tt.count; i++)
+    if (vb_gguf_write_tensor(g, f, i, w->tt.items[i].data, w->tt.items[i].nbytes) != 0) goto out;
+  if (fflush(f) != 0) {
+    vb_error("writing %s failed", path);
+    goto out;
+  }
+  rc = 0;
+out:
+  if (f) fclose(f);
+  vb_gguf_writer_free(g);
+  return rc;
+}
+
+int bench_weights_via_file(vb_weights *w) {
+  /* written, the heap copy freed, mapped back, and unlinked at once (the
+   * mapping keeps it; nothing is left behind) */
+  const char *tmp = getenv("TMPDIR");
+  char path[512];
+  snprintf(path, sizeof path, "%s/vblip-bench-%d.gguf", tmp && *tmp ? tmp : "/tmp", (int)getpid());
+  vb_compute compute = w->compute;
+  int pack = w->pack;
+  int wrc = write_gguf(w, path);
+  vb_weights_close(w);
+  bench_weights_new(w, compute, pack);
+  if (wrc != 0 || vb_gguf_load(&w->tt, path) != 0) {
+    unlink(path);
+    return -1;
+  }
+  unlink(path);
+  return 0;
 }

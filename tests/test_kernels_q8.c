@@ -9,6 +9,12 @@
  *  - f32 compute with a Q8_0 weight (dequantized once): the f32 bound;
  *  - N not a multiple of 64 or of 2, with and without bias, a weight at an odd
  *    address (inside a mapped file), the weight used in place (no copy);
+ *  - the VNNI repacked layout (q8x16) where the CPU has it: its GEMV against
+ *    the reference within the f32 bound plus the bound of its 16-bit
+ *    activations (half a step of each 32-value block times sum|w| of the
+ *    block), also for activations with one large value per block (the worst
+ *    case for that step); non-finite activations give non-finite outputs; its
+ *    unpacked rows equal the Q8_0 rows' exactly; padding rows never leak;
  *  - quantization: round trip within half a step (plus the f16 scale's rounding), and the end-to-end error of
  *    q8_0 against the original f32 weights on a random matrix (stated, bounded).
  * The program runs itself again with AVX-512 forced off (VBLIP_NO_AVX512=1:
@@ -109,6 +115,77 @@ static void test_shapes(void) {
     for (int bias = 0; bias < 2; bias++) test_shape(shapes[i][0], shapes[i][1], shapes[i][2], bias);
 }
 
+/* The q8x16 GEMV: |y - ref| <= 1e-5 sum|x w| + 1e-6 + sum over blocks of
+ * (max|x| of the block / 32639 / 2) * sum|w| over the block (its activation step). */
+static void test_q8x16_shape(int M, int N, int K, int spiky) {
+  float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
+  float *b = tu_rand_buf(&rng, N, 0.3f);
+  if (spiky) /* one value per block 1000x the rest: the coarsest activation step */
+    for (size_t i = 0; i < (size_t)M * K; i += 32) x[i + (i / 32) % 32] = 1000.0f;
+  uint8_t *base, *wq = quantize_odd(w, (size_t)N * K, &base);
+  float *wd = malloc((size_t)N * K * sizeof(float));
+  CHECK_OK(vb_convert_to_f32(VB_DT_Q8_0, wq, (int64_t)N * K, wd));
+  size_t n = (size_t)M * N;
+  double *ref = malloc(n * sizeof(double)), *mag = malloc(n * sizeof(double));
+  tu_linear_ref(x, wd, b, M, N, K, ref, mag);
+  void *P = vb_malloc_aligned(vb_q8x16_bytes(N, K));
+  vb_q8x16_pack(wq, N, K, P);
+  float *y = malloc((n + 1) * sizeof(float));
+  memset(y, 0xff, (n + 1) * sizeof(float));
+  y[n] = 12345.0f; /* a padding row must not be stored past the end */
+  vb_gemv_q8x16(P, N, K, x, M, b, y);
+  size_t bad = 0;
+  for (int m = 0; m < M; m++)
+    for (int j = 0; j < N; j++) {
+      double act = 0;
+      for (int blk = 0; blk < K / 32; blk++) {
+        double amax = 0, sw = 0;
+        for (int k = blk * 32; k < blk * 32 + 32; k++) {
+          amax = fmax(amax, fabs(x[(size_t)m * K + k]));
+          sw += fabs(wd[(size_t)j * K + k]);
+        }
+        act += amax / 32639.0 / 2 * sw;
+      }
+      size_t i = (size_t)m * N + j;
+      if (!(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6 + act * 1.001)) bad++;
+    }
+  CHECK(bad == 0, "gemv_q8x16 M=%d N=%d K=%d spiky=%d: %zu values off", M, N, K, spiky, bad);
+  CHECK(y[n] == 12345.0f, "gemv_q8x16 N=%d: wrote past the output", N);
+  /* unpacking (the tiled path) gives the Q8_0 rows' values exactly */
+  int r0 = N > 16 ? 16 : 0, r1 = N;
+  uint16_t *u16 = malloc((size_t)(r1 - r0) * K * 2), *e16 = malloc((size_t)(r1 - r0) * K * 2);
+  float *u32 = malloc((size_t)(r1 - r0) * K * 4), *e32 = malloc((size_t)(r1 - r0) * K * 4);
+  vb_q8x16_rows_to_bf16(P, K, r0, r1, u16);
+  vb_q8_rows_to_bf16(wq, K, r0, r1, e16);
+  vb_q8x16_rows_to_f32(P, K, r0, r1, u32);
+  vb_q8_rows_to_f32(wq, K, r0, r1, e32);
+  CHECK(memcmp(u16, e16, (size_t)(r1 - r0) * K * 2) == 0, "q8x16 rows %d..%d of %dx%d to bf16 differ", r0, r1, N, K);
+  CHECK(memcmp(u32, e32, (size_t)(r1 - r0) * K * 4) == 0, "q8x16 rows %d..%d of %dx%d to f32 differ", r0, r1, N, K);
+  /* a NaN or an infinity in a block poisons every output of that row */
+  x[K / 2] = NAN;
+  if (M > 1) x[(size_t)K + 3] = INFINITY;
+  vb_gemv_q8x16(P, N, K, x, M, b, y);
+  size_t finite = 0;
+  for (int m = 0; m < (M > 1 ? 2 : 1); m++)
+    for (int j = 0; j < N; j++) finite += isfinite(y[(size_t)m * N + j]) != 0;
+  CHECK(finite == 0, "gemv_q8x16 M=%d N=%d K=%d: %zu finite outputs from a non-finite input", M, N, K, finite);
+  vb_free_aligned(P);
+  free(x), free(w), free(b), free(base), free(wd), free(ref), free(mag), free(y);
+  free(u16), free(e16), free(u32), free(e32);
+}
+
+static void test_q8x16(void) {
+  if (!vb_q8x16_supported()) {
+    printf("q8x16 (AVX512-VNNI) not available here: its tests are skipped\n");
+    return;
+  }
+  static const int shapes[][3] = {{1, 1, 32},   {1, 64, 64},   {1, 100, 2560}, {2, 65, 96},
+                                  {3, 130, 256}, {4, 129, 320}, {5, 17, 1024},  {8, 200, 160},
+                                  {15, 77, 224}, {1, 2560, 512}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+    for (int spiky = 0; spiky < 2; spiky++) test_q8x16_shape(shapes[i][0], shapes[i][1], shapes[i][2], spiky);
+}
+
 /* Quantization itself, and what it costs against the original f32 weights. */
 static void test_quantization(void) {
   int N = 512, K = 2560, M = 4;
@@ -145,8 +222,10 @@ static void test_quantization(void) {
 
 int main(void) {
   vb_cpu_init();
-  printf("cpu: %s, q8 gemv: %s\n", vb_cpu_describe(), vb_gemv_q8_has_avx512() ? "avx512" : "c");
+  printf("cpu: %s, q8 gemv: %s\n", vb_cpu_describe(),
+         vb_q8x16_supported() ? "avx512-vnni (q8x16)" : vb_gemv_q8_has_avx512() ? "avx512" : "c");
   test_shapes();
+  test_q8x16();
   test_quantization();
   tu_rerun_with_cpu_paths_off();
   return tu_finish();

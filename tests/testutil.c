@@ -13,6 +13,8 @@
 
 static int g_pass, g_fail;
 
+_Thread_local bool tu_cond;
+
 bool tu_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...) {
   if (ok) {
     g_pass++;

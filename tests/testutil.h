@@ -11,8 +11,13 @@
 
 #include "formats/tensor_table.h"
 
-#define CHECK(cond, ...) tu_check((cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
-#define CHECK_OK(expr) tu_check((expr) == 0, __FILE__, __LINE__, #expr, "%s", vb_error_message())
+/* The condition is evaluated first (comma operator), then the message's
+ * arguments: function arguments are evaluated in an unspecified order, and
+ * messages often print what the condition just produced (a command's output). */
+extern _Thread_local bool tu_cond;
+#define CHECK(cond, ...) (tu_cond = (cond), tu_check(tu_cond, __FILE__, __LINE__, #cond, __VA_ARGS__))
+#define CHECK_OK(expr) \
+  (tu_cond = (expr) == 0, tu_check(tu_cond, __FILE__, __LINE__, #expr, "%s", vb_error_message()))
 
 bool tu_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -75,7 +75,7 @@ int vb_linear_prepare(vb_linear *l) {
 }
 
 int vb_linear_reads_stored(const vb_linear *l) {
-  if (is_q8_engine(l)) return 1; /* used where it lies */
+  if (is_q8_engine(l)) return vb_linear_reads_stored_q8(l);
   if (l->compute == VB_COMPUTE_BF16) return vb_linear_reads_stored_bf16(l);
   return l->w_f32 == NULL;
 }

@@ -20,6 +20,7 @@ int vb_linear_reads_stored_bf16(const vb_linear *l);
 int vb_linear_prepare_q8(vb_linear *l);
 void vb_linear_release_q8(vb_linear *l);
 void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
+int vb_linear_reads_stored_q8(const vb_linear *l);
 
 
 /* y[M, N] = x[M, K] W^T (+ bias) for small M with f32 weights [N, K], streaming

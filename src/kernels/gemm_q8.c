@@ -1,7 +1,10 @@
-/* Q8_0 linear layers with bf16 compute: the weight stays in its 8-bit blocks
- * where it lies (usually the mapped GGUF file; nothing is copied).
- *  - M <= 15 rows (decoding, beams): vb_gemv_q8 streams the weight once,
- *    activations in f32.
+/* Q8_0 linear layers with bf16 compute: the weight stays in its 8-bit blocks,
+ * where it lies (usually the mapped GGUF file) or, on CPUs with AVX512-VNNI,
+ * repacked once at load into the q8x16 layout (q8_vnni.c; same size, and the
+ * loader then drops the file's pages).
+ *  - M <= 15 rows (decoding, beams): the weight streamed once for all rows,
+ *    vb_gemv_q8x16 (activations quantized to 16 bits) or vb_gemv_q8
+ *    (activations in f32).
  *  - more rows (prompt prefill, vision encoder, Q-Former): tiles of weight rows
  *    (about 1 MB of bf16) handed out to the threads; each thread dequantizes
  *    its tile to bf16 and multiplies it at once, while it is in its core's
@@ -29,6 +32,7 @@
 
 typedef struct {
   int onednn_ok; /* oneDNN runs bf16 matmuls here */
+  void *packed;  /* the q8x16 copy where AVX512-VNNI runs, else NULL */
 } q8_backend;
 
 /* Primitives by shape, shared by all layers and threads; an entry in use
@@ -155,7 +159,9 @@ static int tile_rows(int N, int K) {
  * one tile, not every tile). Each thread dequantizes its tile into its own
  * scratch and multiplies it at once, while it is in that core's cache: bf16
  * through oneDNN where it runs, else (or for a shape it refuses) f32 sgemm. */
-static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M, float *y) {
+static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
+  int use_onednn = be->onednn_ok;
+  const void *packed = be->packed; /* tiles start at multiples of 16 rows, as it needs */
   int N = l->out, K = l->in, NT = tile_rows(N, K), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
@@ -174,7 +180,8 @@ static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M,
         failed = 1;
         continue;
       }
-      vb_q8_rows_to_bf16(l->w, K, n0, n0 + nt, t);
+      if (packed) vb_q8x16_rows_to_bf16(packed, K, n0, n0 + nt, t);
+      else vb_q8_rows_to_bf16(l->w, K, n0, n0 + nt, t);
       if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N) == 0) continue;
     }
     float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
@@ -182,7 +189,8 @@ static void run_tiles(const vb_linear *l, int use_onednn, const float *x, int M,
       failed = 1;
       continue;
     }
-    vb_q8_rows_to_f32(l->w, K, n0, n0 + nt, tf);
+    if (packed) vb_q8x16_rows_to_f32(packed, K, n0, n0 + nt, tf);
+    else vb_q8_rows_to_f32(l->w, K, n0, n0 + nt, tf);
     if (bias)
       for (int m = 0; m < M; m++) memcpy(y + (size_t)m * N + n0, bias, nt * sizeof(float));
     vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, bias ? 1.0f : 0.0f, y + n0, N);
@@ -202,13 +210,28 @@ int vb_linear_prepare_q8(vb_linear *l) {
                                     l->bias != NULL, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
+  if (vb_q8x16_supported()) {
+    b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
+    if (!b->packed) {
+      free(b);
+      return vb_error("out of memory repacking a %dx%d Q8_0 weight", l->out, l->in);
+    }
+    vb_q8x16_pack(l->w, l->out, l->in, b->packed);
+  }
   l->backend = b;
   return 0;
 }
 
 void vb_linear_release_q8(vb_linear *l) {
-  free(l->backend);
+  q8_backend *b = l->backend;
+  if (b) vb_free_aligned(b->packed);
+  free(b);
   l->backend = NULL;
+}
+
+int vb_linear_reads_stored_q8(const vb_linear *l) {
+  const q8_backend *b = l->backend;
+  return !b || !b->packed;
 }
 
 void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
@@ -216,8 +239,9 @@ void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) abort(); /* prepared at load time; a bug otherwise */
   if (M <= 0) return;
   if (M <= VB_Q8_GEMV_MAX_M) {
-    vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
+    if (b->packed) vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
+    else vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
     return;
   }
-  run_tiles(l, b->onednn_ok, x, M, y);
+  run_tiles(l, b, x, M, y);
 }

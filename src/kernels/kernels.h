@@ -14,8 +14,8 @@
 typedef enum {
   VB_COMPUTE_F32 = 0, /* exact float32: oneDNN sgemm (the default) */
   VB_COMPUTE_BF16 = 1 /* oneDNN bf16 matmul (AMX / AVX512-BF16) for M >= 16, own GEMV below;
-                       * a Q8_0 weight stays 8-bit in place: own GEMV with f32 activations
-                       * for M < 16, bf16 tiles dequantized per call for M >= 16 */
+                       * a Q8_0 weight stays 8-bit (in place, or repacked for VNNI): own
+                       * GEMV for M < 16, bf16 tiles dequantized per call for M >= 16 */
 } vb_compute;
 
 /* A linear layer y = x W^T + b with W stored [out, in] as PyTorch does.

@@ -34,6 +34,18 @@ int vb_gemv_q8_has_avx512(void);
 void vb_q8_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst);
 void vb_q8_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
 
+/* The same weights repacked for AVX512-VNNI (q8_vnni.c; the layout is
+ * described there): same size as the Q8_0 rows, plus padding to 16 rows.
+ * vb_gemv_q8x16 quantizes the activations to 16 bits per 32-value block
+ * (error <= max|x of the block| / 65278 per value). P must be 64-byte aligned;
+ * the row ranges of the unpackers start at a multiple of 16. */
+int vb_q8x16_supported(void);
+size_t vb_q8x16_bytes(int N, int K);
+void vb_q8x16_pack(const void *W, int N, int K, void *P);
+void vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
+void vb_q8x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
+void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+
 /* Products with M up to this go to vb_gemv_q8, larger ones to the tiled
  * dequantize-then-matmul path (gemm_q8.c). */
 #define VB_Q8_GEMV_MAX_M 15

@@ -6,6 +6,7 @@
 
 #include "kernels/kernels.h"
 #include "models/lm.h"
+#include "models/lm_head.h"
 #include "models/opt_tensors.h"
 #include "runtime/common.h"
 
@@ -21,7 +22,8 @@ typedef struct {
   vb_opt_config cfg;
   const float *embed;   /* [vocab, E] (E = word_embed_proj_dim) */
   const float *pos;     /* [max_pos + 2, hidden] */
-  vb_linear head;       /* [vocab, E]: lm_head or the tied embedding */
+  vb_linear head;       /* [vocab, E]: lm_head or the tied embedding, f32 */
+  vb_lm_head logits;    /* head, read through a bf16 / q8_0 copy with bf16 compute */
   int has_proj;
   vb_linear project_in, project_out;
   const float *final_w, *final_b; /* NULL when the model has no final layer norm */
@@ -136,7 +138,7 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
     vb_linear_forward(&m->project_out, xl, rows, m->e);
     hidden = m->e;
   }
-  vb_linear_forward(&m->head, hidden, rows, logits);
+  vb_lm_head_forward(&m->logits, hidden, rows, logits);
   return 0;
 }
 
@@ -308,6 +310,7 @@ static void opt_destroy(vb_lm *lm) {
       vb_linear_release(&L->fc1);
       vb_linear_release(&L->fc2);
     }
+  vb_lm_head_release(&m->logits);
   vb_linear_release(&m->head);
   vb_linear_release(&m->project_in);
   vb_linear_release(&m->project_out);
@@ -316,6 +319,21 @@ static void opt_destroy(vb_lm *lm) {
   float *bufs[] = {m->x, m->h, m->qb, m->kb, m->vb, m->att, m->ff, m->e};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) vb_free_aligned(bufs[i]);
   free(m);
+}
+
+/* The vocabulary head behind the logits: f32, or with bf16 compute a bf16
+ * copy (q8_0 when the checkpoint's linear layers are q8_0) with exact top
+ * candidates. */
+static int head_f32_logits(opt_model *m, vb_weights *w) {
+  const float *w32 = m->head.w_f32 ? m->head.w_f32 : m->head.w;
+  vb_dtype fast = VB_DT_F32;
+  if (w->compute == VB_COMPUTE_BF16) {
+    vb_opt_linear_desc d;
+    vb_opt_layer_linear(&m->cfg, 0, VB_OPT_FC1, &d);
+    const vb_tensor_info *t = vb_weights_find(w, d.name, 2, I64(d.out), I64(d.in));
+    fast = t && t->dtype == VB_DT_Q8_0 ? VB_DT_Q8_0 : VB_DT_BF16;
+  }
+  return vb_lm_head_init(&m->logits, w32, m->head.bias, m->head.out, m->head.in, fast);
 }
 
 int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
@@ -327,9 +345,12 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
   int E = c->word_embed_proj_dim, V = c->vocab_size;
   if (vb_opt_load_embeddings(w, c, &m->embed, &m->pos)) goto fail;
   /* lm_head is tied to the embedding and absent from safetensors files */
-  /* The head stays float32 whatever the compute type: greedy and beam decisions
-   * compare logits across the whole vocabulary, and bf16 rounding there flips
-   * choices that transformers makes (measured on the fixtures). */
+  /* The head's weight is kept in float32 whatever the compute type: greedy
+   * and beam decisions compare logits across the whole vocabulary, and bf16
+   * rounding there flipped choices that transformers makes (measured on the
+   * fixtures). With bf16 compute it is read through a bf16 copy (q8_0 when the
+   * layers are q8_0) and the candidates for the top logit recomputed in f32
+   * (lm_head.h). */
   int head_rc;
   if (vb_opt_has_lm_head(w)) {
     vb_compute saved = w->compute;
@@ -351,6 +372,7 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
       goto fail;
   }
   if (vb_opt_load_final_norm(w, c, &m->final_w, &m->final_b)) goto fail;
+  if (head_f32_logits(m, w)) goto fail;
   m->layers = vb_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
   if (!m->layers) goto fail;
   for (int l = 0; l < c->num_hidden_layers; l++) {

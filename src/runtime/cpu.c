@@ -64,6 +64,7 @@ static void detect(void) {
       g_cpu.avx512dq = g_cpu.avx512f && ((b >> 17) & 1);
       g_cpu.avx512bw = g_cpu.avx512f && ((b >> 30) & 1);
       g_cpu.avx512vl = g_cpu.avx512f && ((b >> 31) & 1);
+      g_cpu.avx512_vnni = g_cpu.avx512f && ((c >> 11) & 1);
       g_cpu.amx_bf16 = tile_os && ((d >> 22) & 1);
       g_cpu.amx_tile = tile_os && ((d >> 24) & 1);
       if (sub_max >= 1) {
@@ -81,7 +82,7 @@ static void detect(void) {
 #endif
   if (env_flag("VBLIP_NO_AVX512")) { /* testing aid: the portable paths */
     g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512dq = false;
-    g_cpu.avx512_bf16 = false;
+    g_cpu.avx512_bf16 = g_cpu.avx512_vnni = false;
   }
   /* oneDNN must never emit AMX instructions without the permission, and its
    * ISA choice is fixed at its first primitive: cap it now. */
@@ -92,8 +93,9 @@ static void detect(void) {
                                            : dnnl_cpu_isa_sse41;
     dnnl_set_max_cpu_isa(cap); /* fails only after a primitive exists: nothing to do then */
   }
-  snprintf(g_desc, sizeof g_desc, "avx2=%d avx512=%d avx512_bf16=%d amx=%s", g_cpu.avx2,
-           g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl, g_cpu.avx512_bf16,
+  snprintf(g_desc, sizeof g_desc, "avx2=%d avx512=%d avx512_bf16=%d avx512_vnni=%d amx=%s",
+           g_cpu.avx2, g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl, g_cpu.avx512_bf16,
+           g_cpu.avx512_vnni,
            g_cpu.amx_usable ? "on" : g_cpu.amx_refused ? "refused" : "absent");
 }
 

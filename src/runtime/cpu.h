@@ -11,6 +11,7 @@ typedef struct {
   bool avx2, fma;               /* with OS support for YMM state */
   bool avx512f, avx512bw, avx512vl, avx512dq; /* with OS support for ZMM state */
   bool avx512_bf16;             /* VDPBF16PS / VCVTNE2PS2BF16 */
+  bool avx512_vnni;             /* VPDPBUSD (int8 dot products) */
   bool amx_tile, amx_bf16;      /* CPU reports them */
   bool amx_usable;              /* ... and the kernel granted XTILEDATA, not disabled */
   bool amx_refused;             /* the kernel refused (or VBLIP_NO_AMX=1 forced it off) */
