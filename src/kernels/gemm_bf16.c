@@ -206,22 +206,8 @@ static int run_onednn(const vb_linear *l, bf16_backend *b, const float *x, int M
     else dnnl_memory_desc_init_by_strides(&wei_md, 2, wd, dnnl_bf16, ws);
     dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab);
     dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab);
-    dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
-    void *wp = b->packed ? b->packed : (void *)b->w;
-    if (dnnl_memory_create(&ms, &src_md, vb_dnnl_engine(), xs) == dnnl_success &&
-        dnnl_memory_create(&mw, &wei_md, vb_dnnl_engine(), wp) == dnnl_success &&
-        (!l->bias || dnnl_memory_create(&mb, &bias_md, vb_dnnl_engine(), (void *)l->bias) == dnnl_success) &&
-        dnnl_memory_create(&md, &dst_md, vb_dnnl_engine(), y) == dnnl_success) {
-      dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
-                                 {DNNL_ARG_BIAS, mb}};
-      if (dnnl_primitive_execute(p, vb_dnnl_stream(), l->bias ? 4 : 3, args) == dnnl_success &&
-          dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success)
-        rc = 0;
-    }
-    if (ms) dnnl_memory_destroy(ms);
-    if (mw) dnnl_memory_destroy(mw);
-    if (mb) dnnl_memory_destroy(mb);
-    if (md) dnnl_memory_destroy(md);
+    const void *wp = b->packed ? b->packed : (const void *)b->w;
+    rc = vb_dnnl_matmul(p, &src_md, xs, &wei_md, wp, &bias_md, l->bias, &dst_md, y);
   }
   pthread_mutex_unlock(&b->mu);
   return rc;

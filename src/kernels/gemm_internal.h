@@ -10,6 +10,12 @@
  * and this thread's stream. */
 dnnl_engine_t vb_dnnl_engine(void);
 dnnl_stream_t vb_dnnl_stream(void);
+/* Runs matmul primitive p on this thread's stream over caller-owned buffers
+ * (bias may be NULL) and waits for it: 0, or -1 if oneDNN refused. */
+int vb_dnnl_matmul(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const void *src,
+                   const dnnl_memory_desc_t *wei_md, const void *wei,
+                   const dnnl_memory_desc_t *bias_md, const void *bias,
+                   const dnnl_memory_desc_t *dst_md, void *dst);
 
 int vb_linear_prepare_bf16(vb_linear *l);
 void vb_linear_release_bf16(vb_linear *l);

@@ -49,10 +49,6 @@ static struct {
 static __thread void *tls_x, *tls_tile, *tls_tile_f32;
 static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap;
 
-
-
-
-
 /* Descriptors of y[M, 0..N) (row stride ldy) = x[M, K] W_tile + b, the tile
  * given as plain bf16 [N, K] rows. */
 static void descs(int M, int N, int K, int ldy, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
@@ -70,7 +66,8 @@ static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
   dnnl_memory_desc_t src, wei, bias, dst;
   descs(M, N, K, ldy, &src, &wei, &bias, &dst);
   dnnl_matmul_desc_t mm;
-  if (dnnl_matmul_desc_init(&mm, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success) return NULL;
+  if (dnnl_matmul_desc_init(&mm, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success)
+    return NULL;
   dnnl_primitive_desc_t pd = NULL;
   if (dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL) != dnnl_success) return NULL;
   dnnl_primitive_t p = NULL;
@@ -119,29 +116,14 @@ static void release_prim(dnnl_primitive_t p, int slot) {
 /* One tile's product on the calling thread (inside the tile loop's parallel
  * region oneDNN runs single-threaded). Primitives are immutable and oneDNN's
  * scratchpad is per thread, so threads run them concurrently. */
-static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K, const float *bias,
-                       float *y, int ldy) {
+static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K,
+                       const float *bias, float *y, int ldy) {
   int slot;
   dnnl_primitive_t p = acquire_prim(M, N, K, ldy, bias != NULL, &slot);
   if (!p) return -1;
-  int rc = -1;
   dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
   descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
-  dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
-  if (dnnl_memory_create(&ms, &src_md, vb_dnnl_engine(), (void *)xs) == dnnl_success &&
-      dnnl_memory_create(&mw, &wei_md, vb_dnnl_engine(), (void *)w) == dnnl_success &&
-      (!bias || dnnl_memory_create(&mb, &bias_md, vb_dnnl_engine(), (void *)bias) == dnnl_success) &&
-      dnnl_memory_create(&md, &dst_md, vb_dnnl_engine(), y) == dnnl_success) {
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md},
-                               {DNNL_ARG_BIAS, mb}};
-    if (dnnl_primitive_execute(p, vb_dnnl_stream(), bias ? 4 : 3, args) == dnnl_success &&
-        dnnl_stream_wait(vb_dnnl_stream()) == dnnl_success)
-      rc = 0;
-  }
-  if (ms) dnnl_memory_destroy(ms);
-  if (mw) dnnl_memory_destroy(mw);
-  if (mb) dnnl_memory_destroy(mb);
-  if (md) dnnl_memory_destroy(md);
+  int rc = vb_dnnl_matmul(p, &src_md, xs, &wei_md, w, &bias_md, bias, &dst_md, y);
   release_prim(p, slot);
   return rc;
 }
@@ -154,6 +136,21 @@ static int tile_rows(int N, int K) {
   return nt > N ? N : nt;
 }
 
+/* Rows [n0, n1) of the weight as bf16 (d16) or f32 (d32): from the q8x16 copy
+ * when there is one (tiles start at multiples of 16 rows, as it needs), else
+ * from the Q8_0 rows where they lie. */
+static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
+                         float *d32) {
+  if (packed && d16)
+    vb_q8x16_rows_to_bf16(packed, l->in, n0, n1, d16);
+  else if (packed)
+    vb_q8x16_rows_to_f32(packed, l->in, n0, n1, d32);
+  else if (d16)
+    vb_q8_rows_to_bf16(l->w, l->in, n0, n1, d16);
+  else
+    vb_q8_rows_to_f32(l->w, l->in, n0, n1, d32);
+}
+
 /* y = x W^T + b tile by tile, the tiles handed out dynamically to the threads
  * (one parallel region per call: a descheduled thread on a busy machine delays
  * one tile, not every tile). Each thread dequantizes its tile into its own
@@ -161,7 +158,7 @@ static int tile_rows(int N, int K) {
  * through oneDNN where it runs, else (or for a shape it refuses) f32 sgemm. */
 static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
   int use_onednn = be->onednn_ok;
-  const void *packed = be->packed; /* tiles start at multiples of 16 rows, as it needs */
+  const void *packed = be->packed;
   int N = l->out, K = l->in, NT = tile_rows(N, K), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
@@ -180,8 +177,7 @@ static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, 
         failed = 1;
         continue;
       }
-      if (packed) vb_q8x16_rows_to_bf16(packed, K, n0, n0 + nt, t);
-      else vb_q8_rows_to_bf16(l->w, K, n0, n0 + nt, t);
+      dequant_rows(l, packed, n0, n0 + nt, t, NULL);
       if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N) == 0) continue;
     }
     float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
@@ -189,10 +185,10 @@ static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, 
       failed = 1;
       continue;
     }
-    if (packed) vb_q8x16_rows_to_f32(packed, K, n0, n0 + nt, tf);
-    else vb_q8_rows_to_f32(l->w, K, n0, n0 + nt, tf);
+    dequant_rows(l, packed, n0, n0 + nt, NULL, tf);
     if (bias)
-      for (int m = 0; m < M; m++) memcpy(y + (size_t)m * N + n0, bias, nt * sizeof(float));
+      for (int m = 0; m < M; m++)
+        memcpy(y + (size_t)m * N + n0, bias, nt * sizeof(float));
     vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, bias ? 1.0f : 0.0f, y + n0, N);
   }
   if (failed) abort(); /* out of memory for a few MB of scratch */
@@ -239,8 +235,10 @@ void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) abort(); /* prepared at load time; a bug otherwise */
   if (M <= 0) return;
   if (M <= VB_Q8_GEMV_MAX_M) {
-    if (b->packed) vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
-    else vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
+    if (b->packed)
+      vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
+    else
+      vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
     return;
   }
   run_tiles(l, b, x, M, y);

@@ -133,7 +133,7 @@ TGT_VNNI static void quantize_act(const float *x, int K, q8x16_act *a) {
 /* MC activation rows against NS slices (from slice S0) of one panel:
  * out[m][s] = the slice's 16 results. */
 INLINE TGT_VNNI void vnni_block(const uint8_t *P, int nb, const q8x16_act *a, const int MC,
-                                const int S0, const int NS, __m512 out[4][4]) {
+                                const int NS, int S0, __m512 out[4][4]) {
   __m512 f[4][4];
   for (int m = 0; m < MC; m++)
     for (int s = 0; s < NS; s++)
@@ -204,21 +204,15 @@ TGT_VNNI static void vnni_panels(const uint8_t *W, int p0, int p1, int N, int K,
       const q8x16_act *am = a + m0;
       for (int s0 = 0; s0 < 4; s0 += ns) {
         __m512 out[4][4];
-        /* constant slice offsets and counts: the accumulators stay in registers */
+        /* constant row and slice counts: the accumulators stay in registers */
         if (mc == 1)
-          vnni_block(P, nb, am, 1, 0, 4, out);
-        else if (mc == 2 && s0 == 0)
-          vnni_block(P, nb, am, 2, 0, 2, out);
+          vnni_block(P, nb, am, 1, 4, s0, out);
         else if (mc == 2)
-          vnni_block(P, nb, am, 2, 2, 2, out);
-        else if (s0 == 0)
-          mc == 3 ? vnni_block(P, nb, am, 3, 0, 1, out) : vnni_block(P, nb, am, 4, 0, 1, out);
-        else if (s0 == 1)
-          mc == 3 ? vnni_block(P, nb, am, 3, 1, 1, out) : vnni_block(P, nb, am, 4, 1, 1, out);
-        else if (s0 == 2)
-          mc == 3 ? vnni_block(P, nb, am, 3, 2, 1, out) : vnni_block(P, nb, am, 4, 2, 1, out);
+          vnni_block(P, nb, am, 2, 2, s0, out);
+        else if (mc == 3)
+          vnni_block(P, nb, am, 3, 1, s0, out);
         else
-          mc == 3 ? vnni_block(P, nb, am, 3, 3, 1, out) : vnni_block(P, nb, am, 4, 3, 1, out);
+          vnni_block(P, nb, am, 4, 1, s0, out);
         for (int m = 0; m < mc; m++)
           for (int s = 0; s < ns; s++)
             store_slice(y + (size_t)(m0 + m) * N, N, p * PANEL + (s0 + s) * SLICE, bias, out[m][s]);
