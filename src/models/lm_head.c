@@ -16,6 +16,9 @@
 #define Q8X16_HALF_STEP (1.0 / 65278.0)
 
 static _Thread_local long tls_exact;
+/* the calling thread's bounds and candidates, reused across calls */
+static _Thread_local void *tls_scratch;
+static _Thread_local size_t tls_scratch_cap;
 
 long vb_lm_head_last_exact(void) {
   return tls_exact;
@@ -149,6 +152,18 @@ void vb_lm_head_forward(const vb_lm_head *h, const float *x, int rows, float *lo
   }
   vb_linear_forward(&h->fast, x, rows, logits);
   double slack = 2.0 * E * ldexp(1.0, -24);
+  /* per call: the bounds of one row, then the candidates (at most limit; more
+   * means a flat row, computed wholly in f32) */
+  int limit = V / 16 > 64 ? V / 16 : 64;
+  uint8_t *buf = vb_scratch_grow(&tls_scratch, &tls_scratch_cap,
+                                 (size_t)V * sizeof(float) + (size_t)limit * sizeof(int));
+  if (!buf) { /* no memory for a few hundred KB: every row exactly instead */
+    exact_rows(h, x, rows, logits);
+    tls_exact = (long)rows * V;
+    return;
+  }
+  float *bound = (float *)buf;
+  int *cand = (int *)(buf + (size_t)V * sizeof(float));
   for (int r = 0; r < rows; r++) {
     const float *xr = x + (size_t)r * E;
     float *a = logits + (size_t)r * V;
@@ -156,31 +171,21 @@ void vb_lm_head_forward(const vb_lm_head *h, const float *x, int rows, float *lo
     activation_bounds(h, xr, &xn, &d);
     double lo_max = -INFINITY;
     for (int j = 0; j < V; j++) {
-      double e = 1.01 * (h->err[j] * xn + h->norm[j] * (d + slack * xn));
-      if (a[j] - e > lo_max) lo_max = a[j] - e;
+      bound[j] = (float)(1.01 * (h->err[j] * xn + h->norm[j] * (d + slack * xn)));
+      if ((double)a[j] - bound[j] > lo_max) lo_max = (double)a[j] - bound[j];
     }
-    int n = 0, many = !isfinite(lo_max) || !isfinite(xn);
-    for (int j = 0; j < V && !many; j++) {
-      double e = 1.01 * (h->err[j] * xn + h->norm[j] * (d + slack * xn));
-      if (!(a[j] + e < lo_max)) n++; /* NaN counts as a candidate */
-      many = n > 64 && n > V / 16;
-    }
+    int c = 0, many = !isfinite(lo_max) || !isfinite(xn);
+    for (int j = 0; j < V && !many; j++)
+      if (!((double)a[j] + bound[j] < lo_max)) { /* NaN counts as a candidate */
+        if (c == limit)
+          many = 1;
+        else
+          cand[c++] = j;
+      }
     if (many) {
       exact_rows(h, xr, 1, a);
       tls_exact += V;
       continue;
-    }
-    /* collect, then recompute in parallel where there are many */
-    int *cand = vb_malloc((size_t)(n > 0 ? n : 1) * sizeof(int));
-    if (!cand) { /* no memory for a few ints: the whole row exactly instead */
-      exact_rows(h, xr, 1, a);
-      tls_exact += V;
-      continue;
-    }
-    int c = 0;
-    for (int j = 0; j < V && c < n; j++) {
-      double e = 1.01 * (h->err[j] * xn + h->norm[j] * (d + slack * xn));
-      if (!(a[j] + e < lo_max)) cand[c++] = j;
     }
 #pragma omp parallel for schedule(static) if (c > 256)
     for (int i = 0; i < c; i++) {
@@ -188,6 +193,5 @@ void vb_lm_head_forward(const vb_lm_head *h, const float *x, int rows, float *lo
       a[j] = vb_dot(xr, h->w32 + (size_t)j * E, E) + (h->bias ? h->bias[j] : 0.0f);
     }
     tls_exact += c;
-    free(cand);
   }
 }

@@ -323,16 +323,12 @@ static void opt_destroy(vb_lm *lm) {
 
 /* The vocabulary head behind the logits: f32, or with bf16 compute a bf16
  * copy (q8_0 when the checkpoint's linear layers are q8_0) with exact top
- * candidates. */
-static int head_f32_logits(opt_model *m, vb_weights *w) {
+ * candidates. Called after the layers: their stored type decides. */
+static int head_logits(opt_model *m, vb_compute compute) {
   const float *w32 = m->head.w_f32 ? m->head.w_f32 : m->head.w;
   vb_dtype fast = VB_DT_F32;
-  if (w->compute == VB_COMPUTE_BF16) {
-    vb_opt_linear_desc d;
-    vb_opt_layer_linear(&m->cfg, 0, VB_OPT_FC1, &d);
-    const vb_tensor_info *t = vb_weights_find(w, d.name, 2, I64(d.out), I64(d.in));
-    fast = t && t->dtype == VB_DT_Q8_0 ? VB_DT_Q8_0 : VB_DT_BF16;
-  }
+  if (compute == VB_COMPUTE_BF16)
+    fast = m->cfg.num_hidden_layers > 0 && m->layers[0].fc1.dtype == VB_DT_Q8_0 ? VB_DT_Q8_0 : VB_DT_BF16;
   return vb_lm_head_init(&m->logits, w32, m->head.bias, m->head.out, m->head.in, fast);
 }
 
@@ -372,7 +368,6 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
       goto fail;
   }
   if (vb_opt_load_final_norm(w, c, &m->final_w, &m->final_b)) goto fail;
-  if (head_f32_logits(m, w)) goto fail;
   m->layers = vb_calloc((size_t)c->num_hidden_layers, sizeof *m->layers);
   if (!m->layers) goto fail;
   for (int l = 0; l < c->num_hidden_layers; l++) {
@@ -387,6 +382,7 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
     const float **ln[4] = {&L->attn_ln_w, &L->attn_ln_b, &L->ffn_ln_w, &L->ffn_ln_b};
     if (vb_opt_load_layer_norms(w, c, l, ln)) goto fail;
   }
+  if (head_logits(m, w->compute)) goto fail;
   m->base.kind = VB_LM_OPT;
   m->base.embed_dim = E;
   m->base.vocab_size = V;
