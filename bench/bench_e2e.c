@@ -4,10 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "bench.h"
-#include "formats/gguf.h"
 #include "generate/generate.h"
 #include "kernels/kernels.h"
 #include "models/qformer.h"
