@@ -13,7 +13,9 @@
  *    the reference within the f32 bound plus the bound of its 16-bit
  *    activations (half a step of each 32-value block times sum|w| of the
  *    block), also for activations with one large value per block (the worst
- *    case for that step); non-finite activations give non-finite outputs; its
+ *    case for that step), for one activation row (the two-stream path) with an
+ *    even and an odd number of blocks per row; non-finite activations give
+ *    non-finite outputs; its
  *    unpacked rows equal the Q8_0 rows' exactly; padding rows never leak;
  *  - quantization: round trip within half a step (plus the f16 scale's rounding), and the end-to-end error of
  *    q8_0 against the original f32 weights on a random matrix (stated, bounded).
@@ -181,7 +183,7 @@ static void test_q8x16(void) {
   }
   static const int shapes[][3] = {{1, 1, 32},   {1, 64, 64},   {1, 100, 2560}, {2, 65, 96},
                                   {3, 130, 256}, {4, 129, 320}, {5, 17, 1024},  {8, 200, 160},
-                                  {15, 77, 224}, {1, 2560, 512}};
+                                  {15, 77, 224}, {1, 2560, 512}, {1, 70, 96},  {5, 33, 160}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     for (int spiky = 0; spiky < 2; spiky++) test_q8x16_shape(shapes[i][0], shapes[i][1], shapes[i][2], spiky);
 }

@@ -191,9 +191,71 @@ TGT_VNNI static void store_slice(float *y, int N, int n, const float *bias, __m5
   _mm512_mask_storeu_ps(y + n, mk, v);
 }
 
+/* One activation row: the partial sums of one block for all 4 slices. */
+INLINE TGT_VNNI void row_block_sums(const uint8_t *B, const q8x16_act *a, int b, __m512i ah[4],
+                                    __m512i al[4]) {
+  if (PREFETCH)
+    for (int c = 0; c < 2; c++)
+      _mm_prefetch((const char *)B + PREFETCH + c * 64, _MM_HINT_T0);
+  for (int s = 0; s < 4; s++)
+    ah[s] = al[s] = _mm512_setzero_si512();
+  for (int q = 0; q < QUADS; q++) {
+    const uint8_t *Bq = B + SCALE_BYTES + q * 4 * 64;
+    if (PREFETCH)
+      for (int c = 0; c < 4; c++)
+        _mm_prefetch((const char *)Bq + PREFETCH + c * 64, _MM_HINT_T0);
+    __m512i h = _mm512_set1_epi32(a->hi[b * QUADS + q]), l = _mm512_set1_epi32(a->lo[b * QUADS + q]);
+    for (int s = 0; s < 4; s++) {
+      __m512i w = _mm512_load_si512((const void *)(Bq + s * 64));
+      ah[s] = _mm512_dpbusd_epi32(ah[s], w, h);
+      al[s] = _mm512_dpbusd_epi32(al[s], w, l);
+    }
+  }
+}
+
+/* f[s] += the block's scaled sums (its scales were read with it, now in cache). */
+INLINE TGT_VNNI void row_block_scale(const uint8_t *B, const q8x16_act *a, int b, const __m512i ah[4],
+                                     const __m512i al[4], __m512 f[4]) {
+  __m512i c = _mm512_set1_epi32(a->corr[b]);
+  __m512 d = _mm512_set1_ps(a->step[b]);
+  for (int s = 0; s < 4; s++) {
+    __m512 ws = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(B + s * 32)));
+    __m512i t = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(ah[s], 8), al[s]), c);
+    f[s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(ws, d), f[s]);
+  }
+}
+
+/* One activation row against a whole panel, read as two streams: block b of
+ * the first half of K beside block b + nb/2 of the second. Measured against
+ * the one-stream version (paired, interleaved per layer over OPT-2.7b's 32
+ * layers of q8x16 weights, 40 rounds, five runs): that took 1.03-1.11x the time. */
+TGT_VNNI static void vnni_panel_row(const uint8_t *P, int nb, const q8x16_act *a, __m512 out[4]) {
+  __m512 f[4];
+  for (int s = 0; s < 4; s++)
+    f[s] = _mm512_setzero_ps();
+  int h = nb / 2;
+  for (int b = 0; b < h; b++) {
+    __m512i ah0[4], al0[4], ah1[4], al1[4];
+    const uint8_t *B0 = P + (size_t)b * BLOCK_BYTES, *B1 = P + (size_t)(b + h) * BLOCK_BYTES;
+    row_block_sums(B0, a, b, ah0, al0);
+    row_block_sums(B1, a, b + h, ah1, al1);
+    row_block_scale(B0, a, b, ah0, al0, f);
+    row_block_scale(B1, a, b + h, ah1, al1, f);
+  }
+  if (nb & 1) { /* the odd block: the last of the second half */
+    __m512i ah[4], al[4];
+    const uint8_t *B = P + (size_t)(nb - 1) * BLOCK_BYTES;
+    row_block_sums(B, a, nb - 1, ah, al);
+    row_block_scale(B, a, nb - 1, ah, al, f);
+  }
+  for (int s = 0; s < 4; s++)
+    out[s] = f[s];
+}
+
 /* Panels [p0, p1) for all M activation rows, 4 at a time. One activation row
- * takes a panel in one pass; more rows need more accumulators, so the panel
- * is taken in 2 or 4 passes of fewer slices (later passes find it in cache). */
+ * takes a panel in one pass (two streams); more rows need more accumulators,
+ * so the panel is taken in 2 or 4 passes of fewer slices (later passes find it
+ * in cache). */
 TGT_VNNI static void vnni_panels(const uint8_t *W, int p0, int p1, int N, int K, const q8x16_act *a,
                                  int M, const float *bias, float *y) {
   int nb = K / VB_Q8_BLOCK;
@@ -206,7 +268,7 @@ TGT_VNNI static void vnni_panels(const uint8_t *W, int p0, int p1, int N, int K,
         __m512 out[4][4];
         /* constant row and slice counts: the accumulators stay in registers */
         if (mc == 1)
-          vnni_block(P, nb, am, 1, 4, s0, out);
+          vnni_panel_row(P, nb, am, out[0]);
         else if (mc == 2)
           vnni_block(P, nb, am, 2, 2, s0, out);
         else if (mc == 3)
