@@ -285,7 +285,7 @@ typedef struct {
   int n_prompt, n_tokens;
   double ms_prefill, ms_token, decode_gb, peak_gb;
   double peak_model_gb; /* VmHWM before the interleaved read buffer exists */
-  double ratio_interleaved; /* median over steps of step time / (bytes / bandwidth read right after) */
+  double ratio_interleaved; /* median over steps of step time / (bytes / bandwidth read around it) */
   float logits[]; /* the first step's [vocab] */
 } lm_stage;
 
@@ -350,15 +350,16 @@ static int run_lm(void *arg) {
   memcpy(s->logits, logits, (size_t)V * sizeof(float));
   s->decode_gb = decode_bytes(c, s->dt) / GB;
   /* Neighbours on a shared machine change the bandwidth within seconds, so
-   * each timed step is followed by a read of a 1 GiB buffer, and the step is
-   * compared with the time those bytes take at the bandwidth just measured. */
+   * each timed step is bracketed by reads of a 1 GiB buffer (the read after
+   * one step is the read before the next), and the step is compared with the
+   * time its bytes take at the mean of the two bandwidths around it. */
   s->peak_model_gb = status_gb("VmHWM:");
   size_t rn = ((size_t)1 << 30) / sizeof(float);
   float *rbuf = vb_malloc_aligned(rn * sizeof(float));
   double *ratio = vb_malloc((size_t)s->n_tokens * sizeof(double));
   if (!rbuf || !ratio) return -1;
   bench_fill_random(rbuf, VB_DT_F32, rn, 1.0f, 98);
-  double t_dec = 0;
+  double t_dec = 0, read_gb = (double)rn * sizeof(float) / GB, gbs_before = 0;
   int n_ratio = 0;
   for (int i = 0; i < s->n_tokens; i++) {
     int32_t tok = 0;
@@ -367,10 +368,12 @@ static int run_lm(void *arg) {
     t0 = vb_now_ms();
     if (lm->gen.step(lm, &tok, 1, logits) != 0) return -1;
     double ms = vb_now_ms() - t0;
-    if (i == 0) continue; /* first step: warm-up */
-    t_dec += ms;
-    double gbs = (double)rn * sizeof(float) / GB / (read_once_ms(rbuf, rn) / 1e3);
-    ratio[n_ratio++] = ms / (s->decode_gb / gbs * 1e3);
+    double gbs_after = read_gb / (read_once_ms(rbuf, rn) / 1e3);
+    if (i > 0) { /* the first step is a warm-up */
+      t_dec += ms;
+      ratio[n_ratio++] = ms / (s->decode_gb / ((gbs_before + gbs_after) / 2) * 1e3);
+    }
+    gbs_before = gbs_after;
   }
   qsort(ratio, n_ratio, sizeof *ratio, cmp_double);
   s->ratio_interleaved = ratio[n_ratio / 2];
@@ -699,7 +702,7 @@ int main(int argc, char **argv) {
                cfg[i].opt.num_hidden_layers, cfg[i].opt.hidden_size, cfg[i].opt.ffn_dim,
                cfg[i].opt.vocab_size);
     printf("ms/t/ideal: decode time over weight bytes / bandwidth, with the run's best read\n"
-           "bandwidth (best) and with a read timed right after each step (median, interleaved)\n");
+           "bandwidth (best) and with reads timed right before and after each step (median, interleaved)\n");
     printf("%-4s %-6s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "prefill ms",
            "decode ms/t", "GB/token", "GB/s", "of bw", "best", "interleaved", "peak GB");
     cJSON *arr = cJSON_AddArrayToObject(root, "language_models");
