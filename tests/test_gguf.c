@@ -206,7 +206,11 @@ static void test_model(const char *label, const char *fixture) {
       CHECK(ev > 0, "%s %s bf16 compute: suspiciously exact (f32 ran?)", label, srcs[i][0]);
       CHECK(same_tokens(g.beam, g.n_beam, ref.beam, ref.n_beam), "%s %s bf16 compute: beam tokens differ",
             label, srcs[i][0]);
-      if (!(i == 0 && strncmp(label, "flant5", 6) == 0)) /* measured: 4 of 8 agree there */
+      /* not on the T5 directory model: its f32 run has a 3.4-logit (2e-3
+       * relative) margin at the fifth token of this prompt and bf16 compute,
+       * logits 6.6e-3 off, picks the runner-up (4 of 8 agree); transformers'
+       * own cases hold with bf16 (test_kernels_accuracy.c) */
+      if (!(i == 0 && strncmp(label, "flant5", 6) == 0))
         CHECK(same_tokens(g.greedy, g.n_greedy, ref.greedy, ref.n_greedy),
               "%s %s bf16 compute: greedy tokens differ", label, srcs[i][0]);
       vblip_video_free(&g.v);
