@@ -5,15 +5,17 @@
  * (large-buffer read bandwidth; a large bf16 matmul). Prints tables and
  * writes JSON.
  *
- *   vblip-bench [--lm opt|t5|both] [--frames 8] [--prompt 20] [--tokens 20] [--threads N]
- *               [--json bench.json] [--no-f32] [--no-f32-lm] [--no-q8] [--no-bf16-lm]
- *               [--no-visual] [--video PATH] [--tiny]
+ *   vblip-bench [--lm opt|t5|both] [--frames 8] [--prompt 20] [--tokens 20] [--beams 1]
+ *               [--threads N] [--json bench.json] [--no-f32] [--no-f32-lm] [--no-q8]
+ *               [--no-bf16-lm] [--no-visual] [--video PATH] [--tiny]
  *
  * Language-model rows, per language model: bf16 weights, q8_0 weights (the
  * synthetic linear weights quantized in memory as `vblip convert --type q8_0`
  * writes them, embeddings kept as in the bf16 model; bf16 compute, so the
  * engine's q8_0 kernels run), and f32. --no-visual skips the vision encoder and
- * Q-Former and feeds the language models random query vectors.
+ * Q-Former and feeds the language models random query vectors. --beams N
+ * decodes N rows per step, as beam search does (`vblip caption` defaults to 4):
+ * the same weight bytes per step, N times the arithmetic.
  *
  * --video PATH runs the caption pipeline end to end instead (bench_e2e.c), for
  * bf16 and for q8_0 language-model weights. --tiny shrinks every stack to 2
@@ -278,11 +280,13 @@ static int run_visual(void *arg) {
   return 0;
 }
 
+#define VB_BENCH_MAX_BEAMS 16
+
 typedef struct {
   const vb_model_config *c;
   vb_dtype dt;
   const float *queries; /* [Q, H] from a visual stage, or NULL: random */
-  int n_prompt, n_tokens;
+  int n_prompt, n_tokens, beams;
   double ms_prefill, ms_token, decode_gb, peak_gb;
   double peak_model_gb; /* VmHWM before the interleaved read buffer exists */
   double ratio_interleaved; /* median over steps of step time / (bytes / bandwidth read around it) */
@@ -327,8 +331,9 @@ static int run_lm(void *arg) {
   float *q = vb_malloc((size_t)Q * H * sizeof(float));
   float *pw = vb_malloc((size_t)E * H * sizeof(float));
   float *in = vb_malloc((size_t)Q * E * sizeof(float));
-  float *logits = vb_malloc((size_t)V * sizeof(float));
-  int32_t *ids = vb_malloc((size_t)s->n_prompt * sizeof *ids);
+  int B = s->beams;
+  float *logits = vb_malloc((size_t)B * V * sizeof(float));
+  int32_t *ids = vb_malloc((size_t)s->n_prompt * sizeof *ids), tok[VB_BENCH_MAX_BEAMS];
   if (!q || !pw || !in || !logits || !ids) return -1;
   /* the input: the queries through one fixed random f32 projection, the same
    * for every dtype */
@@ -341,11 +346,13 @@ static int run_lm(void *arg) {
   bench_prompt_ids(c, ids, s->n_prompt);
   /* warm-up prefill (primitive creation), then the timed one; T5's prefill is
    * the encoder over queries + prompt and the first decoder step */
-  if (lm->set_input(lm, in, Q, ids, s->n_prompt) != 0 || lm->gen.prefill(lm, 1, logits) != 0)
+  if (lm->set_input(lm, in, Q, ids, s->n_prompt) != 0 || lm->gen.prefill(lm, B, logits) != 0)
     return -1;
   if (lm->set_input(lm, in, Q, ids, s->n_prompt) != 0) return -1;
   double t0 = vb_now_ms();
-  if (lm->gen.prefill(lm, 1, logits) != 0) return -1;
+  if (lm->gen.prefill(lm, B, logits) != 0) return -1;
+  for (int b = 1; b < B; b++) /* prefill gives one row: every beam starts from it */
+    memcpy(logits + (size_t)b * V, logits, (size_t)V * sizeof(float));
   s->ms_prefill = vb_now_ms() - t0;
   memcpy(s->logits, logits, (size_t)V * sizeof(float));
   s->decode_gb = decode_bytes(c, s->dt) / GB;
@@ -362,11 +369,14 @@ static int run_lm(void *arg) {
   double t_dec = 0, read_gb = (double)rn * sizeof(float) / GB, gbs_before = 0;
   int n_ratio = 0;
   for (int i = 0; i < s->n_tokens; i++) {
-    int32_t tok = 0;
-    for (int j = 1; j < V; j++)
-      if (logits[j] > logits[tok]) tok = j;
+    for (int b = 0; b < B; b++) { /* each row's best token: B rows, no reordering */
+      const float *row = logits + (size_t)b * V;
+      tok[b] = 0;
+      for (int j = 1; j < V; j++)
+        if (row[j] > row[tok[b]]) tok[b] = j;
+    }
     t0 = vb_now_ms();
-    if (lm->gen.step(lm, &tok, 1, logits) != 0) return -1;
+    if (lm->gen.step(lm, tok, B, logits) != 0) return -1;
     double ms = vb_now_ms() - t0;
     double gbs_after = read_gb / (read_once_ms(rbuf, rn) / 1e3);
     if (i > 0) { /* the first step is a warm-up */
@@ -522,7 +532,7 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
 
 static int usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [--lm opt|t5|both] [--frames N] [--prompt N] [--tokens N]\n"
+          "usage: %s [--lm opt|t5|both] [--frames N] [--prompt N] [--tokens N] [--beams N]\n"
           "         [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8] [--no-bf16-lm]\n"
           "         [--no-visual] [--video PATH] [--tiny]\n",
           argv0);
@@ -530,7 +540,7 @@ static int usage(const char *argv0) {
 }
 
 int main(int argc, char **argv) {
-  int T = 8, n_prompt = 20, n_tokens = 20, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
+  int T = 8, n_prompt = 20, n_tokens = 20, beams = 1, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
   int do_visual = 1, do_bf16_lm = 1, tiny = 0;
   const char *json_path = "bench.json", *video = NULL, *lm_arg = "opt";
   for (int i = 1; i < argc; i++) {
@@ -540,6 +550,8 @@ int main(int argc, char **argv) {
       n_prompt = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
       n_tokens = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--beams") && i + 1 < argc)
+      beams = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -568,8 +580,12 @@ int main(int argc, char **argv) {
   if (!strcmp(lm_arg, "opt") || !strcmp(lm_arg, "both")) lms[n_lm++] = VB_LM_OPT;
   if (!strcmp(lm_arg, "t5") || !strcmp(lm_arg, "both")) lms[n_lm++] = VB_LM_T5;
   if (n_lm == 0) return usage(argv[0]);
-  if (T < 1 || n_prompt < 1 || n_tokens < 2) {
-    fprintf(stderr, "frames, prompt >= 1 and tokens >= 2 please\n");
+  if (T < 1 || n_prompt < 1 || n_tokens < 2 || beams < 1 || beams > VB_BENCH_MAX_BEAMS) {
+    fprintf(stderr, "frames, prompt >= 1, tokens >= 2 and 1 <= beams <= %d please\n", VB_BENCH_MAX_BEAMS);
+    return 2;
+  }
+  if (video && beams != 1) {
+    fprintf(stderr, "--beams is for the language-model rows; --video decodes greedily\n");
     return 2;
   }
   if (video && !do_bf16_lm && !do_q8) {
@@ -631,7 +647,8 @@ int main(int argc, char **argv) {
                       .dt = lm_dt[k],
                       .queries = queries,
                       .n_prompt = n_prompt,
-                      .n_tokens = n_tokens};
+                      .n_tokens = n_tokens,
+                      .beams = beams};
       if (in_child(run_lm, s, &s->peak_gb) != 0) {
         fprintf(stderr, "%s %s lm: %s\n", bench_lm_name(lms[i]), dt_name(lm_dt[k]),
                 vb_error_message());
@@ -651,6 +668,7 @@ int main(int argc, char **argv) {
   cJSON_AddNumberToObject(root, "frames", T);
   cJSON_AddNumberToObject(root, "prompt_tokens", c0->num_query_tokens + n_prompt);
   cJSON_AddNumberToObject(root, "new_tokens", n_tokens);
+  cJSON_AddNumberToObject(root, "decode_rows_per_step", beams);
   cJSON_AddNumberToObject(root, "read_bandwidth_gbs", bw);
   cJSON_AddNumberToObject(root, "bf16_matmul_tflops", mm);
   cJSON_AddNumberToObject(root, "bf16_matmul_size", ceil->mm_n);
@@ -687,10 +705,11 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 3; k++)
       any_lm |= lm[i][k] != NULL;
   if (any_lm) {
-    printf("\nlanguage models: prompt %d+%d tokens (%s), %d decode steps timed;\n"
+    printf("\nlanguage models: prompt %d+%d tokens (%s), %d decode steps timed, %d row%s per step%s;\n"
            "GB/token: the weights a decoding step reads\n",
            c0->num_query_tokens, n_prompt,
-           queries ? "queries from the visual rows" : "random queries", n_tokens - 1);
+           queries ? "queries from the visual rows" : "random queries", n_tokens - 1, beams,
+           beams > 1 ? "s" : "", beams > 1 ? " (as beam search)" : "");
     for (int i = 0; i < n_lm; i++)
       if (lms[i] == VB_LM_T5)
         printf("  t5: %s, encoder %d + decoder %d x %d, d_ff %d, vocab %d; "
