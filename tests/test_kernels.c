@@ -2,9 +2,14 @@
  * data: f32 linear layers (rel 1e-5), bf16 linear layers through each path
  * (oneDNN matmul plain and packed, each small-M GEMV implementation; rel 1e-2),
  * the f32 small-M GEMV through vb_linear_forward,
+ * the blocked bf16 layout (its packing equals oneDNN's reorder to BA16a64b2a
+ * bit for bit; its GEMV agrees with the plain AVX512-BF16 GEMV within f32
+ * summation-order error, for 1-15 rows and an odd number of k-blocks; a
+ * linear layer that fits it reads it in both paths),
  * vb_gemm, norms, activations, softmax and attention. The program then runs
  * itself again with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced
  * off (VBLIP_NO_AVX512=1, the portable paths): both must pass the same checks. */
+#include <dnnl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +88,118 @@ static void test_linear(void) {
   };
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     test_linear_shape(shapes[i][0], shapes[i][1], shapes[i][2], (int)(i % 2 == 0));
+}
+
+/* oneDNN's own reorder of plain [N, K] bf16 rows to BA16a64b2a, for comparison. */
+static int onednn_blocked(const uint16_t *w, int N, int K, uint16_t *dst) {
+  dnnl_engine_t eng;
+  dnnl_stream_t st;
+  if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) return -1;
+  dnnl_stream_create(&st, eng, dnnl_stream_default_flags);
+  dnnl_memory_desc_t plain, blk;
+  dnnl_dims_t wd = {K, N}, ws = {1, K};
+  dnnl_memory_desc_init_by_strides(&plain, 2, wd, dnnl_bf16, ws);
+  dnnl_memory_desc_init_by_tag(&blk, 2, wd, dnnl_bf16, dnnl_BA16a64b2a);
+  dnnl_primitive_desc_t rpd;
+  dnnl_primitive_t r;
+  dnnl_memory_t from, to;
+  int rc = -1;
+  if (dnnl_reorder_primitive_desc_create(&rpd, &plain, eng, &blk, eng, NULL) == dnnl_success) {
+    dnnl_primitive_create(&r, rpd);
+    dnnl_memory_create(&from, &plain, eng, (void *)w);
+    dnnl_memory_create(&to, &blk, eng, dst);
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}};
+    if (dnnl_primitive_execute(r, st, 2, args) == dnnl_success && dnnl_stream_wait(st) == dnnl_success) rc = 0;
+    dnnl_memory_destroy(from);
+    dnnl_memory_destroy(to);
+    dnnl_primitive_destroy(r);
+    dnnl_primitive_desc_destroy(rpd);
+  }
+  dnnl_stream_destroy(st);
+  dnnl_engine_destroy(eng);
+  return rc;
+}
+
+static void test_bf16_blocked_shape(int N, int K) {
+  CHECK(vb_bf16b_fits(N, K), "%dx%d should fit the blocked layout", N, K);
+  float *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
+  uint16_t *wb = malloc((size_t)N * K * 2), *P = vb_malloc_aligned((size_t)N * K * 2),
+           *R = vb_malloc_aligned((size_t)N * K * 2);
+  for (size_t i = 0; i < (size_t)N * K; i++) wb[i] = vb_float_to_bf16(w[i]);
+  vb_bf16b_pack(wb, N, K, P);
+  size_t misplaced = 0;
+  for (int n = 0; n < N; n++)
+    for (int k = 0; k < K; k++)
+      if (P[vb_bf16b_offset(K, n, k)] != wb[(size_t)n * K + k]) misplaced++;
+  CHECK(misplaced == 0, "bf16 blocked %dx%d: %zu elements not where vb_bf16b_offset says", N, K, misplaced);
+  if (CHECK(onednn_blocked(wb, N, K, R) == 0, "oneDNN reorder to BA16a64b2a"))
+    CHECK(memcmp(P, R, (size_t)N * K * 2) == 0, "bf16 blocked %dx%d differs from oneDNN's BA16a64b2a", N, K);
+  static const int rows[] = {1, 2, 3, 4, 5, 7, 15};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    int M = rows[i];
+    float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *b = i % 2 ? tu_rand_buf(&rng, N, 0.3f) : NULL;
+    double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+    float *y = malloc((size_t)M * N * sizeof(float)), *yp = malloc((size_t)M * N * sizeof(float));
+    tu_linear_ref(x, w, b, M, N, K, ref, mag);
+    memset(y, 0xff, (size_t)M * N * sizeof(float)); /* NaNs: every output must be written */
+    vb_gemv_bf16b(P, N, K, x, M, b, y);
+    vb_gemv_bf16_avx512bf16(wb, N, K, x, M, b, yp);
+    /* the same bf16 products in another order: f32 summation error only
+     * (mag: sum |x w|, 1.01 for the activations' own bf16 rounding) */
+    size_t bad = 0;
+    for (size_t j = 0; j < (size_t)M * N; j++)
+      if (!(fabs((double)y[j] - yp[j]) <= 1e-5 * 1.01 * mag[j] + 1e-6)) bad++;
+    CHECK(bad == 0, "gemv bf16 blocked M=%d N=%d K=%d: %zu values off the plain kernel", M, N, K, bad);
+    free(x), free(b), free(ref), free(mag), free(y), free(yp);
+  }
+  /* linear layers of this shape: a stored f32 weight is converted straight
+   * into the blocked layout, read by the blocked GEMV (1 row: bit for bit what
+   * vb_gemv_bf16b gives on P) and by oneDNN (40 rows); a stored bf16 weight is
+   * used where it lies, by the plain kernel (bit for bit too) */
+  for (int stored_bf16 = 0; stored_bf16 < 2; stored_bf16++) {
+    vb_linear l = {.out = N, .in = K, .dtype = stored_bf16 ? VB_DT_BF16 : VB_DT_F32,
+                   .w = stored_bf16 ? (const void *)wb : (const void *)w, .compute = VB_COMPUTE_BF16};
+    if (!CHECK_OK(vb_linear_prepare(&l))) continue;
+    CHECK(vb_linear_reads_stored(&l) == stored_bf16, "bf16 linear %dx%d (stored %s): reads stored %d", N, K,
+          stored_bf16 ? "bf16" : "f32", vb_linear_reads_stored(&l));
+    for (int M = 1; M <= 40; M += 39) {
+      float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f);
+      double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+      float *y = malloc((size_t)M * N * sizeof(float)), *yp = malloc((size_t)M * N * sizeof(float)),
+            *yk = malloc((size_t)M * N * sizeof(float));
+      tu_linear_ref(x, w, NULL, M, N, K, ref, mag);
+      memset(y, 0xff, (size_t)M * N * sizeof(float));
+      vb_linear_forward(&l, x, M, y);
+      vb_gemv_bf16_avx512bf16(wb, N, K, x, M, NULL, yp);
+      size_t bad = 0;
+      for (size_t j = 0; j < (size_t)M * N; j++)
+        if (!(fabs((double)y[j] - yp[j]) <= 1e-5 * 1.01 * mag[j] + 1e-6)) bad++;
+      CHECK(bad == 0, "bf16 linear (stored %s) M=%d N=%d K=%d: %zu values off", stored_bf16 ? "bf16" : "f32", M,
+            N, K, bad);
+      if (M == 1) {
+        if (stored_bf16)
+          memcpy(yk, yp, (size_t)N * sizeof(float));
+        else
+          vb_gemv_bf16b(P, N, K, x, 1, NULL, yk);
+        CHECK(memcmp(y, yk, (size_t)N * sizeof(float)) == 0, "bf16 linear %dx%d (stored %s), 1 row: not the %s kernel",
+              N, K, stored_bf16 ? "bf16" : "f32", stored_bf16 ? "plain" : "blocked");
+      }
+      free(x), free(ref), free(mag), free(y), free(yp), free(yk);
+    }
+    vb_linear_release(&l);
+  }
+  free(w), free(wb);
+  vb_free_aligned(P), vb_free_aligned(R);
+}
+
+static void test_bf16_blocked(void) {
+  if (!vb_bf16b_supported()) {
+    printf("bf16 blocked layout (AVX512-BF16) not available here: its tests are skipped\n");
+    return;
+  }
+  CHECK(!vb_bf16b_fits(96, 64) && !vb_bf16b_fits(64, 48), "shapes off the 64 x 32 grid must not fit");
+  static const int shapes[][2] = {{64, 32}, {128, 96}, {192, 2560}, {2560, 64}};
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_bf16_blocked_shape(shapes[i][0], shapes[i][1]);
 }
 
 static void test_gemm(void) {
@@ -275,6 +392,7 @@ int main(void) {
   vb_cpu_init();
   printf("cpu: %s\n", vb_cpu_describe());
   test_linear();
+  test_bf16_blocked();
   test_gemm();
   test_elementwise();
   test_transcendentals();

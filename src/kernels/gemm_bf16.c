@@ -5,6 +5,10 @@
  *    cached per row count; packed layers keep the weight in the primitive's
  *    blocked layout, reordered once.
  *  - fewer rows (decoding): vb_gemv_bf16, which streams the weight once.
+ *  - on AVX512-BF16 CPUs, a weight converted at load (stored f32 / f16) for a
+ *    layer not packed for oneDNN alone goes straight into the blocked layout
+ *    that both oneDNN and vb_gemv_bf16b read (gemv_bf16_blocked.c), so prefill
+ *    products skip oneDNN's per-call copy of the weight.
  *  - no oneDNN bf16 on this CPU: blocks of weight rows widened to f32, sgemm. */
 #include <dnnl.h>
 #include <pthread.h>
@@ -25,6 +29,7 @@ typedef struct {
   const uint16_t *w;   /* plain bf16 [N, K], NULL when packed */
   void *packed;        /* weight in packed_md's layout */
   dnnl_memory_desc_t packed_md;
+  int blocked;         /* packed is vb_bf16b's layout: the small-M kernel reads it too */
   int onednn_ok;       /* oneDNN can run bf16 matmuls here */
   pthread_mutex_t mu;
   struct {
@@ -72,30 +77,79 @@ static dnnl_primitive_t make_prim(dnnl_primitive_desc_t pd) {
   return p;
 }
 
-/* The weight as plain bf16 [N, K]: the stored tensor itself or a conversion. */
-static int plain_weight(vb_linear *l, bf16_backend *b) {
+/* Converts a non-bf16 stored weight to bf16 into dst, as plain [N, K] rows or
+ * in the blocked layout, rows in parallel. -1 when a row cannot be converted. */
+static int convert_rows(const vb_linear *l, uint16_t *dst, int blocked) {
+  int fail = 0, K = l->in;
+#pragma omp parallel reduction(| : fail)
+  {
+    float *row = vb_malloc((size_t)K * sizeof(float));
+    if (!row) fail = 1;
+#pragma omp for schedule(static)
+    for (int r = 0; r < l->out; r++) {
+      size_t off;
+      if (!row || !vb_dtype_bytes(l->dtype, (int64_t)r * K, &off) ||
+          vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, K, row) != 0) {
+        fail = 1;
+        continue;
+      }
+      if (!blocked) {
+        for (int k = 0; k < K; k++) dst[(size_t)r * K + k] = vb_float_to_bf16(row[k]);
+        continue;
+      }
+      /* straight into the blocked layout: k-pairs of this row, 64 rows apart */
+      uint16_t *d = dst + vb_bf16b_offset(K, r, 0);
+      for (int k = 0; k < K; k += 2) {
+        size_t o = (size_t)(k / 32) * 32 * 64 + (size_t)(k % 32 / 2) * 128;
+        d[o] = vb_float_to_bf16(row[k]);
+        d[o + 1] = vb_float_to_bf16(row[k + 1]);
+      }
+    }
+    free(row);
+  }
+  return fail ? -1 : 0;
+}
+
+/* oneDNN's descriptor of the blocked layout (vb_bf16b), if its matmul takes it
+ * for this layer. */
+static int blocked_md(const vb_linear *l, dnnl_memory_desc_t *md) {
+  int N = l->out, K = l->in;
+  dnnl_dims_t wd = {K, N};
+  if (dnnl_memory_desc_init_by_tag(md, 2, wd, dnnl_bf16, dnnl_BA16a64b2a) != dnnl_success ||
+      dnnl_memory_desc_get_size(md) != (size_t)N * K * sizeof(uint16_t))
+    return 0;
+  dnnl_primitive_desc_t pd = make_pd(PACK_REF_M, N, K, l->bias != NULL, md);
+  if (!pd) return 0;
+  dnnl_primitive_desc_destroy(pd);
+  return 1;
+}
+
+/* The weight as bf16: a stored bf16 tensor is used where it lies (plain [N, K]:
+ * loading stays a mapping, and copying it would cost a fresh allocation of the
+ * whole model); any other type is converted, straight into the blocked layout
+ * that both oneDNN's matmul and vb_gemv_bf16b read when the shape and the CPU
+ * allow it (blocked_ok), else into plain rows. */
+static int bf16_weight(vb_linear *l, bf16_backend *b, int blocked_ok) {
   size_t n = (size_t)l->out * l->in;
   if (l->dtype == VB_DT_BF16 && ((uintptr_t)l->w & 1) == 0) {
     b->w = l->w;
     return 0;
   }
-  b->w_owned = vb_malloc_aligned(n * sizeof(uint16_t));
-  float *row = vb_malloc((size_t)l->in * sizeof(float));
-  if (!b->w_owned || !row) {
-    free(row);
-    return -1;
+  dnnl_memory_desc_t md;
+  int blocked = blocked_ok && vb_bf16b_supported() && vb_bf16b_fits(l->out, l->in) && blocked_md(l, &md);
+  uint16_t *dst = vb_malloc_aligned(n * sizeof(uint16_t));
+  if (!dst) return -1;
+  if (convert_rows(l, dst, blocked) != 0) {
+    vb_free_aligned(dst);
+    return vb_error("linear %dx%d: cannot convert %s weights to bf16", l->out, l->in, vb_dtype_name(l->dtype));
   }
-  for (int r = 0; r < l->out; r++) {
-    size_t off;
-    if (!vb_dtype_bytes(l->dtype, (int64_t)r * l->in, &off) ||
-        vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, l->in, row) != 0) {
-      free(row);
-      return vb_error("linear %dx%d: cannot convert %s weights to bf16", l->out, l->in,
-                      vb_dtype_name(l->dtype));
-    }
-    for (int k = 0; k < l->in; k++) b->w_owned[(size_t)r * l->in + k] = vb_float_to_bf16(row[k]);
+  if (blocked) {
+    b->packed = dst;
+    b->packed_md = md;
+    b->blocked = 1;
+    return 0;
   }
-  free(row);
+  b->w_owned = dst;
   b->w = b->w_owned;
   return 0;
 }
@@ -150,11 +204,11 @@ int vb_linear_prepare_bf16(vb_linear *l) {
   if (!b) return -1;
   pthread_mutex_init(&b->mu, NULL);
   l->backend = b;
-  if (plain_weight(l, b) != 0) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
   dnnl_primitive_desc_t pd = make_pd(PACK_REF_M, l->out, l->in, l->bias != NULL, NULL);
   b->onednn_ok = pd != NULL;
   if (pd) dnnl_primitive_desc_destroy(pd);
+  if (bf16_weight(l, b, b->onednn_ok && !l->pack) != 0) return -1;
   if (b->onednn_ok && l->pack) try_pack(l, b);
   return 0;
 }
@@ -267,6 +321,10 @@ void vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y)
   if (!b) abort(); /* prepared at load time; a bug otherwise */
   if (M <= 0) return;
   if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return;
+  if (b->blocked) {
+    vb_gemv_bf16b(b->packed, l->out, l->in, x, M, l->bias, y);
+    return;
+  }
   if (b->w) {
     if (M <= VB_BF16_GEMV_MAX_M) vb_gemv_bf16(b->w, l->out, l->in, x, M, l->bias, y);
     else run_widened(l, b->w, x, M, y);
