@@ -17,6 +17,9 @@
  *    even and an odd number of blocks per row; non-finite activations give
  *    non-finite outputs; its
  *    unpacked rows equal the Q8_0 rows' exactly; padding rows never leak;
+ *  - q8x16 panels to the blocked bf16 layout (prefill tiles): the Q8_0 values
+ *    where vb_bf16b_pack puts them; the tiled product within f32 summation
+ *    error of the plain AVX512-BF16 GEMV on the dequantized weight;
  *  - quantization: round trip within half a step (plus the f16 scale's rounding), and the end-to-end error of
  *    q8_0 against the original f32 weights on a random matrix (stated, bounded).
  * The program runs itself again with AVX-512 forced off (VBLIP_NO_AVX512=1:
@@ -26,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/bf16_kernels.h"
 #include "kernels/kernels.h"
 #include "kernels/q8_kernels.h"
 #include "runtime/cpu.h"
@@ -71,6 +75,21 @@ static void test_shape(int M, int N, int K, int with_bias) {
     } else {
       double e = tu_rel_l2(y, ref, n);
       CHECK(e < 1e-2, "q8 linear (tiles) M=%d N=%d K=%d bias=%d: relative error %g", M, N, K, with_bias, e);
+      /* the tiles (plain or blocked) multiply bf16(w) by bf16(x) in f32: the
+       * plain AVX512-BF16 GEMV on the dequantized rows does the same sums in
+       * another order (sum |x w| x 1.01 covers the roundings of x and w) */
+      if (vb_cpu()->avx512_bf16 && vb_cpu_has_avx512()) {
+        uint16_t *w16 = malloc((size_t)N * K * sizeof(uint16_t));
+        float *yp = malloc(n * sizeof(float));
+        vb_q8_rows_to_bf16(wq, K, 0, N, w16);
+        vb_gemv_bf16_avx512bf16(w16, N, K, x, M, b, yp);
+        size_t bad = 0;
+        for (size_t i = 0; i < n; i++)
+          if (!(fabs((double)y[i] - yp[i]) <= 1e-5 * 1.02 * mag[i] + 1e-6)) bad++;
+        CHECK(bad == 0, "q8 linear (tiles) M=%d N=%d K=%d bias=%d: %zu values off the bf16 product", M, N, K,
+              with_bias, bad);
+        free(w16), free(yp);
+      }
     }
     /* again: cached primitives / scratch reuse give the same result */
     float *y2 = malloc(n * sizeof(float));
@@ -111,7 +130,7 @@ static void test_shapes(void) {
       {10, 77, 96},   {11, 64, 64},   {12, 31, 224},  {13, 150, 128}, {14, 1, 2560},
       {15, 301, 352}, {1, 2560, 512}, {16, 100, 64},  {17, 61, 96},   {20, 301, 10240},
       {31, 257, 160}, {33, 129, 2560}, {52, 1000, 2560}, {64, 64, 64}, {70, 333, 480},
-      {300, 130, 416},
+      {300, 130, 416}, {52, 1024, 2560}, {20, 192, 96}, {300, 128, 416},
   };
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     for (int bias = 0; bias < 2; bias++) test_shape(shapes[i][0], shapes[i][1], shapes[i][2], bias);
@@ -163,6 +182,24 @@ static void test_q8x16_shape(int M, int N, int K, int spiky) {
   vb_q8_rows_to_f32(wq, K, r0, r1, e32);
   CHECK(memcmp(u16, e16, (size_t)(r1 - r0) * K * 2) == 0, "q8x16 rows %d..%d of %dx%d to bf16 differ", r0, r1, N, K);
   CHECK(memcmp(u32, e32, (size_t)(r1 - r0) * K * 4) == 0, "q8x16 rows %d..%d of %dx%d to f32 differ", r0, r1, N, K);
+  /* whole panels to the blocked bf16 layout: the same values where
+   * vb_bf16b_pack puts them, zero in the padding rows */
+  if (vb_bf16b_supported()) {
+    int np = (N + 63) / 64, Np = np * 64;
+    uint16_t *rows = calloc((size_t)Np * K, 2), *want = vb_malloc_aligned((size_t)Np * K * 2),
+             *got = vb_malloc_aligned((size_t)Np * K * 2);
+    vb_q8_rows_to_bf16(wq, K, 0, N, rows);
+    vb_bf16b_pack(rows, Np, K, want);
+    vb_q8x16_panels_to_bf16b(P, K, 0, np, got);
+    CHECK(memcmp(got, want, (size_t)Np * K * 2) == 0, "q8x16 panels of %dx%d to blocked bf16 differ", N, K);
+    if (np > 1) { /* a later panel range alone */
+      vb_q8x16_panels_to_bf16b(P, K, 1, np, got);
+      CHECK(memcmp(got, want + (size_t)64 * K, (size_t)(Np - 64) * K * 2) == 0,
+            "q8x16 panels 1..%d of %dx%d to blocked bf16 differ", np, N, K);
+    }
+    free(rows);
+    vb_free_aligned(want), vb_free_aligned(got);
+  }
   /* a NaN or an infinity in a block poisons every output of that row */
   x[K / 2] = NAN;
   if (M > 1) x[(size_t)K + 3] = INFINITY;

@@ -120,8 +120,9 @@ static int blocked_md(const vb_linear *l, dnnl_memory_desc_t *md) {
     return 0;
   dnnl_primitive_desc_t pd = make_pd(PACK_REF_M, N, K, l->bias != NULL, md);
   if (!pd) return 0;
+  int jit = !vb_dnnl_is_reference(pd);
   dnnl_primitive_desc_destroy(pd);
-  return 1;
+  return jit;
 }
 
 /* The weight as bf16: a stored bf16 tensor is used where it lies (plain [N, K]:

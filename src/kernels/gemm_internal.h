@@ -10,8 +10,13 @@
  * and this thread's stream. */
 dnnl_engine_t vb_dnnl_engine(void);
 dnnl_stream_t vb_dnnl_stream(void);
+/* Whether oneDNN answered a descriptor with its reference (scalar, many times
+ * slower) implementation: a blocked weight with a strided destination gets
+ * "ref:any" where the plain one gets a JIT kernel. */
+int vb_dnnl_is_reference(dnnl_primitive_desc_t pd);
 /* Runs matmul primitive p on this thread's stream over caller-owned buffers
- * (bias may be NULL) and waits for it: 0, or -1 if oneDNN refused. */
+ * (bias may be NULL) and waits for it: 0, or -1 if oneDNN refused. A
+ * primitive created with a user-managed scratchpad gets this thread's own. */
 int vb_dnnl_matmul(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const void *src,
                    const dnnl_memory_desc_t *wei_md, const void *wei,
                    const dnnl_memory_desc_t *bias_md, const void *bias,

@@ -9,8 +9,10 @@
  *    (about 1 MB of bf16) handed out to the threads; each thread dequantizes
  *    its tile to bf16 and multiplies it at once, while it is in its core's
  *    cache, with a single-threaded oneDNN bf16 matmul that writes its columns
- *    of y in place (strided destination). Without oneDNN bf16 on this CPU:
- *    tiles in f32 through vb_gemm (sgemm).
+ *    of y in place (strided destination). From the q8x16 copy on AVX512-BF16
+ *    CPUs the tile is written in oneDNN's blocked layout (BA16a64b2a, as
+ *    gemv_bf16_blocked.c), which the matmul reads without copying it again.
+ *    Without oneDNN bf16 on this CPU: tiles in f32 through vb_gemm (sgemm).
  * The matmul primitives depend only on the shape, so one small cache serves
  * every layer. */
 #include <dnnl.h>
@@ -33,6 +35,7 @@
 typedef struct {
   int onednn_ok; /* oneDNN runs bf16 matmuls here */
   void *packed;  /* the q8x16 copy where AVX512-VNNI runs, else NULL */
+  int blocked;   /* tiles from packed go to oneDNN in its blocked layout */
 } q8_backend;
 
 /* Primitives by shape, shared by all layers and threads; an entry in use
@@ -40,36 +43,52 @@ typedef struct {
 static struct {
   pthread_mutex_t mu;
   struct {
-    int M, N, K, ldy, bias, ref;
+    int M, N, K, ldy, bias, blocked, ref;
     dnnl_primitive_t prim;
   } e[PRIM_CACHE];
   int next;
 } g_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static __thread void *tls_x, *tls_tile, *tls_tile_f32;
-static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap;
+static __thread void *tls_x, *tls_tile, *tls_tile_f32, *tls_out;
+static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap, tls_out_cap;
 
 /* Descriptors of y[M, 0..N) (row stride ldy) = x[M, K] W_tile + b, the tile
- * given as plain bf16 [N, K] rows. */
-static void descs(int M, int N, int K, int ldy, dnnl_memory_desc_t *src, dnnl_memory_desc_t *wei,
-                  dnnl_memory_desc_t *bias, dnnl_memory_desc_t *dst) {
+ * given as plain bf16 [N, K] rows or in the blocked layout. */
+static void descs(int M, int N, int K, int ldy, int blocked, dnnl_memory_desc_t *src,
+                  dnnl_memory_desc_t *wei, dnnl_memory_desc_t *bias, dnnl_memory_desc_t *dst) {
   dnnl_dims_t sd = {M, K}, wd = {K, N}, ws = {1, K}, bd = {1, N}, dd = {M, N}, ds = {ldy, 1};
   dnnl_memory_desc_init_by_tag(src, 2, sd, dnnl_bf16, dnnl_ab);
-  dnnl_memory_desc_init_by_strides(wei, 2, wd, dnnl_bf16, ws);
+  if (blocked)
+    dnnl_memory_desc_init_by_tag(wei, 2, wd, dnnl_bf16, dnnl_BA16a64b2a);
+  else
+    dnnl_memory_desc_init_by_strides(wei, 2, wd, dnnl_bf16, ws);
   dnnl_memory_desc_init_by_tag(bias, 2, bd, dnnl_f32, dnnl_ab);
   dnnl_memory_desc_init_by_strides(dst, 2, dd, dnnl_f32, ds);
 }
 
-static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
+static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias, int blocked) {
   dnnl_engine_t eng = vb_dnnl_engine();
   if (!eng) return NULL;
   dnnl_memory_desc_t src, wei, bias, dst;
-  descs(M, N, K, ldy, &src, &wei, &bias, &dst);
+  descs(M, N, K, ldy, blocked, &src, &wei, &bias, &dst);
   dnnl_matmul_desc_t mm;
   if (dnnl_matmul_desc_init(&mm, &src, &wei, has_bias ? &bias : NULL, &dst) != dnnl_success)
     return NULL;
+  /* Tiles run one per thread at once, each with its own scratchpad
+   * (user-managed): with the library's shared default, two threads running
+   * brgemm tiles (the blocked ones) corrupted each other's output (measured:
+   * 52 x 1024 x 2560, 2 threads; correct on 1). */
+  dnnl_primitive_attr_t attr = NULL;
+  if (dnnl_primitive_attr_create(&attr) != dnnl_success) return NULL;
+  dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
   dnnl_primitive_desc_t pd = NULL;
-  if (dnnl_primitive_desc_create(&pd, &mm, NULL, eng, NULL) != dnnl_success) return NULL;
+  dnnl_status_t st = dnnl_primitive_desc_create(&pd, &mm, attr, eng, NULL);
+  dnnl_primitive_attr_destroy(attr);
+  if (st != dnnl_success) return NULL;
+  if (blocked && vb_dnnl_is_reference(pd)) { /* the plain tile is far faster then */
+    dnnl_primitive_desc_destroy(pd);
+    return NULL;
+  }
   dnnl_primitive_t p = NULL;
   if (dnnl_primitive_create(&p, pd) != dnnl_success) p = NULL;
   dnnl_primitive_desc_destroy(pd);
@@ -78,22 +97,24 @@ static dnnl_primitive_t make_prim(int M, int N, int K, int ldy, int has_bias) {
 
 /* The primitive for a shape, created on first use; *slot is its cache entry
  * (to release) or -1 for an uncached one (every entry busy: destroy after use). */
-static dnnl_primitive_t acquire_prim(int M, int N, int K, int ldy, int has_bias, int *slot) {
+static dnnl_primitive_t acquire_prim(int M, int N, int K, int ldy, int has_bias, int blocked,
+                                     int *slot) {
   pthread_mutex_lock(&g_cache.mu);
   dnnl_primitive_t p = NULL;
   *slot = -1;
   for (int i = 0; i < PRIM_CACHE && !p; i++)
     if (g_cache.e[i].prim && g_cache.e[i].M == M && g_cache.e[i].N == N && g_cache.e[i].K == K &&
-        g_cache.e[i].ldy == ldy && g_cache.e[i].bias == has_bias)
+        g_cache.e[i].ldy == ldy && g_cache.e[i].bias == has_bias && g_cache.e[i].blocked == blocked)
       p = g_cache.e[i].prim, *slot = i;
-  if (!p && (p = make_prim(M, N, K, ldy, has_bias)) != NULL) {
+  if (!p && (p = make_prim(M, N, K, ldy, has_bias, blocked)) != NULL) {
     for (int tries = 0; tries < PRIM_CACHE; tries++) {
       int s = g_cache.next;
       g_cache.next = (g_cache.next + 1) % PRIM_CACHE;
       if (g_cache.e[s].ref > 0) continue;
       if (g_cache.e[s].prim) dnnl_primitive_destroy(g_cache.e[s].prim);
       g_cache.e[s].M = M, g_cache.e[s].N = N, g_cache.e[s].K = K, g_cache.e[s].ldy = ldy;
-      g_cache.e[s].bias = has_bias, g_cache.e[s].prim = p, g_cache.e[s].ref = 0;
+      g_cache.e[s].bias = has_bias, g_cache.e[s].blocked = blocked, g_cache.e[s].prim = p;
+      g_cache.e[s].ref = 0;
       *slot = s;
       break;
     }
@@ -117,22 +138,23 @@ static void release_prim(dnnl_primitive_t p, int slot) {
  * region oneDNN runs single-threaded). Primitives are immutable and oneDNN's
  * scratchpad is per thread, so threads run them concurrently. */
 static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K,
-                       const float *bias, float *y, int ldy) {
+                       const float *bias, float *y, int ldy, int blocked) {
   int slot;
-  dnnl_primitive_t p = acquire_prim(M, N, K, ldy, bias != NULL, &slot);
+  dnnl_primitive_t p = acquire_prim(M, N, K, ldy, bias != NULL, blocked, &slot);
   if (!p) return -1;
   dnnl_memory_desc_t src_md, wei_md, bias_md, dst_md;
-  descs(M, N, K, ldy, &src_md, &wei_md, &bias_md, &dst_md);
+  descs(M, N, K, ldy, blocked, &src_md, &wei_md, &bias_md, &dst_md);
   int rc = vb_dnnl_matmul(p, &src_md, xs, &wei_md, w, &bias_md, bias, &dst_md, y);
   release_prim(p, slot);
   return rc;
 }
 
 /* Weight rows per tile: about TILE_BYTES of bf16 (a core's L2), a multiple of
- * 16, at least 16. */
-static int tile_rows(int N, int K) {
+ * `unit` (16, or 64 for blocked tiles, whose N is then a multiple of 64), at
+ * least one unit. */
+static int tile_rows(int N, int K, int unit) {
   size_t r = TILE_BYTES / ((size_t)K * sizeof(uint16_t));
-  int nt = r < 16 ? 16 : r > (size_t)N ? N : (int)(r & ~(size_t)15);
+  int nt = r < (size_t)unit ? unit : r > (size_t)N ? N : (int)(r - r % (size_t)unit);
   return nt > N ? N : nt;
 }
 
@@ -157,9 +179,9 @@ static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1,
  * scratch and multiplies it at once, while it is in that core's cache: bf16
  * through oneDNN where it runs, else (or for a shape it refuses) f32 sgemm. */
 static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
-  int use_onednn = be->onednn_ok;
+  int use_onednn = be->onednn_ok, blocked = be->blocked;
   const void *packed = be->packed;
-  int N = l->out, K = l->in, NT = tile_rows(N, K), ntiles = (N + NT - 1) / NT;
+  int N = l->out, K = l->in, NT = tile_rows(N, K, blocked ? 64 : 16), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
     xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
@@ -177,8 +199,20 @@ static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, 
         failed = 1;
         continue;
       }
-      dequant_rows(l, packed, n0, n0 + nt, t, NULL);
-      if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N) == 0) continue;
+      if (!blocked) {
+        dequant_rows(l, packed, n0, n0 + nt, t, NULL);
+        if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N, 0) == 0) continue;
+      } else {
+        /* oneDNN runs blocked weights with a JIT kernel only into a
+         * contiguous destination: the tile's [M, nt], then copied to y */
+        float *o = vb_scratch_grow(&tls_out, &tls_out_cap, (size_t)M * NT * sizeof(float));
+        vb_q8x16_panels_to_bf16b(packed, K, n0 / 64, (n0 + nt) / 64, t);
+        if (o && matmul_tile(xs, M, t, nt, K, bias, o, nt, 1) == 0) {
+          for (int m = 0; m < M; m++)
+            memcpy(y + (size_t)m * N + n0, o + (size_t)m * nt, (size_t)nt * sizeof(float));
+          continue;
+        }
+      }
     }
     float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
     if (!tf) {
@@ -202,8 +236,8 @@ int vb_linear_prepare_q8(vb_linear *l) {
   if (!b) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
   int slot;
-  dnnl_primitive_t p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, tile_rows(l->out, l->in), l->in, l->out,
-                                    l->bias != NULL, &slot);
+  dnnl_primitive_t p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, tile_rows(l->out, l->in, 16), l->in, l->out,
+                                    l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
   if (vb_q8x16_supported()) {
@@ -213,6 +247,14 @@ int vb_linear_prepare_q8(vb_linear *l) {
       return vb_error("out of memory repacking a %dx%d Q8_0 weight", l->out, l->in);
     }
     vb_q8x16_pack(l->w, l->out, l->in, b->packed);
+    /* blocked tiles: whole panels, so N a multiple of 64, and a matmul that
+     * takes them with a JIT kernel */
+    if (b->onednn_ok && vb_bf16b_supported() && vb_bf16b_fits(l->out, l->in)) {
+      int nt = tile_rows(l->out, l->in, 64);
+      p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, nt, l->in, nt, l->bias != NULL, 1, &slot);
+      b->blocked = p != NULL;
+      if (p) release_prim(p, slot);
+    }
   }
   l->backend = b;
   return 0;

@@ -45,6 +45,9 @@ void vb_q8x16_pack(const void *W, int N, int K, void *P);
 void vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q8x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
 void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+/* Panels [p0, p1) (64 rows each, padding rows included) as bf16 in the blocked
+ * layout of vb_gemv_bf16b (bf16_kernels.h), dst 64-byte aligned. */
+void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *dst);
 
 /* Products with M up to this go to vb_gemv_q8, larger ones to the tiled
  * dequantize-then-matmul path (gemm_q8.c). */

@@ -396,3 +396,39 @@ void vb_q8x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) 
 void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
   unpack_rows(P, K, r0, r1, NULL, dst);
 }
+
+/* Panels [p0, p1) as bf16 in the blocked layout of gemv_bf16_blocked.c (16
+ * rows x one k-pair per 64-byte vector): each q8x16 vector (16 rows x 4 k)
+ * gives the vectors of two k-pairs without moving data between lanes. The
+ * values equal vb_q8x16_rows_to_bf16's, element for element. */
+TGT_VNNI static void unpack_blocked(const void *W, int K, int p0, int p1, uint16_t *dst) {
+  int nb = K / VB_Q8_BLOCK;
+  const __m512i flip = _mm512_set1_epi8((char)0x80);
+  for (int p = p0; p < p1; p++) {
+    const uint8_t *P = (const uint8_t *)W + (size_t)p * panel_bytes(K);
+    uint16_t *D = dst + (size_t)(p - p0) * PANEL * K;
+    for (int b = 0; b < nb; b++) {
+      const uint8_t *B = P + (size_t)b * BLOCK_BYTES;
+      uint16_t *Db = D + (size_t)b * PANEL * VB_Q8_BLOCK; /* 16 k-pairs x 64 rows x 2 */
+      for (int s = 0; s < 4; s++) {
+        __m512 sc = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(B + s * 32)));
+        for (int q = 0; q < QUADS; q++) {
+          __m512i v = _mm512_xor_si512(_mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64)), flip);
+          __m512i k[4]; /* byte j of every lane, sign-extended: row r's weight at k = 4q + j */
+          for (int j = 0; j < 4; j++)
+            k[j] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
+          for (int h = 0; h < 2; h++) {
+            __m512i lo = _mm512_cvtepu16_epi32(to_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h]), sc)));
+            __m512i hi = _mm512_cvtepu16_epi32(to_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h + 1]), sc)));
+            _mm512_store_si512((void *)(Db + (size_t)(2 * q + h) * PANEL * 2 + s * 32),
+                               _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+          }
+        }
+      }
+    }
+  }
+}
+
+void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *dst) {
+  unpack_blocked(P, K, p0, p1, dst);
+}
