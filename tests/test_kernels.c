@@ -120,6 +120,16 @@ static int onednn_blocked(const uint16_t *w, int N, int K, uint16_t *dst) {
   return rc;
 }
 
+/* Values of y off yp, two computations of the same bf16 products in another
+ * order: f32 summation error only (mag: sum |x w|, 1.01 for the activations'
+ * own bf16 rounding). */
+static size_t off_same_bf16_sums(const float *y, const float *yp, const double *mag, size_t n) {
+  size_t bad = 0;
+  for (size_t j = 0; j < n; j++)
+    if (!(fabs((double)y[j] - yp[j]) <= 1e-5 * 1.01 * mag[j] + 1e-6)) bad++;
+  return bad;
+}
+
 static void test_bf16_blocked_shape(int N, int K) {
   CHECK(vb_bf16b_fits(N, K), "%dx%d should fit the blocked layout", N, K);
   float *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
@@ -144,11 +154,7 @@ static void test_bf16_blocked_shape(int N, int K) {
     memset(y, 0xff, (size_t)M * N * sizeof(float)); /* NaNs: every output must be written */
     vb_gemv_bf16b(P, N, K, x, M, b, y);
     vb_gemv_bf16_avx512bf16(wb, N, K, x, M, b, yp);
-    /* the same bf16 products in another order: f32 summation error only
-     * (mag: sum |x w|, 1.01 for the activations' own bf16 rounding) */
-    size_t bad = 0;
-    for (size_t j = 0; j < (size_t)M * N; j++)
-      if (!(fabs((double)y[j] - yp[j]) <= 1e-5 * 1.01 * mag[j] + 1e-6)) bad++;
+    size_t bad = off_same_bf16_sums(y, yp, mag, (size_t)M * N);
     CHECK(bad == 0, "gemv bf16 blocked M=%d N=%d K=%d: %zu values off the plain kernel", M, N, K, bad);
     free(x), free(b), free(ref), free(mag), free(y), free(yp);
   }
@@ -171,9 +177,7 @@ static void test_bf16_blocked_shape(int N, int K) {
       memset(y, 0xff, (size_t)M * N * sizeof(float));
       vb_linear_forward(&l, x, M, y);
       vb_gemv_bf16_avx512bf16(wb, N, K, x, M, NULL, yp);
-      size_t bad = 0;
-      for (size_t j = 0; j < (size_t)M * N; j++)
-        if (!(fabs((double)y[j] - yp[j]) <= 1e-5 * 1.01 * mag[j] + 1e-6)) bad++;
+      size_t bad = off_same_bf16_sums(y, yp, mag, (size_t)M * N);
       CHECK(bad == 0, "bf16 linear (stored %s) M=%d N=%d K=%d: %zu values off", stored_bf16 ? "bf16" : "f32", M,
             N, K, bad);
       if (M == 1) {

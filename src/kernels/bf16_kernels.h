@@ -23,15 +23,17 @@ void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, in
                              const float *bias, float *y);
 
 /* The blocked layout (gemv_bf16_blocked.c; oneDNN's BA16a64b2a for the [K, N]
- * weight) that language-model weights are kept in on AVX512-BF16 CPUs:
- * whether a shape fits it (N % 64 == 0, K % 32 == 0) and the CPU runs its
- * kernel, its size (N K bf16), where element (n, k) lies, packing from plain
- * [N, K] rows, and y[M, N] = x[M, K] W^T (+ bias) for any M (activations
- * rounded to bf16, f32 accumulation, as vb_gemv_bf16_avx512bf16). */
+ * weight, N K bf16 values) that weights converted at load are kept in on
+ * AVX512-BF16 CPUs: whether a shape fits it (N % 64 == 0, K % 32 == 0) and
+ * the CPU runs its kernel, where element (n, k) lies, packing from plain
+ * bf16 [N, K] rows, one f32 row n rounded to bf16 into its places, and
+ * y[M, N] = x[M, K] W^T (+ bias) for any M (activations rounded to bf16, f32
+ * accumulation, as vb_gemv_bf16_avx512bf16). */
 int vb_bf16b_fits(int N, int K);
 int vb_bf16b_supported(void);
 size_t vb_bf16b_offset(int K, int n, int k);
 void vb_bf16b_pack(const uint16_t *W, int N, int K, uint16_t *dst);
+void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst);
 void vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias, float *y);
 
 /* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */

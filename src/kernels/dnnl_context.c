@@ -45,7 +45,7 @@ int vb_dnnl_matmul(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const v
   dnnl_engine_t eng = vb_dnnl_engine();
   dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL, mp = NULL;
   int rc = -1;
-  /* a user-managed scratchpad (vb_dnnl_user_scratchpad): this thread's own */
+  /* a primitive created with a user-managed scratchpad gets this thread's own */
   const_dnnl_primitive_desc_t pd = NULL;
   const dnnl_memory_desc_t *pad_md = NULL;
   size_t pad = 0;

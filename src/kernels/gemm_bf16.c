@@ -93,17 +93,10 @@ static int convert_rows(const vb_linear *l, uint16_t *dst, int blocked) {
         fail = 1;
         continue;
       }
-      if (!blocked) {
+      if (blocked)
+        vb_bf16b_put_row(row, K, r, dst);
+      else
         for (int k = 0; k < K; k++) dst[(size_t)r * K + k] = vb_float_to_bf16(row[k]);
-        continue;
-      }
-      /* straight into the blocked layout: k-pairs of this row, 64 rows apart */
-      uint16_t *d = dst + vb_bf16b_offset(K, r, 0);
-      for (int k = 0; k < K; k += 2) {
-        size_t o = (size_t)(k / 32) * 32 * 64 + (size_t)(k % 32 / 2) * 128;
-        d[o] = vb_float_to_bf16(row[k]);
-        d[o + 1] = vb_float_to_bf16(row[k + 1]);
-      }
     }
     free(row);
   }

@@ -135,8 +135,9 @@ static void release_prim(dnnl_primitive_t p, int slot) {
 }
 
 /* One tile's product on the calling thread (inside the tile loop's parallel
- * region oneDNN runs single-threaded). Primitives are immutable and oneDNN's
- * scratchpad is per thread, so threads run them concurrently. */
+ * region oneDNN runs single-threaded). Primitives are immutable and each
+ * thread passes its own scratchpad (make_prim, vb_dnnl_matmul), so threads
+ * run them concurrently. */
 static int matmul_tile(const uint16_t *xs, int M, const uint16_t *w, int N, int K,
                        const float *bias, float *y, int ldy, int blocked) {
   int slot;

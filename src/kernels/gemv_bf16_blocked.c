@@ -64,6 +64,15 @@ void vb_bf16b_pack(const uint16_t *W, int N, int K, uint16_t *dst) {
     }
 }
 
+void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst) {
+  uint16_t *d = dst + vb_bf16b_offset(K, n, 0);
+  for (int k = 0; k < K; k += 2) {
+    size_t o = (size_t)(k / KBLOCK) * BLOCK_ELEMS + (size_t)(k % KBLOCK / 2) * (PANEL * 2);
+    d[o] = vb_float_to_bf16(row[k]);
+    d[o + 1] = vb_float_to_bf16(row[k + 1]);
+  }
+}
+
 /* ---- the GEMV ---- */
 
 /* One block of one activation row: acc[s] += the block's products for the
