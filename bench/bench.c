@@ -39,8 +39,8 @@
 
 #include "bench.h"
 #include "kernels/kernels.h"
-#include "models/qformer.h"
-#include "models/vit.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 

@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "models/config.h"
-#include "models/lm.h"
+#include "lm/lm.h"
 #include "models/weights.h"
 
 /* The full-size VideoBLIP-OPT-2.7b or VideoBLIP-Flan-T5-XL config; tiny: every

@@ -9,7 +9,7 @@
 #include "bench.h"
 #include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
-#include "models/t5_tensors.h"
+#include "lm/t5_tensors.h"
 #include "runtime/common.h"
 
 static const char *OPT_JSON =

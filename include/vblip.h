@@ -40,7 +40,14 @@ void vblip_load_options_default(vblip_load_options *o);
 int vblip_dtype_parse(const char *s, vblip_dtype *out);
 /* The compute type a loaded model uses ("f32" or "bf16"). */
 const char *vblip_model_dtype(const vblip_model *m);
+/* model_dir: a checkpoint directory, a .gguf file (vblip convert), or a Hugging Face
+ * repo id ("owner/name" that names no local path), which needs a repo resolver. */
 vblip_model *vblip_model_load(const char *model_dir, const vblip_load_options *o);
+
+/* Turns a repo id into a local directory (*dir: a new string); 0/-1. The Hub client
+ * registers one (vblip_hub.h: vblip_hub_install); the core never uses the network. */
+typedef int (*vblip_repo_resolver)(const char *repo, int progress, char **dir);
+void vblip_set_repo_resolver(vblip_repo_resolver fn);
 void vblip_model_free(vblip_model *m);
 
 typedef struct {
@@ -144,35 +151,7 @@ int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int ski
 char *vblip_chat_prompt(const char *const *users, const char *const *answers, size_t n_turns,
                         const char *message);
 
-/* ---- HTTP server (vblip serve) ---- */
-
-typedef struct vblip_server vblip_server;
-
-typedef struct {
-  const char *host;          /* address to listen on (default "127.0.0.1") */
-  int port;                  /* default 8080; 0 = any free port (see vblip_server_port) */
-  int queue_size;            /* requests that may wait for the model (default 8); more: 503 */
-  size_t max_upload_bytes;   /* larger uploads: 413 (default 100 MiB) */
-  int max_videos;            /* videos kept; the least recently used go first (default 64) */
-  const char *examples_dir;  /* videos offered as example rows on the page; NULL: none */
-  const char *model_name;    /* reported by /api/health and /v1/models (default "videoblip") */
-  vblip_sampling sampling;   /* how uploaded videos are sampled */
-  vblip_gen_params gen;      /* default generation settings */
-  int verbose;               /* log requests on stderr */
-} vblip_server_options;
-
-void vblip_server_options_default(vblip_server_options *o);
-/* Starts listening (own threads; the model is used by one worker thread only and
- * must outlive the server). Returns NULL with vblip_last_error() on failure. */
-vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o);
-/* The port actually bound. */
-int vblip_server_port(const vblip_server *s);
-/* Stops: cancels queued and running requests, closes connections, removes the
- * uploaded files and the server's temporary directory, frees s. */
-void vblip_server_stop(vblip_server *s);
-
-
-/* ---- model files: conversion and the Hugging Face Hub ---- */
+/* ---- model files: conversion ---- */
 
 /* Writes the model at model_dir (a directory vblip loads, or a GGUF file) as one
  * GGUF file: the configs, the preprocessor settings and the tokenizer files as
@@ -185,81 +164,6 @@ void vblip_server_stop(vblip_server *s);
  * progress: a progress bar on stderr when it is a terminal. vblip_model_load
  * accepts the .gguf path in place of a directory. */
 int vblip_convert(const char *model_dir, const char *out_path, const char *type, int progress);
-
-/* Downloads what vblip needs from a Hugging Face Hub model repository ("owner/name"):
- * the configs, the tokenizer files and the weights in the best format there
- * (safetensors, single or sharded, else PyTorch .bin). revision: branch, tag or
- * commit (NULL: "main"). dir: where the files go (NULL: the cache,
- * $VBLIP_CACHE or ~/.cache/vblip/hub, then "<owner>--<name>/<revision>").
- * $HF_ENDPOINT overrides https://huggingface.co; $HF_TOKEN is sent as a bearer
- * token. Partial downloads ("<file>.incomplete") resume; sizes, LFS sha256 and
- * git blob ids are verified. *out_dir (if non-NULL) receives the directory (free it).
- * vblip_model_load accepts a repo id that is no local path: it uses the cached
- * copy when complete (no network) and pulls otherwise. */
-int vblip_pull(const char *repo, const char *revision, const char *dir, int progress, char **out_dir);
-
-/* ---- fine-tuning (vblip train) ----
- *
- * VideoBLIP's recipe: the vision encoder and the language model stay frozen;
- * the Q-Former, the query tokens and the language projection are trained with
- * AdamW (torch.optim.AdamW semantics; no weight decay for biases and LayerNorm
- * parameters) on (video clip, prompt, text) examples. The loss is the language
- * model's mean cross-entropy on the text tokens, as Blip2ForConditionalGeneration
- * computes it (float32, dropout off). */
-
-typedef struct vblip_trainer vblip_trainer;
-typedef struct vblip_train_example vblip_train_example;
-
-typedef struct {
-  double lr;           /* default 1e-5 */
-  double weight_decay; /* default 0.05 */
-  double beta1, beta2; /* default 0.9, 0.999 */
-  double eps;          /* default 1e-8 */
-  int n_threads;       /* 0: all cores */
-} vblip_train_options;
-
-void vblip_train_options_default(vblip_train_options *o);
-/* Loads a checkpoint directory for training (float32 throughout). */
-vblip_trainer *vblip_trainer_open(const char *model_dir, const vblip_train_options *o);
-void vblip_trainer_free(vblip_trainer *t);
-
-/* Token ids of one example. OPT: ids = tok(prompt) + tok(" " + text, no specials) + </s>,
- * labels = ids with the prompt positions -100. T5: ids = tok(prompt), labels = tok(text).
- * Both arrays are malloc'd. */
-int vblip_trainer_tokens(vblip_trainer *t, const char *prompt, const char *text, int32_t **ids,
-                         int *n_ids, int32_t **labels, int *n_labels);
-/* An example from preprocessed pixel values (3, T, S, S): runs the frozen vision
- * encoder once and keeps its output with the tokenized prompt and text. */
-int vblip_trainer_example_pixels(vblip_trainer *t, const float *pixel_values, int n_frames,
-                                 const char *prompt, const char *text, vblip_train_example **out);
-/* The same from a video file: n_frames sampled uniformly over [start, end) seconds
- * (end < 0: to the end). */
-int vblip_trainer_example_video(vblip_trainer *t, const char *path, double start, double end,
-                                int n_frames, const char *prompt, const char *text,
-                                vblip_train_example **out);
-void vblip_train_example_free(vblip_train_example *e);
-
-/* Loss without gradients (validation). */
-int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *loss);
-/* Loss, and gradients += weight * d loss / d parameters (weight 1/batch for a mean). */
-int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
-                             double *loss);
-/* One AdamW update from the accumulated gradients, which are then cleared. */
-int vblip_trainer_step(vblip_trainer *t);
-void vblip_trainer_zero_grad(vblip_trainer *t);
-long vblip_trainer_steps(const vblip_trainer *t);
-void vblip_trainer_set_lr(vblip_trainer *t, double lr);
-/* Writes a complete checkpoint directory (the source's config, tokenizer and
- * preprocessor files, and model.safetensors with every tensor: trained ones in
- * float32, frozen ones as stored) that vblip_model_load reads. Atomic: written
- * beside out_dir and renamed; an existing out_dir is replaced only if an earlier
- * save made it (it holds vblip_train.json, whose content is info_json). */
-int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json);
-
-/* Ego4D narrations: VideoBLIP's text clean-up ("#C C picks ..." -> "The camera
- * wearer picks ...", drops a trailing <|eos|> or #unsure, "#unsure" elsewhere ->
- * "something", ends with a period unless it ends in punctuation). New string. */
-char *vblip_clean_narration(const char *text);
 
 #ifdef __cplusplus
 }

@@ -12,9 +12,9 @@
 
 #include "generate/generate.h"
 #include "models/config.h"
-#include "models/lm.h"
-#include "models/qformer.h"
-#include "models/vit.h"
+#include "lm/lm.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 #include "models/weights.h"
 #include "testutil.h"
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "models/lm_head.h"
+#include "lm/lm_head.h"
 #include "runtime/cpu.h"
 #include "testutil.h"
 

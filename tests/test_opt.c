@@ -8,7 +8,7 @@
 
 #include "generate/generate.h"
 #include "models/config.h"
-#include "models/lm.h"
+#include "lm/lm.h"
 #include "models/weights.h"
 #include "testutil.h"
 

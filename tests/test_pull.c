@@ -18,7 +18,7 @@
 
 #include "runtime/common.h"
 #include "testutil.h"
-#include "vblip.h"
+#include "vblip_hub.h"
 
 
 #define COMMIT "0123456789abcdef0123456789abcdef01234567"

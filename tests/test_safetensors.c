@@ -7,7 +7,7 @@
 
 #include "formats/safetensors.h"
 #include "models/config.h"
-#include "models/vit.h"
+#include "vision/vit.h"
 #include "models/weights.h"
 #include "testutil.h"
 

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
-#include "vblip.h"
+#include "vblip_server.h"
 
 #define MODEL "tests/fixtures/models/videoblip-opt-tiny"
 #define VIDEO "tests/fixtures/media/video1_h264_320x240_30fps_12s.mp4"

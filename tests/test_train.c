@@ -10,7 +10,7 @@
 #include "runtime/common.h"
 #include "testutil.h"
 #include "train/trainer.h"
-#include "vblip.h"
+#include "vblip_train.h"
 
 static const float *ref(const char *kind, const char *what, const char *param, size_t n) {
   char name[300];

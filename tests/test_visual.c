@@ -4,8 +4,8 @@
 #include <stdlib.h>
 
 #include "models/config.h"
-#include "models/qformer.h"
-#include "models/vit.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 #include "models/weights.h"
 #include "testutil.h"
 

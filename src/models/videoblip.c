@@ -7,12 +7,12 @@
 
 #include "formats/gguf.h"
 #include "generate/generate.h"
-#include "hub/hub.h"
+#include "models/model_source.h"
 #include "kernels/kernels.h"
 #include "models/config.h"
-#include "models/lm.h"
-#include "models/qformer.h"
-#include "models/vit.h"
+#include "lm/lm.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 #include "models/weights.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
@@ -73,8 +73,8 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   vb_cpu_init();
   if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
   /* a Hub repo id ("owner/name" that is no local path): pulled, or found complete in the cache */
-  if (vb_hub_is_repo_id(path)) {
-    if (vb_hub_ensure(path, o->progress, &pulled) != 0) {
+  if (vb_is_repo_id(path)) {
+    if (vb_resolve_repo_id(path, o->progress, &pulled) != 0) {
       vb_error_context("loading %s (not a local path, so a Hugging Face Hub repo id)", path);
       return NULL;
     }

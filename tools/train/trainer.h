@@ -3,7 +3,7 @@
 #define VBLIP_TRAIN_TRAINER_H
 
 #include "train/train.h"
-#include "vblip.h"
+#include "vblip_train.h"
 
 tr_params *vb_trainer_params(vblip_trainer *t);
 tr_lm *vb_trainer_lm(vblip_trainer *t);

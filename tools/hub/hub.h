@@ -4,8 +4,6 @@
 
 #include <stdbool.h>
 
-/* "owner/name" (letters, digits, '.', '_', '-') that names no local path. */
-bool vb_hub_is_repo_id(const char *s);
 /* The cached copy of repo's main revision when it is complete (no network),
  * else pulls it. *dir: a new string. */
 int vb_hub_ensure(const char *repo, int progress, char **dir);

@@ -1,4 +1,4 @@
-#include "models/qformer.h"
+#include "vision/qformer.h"
 
 #include <math.h>
 #include <stdio.h>

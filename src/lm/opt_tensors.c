@@ -1,4 +1,4 @@
-#include "models/opt_tensors.h"
+#include "lm/opt_tensors.h"
 
 #include <stdio.h>
 

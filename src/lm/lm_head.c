@@ -1,6 +1,6 @@
 /* Vocabulary head: a low-precision copy for the full row, float32 for every
  * token that could be the largest logit (see lm_head.h). */
-#include "models/lm_head.h"
+#include "lm/lm_head.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "models/lm.h"
+#include "lm/lm.h"
 
 /* Runs the encoder on the input given by set_input; *out is a malloc'd
  * [*n_rows, d_model] array (final RMS norm applied) the caller frees. */

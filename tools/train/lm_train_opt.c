@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "models/opt_tensors.h"
+#include "lm/opt_tensors.h"
 #include "runtime/common.h"
 #include "train/train.h"
 

@@ -5,9 +5,9 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "models/lm.h"
-#include "models/lm_head.h"
-#include "models/opt_tensors.h"
+#include "lm/lm.h"
+#include "lm/lm_head.h"
+#include "lm/opt_tensors.h"
 #include "runtime/common.h"
 
 #define I64(x) ((int64_t)(x))

@@ -8,6 +8,9 @@
 #include <stdio.h>
 
 #include "vblip.h"
+#include "vblip_hub.h"
+#include "vblip_server.h"
+#include "vblip_train.h"
 
 int cmd_embed(int argc, char **argv);
 int cmd_caption(int argc, char **argv);

@@ -13,14 +13,14 @@
 #include <unistd.h>
 
 #include "formats/safetensors.h"
-#include "models/vit.h"
+#include "vision/vit.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "text/tokenizer.h"
 #include "train/trainer.h"
 #include "video/preprocess.h"
 #include "video/video.h"
-#include "vblip.h"
+#include "vblip_train.h"
 
 struct vblip_trainer {
   char *model_dir;

@@ -29,7 +29,7 @@
 #include "runtime/common.h"
 #include "server/server_util.h"
 #include "server/web_assets.h"
-#include "vblip.h"
+#include "vblip_server.h"
 
 #define ID_BYTES 16
 #define MAX_EXAMPLES 16

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "runtime/common.h"
-#include "vblip.h"
+#include "vblip_train.h"
 
 /* ---- narration text (VideoBLIP's clean_narration_text) ---- */
 

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "models/t5_tensors.h"
+#include "lm/t5_tensors.h"
 #include "runtime/common.h"
 #include "train/train.h"
 

@@ -24,6 +24,7 @@ static const char *k_help =
     "errors, 2 on usage errors.\n";
 
 int main(int argc, char **argv) {
+  vblip_hub_install(); /* --model accepts Hub repo ids */
   if (argc < 2) {
     fputs(k_help, stderr);
     return 2;

@@ -6,7 +6,7 @@
  * shared by all beams. Each beam owns a self-attention K/V cache held in a
  * physical "slot"; reorder remaps beams to slots and copies only the slots
  * that several beams now need, and only their valid prefix. */
-#include "models/t5.h"
+#include "lm/t5.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
-#include "models/t5_tensors.h"
+#include "lm/t5_tensors.h"
 #include "runtime/common.h"
 
 typedef enum { ACT_RELU, ACT_GELU_TANH, ACT_GELU_ERF, ACT_SILU } t5_act;

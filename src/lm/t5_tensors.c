@@ -1,4 +1,4 @@
-#include "models/t5_tensors.h"
+#include "lm/t5_tensors.h"
 
 #include <stdio.h>
 

@@ -1,4 +1,4 @@
-#include "models/vit.h"
+#include "vision/vit.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -17,30 +17,14 @@
 #include <unistd.h>
 
 #include "runtime/common.h"
-#include "vblip.h"
+#include "models/model_source.h"
+#include "vblip_hub.h"
 
 #define MAX_TRIES 5
 #define MANIFEST ".vblip-pull.json"
 #define MAX_LISTING (64u << 20)
 
 /* ---- names ---- */
-
-static bool part_ok(const char *s, size_t n) {
-  if (n == 0 || n > 96 || s[0] == '.' || s[0] == '-') return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return false;
-  }
-  return strstr(s, "..") == NULL || (size_t)(strstr(s, "..") - s) >= n;
-}
-
-static bool valid_repo(const char *s) {
-  const char *slash = strchr(s, '/');
-  if (!slash || strchr(slash + 1, '/')) return false;
-  return part_ok(s, (size_t)(slash - s)) && part_ok(slash + 1, strlen(slash + 1));
-}
 
 static bool valid_revision(const char *s) {
   size_t n = strlen(s);
@@ -54,10 +38,7 @@ static bool valid_revision(const char *s) {
   return true;
 }
 
-bool vb_hub_is_repo_id(const char *s) {
-  struct stat st;
-  return s && valid_repo(s) && stat(s, &st) != 0;
-}
+void vblip_hub_install(void) { vblip_set_repo_resolver(vb_hub_ensure); }
 
 /* Replaces each '/' with "--". */
 static char *flatten(const char *s) {
@@ -713,7 +694,7 @@ done:
 static int pull(const char *repo, const char *revision, const char *dir_arg, int progress, char **out_dir) {
   if (out_dir) *out_dir = NULL;
   const char *rev = revision && revision[0] ? revision : "main";
-  if (!repo || !valid_repo(repo))
+  if (!repo || !vb_repo_id_valid(repo))
     return vb_error("\"%s\" is not a Hub repository id (owner/name: letters, digits, '.', '_', '-')",
                     repo ? repo : "");
   if (!valid_revision(rev)) return vb_error("\"%s\" is not a valid revision", rev);

@@ -1,0 +1,42 @@
+/* vblip_server: the HTTP server and web demo (vblip serve), over the core library. Links libmicrohttpd. */
+#ifndef VBLIP_SERVER_H
+#define VBLIP_SERVER_H
+
+#include "vblip.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- HTTP server (vblip serve) ---- */
+
+typedef struct vblip_server vblip_server;
+
+typedef struct {
+  const char *host;          /* address to listen on (default "127.0.0.1") */
+  int port;                  /* default 8080; 0 = any free port (see vblip_server_port) */
+  int queue_size;            /* requests that may wait for the model (default 8); more: 503 */
+  size_t max_upload_bytes;   /* larger uploads: 413 (default 100 MiB) */
+  int max_videos;            /* videos kept; the least recently used go first (default 64) */
+  const char *examples_dir;  /* videos offered as example rows on the page; NULL: none */
+  const char *model_name;    /* reported by /api/health and /v1/models (default "videoblip") */
+  vblip_sampling sampling;   /* how uploaded videos are sampled */
+  vblip_gen_params gen;      /* default generation settings */
+  int verbose;               /* log requests on stderr */
+} vblip_server_options;
+
+void vblip_server_options_default(vblip_server_options *o);
+/* Starts listening (own threads; the model is used by one worker thread only and
+ * must outlive the server). Returns NULL with vblip_last_error() on failure. */
+vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o);
+/* The port actually bound. */
+int vblip_server_port(const vblip_server *s);
+/* Stops: cancels queued and running requests, closes connections, removes the
+ * uploaded files and the server's temporary directory, frees s. */
+void vblip_server_stop(vblip_server *s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

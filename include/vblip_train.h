@@ -1,0 +1,78 @@
+/* vblip_train: fine-tuning the Q-Former (vblip train), over the core library. */
+#ifndef VBLIP_TRAIN_H
+#define VBLIP_TRAIN_H
+
+#include "vblip.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- fine-tuning (vblip train) ----
+ *
+ * VideoBLIP's recipe: the vision encoder and the language model stay frozen;
+ * the Q-Former, the query tokens and the language projection are trained with
+ * AdamW (torch.optim.AdamW semantics; no weight decay for biases and LayerNorm
+ * parameters) on (video clip, prompt, text) examples. The loss is the language
+ * model's mean cross-entropy on the text tokens, as Blip2ForConditionalGeneration
+ * computes it (float32, dropout off). */
+
+typedef struct vblip_trainer vblip_trainer;
+typedef struct vblip_train_example vblip_train_example;
+
+typedef struct {
+  double lr;           /* default 1e-5 */
+  double weight_decay; /* default 0.05 */
+  double beta1, beta2; /* default 0.9, 0.999 */
+  double eps;          /* default 1e-8 */
+  int n_threads;       /* 0: all cores */
+} vblip_train_options;
+
+void vblip_train_options_default(vblip_train_options *o);
+/* Loads a checkpoint directory for training (float32 throughout). */
+vblip_trainer *vblip_trainer_open(const char *model_dir, const vblip_train_options *o);
+void vblip_trainer_free(vblip_trainer *t);
+
+/* Token ids of one example. OPT: ids = tok(prompt) + tok(" " + text, no specials) + </s>,
+ * labels = ids with the prompt positions -100. T5: ids = tok(prompt), labels = tok(text).
+ * Both arrays are malloc'd. */
+int vblip_trainer_tokens(vblip_trainer *t, const char *prompt, const char *text, int32_t **ids,
+                         int *n_ids, int32_t **labels, int *n_labels);
+/* An example from preprocessed pixel values (3, T, S, S): runs the frozen vision
+ * encoder once and keeps its output with the tokenized prompt and text. */
+int vblip_trainer_example_pixels(vblip_trainer *t, const float *pixel_values, int n_frames,
+                                 const char *prompt, const char *text, vblip_train_example **out);
+/* The same from a video file: n_frames sampled uniformly over [start, end) seconds
+ * (end < 0: to the end). */
+int vblip_trainer_example_video(vblip_trainer *t, const char *path, double start, double end,
+                                int n_frames, const char *prompt, const char *text,
+                                vblip_train_example **out);
+void vblip_train_example_free(vblip_train_example *e);
+
+/* Loss without gradients (validation). */
+int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *loss);
+/* Loss, and gradients += weight * d loss / d parameters (weight 1/batch for a mean). */
+int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
+                             double *loss);
+/* One AdamW update from the accumulated gradients, which are then cleared. */
+int vblip_trainer_step(vblip_trainer *t);
+void vblip_trainer_zero_grad(vblip_trainer *t);
+long vblip_trainer_steps(const vblip_trainer *t);
+void vblip_trainer_set_lr(vblip_trainer *t, double lr);
+/* Writes a complete checkpoint directory (the source's config, tokenizer and
+ * preprocessor files, and model.safetensors with every tensor: trained ones in
+ * float32, frozen ones as stored) that vblip_model_load reads. Atomic: written
+ * beside out_dir and renamed; an existing out_dir is replaced only if an earlier
+ * save made it (it holds vblip_train.json, whose content is info_json). */
+int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json);
+
+/* Ego4D narrations: VideoBLIP's text clean-up ("#C C picks ..." -> "The camera
+ * wearer picks ...", drops a trailing <|eos|> or #unsure, "#unsure" elsewhere ->
+ * "something", ends with a period unless it ends in punctuation). New string. */
+char *vblip_clean_narration(const char *text);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
