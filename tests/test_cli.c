@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
+#include "runtime/common.h"
 #include "testutil.h"
 
 static const char *k_prompt = "Question: What is the camera wearer doing? Answer:";
@@ -101,6 +102,88 @@ static void check_tokenize(void) {
   free(out);
 }
 
+/* The option tables' conveniences: short flags, --flag=value, "--", "-" for stdin and
+ * stdout, help printed from the same rows, one-line usage errors with exit status 2. */
+static void check_option_tables(const char *opt, const char *video) {
+  char args[2048], *a = NULL, *b = NULL;
+  snprintf(args, sizeof args,
+           "caption --json --dtype f32 --model %s --beams 1 --max-new-tokens 5 --threads 2 %s", opt,
+           video);
+  CHECK(run(args, &a) == 0, "long flags: %s", a);
+  snprintf(args, sizeof args, "caption --json --dtype=f32 -m %s --beams=1 -n 5 -t 2 -- - < %s", opt,
+           video);
+  CHECK(run(args, &b) == 0, "short flags, --, stdin: %s", b);
+  cJSON *ja = cJSON_Parse(a ? a : ""), *jb = cJSON_Parse(b ? b : "");
+  if (CHECK(ja && jb, "not JSON: %s / %s", a, b)) {
+    char *ta = cJSON_PrintUnformatted(cJSON_GetObjectItem(ja, "token_ids"));
+    char *tb = cJSON_PrintUnformatted(cJSON_GetObjectItem(jb, "token_ids"));
+    CHECK(ta && tb && strcmp(ta, tb) == 0, "stdin video gave other tokens: %s vs %s", ta, tb);
+    const cJSON *name = cJSON_GetObjectItem(jb, "video");
+    CHECK(cJSON_IsString(name) && strcmp(name->valuestring, "-") == 0, "stdin video is named '-'");
+    free(ta);
+    free(tb);
+  }
+  cJSON_Delete(ja);
+  cJSON_Delete(jb);
+  free(a);
+  free(b);
+
+  /* embed to stdout: the same bytes as to a file */
+  char f1[600], f2[600];
+  snprintf(f1, sizeof f1, "%s/opt-emb-file.safetensors", tu_tmpdir());
+  snprintf(f2, sizeof f2, "%s/opt-emb-stdout.safetensors", tu_tmpdir());
+  snprintf(args, sizeof args, "embed --dtype f32 -m %s -o %s %s", opt, f1, video);
+  CHECK(run(args, &a) == 0, "embed to a file: %s", a);
+  free(a);
+  snprintf(args, sizeof args, "%s embed --dtype f32 -m %s -o - %s > %s", VBLIP_BINARY, opt, video,
+           f2);
+  CHECK(tu_run(args, &a) == 0, "embed to stdout: %s", a);
+  free(a);
+  char *x = NULL, *y = NULL;
+  size_t nx = 0, ny = 0;
+  CHECK(vb_read_file(f1, 1 << 26, &x, &nx) == 0 && vb_read_file(f2, 1 << 26, &y, &ny) == 0 &&
+            nx == ny && nx > 0 && memcmp(x, y, nx) == 0,
+        "embed -o - wrote other bytes (%zu vs %zu)", nx, ny);
+  free(x);
+  free(y);
+
+  /* help from the table, for every command; 'vblip help COMMAND' too */
+  expect_status("caption -h", 0, "-m, --model MODEL");
+  expect_status("help caption", 0, "-n, --max-new-tokens N");
+  const char *cmds[] = {"caption", "chat",     "convert", "embed",      "pull",
+                        "serve",   "tokenize", "train",   "ego4d-split"};
+  for (int i = 0; i < 9; i++) {
+    snprintf(args, sizeof args, "%s --help", cmds[i]);
+    expect_status(args, 0, "usage: vblip");
+    expect_status("--help", 0, cmds[i]);
+  }
+  expect_status("serve --help", 0, "--length-penalty");
+  expect_status("train --help", 0, "--cache-mb");
+
+  /* usage errors: one line naming the flag, exit 2 */
+  snprintf(args, sizeof args, "caption -m %s --sample=on %s", opt, video);
+  expect_status(args, 2, "--sample takes no value");
+  snprintf(args, sizeof args, "caption -m %s -x %s", opt, video);
+  expect_status(args, 2, "unknown option -x");
+  snprintf(args, sizeof args, "caption -m %s %s --beams", opt, video);
+  expect_status(args, 2, "--beams needs");
+  snprintf(args, sizeof args, "caption -m %s -n 0 %s", opt, video);
+  expect_status(args, 2, "--max-new-tokens needs a whole number >= 1, not '0'");
+  snprintf(args, sizeof args, "caption -m %s --dtype f16 %s", opt, video);
+  expect_status(args, 2, "--dtype needs auto, f32 or bf16");
+  snprintf(args, sizeof args, "caption -m %s --sampling random %s", opt, video);
+  expect_status(args, 2, "--sampling takes 'uniform' or 'demo'");
+  expect_status("train", 2, "--model, --data and --out are required");
+  snprintf(args, sizeof args, "embed -m %s -o x.safetensors a.mp4 b.mp4", opt);
+  expect_status(args, 2, "one VIDEO at a time");
+  snprintf(args, sizeof args, "tokenize -m %s extra", opt);
+  expect_status(args, 2, "unexpected argument extra");
+  snprintf(args, sizeof args, "chat -m %s - < /dev/null", opt);
+  expect_status(args, 2, "stdin carries the messages");
+  snprintf(args, sizeof args, "caption -m %s - - < %s", opt, video);
+  expect_status(args, 1, "only one argument can be '-'");
+}
+
 int main(void) {
   char args[2048];
   const char *opt = tu_fixture("models/videoblip-opt-tiny");
@@ -144,5 +227,6 @@ int main(void) {
 
   check_embed();
   check_tokenize();
+  check_option_tables(opt, video);
   return tu_finish();
 }

@@ -7,26 +7,6 @@
 
 #include "cli/cli.h"
 
-static const char *k_help =
-    "usage: vblip caption --model DIR [options] VIDEO...\n"
-    "\n"
-    "Answers --prompt about each VIDEO (default prompt: empty, i.e. a caption). The model\n"
-    "loads once for all videos. Answers are post-processed like the VideoBLIP demo\n"
-    "(stripped, a period added unless they end in punctuation) unless --raw.\n"
-    "\n"
-    "options:\n"
-    "  --model DIR               checkpoint directory\n"
-    "  --prompt TEXT             e.g. \"Question: What is the camera wearer doing? Answer:\"\n" CLI_FRAME_HELP
-    CLI_GEN_HELP
-    "  --threads N               worker threads (default: all cores)\n" CLI_DTYPE_HELP
-    "  --json                    one JSON object per video per line:\n"
-    "                            {video, frames:[{index,time}], prompt, text, token_ids, timings_ms}\n"
-    "  --raw                     print the decoded text without post-processing\n";
-
-typedef struct {
-  bool stream;
-} print_state;
-
 static int print_piece(void *user, const char *piece) {
   (void)user;
   fputs(piece, stdout);
@@ -61,97 +41,96 @@ static void print_json(const char *video, const vblip_video *v, const char *prom
   cJSON_Delete(o);
 }
 
-int cmd_caption(int argc, char **argv) {
-  const char *model = NULL, *prompt = "";
-  const char **videos = calloc((size_t)argc, sizeof *videos);
-  int n_videos = 0, threads = 0, json = 0, raw = 0, rc = 0;
-  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
-  vblip_sampling s;
-  vblip_sampling_default(&s);
-  vblip_gen_params p;
-  vblip_gen_params_default(&p);
-  if (!videos) return cli_fail("out of memory");
-  for (int i = 1; i < argc; i++) {
-    bool miss;
-    const char *v;
-    int r;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(k_help, stdout);
-      free(videos);
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--model", &miss)) || miss) {
-      if (miss) rc = cli_usage_error("caption", "--model needs a directory");
-      model = v;
-    } else if ((v = cli_opt(argc, argv, &i, "--prompt", &miss)) || miss) {
-      if (miss) rc = cli_usage_error("caption", "--prompt needs text");
-      prompt = v;
-    } else if ((r = cli_frame_option("caption", argc, argv, &i, &s)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_threads_option("caption", argc, argv, &i, &threads)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_dtype_option("caption", argc, argv, &i, &dtype)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_gen_option("caption", argc, argv, &i, &p)) != 0) {
-      if (r < 0) rc = 2;
-    } else if (strcmp(argv[i], "--json") == 0) {
-      json = 1;
-    } else if (strcmp(argv[i], "--raw") == 0) {
-      raw = 1;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      rc = cli_usage_error("caption", "unknown option %s", argv[i]);
-    } else {
-      videos[n_videos++] = argv[i];
-    }
-    if (rc) break;
-  }
-  if (!rc && !model) rc = cli_usage_error("caption", "--model is required");
-  if (!rc && !n_videos) rc = cli_usage_error("caption", "no VIDEO given");
-  if (rc) {
-    free(videos);
+typedef struct {
+  const char *model, *prompt;
+  vblip_load_options load;
+  vblip_sampling sampling;
+  vblip_gen_params gen;
+  int json, raw;
+} caption_opts;
+
+static const cli_option k_options[] = {
+    CLI_GROUP(cli_model_option, caption_opts, model),
+    CLI_OPT_STRING(
+        "--prompt", 'p', "TEXT", caption_opts, prompt,
+        "e.g. \"Question: What is the camera wearer doing? Answer:\"\n(default: empty, a caption)"),
+    CLI_GROUP(cli_frame_options, caption_opts, sampling),
+    CLI_GROUP(cli_gen_options, caption_opts, gen),
+    CLI_GROUP(cli_threads_option, caption_opts, load.n_threads),
+    CLI_GROUP(cli_dtype_option, caption_opts, load.dtype),
+    CLI_OPT_FLAG("--json", 0, caption_opts, json,
+                 "one JSON object per video per line:\n"
+                 "{video, frames:[{index,time}], prompt, text, token_ids, timings_ms}"),
+    CLI_OPT_FLAG("--raw", 0, caption_opts, raw, "print the decoded text without post-processing"),
+    CLI_TABLE_END};
+
+static int run(int argc, char **argv);
+
+const cli_command cli_cmd_caption = {
+    .name = "caption",
+    .summary = "caption or answer a prompt about one or more videos",
+    .run = run,
+    .usage = "--model MODEL [options] VIDEO...",
+    .about =
+        "Answers --prompt about each VIDEO (default prompt: empty, i.e. a caption). The model\n"
+        "loads once for all videos. Answers are post-processed like the VideoBLIP demo\n"
+        "(stripped, a period added unless they end in punctuation) unless --raw.\n"
+        "VIDEO '-' reads a video file from stdin.\n",
+    .options = k_options,
+    .positional = "VIDEO",
+    .min_positional = 1,
+    .max_positional = -1,
+};
+
+/* Answers the prompt about one video; 0, or 1 with the error printed. */
+static int caption_one(vblip_model *m, const caption_opts *o, const char *video, int several,
+                       bool stream) {
+  const char *path = cli_input_path(video);
+  if (!path) return 1;
+  vblip_video v;
+  if (vblip_video_load(m, path, &o->sampling, &v) != 0 || vblip_video_encode(m, &v) != 0) {
+    int rc = cli_fail("%s: %s", video, vblip_last_error());
+    vblip_video_free(&v);
     return rc;
   }
-  vblip_load_options lo;
-  vblip_load_options_default(&lo);
-  lo.n_threads = threads;
-  lo.dtype = dtype;
-  vblip_model *m = vblip_model_load(model, &lo);
-  if (!m) {
-    free(videos);
-    return cli_fail("%s", vblip_last_error());
-  }
-  bool stream = !json && isatty(STDOUT_FILENO);
-  for (int k = 0; k < n_videos; k++) {
-    vblip_video v;
-    if (vblip_video_load(m, videos[k], &s, &v) != 0 || vblip_video_encode(m, &v) != 0) {
-      rc = cli_fail("%s: %s", videos[k], vblip_last_error());
-      vblip_video_free(&v);
-      continue;
-    }
-    if (stream && n_videos > 1) printf("%s: ", videos[k]);
-    vblip_answer a;
-    if (vblip_generate(m, &v, prompt, &p, stream ? print_piece : NULL, NULL, &a) != 0) {
-      if (stream) putchar('\n');
-      rc = cli_fail("%s: %s", videos[k], vblip_last_error());
-      vblip_video_free(&v);
-      continue;
-    }
-    char *text = raw ? strdup(a.text) : vblip_postprocess(a.text);
-    if (json) {
-      print_json(videos[k], &v, prompt, text ? text : "", &a);
-    } else if (stream) {
-      /* the streamed text lacks the final touch; reprint the line whole */
-      printf("\r\033[K%s%s%s\n", n_videos > 1 ? videos[k] : "", n_videos > 1 ? ": " : "", text ? text : "");
-    } else {
-      if (n_videos > 1) printf("%s: ", videos[k]);
-      printf("%s\n", text ? text : "");
-    }
-    fflush(stdout);
-    free(text);
-    vblip_answer_free(&a);
+  if (stream && several) printf("%s: ", video);
+  vblip_answer a;
+  if (vblip_generate(m, &v, o->prompt, &o->gen, stream ? print_piece : NULL, NULL, &a) != 0) {
+    if (stream) putchar('\n');
+    int rc = cli_fail("%s: %s", video, vblip_last_error());
     vblip_video_free(&v);
+    return rc;
   }
+  char *text = o->raw ? strdup(a.text) : vblip_postprocess(a.text);
+  if (o->json) {
+    print_json(video, &v, o->prompt, text ? text : "", &a);
+  } else if (stream) {
+    /* the streamed text lacks the final touch; reprint the line whole */
+    printf("\r\033[K%s%s%s\n", several ? video : "", several ? ": " : "", text ? text : "");
+  } else {
+    if (several) printf("%s: ", video);
+    printf("%s\n", text ? text : "");
+  }
+  fflush(stdout);
+  free(text);
+  vblip_answer_free(&a);
+  vblip_video_free(&v);
+  return 0;
+}
+
+static int run(int argc, char **argv) {
+  caption_opts o = {.prompt = ""};
+  vblip_load_options_default(&o.load);
+  vblip_sampling_default(&o.sampling);
+  vblip_gen_params_default(&o.gen);
+  int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
+  if (rc != CLI_RUN) return rc;
+  vblip_model *m = cli_load_model(o.model, &o.load);
+  if (!m) return 1;
+  bool stream = !o.json && isatty(STDOUT_FILENO);
+  int status = 0;
+  for (int k = 0; k < n_videos; k++)
+    if (caption_one(m, &o, argv[k], n_videos > 1, stream) != 0) status = 1;
   vblip_model_free(m);
-  free(videos);
-  return rc;
+  return status;
 }

@@ -9,33 +9,54 @@
 
 #include "cli/cli.h"
 
-static const char *k_help =
-    "usage: vblip chat --model DIR [options] VIDEO\n"
-    "\n"
-    "Chat about VIDEO. The video is encoded once; every turn reuses it. As in the VideoBLIP\n"
-    "demo, each message is sent with the conversation so far (earlier messages and\n"
-    "answers joined with spaces), and answers are post-processed (stripped, a period added\n"
-    "unless they end in punctuation).\n"
-    "\n"
-    "On a terminal: line editing and history (~/.vblip_history), answers streamed as they\n"
-    "are generated (greedy or sampling; beam search shows the answer when done), Ctrl-C\n"
-    "stops an answer, Ctrl-D quits. From a pipe: one message per line (blank lines\n"
-    "skipped), one answer per line on stdout (line breaks inside an answer become spaces),\n"
-    "nothing else on stdout.\n"
-    "\n"
-    "commands:\n"
-    "  /reset              forget the conversation\n"
-    "  /video PATH         switch to another video (and forget the conversation)\n"
-    "  /set NAME VALUE     change a generation setting, e.g. /set beams 0, /set sample on;\n"
-    "                      names: " CLI_GEN_SETTING_NAMES "\n"
-    "  /set                show the settings\n"
-    "  /history            show the conversation\n"
-    "  /help               this list;  /quit  leave\n"
-    "  //text              send a message that starts with '/'\n"
-    "\n"
-    "options:\n"
-    "  --model DIR               checkpoint directory\n" CLI_FRAME_HELP CLI_GEN_HELP
-    "  --threads N               worker threads (default: all cores)\n" CLI_DTYPE_HELP;
+typedef struct {
+  const char *model;
+  vblip_load_options load;
+  vblip_sampling sampling;
+  vblip_gen_params gen;
+} chat_opts;
+
+static const cli_option k_options[] = {CLI_GROUP(cli_model_option, chat_opts, model),
+                                       CLI_GROUP(cli_frame_options, chat_opts, sampling),
+                                       CLI_GROUP(cli_gen_options, chat_opts, gen),
+                                       CLI_GROUP(cli_threads_option, chat_opts, load.n_threads),
+                                       CLI_GROUP(cli_dtype_option, chat_opts, load.dtype),
+                                       CLI_TABLE_END};
+
+static int run(int argc, char **argv);
+
+const cli_command cli_cmd_chat = {
+    .name = "chat",
+    .summary = "chat about a video in the terminal (or one message per line from a pipe)",
+    .run = run,
+    .usage = "--model MODEL [options] VIDEO",
+    .about =
+        "Chat about VIDEO. The video is encoded once; every turn reuses it. As in the VideoBLIP\n"
+        "demo, each message is sent with the conversation so far (earlier messages and\n"
+        "answers joined with spaces), and answers are post-processed (stripped, a period added\n"
+        "unless they end in punctuation).\n"
+        "\n"
+        "On a terminal: line editing and history (~/.vblip_history), answers streamed as they\n"
+        "are generated (greedy or sampling; beam search shows the answer when done), Ctrl-C\n"
+        "stops an answer, Ctrl-D quits. From a pipe: one message per line (blank lines\n"
+        "skipped), one answer per line on stdout (line breaks inside an answer become spaces),\n"
+        "nothing else on stdout.\n"
+        "\n"
+        "commands:\n"
+        "  /reset              forget the conversation\n"
+        "  /video PATH         switch to another video (and forget the conversation)\n"
+        "  /set NAME VALUE     change a generation setting, e.g. /set beams 0, /set sample on;\n"
+        "                      NAME: a generation option below without '--'\n"
+        "  /set                show the settings\n"
+        "  /history            show the conversation\n"
+        "  /help               this list;  /quit  leave\n"
+        "  //text              send a message that starts with '/'\n",
+    .options = k_options,
+    .positional = "VIDEO",
+    .min_positional = 1,
+    .max_positional = 1,
+    .too_many = "one VIDEO only (switch later with /video PATH)",
+};
 
 static const char *k_commands =
     "/reset  /video PATH  /set NAME VALUE  /set  /history  /help  /quit   (Ctrl-D quits)\n";
@@ -171,8 +192,10 @@ static int command(chat *c, char *line) {
   while (n > 0 && isspace((unsigned char)arg[n - 1])) arg[--n] = 0;
   if (!strcmp(cmd, "quit") || !strcmp(cmd, "exit") || !strcmp(cmd, "q")) return 1;
   if (!strcmp(cmd, "help") || !strcmp(cmd, "?")) {
+    char names[512];
+    cli_option_names(cli_gen_options, names, sizeof names);
     fputs(k_commands, info(c));
-    fprintf(info(c), "settings: %s\n", CLI_GEN_SETTING_NAMES);
+    fprintf(info(c), "settings: %s\n", names);
     return 0;
   }
   if (!strcmp(cmd, "reset")) {
@@ -196,7 +219,7 @@ static int command(chat *c, char *line) {
   }
   if (!strcmp(cmd, "set")) {
     if (!*arg) {
-      cli_gen_describe(&c->gen, info(c));
+      cli_describe(cli_gen_options, &c->gen, info(c));
       return 0;
     }
     char *val = arg;
@@ -209,65 +232,38 @@ static int command(chat *c, char *line) {
     snprintf(name, sizeof name, "%s", arg[0] == '-' && arg[1] == '-' ? arg + 2 : arg);
     for (char *p = name; *p; p++)
       if (*p == '_') *p = '-';
-    if (cli_gen_set(&c->gen, name, *val ? val : NULL, err, sizeof err)) {
+    if (cli_set(cli_gen_options, &c->gen, name, *val ? val : NULL, err, sizeof err)) {
       fprintf(stderr, "vblip chat: /set %s\n", err);
       return -1;
     }
-    if (c->tty_in) cli_gen_describe(&c->gen, info(c));
+    if (c->tty_in) cli_describe(cli_gen_options, &c->gen, info(c));
     return 0;
   }
   fprintf(stderr, "vblip chat: unknown command /%s (/help lists them)\n", cmd);
   return -1;
 }
 
-int cmd_chat(int argc, char **argv) {
-  const char *model = NULL, *video = NULL;
-  int threads = 0, rc = 0;
-  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
+static int run(int argc, char **argv) {
+  chat_opts o = {0};
+  vblip_load_options_default(&o.load);
+  vblip_sampling_default(&o.sampling);
+  vblip_gen_params_default(&o.gen);
+  int n_pos, rc = cli_parse(&cli_cmd_chat, &o, argc, argv, &n_pos);
+  if (rc != CLI_RUN) return rc;
+  const char *video = argv[0];
+  if (strcmp(video, "-") == 0)
+    return cli_usage_error("chat", "VIDEO cannot be '-': stdin carries the messages");
+  rc = 0;
   chat c;
   memset(&c, 0, sizeof c);
-  vblip_sampling_default(&c.sampling);
-  vblip_gen_params_default(&c.gen);
-  for (int i = 1; i < argc && !rc; i++) {
-    bool miss;
-    const char *v;
-    int r;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(k_help, stdout);
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--model", &miss)) || miss) {
-      if (miss) rc = cli_usage_error("chat", "--model needs a directory");
-      model = v;
-    } else if ((r = cli_frame_option("chat", argc, argv, &i, &c.sampling)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_threads_option("chat", argc, argv, &i, &threads)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_dtype_option("chat", argc, argv, &i, &dtype)) != 0) {
-      if (r < 0) rc = 2;
-    } else if ((r = cli_gen_option("chat", argc, argv, &i, &c.gen)) != 0) {
-      if (r < 0) rc = 2;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      rc = cli_usage_error("chat", "unknown option %s", argv[i]);
-    } else if (video) {
-      rc = cli_usage_error("chat", "one VIDEO only (switch later with /video PATH)");
-    } else {
-      video = argv[i];
-    }
-  }
-  if (!rc && !model) rc = cli_usage_error("chat", "--model is required");
-  if (!rc && !video) rc = cli_usage_error("chat", "no VIDEO given");
-  if (rc) return rc;
+  c.sampling = o.sampling;
+  c.gen = o.gen;
   c.tty_in = isatty(STDIN_FILENO);
   c.tty_out = isatty(STDOUT_FILENO);
   int interactive = c.tty_in && c.tty_out;
-  vblip_load_options lo;
-  vblip_load_options_default(&lo);
-  lo.n_threads = threads;
-  lo.dtype = dtype;
-  lo.progress = interactive;
-  c.m = vblip_model_load(model, &lo);
-  if (!c.m) return cli_fail("%s", vblip_last_error());
+  o.load.progress = interactive;
+  c.m = cli_load_model(o.model, &o.load);
+  if (!c.m) return 1;
   if (load_video(&c, video) != 0) {
     vblip_model_free(c.m);
     return 1;

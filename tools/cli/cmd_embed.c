@@ -4,74 +4,63 @@
 
 #include "cli/cli.h"
 
-static const char *k_help =
-    "usage: vblip embed --model DIR --out FILE.safetensors [options] VIDEO\n"
-    "\n"
-    "Decodes and samples VIDEO, runs the vision encoder, the Q-Former and the language\n"
-    "projection, and writes float32 tensors pixel_values (T,3,H,W),\n"
-    "vision_last_hidden_state (T*257,width), qformer_last_hidden_state (queries,width)\n"
-    "and language_projection (queries,lm width), with the chosen frame indices and\n"
-    "times in the file's metadata.\n"
-    "\n"
-    "options:\n"
-    "  --model DIR         checkpoint directory (config.json, weights, tokenizer)\n"
-    "  --out FILE          output .safetensors file (written atomically)\n" CLI_FRAME_HELP
-    "  --threads N         worker threads (default: all cores)\n" CLI_DTYPE_HELP;
+typedef struct {
+  const char *model, *out;
+  vblip_load_options load;
+  vblip_sampling sampling;
+} embed_opts;
 
-int cmd_embed(int argc, char **argv) {
-  const char *model = NULL, *out = NULL, *video = NULL;
-  vblip_sampling s;
-  vblip_sampling_default(&s);
-  int threads = 0;
-  vblip_dtype dtype = VBLIP_DTYPE_AUTO;
-  for (int i = 1; i < argc; i++) {
-    bool miss;
-    const char *v;
-    int r;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(k_help, stdout);
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--model", &miss)) || miss) {
-      if (miss) return cli_usage_error("embed", "--model needs a directory");
-      model = v;
-    } else if ((v = cli_opt(argc, argv, &i, "--out", &miss)) || miss) {
-      if (miss) return cli_usage_error("embed", "--out needs a file name");
-      out = v;
-    } else if ((r = cli_frame_option("embed", argc, argv, &i, &s)) != 0) {
-      if (r < 0) return 2;
-    } else if ((r = cli_threads_option("embed", argc, argv, &i, &threads)) != 0) {
-      if (r < 0) return 2;
-    } else if ((r = cli_dtype_option("embed", argc, argv, &i, &dtype)) != 0) {
-      if (r < 0) return 2;
-    } else if (argv[i][0] == '-' && argv[i][1]) {
-      return cli_usage_error("embed", "unknown option %s", argv[i]);
-    } else if (video) {
-      return cli_usage_error("embed", "one VIDEO at a time");
-    } else {
-      video = argv[i];
-    }
-  }
-  if (!model) return cli_usage_error("embed", "--model is required");
-  if (!out) return cli_usage_error("embed", "--out is required");
-  if (!video) return cli_usage_error("embed", "no VIDEO given");
-  vblip_load_options lo;
-  vblip_load_options_default(&lo);
-  lo.n_threads = threads;
-  lo.dtype = dtype;
-  vblip_model *m = vblip_model_load(model, &lo);
-  if (!m) return cli_fail("%s", vblip_last_error());
+static const cli_option k_options[] = {
+    CLI_GROUP(cli_model_option, embed_opts, model),
+    CLI_OPT_STRING("--out", 'o', "FILE", embed_opts, out,
+                   "output .safetensors file (written atomically; '-': stdout)",
+                   .flags = CLI_REQUIRED, .need = "needs a file name"),
+    CLI_GROUP(cli_frame_options, embed_opts, sampling),
+    CLI_GROUP(cli_threads_option, embed_opts, load.n_threads),
+    CLI_GROUP(cli_dtype_option, embed_opts, load.dtype),
+    CLI_TABLE_END};
+
+static int run(int argc, char **argv);
+
+const cli_command cli_cmd_embed = {
+    .name = "embed",
+    .summary = "write a video's frames and embeddings to a safetensors file",
+    .run = run,
+    .usage = "--model MODEL --out FILE.safetensors [options] VIDEO",
+    .about = "Decodes and samples VIDEO ('-': a video file from stdin), runs the vision encoder,\n"
+             "the Q-Former and the language projection, and writes float32 tensors pixel_values\n"
+             "(T,3,H,W), vision_last_hidden_state (T*257,width), qformer_last_hidden_state\n"
+             "(queries,width) and language_projection (queries,lm width), with the chosen frame\n"
+             "indices and times in the file's metadata.\n",
+    .options = k_options,
+    .positional = "VIDEO",
+    .min_positional = 1,
+    .max_positional = 1,
+};
+
+static int run(int argc, char **argv) {
+  embed_opts o = {0};
+  vblip_load_options_default(&o.load);
+  vblip_sampling_default(&o.sampling);
+  int n_pos, rc = cli_parse(&cli_cmd_embed, &o, argc, argv, &n_pos);
+  if (rc != CLI_RUN) return rc;
+  const char *video = argv[0], *in = cli_input_path(video),
+             *out = in ? cli_output_path(o.out) : NULL;
+  if (!out) return 1;
+  vblip_model *m = cli_load_model(o.model, &o.load);
+  if (!m) return 1;
   vblip_video v;
-  int rc = 0;
-  if (vblip_video_load(m, video, &s, &v) != 0) {
+  rc = 0;
+  if (vblip_video_load(m, in, &o.sampling, &v) != 0) {
     rc = cli_fail("%s", vblip_last_error());
   } else {
     if (vblip_video_encode(m, &v) != 0 || vblip_video_save(&v, out, video) != 0)
       rc = cli_fail("%s", vblip_last_error());
     else
-      fprintf(stderr, "vblip: wrote %s (%d frames)\n", out, v.n_frames);
+      fprintf(stderr, "vblip: wrote %s (%d frames)\n", strcmp(o.out, "-") ? out : "stdout",
+              v.n_frames);
     vblip_video_free(&v);
   }
   vblip_model_free(m);
-  return rc;
+  return rc ? rc : cli_output_done(o.out, out);
 }

@@ -5,13 +5,35 @@
 
 #include "cli/cli.h"
 
-static const char *k_help =
-    "usage: vblip tokenize --model DIR [--no-special] [--decode]\n"
-    "\n"
-    "Reads text from stdin and prints the token ids the model's tokenizer gives it\n"
-    "(with the special tokens transformers adds, unless --no-special). With --decode,\n"
-    "reads whitespace-separated ids and prints the text, special tokens skipped\n"
-    "unless --keep-special.\n";
+typedef struct {
+  const char *model;
+  int no_special, decode, keep_special;
+} tokenize_opts;
+
+static const cli_option k_options[] = {
+    CLI_GROUP(cli_model_option, tokenize_opts, model),
+    CLI_OPT_FLAG("--no-special", 0, tokenize_opts, no_special,
+                 "without the special tokens transformers adds"),
+    CLI_OPT_FLAG("--decode", 0, tokenize_opts, decode,
+                 "read whitespace-separated ids, print the text"),
+    CLI_OPT_FLAG("--keep-special", 0, tokenize_opts, keep_special,
+                 "with --decode: keep the special tokens"),
+    CLI_TABLE_END};
+
+static int run(int argc, char **argv);
+
+const cli_command cli_cmd_tokenize = {
+    .name = "tokenize",
+    .summary = "tokenize stdin with a model's tokenizer (or --decode ids)",
+    .run = run,
+    .usage = "--model MODEL [--no-special] [--decode [--keep-special]]",
+    .about = "Reads text from stdin and prints the token ids the model's tokenizer gives it\n"
+             "(with the special tokens transformers adds, unless --no-special). With --decode,\n"
+             "reads whitespace-separated ids and prints the text, special tokens skipped\n"
+             "unless --keep-special.\n",
+    .options = k_options,
+    .max_positional = 0,
+};
 
 static char *read_stdin(size_t *len) {
   size_t cap = 1 << 16, n = 0;
@@ -35,32 +57,12 @@ static char *read_stdin(size_t *len) {
   return buf;
 }
 
-int cmd_tokenize(int argc, char **argv) {
-  const char *model = NULL;
-  int special = 1, decode = 0, keep_special = 0;
-  for (int i = 1; i < argc; i++) {
-    bool miss;
-    const char *v;
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-      fputs(k_help, stdout);
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--model", &miss)) || miss) {
-      if (miss) return cli_usage_error("tokenize", "--model needs a directory");
-      model = v;
-    } else if (strcmp(argv[i], "--no-special") == 0) {
-      special = 0;
-    } else if (strcmp(argv[i], "--keep-special") == 0) {
-      keep_special = 1;
-    } else if (strcmp(argv[i], "--decode") == 0) {
-      decode = 1;
-    } else {
-      return cli_usage_error("tokenize", "unknown argument %s", argv[i]);
-    }
-  }
-  if (!model) return cli_usage_error("tokenize", "--model is required");
-  vblip_model *m = vblip_model_load(model, NULL);
-  if (!m) return cli_fail("%s", vblip_last_error());
+static int run(int argc, char **argv) {
+  tokenize_opts o = {0};
+  int n_pos, status = cli_parse(&cli_cmd_tokenize, &o, argc, argv, &n_pos);
+  if (status != CLI_RUN) return status;
+  vblip_model *m = cli_load_model(o.model, NULL);
+  if (!m) return 1;
   size_t len;
   char *in = read_stdin(&len);
   int rc = 0;
@@ -68,12 +70,12 @@ int cmd_tokenize(int argc, char **argv) {
     rc = cli_fail("cannot read stdin");
   } else if (strlen(in) != len) {
     rc = cli_fail("input contains a NUL byte");
-  } else if (!decode) {
+  } else if (!o.decode) {
     /* one trailing newline is the shell's, not the text's */
     if (len && in[len - 1] == '\n') in[--len] = 0;
     int32_t *ids;
     size_t n;
-    if (vblip_tokenize(m, in, special, &ids, &n) != 0) {
+    if (vblip_tokenize(m, in, !o.no_special, &ids, &n) != 0) {
       rc = cli_fail("%s", vblip_last_error());
     } else {
       for (size_t i = 0; i < n; i++) printf("%s%d", i ? " " : "", ids[i]);
@@ -101,7 +103,8 @@ int cmd_tokenize(int argc, char **argv) {
       ids[n++] = (int32_t)v;
     }
     char *text = NULL;
-    if (!rc && vblip_detokenize(m, ids, n, !keep_special, &text) != 0) rc = cli_fail("%s", vblip_last_error());
+    if (!rc && vblip_detokenize(m, ids, n, !o.keep_special, &text) != 0)
+      rc = cli_fail("%s", vblip_last_error());
     if (!rc) printf("%s\n", text);
     free(text);
     free(ids);

@@ -16,37 +16,64 @@
 
 #define DEFAULT_PROMPT "Question: What is the camera wearer doing? Answer:"
 
-static const char *k_train_help =
-    "usage: vblip train --model DIR --data FILE.jsonl --out DIR [options]\n"
-    "\n"
-    "Fine-tunes a VideoBLIP checkpoint as VideoBLIP was trained on Ego4D narrations:\n"
-    "the vision encoder and the language model stay frozen; the Q-Former, the query\n"
-    "tokens and the language projection are trained with AdamW (float32, no weight\n"
-    "decay for biases and LayerNorm parameters) on the language model's cross-entropy\n"
-    "of each clip's text after the prompt. Each line of the data file is\n"
-    "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
-    "(optional \"prompt\"); frames are decoded from the videos and the vision encoder's\n"
-    "output is kept in memory (--cache-mb). OUT becomes a complete checkpoint directory\n"
-    "(config, tokenizer, model.safetensors) that 'vblip caption --model OUT' loads;\n"
-    "every save is atomic, and Ctrl-C saves before exiting.\n"
-    "\n"
-    "options:\n"
-    "  --model DIR          checkpoint to start from\n"
-    "  --data FILE          training clips (JSONL)\n"
-    "  --val FILE           validation clips (JSONL): mean loss after every epoch\n"
-    "  --out DIR            output checkpoint directory\n"
-    "  --video-dir DIR      resolve relative video paths here (default: next to the JSONL)\n"
-    "  --epochs N           passes over the data (default 1)\n"
-    "  --batch N            examples per AdamW step, mean loss (default 1)\n"
-    "  --lr LR              learning rate (default 1e-5)\n"
-    "  --weight-decay W     AdamW weight decay (default 0.05)\n"
-    "  --frames N           frames per clip, sampled uniformly (default 8)\n"
-    "  --prompt TEXT        prompt (default \"" DEFAULT_PROMPT "\")\n"
-    "  --save-every N       also save every N steps (default 0: after each epoch)\n"
-    "  --seed S             shuffling seed (default 0)\n"
-    "  --cache-mb N         memory for cached vision features (default 4096)\n"
-    "  --threads N          worker threads (default: all cores)\n"
-    "  --quiet              no progress output\n";
+typedef struct {
+  const char *model, *data, *val, *out, *video_dir, *prompt;
+  long epochs, batch, frames, save_every, seed, cache_mb;
+  int quiet;
+  vblip_train_options train;
+} train_opts;
+
+static const cli_option k_train_options[] = {
+    CLI_GROUP(cli_model_option, train_opts, model),
+    CLI_OPT_STRING("--data", 0, "FILE", train_opts, data, "training clips (JSONL; '-': stdin)",
+                   .flags = CLI_REQUIRED),
+    CLI_OPT_STRING("--val", 0, "FILE", train_opts, val,
+                   "validation clips (JSONL; '-': stdin): mean loss after every epoch"),
+    CLI_OPT_STRING("--out", 'o', "DIR", train_opts, out, "output checkpoint directory",
+                   .flags = CLI_REQUIRED),
+    CLI_OPT_STRING("--video-dir", 0, "DIR", train_opts, video_dir,
+                   "resolve relative video paths here (default: next to the JSONL;\n"
+                   "the current directory for stdin)"),
+    CLI_OPT_LONG("--epochs", 0, "N", train_opts, epochs, 1, 100000,
+                 "passes over the data (default 1)"),
+    CLI_OPT_LONG("--batch", 0, "N", train_opts, batch, 1, 65536,
+                 "examples per AdamW step, mean loss (default 1)"),
+    CLI_OPT_DOUBLE("--lr", 0, "LR", train_opts, train.lr, 0, 10, "learning rate (default 1e-5)"),
+    CLI_OPT_DOUBLE("--weight-decay", 0, "W", train_opts, train.weight_decay, 0, 10,
+                   "AdamW weight decay (default 0.05)"),
+    CLI_OPT_LONG("--frames", 0, "N", train_opts, frames, 1, 1024,
+                 "frames per clip, sampled uniformly (default 8)"),
+    CLI_OPT_STRING("--prompt", 'p', "TEXT", train_opts, prompt,
+                   "prompt (default \"" DEFAULT_PROMPT "\")"),
+    CLI_OPT_LONG("--save-every", 0, "N", train_opts, save_every, 0, 1L << 40,
+                 "also save every N steps (default 0: after each epoch)"),
+    CLI_OPT_LONG("--seed", 0, "S", train_opts, seed, 0, 1L << 62, "shuffling seed (default 0)"),
+    CLI_OPT_LONG("--cache-mb", 0, "N", train_opts, cache_mb, 0, 1L << 30,
+                 "memory for cached vision features (default 4096)"),
+    CLI_GROUP(cli_threads_option, train_opts, train.n_threads),
+    CLI_OPT_FLAG("--quiet", 0, train_opts, quiet, "no progress output"),
+    CLI_TABLE_END};
+
+static int run_train(int argc, char **argv);
+
+const cli_command cli_cmd_train = {
+    .name = "train",
+    .summary = "fine-tune the Q-Former on narrated clips (VideoBLIP's Ego4D recipe)",
+    .run = run_train,
+    .usage = "--model MODEL --data FILE.jsonl --out DIR [options]",
+    .about = "Fine-tunes a VideoBLIP checkpoint as VideoBLIP was trained on Ego4D narrations:\n"
+             "the vision encoder and the language model stay frozen; the Q-Former, the query\n"
+             "tokens and the language projection are trained with AdamW (float32, no weight\n"
+             "decay for biases and LayerNorm parameters) on the language model's cross-entropy\n"
+             "of each clip's text after the prompt. Each line of the data file is\n"
+             "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
+             "(optional \"prompt\"); frames are decoded from the videos and the vision encoder's\n"
+             "output is kept in memory (--cache-mb). OUT becomes a complete checkpoint directory\n"
+             "(config, tokenizer, model.safetensors) that 'vblip caption --model OUT' loads;\n"
+             "every save is atomic, and Ctrl-C saves before exiting.\n",
+    .options = k_train_options,
+    .max_positional = 0,
+};
 
 static volatile sig_atomic_t g_interrupted;
 static void on_sigint(int sig) {
@@ -130,69 +157,24 @@ static int validate(example_source *vs, double *mean) {
   return 0;
 }
 
-int cmd_train(int argc, char **argv) {
-  const char *model = NULL, *data = NULL, *val = NULL, *out = NULL, *video_dir = NULL;
-  const char *prompt = DEFAULT_PROMPT;
-  long epochs = 1, batch = 1, frames = 8, save_every = 0, seed = 0, cache_mb = 4096;
-  int threads = 0, quiet = 0;
-  vblip_train_options o;
-  vblip_train_options_default(&o);
-  for (int i = 1; i < argc; i++) {
-    bool miss;
-    const char *v;
-    int r;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      fputs(k_train_help, stdout);
-      return 0;
-    }
-#define STR_OPT(flag, var)                                                        \
-  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
-    if (miss) return cli_usage_error("train", "%s needs a value", flag);          \
-    var = v;                                                                      \
-    continue;                                                                     \
-  }
-#define INT_OPT(flag, var, lo, hi)                                                \
-  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
-    if (miss || !cli_int(v, lo, hi, &var))                                        \
-      return cli_usage_error("train", "%s needs a whole number from %ld to %ld", flag, (long)(lo), (long)(hi)); \
-    continue;                                                                     \
-  }
-#define DBL_OPT(flag, var, lo, hi)                                                \
-  if ((v = cli_opt(argc, argv, &i, flag, &miss)) || miss) {                       \
-    if (miss || !cli_double(v, lo, hi, &var))                                     \
-      return cli_usage_error("train", "%s needs a number from %g to %g", flag, (double)(lo), (double)(hi)); \
-    continue;                                                                     \
-  }
-    STR_OPT("--model", model)
-    STR_OPT("--data", data)
-    STR_OPT("--val", val)
-    STR_OPT("--out", out)
-    STR_OPT("--video-dir", video_dir)
-    STR_OPT("--prompt", prompt)
-    INT_OPT("--epochs", epochs, 1, 100000)
-    INT_OPT("--batch", batch, 1, 65536)
-    INT_OPT("--frames", frames, 1, 1024)
-    INT_OPT("--save-every", save_every, 0, 1L << 40)
-    INT_OPT("--seed", seed, 0, 1L << 62)
-    INT_OPT("--cache-mb", cache_mb, 0, 1L << 30)
-    DBL_OPT("--lr", o.lr, 0, 10)
-    DBL_OPT("--weight-decay", o.weight_decay, 0, 10)
-    if ((r = cli_threads_option("train", argc, argv, &i, &threads)) != 0) {
-      if (r < 0) return 2;
-      continue;
-    }
-    if (!strcmp(argv[i], "--quiet")) {
-      quiet = 1;
-      continue;
-    }
-    return cli_usage_error("train", "unexpected argument %s", argv[i]);
-  }
-  if (!model || !data || !out) return cli_usage_error("train", "--model, --data and --out are required");
-  o.n_threads = threads;
-
+static int run_train(int argc, char **argv) {
+  train_opts a = {.prompt = DEFAULT_PROMPT, .epochs = 1, .batch = 1, .frames = 8, .cache_mb = 4096};
+  vblip_train_options_default(&a.train);
+  int n_pos, rc = cli_parse(&cli_cmd_train, &a, argc, argv, &n_pos);
+  if (rc != CLI_RUN) return rc;
+  const char *model = a.model, *data = a.data, *val = a.val, *out = a.out, *prompt = a.prompt;
+  const char *data_path = cli_input_path(data), *val_path = val ? cli_input_path(val) : NULL;
+  if (!data_path || (val && !val_path)) return 1;
+  /* clips read from stdin name their videos relative to the current directory */
+  const char *data_dir = a.video_dir || strcmp(data, "-") ? a.video_dir : ".";
+  const char *val_dir = a.video_dir || !val || strcmp(val, "-") ? a.video_dir : ".";
+  long epochs = a.epochs, batch = a.batch, frames = a.frames, save_every = a.save_every,
+       cache_mb = a.cache_mb;
+  int quiet = a.quiet;
+  vblip_train_options o = a.train;
   vb_dataset train = {0}, valset = {0};
-  if (vb_dataset_load(data, video_dir, &train)) return cli_fail("%s", vblip_last_error());
-  if (val && vb_dataset_load(val, video_dir, &valset)) {
+  if (vb_dataset_load(data_path, data_dir, &train)) return cli_fail("%s", vblip_last_error());
+  if (val && vb_dataset_load(val_path, val_dir, &valset)) {
     vb_dataset_free(&train);
     return cli_fail("%s", vblip_last_error());
   }
@@ -227,9 +209,10 @@ int cmd_train(int argc, char **argv) {
   int epochs_done = 0;
   signal(SIGINT, on_sigint);
   if (!quiet)
-    fprintf(stderr, "vblip train: %d clips%s, %ld epochs, %ld steps of %ld, lr %g, weight decay %g\n",
-            train.n, val ? " (+ validation)" : "", epochs, total_steps, batch, o.lr, o.weight_decay);
-  uint64_t rs = (uint64_t)seed;
+    fprintf(
+        stderr, "vblip train: %d clips%s, %ld epochs, %ld steps of %ld, lr %g, weight decay %g\n",
+        train.n, val ? " (+ validation)" : "", epochs, total_steps, batch, o.lr, o.weight_decay);
+  uint64_t rs = (uint64_t)a.seed;
   for (int e = 0; e < epochs && !g_interrupted; e++) {
     for (int i = 0; i < train.n; i++) order[i] = i;
     for (int i = train.n - 1; i > 0; i--) {
@@ -336,64 +319,57 @@ done:
   return status;
 }
 
-static const char *k_split_help =
-    "usage: vblip ego4d-split --narrations narration.json --out-dir DIR [options]\n"
-    "\n"
-    "Turns Ego4D narrations ({video_uid: {\"narration_pass_1\": {\"narrations\":\n"
-    "[{\"timestamp_sec\", \"narration_text\"}, ...]}}}) into DIR/train.jsonl and\n"
-    "DIR/val.jsonl for 'vblip train': one clip per narration, 8 s around its\n"
-    "timestamp starting no earlier than 0 s (VideoBLIP's NarratedActionClipSampler;\n"
-    "a clip past the video's end is cut there when decoded), text cleaned as\n"
-    "VideoBLIP does (\"#C C picks ...\" -> \"The camera wearer picks ...\", #unsure and\n"
-    "<|eos|> handled, final period). Videos are split, never clips: no video is in\n"
-    "both files.\n"
-    "\n"
-    "options:\n"
-    "  --narrations FILE    Ego4D narration.json\n"
-    "  --out-dir DIR        where train.jsonl and val.jsonl go\n"
-    "  --video-dir DIR      video paths become DIR/<video_uid>.mp4 (default: bare names)\n"
-    "  --val-fraction F     share of the videos for validation (default 0.1)\n"
-    "  --seed S             split seed (default 0)\n"
-    "  --pass N             narration pass 1 or 2 (default 1)\n"
-    "  --clip-seconds S     clip length (default 8)\n";
+typedef struct {
+  vb_ego4d_split_options split;
+  long seed, pass;
+} split_opts;
 
-int cmd_ego4d_split(int argc, char **argv) {
-  vb_ego4d_split_options o = {.val_fraction = 0.1, .pass = 1, .clip_seconds = 8};
-  long seed = 0, pass = 1;
-  for (int i = 1; i < argc; i++) {
-    bool miss;
-    const char *v;
-    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-      fputs(k_split_help, stdout);
-      return 0;
-    }
-    if ((v = cli_opt(argc, argv, &i, "--narrations", &miss)) || miss) {
-      if (miss) return cli_usage_error("ego4d-split", "--narrations needs a file");
-      o.narrations = v;
-    } else if ((v = cli_opt(argc, argv, &i, "--out-dir", &miss)) || miss) {
-      if (miss) return cli_usage_error("ego4d-split", "--out-dir needs a directory");
-      o.out_dir = v;
-    } else if ((v = cli_opt(argc, argv, &i, "--video-dir", &miss)) || miss) {
-      if (miss) return cli_usage_error("ego4d-split", "--video-dir needs a directory");
-      o.video_dir = v;
-    } else if ((v = cli_opt(argc, argv, &i, "--val-fraction", &miss)) || miss) {
-      if (miss || !cli_double(v, 0, 1, &o.val_fraction))
-        return cli_usage_error("ego4d-split", "--val-fraction needs a number from 0 to 1");
-    } else if ((v = cli_opt(argc, argv, &i, "--clip-seconds", &miss)) || miss) {
-      if (miss || !cli_double(v, 0.1, 3600, &o.clip_seconds))
-        return cli_usage_error("ego4d-split", "--clip-seconds needs a number from 0.1 to 3600");
-    } else if ((v = cli_opt(argc, argv, &i, "--seed", &miss)) || miss) {
-      if (miss || !cli_int(v, 0, 1L << 62, &seed)) return cli_usage_error("ego4d-split", "bad --seed");
-    } else if ((v = cli_opt(argc, argv, &i, "--pass", &miss)) || miss) {
-      if (miss || !cli_int(v, 1, 2, &pass)) return cli_usage_error("ego4d-split", "--pass is 1 or 2");
-    } else {
-      return cli_usage_error("ego4d-split", "unexpected argument %s", argv[i]);
-    }
-  }
-  if (!o.narrations || !o.out_dir)
-    return cli_usage_error("ego4d-split", "--narrations and --out-dir are required");
-  o.seed = (uint64_t)seed;
-  o.pass = (int)pass;
+static const cli_option k_split_options[] = {
+    CLI_OPT_STRING("--narrations", 0, "FILE", split_opts, split.narrations,
+                   "Ego4D narration.json ('-': stdin)", .flags = CLI_REQUIRED,
+                   .need = "needs a file"),
+    CLI_OPT_STRING("--out-dir", 0, "DIR", split_opts, split.out_dir,
+                   "where train.jsonl and val.jsonl go", .flags = CLI_REQUIRED,
+                   .need = "needs a directory"),
+    CLI_OPT_STRING("--video-dir", 0, "DIR", split_opts, split.video_dir,
+                   "video paths become DIR/<video_uid>.mp4 (default: bare names)",
+                   .need = "needs a directory"),
+    CLI_OPT_DOUBLE("--val-fraction", 0, "F", split_opts, split.val_fraction, 0, 1,
+                   "share of the videos for validation (default 0.1)"),
+    CLI_OPT_LONG("--seed", 0, "S", split_opts, seed, 0, 1L << 62, "split seed (default 0)"),
+    CLI_OPT_LONG("--pass", 0, "N", split_opts, pass, 1, 2, "narration pass 1 or 2 (default 1)",
+                 .need = "is 1 or 2"),
+    CLI_OPT_DOUBLE("--clip-seconds", 0, "S", split_opts, split.clip_seconds, 0.1, 3600,
+                   "clip length (default 8)"),
+    CLI_TABLE_END};
+
+static int run_split(int argc, char **argv);
+
+const cli_command cli_cmd_ego4d_split = {
+    .name = "ego4d-split",
+    .summary = "Ego4D narrations into train/validation clip lists for 'train'",
+    .run = run_split,
+    .usage = "--narrations narration.json --out-dir DIR [options]",
+    .about = "Turns Ego4D narrations ({video_uid: {\"narration_pass_1\": {\"narrations\":\n"
+             "[{\"timestamp_sec\", \"narration_text\"}, ...]}}}) into DIR/train.jsonl and\n"
+             "DIR/val.jsonl for 'vblip train': one clip per narration, 8 s around its\n"
+             "timestamp starting no earlier than 0 s (VideoBLIP's NarratedActionClipSampler;\n"
+             "a clip past the video's end is cut there when decoded), text cleaned as\n"
+             "VideoBLIP does (\"#C C picks ...\" -> \"The camera wearer picks ...\", #unsure and\n"
+             "<|eos|> handled, final period). Videos are split, never clips: no video is in\n"
+             "both files.\n",
+    .options = k_split_options,
+    .max_positional = 0,
+};
+
+static int run_split(int argc, char **argv) {
+  split_opts a = {.split = {.val_fraction = 0.1, .pass = 1, .clip_seconds = 8}, .pass = 1};
+  int n_pos, rc = cli_parse(&cli_cmd_ego4d_split, &a, argc, argv, &n_pos);
+  if (rc != CLI_RUN) return rc;
+  vb_ego4d_split_options o = a.split;
+  o.seed = (uint64_t)a.seed;
+  o.pass = (int)a.pass;
+  if (!(o.narrations = cli_input_path(o.narrations))) return 1;
   vb_ego4d_split_stats st;
   if (vb_ego4d_split(&o, &st)) return cli_fail("%s", vblip_last_error());
   printf("%d videos: train %d videos / %d clips, validation %d videos / %d clips, %d narrations "
