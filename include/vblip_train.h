@@ -29,8 +29,9 @@ typedef struct {
 } vblip_train_options;
 
 void vblip_train_options_default(vblip_train_options *o);
-/* Loads a checkpoint directory for training (float32 throughout). */
-vblip_trainer *vblip_trainer_open(const char *model_dir, const vblip_train_options *o);
+/* Loads a model for training (float32 throughout): a checkpoint directory, a .gguf file
+ * (vblip convert; q8_0 layers are dequantized) or a Hub repo id (as vblip_model_load). */
+vblip_trainer *vblip_trainer_open(const char *model, const vblip_train_options *o);
 void vblip_trainer_free(vblip_trainer *t);
 
 /* Token ids of one example. OPT: ids = tok(prompt) + tok(" " + text, no specials) + </s>,

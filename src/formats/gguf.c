@@ -435,52 +435,82 @@ int vb_gguf_load(vb_tensor_table *tt, const char *path) {
   return vb_tt_keep_map(tt, &m);
 }
 
-int vb_gguf_mount(const char *path) {
-  if (vb_vfs_is_mounted(path)) return vb_vfs_mount(path, NULL, 0); /* one more reference */
-  vb_mapped_file m;
-  if (vb_map_file(path, &m) != 0) return -1;
-  vb_gguf_meta meta;
-  int rc = -1;
-  vb_vfs_file *files = NULL;
-  if (vb_gguf_parse(m.data, m.size, path, &meta, NULL) != 0) goto out_map;
-  const vb_gguf_kv *arch = vb_gguf_get(&meta, "general.architecture");
+/* Checks that meta describes a vblip model and mounts its embedded files under path. */
+static int mount_files(const char *path, const vb_gguf_meta *meta) {
+  const vb_gguf_kv *arch = vb_gguf_get(meta, "general.architecture");
   if (arch && (arch->type != VB_GGUF_STRING || arch->len != strlen(VB_GGUF_ARCH) ||
                memcmp(arch->data, VB_GGUF_ARCH, arch->len) != 0)) {
     vb_error("%s: general.architecture is \"%.*s\", not \"%s\"", path,
              arch->type == VB_GGUF_STRING ? (int)(arch->len < 64 ? arch->len : 64) : 0,
              (const char *)arch->data, VB_GGUF_ARCH);
-    goto out_meta;
+    return -1;
   }
-  files = vb_calloc(meta.n_kv + 1, sizeof *files);
-  if (!files) goto out_meta;
+  vb_vfs_file *files = vb_calloc(meta->n_kv + 1, sizeof *files);
+  if (!files) return -1;
+  int rc = -1;
   size_t n = 0, plen = strlen(VB_GGUF_FILE_PREFIX);
   int has_config = 0;
-  for (size_t i = 0; i < meta.n_kv; i++) {
-    const vb_gguf_kv *kv = &meta.kv[i];
+  for (size_t i = 0; i < meta->n_kv; i++) {
+    const vb_gguf_kv *kv = &meta->kv[i];
     if (strncmp(kv->key, VB_GGUF_FILE_PREFIX, plen) != 0) continue;
     const char *name = kv->key + plen;
-    int bytes = kv->type == VB_GGUF_ARRAY && (kv->arr_type == VB_GGUF_UINT8 || kv->arr_type == VB_GGUF_INT8);
+    int bytes = kv->type == VB_GGUF_ARRAY &&
+                (kv->arr_type == VB_GGUF_UINT8 || kv->arr_type == VB_GGUF_INT8);
     if (kv->type != VB_GGUF_STRING && !bytes) {
       vb_error("%s: %s is neither a string nor an array of bytes", path, kv->key);
-      goto out_meta;
+      goto out;
     }
     if (!name[0] || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
       vb_error("%s: embedded file name \"%s\" is not a plain file name", path, name);
-      goto out_meta;
+      goto out;
     }
     if (strcmp(name, "config.json") == 0) has_config = 1;
     files[n++] = (vb_vfs_file){name, kv->data, kv->len};
   }
   if (!has_config) {
     vb_error("%s has no embedded config.json (" VB_GGUF_FILE_PREFIX "config.json); "
-             "vblip reads GGUF files written by 'vblip convert'", path);
-    goto out_meta;
+             "vblip reads GGUF files written by 'vblip convert'",
+             path);
+    goto out;
   }
   rc = vb_vfs_mount(path, files, n);
-out_meta:
+out:
   free(files);
-  vb_gguf_meta_free(&meta);
-out_map:
+  return rc;
+}
+
+int vb_gguf_mount(const char *path) {
+  if (vb_vfs_is_mounted(path)) return vb_vfs_mount(path, NULL, 0); /* one more reference */
+  vb_mapped_file m;
+  if (vb_map_file(path, &m) != 0) return -1;
+  vb_gguf_meta meta;
+  int rc = -1;
+  if (vb_gguf_parse(m.data, m.size, path, &meta, NULL) == 0) {
+    rc = mount_files(path, &meta);
+    vb_gguf_meta_free(&meta);
+  }
   vb_unmap_file(&m);
   return rc;
+}
+
+int vb_gguf_open_model(const char *path, vb_tensor_table *tt) {
+  vb_mapped_file m;
+  if (vb_map_file(path, &m) != 0) return -1;
+  vb_gguf_meta meta;
+  if (vb_gguf_parse(m.data, m.size, path, &meta, tt) != 0) {
+    vb_unmap_file(&m);
+    return -1;
+  }
+  int rc = mount_files(path, &meta); /* a path mounted already gains a reference */
+  vb_gguf_meta_free(&meta);
+  if (rc != 0) {
+    vb_unmap_file(&m);
+    return -1;
+  }
+  if (vb_tt_keep_map(tt, &m) != 0) {
+    vb_unmap_file(&m);
+    vb_vfs_unmount(path);
+    return -1;
+  }
+  return 0;
 }

@@ -85,6 +85,9 @@ int vb_gguf_load(vb_tensor_table *tt, const char *path);
 /* Checks that path is a vblip GGUF and mounts its embedded files (runtime/vfs.h)
  * under path; undo with vb_vfs_unmount(path). */
 int vb_gguf_mount(const char *path);
+/* A model file in one pass: maps path, parses it once, mounts its embedded files
+ * (as vb_gguf_mount) and adds its tensors to tt, which keeps the mapping. */
+int vb_gguf_open_model(const char *path, vb_tensor_table *tt);
 
 /* ---- writing (formats/gguf_write.c) ---- */
 

@@ -13,18 +13,10 @@
 #include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
 #include "models/config.h"
+#include "models/model_source.h"
 #include "models/weights.h"
 #include "runtime/common.h"
-#include "runtime/vfs.h"
 #include "vblip.h"
-
-/* The small files a model directory may hold that vblip reads. */
-static const char *const k_files[] = {
-    "config.json",          "generation_config.json",  "preprocessor_config.json",
-    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json",           "merges.txt",              "spiece.model",
-    "tokenizer.json",
-};
 
 typedef enum { T_F32, T_F16, T_BF16, T_Q8_0 } target;
 
@@ -146,7 +138,8 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   else if (strcmp(type, "q8_0") == 0) tg = T_Q8_0, file_type = 7;
   else return vb_error("unknown weight type \"%s\" (f32, f16, bf16 or q8_0)", type);
 
-  int mounted = 0, rc = -1;
+  int opened = 0, rc = -1;
+  vb_model_source src;
   vb_weights w;
   memset(&w, 0, sizeof w);
   vb_gguf_writer *gw = NULL;
@@ -158,11 +151,10 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   FILE *f = NULL;
   vb_model_config cfg;
 
-  if (vb_gguf_is_file(model_dir)) { /* re-converting a GGUF: its embedded files are the directory */
-    if (vb_gguf_mount(model_dir) != 0) goto done;
-    mounted = 1;
-  }
-  if (vb_config_load(model_dir, &cfg) != 0 || vb_weights_open(model_dir, &w) != 0) goto done;
+  if (vb_model_source_open(model_dir, progress, &src) != 0) goto done;
+  opened = 1;
+  const char *dir = src.path; /* a directory, or a GGUF whose embedded files are mounted */
+  if (vb_config_load(dir, &cfg) != 0 || vb_model_source_weights(&src, &w) != 0) goto done;
   if (!(gw = vb_gguf_writer_new()) || !(name = base_name(model_dir))) goto done;
   if (vb_gguf_add_string(gw, "general.architecture", VB_GGUF_ARCH, strlen(VB_GGUF_ARCH)) ||
       vb_gguf_add_string(gw, "general.name", name, strlen(name)) ||
@@ -172,8 +164,8 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
       vb_gguf_add_string(gw, "vblip.language_model", cfg.lm_kind == VB_LM_OPT ? "opt" : "t5",
                          cfg.lm_kind == VB_LM_OPT ? 3 : 2))
     goto done;
-  for (size_t i = 0; i < sizeof k_files / sizeof k_files[0]; i++) {
-    char *p = vb_path_join(model_dir, k_files[i]);
+  for (const char *const *file = vb_model_files; *file; file++) {
+    char *p = vb_path_join(dir, *file);
     if (!p) goto done;
     char *data = NULL;
     size_t len = 0;
@@ -183,9 +175,9 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
     if (r != 0) goto done;
     if (!present) continue;
     char key[128];
-    snprintf(key, sizeof key, VB_GGUF_FILE_PREFIX "%s", k_files[i]);
-    r = ends_with(k_files[i], ".model") ? vb_gguf_add_bytes(gw, key, data, len)
-                                        : vb_gguf_add_string(gw, key, data, len);
+    snprintf(key, sizeof key, VB_GGUF_FILE_PREFIX "%s", *file);
+    r = ends_with(*file, ".model") ? vb_gguf_add_bytes(gw, key, data, len)
+                                   : vb_gguf_add_string(gw, key, data, len);
     free(data);
     if (r != 0) goto done;
   }
@@ -273,6 +265,6 @@ done:
   free(dts);
   vb_gguf_writer_free(gw);
   vb_weights_close(&w);
-  if (mounted) vb_vfs_unmount(model_dir);
+  if (opened) vb_model_source_close(&src);
   return rc;
 }

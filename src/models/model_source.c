@@ -1,10 +1,27 @@
 #include "models/model_source.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formats/gguf.h"
 #include "runtime/common.h"
+#include "runtime/vfs.h"
 #include "vblip.h"
+
+const char *const vb_model_files[] = {
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "tokenizer.json",
+    NULL,
+};
 
 /* Set once at start-up by the Hub client (vblip_hub_install); the core itself
  * never touches the network. */
@@ -43,4 +60,48 @@ int vb_resolve_repo_id(const char *s, int progress, char **dir) {
     return -1;
   }
   return g_resolver(s, progress, dir);
+}
+
+int vb_model_source_open(const char *name, int progress, vb_model_source *s) {
+  memset(s, 0, sizeof *s);
+  vb_tt_init(&s->tt);
+  if (!(s->name = vb_strdup(name))) return -1;
+  /* a Hub repo id ("owner/name" that is no local path): pulled, or found complete in the cache */
+  if (vb_is_repo_id(name)) {
+    if (vb_resolve_repo_id(name, progress, &s->path) != 0) {
+      vb_error_context("loading %s (not a local path, so a Hugging Face Hub repo id)", name);
+      vb_model_source_close(s);
+      return -1;
+    }
+  } else if (!(s->path = vb_strdup(name))) {
+    vb_model_source_close(s);
+    return -1;
+  }
+  if (vb_gguf_is_file(s->path)) {
+    if (vb_gguf_open_model(s->path, &s->tt) != 0) {
+      vb_error_context("loading %s", name);
+      vb_model_source_close(s);
+      return -1;
+    }
+    s->gguf = s->has_tt = true;
+  }
+  return 0;
+}
+
+void vb_model_source_close(vb_model_source *s) {
+  if (s->gguf) vb_vfs_unmount(s->path);
+  vb_tt_free(&s->tt);
+  free(s->name);
+  free(s->path);
+  memset(s, 0, sizeof *s);
+}
+
+int vb_model_source_weights(vb_model_source *s, vb_weights *w) {
+  if (!s->has_tt) return vb_weights_open(s->path, w);
+  memset(w, 0, sizeof *w);
+  if (!(w->source = vb_strdup(s->path))) return -1;
+  w->tt = s->tt; /* the table (and the file mapping it keeps) moves to the weights */
+  vb_tt_init(&s->tt);
+  s->has_tt = false;
+  return 0;
 }

@@ -7,20 +7,20 @@
 
 #include "formats/gguf.h"
 #include "generate/generate.h"
-#include "models/model_source.h"
 #include "kernels/kernels.h"
-#include "models/config.h"
 #include "lm/lm.h"
-#include "vision/qformer.h"
-#include "vision/vit.h"
+#include "models/config.h"
+#include "models/model_source.h"
 #include "models/weights.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/vfs.h"
 #include "text/tokenizer.h"
+#include "vblip.h"
 #include "video/preprocess.h"
 #include "video/video.h"
-#include "vblip.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 
 struct vblip_model {
   vb_model_config cfg;
@@ -32,7 +32,7 @@ struct vblip_model {
   vb_lm *lm;
   vb_tokenizer *tok;
   vb_compute compute;
-  char *mounted; /* a GGUF file whose embedded files are mounted (runtime/vfs.h) */
+  vb_model_source source; /* where config, tokenizer and weights were read (a GGUF stays mounted) */
 };
 
 const char *vblip_last_error(void) { return vb_error_message(); }
@@ -62,8 +62,6 @@ const char *vblip_model_dtype(const vblip_model *m) {
 
 vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   vblip_load_options def;
-  const char *dir = path;
-  char *pulled = NULL;
   if (!o) {
     vblip_load_options_default(&def);
     o = &def;
@@ -72,27 +70,14 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
    * oneDNN's ISA capped before its first primitive: CPU set-up comes first. */
   vb_cpu_init();
   if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
-  /* a Hub repo id ("owner/name" that is no local path): pulled, or found complete in the cache */
-  if (vb_is_repo_id(path)) {
-    if (vb_resolve_repo_id(path, o->progress, &pulled) != 0) {
-      vb_error_context("loading %s (not a local path, so a Hugging Face Hub repo id)", path);
-      return NULL;
-    }
-    dir = pulled;
-  }
   vblip_model *m = vb_calloc(1, sizeof *m);
-  if (!m) {
-    free(pulled);
+  if (!m) return NULL;
+  if (vb_model_source_open(path, o->progress, &m->source) != 0) {
+    free(m);
     return NULL;
   }
-  if (vb_gguf_is_file(dir)) {
-    if (vb_gguf_mount(dir) != 0) goto fail;
-    if (!(m->mounted = vb_strdup(dir))) {
-      vb_vfs_unmount(dir);
-      goto fail;
-    }
-  }
-  m->compute = o->dtype == VBLIP_DTYPE_BF16 ? VB_COMPUTE_BF16
+  const char *dir = m->source.path;
+  m->compute = o->dtype == VBLIP_DTYPE_BF16  ? VB_COMPUTE_BF16
                : o->dtype == VBLIP_DTYPE_F32 ? VB_COMPUTE_F32
                : vb_cpu_prefers_bf16()       ? VB_COMPUTE_BF16
                                              : VB_COMPUTE_F32;
@@ -103,7 +88,7 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
     goto fail;
   }
   if (vb_tokenizer_load(dir, &m->tok) != 0) goto fail;
-  if (vb_weights_open(dir, &m->weights) != 0) goto fail;
+  if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
   /* vision encoder and Q-Former always run with many rows: pack their bf16
    * weights for oneDNN; the language model also decodes row by row: plain. */
   m->weights.compute = m->compute;
@@ -117,12 +102,10 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   int rc = m->cfg.lm_kind == VB_LM_OPT ? vb_opt_create(&m->weights, &m->cfg, &m->lm)
                                        : vb_t5_create(&m->weights, &m->cfg, &m->lm);
   if (rc != 0) goto fail;
-  free(pulled);
   return m;
 fail:
   vb_error_context("loading %s", path);
   vblip_model_free(m);
-  free(pulled);
   return NULL;
 }
 
@@ -134,8 +117,7 @@ void vblip_model_free(vblip_model *m) {
   vb_vit_free(&m->vit);
   vb_weights_close(&m->weights);
   vb_tokenizer_free(m->tok);
-  if (m->mounted) vb_vfs_unmount(m->mounted);
-  free(m->mounted);
+  vb_model_source_close(&m->source);
   free(m);
 }
 

@@ -13,17 +13,18 @@
 #include <unistd.h>
 
 #include "formats/safetensors.h"
-#include "vision/vit.h"
+#include "models/model_source.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "text/tokenizer.h"
 #include "train/trainer.h"
+#include "vblip_train.h"
 #include "video/preprocess.h"
 #include "video/video.h"
-#include "vblip_train.h"
+#include "vision/vit.h"
 
 struct vblip_trainer {
-  char *model_dir;
+  vb_model_source source; /* directory, .gguf or repo id: config, tokenizer and weights */
   vb_model_config cfg;
   vb_image_config image;
   vb_weights w;
@@ -63,7 +64,7 @@ void vblip_trainer_free(vblip_trainer *t) {
   if (t->vit_ready) vb_vit_free(&t->vit);
   vb_weights_close(&t->w);
   vb_tokenizer_free(t->tok);
-  free(t->model_dir);
+  vb_model_source_close(&t->source);
   free(t);
 }
 
@@ -76,7 +77,7 @@ static int32_t find_token(const vb_tokenizer *tok, const char *s, int32_t fallba
   return fallback;
 }
 
-vblip_trainer *vblip_trainer_open(const char *dir, const vblip_train_options *o) {
+vblip_trainer *vblip_trainer_open(const char *model, const vblip_train_options *o) {
   vblip_train_options def;
   if (!o) {
     vblip_train_options_default(&def);
@@ -87,10 +88,11 @@ vblip_trainer *vblip_trainer_open(const char *dir, const vblip_train_options *o)
   vblip_trainer *t = vb_calloc(1, sizeof *t);
   if (!t) return NULL;
   t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
-  if (!(t->model_dir = vb_strdup(dir))) goto fail;
+  if (vb_model_source_open(model, 1, &t->source)) goto fail;
+  const char *dir = t->source.path;
   if (vb_config_load(dir, &t->cfg) || vb_image_config_load(dir, &t->image)) goto fail;
   if (vb_tokenizer_load(dir, &t->tok)) goto fail;
-  if (vb_weights_open(dir, &t->w)) goto fail;
+  if (vb_model_source_weights(&t->source, &t->w)) goto fail;
   if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) goto fail;
   t->vit_ready = 1;
   if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf)) goto fail;
@@ -102,7 +104,7 @@ vblip_trainer *vblip_trainer_open(const char *dir, const vblip_train_options *o)
                                           : t->cfg.eos_token_id;
   return t;
 fail:
-  vb_error_context("preparing %s for training", dir);
+  vb_error_context("preparing %s for training", model);
   vblip_trainer_free(t);
   return NULL;
 }
@@ -251,14 +253,6 @@ void vblip_trainer_set_lr(vblip_trainer *t, double lr) { t->opt.lr = lr; }
 
 /* ---- checkpoints ---- */
 
-static int is_weight_file(const char *n) {
-  size_t l = strlen(n);
-  if (l >= 12 && strcmp(n + l - 12, ".safetensors") == 0) return 1;
-  if (strncmp(n, "pytorch_model", 13) == 0) return 1;
-  if (l >= 11 && strcmp(n + l - 11, ".index.json") == 0) return 1;
-  return 0;
-}
-
 static int copy_file(const char *src, const char *dst) {
   char *data = NULL;
   size_t len = 0;
@@ -292,7 +286,8 @@ static void remove_flat_dir(const char *dir) {
 
 int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
   char real_src[4096], real_out[4096];
-  if (realpath(t->model_dir, real_src) && realpath(out_dir, real_out) && !strcmp(real_src, real_out))
+  if (realpath(t->source.path, real_src) && realpath(out_dir, real_out) &&
+      !strcmp(real_src, real_out))
     return vb_error("the output directory %s is the model directory", out_dir);
   struct stat st;
   int exists = stat(out_dir, &st) == 0;
@@ -305,10 +300,11 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
                       out_dir, MARKER);
   }
   size_t len = strlen(out_dir) + 64;
+  vb_tensor_table converted; /* owns float32 copies of block-quantized frozen tensors */
+  vb_tt_init(&converted);
   char *tmp = vb_malloc(len), *old = vb_malloc(len);
   vb_st_entry *ents = vb_calloc(t->w.tt.count + 1, sizeof *ents);
   int rc = -1;
-  DIR *d = NULL;
   if (!tmp || !old || !ents) goto done;
   snprintf(tmp, len, "%s.tmp-%ld", out_dir, (long)getpid());
   snprintf(old, len, "%s.old-%ld", out_dir, (long)getpid());
@@ -317,18 +313,12 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
     vb_error("cannot create %s: %s", tmp, strerror(errno));
     goto done;
   }
-  if (!(d = opendir(t->model_dir))) {
-    vb_error("cannot read %s", t->model_dir);
-    goto fail;
-  }
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.' || is_weight_file(e->d_name) || !strcmp(e->d_name, MARKER)) continue;
-    char *s = vb_path_join(t->model_dir, e->d_name), *o = vb_path_join(tmp, e->d_name);
-    struct stat fs;
-    int r = s && o && stat(s, &fs) == 0 && S_ISREG(fs.st_mode) ? copy_file(s, o) : 0;
-    free(s);
-    free(o);
+  /* the source's configs, preprocessor settings and tokenizer (a GGUF's embedded copies) */
+  for (const char *const *file = vb_model_files; *file; file++) {
+    char *src = vb_path_join(t->source.path, *file), *dst = vb_path_join(tmp, *file);
+    int r = !src || !dst ? -1 : vb_file_exists(src) ? copy_file(src, dst) : 0;
+    free(src);
+    free(dst);
     if (r) goto fail;
   }
   for (size_t i = 0; i < t->w.tt.count; i++) {
@@ -339,6 +329,15 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
     memcpy(ents[i].shape, ti->shape, sizeof ti->shape);
     ents[i].dtype = p ? VB_DT_F32 : ti->dtype;
     ents[i].data = p ? p->data : ti->data;
+    if (!p &&
+        ti->dtype == VB_DT_Q8_0) { /* safetensors has no block type: a q8_0 GGUF's frozen layers */
+      int64_t n = vb_tensor_numel(ti);
+      float *f32 = vb_malloc((size_t)n * sizeof *f32);
+      if (!f32 || vb_tt_keep(&converted, f32) || vb_convert_to_f32(ti->dtype, ti->data, n, f32))
+        goto fail;
+      ents[i].dtype = VB_DT_F32;
+      ents[i].data = f32;
+    }
   }
   char *st_path = vb_path_join(tmp, "model.safetensors");
   char stepbuf[32];
@@ -371,7 +370,7 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
 fail:
   remove_flat_dir(tmp);
 done:
-  if (d) closedir(d);
+  vb_tt_free(&converted);
   free(tmp);
   free(old);
   free(ents);
