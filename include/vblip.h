@@ -29,10 +29,22 @@ typedef enum {
   VBLIP_DTYPE_BF16 = 2  /* bfloat16 weights and inputs, float32 accumulation */
 } vblip_dtype;
 
+/* How videos and text are laid out for the language model.
+ * BLIP-2 (VideoBLIP, BLIP-2): one video's query outputs in front of the tokenized prompt.
+ * Interleaved (EILEV, the VideoBLIP author's in-context-learning models): a sequence of
+ * text and videos; each video's query outputs replace as many placeholder positions,
+ * followed by a newline, where the video stands in the text. */
+typedef enum {
+  VBLIP_LAYOUT_AUTO = 0,       /* load option: from the checkpoint (EILEV's config -> interleaved) */
+  VBLIP_LAYOUT_BLIP2 = 1,
+  VBLIP_LAYOUT_INTERLEAVED = 2
+} vblip_layout;
+
 typedef struct {
   int n_threads; /* 0: all cores */
   int progress;  /* show loading progress on stderr when it is a terminal */
   vblip_dtype dtype; /* default VBLIP_DTYPE_AUTO */
+  vblip_layout layout; /* default VBLIP_LAYOUT_AUTO: the checkpoint decides */
 } vblip_load_options;
 
 void vblip_load_options_default(vblip_load_options *o);
@@ -40,6 +52,11 @@ void vblip_load_options_default(vblip_load_options *o);
 int vblip_dtype_parse(const char *s, vblip_dtype *out);
 /* The compute type a loaded model uses ("f32" or "bf16"). */
 const char *vblip_model_dtype(const vblip_model *m);
+/* Parses "auto", "blip2" or "interleaved"; -1 for anything else. */
+int vblip_layout_parse(const char *s, vblip_layout *out);
+/* The layout a loaded model uses (never AUTO), and its name ("blip2", "interleaved"). */
+vblip_layout vblip_model_layout(const vblip_model *m);
+const char *vblip_layout_name(vblip_layout l);
 /* model_dir: a checkpoint directory, a .gguf file (vblip convert), or a Hugging Face
  * repo id ("owner/name" that names no local path), which needs a repo resolver. */
 vblip_model *vblip_model_load(const char *model_dir, const vblip_load_options *o);
@@ -136,6 +153,69 @@ void vblip_answer_free(vblip_answer *a);
 /* The demo's post-processing: strip, and end with a period unless the text ends
  * in punctuation. Returns a new string. */
 char *vblip_postprocess(const char *text);
+
+/* ---- interleaved input: text and videos in order (in-context learning) ---- */
+
+/* An ordered list of text and video items. In the interleaved layout the items form
+ * EILEV's blocks: each run of videos starts a block and the text after them (stripped,
+ * several text items joined with single spaces) is that block's text; text before the
+ * first video is a block of its own. In the BLIP-2 layout the input must be one video
+ * followed by text (the prompt, taken verbatim). */
+typedef struct vblip_input vblip_input;
+
+vblip_input *vblip_input_new(void);
+void vblip_input_free(vblip_input *in);
+int vblip_input_add_text(vblip_input *in, const char *text);
+/* An encoded video, borrowed: it must stay valid while the input is used. */
+int vblip_input_add_video(vblip_input *in, const vblip_video *v);
+/* A video file with its own frame options (NULL: vblip_sampling_default); the input loads
+ * and encodes it in vblip_input_encode and owns the result. */
+int vblip_input_add_video_file(vblip_input *in, const char *path, const vblip_sampling *s);
+/* Adds a prompt written with "<video>" placeholders: the text between them and
+ * videos[0..n_videos) in their places. The number of placeholders must be n_videos. */
+int vblip_input_add_prompt(vblip_input *in, const char *prompt, const vblip_video *const *videos,
+                           size_t n_videos);
+/* Number of "<video>" placeholders in a prompt. */
+size_t vblip_prompt_count_videos(const char *prompt);
+/* Loads and encodes the video files added with vblip_input_add_video_file (once). */
+int vblip_input_encode(vblip_model *m, vblip_input *in);
+size_t vblip_input_n_videos(const vblip_input *in);
+/* The k-th video in order (encoded, or NULL before vblip_input_encode for a file). */
+const vblip_video *vblip_input_video(const vblip_input *in, size_t k);
+
+/* The language model's input in the model's layout: token ids, and video_mask[i] = 1 where a
+ * video's query output replaces the id (the ids there are the pad id). New arrays. */
+int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **video_mask,
+                    size_t *n);
+/* The input embeddings (n rows of the language model's width) in the model's layout. */
+int vblip_input_embeds(const vblip_model *m, const vblip_input *in, float **embeds, size_t *n);
+
+/* Generates the answer that follows the input (any number of videos in the interleaved
+ * layout). In the interleaved layout a decoder-only model (OPT) stops at a newline, as EILEV
+ * generates. */
+int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_params *p,
+                         vblip_text_cb cb, void *user, vblip_answer *out);
+
+/* EILEV's generation defaults: 5 beams, 32 new tokens, length penalty -1. */
+void vblip_gen_params_eilev(vblip_gen_params *p);
+/* EILEV's frames: 8 uniform frames from the first 8 seconds of a clip. */
+void vblip_sampling_eilev(vblip_sampling *s);
+
+/* Scoring candidate continuations (EILEV's classify). */
+typedef struct {
+  double mean_log_likelihood; /* mean over the candidate's tokens of log p(token | before) */
+  int32_t *token_ids;         /* the candidate's tokens */
+  int n_tokens;
+} vblip_score;
+
+/* For each candidate, the mean log-likelihood of its tokens after the input. Decoder-only
+ * models (OPT) score " " + candidate (no special tokens) after the prompt; T5 scores the
+ * candidate's tokens (no special tokens) as the decoder's output for the encoded input. The
+ * input runs once and its cache is reused for every candidate. out[i] belongs to
+ * candidates[i]; free each with vblip_score_free. */
+int vblip_score_candidates(vblip_model *m, const vblip_input *in, const char *const *candidates,
+                           size_t n_candidates, vblip_score *out);
+void vblip_score_free(vblip_score *s);
 
 /* ---- tokenizer ---- */
 

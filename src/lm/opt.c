@@ -83,8 +83,9 @@ static int ensure_scratch(opt_model *m, int rows) {
 
 /* Runs rows [n] of embeddings (width E) at positions start.. through the decoder
  * for one beam's cache, or n_beams single rows (one per beam) when per_beam. Fills logits
- * for the last row (or each row when per_beam). */
-static int forward(opt_model *m, const float *emb, int n, int start, int per_beam, float *logits) {
+ * for the last row, or for every row when per_beam or all_rows. */
+static int forward(opt_model *m, const float *emb, int n, int start, int per_beam, int all_rows,
+                   float *logits) {
   const vb_opt_config *c = &m->cfg;
   int Hd = c->hidden_size, heads = c->num_attention_heads;
   int hd = Hd / heads;
@@ -130,7 +131,8 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
     if (!c->do_layer_norm_before) vb_layernorm(x, x, n, Hd, L->ffn_ln_w, L->ffn_ln_b, 1e-5f);
   }
   /* logits only where generation needs them */
-  int first = per_beam ? 0 : n - 1, rows = per_beam ? n : 1;
+  int every = per_beam || all_rows;
+  int first = every ? 0 : n - 1, rows = every ? n : 1;
   float *xl = x + (size_t)first * Hd;
   if (m->final_w) vb_layernorm(xl, xl, rows, Hd, m->final_w, m->final_b, 1e-5f);
   const float *hidden = xl;
@@ -139,6 +141,18 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
     hidden = m->e;
   }
   vb_lm_head_forward(&m->logits, hidden, rows, logits);
+  return 0;
+}
+
+/* Rows of the token embedding table (width E) for ids, each checked against the vocabulary. */
+static int opt_embed(const vb_lm *lm, const int32_t *ids, int n, float *out) {
+  const opt_model *m = (const opt_model *)lm;
+  int E = m->cfg.word_embed_proj_dim;
+  for (int i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
+      return vb_error("token id %d is outside the vocabulary (%d)", ids[i], m->cfg.vocab_size);
+    memcpy(out + (size_t)i * E, m->embed + (size_t)ids[i] * E, E * sizeof(float));
+  }
   return 0;
 }
 
@@ -157,11 +171,7 @@ static int opt_set_input(vb_lm *lm, const float *prefix, int n_prefix, const int
     m->input_cap = n;
   }
   if (n_prefix) memcpy(m->input, prefix, (size_t)n_prefix * E * sizeof(float));
-  for (int i = 0; i < n_ids; i++) {
-    if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
-      return vb_error("token id %d is outside the vocabulary (%d)", ids[i], m->cfg.vocab_size);
-    memcpy(m->input + (size_t)(n_prefix + i) * E, m->embed + (size_t)ids[i] * E, E * sizeof(float));
-  }
+  if (opt_embed(lm, ids, n_ids, m->input + (size_t)n_prefix * E) != 0) return -1;
   m->n_input = n;
   return 0;
 }
@@ -181,7 +191,7 @@ static int opt_prefill(void *lmp, int n_beams, float *logits) {
   m->cache_cap = want < m->cfg.max_position_embeddings ? want : m->cfg.max_position_embeddings;
   for (int b = 0; b < n_beams; b++)
     if (!(m->cache[b] = vb_malloc_aligned(beam_floats(m) * sizeof(float)))) return -1;
-  if (forward(m, m->input, m->n_input, 0, 0, logits) != 0) return -1;
+  if (forward(m, m->input, m->n_input, 0, 0, 0, logits) != 0) return -1;
   for (int b = 1; b < n_beams; b++) memcpy(m->cache[b], m->cache[0], beam_floats(m) * sizeof(float));
   m->cache_len = m->n_input;
   return 0;
@@ -218,16 +228,33 @@ static int opt_step(void *lmp, const int32_t *tokens, int n_beams, float *logits
   int E = m->cfg.word_embed_proj_dim;
   float *emb = vb_malloc((size_t)n_beams * E * sizeof(float));
   if (!emb) return -1;
-  for (int b = 0; b < n_beams; b++) {
-    if (tokens[b] < 0 || tokens[b] >= m->cfg.vocab_size) {
-      free(emb);
-      return vb_error("token id %d is outside the vocabulary", tokens[b]);
-    }
-    memcpy(emb + (size_t)b * E, m->embed + (size_t)tokens[b] * E, E * sizeof(float));
-  }
-  int rc = forward(m, emb, n_beams, m->cache_len, 1, logits);
+  int rc = opt_embed(&m->base, tokens, n_beams, emb);
+  if (rc == 0) rc = forward(m, emb, n_beams, m->cache_len, 1, 0, logits);
   free(emb);
   if (rc == 0) m->cache_len++;
+  return rc;
+}
+
+/* Scoring: the continuation's keys and values go into beam 0's cache after the
+ * prefilled input without extending it (cache_len stays), so the next call
+ * overwrites them and every continuation sees the same context. */
+static int opt_continue(vb_lm *lm, const int32_t *ids, int n, float *logits) {
+  opt_model *m = (opt_model *)lm;
+  if (m->n_beams != 1 || m->cache_len <= 0)
+    return vb_error("OPT: scoring needs a prefill with one beam");
+  if (n <= 0) return vb_error("OPT: empty continuation");
+  if (m->cache_len + n > m->cfg.max_position_embeddings)
+    return vb_error("the input and the continuation are %d tokens but the language model supports "
+                    "at most %d positions",
+                    m->cache_len + n, m->cfg.max_position_embeddings);
+  while (m->cache_len + n > m->cache_cap)
+    if (grow_cache(m) != 0) return -1;
+  int E = m->cfg.word_embed_proj_dim;
+  float *emb = vb_malloc((size_t)n * E * sizeof(float));
+  if (!emb) return -1;
+  int rc = opt_embed(lm, ids, n, emb);
+  if (rc == 0) rc = forward(m, emb, n, m->cache_len, 0, 1, logits);
+  free(emb);
   return rc;
 }
 
@@ -392,6 +419,8 @@ int vb_opt_create(vb_weights *w, const vb_model_config *mc, vb_lm **out) {
   m->base.gen.step = opt_step;
   m->base.gen.reorder = opt_reorder;
   m->base.set_input = opt_set_input;
+  m->base.embed = opt_embed;
+  m->base.continue_logits = opt_continue;
   m->base.destroy = opt_destroy;
   *out = &m->base;
   return 0;

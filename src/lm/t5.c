@@ -223,21 +223,27 @@ static float *cache_at(const t5_model *m, float *base, int slot, int layer) {
   return base + (((size_t)slot * m->n_dec_layers + layer) * m->cap) * m->inner;
 }
 
-/* A decoder pass over R rows, logits [R, vocab].
- * cached: row r is the next token of beam r (position m->len); its K/V are
- *   appended to that beam's cache and it attends to the whole cache.
- * otherwise: rows are positions 0..R-1 of one sequence attending causally to
- *   each other (no cache involved).
- * bias needs heads * (cached ? m->len + 1 : R*R) floats. */
-static void run_decoder(t5_model *m, const int32_t *ids, int R, int cached, const float *xk,
+/* How a decoder pass treats its rows and the self-attention cache. */
+typedef enum {
+  DEC_BEAMS,    /* row r: the next token of beam r (position m->len), appended to its cache */
+  DEC_FULL,     /* rows: positions 0..R-1 of one sequence, no cache involved */
+  DEC_CONTINUE, /* rows: positions m->len.. after beam 0's cache, written past it (len kept) */
+} dec_mode;
+
+/* A decoder pass over R rows, logits [R, vocab]; every row attends causally to
+ * what comes before it. bias needs heads * (DEC_BEAMS: m->len + 1, DEC_FULL:
+ * R * R, DEC_CONTINUE: R * (m->len + R)) floats. */
+static void run_decoder(t5_model *m, const int32_t *ids, int R, dec_mode mode, const float *xk,
                         const float *xv, int n_enc, t5_scratch *s, float *bias, float *logits) {
   int d = m->d, inner = m->inner, H = m->heads;
   float eps = m->c.layer_norm_epsilon;
   int pos = m->len;
   for (int r = 0; r < R; r++)
     memcpy(s->x + (size_t)r * d, m->dec_embed + (size_t)ids[r] * d, (size_t)d * sizeof(float));
-  if (cached)
+  if (mode == DEC_BEAMS)
     position_bias(m, m->dec_rel, 0, pos, 1, pos + 1, bias);
+  else if (mode == DEC_CONTINUE)
+    position_bias(m, m->dec_rel, 0, pos, R, pos + R, bias);
   else
     position_bias(m, m->dec_rel, 0, 0, R, R, bias);
   size_t per = (size_t)n_enc * inner;
@@ -247,7 +253,7 @@ static void run_decoder(t5_model *m, const int32_t *ids, int R, int cached, cons
     vb_linear_forward(&b->self.q, s->h, R, s->q);
     vb_linear_forward(&b->self.k, s->h, R, s->k);
     vb_linear_forward(&b->self.v, s->h, R, s->v);
-    if (cached) {
+    if (mode == DEC_BEAMS) {
       for (int r = 0; r < R; r++) {
         float *kc = cache_at(m, m->ck, m->slot_of[r], l);
         float *vc = cache_at(m, m->cv, m->slot_of[r], l);
@@ -256,6 +262,13 @@ static void run_decoder(t5_model *m, const int32_t *ids, int R, int cached, cons
         vb_attention(s->q + (size_t)r * inner, inner, kc, vc, inner, s->att + (size_t)r * inner,
                      inner, 1, pos + 1, H, m->dkv, 1.0f, bias, 0, 0);
       }
+    } else if (mode == DEC_CONTINUE) {
+      float *kc = cache_at(m, m->ck, m->slot_of[0], l);
+      float *vc = cache_at(m, m->cv, m->slot_of[0], l);
+      memcpy(kc + (size_t)pos * inner, s->k, (size_t)R * inner * sizeof(float));
+      memcpy(vc + (size_t)pos * inner, s->v, (size_t)R * inner * sizeof(float));
+      vb_attention(s->q, inner, kc, vc, inner, s->att, inner, R, pos + R, H, m->dkv, 1.0f, bias, 1,
+                   pos);
     } else {
       vb_attention(s->q, inner, s->k, s->v, inner, s->att, inner, R, R, H, m->dkv, 1.0f, bias, 1,
                    0);
@@ -348,16 +361,25 @@ static void copy_slot(t5_model *m, int from, int to) {
 
 /* ---- vb_lm / vb_lm_iface hooks ---- */
 
+static int t5_embed(const vb_lm *lm, const int32_t *ids, int n, float *out) {
+  const t5_model *m = (const t5_model *)lm;
+  for (int i = 0; i < n; i++) {
+    if (ids[i] < 0 || ids[i] >= m->vocab)
+      return vb_error("t5: token id %d at position %d is outside the vocabulary (%d)", ids[i], i,
+                      m->vocab);
+    /* T5 does not scale its input embeddings */
+    memcpy(out + (size_t)i * m->d, m->enc_embed + (size_t)ids[i] * m->d,
+           (size_t)m->d * sizeof(float));
+  }
+  return 0;
+}
+
 static int t5_set_input(vb_lm *lm, const float *prefix, int n_prefix, const int32_t *ids,
                         int n_ids) {
   t5_model *m = (t5_model *)lm;
   if (n_prefix < 0 || n_ids < 0 || n_prefix + n_ids <= 0)
     return vb_error("t5: empty input (%d prefix embeddings, %d prompt ids)", n_prefix, n_ids);
   if (n_prefix > 0 && !prefix) return vb_error("t5: %d prefix embeddings but no data", n_prefix);
-  for (int i = 0; i < n_ids; i++)
-    if (ids[i] < 0 || ids[i] >= m->vocab)
-      return vb_error("t5: prompt id %d at position %d is outside the vocabulary (%d)", ids[i], i,
-                      m->vocab);
   int n = n_prefix + n_ids;
   size_t bytes;
   if (!vb_mul_ok((size_t)n * m->d, sizeof(float), &bytes))
@@ -365,10 +387,10 @@ static int t5_set_input(vb_lm *lm, const float *prefix, int n_prefix, const int3
   float *in = vb_malloc_aligned(bytes);
   if (!in) return -1;
   if (n_prefix) memcpy(in, prefix, (size_t)n_prefix * m->d * sizeof(float));
-  /* T5 does not scale its input embeddings */
-  for (int i = 0; i < n_ids; i++)
-    memcpy(in + (size_t)(n_prefix + i) * m->d, m->enc_embed + (size_t)ids[i] * m->d,
-           (size_t)m->d * sizeof(float));
+  if (t5_embed(lm, ids, n_ids, in + (size_t)n_prefix * m->d) != 0) {
+    vb_free_aligned(in);
+    return -1;
+  }
   vb_free_aligned(m->in);
   m->in = in;
   m->n_in = n;
@@ -409,7 +431,7 @@ static int t5_prefill(void *lm, int n_beams, float *logits) {
   for (int s = 0; s < m->slots; s++)
     m->slot_of[s] = s;
   int32_t start = m->start_id;
-  run_decoder(m, &start, 1, 1, m->xk, m->xv, n, &m->s, m->bias, logits);
+  run_decoder(m, &start, 1, DEC_BEAMS, m->xk, m->xv, n, &m->s, m->bias, logits);
   m->len = 1;
   /* every beam starts from the same decoder state */
   for (int b = 1; b < n_beams; b++)
@@ -429,7 +451,7 @@ static int t5_step(void *lm, const int32_t *tokens, int n_beams, float *logits) 
       return vb_error("t5: token %d of beam %d is outside the vocabulary (%d)", tokens[b], b,
                       m->vocab);
   if (m->len >= m->cap && cache_reserve(m, m->slots, m->len + 1) != 0) return -1;
-  run_decoder(m, tokens, n_beams, 1, m->xk, m->xv, m->n_in, &m->s, m->bias, logits);
+  run_decoder(m, tokens, n_beams, DEC_BEAMS, m->xk, m->xv, m->n_in, &m->s, m->bias, logits);
   m->len++;
   return 0;
 }
@@ -472,6 +494,27 @@ static int t5_reorder(void *lm, const int *src, int n_beams) {
     m->slot_new[b] = f;
   }
   memcpy(m->slot_of, m->slot_new, (size_t)m->beams * sizeof(int));
+  return 0;
+}
+
+/* Scoring: the encoder output and its cross-attention K/V, and the decoder's
+ * start-token K/V from prefill, are reused; the continuation's own K/V are
+ * written past the cached positions and forgotten (len is kept). */
+static int t5_continue(vb_lm *lm, const int32_t *ids, int n, float *logits) {
+  t5_model *m = (t5_model *)lm;
+  if (!m->prefilled || m->beams != 1 || m->len != 1)
+    return vb_error("t5: scoring needs a fresh prefill with one beam");
+  if (n < 1) return vb_error("t5: empty continuation");
+  for (int i = 0; i < n; i++)
+    if (ids[i] < 0 || ids[i] >= m->vocab)
+      return vb_error("t5: token %d of the continuation is outside the vocabulary (%d)", ids[i],
+                      m->vocab);
+  size_t bias_need;
+  if (!vb_mul_ok((size_t)m->heads * n, (size_t)(m->len + n), &bias_need) ||
+      grow_floats(&m->bias, &m->bias_cap, bias_need) != 0)
+    return vb_error("t5: cannot allocate the decoder position bias for %d tokens", n);
+  if (cache_reserve(m, m->slots, m->len + n) != 0 || scratch_reserve(m, &m->s, n) != 0) return -1;
+  run_decoder(m, ids, n, DEC_CONTINUE, m->xk, m->xv, m->n_in, &m->s, m->bias, logits);
   return 0;
 }
 
@@ -532,7 +575,7 @@ int vb_t5_decode_full(vb_lm *lm, const int32_t *dec_ids, int n, float *logits) {
   if (!enc || !xk || !xv) goto done;
   run_encoder(m, m->in, ne, &s, bias, enc);
   cross_kv(m, enc, ne, xk, xv);
-  run_decoder(m, dec_ids, n, 0, xk, xv, ne, &s, bias, logits);
+  run_decoder(m, dec_ids, n, DEC_FULL, xk, xv, ne, &s, bias, logits);
   rc = 0;
 done:
   vb_free_aligned(enc);
@@ -682,6 +725,8 @@ int vb_t5_create(vb_weights *w, const vb_model_config *cfg, vb_lm **out) {
   m->base.gen.step = t5_step;
   m->base.gen.reorder = t5_reorder;
   m->base.set_input = t5_set_input;
+  m->base.embed = t5_embed;
+  m->base.continue_logits = t5_continue;
   m->base.destroy = t5_destroy;
   *out = &m->base;
   return 0;

@@ -194,6 +194,17 @@ static int parse_t5(const cJSON *o, vb_t5_config *t) {
   return 0;
 }
 
+/* "eilev" anywhere in s, in any case. */
+static bool mentions_eilev(const char *s) {
+  static const char k[] = "eilev";
+  for (; *s; s++) {
+    size_t i = 0;
+    while (k[i] && s[i] && (s[i] | 0x20) == k[i]) i++;
+    if (!k[i]) return true;
+  }
+  return false;
+}
+
 int vb_config_parse(const char *json_text, vb_model_config *c) {
   memset(c, 0, sizeof *c);
   vision_defaults(&c->vision);
@@ -221,6 +232,8 @@ int vb_config_parse(const char *json_text, vb_model_config *c) {
     goto done;
   }
   if (parse_vision(vis, &c->vision) || parse_qformer(qf, &c->qformer)) goto done;
+  const cJSON *name = cJSON_GetObjectItemCaseSensitive(root, "_name_or_path");
+  c->eilev = cJSON_IsString(name) && mentions_eilev(name->valuestring);
   if (get_int(root, "", "num_query_tokens", &c->num_query_tokens, 1)) goto done;
   /* Blip2Config: a missing text_config means OPT. */
   char lm_type[32] = "opt";

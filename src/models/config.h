@@ -50,6 +50,10 @@ typedef struct {
   /* language model generation ids (text_config) */
   int32_t bos_token_id, eos_token_id, pad_token_id, decoder_start_token_id;
   int lm_hidden; /* the language model's embedding width (what language_projection outputs) */
+  /* An EILEV checkpoint (trained on interleaved videos and text): its config's _name_or_path
+   * names it (e.g. ".../eilev-checkpoints/eilev-blip2-opt-2.7b-ego4d/"); the class name and
+   * every other field are the same as VideoBLIP's. */
+  bool eilev;
 } vb_model_config;
 
 /* Parses config.json text; missing keys take transformers' class defaults. */

@@ -7,33 +7,14 @@
 
 #include "formats/gguf.h"
 #include "generate/generate.h"
-#include "kernels/kernels.h"
-#include "lm/lm.h"
-#include "models/config.h"
+#include "models/input.h"
+#include "models/interleave.h"
 #include "models/model_source.h"
-#include "models/weights.h"
+#include "models/videoblip_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/vfs.h"
-#include "text/tokenizer.h"
-#include "vblip.h"
-#include "video/preprocess.h"
 #include "video/video.h"
-#include "vision/qformer.h"
-#include "vision/vit.h"
-
-struct vblip_model {
-  vb_model_config cfg;
-  vb_image_config image;
-  vb_weights weights;
-  vb_vit vit;
-  vb_qformer qformer;
-  vb_linear projection;
-  vb_lm *lm;
-  vb_tokenizer *tok;
-  vb_compute compute;
-  vb_model_source source; /* where config, tokenizer and weights were read (a GGUF stays mounted) */
-};
 
 const char *vblip_last_error(void) { return vb_error_message(); }
 const char *vblip_version(void) { return "0.1.0"; }
@@ -58,6 +39,21 @@ int vblip_dtype_parse(const char *s, vblip_dtype *out) {
 
 const char *vblip_model_dtype(const vblip_model *m) {
   return m->compute == VB_COMPUTE_BF16 ? "bf16" : "f32";
+}
+
+int vblip_layout_parse(const char *s, vblip_layout *out) {
+  if (!s) return -1;
+  if (strcmp(s, "auto") == 0) *out = VBLIP_LAYOUT_AUTO;
+  else if (strcmp(s, "blip2") == 0) *out = VBLIP_LAYOUT_BLIP2;
+  else if (strcmp(s, "interleaved") == 0) *out = VBLIP_LAYOUT_INTERLEAVED;
+  else return -1;
+  return 0;
+}
+
+vblip_layout vblip_model_layout(const vblip_model *m) { return m->layout; }
+
+const char *vblip_layout_name(vblip_layout l) {
+  return l == VBLIP_LAYOUT_INTERLEAVED ? "interleaved" : l == VBLIP_LAYOUT_BLIP2 ? "blip2" : "auto";
 }
 
 vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
@@ -87,7 +83,15 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
              m->image.width, m->image.height, m->cfg.vision.image_size);
     goto fail;
   }
-  if (vb_tokenizer_load(dir, &m->tok) != 0) goto fail;
+  m->layout = o->layout != VBLIP_LAYOUT_AUTO ? o->layout
+              : m->cfg.eilev                ? VBLIP_LAYOUT_INTERLEAVED
+                                            : VBLIP_LAYOUT_BLIP2;
+  /* EILEV's processor loads the checkpoint's fast tokenizer (tokenizer.json); VideoBLIP's
+   * reference is the slow one. They differ on Flan-T5: the published tokenizer.json keeps
+   * a "\n" as a word-boundary token that the SentencePiece model drops. */
+  if (vb_tokenizer_load_pref(dir, m->layout == VBLIP_LAYOUT_INTERLEAVED, &m->tok) != 0) goto fail;
+  if (m->layout == VBLIP_LAYOUT_INTERLEAVED && vb_icl_newline_id(m->tok, &m->newline_id) != 0)
+    goto fail;
   if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
   /* vision encoder and Q-Former always run with many rows: pack their bf16
    * weights for oneDNN; the language model also decodes row by row: plain. */
@@ -228,12 +232,148 @@ void vblip_gen_params_default(vblip_gen_params *p) {
   p->length_penalty = 1.0f;
 }
 
+void vblip_gen_params_eilev(vblip_gen_params *p) {
+  vblip_gen_params_default(p);
+  p->num_beams = 5;
+  p->max_new_tokens = 32;
+  p->length_penalty = -1.0f;
+}
+
+void vblip_sampling_eilev(vblip_sampling *s) {
+  vblip_sampling_default(s);
+  s->end_sec = 8.0;
+}
+
+int vb_check_encoded(const vblip_model *m, const vblip_video *v) {
+  if (!v || !v->projected || v->lm_width != m->lm->embed_dim || v->n_query != m->cfg.num_query_tokens)
+    return vb_error("the video has not been encoded with this model");
+  return 0;
+}
+
+/* BLIP-2: one video, then the prompt (text items joined with spaces, verbatim) tokenized
+ * with the tokenizer's special tokens; the video's queries take the first positions. */
+static int blip2_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **mask,
+                     size_t *n) {
+  size_t nv = vblip_input_n_videos(in);
+  if (nv != 1 || in->items[0].text)
+    return vb_error("the BLIP-2 layout takes one video followed by the prompt (this input has %zu "
+                    "video%s%s); several videos need the interleaved layout",
+                    nv, nv == 1 ? "" : "s", nv == 1 ? " after text" : "");
+  size_t len = 1;
+  for (size_t i = 1; i < in->n; i++) len += strlen(in->items[i].text) + 1;
+  char *prompt = vb_malloc(len);
+  if (!prompt) return -1;
+  prompt[0] = 0;
+  for (size_t i = 1; i < in->n; i++) {
+    if (i > 1) strcat(prompt, " ");
+    strcat(prompt, in->items[i].text);
+  }
+  int32_t *tok = NULL;
+  size_t nt = 0;
+  int rc = vb_tokenizer_encode(m->tok, prompt, strlen(prompt), true, &tok, &nt);
+  free(prompt);
+  if (rc != 0) return -1;
+  size_t Q = (size_t)m->cfg.num_query_tokens;
+  *ids = vb_malloc((Q + nt) * sizeof **ids);
+  *mask = vb_calloc(Q + nt, 1);
+  if (!*ids || !*mask) {
+    free(tok);
+    free(*ids);
+    free(*mask);
+    return -1;
+  }
+  for (size_t i = 0; i < Q; i++) {
+    (*ids)[i] = m->cfg.pad_token_id;
+    (*mask)[i] = 1;
+  }
+  memcpy(*ids + Q, tok, nt * sizeof *tok);
+  free(tok);
+  *n = Q + nt;
+  return 0;
+}
+
+static int interleaved_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
+                           uint8_t **mask, size_t *n) {
+  const char **texts = vb_calloc(in->n ? in->n : 1, sizeof *texts);
+  if (!texts) return -1;
+  for (size_t i = 0; i < in->n; i++) texts[i] = in->items[i].text;
+  vb_icl_block *blocks = NULL;
+  size_t nb = 0;
+  int rc = vb_icl_blocks(texts, in->n, &blocks, &nb);
+  free(texts);
+  if (rc != 0) return -1;
+  vb_icl_spec spec = {.decoder_only = m->cfg.lm_kind == VB_LM_OPT,
+                      .bos_id = m->cfg.bos_token_id,
+                      .eos_id = m->cfg.eos_token_id,
+                      .pad_id = m->cfg.pad_token_id,
+                      .newline_id = m->newline_id,
+                      .n_query = m->cfg.num_query_tokens};
+  rc = vb_icl_ids(m->tok, &spec, blocks, nb, ids, mask, n);
+  vb_icl_blocks_free(blocks, nb);
+  return rc;
+}
+
+int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **video_mask,
+                    size_t *n) {
+  *ids = NULL;
+  *video_mask = NULL;
+  *n = 0;
+  if (!in) return vb_error("no input");
+  return m->layout == VBLIP_LAYOUT_INTERLEAVED ? interleaved_ids(m, in, ids, video_mask, n)
+                                               : blip2_ids(m, in, ids, video_mask, n);
+}
+
+int vblip_input_embeds(const vblip_model *m, const vblip_input *in, float **embeds, size_t *n) {
+  *embeds = NULL;
+  *n = 0;
+  for (size_t k = 0; k < vblip_input_n_videos(in); k++) {
+    const vblip_video *v = vblip_input_video(in, k);
+    if (!v) return vb_error("video %zu has not been loaded (vblip_input_encode)", k + 1);
+    if (vb_check_encoded(m, v) != 0) return vb_error_context("video %zu", k + 1);
+  }
+  int32_t *ids = NULL;
+  uint8_t *mask = NULL;
+  size_t len = 0;
+  if (vblip_input_ids(m, in, &ids, &mask, &len) != 0) return -1;
+  size_t E = (size_t)m->lm->embed_dim, Q = (size_t)m->cfg.num_query_tokens;
+  float *out = vb_malloc(len * E * sizeof(float));
+  int rc = out ? 0 : -1;
+  /* masked rows take the videos' query outputs in order, Q rows each; runs of
+   * other ids go through the language model's embedding table */
+  size_t video = 0, row = 0;
+  const vblip_video *v = NULL;
+  for (size_t i = 0; rc == 0 && i < len;) {
+    size_t j = i;
+    while (j < len && mask[j] == mask[i]) j++;
+    if (!mask[i]) {
+      rc = m->lm->embed(m->lm, ids + i, (int)(j - i), out + i * E);
+    } else {
+      for (size_t r = i; r < j; r++) {
+        if (row == 0) v = vblip_input_video(in, video++);
+        memcpy(out + r * E, v->projected + row * E, E * sizeof(float));
+        row = (row + 1) % Q;
+      }
+    }
+    i = j;
+  }
+  free(ids);
+  free(mask);
+  if (rc != 0) {
+    free(out);
+    return -1;
+  }
+  *embeds = out;
+  *n = len;
+  return 0;
+}
+
 /* Streams text: decodes the tokens so far and hands out what is new, holding
  * back trailing whitespace (clean-up may still remove it) and incomplete UTF-8. */
 typedef struct {
   vblip_model *m;
   vblip_text_cb cb;
   void *user;
+  int32_t eos;
   int32_t *ids;
   int n, cap;
   size_t emitted;
@@ -242,7 +382,7 @@ typedef struct {
 
 static int on_token(void *user, int32_t token) {
   stream_state *s = user;
-  if (token == s->m->cfg.eos_token_id) return 0;
+  if (token == s->eos) return 0;
   if (s->n == s->cap) {
     int cap = s->cap ? s->cap * 2 : 64;
     int32_t *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
@@ -270,11 +410,9 @@ static int on_token(void *user, int32_t token) {
   return rc;
 }
 
-int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, const vblip_gen_params *p,
-                   vblip_text_cb cb, void *user, vblip_answer *out) {
+int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_params *p,
+                         vblip_text_cb cb, void *user, vblip_answer *out) {
   memset(out, 0, sizeof *out);
-  if (!v->projected || v->lm_width != m->lm->embed_dim)
-    return vb_error("the video has not been encoded with this model");
   vb_gen_config g;
   vb_gen_config_default(&g);
   g.num_beams = p->num_beams;
@@ -291,25 +429,27 @@ int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, con
   g.length_penalty = p->length_penalty;
   g.early_stopping = (vb_early_stopping)p->early_stopping;
   g.eos_token_id = m->cfg.eos_token_id;
+  /* EILEV generates with OPT's "\n" as the end of an answer (BLIP-2's convention) */
+  if (m->layout == VBLIP_LAYOUT_INTERLEAVED && m->cfg.lm_kind == VB_LM_OPT)
+    g.eos_token_id = m->newline_id;
   g.pad_token_id = m->cfg.pad_token_id;
   g.start_token_id = m->cfg.lm_kind == VB_LM_OPT ? m->cfg.bos_token_id : m->cfg.decoder_start_token_id;
   if (vb_gen_config_check(&g) != 0) return -1;
-  int32_t *ids = NULL;
-  size_t n_ids = 0;
-  const char *text = prompt ? prompt : "";
-  if (vb_tokenizer_encode(m->tok, text, strlen(text), true, &ids, &n_ids) != 0) return -1;
+  float *emb = NULL;
+  size_t n_emb = 0;
+  if (vblip_input_embeds(m, in, &emb, &n_emb) != 0) return -1;
   int rc = -1;
-  if (m->lm->set_input(m->lm, v->projected, v->n_query, ids, (int)n_ids) != 0) goto done;
+  if (m->lm->set_input(m->lm, emb, (int)n_emb, NULL, 0) != 0) goto done;
   /* Decoder-only models share positions between input and output. */
   if (m->lm->max_positions > 0 && m->cfg.lm_kind == VB_LM_OPT) {
-    int room = m->lm->max_positions - v->n_query - (int)n_ids;
+    int room = m->lm->max_positions - (int)n_emb;
     if (g.max_new_tokens > room) g.max_new_tokens = room;
     if (g.max_new_tokens <= 0) {
       vb_error("the prompt leaves no room to generate within the model's %d positions", m->lm->max_positions);
       goto done;
     }
   }
-  stream_state st = {.m = m, .cb = cb, .user = user};
+  stream_state st = {.m = m, .cb = cb, .user = user, .eos = g.eos_token_id};
   vb_gen_result r;
   double t0 = vb_now_ms();
   int can_stream = cb && (g.num_beams <= 1);
@@ -332,9 +472,19 @@ int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, con
   }
   vb_gen_result_free(&r);
 done:
-  free(ids);
+  free(emb);
   if (rc != 0) vblip_answer_free(out);
   return rc;
+}
+
+int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, const vblip_gen_params *p,
+                   vblip_text_cb cb, void *user, vblip_answer *out) {
+  memset(out, 0, sizeof *out);
+  if (vb_check_encoded(m, v) != 0) return -1;
+  /* the video, then the prompt: BLIP-2's layout, or EILEV's one-block input */
+  vb_input_item items[2] = {{.video = v}, {.text = (char *)(prompt ? prompt : "")}};
+  vblip_input in = {.items = items, .n = 2, .cap = 2};
+  return vblip_generate_input(m, &in, p, cb, user, out);
 }
 
 void vblip_answer_free(vblip_answer *a) {

@@ -1379,11 +1379,17 @@ static bool has_file(const char *dir, const char *name) {
 }
 
 int vb_bpe_load(const char *model_dir, vb_tokenizer *out) {
+  return vb_bpe_load_pref(model_dir, false, out);
+}
+
+int vb_bpe_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out) {
   bool slow = has_file(model_dir, "vocab.json") && has_file(model_dir, "merges.txt");
+  if (prefer_json && has_file(model_dir, "tokenizer.json")) slow = false;
   cJSON *root = NULL;
   if (!slow) {
-    /* SentencePiece's own file takes precedence over a tokenizer.json */
-    if (has_file(model_dir, "spiece.model") || !has_file(model_dir, "tokenizer.json")) return 1;
+    /* SentencePiece's own file takes precedence over a tokenizer.json (unless that is preferred) */
+    if ((!prefer_json && has_file(model_dir, "spiece.model")) || !has_file(model_dir, "tokenizer.json"))
+      return 1;
     int err;
     root = read_json(model_dir, "tokenizer.json", false, &err);
     if (!root) return -1;

@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "runtime/common.h"
+#include "text/pystr.h"
 #include "text/spm_model.h"
 #include "text/tokenizer.h"
 
@@ -45,13 +46,6 @@ typedef struct {
 
 /* ---- small helpers ---- */
 
-/* Python's str.isspace() set (used by str.strip() in the slow tokenizer). */
-static bool py_space(int32_t c) {
-  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
-         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
-         c == 0x205F || c == 0x3000;
-}
-
 /* Rust's char::is_whitespace (White_Space property), used by WhitespaceSplit. */
 static bool rs_space(int32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
@@ -77,7 +71,7 @@ static size_t last_char_start(const char *s, size_t n) {
 static void lstrip_py(const char **s, size_t *n) {
   while (*n) {
     size_t l;
-    if (!py_space(decode_at(*s, *n, &l))) break;
+    if (!vb_py_isspace(decode_at(*s, *n, &l))) break;
     *s += l;
     *n -= l;
   }
@@ -86,7 +80,7 @@ static void lstrip_py(const char **s, size_t *n) {
 static void rstrip_py(const char *s, size_t *n) {
   while (*n) {
     size_t st = last_char_start(s, *n), l;
-    if (!py_space(decode_at(s + st, *n - st, &l))) break;
+    if (!vb_py_isspace(decode_at(s + st, *n - st, &l))) break;
     *n = st;
   }
 }
@@ -1114,6 +1108,10 @@ static int load_json(spm_tok *t, const cJSON *root, const char *path) {
 }
 
 int vb_spm_load(const char *model_dir, vb_tokenizer *out) {
+  return vb_spm_load_pref(model_dir, false, out);
+}
+
+int vb_spm_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out) {
   char *model_path = vb_path_join(model_dir, "spiece.model");
   char *json_path = vb_path_join(model_dir, "tokenizer.json");
   if (!model_path || !json_path) {
@@ -1124,7 +1122,7 @@ int vb_spm_load(const char *model_dir, vb_tokenizer *out) {
   int rc = 1;
   cJSON *root = NULL;
   spm_tok *t = NULL;
-  if (vb_file_exists(model_path)) {
+  if (vb_file_exists(model_path) && !(prefer_json && vb_file_exists(json_path))) {
     t = vb_calloc(1, sizeof *t);
     rc = t ? load_slow(t, model_dir, model_path) : -1;
   } else if (vb_file_exists(json_path)) {

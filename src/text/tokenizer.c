@@ -6,11 +6,15 @@
 #include "runtime/common.h"
 
 int vb_tokenizer_load(const char *model_dir, vb_tokenizer **out) {
+  return vb_tokenizer_load_pref(model_dir, false, out);
+}
+
+int vb_tokenizer_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer **out) {
   *out = NULL;
   vb_tokenizer *t = vb_calloc(1, sizeof *t);
   if (!t) return -1;
-  int rc = vb_bpe_load(model_dir, t);
-  if (rc == 1) rc = vb_spm_load(model_dir, t);
+  int rc = vb_bpe_load_pref(model_dir, prefer_json, t);
+  if (rc == 1) rc = vb_spm_load_pref(model_dir, prefer_json, t);
   if (rc == 1) rc = vb_error("%s has no tokenizer (vocab.json+merges.txt, spiece.model or tokenizer.json)", model_dir);
   if (rc != 0) {
     free(t);

@@ -35,6 +35,9 @@ struct vb_tokenizer {
 /* Loads the tokenizer of a Hugging Face model directory: the slow tokenizer's files
  * (vocab.json + merges.txt, or spiece.model) when present, else tokenizer.json. */
 int vb_tokenizer_load(const char *model_dir, vb_tokenizer **out);
+/* With prefer_json, tokenizer.json wins over the slow files when both are there: what
+ * transformers' AutoTokenizer (the "fast" tokenizer) loads, and EILEV's processor uses. */
+int vb_tokenizer_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer **out);
 void vb_tokenizer_free(vb_tokenizer *t);
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
                         int32_t **ids, size_t *n);
@@ -50,5 +53,7 @@ void vb_clean_up_tokenization(char *s);
  * -1 on error. */
 int vb_bpe_load(const char *model_dir, vb_tokenizer *out);
 int vb_spm_load(const char *model_dir, vb_tokenizer *out);
+int vb_bpe_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out);
+int vb_spm_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out);
 
 #endif
