@@ -7,6 +7,7 @@
 
 #include "models/videoblip_internal.h"
 #include "runtime/common.h"
+#include "text/pystr.h"
 
 void vblip_score_free(vblip_score *s) {
   if (!s) return;
@@ -48,8 +49,10 @@ int vblip_score_candidates(vblip_model *m, const vblip_input *in, const char *co
   size_t n_emb = 0, longest = 0, rows_bytes;
   for (size_t c = 0; c < n_candidates; c++) {
     size_t n = 0;
-    if (!candidates[c]) {
-      vb_error("candidate %zu is missing", c + 1);
+    size_t st, len;
+    if (candidates[c]) vb_py_strip(candidates[c], strlen(candidates[c]), &st, &len);
+    if (!candidates[c] || len == 0) {
+      vb_error("candidate %zu is empty", c + 1);
       goto fail;
     }
     if (candidate_ids(m, candidates[c], &out[c].token_ids, &n) != 0) goto fail;
