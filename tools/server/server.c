@@ -33,6 +33,7 @@
 
 #define ID_BYTES 16
 #define MAX_EXAMPLES 16
+#define MAX_CHAT_VIDEOS 32 /* per conversation; each takes the queries + 1 positions */
 #define EXAMPLE_PROMPT_1 "What is the camera wearer doing?"
 #define EXAMPLE_PROMPT_2 "Question: What is the camera wearer doing? Answer:"
 
@@ -64,10 +65,18 @@ typedef struct entry {
 enum { JOB_ENCODE, JOB_CHAT };
 enum { FMT_NATIVE, FMT_OPENAI };
 
+/* One item of a chat's input, in order: a text, or a video (e, a reference held). */
+typedef struct {
+  char *text;
+  entry *e;
+} chat_item;
+
 typedef struct job {
   int kind;
-  entry *e;
-  char *prompt;
+  entry *e;      /* JOB_ENCODE: the video */
+  chat_item *items; /* JOB_CHAT: the input, text and videos in order */
+  int n_items;
+  char *prompt;  /* JOB_CHAT: the input as text, "<video>" where a video stands */
   vblip_gen_params gen;
   int stream, format;
   char oa_id[48];
@@ -284,6 +293,11 @@ static job *job_new(int kind) {
 static void job_release(vblip_server *s, job *j) {
   if (!j || --j->refs > 0) return;
   entry_release(s, j->e);
+  for (int i = 0; i < j->n_items; i++) {
+    entry_release(s, j->items[i].e);
+    free(j->items[i].text);
+  }
+  free(j->items);
   pthread_cond_destroy(&j->cv);
   vs_buf_free(&j->out);
   vs_buf_free(&j->streamed);
@@ -394,13 +408,26 @@ static void emit_piece(vblip_server *s, job *j, const char *piece) {
 
 static const char *finish_reason(const job *j) { return j->truncated ? "length" : "stop"; }
 
+/* "video_id" (the first video, for clients of the one-video API) and "video_ids" (all, in order) */
+static void add_video_ids(cJSON *o, const job *j) {
+  cJSON *ids = cJSON_CreateArray();
+  const char *first = "";
+  for (int i = 0; i < j->n_items; i++)
+    if (j->items[i].e) {
+      if (!*first) first = j->items[i].e->id;
+      cJSON_AddItemToArray(ids, cJSON_CreateString(j->items[i].e->id));
+    }
+  cJSON_AddStringToObject(o, "video_id", first);
+  cJSON_AddItemToObject(o, "video_ids", ids);
+}
+
 static cJSON *native_result(vblip_server *s, job *j) {
   (void)s;
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "answer", j->answer ? j->answer : "");
   cJSON_AddStringToObject(o, "raw", j->raw ? j->raw : "");
   cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
-  cJSON_AddStringToObject(o, "video_id", j->e ? j->e->id : "");
+  add_video_ids(o, j);
   cJSON_AddNumberToObject(o, "tokens", j->n_tokens);
   cJSON_AddStringToObject(o, "finish_reason", finish_reason(j));
   cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
@@ -434,7 +461,7 @@ static cJSON *oa_result(vblip_server *s, job *j) {
   cJSON_AddItemToArray(choices, c);
   cJSON_AddItemToObject(o, "usage", oa_usage(j));
   cJSON *x = cJSON_AddObjectToObject(o, "vblip");
-  cJSON_AddStringToObject(x, "video_id", j->e ? j->e->id : "");
+  add_video_ids(x, j);
   cJSON_AddStringToObject(x, "prompt", j->prompt ? j->prompt : "");
   return o;
 }
@@ -575,19 +602,40 @@ static int on_piece(void *user, const char *piece) {
 }
 
 static void run_chat(vblip_server *s, job *j) {
-  if (ensure_encoded(s, j->e, j) != 0) return;
+  vblip_input *in = vblip_input_new();
+  int rc = in ? 0 : vb_error("out of memory");
+  for (int i = 0; rc == 0 && i < j->n_items; i++) {
+    if (!j->items[i].e) {
+      rc = vblip_input_add_text(in, j->items[i].text);
+    } else if (ensure_encoded(s, j->items[i].e, j) != 0) {
+      vblip_input_free(in);
+      return;
+    } else {
+      rc = vblip_input_add_video(in, &j->items[i].e->video);
+    }
+  }
   int32_t *ids = NULL;
+  uint8_t *mask = NULL;
   size_t n_ids = 0;
-  if (vblip_tokenize(s->m, j->prompt, 1, &ids, &n_ids) == 0) j->n_prompt_tokens = (int)n_ids;
+  if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
   free(ids);
+  free(mask);
+  if (rc != 0) {
+    pthread_mutex_lock(&s->mu);
+    job_fail(j, 400, vblip_last_error());
+    pthread_mutex_unlock(&s->mu);
+    vblip_input_free(in);
+    return;
+  }
   pthread_mutex_lock(&s->mu);
-  j->n_prompt_tokens += j->e->video.n_query;
+  j->n_prompt_tokens = (int)n_ids;
   pthread_mutex_unlock(&s->mu);
   piece_ctx ctx = {s, j, 1};
   vblip_answer a;
   double t0 = now_ms();
-  int rc = vblip_generate(s->m, &j->e->video, j->prompt, &j->gen, on_piece, &ctx, &a);
+  rc = vblip_generate_input(s->m, in, &j->gen, on_piece, &ctx, &a);
   double ms = now_ms() - t0;
+  vblip_input_free(in);
   if (rc != 0) {
     pthread_mutex_lock(&s->mu);
     job_fail(j, 500, vblip_last_error());
@@ -978,31 +1026,53 @@ static int parse_settings(const cJSON *o, vblip_gen_params *p, char *msg, size_t
 
 /* --------------------------------------------------------------- chats */
 
+/* One part of the conversation in order (interleaved layout): a text, or a video reference. */
+typedef struct {
+  const char *text, *video;
+} conv_part;
+
 typedef struct {
   const char **users, **answers;
   char **owned; /* strings joined from content parts */
   size_t n, n_owned;
   const char *message;
+  conv_part *parts; /* every message's text and the user messages' videos, in order */
+  size_t n_parts, cap_parts;
+  const char *last_video; /* the last video of the user messages */
 } turns;
+
+static int conv_add(turns *t, const char *text, const char *video) {
+  if (t->n_parts == t->cap_parts) {
+    size_t cap = t->cap_parts ? 2 * t->cap_parts : 16;
+    conv_part *p = realloc(t->parts, cap * sizeof *p);
+    if (!p) return -1;
+    t->parts = p;
+    t->cap_parts = cap;
+  }
+  t->parts[t->n_parts++] = (conv_part){text, video};
+  if (video) t->last_video = video;
+  return 0;
+}
 
 static void turns_free(turns *t) {
   for (size_t i = 0; i < t->n_owned; i++) free(t->owned[i]);
   free(t->owned);
   free(t->users);
   free(t->answers);
+  free(t->parts);
 }
 
-/* The text of a message's content: a string, or (OpenAI) the text parts joined with
- * spaces. video: the last video_url/image_url part's url. */
-static int content_text(turns *t, const cJSON *content, int allow_parts, const char **text, const char **video,
-                        char *msg, size_t cap) {
+/* The text of a message's content: a string, or the text parts joined with spaces.
+ * Each text and (user messages only: videos) each video part is also recorded in order
+ * in t->parts. */
+static int content_text(turns *t, const cJSON *content, int user, const char **text, char *msg, size_t cap) {
   if (cJSON_IsString(content)) {
     *text = content->valuestring;
+    if (conv_add(t, content->valuestring, NULL) != 0) goto oom;
     return 0;
   }
-  if (!allow_parts || !cJSON_IsArray(content)) {
-    snprintf(msg, cap, allow_parts ? "a message's 'content' must be a string or an array of parts"
-                                   : "a message's 'content' must be a string");
+  if (!cJSON_IsArray(content)) {
+    snprintf(msg, cap, "a message's 'content' must be a string or an array of parts");
     return -1;
   }
   vs_buf b = {0};
@@ -1023,36 +1093,40 @@ static int content_text(turns *t, const cJSON *content, int allow_parts, const c
       }
       if (b.len) vs_buf_puts(&b, " ");
       vs_buf_puts(&b, s);
+      if (conv_add(t, s, NULL) != 0) goto oom_buf;
     } else if (strcmp(type, "video_url") == 0 || strcmp(type, "image_url") == 0 || strcmp(type, "video") == 0) {
-      const cJSON *u = cJSON_GetObjectItemCaseSensitive(part, strcmp(type, "video") == 0 ? "video" : type);
+      int native = strcmp(type, "video") == 0;
+      const cJSON *u = cJSON_GetObjectItemCaseSensitive(part, native ? "video" : type);
       const char *url = cJSON_IsString(u) ? u->valuestring
                                           : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "url"));
+      if (!url && native) url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "video_id"));
       if (!url) {
         vs_buf_free(&b);
-        snprintf(msg, cap, "a %s part needs {\"url\": ...}", type);
+        snprintf(msg, cap, native ? "a video part needs 'video_id'" : "a %s part needs {\"url\": ...}", type);
         return -1;
       }
-      if (video) *video = url;
+      if (user && conv_add(t, NULL, url) != 0) goto oom_buf;
     } else {
       vs_buf_free(&b);
-      snprintf(msg, cap, "unsupported content part type '%s' (text, video_url, image_url)", type);
+      snprintf(msg, cap, "unsupported content part type '%s' (text, video_url, image_url, video)", type);
       return -1;
     }
   }
   char **owned = realloc(t->owned, (t->n_owned + 1) * sizeof *owned);
-  if (!owned) {
-    vs_buf_free(&b);
-    snprintf(msg, cap, "out of memory");
-    return -1;
-  }
+  if (!owned) goto oom_buf;
   t->owned = owned;
   t->owned[t->n_owned++] = b.data;
   *text = b.data;
   return 0;
+oom_buf:
+  vs_buf_free(&b);
+oom:
+  snprintf(msg, cap, "out of memory");
+  return -1;
 }
 
 /* messages → earlier turns and the new message (the last, a user message) */
-static int parse_messages(const cJSON *msgs, int openai, turns *t, const char **video, char *msg, size_t cap) {
+static int parse_messages(const cJSON *msgs, turns *t, char *msg, size_t cap) {
   memset(t, 0, sizeof *t);
   if (!cJSON_IsArray(msgs) || cJSON_GetArraySize(msgs) == 0) {
     snprintf(msg, cap, "'messages' must be a non-empty array");
@@ -1079,8 +1153,9 @@ static int parse_messages(const cJSON *msgs, int openai, turns *t, const char **
       return -1;
     }
     const char *text = "";
-    if (!cJSON_IsNull(content) &&
-        content_text(t, content, openai, &text, strcmp(role, "user") == 0 ? video : NULL, msg, cap) != 0)
+    int system = strcmp(role, "system") == 0 || strcmp(role, "developer") == 0;
+    if (!cJSON_IsNull(content) && !system &&
+        content_text(t, content, strcmp(role, "user") == 0, &text, msg, cap) != 0)
       return -1;
     if (strcmp(role, "user") == 0) {
       if (have_pending) { /* two user messages in a row: the first had no answer */
@@ -1095,7 +1170,7 @@ static int parse_messages(const cJSON *msgs, int openai, turns *t, const char **
       t->answers[t->n++] = text;
       have_pending = 0;
       last_user = 0;
-    } else if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+    } else if (system) {
       /* the model has no system prompt: ignored */
     } else {
       snprintf(msg, cap, "unknown role '%s' (user, assistant or system)", role);
@@ -1274,6 +1349,50 @@ static void stream_free(void *cls) {
   free(sc);
 }
 
+/* The request's "video_id" (a string) and "video_ids" (an array of strings): videos that
+ * come before the messages. */
+static int lead_videos(const cJSON *root, const char **lead, int *n, char *msg, size_t cap) {
+  *n = 0;
+  const cJSON *one = cJSON_GetObjectItemCaseSensitive(root, "video_id");
+  const cJSON *many = cJSON_GetObjectItemCaseSensitive(root, "video_ids");
+  if (one && !cJSON_IsNull(one)) {
+    if (!cJSON_IsString(one)) {
+      snprintf(msg, cap, "'video_id' must be a string");
+      return -1;
+    }
+    lead[(*n)++] = one->valuestring;
+  }
+  if (many && !cJSON_IsNull(many)) {
+    if (!cJSON_IsArray(many)) {
+      snprintf(msg, cap, "'video_ids' must be an array of strings");
+      return -1;
+    }
+    for (const cJSON *v = many->child; v; v = v->next) {
+      if (!cJSON_IsString(v)) {
+        snprintf(msg, cap, "'video_ids' must be an array of strings");
+        return -1;
+      }
+      if (*n == MAX_CHAT_VIDEOS) {
+        snprintf(msg, cap, "more than %d videos in one conversation", MAX_CHAT_VIDEOS);
+        return -1;
+      }
+      lead[(*n)++] = v->valuestring;
+    }
+  }
+  return 0;
+}
+
+/* The input as one line: its texts, and "<video>" where a video stands. */
+static char *render_items(const chat_item *items, int n) {
+  vs_buf b = {0};
+  vs_buf_puts(&b, "");
+  for (int i = 0; i < n; i++) {
+    if (b.len) vs_buf_puts(&b, " ");
+    vs_buf_puts(&b, items[i].e ? "<video>" : items[i].text);
+  }
+  return b.data;
+}
+
 static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connection *c, const char *url, int openai) {
   char msg[1024];
   cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
@@ -1293,11 +1412,12 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
     stream = cJSON_IsTrue(st);
   }
   turns t;
-  const char *video_url = NULL;
-  entry *e = NULL;
-  int status = 400;
-  if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), openai, &t, &video_url, msg, sizeof msg) != 0)
-    goto fail;
+  chat_item *items = NULL;
+  int n_items = 0, status = 400;
+  char *prompt = NULL;
+  const char *lead[MAX_CHAT_VIDEOS]; /* videos named outside the messages, in front */
+  int n_lead = 0;
+  if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), &t, msg, sizeof msg) != 0) goto fail;
   if (openai) {
     for (const cJSON *v = root->child; v; v = v->next) {
       const char *k = v->string;
@@ -1310,64 +1430,72 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       snprintf(msg, sizeof msg, "only n = 1 is supported");
       goto fail;
     }
-    if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
-    if (!video_url) {
-      const char *vid = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(root, "video_id"));
-      video_url = vid;
-    }
-    if (!video_url) {
-      snprintf(msg, sizeof msg,
-               "no video: add a content part {\"type\": \"video_url\", \"video_url\": {\"url\": \"data:video/mp4;base64,...\" "
-               "or an uploaded video id}} to a user message");
+  }
+  if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
+  if (lead_videos(root, lead, &n_lead, msg, sizeof msg) != 0) goto fail;
+  if (vblip_model_layout(s->m) == VBLIP_LAYOUT_INTERLEAVED) {
+    /* the conversation as it came: videos in front, then every message's text and videos */
+    size_t n_videos = (size_t)n_lead;
+    for (size_t i = 0; i < t.n_parts; i++) n_videos += t.parts[i].video != NULL;
+    if (n_videos > MAX_CHAT_VIDEOS) {
+      snprintf(msg, sizeof msg, "%zu videos in one conversation; at most %d", n_videos, MAX_CHAT_VIDEOS);
       goto fail;
     }
-    e = resolve_video_url(s, video_url, &status, msg, sizeof msg);
-    if (!e) goto fail;
+    items = calloc((size_t)n_lead + t.n_parts + 1, sizeof *items);
+    if (!items) goto oom;
+    for (int i = 0; i < n_lead; i++, n_items++)
+      if (!(items[n_items].e = resolve_video_url(s, lead[i], &status, msg, sizeof msg))) goto fail;
+    for (size_t i = 0; i < t.n_parts; i++, n_items++) {
+      if (t.parts[i].video) {
+        if (!(items[n_items].e = resolve_video_url(s, t.parts[i].video, &status, msg, sizeof msg))) goto fail;
+      } else if (!(items[n_items].text = strdup(t.parts[i].text))) {
+        goto oom;
+      }
+    }
+    prompt = render_items(items, n_items);
   } else {
-    if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
-    const cJSON *vid = cJSON_GetObjectItemCaseSensitive(root, "video_id");
-    if (!vid) {
-      snprintf(msg, sizeof msg, "missing field 'video_id' (upload the video with POST /api/videos first)");
+    /* BLIP-2: one video (the last one named) and the demo's conversation prompt */
+    const char *ref = t.last_video ? t.last_video : n_lead ? lead[n_lead - 1] : NULL;
+    if (!ref) {
+      snprintf(msg, sizeof msg,
+               openai ? "no video: add a content part {\"type\": \"video_url\", \"video_url\": {\"url\": "
+                        "\"data:video/mp4;base64,...\" or an uploaded video id}} to a user message"
+                      : "missing field 'video_id' (upload the video with POST /api/videos first)");
       goto fail;
     }
-    if (!cJSON_IsString(vid)) {
-      snprintf(msg, sizeof msg, "'video_id' must be a string");
-      goto fail;
-    }
-    pthread_mutex_lock(&s->mu);
-    e = valid_id(vid->valuestring) ? entry_get(s, vid->valuestring) : NULL;
-    pthread_mutex_unlock(&s->mu);
-    if (!e) {
-      status = 404;
-      snprintf(msg, sizeof msg, "no video with id '%.64s' (it may have expired: upload it again)", vid->valuestring);
+    items = calloc(2, sizeof *items);
+    if (!items) goto oom;
+    if (!(items[0].e = resolve_video_url(s, ref, &status, msg, sizeof msg))) goto fail;
+    n_items = 1;
+    prompt = vblip_chat_prompt(t.users, t.answers, t.n, t.message);
+    if (!prompt || !(items[1].text = strdup(prompt))) goto oom;
+    n_items = 2;
+  }
+  if (!prompt) goto oom;
+  /* videos not encoded yet (new data: URLs) are checked before any answer starts */
+  for (int i = 0; i < n_items; i++) {
+    if (!items[i].e) continue;
+    status = encode_entry(s, items[i].e, c, msg, sizeof msg);
+    if (status) {
+      if (status == 422 && openai) {
+        pthread_mutex_lock(&s->mu);
+        entry_unlist(s, items[i].e);
+        pthread_mutex_unlock(&s->mu);
+      }
       goto fail;
     }
   }
-  /* a video not encoded yet (a new data: URL) is checked before any answer starts */
-  status = encode_entry(s, e, c, msg, sizeof msg);
-  if (status) {
-    if (status == 422 && openai) {
-      pthread_mutex_lock(&s->mu);
-      entry_unlist(s, e);
-      pthread_mutex_unlock(&s->mu);
-    }
-    goto fail;
-  }
-  char *prompt = vblip_chat_prompt(t.users, t.answers, t.n, t.message);
   turns_free(&t);
   cJSON_Delete(root);
   root = NULL;
   job *j = job_new(JOB_CHAT);
-  if (!prompt || !j) {
-    free(prompt);
-    free(j);
-    pthread_mutex_lock(&s->mu);
-    entry_release(s, e);
-    pthread_mutex_unlock(&s->mu);
-    return send_error(c, url, 500, "out of memory");
-  }
-  j->e = e;
+  if (!j) goto oom;
+  j->items = items;
+  j->n_items = n_items;
+  items = NULL;
+  n_items = 0;
   j->prompt = prompt;
+  prompt = NULL;
   j->gen = gen;
   j->stream = stream;
   j->format = openai ? FMT_OPENAI : FMT_NATIVE;
@@ -1429,14 +1557,20 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   pthread_mutex_unlock(&s->mu);
   if (!o) return send_error(c, url, code, "%s", msg);
   return send_json(c, 200, o);
+oom:
+  status = 500;
+  snprintf(msg, sizeof msg, "out of memory");
 fail:
-  turns_free(&t);
+  if (root) turns_free(&t);
   cJSON_Delete(root);
-  if (e) {
-    pthread_mutex_lock(&s->mu);
-    entry_release(s, e);
-    pthread_mutex_unlock(&s->mu);
+  free(prompt);
+  pthread_mutex_lock(&s->mu);
+  for (int i = 0; i < n_items; i++) {
+    entry_release(s, items[i].e);
+    free(items[i].text);
   }
+  pthread_mutex_unlock(&s->mu);
+  free(items);
   return send_error(c, url, (unsigned)status, "%s", msg);
 }
 
@@ -1527,6 +1661,8 @@ static enum MHD_Result handle_health(vblip_server *s, struct MHD_Connection *c) 
   cJSON_AddStringToObject(o, "version", vblip_version());
   cJSON_AddStringToObject(o, "model", s->model_name);
   cJSON_AddStringToObject(o, "language_model", s->info.language_model ? s->info.language_model : "");
+  /* "interleaved": several videos per conversation, where they stand (EILEV) */
+  cJSON_AddStringToObject(o, "layout", vblip_layout_name(vblip_model_layout(s->m)));
   pthread_mutex_lock(&s->mu);
   cJSON *q = cJSON_AddObjectToObject(o, "queue");
   cJSON_AddNumberToObject(q, "waiting", s->q_count);
