@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "server/server_util.h"
 #include "testutil.h"
 #include "vblip_server.h"
 
@@ -677,11 +679,141 @@ static void test_limits(void) {
   CHECK(dir_empty(s.tmp), "uploads removed");
 }
 
+/* ---- in-context learning: several videos in one conversation (interleaved layout) ---- */
+
+/* A copy of the OPT fixture model whose config names an EILEV checkpoint, so the
+ * server picks the interleaved layout by itself. */
+static const char *eilev_model(void) {
+  static char dir[512];
+  snprintf(dir, sizeof dir, "%s/eilev-opt-tiny", tu_tmpdir());
+  mkdir(dir, 0755);
+  const char *files[] = {"model.safetensors", "preprocessor_config.json", "vocab.json", "merges.txt",
+                         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+  char a[1024], b[1024];
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    snprintf(a, sizeof a, "%s/" MODEL "/%s", getcwd(b, sizeof b), files[i]);
+    snprintf(b, sizeof b, "%s/%s", dir, files[i]);
+    if (symlink(a, b) != 0 && errno != EEXIST) CHECK(0, "symlink %s", b);
+  }
+  size_t n;
+  char *text = read_file(MODEL "/config.json", &n);
+  text[n] = 0;
+  cJSON *cfg = cJSON_Parse(text);
+  free(text);
+  cJSON_ReplaceItemInObject(cfg, "_name_or_path", cJSON_CreateString("kpyu/eilev-blip2-opt-2.7b"));
+  char *out = cJSON_Print(cfg);
+  snprintf(b, sizeof b, "%s/config.json", dir);
+  FILE *f = fopen(b, "w");
+  if (f) fputs(out, f), fclose(f);
+  free(out);
+  cJSON_Delete(cfg);
+  return dir;
+}
+
+/* The library's answer for the same input: what the server must reproduce. */
+static char *library_answer(const char *model, const char *const *items, int n, int beams, int max_new) {
+  vblip_load_options lo;
+  vblip_load_options_default(&lo);
+  lo.n_threads = 2; /* as the server runs */
+  vblip_model *m = vblip_model_load(model, &lo);
+  if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return NULL;
+  vblip_input *in = vblip_input_new();
+  for (int i = 0; i < n; i++)
+    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, NULL);
+    else vblip_input_add_text(in, items[i]);
+  vblip_gen_params p;
+  vblip_gen_params_default(&p);
+  p.num_beams = beams;
+  p.max_new_tokens = max_new;
+  vblip_answer a;
+  char *text = NULL;
+  if (CHECK(vblip_input_encode(m, in) == 0 && vblip_generate_input(m, in, &p, NULL, NULL, &a) == 0, "library: %s",
+            vblip_last_error())) {
+    text = vblip_postprocess(a.text);
+    vblip_answer_free(&a);
+  }
+  vblip_input_free(in);
+  vblip_model_free(m);
+  return text;
+}
+
+static void test_interleaved(void) {
+  const char *model = eilev_model();
+  const char *extra[] = {"--model", model, NULL};
+  server s;
+  if (!CHECK(start_server(&s, extra, NULL) == 0, "interleaved server start")) return;
+  resp r;
+  http(&s, "GET", "/api/health", NULL, NULL, 0, &r);
+  char *layout = json_str(r.body, "layout");
+  CHECK(streq(layout, "interleaved"), "health layout %s", layout);
+  free(layout);
+  free(r.body);
+  char *v1 = upload(&s, VIDEO, "video/mp4"), *v2 = upload(&s, IMAGE, "image/png");
+  if (v1 && v2) {
+    /* one video in front, then a message with text, an image and a question */
+    char req[2048];
+    snprintf(req, sizeof req,
+             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"A "
+             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":\"What is it?\"}]}],"
+             "\"settings\":{\"num_beams\":0,\"max_new_tokens\":8}}",
+             v1, v2);
+    CHECK(post_json(&s, "/api/chat", req, &r) == 200, "interleaved chat: %s", r.body);
+    char *answer = json_str(r.body, "answer"), *prompt = json_str(r.body, "prompt");
+    char *id0 = json_str(r.body, "video_ids.0"), *id1 = json_str(r.body, "video_ids.1");
+    CHECK(streq(prompt, "<video> A kitchen. <video> What is it?"), "prompt '%s'", prompt);
+    CHECK(streq(id0, v1) && streq(id1, v2), "video_ids in order");
+    const char *items[] = {"file:" VIDEO, "A kitchen.", "file:" IMAGE, "What is it?"};
+    char *want = library_answer(model, items, 4, 0, 8);
+    CHECK(streq(answer, want), "server '%s' == library '%s'", answer, want);
+    free(r.body);
+    /* the same conversation through the OpenAI endpoint, the image as a data: URL, and
+     * an earlier answer: the assistant's text joins the conversation where it stands */
+    size_t n;
+    char *png = read_file(IMAGE, &n), *b64 = base64((unsigned char *)png, n);
+    size_t cap = strlen(b64) + 2048;
+    char *oa = malloc(cap);
+    snprintf(oa, cap,
+             "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":{\"url\":\"%s\"}},"
+             "{\"type\":\"text\",\"text\":\"What is it?\"}]},{\"role\":\"assistant\",\"content\":\"A kitchen.\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,%s\"}},"
+             "{\"type\":\"text\",\"text\":\"What is it?\"}]}],\"num_beams\":0,\"max_tokens\":8}",
+             v1, b64);
+    CHECK(post_json(&s, "/v1/chat/completions", oa, &r) == 200, "openai interleaved: %s", r.body);
+    char *oc = json_str(r.body, "choices.0.message.content"), *op = json_str(r.body, "vblip.prompt");
+    CHECK(streq(op, "<video> What is it? A kitchen. <video> What is it?"), "openai prompt '%s'", op);
+    const char *items2[] = {"file:" VIDEO, "What is it?", "A kitchen.", "file:" IMAGE, "What is it?"};
+    char *want2 = library_answer(model, items2, 5, 0, 8);
+    CHECK(streq(oc, want2), "openai '%s' == library '%s'", oc, want2);
+    free(r.body);
+    /* too many videos in one conversation */
+    vs_buf big = {0};
+    vs_buf_puts(&big, "{\"video_ids\":[");
+    for (int i = 0; i < 33; i++) {
+      vs_buf_puts(&big, i ? ",\"" : "\"");
+      vs_buf_puts(&big, v1);
+      vs_buf_puts(&big, "\"");
+    }
+    vs_buf_puts(&big, "],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
+    CHECK(post_json(&s, "/api/chat", big.data, &r) == 400 && strstr(r.body, "videos"), "33 videos: %s", r.body);
+    free(r.body);
+    vs_buf_free(&big);
+    CHECK(post_json(&s, "/api/chat", "{\"video_ids\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r) == 400,
+          "video_ids must be an array: %s", r.body);
+    free(r.body);
+    free(answer), free(prompt), free(id0), free(id1), free(want), free(png), free(b64), free(oa), free(oc), free(op),
+        free(want2);
+  }
+  free(v1);
+  free(v2);
+  CHECK(stop_server(&s) == 0, "interleaved server exit status");
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   curl_global_init(CURL_GLOBAL_DEFAULT);
   test_main_server();
   test_limits();
+  test_interleaved();
   curl_global_cleanup();
   return tu_finish();
 }
