@@ -25,6 +25,76 @@ const base = await new Promise((resolve, reject) => {
   server.on("exit", (code) => reject(new Error("the server exited: " + code)));
 });
 
+// A server whose model is an EILEV checkpoint (the OPT fixture with an EILEV config):
+// several uploads join one conversation, each shown with its frames.
+async function startServer(model) {
+  const srv = spawn(bin, ["serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--threads", "2"],
+    { env: { ...process.env, TMPDIR: tmp }, stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise((resolve, reject) => {
+    let out = "";
+    const t = setTimeout(() => reject(new Error("the server did not start")), 60000);
+    srv.stdout.on("data", (d) => { out += d; const m = out.match(/http:\/\/127\.0\.0\.1:\d+\//); if (m) { clearTimeout(t); resolve(m[0]); } });
+    srv.on("exit", (code) => reject(new Error("the server exited: " + code)));
+  });
+  return { srv, url };
+}
+
+function eilevModel() {
+  const src = path.join(fixtures, "models/videoblip-opt-tiny"), dir = path.join(tmp, "eilev-opt-tiny");
+  fs.mkdirSync(dir);
+  for (const f of fs.readdirSync(src)) if (f !== "config.json") fs.symlinkSync(path.join(src, f), path.join(dir, f));
+  const cfg = JSON.parse(fs.readFileSync(path.join(src, "config.json"), "utf8"));
+  cfg._name_or_path = "kpyu/eilev-blip2-opt-2.7b";
+  fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(cfg));
+  return dir;
+}
+
+async function interleaved() {
+  const { srv, url } = await startServer(eilevModel());
+  try {
+    const bodies = [];
+    page.on("request", (r) => { if (r.url().endsWith("/api/chat")) bodies.push(r.postData()); });
+    await page.goto(url);
+    await page.waitForFunction(() => !document.getElementById("addtext").hidden);
+    check(await page.locator("#file").evaluate((e) => e.multiple), "several files at once");
+    // two files in one go, then text without an answer, then a third video
+    await page.setInputFiles("#file", [path.join(fixtures, "media/video1_h264_320x240_30fps_12s.mp4"),
+                                       path.join(fixtures, "media/image_rgb_203x150.png")]);
+    await page.waitForFunction(() => document.querySelectorAll(".msg.video").length === 2);
+    await page.waitForFunction(() => [...document.querySelectorAll(".msg.video img")].every((i) => i.complete && i.naturalWidth > 0));
+    const thumbs = await page.locator(".msg.video").evaluateAll((els) => els.map((e) => e.querySelectorAll("img").length));
+    check(thumbs[0] === 8 && thumbs[1] === 1, "each video's frames in the conversation: " + thumbs.join(","));
+    await page.locator("#message").fill("What is the camera wearer doing? He is cooking.");
+    await page.locator("#addtext").click();
+    check(await page.locator(".user").count() === 1 && await page.locator(".bot").count() === 0, "text added without an answer");
+    await page.setInputFiles("#file", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
+    await page.waitForFunction(() => document.querySelectorAll(".msg.video").length === 3);
+    await page.locator("#beams").fill("0");
+    await page.locator("#maxtok").fill("20");
+    await page.locator("#message").fill("What is the camera wearer doing?");
+    await page.locator("#message").press("Enter");
+    await page.waitForSelector(".bot:not(.pending)");
+    const answer = await page.locator(".bot").last().textContent();
+    check(answer.length > 1 && !answer.startsWith("Error"), "interleaved answer: " + answer);
+    const req = JSON.parse(bodies[bodies.length - 1] || "{}");
+    const parts = (req.messages || []).flatMap((m) => m.content);
+    check(parts.map((p) => p.type).join(",") === "video,video,text,video,text", "request in order: " + JSON.stringify(parts));
+    await shot("6-interleaved.png");
+    // a follow-up: the answer stays in the conversation
+    await page.locator("#message").fill("Why?");
+    await page.locator("#message").press("Enter");
+    await page.waitForFunction(() => document.querySelectorAll(".bot").length === 2 && !document.querySelector(".bot.pending"));
+    const req2 = JSON.parse(bodies[bodies.length - 1] || "{}");
+    check((req2.messages || []).map((m) => m.role).join(",") === "user,assistant,user", "answer kept between messages");
+    await page.locator("#clear").click();
+    check(await page.locator(".msg").count() === 0, "interleaved conversation cleared");
+    check(errors.length === 0, "no script errors (interleaved): " + errors.join("; "));
+  } finally {
+    srv.kill("SIGTERM");
+    await new Promise((r) => srv.once("exit", r));
+  }
+}
+
 const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, "profile-")), {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true,
   args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -102,6 +172,7 @@ try {
   check(!(await page.locator("#player").isVisible()), "video cleared");
   await shot("5-cleared.png");
   check(errors.length === 0, "no script errors: " + errors.join("; "));
+  await interleaved();
 } catch (e) {
   failed++;
   console.log("FAIL: " + e.message);
