@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -737,6 +738,28 @@ static char *library_answer(const char *model, const char *const *items, int n, 
   return text;
 }
 
+static void library_scores(const char *model, const char *const *items, int n, const char *const *cands, int nc,
+                           double *out) {
+  vblip_load_options lo;
+  vblip_load_options_default(&lo);
+  lo.n_threads = 2;
+  vblip_model *m = vblip_model_load(model, &lo);
+  if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return;
+  vblip_input *in = vblip_input_new();
+  for (int i = 0; i < n; i++)
+    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, NULL);
+    else vblip_input_add_text(in, items[i]);
+  vblip_score sc[8];
+  if (CHECK(vblip_input_encode(m, in) == 0 && vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0,
+            "library scores: %s", vblip_last_error()))
+    for (int i = 0; i < nc; i++) {
+      out[i] = sc[i].mean_log_likelihood;
+      vblip_score_free(&sc[i]);
+    }
+  vblip_input_free(in);
+  vblip_model_free(m);
+}
+
 static void test_interleaved(void) {
   const char *model = eilev_model();
   const char *extra[] = {"--model", model, NULL};
@@ -784,6 +807,37 @@ static void test_interleaved(void) {
     const char *items2[] = {"file:" VIDEO, "What is it?", "A kitchen.", "file:" IMAGE, "What is it?"};
     char *want2 = library_answer(model, items2, 5, 0, 8);
     CHECK(streq(oc, want2), "openai '%s' == library '%s'", oc, want2);
+    free(r.body);
+    /* scoring candidates after the same conversation: the library's scores, best first */
+    snprintf(req, sizeof req,
+             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"A "
+             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":\"What is it?\"}]}],"
+             "\"candidates\":[\"a dog\",\"kitchen\",\"walking in the snow\"]}",
+             v1, v2);
+    CHECK(post_json(&s, "/api/score", req, &r) == 200, "score: %s", r.body);
+    cJSON *sj = cJSON_Parse(r.body), *sa = cJSON_GetObjectItem(sj, "scores");
+    const char *cands[] = {"a dog", "kitchen", "walking in the snow"};
+    double lib[3];
+    library_scores(model, items, 4, cands, 3, lib);
+    CHECK(cJSON_GetArraySize(sa) == 3, "three scores");
+    for (int i = 0; i < cJSON_GetArraySize(sa); i++) {
+      cJSON *e = cJSON_GetArrayItem(sa, i);
+      int k = cJSON_GetObjectItem(e, "index")->valueint;
+      double ll = cJSON_GetObjectItem(e, "mean_log_likelihood")->valuedouble;
+      CHECK(k >= 0 && k < 3 && streq(cJSON_GetStringValue(cJSON_GetObjectItem(e, "candidate")), cands[k]) &&
+                fabs(ll - lib[k]) <= 1e-9 * fabs(lib[k]),
+            "score %d: %g vs library %g", i, ll, k >= 0 && k < 3 ? lib[k] : 0.0);
+      if (i > 0)
+        CHECK(ll <= cJSON_GetObjectItem(cJSON_GetArrayItem(sa, i - 1), "mean_log_likelihood")->valuedouble,
+              "best first");
+    }
+    cJSON_Delete(sj);
+    free(r.body);
+    CHECK(post_json(&s, "/api/score", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[\" \"]}", &r) == 400,
+          "blank candidate: %s", r.body);
+    free(r.body);
+    CHECK(post_json(&s, "/api/score", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[]}", &r) == 400,
+          "no candidates: %s", r.body);
     free(r.body);
     /* too many videos in one conversation */
     vs_buf big = {0};

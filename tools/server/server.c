@@ -62,7 +62,7 @@ typedef struct entry {
 
 /* ------------------------------------------------------------------ jobs */
 
-enum { JOB_ENCODE, JOB_CHAT };
+enum { JOB_ENCODE, JOB_CHAT, JOB_SCORE };
 enum { FMT_NATIVE, FMT_OPENAI };
 
 /* One item of a chat's input, in order: a text, or a video (e, a reference held). */
@@ -77,6 +77,9 @@ typedef struct job {
   chat_item *items; /* JOB_CHAT: the input, text and videos in order */
   int n_items;
   char *prompt;  /* JOB_CHAT: the input as text, "<video>" where a video stands */
+  char **cands;  /* JOB_SCORE: the candidates, and their scores once done */
+  double *cand_ll;
+  int *cand_tokens, n_cands;
   vblip_gen_params gen;
   int stream, format;
   char oa_id[48];
@@ -298,6 +301,10 @@ static void job_release(vblip_server *s, job *j) {
     free(j->items[i].text);
   }
   free(j->items);
+  for (int i = 0; i < j->n_cands; i++) free(j->cands[i]);
+  free(j->cands);
+  free(j->cand_ll);
+  free(j->cand_tokens);
   pthread_cond_destroy(&j->cv);
   vs_buf_free(&j->out);
   vs_buf_free(&j->streamed);
@@ -601,7 +608,8 @@ static int on_piece(void *user, const char *piece) {
   return stop;
 }
 
-static void run_chat(vblip_server *s, job *j) {
+/* The worker only: the job's input, its videos encoded; NULL when the job failed. */
+static vblip_input *job_input(vblip_server *s, job *j) {
   vblip_input *in = vblip_input_new();
   int rc = in ? 0 : vb_error("out of memory");
   for (int i = 0; rc == 0 && i < j->n_items; i++) {
@@ -609,7 +617,7 @@ static void run_chat(vblip_server *s, job *j) {
       rc = vblip_input_add_text(in, j->items[i].text);
     } else if (ensure_encoded(s, j->items[i].e, j) != 0) {
       vblip_input_free(in);
-      return;
+      return NULL;
     } else {
       rc = vblip_input_add_video(in, &j->items[i].e->video);
     }
@@ -620,20 +628,55 @@ static void run_chat(vblip_server *s, job *j) {
   if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
   free(ids);
   free(mask);
-  if (rc != 0) {
-    pthread_mutex_lock(&s->mu);
-    job_fail(j, 400, vblip_last_error());
-    pthread_mutex_unlock(&s->mu);
-    vblip_input_free(in);
-    return;
-  }
   pthread_mutex_lock(&s->mu);
-  j->n_prompt_tokens = (int)n_ids;
+  if (rc != 0) job_fail(j, 400, vblip_last_error());
+  else j->n_prompt_tokens = (int)n_ids;
   pthread_mutex_unlock(&s->mu);
+  if (rc != 0) {
+    vblip_input_free(in);
+    return NULL;
+  }
+  return in;
+}
+
+static void run_score(vblip_server *s, job *j) {
+  vblip_input *in = job_input(s, j);
+  if (!in) return;
+  vblip_score *sc = calloc((size_t)j->n_cands, sizeof *sc);
+  double *ll = calloc((size_t)j->n_cands, sizeof *ll);
+  int *nt = calloc((size_t)j->n_cands, sizeof *nt);
+  double t0 = now_ms();
+  int rc = sc && ll && nt ? vblip_score_candidates(s->m, in, (const char *const *)j->cands, (size_t)j->n_cands, sc)
+                          : vb_error("out of memory");
+  vblip_input_free(in);
+  pthread_mutex_lock(&s->mu);
+  j->ms_generate = now_ms() - t0;
+  if (rc != 0) {
+    job_fail(j, 500, vblip_last_error());
+  } else {
+    for (int i = 0; i < j->n_cands; i++) {
+      ll[i] = sc[i].mean_log_likelihood;
+      nt[i] = sc[i].n_tokens;
+      vblip_score_free(&sc[i]);
+    }
+    j->cand_ll = ll;
+    j->cand_tokens = nt;
+    ll = NULL;
+    nt = NULL;
+  }
+  pthread_mutex_unlock(&s->mu);
+  free(sc);
+  free(ll);
+  free(nt);
+}
+
+static void run_chat(vblip_server *s, job *j) {
+  vblip_input *in = job_input(s, j);
+  if (!in) return;
   piece_ctx ctx = {s, j, 1};
   vblip_answer a;
   double t0 = now_ms();
-  rc = vblip_generate_input(s->m, in, &j->gen, on_piece, &ctx, &a);
+  int rc = vblip_generate_input(s->m, in, &j->gen, on_piece, &ctx, &a);
   double ms = now_ms() - t0;
   vblip_input_free(in);
   if (rc != 0) {
@@ -688,6 +731,7 @@ static void *worker_main(void *arg) {
     if (s->test_delay_ms > 0 && !cancelled) sleep_ms(s->test_delay_ms);
     if (!cancelled) {
       if (j->kind == JOB_ENCODE) ensure_encoded(s, j->e, j);
+      else if (j->kind == JOB_SCORE) run_score(s, j);
       else run_chat(s, j);
     }
     pthread_mutex_lock(&s->mu);
@@ -1393,8 +1437,69 @@ static char *render_items(const chat_item *items, int n) {
   return b.data;
 }
 
+#define MAX_CANDIDATES 256
+#define MAX_CANDIDATE_BYTES 1024
+
+/* POST /api/score's "candidates": copies into j, or -1 with msg. */
+static int parse_candidates(const cJSON *a, job *j, char *msg, size_t cap) {
+  int n = cJSON_GetArraySize(a);
+  if (!cJSON_IsArray(a) || n < 1 || n > MAX_CANDIDATES) {
+    snprintf(msg, cap, "'candidates' must be an array of 1 to %d strings", MAX_CANDIDATES);
+    return -1;
+  }
+  if (!(j->cands = calloc((size_t)n, sizeof *j->cands))) {
+    snprintf(msg, cap, "out of memory");
+    return -1;
+  }
+  for (const cJSON *v = a->child; v; v = v->next) {
+    if (!cJSON_IsString(v) || strlen(v->valuestring) > MAX_CANDIDATE_BYTES ||
+        !v->valuestring[strspn(v->valuestring, " \t\r\n")]) {
+      snprintf(msg, cap, "each candidate must be a non-blank string of at most %d bytes", MAX_CANDIDATE_BYTES);
+      return -1;
+    }
+    if (!(j->cands[j->n_cands++] = strdup(v->valuestring))) {
+      snprintf(msg, cap, "out of memory");
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* locked: the candidates best first */
+static cJSON *score_result(job *j) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON *a = cJSON_AddArrayToObject(o, "scores");
+  int *order = malloc((size_t)j->n_cands * sizeof *order);
+  for (int i = 0; order && i < j->n_cands; i++) {
+    int k = i; /* insertion: stable, so equal scores keep the request's order */
+    while (k > 0 && j->cand_ll[order[k - 1]] < j->cand_ll[i]) {
+      order[k] = order[k - 1];
+      k--;
+    }
+    order[k] = i;
+  }
+  for (int i = 0; order && i < j->n_cands; i++) {
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddStringToObject(c, "candidate", j->cands[order[i]]);
+    cJSON_AddNumberToObject(c, "mean_log_likelihood", j->cand_ll[order[i]]);
+    cJSON_AddNumberToObject(c, "tokens", j->cand_tokens[order[i]]);
+    cJSON_AddNumberToObject(c, "index", order[i]);
+    cJSON_AddItemToArray(a, c);
+  }
+  free(order);
+  cJSON_AddStringToObject(o, "prompt", j->prompt ? j->prompt : "");
+  add_video_ids(o, j);
+  cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
+  cJSON_AddNumberToObject(t, "queue", j->ms_queue);
+  cJSON_AddNumberToObject(t, "score", j->ms_generate);
+  return o;
+}
+
+/* POST /api/chat, /v1/chat/completions (openai) and /api/score (score): the same
+ * conversation; a chat answers it, a score ranks the request's candidates after it. */
 static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connection *c, const char *url, int openai) {
   char msg[1024];
+  int score = strcmp(url, "/api/score") == 0;
   cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
   if (!root) return send_error(c, url, 400, "malformed JSON in the request body");
   if (!cJSON_IsObject(root)) {
@@ -1410,6 +1515,10 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       return send_error(c, url, 400, "'stream' must be true or false");
     }
     stream = cJSON_IsTrue(st);
+  }
+  if (score && stream) {
+    cJSON_Delete(root);
+    return send_error(c, url, 400, "scores are not streamed");
   }
   turns t;
   chat_item *items = NULL;
@@ -1485,17 +1594,23 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       goto fail;
     }
   }
-  turns_free(&t);
-  cJSON_Delete(root);
-  root = NULL;
-  job *j = job_new(JOB_CHAT);
+  job *j = job_new(score ? JOB_SCORE : JOB_CHAT);
   if (!j) goto oom;
+  if (score && parse_candidates(cJSON_GetObjectItemCaseSensitive(root, "candidates"), j, msg, sizeof msg) != 0) {
+    pthread_mutex_lock(&s->mu);
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    goto fail;
+  }
   j->items = items;
   j->n_items = n_items;
   items = NULL;
   n_items = 0;
   j->prompt = prompt;
   prompt = NULL;
+  turns_free(&t);
+  cJSON_Delete(root);
+  root = NULL;
   j->gen = gen;
   j->stream = stream;
   j->format = openai ? FMT_OPENAI : FMT_NATIVE;
@@ -1551,7 +1666,7 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
     code = j->status ? (unsigned)j->status : 500;
     snprintf(msg, sizeof msg, "%s", j->error);
   } else {
-    o = openai ? oa_result(s, j) : native_result(s, j);
+    o = score ? score_result(j) : openai ? oa_result(s, j) : native_result(s, j);
   }
   job_release(s, j);
   pthread_mutex_unlock(&s->mu);
@@ -1790,7 +1905,7 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
     return finish_upload(s, r, c, url);
   }
   if (strncmp(url, "/api/videos/", 12) == 0) return handle_video_get(s, c, url, url + 12, method);
-  if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0) {
+  if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/api/score") == 0) {
     if (!post) return send_error(c, url, 405, "use POST");
     if (r->too_large) return send_error(c, url, 413, "the request body is larger than the limit");
     return handle_chat(s, r, c, url, is_openai_url(url));
