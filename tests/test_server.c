@@ -718,9 +718,11 @@ static char *library_answer(const char *model, const char *const *items, int n, 
   lo.n_threads = 2; /* as the server runs */
   vblip_model *m = vblip_model_load(model, &lo);
   if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return NULL;
+  vblip_sampling eilev; /* the server's frames for an EILEV model: the first 8 s */
+  vblip_sampling_eilev(&eilev);
   vblip_input *in = vblip_input_new();
   for (int i = 0; i < n; i++)
-    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, NULL);
+    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, &eilev);
     else vblip_input_add_text(in, items[i]);
   vblip_gen_params p;
   vblip_gen_params_default(&p);
@@ -745,9 +747,11 @@ static void library_scores(const char *model, const char *const *items, int n, c
   lo.n_threads = 2;
   vblip_model *m = vblip_model_load(model, &lo);
   if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return;
+  vblip_sampling eilev; /* the server's frames for an EILEV model: the first 8 s */
+  vblip_sampling_eilev(&eilev);
   vblip_input *in = vblip_input_new();
   for (int i = 0; i < n; i++)
-    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, NULL);
+    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, &eilev);
     else vblip_input_add_text(in, items[i]);
   vblip_score sc[8];
   if (CHECK(vblip_input_encode(m, in) == 0 && vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0,

@@ -22,6 +22,7 @@
   X(convert)                                                                                       \
   X(embed)                                                                                         \
   X(pull)                                                                                          \
+  X(score)                                                                                         \
   X(serve)                                                                                         \
   X(tokenize)                                                                                      \
   X(train)                                                                                         \
@@ -51,6 +52,16 @@ extern const cli_option cli_gen_options[];
 extern const cli_option cli_threads_option[];
 /* --dtype auto|f32|bf16 into a vblip_dtype (vblip_load_options.dtype). */
 extern const cli_option cli_dtype_option[];
+
+/* --layout auto|blip2|interleaved into a vblip_layout (vblip_load_options.layout). */
+extern const cli_option cli_layout_option[];
+
+/* Defaults that depend on the model: EILEV's (5 beams, 32 new tokens, length penalty -1,
+ * frames from the first 8 s) for the interleaved layout, the VideoBLIP demo's otherwise.
+ * unset marks those settings "not given" before parsing; fill sets the ones no flag gave
+ * once the model is loaded. Either pointer may be NULL. */
+void cli_model_defaults_unset(vblip_gen_params *g, vblip_sampling *s);
+void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sampling *s);
 
 /* The model, or NULL with the error printed. Commands keep a vblip_load_options from
  * vblip_load_options_default (which honours VBLIP_DTYPE) and point cli_threads_option

@@ -1,4 +1,5 @@
 /* Option groups that several commands share, and loading a model with them. */
+#include <math.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -37,6 +38,20 @@ const cli_option cli_dtype_option[] = {
                    .need = "needs auto, f32 or bf16"),
     CLI_TABLE_END};
 
+typedef struct {
+  vblip_layout layout;
+} layout_field;
+
+static int parse_layout(const char *v, void *field) { return vblip_layout_parse(v, field); }
+
+const cli_option cli_layout_option[] = {
+    CLI_OPT_CUSTOM("--layout", 0, "L", layout_field, layout, vblip_layout, parse_layout,
+                   "how videos and text reach the language model: auto (default:\n"
+                   "interleaved for EILEV checkpoints, else blip2), blip2 (one video\n"
+                   "before the prompt) or interleaved (EILEV: videos where they stand)",
+                   .need = "needs auto, blip2 or interleaved"),
+    CLI_TABLE_END};
+
 static int parse_sampling_mode(const char *v, void *field) {
   vblip_sample_mode *mode = field;
   if (strcmp(v, "uniform") == 0)
@@ -60,15 +75,18 @@ const cli_option cli_frame_options[] = {
                    "uniform sampling window start in seconds (default 0)",
                    .need = "needs a number of seconds >= 0"),
     CLI_OPT_DOUBLE("--end", 0, "E", vblip_sampling, end_sec, 0, 1e9,
-                   "uniform sampling window end in seconds (default: the video's end)",
+                   "uniform sampling window end in seconds (default: the video's\n"
+                   "end; 8 for interleaved (EILEV) models)",
                    .need = "needs a number of seconds >= 0"),
     CLI_TABLE_END};
 
 const cli_option cli_gen_options[] = {
     CLI_OPT_INT("--beams", 0, "N", vblip_gen_params, num_beams, 0, 64,
-                "beam search width; 0 or 1 = greedy (default 4, as the demo)"),
+                "beam search width; 0 or 1 = greedy (default 4, as the demo;\n"
+                "5 for interleaved (EILEV) models)"),
     CLI_OPT_INT("--max-new-tokens", 'n', "N", vblip_gen_params, max_new_tokens, 1, 100000,
-                "at most N new tokens (default 128, as the demo)",
+                "at most N new tokens (default 128, as the demo; 32 for\n"
+                "interleaved (EILEV) models)",
                 .need = "needs a whole number >= 1"),
     CLI_OPT_INT("--min-new-tokens", 0, "N", vblip_gen_params, min_new_tokens, 0, 100000,
                 "no end-of-text before N tokens (default 0)", .need = "needs a whole number >= 0"),
@@ -90,8 +108,40 @@ const cli_option cli_gen_options[] = {
                 "forbid repeating any N-gram (default 0 = off)",
                 .need = "needs a whole number >= 0"),
     CLI_OPT_FLOAT("--length-penalty", 0, "L", vblip_gen_params, length_penalty, -100, 100,
-                  "beam search length penalty (default 1)", .need = "needs a number"),
+                  "beam search length penalty (default 1; -1 for interleaved\n"
+                  "(EILEV) models)",
+                  .need = "needs a number"),
     CLI_TABLE_END};
+
+/* Values no flag can set: "not given", until the model's defaults fill them in. */
+#define UNSET_INT (-1)
+#define UNSET_END (-2.0)
+
+void cli_model_defaults_unset(vblip_gen_params *g, vblip_sampling *s) {
+  if (g) {
+    g->num_beams = UNSET_INT;
+    g->max_new_tokens = UNSET_INT;
+    g->length_penalty = NAN;
+  }
+  if (s) s->end_sec = UNSET_END;
+}
+
+void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sampling *s) {
+  int eilev = vblip_model_layout(m) == VBLIP_LAYOUT_INTERLEAVED;
+  vblip_gen_params d;
+  vblip_sampling ds;
+  if (eilev) {
+    vblip_gen_params_eilev(&d);
+    vblip_sampling_eilev(&ds);
+  } else {
+    vblip_gen_params_default(&d);
+    vblip_sampling_default(&ds);
+  }
+  if (g && g->num_beams == UNSET_INT) g->num_beams = d.num_beams;
+  if (g && g->max_new_tokens == UNSET_INT) g->max_new_tokens = d.max_new_tokens;
+  if (g && isnan(g->length_penalty)) g->length_penalty = d.length_penalty;
+  if (s && s->end_sec == UNSET_END) s->end_sec = ds.end_sec;
+}
 
 vblip_model *cli_load_model(const char *model, const vblip_load_options *lo) {
   vblip_model *m = vblip_model_load(model, lo);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_input.h"
 
 static int print_piece(void *user, const char *piece) {
   (void)user;
@@ -14,27 +15,30 @@ static int print_piece(void *user, const char *piece) {
   return 0;
 }
 
-static void print_json(const char *video, const vblip_video *v, const char *prompt, const char *text,
+/* One JSON line: the videos (one object per video: {video, frames}; a single video's
+ * "video" and "frames" also at the top, as before --interleaved), prompt, text, ids, timings. */
+static void print_json(const cli_videos *vs, int first, int count, const char *prompt, const char *text,
                        const vblip_answer *a) {
   cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "video", video);
-  cJSON *frames = cJSON_AddArrayToObject(o, "frames");
-  for (int i = 0; i < v->n_frames; i++) {
-    cJSON *f = cJSON_CreateObject();
-    cJSON_AddNumberToObject(f, "index", (double)v->frame_index[i]);
-    cJSON_AddNumberToObject(f, "time", v->frame_time[i]);
-    cJSON_AddItemToArray(frames, f);
+  if (count == 1) {
+    cJSON_AddStringToObject(o, "video", vs->names[first]);
+    cJSON_AddItemToObject(o, "frames", cli_frames_json(&vs->v[first]));
+  }
+  cJSON *list = cJSON_AddArrayToObject(o, "videos");
+  const vblip_video *vp[64];
+  int nv = 0;
+  for (int k = first; k < first + count; k++) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "video", vs->names[k]);
+    cJSON_AddItemToObject(e, "frames", cli_frames_json(&vs->v[k]));
+    cJSON_AddItemToArray(list, e);
+    if (nv < 64) vp[nv++] = &vs->v[k];
   }
   cJSON_AddStringToObject(o, "prompt", prompt);
   cJSON_AddStringToObject(o, "text", text);
   cJSON *ids = cJSON_AddArrayToObject(o, "token_ids");
   for (int i = 0; i < a->n_tokens; i++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(a->token_ids[i]));
-  cJSON *t = cJSON_AddObjectToObject(o, "timings_ms");
-  cJSON_AddNumberToObject(t, "decode", v->ms_decode);
-  cJSON_AddNumberToObject(t, "preprocess", v->ms_preprocess);
-  cJSON_AddNumberToObject(t, "vision", v->ms_vision);
-  cJSON_AddNumberToObject(t, "qformer", v->ms_qformer);
-  cJSON_AddNumberToObject(t, "generate", a->ms_generate);
+  cJSON_AddItemToObject(o, "timings_ms", cli_timings_json(vp, nv, "generate", a->ms_generate));
   char *s = cJSON_PrintUnformatted(o);
   if (s) puts(s);
   free(s);
@@ -46,7 +50,7 @@ typedef struct {
   vblip_load_options load;
   vblip_sampling sampling;
   vblip_gen_params gen;
-  int json, raw;
+  int json, raw, interleaved;
 } caption_opts;
 
 static const cli_option k_options[] = {
@@ -54,13 +58,19 @@ static const cli_option k_options[] = {
     CLI_OPT_STRING(
         "--prompt", 'p', "TEXT", caption_opts, prompt,
         "e.g. \"Question: What is the camera wearer doing? Answer:\"\n(default: empty, a caption)"),
+    CLI_OPT_FLAG("--interleaved", 0, caption_opts, interleaved,
+                 "one answer about all VIDEOs: --prompt holds a <video> placeholder\n"
+                 "for each, filled in order (EILEV's in-context learning; implies\n"
+                 "--layout interleaved)"),
+    CLI_GROUP(cli_layout_option, caption_opts, load.layout),
     CLI_GROUP(cli_frame_options, caption_opts, sampling),
     CLI_GROUP(cli_gen_options, caption_opts, gen),
     CLI_GROUP(cli_threads_option, caption_opts, load.n_threads),
     CLI_GROUP(cli_dtype_option, caption_opts, load.dtype),
     CLI_OPT_FLAG("--json", 0, caption_opts, json,
-                 "one JSON object per video per line:\n"
-                 "{video, frames:[{index,time}], prompt, text, token_ids, timings_ms}"),
+                 "one JSON object per answer per line: {video, frames:[{index,\n"
+                 "time}], videos:[{video, frames}], prompt, text, token_ids,\n"
+                 "timings_ms} (with --interleaved: videos only, one per VIDEO)"),
     CLI_OPT_FLAG("--raw", 0, caption_opts, raw, "print the decoded text without post-processing"),
     CLI_TABLE_END};
 
@@ -75,47 +85,60 @@ const cli_command cli_cmd_caption = {
         "Answers --prompt about each VIDEO (default prompt: empty, i.e. a caption). The model\n"
         "loads once for all videos. Answers are post-processed like the VideoBLIP demo\n"
         "(stripped, a period added unless they end in punctuation) unless --raw.\n"
-        "VIDEO '-' reads a video file from stdin.\n",
+        "VIDEO '-' reads a video file from stdin.\n"
+        "\n"
+        "With --interleaved the answer is one, about all the VIDEOs at once: each <video> in\n"
+        "--prompt stands for the next VIDEO, e.g. an in-context prompt for an EILEV model:\n"
+        "  --prompt \"<video> Question: What is the camera wearer doing? Answer: He cuts an onion.\n"
+        "            <video> Question: What is the camera wearer doing? Answer:\" A.mp4 B.mp4\n"
+        "Interleaved (EILEV) models default to 5 beams, 32 new tokens, length penalty -1 and\n"
+        "frames from each video's first 8 seconds.\n",
     .options = k_options,
     .positional = "VIDEO",
     .min_positional = 1,
     .max_positional = -1,
 };
 
-/* Answers the prompt about one video; 0, or 1 with the error printed. */
-static int caption_one(vblip_model *m, const caption_opts *o, const char *video, int several,
-                       bool stream) {
-  const char *path = cli_input_path(video);
-  if (!path) return 1;
-  vblip_video v;
-  if (vblip_video_load(m, path, &o->sampling, &v) != 0 || vblip_video_encode(m, &v) != 0) {
-    int rc = cli_fail("%s: %s", video, vblip_last_error());
-    vblip_video_free(&v);
-    return rc;
-  }
-  if (stream && several) printf("%s: ", video);
+/* Generates the answer to in and prints it; 0, or 1 with the error printed. */
+static int answer(vblip_model *m, const caption_opts *o, vblip_input *in, const cli_videos *vs, int first,
+                  int count, const char *label, bool stream) {
+  if (stream && label) printf("%s: ", label);
   vblip_answer a;
-  if (vblip_generate(m, &v, o->prompt, &o->gen, stream ? print_piece : NULL, NULL, &a) != 0) {
+  if (vblip_generate_input(m, in, &o->gen, stream ? print_piece : NULL, NULL, &a) != 0) {
     if (stream) putchar('\n');
-    int rc = cli_fail("%s: %s", video, vblip_last_error());
-    vblip_video_free(&v);
-    return rc;
+    return cli_fail("%s%s%s", label ? label : "", label ? ": " : "", vblip_last_error());
   }
   char *text = o->raw ? strdup(a.text) : vblip_postprocess(a.text);
   if (o->json) {
-    print_json(video, &v, o->prompt, text ? text : "", &a);
+    print_json(vs, first, count, o->prompt, text ? text : "", &a);
   } else if (stream) {
     /* the streamed text lacks the final touch; reprint the line whole */
-    printf("\r\033[K%s%s%s\n", several ? video : "", several ? ": " : "", text ? text : "");
+    printf("\r\033[K%s%s%s\n", label ? label : "", label ? ": " : "", text ? text : "");
   } else {
-    if (several) printf("%s: ", video);
+    if (label) printf("%s: ", label);
     printf("%s\n", text ? text : "");
   }
   fflush(stdout);
   free(text);
   vblip_answer_free(&a);
-  vblip_video_free(&v);
   return 0;
+}
+
+/* Answers the prompt about one video (or all, interleaved); 0, or 1 with the error printed. */
+static int caption_one(vblip_model *m, const caption_opts *o, char **names, int k, int several,
+                       bool stream) {
+  cli_videos vs;
+  int first = o->interleaved ? 0 : k, count = o->interleaved ? several : 1;
+  if (cli_videos_load(m, &o->sampling, names + first, count, &vs) != 0) {
+    cli_videos_free(&vs);
+    return 1;
+  }
+  vs.names = names + first;
+  vblip_input *in = cli_make_input(&vs, o->interleaved, 0, o->prompt);
+  int rc = in ? answer(m, o, in, &vs, 0, count, !o->interleaved && several > 1 ? names[k] : NULL, stream) : 1;
+  vblip_input_free(in);
+  cli_videos_free(&vs);
+  return rc;
 }
 
 static int run(int argc, char **argv) {
@@ -123,14 +146,21 @@ static int run(int argc, char **argv) {
   vblip_load_options_default(&o.load);
   vblip_sampling_default(&o.sampling);
   vblip_gen_params_default(&o.gen);
+  cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
   if (rc != CLI_RUN) return rc;
+  if (o.interleaved && (rc = cli_interleaved_check("caption", &o.load.layout, o.prompt, n_videos)) != 0)
+    return rc;
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) return 1;
+  cli_model_defaults_fill(m, &o.gen, &o.sampling);
   bool stream = !o.json && isatty(STDOUT_FILENO);
   int status = 0;
-  for (int k = 0; k < n_videos; k++)
-    if (caption_one(m, &o, argv[k], n_videos > 1, stream) != 0) status = 1;
+  if (o.interleaved)
+    status = caption_one(m, &o, argv, 0, n_videos, stream);
+  else
+    for (int k = 0; k < n_videos; k++)
+      if (caption_one(m, &o, argv, k, n_videos, stream) != 0) status = 1;
   vblip_model_free(m);
   return status;
 }

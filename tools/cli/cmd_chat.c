@@ -17,6 +17,7 @@ typedef struct {
 } chat_opts;
 
 static const cli_option k_options[] = {CLI_GROUP(cli_model_option, chat_opts, model),
+                                       CLI_GROUP(cli_layout_option, chat_opts, load.layout),
                                        CLI_GROUP(cli_frame_options, chat_opts, sampling),
                                        CLI_GROUP(cli_gen_options, chat_opts, gen),
                                        CLI_GROUP(cli_threads_option, chat_opts, load.n_threads),
@@ -29,12 +30,17 @@ const cli_command cli_cmd_chat = {
     .name = "chat",
     .summary = "chat about a video in the terminal (or one message per line from a pipe)",
     .run = run,
-    .usage = "--model MODEL [options] VIDEO",
+    .usage = "--model MODEL [options] VIDEO...",
     .about =
         "Chat about VIDEO. The video is encoded once; every turn reuses it. As in the VideoBLIP\n"
         "demo, each message is sent with the conversation so far (earlier messages and\n"
         "answers joined with spaces), and answers are post-processed (stripped, a period added\n"
         "unless they end in punctuation).\n"
+        "\n"
+        "With an interleaved (EILEV) model the conversation holds several videos: the VIDEOs\n"
+        "given come first, /video PATH adds one where the conversation stands, /add TEXT adds\n"
+        "text without an answer (an in-context example), and every message is answered with\n"
+        "all of it, videos and text in order.\n"
         "\n"
         "On a terminal: line editing and history (~/.vblip_history), answers streamed as they\n"
         "are generated (greedy or sampling; beam search shows the answer when done), Ctrl-C\n"
@@ -43,8 +49,10 @@ const cli_command cli_cmd_chat = {
         "nothing else on stdout.\n"
         "\n"
         "commands:\n"
-        "  /reset              forget the conversation\n"
-        "  /video PATH         switch to another video (and forget the conversation)\n"
+        "  /reset              forget the conversation (interleaved: all but the VIDEOs)\n"
+        "  /video PATH         switch to another video (and forget the conversation);\n"
+        "                      interleaved: add the video to the conversation\n"
+        "  /add TEXT           interleaved: add text to the conversation without an answer\n"
         "  /set NAME VALUE     change a generation setting, e.g. /set beams 0, /set sample on;\n"
         "                      NAME: a generation option below without '--'\n"
         "  /set                show the settings\n"
@@ -54,18 +62,33 @@ const cli_command cli_cmd_chat = {
     .options = k_options,
     .positional = "VIDEO",
     .min_positional = 1,
-    .max_positional = 1,
-    .too_many = "one VIDEO only (switch later with /video PATH)",
+    .max_positional = -1,
 };
 
 static const char *k_commands =
-    "/reset  /video PATH  /set NAME VALUE  /set  /history  /help  /quit   (Ctrl-D quits)\n";
+    "/reset  /video PATH  /add TEXT  /set NAME VALUE  /set  /history  /help  /quit   (Ctrl-D "
+    "quits)\n";
+
+/* The interleaved conversation: texts (messages, answers, added text) and videos in order. */
+enum { ITEM_USER, ITEM_ANSWER, ITEM_VIDEO };
+typedef struct {
+  int kind;
+  char *text; /* ITEM_USER, ITEM_ANSWER */
+  int video;  /* ITEM_VIDEO: index into the videos */
+} conv_item;
 
 typedef struct {
   vblip_model *m;
+  int interleaved;
+  /* BLIP-2: the video; interleaved: every video of the conversation, in order */
   vblip_video video;
   int have_video;
   char *video_path;
+  vblip_video *videos;
+  char **video_names;
+  int n_videos, cap_videos, n_initial; /* n_initial: the command line's, kept on /reset */
+  conv_item *items;
+  size_t n_items, cap_items;
   vblip_sampling sampling;
   vblip_gen_params gen;
   char **users, **answers;
@@ -88,12 +111,58 @@ static void history_clear(chat *c) {
   c->n = 0;
 }
 
+static int add_item(chat *c, int kind, const char *text, int video) {
+  if (c->n_items == c->cap_items) {
+    size_t cap = c->cap_items ? 2 * c->cap_items : 16;
+    conv_item *p = realloc(c->items, cap * sizeof *p);
+    if (!p) return cli_fail("out of memory"), -1;
+    c->items = p;
+    c->cap_items = cap;
+  }
+  conv_item *it = &c->items[c->n_items];
+  it->kind = kind;
+  it->video = video;
+  it->text = text ? strdup(text) : NULL;
+  if (text && !it->text) return cli_fail("out of memory"), -1;
+  c->n_items++;
+  return 0;
+}
+
+/* Interleaved: back to the command line's videos (they stay in front). */
+static void conversation_reset(chat *c) {
+  for (size_t i = 0; i < c->n_items; i++) free(c->items[i].text);
+  c->n_items = 0;
+  for (int k = c->n_initial; k < c->n_videos; k++) {
+    vblip_video_free(&c->videos[k]);
+    free(c->video_names[k]);
+  }
+  c->n_videos = c->n_initial;
+  for (int k = 0; k < c->n_videos; k++) add_item(c, ITEM_VIDEO, NULL, k);
+}
+
 static int load_video(chat *c, const char *path) {
   vblip_video v;
   if (vblip_video_load(c->m, path, &c->sampling, &v) != 0 || vblip_video_encode(c->m, &v) != 0) {
     cli_fail("%s: %s", path, vblip_last_error());
     vblip_video_free(&v);
     return -1;
+  }
+  if (c->interleaved) { /* joins the conversation where it stands */
+    if (c->n_videos == c->cap_videos) {
+      int cap = c->cap_videos ? 2 * c->cap_videos : 8;
+      vblip_video *nv = realloc(c->videos, (size_t)cap * sizeof *nv);
+      if (nv) c->videos = nv;
+      char **nn = realloc(c->video_names, (size_t)cap * sizeof *nn);
+      if (nn) c->video_names = nn;
+      if (!nv || !nn) {
+        vblip_video_free(&v);
+        return cli_fail("out of memory"), -1;
+      }
+      c->cap_videos = cap;
+    }
+    c->videos[c->n_videos] = v;
+    c->video_names[c->n_videos] = strdup(path);
+    return add_item(c, ITEM_VIDEO, NULL, c->n_videos++);
   }
   if (c->have_video) vblip_video_free(&c->video);
   c->video = v;
@@ -122,10 +191,34 @@ static int print_piece(void *user, const char *piece) {
   return g_interrupted;
 }
 
+/* The input for a new message: the demo's prompt after the video (BLIP-2), or the whole
+ * conversation and the message (interleaved). NULL with the error printed. */
+static vblip_input *conversation_input(const chat *c, const char *message) {
+  vblip_input *in = vblip_input_new();
+  int rc = in ? 0 : -1;
+  if (rc == 0 && !c->interleaved) {
+    char *prompt = vblip_chat_prompt((const char *const *)c->users, (const char *const *)c->answers, c->n, message);
+    rc = prompt ? vblip_input_add_video(in, &c->video) : -1;
+    if (rc == 0) rc = vblip_input_add_text(in, prompt);
+    free(prompt);
+  } else {
+    for (size_t i = 0; rc == 0 && i < c->n_items; i++)
+      rc = c->items[i].kind == ITEM_VIDEO ? vblip_input_add_video(in, &c->videos[c->items[i].video])
+                                          : vblip_input_add_text(in, c->items[i].text);
+    if (rc == 0) rc = vblip_input_add_text(in, message);
+  }
+  if (rc != 0) {
+    cli_fail("%s", *vblip_last_error() ? vblip_last_error() : "out of memory");
+    vblip_input_free(in);
+    return NULL;
+  }
+  return in;
+}
+
 /* 0 ok, -1 failed */
 static int answer(chat *c, const char *message) {
-  char *prompt = vblip_chat_prompt((const char *const *)c->users, (const char *const *)c->answers, c->n, message);
-  if (!prompt) return cli_fail("out of memory"), -1;
+  vblip_input *in = conversation_input(c, message);
+  if (!in) return -1;
   stream_state st = {0, 1};
   vblip_answer a;
   struct sigaction sa = {0}, old;
@@ -136,9 +229,9 @@ static int answer(chat *c, const char *message) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old);
   }
-  int rc = vblip_generate(c->m, &c->video, prompt, &c->gen, c->tty_out ? print_piece : NULL, &st, &a);
+  int rc = vblip_generate_input(c->m, in, &c->gen, c->tty_out ? print_piece : NULL, &st, &a);
   if (interactive) sigaction(SIGINT, &old, NULL);
-  free(prompt);
+  vblip_input_free(in);
   if (rc != 0) {
     if (st.started) putchar('\n');
     cli_fail("%s", vblip_last_error());
@@ -160,6 +253,11 @@ static int answer(chat *c, const char *message) {
   if (interactive && g_interrupted) { /* an interrupted answer does not join the history */
     free(text);
     return 0;
+  }
+  if (c->interleaved) {
+    int r = add_item(c, ITEM_USER, message, 0) == 0 && add_item(c, ITEM_ANSWER, text, 0) == 0 ? 0 : -1;
+    free(text);
+    return r;
   }
   if (c->n == c->cap) {
     size_t cap = c->cap ? c->cap * 2 : 8;
@@ -200,13 +298,33 @@ static int command(chat *c, char *line) {
   }
   if (!strcmp(cmd, "reset")) {
     history_clear(c);
+    if (c->interleaved) conversation_reset(c);
     fprintf(info(c), "(conversation reset)\n");
     return 0;
   }
   if (!strcmp(cmd, "history")) {
     for (size_t i = 0; i < c->n; i++) fprintf(info(c), "you: %s\nvblip: %s\n", c->users[i], c->answers[i]);
-    if (!c->n) fprintf(info(c), "(no conversation yet)\n");
+    for (size_t i = 0; i < c->n_items; i++) {
+      const conv_item *it = &c->items[i];
+      if (it->kind == ITEM_VIDEO)
+        fprintf(info(c), "[video %d: %s, %d frames]\n", it->video + 1, c->video_names[it->video],
+                c->videos[it->video].n_frames);
+      else
+        fprintf(info(c), "%s: %s\n", it->kind == ITEM_USER ? "you" : "vblip", it->text);
+    }
+    if (!c->n && !c->n_items) fprintf(info(c), "(no conversation yet)\n");
     return 0;
+  }
+  if (!strcmp(cmd, "add")) {
+    if (!c->interleaved) {
+      fprintf(stderr, "vblip chat: /add needs an interleaved model (--layout interleaved)\n");
+      return -1;
+    }
+    if (!*arg) {
+      fprintf(stderr, "vblip chat: /add needs text\n");
+      return -1;
+    }
+    return add_item(c, ITEM_USER, arg, 0);
   }
   if (!strcmp(cmd, "video")) {
     if (!*arg) {
@@ -214,7 +332,10 @@ static int command(chat *c, char *line) {
       return -1;
     }
     if (load_video(c, arg) != 0) return -1;
-    fprintf(info(c), "(now chatting about %s: %d frames)\n", arg, c->video.n_frames);
+    if (c->interleaved)
+      fprintf(info(c), "(video %d added: %s, %d frames)\n", c->n_videos, arg, c->videos[c->n_videos - 1].n_frames);
+    else
+      fprintf(info(c), "(now chatting about %s: %d frames)\n", arg, c->video.n_frames);
     return 0;
   }
   if (!strcmp(cmd, "set")) {
@@ -243,16 +364,37 @@ static int command(chat *c, char *line) {
   return -1;
 }
 
+static void chat_free(chat *c) {
+  history_clear(c);
+  free(c->users);
+  free(c->answers);
+  free(c->video_path);
+  vblip_video_free(&c->video);
+  for (size_t i = 0; i < c->n_items; i++) free(c->items[i].text);
+  free(c->items);
+  for (int k = 0; k < c->n_videos; k++) {
+    vblip_video_free(&c->videos[k]);
+    free(c->video_names[k]);
+  }
+  free(c->videos);
+  free(c->video_names);
+  vblip_model_free(c->m);
+}
+
 static int run(int argc, char **argv) {
   chat_opts o = {0};
   vblip_load_options_default(&o.load);
   vblip_sampling_default(&o.sampling);
   vblip_gen_params_default(&o.gen);
+  cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_pos, rc = cli_parse(&cli_cmd_chat, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
   const char *video = argv[0];
-  if (strcmp(video, "-") == 0)
-    return cli_usage_error("chat", "VIDEO cannot be '-': stdin carries the messages");
+  for (int k = 0; k < n_pos; k++)
+    if (strcmp(argv[k], "-") == 0)
+      return cli_usage_error("chat", "VIDEO cannot be '-': stdin carries the messages");
+  if (n_pos > 1 && o.load.layout == VBLIP_LAYOUT_BLIP2)
+    return cli_usage_error("chat", "several VIDEOs need the interleaved layout, not --layout blip2");
   rc = 0;
   chat c;
   memset(&c, 0, sizeof c);
@@ -264,10 +406,18 @@ static int run(int argc, char **argv) {
   o.load.progress = interactive;
   c.m = cli_load_model(o.model, &o.load);
   if (!c.m) return 1;
-  if (load_video(&c, video) != 0) {
+  cli_model_defaults_fill(c.m, &c.gen, &c.sampling);
+  c.interleaved = vblip_model_layout(c.m) == VBLIP_LAYOUT_INTERLEAVED;
+  if (n_pos > 1 && !c.interleaved) {
     vblip_model_free(c.m);
-    return 1;
+    return cli_usage_error("chat", "several VIDEOs need an interleaved (EILEV) model or --layout interleaved");
   }
+  for (int k = 0; k < n_pos; k++)
+    if (load_video(&c, argv[k]) != 0) {
+      chat_free(&c);
+      return 1;
+    }
+  c.n_initial = c.n_videos;
   char hist[4096] = "";
   if (interactive) {
     const char *home = getenv("HOME");
@@ -275,8 +425,13 @@ static int run(int argc, char **argv) {
     using_history();
     stifle_history(1000);
     if (*hist) read_history(hist);
-    printf("vblip chat — %s (%d frames). Type a message; /help lists commands; Ctrl-D quits.\n", video,
-           c.video.n_frames);
+    if (c.interleaved)
+      printf("vblip chat — %d video%s, interleaved. Type a message; /video PATH adds a video; /help lists "
+             "commands; Ctrl-D quits.\n",
+             c.n_videos, c.n_videos == 1 ? "" : "s");
+    else
+      printf("vblip chat — %s (%d frames). Type a message; /help lists commands; Ctrl-D quits.\n", video,
+             c.video.n_frames);
   }
   char *line = NULL;
   size_t cap = 0;
@@ -312,11 +467,6 @@ static int run(int argc, char **argv) {
   }
   if (interactive && *hist) write_history(hist);
   free(line);
-  history_clear(&c);
-  free(c.users);
-  free(c.answers);
-  free(c.video_path);
-  vblip_video_free(&c.video);
-  vblip_model_free(c.m);
+  chat_free(&c);
   return rc;
 }

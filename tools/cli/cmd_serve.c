@@ -37,6 +37,7 @@ static const cli_option k_options[] = {
                    "model name reported by the API (default: the model's base name)",
                    .flags = CLI_NONEMPTY, .need = "needs text"),
     CLI_OPT_FLAG("--verbose", 0, serve_opts, server.verbose, "log requests on stderr"),
+    CLI_GROUP(cli_layout_option, serve_opts, load.layout),
     CLI_GROUP(cli_threads_option, serve_opts, load.n_threads),
     CLI_GROUP(cli_dtype_option, serve_opts, load.dtype),
     CLI_HEADING("frame sampling of uploaded videos:"),
@@ -57,7 +58,10 @@ const cli_command cli_cmd_serve = {
         "  POST /api/videos            upload a video (raw body or multipart field 'file') -> {id, "
         "frames}\n"
         "  POST /api/chat              {video_id, messages:[{role, content}], settings, stream}\n"
+        "  POST /api/score             the same with candidates:[text] -> their likelihoods\n"
         "  POST /v1/chat/completions   OpenAI-compatible; video_url / image_url content parts\n"
+        "With an interleaved (EILEV) model a conversation holds several videos where they stand\n"
+        "(video_ids in front, video parts between text parts).\n"
         "  GET  /api/health, GET /api/videos/ID, GET /api/videos/ID/frames/K, DELETE "
         "/api/videos/ID\n"
         "The model answers one request at a time; others wait in a bounded queue.\n",
@@ -70,6 +74,7 @@ static int run(int argc, char **argv) {
   serve_opts o = {0};
   vblip_load_options_default(&o.load);
   vblip_server_options_default(&o.server);
+  cli_model_defaults_unset(&o.server.gen, &o.server.sampling);
   o.server.model_name = NULL; /* default: the model's base name, below */
   o.max_upload_mb = (double)o.server.max_upload_bytes / (1024 * 1024);
   int n_pos, rc = cli_parse(&cli_cmd_serve, &o, argc, argv, &n_pos);
@@ -99,6 +104,7 @@ static int run(int argc, char **argv) {
 
   vblip_model *m = cli_load_model(model, &o.load);
   if (!m) return 1;
+  cli_model_defaults_fill(m, &so->gen, &so->sampling);
   vblip_server *s = vblip_server_start(m, so);
   if (!s) {
     rc = cli_fail("%s", vblip_last_error());
