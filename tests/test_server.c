@@ -711,27 +711,38 @@ static const char *eilev_model(void) {
   return dir;
 }
 
-/* The library's answer for the same input: what the server must reproduce. */
-static char *library_answer(const char *model, const char *const *items, int n, int beams, int max_new) {
+/* The library's view of the same input, what the server must reproduce: the model loaded
+ * as the server runs it, and the input ("file:PATH" items are videos with the frames the
+ * server takes for an EILEV model, the first 8 s; the rest text), encoded. */
+static vblip_model *library_input(const char *model, const char *const *items, int n, vblip_input **in) {
   vblip_load_options lo;
   vblip_load_options_default(&lo);
-  lo.n_threads = 2; /* as the server runs */
+  lo.n_threads = 2;
   vblip_model *m = vblip_model_load(model, &lo);
+  *in = vblip_input_new();
   if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return NULL;
-  vblip_sampling eilev; /* the server's frames for an EILEV model: the first 8 s */
+  vblip_sampling eilev;
   vblip_sampling_eilev(&eilev);
-  vblip_input *in = vblip_input_new();
   for (int i = 0; i < n; i++)
-    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, &eilev);
-    else vblip_input_add_text(in, items[i]);
+    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(*in, items[i] + 5, &eilev);
+    else vblip_input_add_text(*in, items[i]);
+  if (!CHECK(vblip_input_encode(m, *in) == 0, "library input: %s", vblip_last_error())) {
+    vblip_model_free(m);
+    return NULL;
+  }
+  return m;
+}
+
+static char *library_answer(const char *model, const char *const *items, int n, int beams, int max_new) {
+  vblip_input *in;
+  vblip_model *m = library_input(model, items, n, &in);
   vblip_gen_params p;
   vblip_gen_params_default(&p);
   p.num_beams = beams;
   p.max_new_tokens = max_new;
   vblip_answer a;
   char *text = NULL;
-  if (CHECK(vblip_input_encode(m, in) == 0 && vblip_generate_input(m, in, &p, NULL, NULL, &a) == 0, "library: %s",
-            vblip_last_error())) {
+  if (m && CHECK(vblip_generate_input(m, in, &p, NULL, NULL, &a) == 0, "library: %s", vblip_last_error())) {
     text = vblip_postprocess(a.text);
     vblip_answer_free(&a);
   }
@@ -742,20 +753,10 @@ static char *library_answer(const char *model, const char *const *items, int n, 
 
 static void library_scores(const char *model, const char *const *items, int n, const char *const *cands, int nc,
                            double *out) {
-  vblip_load_options lo;
-  vblip_load_options_default(&lo);
-  lo.n_threads = 2;
-  vblip_model *m = vblip_model_load(model, &lo);
-  if (!CHECK(m != NULL, "load %s: %s", model, vblip_last_error())) return;
-  vblip_sampling eilev; /* the server's frames for an EILEV model: the first 8 s */
-  vblip_sampling_eilev(&eilev);
-  vblip_input *in = vblip_input_new();
-  for (int i = 0; i < n; i++)
-    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(in, items[i] + 5, &eilev);
-    else vblip_input_add_text(in, items[i]);
+  vblip_input *in;
+  vblip_model *m = library_input(model, items, n, &in);
   vblip_score sc[8];
-  if (CHECK(vblip_input_encode(m, in) == 0 && vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0,
-            "library scores: %s", vblip_last_error()))
+  if (m && CHECK(vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0, "library scores: %s", vblip_last_error()))
     for (int i = 0; i < nc; i++) {
       out[i] = sc[i].mean_log_likelihood;
       vblip_score_free(&sc[i]);
