@@ -34,16 +34,25 @@ int main(int argc, char **argv) {
   vb_dtype dt = VB_DT_BF16;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--lm") && v) kind = strcmp(argv[++i], "t5") == 0 ? VB_LM_T5 : VB_LM_OPT;
-    else if (!strcmp(a, "--context") && v) ctx = atoi(argv[++i]);
-    else if (!strcmp(a, "--candidates") && v) K = atoi(argv[++i]);
-    else if (!strcmp(a, "--tokens") && v) L = atoi(argv[++i]);
-    else if (!strcmp(a, "--repeat") && v) R = atoi(argv[++i]);
-    else if (!strcmp(a, "--dtype") && v) dt = strcmp(argv[++i], "f32") == 0 ? VB_DT_F32 : VB_DT_BF16;
-    else if (!strcmp(a, "--tiny")) tiny = 1;
+    if (!strcmp(a, "--lm") && v)
+      kind = strcmp(argv[++i], "t5") == 0 ? VB_LM_T5 : VB_LM_OPT;
+    else if (!strcmp(a, "--context") && v)
+      ctx = atoi(argv[++i]);
+    else if (!strcmp(a, "--candidates") && v)
+      K = atoi(argv[++i]);
+    else if (!strcmp(a, "--tokens") && v)
+      L = atoi(argv[++i]);
+    else if (!strcmp(a, "--repeat") && v)
+      R = atoi(argv[++i]);
+    else if (!strcmp(a, "--dtype") && v)
+      dt = strcmp(argv[++i], "f32") == 0 ? VB_DT_F32 : VB_DT_BF16;
+    else if (!strcmp(a, "--tiny"))
+      tiny = 1;
     else {
-      fprintf(stderr, "usage: %s [--lm opt|t5] [--context N] [--candidates K] [--tokens L] "
-                      "[--dtype bf16|f32] [--repeat R] [--tiny]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--lm opt|t5] [--context N] [--candidates K] [--tokens L] "
+              "[--dtype bf16|f32] [--repeat R] [--tiny]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -54,20 +63,26 @@ int main(int argc, char **argv) {
   vb_lm *lm = NULL;
   if (bench_config(kind, tiny, &c) != 0) return fprintf(stderr, "%s\n", vb_error_message()), 1;
   bench_weights_new(&w, dt == VB_DT_F32 ? VB_COMPUTE_F32 : VB_COMPUTE_BF16, 0);
-  fprintf(stderr, "building %s (%s, random weights)...\n", bench_model_name(kind), tiny ? "tiny" : "full size");
-  if (bench_build_lm(&w, &c, dt) != 0 || bench_weights_via_file(&w) != 0 || bench_lm_create(&w, &c, &lm) != 0)
+  fprintf(stderr, "building %s (%s, random weights)...\n", bench_model_name(kind),
+          tiny ? "tiny" : "full size");
+  if (bench_build_lm(&w, &c, dt) != 0 || bench_weights_via_file(&w) != 0 ||
+      bench_lm_create(&w, &c, &lm) != 0)
     return fprintf(stderr, "%s\n", vb_error_message()), 1;
   int V = lm->vocab_size, E = lm->embed_dim;
   float *in = vb_malloc((size_t)ctx * E * sizeof(float));
-  float *first = vb_malloc((size_t)V * sizeof(float)), *rows = vb_malloc((size_t)L * V * sizeof(float));
-  int32_t *ids = vb_malloc((size_t)ctx * sizeof *ids), *cand = vb_malloc((size_t)K * L * sizeof *cand);
-  double *cached = vb_malloc((size_t)R * sizeof(double)), *uncached = vb_malloc((size_t)R * sizeof(double));
+  float *first = vb_malloc((size_t)V * sizeof(float)),
+        *rows = vb_malloc((size_t)L * V * sizeof(float));
+  int32_t *ids = vb_malloc((size_t)ctx * sizeof *ids),
+          *cand = vb_malloc((size_t)K * L * sizeof *cand);
+  double *cached = vb_malloc((size_t)R * sizeof(double)),
+         *uncached = vb_malloc((size_t)R * sizeof(double));
   if (!in || !first || !rows || !ids || !cand || !cached || !uncached) return 1;
   /* the context as the interleaved layout gives it: embeddings of ids (the videos'
    * rows are embeddings too, which costs the model the same) */
   bench_prompt_ids(&c, ids, ctx);
   if (lm->embed(lm, ids, ctx, in) != 0) return fprintf(stderr, "%s\n", vb_error_message()), 1;
-  for (int i = 0; i < K * L; i++) cand[i] = 200 + (97 * i) % (V - 400);
+  for (int i = 0; i < K * L; i++)
+    cand[i] = 200 + (97 * i) % (V - 400);
   /* warm-up: primitive creation */
   if (lm->set_input(lm, in, ctx, NULL, 0) || lm->gen.prefill(lm, 1, first) ||
       lm->continue_logits(lm, cand, L - 1, rows))
@@ -86,11 +101,13 @@ int main(int argc, char **argv) {
           lm->continue_logits(lm, cand + (size_t)k * L, L - 1, rows))
         return 1;
     uncached[r] = vb_now_ms() - t0;
-    fprintf(stderr, "  run %d: reused %.0f ms, not reused %.0f ms\n", r + 1, cached[r], uncached[r]);
+    fprintf(stderr, "  run %d: reused %.0f ms, not reused %.0f ms\n", r + 1, cached[r],
+            uncached[r]);
   }
   double mc = median(cached, R), mu = median(uncached, R);
-  printf("%s %s, context %d positions, %d candidates x %d tokens, %d threads, %s\n", bench_model_name(kind),
-         dt == VB_DT_F32 ? "f32" : "bf16", ctx, K, L, omp_get_max_threads(), vb_cpu_describe());
+  printf("%s %s, context %d positions, %d candidates x %d tokens, %d threads, %s\n",
+         bench_model_name(kind), dt == VB_DT_F32 ? "f32" : "bf16", ctx, K, L, omp_get_max_threads(),
+         vb_cpu_describe());
   printf("context cache reused: %.0f ms (%.1f ms per candidate)\n", mc, mc / K);
   printf("context run per candidate: %.0f ms (%.1f ms per candidate)\n", mu, mu / K);
   printf("speed-up: %.2fx\n", mu / mc);

@@ -35,7 +35,7 @@ typedef enum {
  * text and videos; each video's query outputs replace as many placeholder positions,
  * followed by a newline, where the video stands in the text. */
 typedef enum {
-  VBLIP_LAYOUT_AUTO = 0,       /* load option: from the checkpoint (EILEV's config -> interleaved) */
+  VBLIP_LAYOUT_AUTO = 0, /* load option: from the checkpoint (EILEV's config -> interleaved) */
   VBLIP_LAYOUT_BLIP2 = 1,
   VBLIP_LAYOUT_INTERLEAVED = 2
 } vblip_layout;
@@ -185,8 +185,8 @@ const vblip_video *vblip_input_video(const vblip_input *in, size_t k);
 
 /* The language model's input in the model's layout: token ids, and video_mask[i] = 1 where a
  * video's query output replaces the id (the ids there are the pad id). New arrays. */
-int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **video_mask,
-                    size_t *n);
+int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
+                    uint8_t **video_mask, size_t *n);
 /* The input embeddings (n rows of the language model's width) in the model's layout. */
 int vblip_input_embeds(const vblip_model *m, const vblip_input *in, float **embeds, size_t *n);
 

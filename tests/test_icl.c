@@ -42,12 +42,14 @@ static const vb_tensor_info *ref_tensor(const char *name) {
   return t;
 }
 
-static int json_int(const cJSON *a, int i) { return cJSON_GetArrayItem(a, i)->valueint; }
+static int json_int(const cJSON *a, int i) {
+  return cJSON_GetArrayItem(a, i)->valueint;
+}
 
 /* ---- blocks from items (no model) ---- */
 
-static void check_blocks(const char *what, const char *const *texts, size_t n, const char *const *want_text,
-                         const int *want_videos, size_t want_n) {
+static void check_blocks(const char *what, const char *const *texts, size_t n,
+                         const char *const *want_text, const int *want_videos, size_t want_n) {
   vb_icl_block *b = NULL;
   size_t nb = 0;
   if (!CHECK_OK(vb_icl_blocks(texts, n, &b, &nb))) return;
@@ -61,7 +63,8 @@ static void check_blocks(const char *what, const char *const *texts, size_t n, c
 
 static void test_blocks(void) {
   /* EILEV's sample script: a video after text opens a block, texts are stripped and joined */
-  const char *t1[] = {NULL, " Question: What? ", "Answer: cutting.", NULL, NULL, "\tQuestion: What?\n"};
+  const char *t1[] = {NULL, " Question: What? ",  "Answer: cutting.", NULL,
+                      NULL, "\tQuestion: What?\n"};
   const char *w1[] = {"Question: What? Answer: cutting.", "Question: What?"};
   check_blocks("sample", t1, 6, w1, (int[]){1, 2}, 2);
   /* text first: a block without video; whitespace-only text is dropped; videos last */
@@ -151,12 +154,14 @@ static void check_ids(model_ctx *c, const char *name, cJSON *cs, const vblip_inp
   int32_t *ids = NULL;
   uint8_t *mask = NULL;
   size_t n = 0;
-  if (!CHECK(vblip_input_ids(c->m, in, &ids, &mask, &n) == 0, "ids: %s", vblip_last_error())) return;
+  if (!CHECK(vblip_input_ids(c->m, in, &ids, &mask, &n) == 0, "ids: %s", vblip_last_error()))
+    return;
   int newline = cJSON_GetObjectItem(cs, "newline_id")->valueint;
-  CHECK(c->m->newline_id == newline, "%s %s newline id %d, want %d", c->kind, name, c->m->newline_id,
-        newline);
+  CHECK(c->m->newline_id == newline, "%s %s newline id %d, want %d", c->kind, name,
+        c->m->newline_id, newline);
   size_t pos = 0;
-  if (opt) CHECK(n > 0 && ids[0] == cfg->bos_token_id && !mask[0], "%s %s: BOS first", c->kind, name);
+  if (opt)
+    CHECK(n > 0 && ids[0] == cfg->bos_token_id && !mask[0], "%s %s: BOS first", c->kind, name);
   pos = opt ? 1 : 0;
   cJSON *blocks = cJSON_GetObjectItem(cs, "blocks");
   for (int b = 0; b < cJSON_GetArraySize(blocks); b++) {
@@ -171,11 +176,13 @@ static void check_ids(model_ctx *c, const char *name, cJSON *cs, const vblip_inp
       pos++;
     }
     /* then the block's text (and T5's EOS), unmasked, up to the next block's first video */
-    while (pos < n && !mask[pos]) pos++;
+    while (pos < n && !mask[pos])
+      pos++;
   }
   CHECK(pos == n, "%s %s: layout walk ended at %zu of %zu", c->kind, name, pos, n);
   if (!opt) CHECK(n > 0 && ids[n - 1] == cfg->eos_token_id, "%s %s: EOS last", c->kind, name);
-  cJSON *want = cJSON_GetObjectItem(cs, "input_ids"), *wmask = cJSON_GetObjectItem(cs, "video_input_mask");
+  cJSON *want = cJSON_GetObjectItem(cs, "input_ids"),
+        *wmask = cJSON_GetObjectItem(cs, "video_input_mask");
   if (CHECK(n == (size_t)cJSON_GetArraySize(want), "%s %s: %zu ids, want %d", c->kind, name, n,
             cJSON_GetArraySize(want)))
     for (size_t i = 0; i < n; i++)
@@ -228,21 +235,23 @@ static void check_generation(model_ctx *c, const char *name, cJSON *cs, const vb
       p.num_beams = 1;
     } else {
       vblip_gen_params_eilev(&p);
-      CHECK(p.num_beams == 5 && p.length_penalty == -1.0f && p.max_new_tokens == 32, "EILEV defaults");
+      CHECK(p.num_beams == 5 && p.length_penalty == -1.0f && p.max_new_tokens == 32,
+            "EILEV defaults");
     }
     p.max_new_tokens = 12;
     vblip_answer a;
-    if (!CHECK(vblip_generate_input(c->m, in, &p, NULL, NULL, &a) == 0, "%s %s %s: %s", c->kind, name,
-               settings[s], vblip_last_error()))
+    if (!CHECK(vblip_generate_input(c->m, in, &p, NULL, NULL, &a) == 0, "%s %s %s: %s", c->kind,
+               name, settings[s], vblip_last_error()))
       continue;
     cJSON *want = cJSON_GetObjectItem(g, "token_ids");
     bool same = a.n_tokens == cJSON_GetArraySize(want);
-    for (int i = 0; same && i < a.n_tokens; i++) same = a.token_ids[i] == json_int(want, i);
-    CHECK(same, "%s %s %s: %d tokens, first %d, want %d tokens", c->kind, name, settings[s], a.n_tokens,
-          a.n_tokens ? a.token_ids[0] : -1, cJSON_GetArraySize(want));
+    for (int i = 0; same && i < a.n_tokens; i++)
+      same = a.token_ids[i] == json_int(want, i);
+    CHECK(same, "%s %s %s: %d tokens, first %d, want %d tokens", c->kind, name, settings[s],
+          a.n_tokens, a.n_tokens ? a.token_ids[0] : -1, cJSON_GetArraySize(want));
     const char *text = cJSON_GetObjectItem(g, "text")->valuestring;
-    CHECK(strcmp(a.text, text) == 0, "%s %s %s text \"%s\", want \"%s\"", c->kind, name, settings[s], a.text,
-          text);
+    CHECK(strcmp(a.text, text) == 0, "%s %s %s text \"%s\", want \"%s\"", c->kind, name,
+          settings[s], a.text, text);
     vblip_answer_free(&a);
   }
 }
@@ -253,7 +262,8 @@ static float *first_logits(model_ctx *c, const vblip_input *in) {
   size_t n = 0;
   vb_lm *lm = c->m->lm;
   if (vblip_input_embeds(c->m, in, &e, &n) == 0 && lm->set_input(lm, e, (int)n, NULL, 0) == 0 &&
-      (logits = malloc((size_t)lm->vocab_size * sizeof(float))) && lm->gen.prefill(lm, 1, logits) != 0) {
+      (logits = malloc((size_t)lm->vocab_size * sizeof(float))) &&
+      lm->gen.prefill(lm, 1, logits) != 0) {
     free(logits);
     logits = NULL;
   }
@@ -263,8 +273,10 @@ static float *first_logits(model_ctx *c, const vblip_input *in) {
 
 static double log_softmax_at(const float *row, int vocab, int id) {
   double mx = row[0], sum = 0;
-  for (int i = 1; i < vocab; i++) mx = row[i] > mx ? row[i] : mx;
-  for (int i = 0; i < vocab; i++) sum += exp(row[i] - mx);
+  for (int i = 1; i < vocab; i++)
+    mx = row[i] > mx ? row[i] : mx;
+  for (int i = 0; i < vocab; i++)
+    sum += exp(row[i] - mx);
   return row[id] - mx - log(sum);
 }
 
@@ -295,8 +307,10 @@ static double uncached_score(model_ctx *c, const vblip_input *in, const vblip_sc
     int32_t *dec = malloc((k + 1) * sizeof *dec);
     dec[0] = c->m->cfg.decoder_start_token_id;
     memcpy(dec + 1, s->token_ids, k * sizeof *dec);
-    if (CHECK_OK(lm->set_input(lm, ctx, (int)n, NULL, 0)) && CHECK_OK(vb_t5_decode_full(lm, dec, k, logits)))
-      for (int j = 0; j < k; j++) sum += log_softmax_at(logits + (size_t)j * V, V, s->token_ids[j]);
+    if (CHECK_OK(lm->set_input(lm, ctx, (int)n, NULL, 0)) &&
+        CHECK_OK(vb_t5_decode_full(lm, dec, k, logits)))
+      for (int j = 0; j < k; j++)
+        sum += log_softmax_at(logits + (size_t)j * V, V, s->token_ids[j]);
     else
       sum = NAN;
     free(dec);
@@ -310,44 +324,50 @@ static void check_scores(model_ctx *c, const char *name, cJSON *cs, const vblip_
   cJSON *cands = cJSON_GetObjectItem(g_icl, "candidates");
   int nc = cJSON_GetArraySize(cands);
   const char *texts[8];
-  for (int i = 0; i < nc && i < 8; i++) texts[i] = cJSON_GetArrayItem(cands, i)->valuestring;
+  for (int i = 0; i < nc && i < 8; i++)
+    texts[i] = cJSON_GetArrayItem(cands, i)->valuestring;
   vblip_score sc[8];
-  if (!CHECK(vblip_score_candidates(c->m, in, texts, (size_t)nc, sc) == 0, "%s %s score: %s", c->kind, name,
-             vblip_last_error()))
+  if (!CHECK(vblip_score_candidates(c->m, in, texts, (size_t)nc, sc) == 0, "%s %s score: %s",
+             c->kind, name, vblip_last_error()))
     return;
   cJSON *want = cJSON_GetObjectItem(cs, "scores");
   for (int i = 0; i < nc; i++) {
     /* the cache reused for every candidate equals a full forward without it */
     double full = uncached_score(c, in, &sc[i]);
-    CHECK(fabs(sc[i].mean_log_likelihood - full) <= 1e-5 * fabs(full), "%s %s \"%s\": cached %.9g, uncached %.9g",
-          c->kind, name, texts[i], sc[i].mean_log_likelihood, full);
+    CHECK(fabs(sc[i].mean_log_likelihood - full) <= 1e-5 * fabs(full),
+          "%s %s \"%s\": cached %.9g, uncached %.9g", c->kind, name, texts[i],
+          sc[i].mean_log_likelihood, full);
     if (!want) continue; /* the reference has scores for decoder-only models only */
     cJSON *w = cJSON_GetArrayItem(want, i);
     cJSON *wid = cJSON_GetObjectItem(w, "token_ids");
     bool same = sc[i].n_tokens == cJSON_GetArraySize(wid);
-    for (int t = 0; same && t < sc[i].n_tokens; t++) same = sc[i].token_ids[t] == json_int(wid, t);
+    for (int t = 0; same && t < sc[i].n_tokens; t++)
+      same = sc[i].token_ids[t] == json_int(wid, t);
     CHECK(same, "%s %s \"%s\": candidate tokens differ", c->kind, name, texts[i]);
     double ref = cJSON_GetObjectItem(w, "mean_log_likelihood")->valuedouble;
-    CHECK(fabs(sc[i].mean_log_likelihood - ref) <= 1e-5 * fabs(ref), "%s %s \"%s\": %.9g, want %.9g", c->kind,
-          name, texts[i], sc[i].mean_log_likelihood, ref);
+    CHECK(fabs(sc[i].mean_log_likelihood - ref) <= 1e-5 * fabs(ref),
+          "%s %s \"%s\": %.9g, want %.9g", c->kind, name, texts[i], sc[i].mean_log_likelihood, ref);
   }
-  for (int i = 0; i < nc; i++) vblip_score_free(&sc[i]);
+  for (int i = 0; i < nc; i++)
+    vblip_score_free(&sc[i]);
 }
 
 /* Single-token candidates: the greedy first token ranks first. The candidates are the
  * decoded top tokens of the first step that tokenize back to themselves as candidates. */
-static bool check_greedy_ranks_first(model_ctx *c, const char *name, cJSON *cs, const vblip_input *in) {
-  int greedy = json_int(cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "generation"),
-                                                                   "greedy_12"),
-                                             "token_ids"),
-                        0);
+static bool check_greedy_ranks_first(model_ctx *c, const char *name, cJSON *cs,
+                                     const vblip_input *in) {
+  int greedy = json_int(
+      cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cs, "generation"), "greedy_12"),
+                          "token_ids"),
+      0);
   float *logits = first_logits(c, in);
   if (!CHECK(logits != NULL, "first logits: %s", vblip_last_error())) return false;
   int V = c->m->lm->vocab_size;
   /* the greedy token and tokens spread over the vocabulary */
   int pool[64], np = 0;
   pool[np++] = greedy;
-  for (int i = 1; np < 64 && i < V; i += V / 97 + 1) pool[np++] = i;
+  for (int i = 1; np < 64 && i < V; i += V / 97 + 1)
+    pool[np++] = i;
   char *cand[64];
   const char *cp[64];
   int nc = 0;
@@ -374,19 +394,24 @@ static bool check_greedy_ranks_first(model_ctx *c, const char *name, cJSON *cs, 
   bool asserted = false;
   vblip_score sc[64];
   if (has_greedy && nc > 1 &&
-      CHECK(vblip_score_candidates(c->m, in, cp, (size_t)nc, sc) == 0, "score: %s", vblip_last_error())) {
+      CHECK(vblip_score_candidates(c->m, in, cp, (size_t)nc, sc) == 0, "score: %s",
+            vblip_last_error())) {
     int best = 0;
     for (int i = 1; i < nc; i++)
       if (sc[i].mean_log_likelihood > sc[best].mean_log_likelihood) best = i;
-    CHECK(sc[best].token_ids[0] == greedy, "%s %s: best single-token candidate %d, greedy %d (%d candidates)",
-          c->kind, name, sc[best].token_ids[0], greedy, nc);
+    CHECK(sc[best].token_ids[0] == greedy,
+          "%s %s: best single-token candidate %d, greedy %d (%d candidates)", c->kind, name,
+          sc[best].token_ids[0], greedy, nc);
     /* a single-token score is that token's log-probability under the first logits */
-    CHECK(fabs(sc[0].mean_log_likelihood - log_softmax_at(logits, V, greedy)) <= 1e-6 * fabs(sc[0].mean_log_likelihood) + 1e-9,
+    CHECK(fabs(sc[0].mean_log_likelihood - log_softmax_at(logits, V, greedy)) <=
+              1e-6 * fabs(sc[0].mean_log_likelihood) + 1e-9,
           "single-token score");
-    for (int i = 0; i < nc; i++) vblip_score_free(&sc[i]);
+    for (int i = 0; i < nc; i++)
+      vblip_score_free(&sc[i]);
     asserted = true;
   }
-  for (int i = 0; i < nc; i++) free(cand[i]);
+  for (int i = 0; i < nc; i++)
+    free(cand[i]);
   free(logits);
   return asserted;
 }
@@ -400,7 +425,8 @@ static void check_logits_last(model_ctx *c, const char *name, const vblip_input 
   if (CHECK(logits != NULL, "first logits: %s", vblip_last_error()) &&
       CHECK(vb_tensor_numel(ref) == c->m->lm->vocab_size, "%s size", tname)) {
     double maxabs, rel;
-    size_t bad = tu_compare(logits, ref->data, (size_t)c->m->lm->vocab_size, 5e-3, 1e-5, &maxabs, &rel);
+    size_t bad =
+        tu_compare(logits, ref->data, (size_t)c->m->lm->vocab_size, 5e-3, 1e-5, &maxabs, &rel);
     CHECK(bad == 0, "%s: %zu mismatches (max abs %g)", tname, bad, maxabs);
   }
   free(logits);
@@ -434,9 +460,10 @@ static void run_model(const char *kind, const char *dir) {
 /* ---- the Flan-T5-style tokenizer.json (Metaspace without WhitespaceSplit) ---- */
 
 static void link_model(const char *src, const char *dst, const char *skip) {
-  const char *files[] = {"config.json",  "model.safetensors",       "preprocessor_config.json",
-                         "spiece.model", "special_tokens_map.json", "tokenizer_config.json",
-                         "added_tokens.json", "tokenizer.json", "vocab.json", "merges.txt"};
+  const char *files[] = {"config.json",       "model.safetensors",       "preprocessor_config.json",
+                         "spiece.model",      "special_tokens_map.json", "tokenizer_config.json",
+                         "added_tokens.json", "tokenizer.json",          "vocab.json",
+                         "merges.txt"};
   mkdir(dst, 0755);
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     if (skip && strcmp(files[i], skip) == 0) continue;
@@ -463,24 +490,27 @@ static void test_flan_style(void) {
   cJSON *fx = read_json("icl/flan_style/expected.json"), *cs;
   vblip_video dummy = {0}; /* ids need no encoded video */
   cJSON_ArrayForEach(cs, cJSON_GetObjectItem(fx, "cases")) {
-    CHECK(m->newline_id == cJSON_GetObjectItem(cs, "newline_id")->valueint, "flan newline id %d", m->newline_id);
+    CHECK(m->newline_id == cJSON_GetObjectItem(cs, "newline_id")->valueint, "flan newline id %d",
+          m->newline_id);
     vblip_input *in = vblip_input_new();
     cJSON *blk;
     cJSON_ArrayForEach(blk, cJSON_GetObjectItem(cs, "blocks")) {
-      for (int v = 0; v < json_int(blk, 1); v++) vblip_input_add_video(in, &dummy);
+      for (int v = 0; v < json_int(blk, 1); v++)
+        vblip_input_add_video(in, &dummy);
       vblip_input_add_text(in, cJSON_GetArrayItem(blk, 0)->valuestring);
     }
     int32_t *ids = NULL;
     uint8_t *mask = NULL;
     size_t n = 0;
-    cJSON *want = cJSON_GetObjectItem(cs, "input_ids"), *wm = cJSON_GetObjectItem(cs, "video_input_mask");
+    cJSON *want = cJSON_GetObjectItem(cs, "input_ids"),
+          *wm = cJSON_GetObjectItem(cs, "video_input_mask");
     if (CHECK(vblip_input_ids(m, in, &ids, &mask, &n) == 0, "flan ids: %s", vblip_last_error()) &&
         CHECK(n == (size_t)cJSON_GetArraySize(want), "flan %s: %zu ids, want %d", cs->string, n,
               cJSON_GetArraySize(want)))
       for (size_t i = 0; i < n; i++)
         CHECK(ids[i] == json_int(want, (int)i) && mask[i] == json_int(wm, (int)i),
-              "flan %s position %zu: %d/%d, want %d/%d", cs->string, i, ids[i], mask[i], json_int(want, (int)i),
-              json_int(wm, (int)i));
+              "flan %s position %zu: %d/%d, want %d/%d", cs->string, i, ids[i], mask[i],
+              json_int(want, (int)i), json_int(wm, (int)i));
     free(ids);
     free(mask);
     vblip_input_free(in);
@@ -545,10 +575,13 @@ static void test_layout_choice(void) {
     uint8_t *mask = NULL;
     size_t n = 0, np = 0;
     int Q = m->cfg.num_query_tokens;
-    if (CHECK_OK(vblip_input_ids(m, in, &ids, &mask, &n)) && CHECK_OK(vblip_tokenize(m, prompt, 1, &pids, &np)) &&
+    if (CHECK_OK(vblip_input_ids(m, in, &ids, &mask, &n)) &&
+        CHECK_OK(vblip_tokenize(m, prompt, 1, &pids, &np)) &&
         CHECK(n == (size_t)Q + np, "blip2 length %zu", n)) {
-      for (int i = 0; i < Q; i++) CHECK(mask[i] == 1, "blip2 query %d masked", i);
-      CHECK(memcmp(ids + Q, pids, np * sizeof *ids) == 0 && !memchr(mask + Q, 1, np), "blip2 prompt ids");
+      for (int i = 0; i < Q; i++)
+        CHECK(mask[i] == 1, "blip2 query %d masked", i);
+      CHECK(memcmp(ids + Q, pids, np * sizeof *ids) == 0 && !memchr(mask + Q, 1, np),
+            "blip2 prompt ids");
     }
     free(ids);
     free(mask);
@@ -561,7 +594,8 @@ static void test_layout_choice(void) {
     vblip_answer a, b;
     if (CHECK_OK(vblip_generate_input(m, in, &p, NULL, NULL, &a))) {
       if (CHECK_OK(vblip_generate(m, &v, prompt, &p, NULL, NULL, &b))) {
-        CHECK(a.n_tokens == b.n_tokens && !memcmp(a.token_ids, b.token_ids, a.n_tokens * sizeof(int32_t)),
+        CHECK(a.n_tokens == b.n_tokens &&
+                  !memcmp(a.token_ids, b.token_ids, a.n_tokens * sizeof(int32_t)),
               "input and prompt generation agree");
         vblip_answer_free(&b);
       }
@@ -569,28 +603,33 @@ static void test_layout_choice(void) {
     }
     /* two videos, or text before the video, need the interleaved layout */
     vblip_input_add_video(in, &v);
-    CHECK(vblip_input_ids(m, in, &ids, &mask, &n) == -1 && strstr(vblip_last_error(), "interleaved"),
+    CHECK(vblip_input_ids(m, in, &ids, &mask, &n) == -1 &&
+              strstr(vblip_last_error(), "interleaved"),
           "two videos in the BLIP-2 layout: %s", vblip_last_error());
     vblip_input_free(in);
     in = vblip_input_new();
     vblip_input_add_text(in, "x");
     vblip_input_add_video(in, &v);
-    CHECK(vblip_input_ids(m, in, &ids, &mask, &n) == -1, "text before the video in the BLIP-2 layout");
+    CHECK(vblip_input_ids(m, in, &ids, &mask, &n) == -1,
+          "text before the video in the BLIP-2 layout");
     vblip_input_free(in);
     /* wrong placeholder count, unloaded file, empty candidate */
     in = vblip_input_new();
     const vblip_video *vv[] = {&v};
-    CHECK(vblip_input_add_prompt(in, "<video> a <video> b", vv, 1) == -1 && strstr(vblip_last_error(), "2 <video>"),
+    CHECK(vblip_input_add_prompt(in, "<video> a <video> b", vv, 1) == -1 &&
+              strstr(vblip_last_error(), "2 <video>"),
           "placeholder count: %s", vblip_last_error());
     vblip_sampling three;
     vblip_sampling_default(&three);
     three.n_frames = 3;
-    CHECK(vblip_input_add_video_file(in, tu_fixture("media/video3_mjpeg_97x61_15fps_3s.avi"), &three) == 0,
+    CHECK(vblip_input_add_video_file(in, tu_fixture("media/video3_mjpeg_97x61_15fps_3s.avi"),
+                                     &three) == 0,
           "add file");
     float *e = NULL;
     CHECK(vblip_input_embeds(m, in, &e, &n) == -1, "an unloaded video file is refused");
     CHECK_OK(vblip_input_encode(m, in));
-    CHECK(vblip_input_video(in, 0) && vblip_input_video(in, 0)->n_frames == 3, "file encoded with its options");
+    CHECK(vblip_input_video(in, 0) && vblip_input_video(in, 0)->n_frames == 3,
+          "file encoded with its options");
     vblip_input_add_text(in, "Answer:");
     vblip_score sc[2];
     const char *bad[] = {"dog", " "};

@@ -688,8 +688,13 @@ static const char *eilev_model(void) {
   static char dir[512];
   snprintf(dir, sizeof dir, "%s/eilev-opt-tiny", tu_tmpdir());
   mkdir(dir, 0755);
-  const char *files[] = {"model.safetensors", "preprocessor_config.json", "vocab.json", "merges.txt",
-                         "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+  const char *files[] = {"model.safetensors",
+                         "preprocessor_config.json",
+                         "vocab.json",
+                         "merges.txt",
+                         "tokenizer.json",
+                         "tokenizer_config.json",
+                         "special_tokens_map.json"};
   char a[1024], b[1024];
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     snprintf(a, sizeof a, "%s/" MODEL "/%s", getcwd(b, sizeof b), files[i]);
@@ -714,7 +719,8 @@ static const char *eilev_model(void) {
 /* The library's view of the same input, what the server must reproduce: the model loaded
  * as the server runs it, and the input ("file:PATH" items are videos with the frames the
  * server takes for an EILEV model, the first 8 s; the rest text), encoded. */
-static vblip_model *library_input(const char *model, const char *const *items, int n, vblip_input **in) {
+static vblip_model *library_input(const char *model, const char *const *items, int n,
+                                  vblip_input **in) {
   vblip_load_options lo;
   vblip_load_options_default(&lo);
   lo.n_threads = 2;
@@ -724,8 +730,10 @@ static vblip_model *library_input(const char *model, const char *const *items, i
   vblip_sampling eilev;
   vblip_sampling_eilev(&eilev);
   for (int i = 0; i < n; i++)
-    if (strncmp(items[i], "file:", 5) == 0) vblip_input_add_video_file(*in, items[i] + 5, &eilev);
-    else vblip_input_add_text(*in, items[i]);
+    if (strncmp(items[i], "file:", 5) == 0)
+      vblip_input_add_video_file(*in, items[i] + 5, &eilev);
+    else
+      vblip_input_add_text(*in, items[i]);
   if (!CHECK(vblip_input_encode(m, *in) == 0, "library input: %s", vblip_last_error())) {
     vblip_model_free(m);
     return NULL;
@@ -733,7 +741,8 @@ static vblip_model *library_input(const char *model, const char *const *items, i
   return m;
 }
 
-static char *library_answer(const char *model, const char *const *items, int n, int beams, int max_new) {
+static char *library_answer(const char *model, const char *const *items, int n, int beams,
+                            int max_new) {
   vblip_input *in;
   vblip_model *m = library_input(model, items, n, &in);
   vblip_gen_params p;
@@ -742,7 +751,8 @@ static char *library_answer(const char *model, const char *const *items, int n, 
   p.max_new_tokens = max_new;
   vblip_answer a;
   char *text = NULL;
-  if (m && CHECK(vblip_generate_input(m, in, &p, NULL, NULL, &a) == 0, "library: %s", vblip_last_error())) {
+  if (m && CHECK(vblip_generate_input(m, in, &p, NULL, NULL, &a) == 0, "library: %s",
+                 vblip_last_error())) {
     text = vblip_postprocess(a.text);
     vblip_answer_free(&a);
   }
@@ -751,12 +761,13 @@ static char *library_answer(const char *model, const char *const *items, int n, 
   return text;
 }
 
-static void library_scores(const char *model, const char *const *items, int n, const char *const *cands, int nc,
-                           double *out) {
+static void library_scores(const char *model, const char *const *items, int n,
+                           const char *const *cands, int nc, double *out) {
   vblip_input *in;
   vblip_model *m = library_input(model, items, n, &in);
   vblip_score sc[8];
-  if (m && CHECK(vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0, "library scores: %s", vblip_last_error()))
+  if (m && CHECK(vblip_score_candidates(m, in, cands, (size_t)nc, sc) == 0, "library scores: %s",
+                 vblip_last_error()))
     for (int i = 0; i < nc; i++) {
       out[i] = sc[i].mean_log_likelihood;
       vblip_score_free(&sc[i]);
@@ -781,8 +792,10 @@ static void test_interleaved(void) {
     /* one video in front, then a message with text, an image and a question */
     char req[2048];
     snprintf(req, sizeof req,
-             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"A "
-             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":\"What is it?\"}]}],"
+             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"text\",\"text\":\"A "
+             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":"
+             "\"What is it?\"}]}],"
              "\"settings\":{\"num_beams\":0,\"max_new_tokens\":8}}",
              v1, v2);
     CHECK(post_json(&s, "/api/chat", req, &r) == 200, "interleaved chat: %s", r.body);
@@ -801,22 +814,30 @@ static void test_interleaved(void) {
     size_t cap = strlen(b64) + 2048;
     char *oa = malloc(cap);
     snprintf(oa, cap,
-             "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":{\"url\":\"%s\"}},"
-             "{\"type\":\"text\",\"text\":\"What is it?\"}]},{\"role\":\"assistant\",\"content\":\"A kitchen.\"},"
-             "{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,%s\"}},"
+             "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\",\"video_url\":"
+             "{\"url\":\"%s\"}},"
+             "{\"type\":\"text\",\"text\":\"What is "
+             "it?\"}]},{\"role\":\"assistant\",\"content\":\"A kitchen.\"},"
+             "{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":"
+             "\"data:image/png;base64,%s\"}},"
              "{\"type\":\"text\",\"text\":\"What is it?\"}]}],\"num_beams\":0,\"max_tokens\":8}",
              v1, b64);
     CHECK(post_json(&s, "/v1/chat/completions", oa, &r) == 200, "openai interleaved: %s", r.body);
-    char *oc = json_str(r.body, "choices.0.message.content"), *op = json_str(r.body, "vblip.prompt");
-    CHECK(streq(op, "<video> What is it? A kitchen. <video> What is it?"), "openai prompt '%s'", op);
-    const char *items2[] = {"file:" VIDEO, "What is it?", "A kitchen.", "file:" IMAGE, "What is it?"};
+    char *oc = json_str(r.body, "choices.0.message.content"),
+         *op = json_str(r.body, "vblip.prompt");
+    CHECK(streq(op, "<video> What is it? A kitchen. <video> What is it?"), "openai prompt '%s'",
+          op);
+    const char *items2[] = {"file:" VIDEO, "What is it?", "A kitchen.", "file:" IMAGE,
+                            "What is it?"};
     char *want2 = library_answer(model, items2, 5, 0, 8);
     CHECK(streq(oc, want2), "openai '%s' == library '%s'", oc, want2);
     free(r.body);
     /* scoring candidates after the same conversation: the library's scores, best first */
     snprintf(req, sizeof req,
-             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"A "
-             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":\"What is it?\"}]}],"
+             "{\"video_ids\":[\"%s\"],\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+             "\"text\",\"text\":\"A "
+             "kitchen.\"},{\"type\":\"video\",\"video_id\":\"%s\"},{\"type\":\"text\",\"text\":"
+             "\"What is it?\"}]}],"
              "\"candidates\":[\"a dog\",\"kitchen\",\"walking in the snow\"]}",
              v1, v2);
     CHECK(post_json(&s, "/api/score", req, &r) == 200, "score: %s", r.body);
@@ -829,19 +850,25 @@ static void test_interleaved(void) {
       cJSON *e = cJSON_GetArrayItem(sa, i);
       int k = cJSON_GetObjectItem(e, "index")->valueint;
       double ll = cJSON_GetObjectItem(e, "mean_log_likelihood")->valuedouble;
-      CHECK(k >= 0 && k < 3 && streq(cJSON_GetStringValue(cJSON_GetObjectItem(e, "candidate")), cands[k]) &&
+      CHECK(k >= 0 && k < 3 &&
+                streq(cJSON_GetStringValue(cJSON_GetObjectItem(e, "candidate")), cands[k]) &&
                 fabs(ll - lib[k]) <= 1e-9 * fabs(lib[k]),
             "score %d: %g vs library %g", i, ll, k >= 0 && k < 3 ? lib[k] : 0.0);
       if (i > 0)
-        CHECK(ll <= cJSON_GetObjectItem(cJSON_GetArrayItem(sa, i - 1), "mean_log_likelihood")->valuedouble,
+        CHECK(ll <= cJSON_GetObjectItem(cJSON_GetArrayItem(sa, i - 1), "mean_log_likelihood")
+                        ->valuedouble,
               "best first");
     }
     cJSON_Delete(sj);
     free(r.body);
-    CHECK(post_json(&s, "/api/score", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[\" \"]}", &r) == 400,
+    CHECK(post_json(&s, "/api/score",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[\" \"]}",
+                    &r) == 400,
           "blank candidate: %s", r.body);
     free(r.body);
-    CHECK(post_json(&s, "/api/score", "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[]}", &r) == 400,
+    CHECK(post_json(&s, "/api/score",
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"candidates\":[]}",
+                    &r) == 400,
           "no candidates: %s", r.body);
     free(r.body);
     /* too many videos in one conversation */
@@ -853,14 +880,17 @@ static void test_interleaved(void) {
       vs_buf_puts(&big, "\"");
     }
     vs_buf_puts(&big, "],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}");
-    CHECK(post_json(&s, "/api/chat", big.data, &r) == 400 && strstr(r.body, "videos"), "33 videos: %s", r.body);
+    CHECK(post_json(&s, "/api/chat", big.data, &r) == 400 && strstr(r.body, "videos"),
+          "33 videos: %s", r.body);
     free(r.body);
     vs_buf_free(&big);
-    CHECK(post_json(&s, "/api/chat", "{\"video_ids\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r) == 400,
+    CHECK(post_json(&s, "/api/chat",
+                    "{\"video_ids\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                    &r) == 400,
           "video_ids must be an array: %s", r.body);
     free(r.body);
-    free(answer), free(prompt), free(id0), free(id1), free(want), free(png), free(b64), free(oa), free(oc), free(op),
-        free(want2);
+    free(answer), free(prompt), free(id0), free(id1), free(want), free(png), free(b64), free(oa),
+        free(oc), free(op), free(want2);
   }
   free(v1);
   free(v2);

@@ -21,7 +21,8 @@ struct vb_lm {
   /* Sets the input of the next generation: prefix embeddings [n_prefix, embed_dim]
    * (the projected queries) followed by the prompt ids. Copies what it needs. */
   int (*set_input)(vb_lm *lm, const float *prefix, int n_prefix, const int32_t *ids, int n_ids);
-  /* The model's input embeddings of ids (n rows of embed_dim), ids checked against the vocabulary. */
+  /* The model's input embeddings of ids (n rows of embed_dim), ids checked against the vocabulary.
+   */
   int (*embed)(const vb_lm *lm, const int32_t *ids, int n, float *out);
   /* Scoring a continuation of the input: after a prefill with one beam, feeds ids[0..n) after
    * the input (OPT: after the prompt; T5: as the decoder's tokens after its start token) and

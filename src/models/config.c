@@ -199,7 +199,8 @@ static bool mentions_eilev(const char *s) {
   static const char k[] = "eilev";
   for (; *s; s++) {
     size_t i = 0;
-    while (k[i] && s[i] && (s[i] | 0x20) == k[i]) i++;
+    while (k[i] && s[i] && (s[i] | 0x20) == k[i])
+      i++;
     if (!k[i]) return true;
   }
   return false;

@@ -8,7 +8,9 @@
 #include "models/videoblip_internal.h"
 #include "runtime/common.h"
 
-vblip_input *vblip_input_new(void) { return vb_calloc(1, sizeof(vblip_input)); }
+vblip_input *vblip_input_new(void) {
+  return vb_calloc(1, sizeof(vblip_input));
+}
 
 void vblip_input_free(vblip_input *in) {
   if (!in) return;
@@ -60,8 +62,10 @@ int vblip_input_add_video_file(vblip_input *in, const char *path, const vblip_sa
   vb_input_item *it = add_item(in);
   if (!it) return -1;
   if (!(it->path = vb_strdup(path))) return -1;
-  if (s) it->sampling = *s;
-  else vblip_sampling_default(&it->sampling);
+  if (s)
+    it->sampling = *s;
+  else
+    vblip_sampling_default(&it->sampling);
   in->n++;
   return 0;
 }
@@ -112,7 +116,8 @@ int vblip_input_encode(vblip_model *m, vblip_input *in) {
 
 size_t vblip_input_n_videos(const vblip_input *in) {
   size_t k = 0;
-  for (size_t i = 0; in && i < in->n; i++) k += in->items[i].text == NULL;
+  for (size_t i = 0; in && i < in->n; i++)
+    k += in->items[i].text == NULL;
   return k;
 }
 

@@ -10,7 +10,8 @@ static const char kPlaceholder[] = "<video>";
 static const char kWordBoundary[] = "\xE2\x96\x81"; /* "▁" */
 
 void vb_icl_blocks_free(vb_icl_block *b, size_t n) {
-  for (size_t i = 0; b && i < n; i++) free(b[i].text);
+  for (size_t i = 0; b && i < n; i++)
+    free(b[i].text);
   free(b);
 }
 
@@ -98,7 +99,8 @@ static int push_text(const vb_tokenizer *tok, const char *text, bool last, id_bu
   int32_t *ids = NULL;
   size_t k = 0;
   int rc = vb_tokenizer_encode(tok, t, n, false, &ids, &k);
-  for (size_t i = 0; rc == 0 && i < k; i++) rc = push(b, ids[i], 0);
+  for (size_t i = 0; rc == 0 && i < k; i++)
+    rc = push(b, ids[i], 0);
   free(ids);
   free(t);
   return rc;
@@ -115,7 +117,8 @@ int vb_icl_ids(const vb_tokenizer *tok, const vb_icl_spec *spec, const vb_icl_bl
   int rc = spec->decoder_only ? push(&b, spec->bos_id, 0) : 0;
   for (size_t i = 0; rc == 0 && i < n_blocks; i++) {
     for (int v = 0; rc == 0 && v < blocks[i].n_videos; v++) {
-      for (int q = 0; rc == 0 && q < spec->n_query; q++) rc = push(&b, spec->pad_id, 1);
+      for (int q = 0; rc == 0 && q < spec->n_query; q++)
+        rc = push(&b, spec->pad_id, 1);
       if (rc == 0) rc = push(&b, spec->newline_id, 0);
     }
     bool last = i + 1 == n_blocks;
@@ -156,7 +159,8 @@ int vb_icl_newline_id(const vb_tokenizer *tok, int32_t *id) {
 }
 
 void vb_icl_pieces_free(char **pieces, size_t n) {
-  for (size_t i = 0; pieces && i < n; i++) free(pieces[i]);
+  for (size_t i = 0; pieces && i < n; i++)
+    free(pieces[i]);
   free(pieces);
 }
 
@@ -165,7 +169,8 @@ int vb_icl_split_prompt(const char *prompt, char ***pieces, size_t *n_pieces) {
   *n_pieces = 0;
   const size_t pl = sizeof kPlaceholder - 1;
   size_t count = 1;
-  for (const char *p = prompt; (p = strstr(p, kPlaceholder)); p += pl) count++;
+  for (const char *p = prompt; (p = strstr(p, kPlaceholder)); p += pl)
+    count++;
   char **out = vb_calloc(count, sizeof *out);
   if (!out) return -1;
   const char *p = prompt;

@@ -21,7 +21,8 @@ static double log_prob(const float *row, int vocab, int32_t id) {
   for (int i = 1; i < vocab; i++)
     if (row[i] > mx) mx = row[i];
   double sum = 0;
-  for (int i = 0; i < vocab; i++) sum += exp((double)row[i] - (double)mx);
+  for (int i = 0; i < vocab; i++)
+    sum += exp((double)row[i] - (double)mx);
   return (double)row[id] - (double)mx - log(sum);
 }
 
@@ -82,7 +83,8 @@ int vblip_score_candidates(vblip_model *m, const vblip_input *in, const char *co
       vb_error_context("scoring candidate %zu", c + 1);
       goto fail;
     }
-    for (int j = 1; j < k; j++) sum += log_prob(rows + (size_t)(j - 1) * vocab, vocab, ids[j]);
+    for (int j = 1; j < k; j++)
+      sum += log_prob(rows + (size_t)(j - 1) * vocab, vocab, ids[j]);
     out[c].mean_log_likelihood = sum / k;
   }
   free(emb);
@@ -93,6 +95,7 @@ fail:
   free(emb);
   free(first);
   free(rows);
-  for (size_t c = 0; c < n_candidates; c++) vblip_score_free(&out[c]);
+  for (size_t c = 0; c < n_candidates; c++)
+    vblip_score_free(&out[c]);
   return -1;
 }

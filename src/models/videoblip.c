@@ -43,14 +43,20 @@ const char *vblip_model_dtype(const vblip_model *m) {
 
 int vblip_layout_parse(const char *s, vblip_layout *out) {
   if (!s) return -1;
-  if (strcmp(s, "auto") == 0) *out = VBLIP_LAYOUT_AUTO;
-  else if (strcmp(s, "blip2") == 0) *out = VBLIP_LAYOUT_BLIP2;
-  else if (strcmp(s, "interleaved") == 0) *out = VBLIP_LAYOUT_INTERLEAVED;
-  else return -1;
+  if (strcmp(s, "auto") == 0)
+    *out = VBLIP_LAYOUT_AUTO;
+  else if (strcmp(s, "blip2") == 0)
+    *out = VBLIP_LAYOUT_BLIP2;
+  else if (strcmp(s, "interleaved") == 0)
+    *out = VBLIP_LAYOUT_INTERLEAVED;
+  else
+    return -1;
   return 0;
 }
 
-vblip_layout vblip_model_layout(const vblip_model *m) { return m->layout; }
+vblip_layout vblip_model_layout(const vblip_model *m) {
+  return m->layout;
+}
 
 const char *vblip_layout_name(vblip_layout l) {
   return l == VBLIP_LAYOUT_INTERLEAVED ? "interleaved" : l == VBLIP_LAYOUT_BLIP2 ? "blip2" : "auto";
@@ -84,8 +90,8 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
     goto fail;
   }
   m->layout = o->layout != VBLIP_LAYOUT_AUTO ? o->layout
-              : m->cfg.eilev                ? VBLIP_LAYOUT_INTERLEAVED
-                                            : VBLIP_LAYOUT_BLIP2;
+              : m->cfg.eilev                 ? VBLIP_LAYOUT_INTERLEAVED
+                                             : VBLIP_LAYOUT_BLIP2;
   /* EILEV's processor loads the checkpoint's fast tokenizer (tokenizer.json); VideoBLIP's
    * reference is the slow one. They differ on Flan-T5: the published tokenizer.json keeps
    * a "\n" as a word-boundary token that the SentencePiece model drops. */
@@ -245,7 +251,8 @@ void vblip_sampling_eilev(vblip_sampling *s) {
 }
 
 int vb_check_encoded(const vblip_model *m, const vblip_video *v) {
-  if (!v || !v->projected || v->lm_width != m->lm->embed_dim || v->n_query != m->cfg.num_query_tokens)
+  if (!v || !v->projected || v->lm_width != m->lm->embed_dim ||
+      v->n_query != m->cfg.num_query_tokens)
     return vb_error("the video has not been encoded with this model");
   return 0;
 }
@@ -260,7 +267,8 @@ static int blip2_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
                     "video%s%s); several videos need the interleaved layout",
                     nv, nv == 1 ? "" : "s", nv == 1 ? " after text" : "");
   size_t len = 1;
-  for (size_t i = 1; i < in->n; i++) len += strlen(in->items[i].text) + 1;
+  for (size_t i = 1; i < in->n; i++)
+    len += strlen(in->items[i].text) + 1;
   char *prompt = vb_malloc(len);
   if (!prompt) return -1;
   prompt[0] = 0;
@@ -296,7 +304,8 @@ static int interleaved_ids(const vblip_model *m, const vblip_input *in, int32_t 
                            uint8_t **mask, size_t *n) {
   const char **texts = vb_calloc(in->n ? in->n : 1, sizeof *texts);
   if (!texts) return -1;
-  for (size_t i = 0; i < in->n; i++) texts[i] = in->items[i].text;
+  for (size_t i = 0; i < in->n; i++)
+    texts[i] = in->items[i].text;
   vb_icl_block *blocks = NULL;
   size_t nb = 0;
   int rc = vb_icl_blocks(texts, in->n, &blocks, &nb);
@@ -313,8 +322,8 @@ static int interleaved_ids(const vblip_model *m, const vblip_input *in, int32_t 
   return rc;
 }
 
-int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **video_mask,
-                    size_t *n) {
+int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
+                    uint8_t **video_mask, size_t *n) {
   *ids = NULL;
   *video_mask = NULL;
   *n = 0;
@@ -344,7 +353,8 @@ int vblip_input_embeds(const vblip_model *m, const vblip_input *in, float **embe
   const vblip_video *v = NULL;
   for (size_t i = 0; rc == 0 && i < len;) {
     size_t j = i;
-    while (j < len && mask[j] == mask[i]) j++;
+    while (j < len && mask[j] == mask[i])
+      j++;
     if (!mask[i]) {
       rc = m->lm->embed(m->lm, ids + i, (int)(j - i), out + i * E);
     } else {
@@ -477,8 +487,8 @@ done:
   return rc;
 }
 
-int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt, const vblip_gen_params *p,
-                   vblip_text_cb cb, void *user, vblip_answer *out) {
+int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt,
+                   const vblip_gen_params *p, vblip_text_cb cb, void *user, vblip_answer *out) {
   memset(out, 0, sizeof *out);
   if (vb_check_encoded(m, v) != 0) return -1;
   /* the video, then the prompt: BLIP-2's layout, or EILEV's one-block input */

@@ -24,8 +24,8 @@ struct vblip_model {
   vb_lm *lm;
   vb_tokenizer *tok;
   vb_compute compute;
-  vblip_layout layout; /* BLIP2 or INTERLEAVED */
-  int32_t newline_id;  /* interleaved layout: after each video, and OPT's end of an answer */
+  vblip_layout layout;    /* BLIP2 or INTERLEAVED */
+  int32_t newline_id;     /* interleaved layout: after each video, and OPT's end of an answer */
   vb_model_source source; /* where config, tokenizer and weights were read (a GGUF stays mounted) */
 };
 

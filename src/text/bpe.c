@@ -1388,7 +1388,8 @@ int vb_bpe_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out)
   cJSON *root = NULL;
   if (!slow) {
     /* SentencePiece's own file takes precedence over a tokenizer.json (unless that is preferred) */
-    if ((!prefer_json && has_file(model_dir, "spiece.model")) || !has_file(model_dir, "tokenizer.json"))
+    if ((!prefer_json && has_file(model_dir, "spiece.model")) ||
+        !has_file(model_dir, "tokenizer.json"))
       return 1;
     int err;
     root = read_json(model_dir, "tokenizer.json", false, &err);

@@ -42,7 +42,9 @@ typedef struct {
   vblip_layout layout;
 } layout_field;
 
-static int parse_layout(const char *v, void *field) { return vblip_layout_parse(v, field); }
+static int parse_layout(const char *v, void *field) {
+  return vblip_layout_parse(v, field);
+}
 
 const cli_option cli_layout_option[] = {
     CLI_OPT_CUSTOM("--layout", 0, "L", layout_field, layout, vblip_layout, parse_layout,

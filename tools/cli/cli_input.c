@@ -25,7 +25,8 @@ int cli_videos_load(vblip_model *m, const vblip_sampling *s, char *const *names,
 }
 
 void cli_videos_free(cli_videos *vs) {
-  for (int k = 0; vs->v && k < vs->n; k++) vblip_video_free(&vs->v[k]);
+  for (int k = 0; vs->v && k < vs->n; k++)
+    vblip_video_free(&vs->v[k]);
   free(vs->v);
   memset(vs, 0, sizeof *vs);
 }
@@ -46,7 +47,8 @@ vblip_input *cli_make_input(const cli_videos *vs, int interleaved, int k, const 
   int rc = in ? 0 : -1;
   if (rc == 0 && interleaved) {
     const vblip_video **list = calloc((size_t)vs->n + 1, sizeof *list);
-    for (int i = 0; list && i < vs->n; i++) list[i] = &vs->v[i];
+    for (int i = 0; list && i < vs->n; i++)
+      list[i] = &vs->v[i];
     rc = list ? vblip_input_add_prompt(in, prompt, list, (size_t)vs->n) : -1;
     free(list);
   } else if (rc == 0) {
@@ -72,7 +74,8 @@ cJSON *cli_frames_json(const vblip_video *v) {
   return frames;
 }
 
-cJSON *cli_timings_json(const vblip_video *const *v, int n, const char *extra_name, double extra_ms) {
+cJSON *cli_timings_json(const vblip_video *const *v, int n, const char *extra_name,
+                        double extra_ms) {
   double d = 0, p = 0, vi = 0, q = 0;
   for (int i = 0; i < n; i++) {
     d += v[i]->ms_decode;

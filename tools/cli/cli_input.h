@@ -30,6 +30,7 @@ vblip_input *cli_make_input(const cli_videos *vs, int interleaved, int k, const 
 /* [{index, time}] of a video's frames. */
 cJSON *cli_frames_json(const vblip_video *v);
 /* {decode, preprocess, vision, qformer} summed over the videos given, plus extra_name. */
-cJSON *cli_timings_json(const vblip_video *const *v, int n, const char *extra_name, double extra_ms);
+cJSON *cli_timings_json(const vblip_video *const *v, int n, const char *extra_name,
+                        double extra_ms);
 
 #endif

@@ -17,8 +17,8 @@ static int print_piece(void *user, const char *piece) {
 
 /* One JSON line: the videos (one object per video: {video, frames}; a single video's
  * "video" and "frames" also at the top, as before --interleaved), prompt, text, ids, timings. */
-static void print_json(const cli_videos *vs, int first, int count, const char *prompt, const char *text,
-                       const vblip_answer *a) {
+static void print_json(const cli_videos *vs, int first, int count, const char *prompt,
+                       const char *text, const vblip_answer *a) {
   cJSON *o = cJSON_CreateObject();
   if (count == 1) {
     cJSON_AddStringToObject(o, "video", vs->names[first]);
@@ -89,7 +89,8 @@ const cli_command cli_cmd_caption = {
         "\n"
         "With --interleaved the answer is one, about all the VIDEOs at once: each <video> in\n"
         "--prompt stands for the next VIDEO, e.g. an in-context prompt for an EILEV model:\n"
-        "  --prompt \"<video> Question: What is the camera wearer doing? Answer: He cuts an onion.\n"
+        "  --prompt \"<video> Question: What is the camera wearer doing? Answer: He cuts an "
+        "onion.\n"
         "            <video> Question: What is the camera wearer doing? Answer:\" A.mp4 B.mp4\n"
         "Interleaved (EILEV) models default to 5 beams, 32 new tokens, length penalty -1 and\n"
         "frames from each video's first 8 seconds.\n",
@@ -100,8 +101,8 @@ const cli_command cli_cmd_caption = {
 };
 
 /* Generates the answer to in and prints it; 0, or 1 with the error printed. */
-static int answer(vblip_model *m, const caption_opts *o, vblip_input *in, const cli_videos *vs, int first,
-                  int count, const char *label, bool stream) {
+static int answer(vblip_model *m, const caption_opts *o, vblip_input *in, const cli_videos *vs,
+                  int first, int count, const char *label, bool stream) {
   if (stream && label) printf("%s: ", label);
   vblip_answer a;
   if (vblip_generate_input(m, in, &o->gen, stream ? print_piece : NULL, NULL, &a) != 0) {
@@ -135,7 +136,9 @@ static int caption_one(vblip_model *m, const caption_opts *o, char **names, int 
   }
   vs.names = names + first;
   vblip_input *in = cli_make_input(&vs, o->interleaved, 0, o->prompt);
-  int rc = in ? answer(m, o, in, &vs, 0, count, !o->interleaved && several > 1 ? names[k] : NULL, stream) : 1;
+  int rc =
+      in ? answer(m, o, in, &vs, 0, count, !o->interleaved && several > 1 ? names[k] : NULL, stream)
+         : 1;
   vblip_input_free(in);
   cli_videos_free(&vs);
   return rc;
@@ -149,7 +152,8 @@ static int run(int argc, char **argv) {
   cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
   if (rc != CLI_RUN) return rc;
-  if (o.interleaved && (rc = cli_interleaved_check("caption", &o.load.layout, o.prompt, n_videos)) != 0)
+  if (o.interleaved &&
+      (rc = cli_interleaved_check("caption", &o.load.layout, o.prompt, n_videos)) != 0)
     return rc;
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) return 1;

@@ -130,14 +130,16 @@ static int add_item(chat *c, int kind, const char *text, int video) {
 
 /* Interleaved: back to the command line's videos (they stay in front). */
 static void conversation_reset(chat *c) {
-  for (size_t i = 0; i < c->n_items; i++) free(c->items[i].text);
+  for (size_t i = 0; i < c->n_items; i++)
+    free(c->items[i].text);
   c->n_items = 0;
   for (int k = c->n_initial; k < c->n_videos; k++) {
     vblip_video_free(&c->videos[k]);
     free(c->video_names[k]);
   }
   c->n_videos = c->n_initial;
-  for (int k = 0; k < c->n_videos; k++) add_item(c, ITEM_VIDEO, NULL, k);
+  for (int k = 0; k < c->n_videos; k++)
+    add_item(c, ITEM_VIDEO, NULL, k);
 }
 
 static int load_video(chat *c, const char *path) {
@@ -197,7 +199,8 @@ static vblip_input *conversation_input(const chat *c, const char *message) {
   vblip_input *in = vblip_input_new();
   int rc = in ? 0 : -1;
   if (rc == 0 && !c->interleaved) {
-    char *prompt = vblip_chat_prompt((const char *const *)c->users, (const char *const *)c->answers, c->n, message);
+    char *prompt = vblip_chat_prompt((const char *const *)c->users, (const char *const *)c->answers,
+                                     c->n, message);
     rc = prompt ? vblip_input_add_video(in, &c->video) : -1;
     if (rc == 0) rc = vblip_input_add_text(in, prompt);
     free(prompt);
@@ -255,7 +258,8 @@ static int answer(chat *c, const char *message) {
     return 0;
   }
   if (c->interleaved) {
-    int r = add_item(c, ITEM_USER, message, 0) == 0 && add_item(c, ITEM_ANSWER, text, 0) == 0 ? 0 : -1;
+    int r =
+        add_item(c, ITEM_USER, message, 0) == 0 && add_item(c, ITEM_ANSWER, text, 0) == 0 ? 0 : -1;
     free(text);
     return r;
   }
@@ -333,7 +337,8 @@ static int command(chat *c, char *line) {
     }
     if (load_video(c, arg) != 0) return -1;
     if (c->interleaved)
-      fprintf(info(c), "(video %d added: %s, %d frames)\n", c->n_videos, arg, c->videos[c->n_videos - 1].n_frames);
+      fprintf(info(c), "(video %d added: %s, %d frames)\n", c->n_videos, arg,
+              c->videos[c->n_videos - 1].n_frames);
     else
       fprintf(info(c), "(now chatting about %s: %d frames)\n", arg, c->video.n_frames);
     return 0;
@@ -370,7 +375,8 @@ static void chat_free(chat *c) {
   free(c->answers);
   free(c->video_path);
   vblip_video_free(&c->video);
-  for (size_t i = 0; i < c->n_items; i++) free(c->items[i].text);
+  for (size_t i = 0; i < c->n_items; i++)
+    free(c->items[i].text);
   free(c->items);
   for (int k = 0; k < c->n_videos; k++) {
     vblip_video_free(&c->videos[k]);
@@ -394,7 +400,8 @@ static int run(int argc, char **argv) {
     if (strcmp(argv[k], "-") == 0)
       return cli_usage_error("chat", "VIDEO cannot be '-': stdin carries the messages");
   if (n_pos > 1 && o.load.layout == VBLIP_LAYOUT_BLIP2)
-    return cli_usage_error("chat", "several VIDEOs need the interleaved layout, not --layout blip2");
+    return cli_usage_error("chat",
+                           "several VIDEOs need the interleaved layout, not --layout blip2");
   rc = 0;
   chat c;
   memset(&c, 0, sizeof c);
@@ -410,7 +417,8 @@ static int run(int argc, char **argv) {
   c.interleaved = vblip_model_layout(c.m) == VBLIP_LAYOUT_INTERLEAVED;
   if (n_pos > 1 && !c.interleaved) {
     vblip_model_free(c.m);
-    return cli_usage_error("chat", "several VIDEOs need an interleaved (EILEV) model or --layout interleaved");
+    return cli_usage_error(
+        "chat", "several VIDEOs need an interleaved (EILEV) model or --layout interleaved");
   }
   for (int k = 0; k < n_pos; k++)
     if (load_video(&c, argv[k]) != 0) {
@@ -426,12 +434,13 @@ static int run(int argc, char **argv) {
     stifle_history(1000);
     if (*hist) read_history(hist);
     if (c.interleaved)
-      printf("vblip chat — %d video%s, interleaved. Type a message; /video PATH adds a video; /help lists "
+      printf("vblip chat — %d video%s, interleaved. Type a message; /video PATH adds a video; "
+             "/help lists "
              "commands; Ctrl-D quits.\n",
              c.n_videos, c.n_videos == 1 ? "" : "s");
     else
-      printf("vblip chat — %s (%d frames). Type a message; /help lists commands; Ctrl-D quits.\n", video,
-             c.video.n_frames);
+      printf("vblip chat — %s (%d frames). Type a message; /help lists commands; Ctrl-D quits.\n",
+             video, c.video.n_frames);
   }
   char *line = NULL;
   size_t cap = 0;

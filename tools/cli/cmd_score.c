@@ -88,8 +88,8 @@ static void print_scores(const score_opts *o, const cli_videos *vs, const char *
   int nc = o->cands.n;
   if (!o->json) {
     for (int i = 0; i < nc; i++)
-      printf("%s%s%.6f\t%s\n", label ? label : "", label ? "\t" : "", sc[order[i]].mean_log_likelihood,
-             o->cands.v[order[i]]);
+      printf("%s%s%.6f\t%s\n", label ? label : "", label ? "\t" : "",
+             sc[order[i]].mean_log_likelihood, o->cands.v[order[i]]);
     fflush(stdout);
     return;
   }
@@ -108,7 +108,8 @@ static void print_scores(const score_opts *o, const cli_videos *vs, const char *
       cJSON_AddItemToArray(list, e);
     }
   }
-  for (int k = 0; k < vs->n && nv < 64; k++) vp[nv++] = &vs->v[k];
+  for (int k = 0; k < vs->n && nv < 64; k++)
+    vp[nv++] = &vs->v[k];
   cJSON_AddStringToObject(j, "prompt", o->prompt);
   cJSON *a = cJSON_AddArrayToObject(j, "scores");
   for (int i = 0; i < nc; i++) {
@@ -117,7 +118,8 @@ static void print_scores(const score_opts *o, const cli_videos *vs, const char *
     cJSON_AddStringToObject(e, "candidate", o->cands.v[order[i]]);
     cJSON_AddNumberToObject(e, "mean_log_likelihood", s->mean_log_likelihood);
     cJSON *ids = cJSON_AddArrayToObject(e, "token_ids");
-    for (int t = 0; t < s->n_tokens; t++) cJSON_AddItemToArray(ids, cJSON_CreateNumber(s->token_ids[t]));
+    for (int t = 0; t < s->n_tokens; t++)
+      cJSON_AddItemToArray(ids, cJSON_CreateNumber(s->token_ids[t]));
     cJSON_AddItemToArray(a, e);
   }
   cJSON_AddItemToObject(j, "timings_ms", cli_timings_json(vp, nv, "score", ms));
@@ -157,7 +159,8 @@ static int score_one(vblip_model *m, const score_opts *o, char **names, int firs
       order[k] = i;
     }
     print_scores(o, &vs, label, sc, order, ms);
-    for (int i = 0; i < nc; i++) vblip_score_free(&sc[i]);
+    for (int i = 0; i < nc; i++)
+      vblip_score_free(&sc[i]);
     rc = 0;
   }
   free(sc);
@@ -173,8 +176,10 @@ static int run(int argc, char **argv) {
   vblip_sampling_default(&o.sampling);
   cli_model_defaults_unset(NULL, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_score, &o, argc, argv, &n_videos);
-  if (rc == CLI_RUN && o.cands.n == 0) rc = cli_usage_error("score", "give at least one --candidate");
-  if (rc == CLI_RUN && o.interleaved && cli_interleaved_check("score", &o.load.layout, o.prompt, n_videos) != 0)
+  if (rc == CLI_RUN && o.cands.n == 0)
+    rc = cli_usage_error("score", "give at least one --candidate");
+  if (rc == CLI_RUN && o.interleaved &&
+      cli_interleaved_check("score", &o.load.layout, o.prompt, n_videos) != 0)
     rc = 2;
   if (rc != CLI_RUN) {
     free(o.cands.v);

@@ -73,11 +73,11 @@ typedef struct {
 
 typedef struct job {
   int kind;
-  entry *e;      /* JOB_ENCODE: the video */
+  entry *e;         /* JOB_ENCODE: the video */
   chat_item *items; /* JOB_CHAT: the input, text and videos in order */
   int n_items;
-  char *prompt;  /* JOB_CHAT: the input as text, "<video>" where a video stands */
-  char **cands;  /* JOB_SCORE: the candidates, and their scores once done */
+  char *prompt; /* JOB_CHAT: the input as text, "<video>" where a video stands */
+  char **cands; /* JOB_SCORE: the candidates, and their scores once done */
   double *cand_ll;
   int *cand_tokens, n_cands;
   vblip_gen_params gen;
@@ -301,7 +301,8 @@ static void job_release(vblip_server *s, job *j) {
     free(j->items[i].text);
   }
   free(j->items);
-  for (int i = 0; i < j->n_cands; i++) free(j->cands[i]);
+  for (int i = 0; i < j->n_cands; i++)
+    free(j->cands[i]);
   free(j->cands);
   free(j->cand_ll);
   free(j->cand_tokens);
@@ -629,8 +630,10 @@ static vblip_input *job_input(vblip_server *s, job *j) {
   free(ids);
   free(mask);
   pthread_mutex_lock(&s->mu);
-  if (rc != 0) job_fail(j, 400, vblip_last_error());
-  else j->n_prompt_tokens = (int)n_ids;
+  if (rc != 0)
+    job_fail(j, 400, vblip_last_error());
+  else
+    j->n_prompt_tokens = (int)n_ids;
   pthread_mutex_unlock(&s->mu);
   if (rc != 0) {
     vblip_input_free(in);
@@ -646,7 +649,8 @@ static void run_score(vblip_server *s, job *j) {
   double *ll = calloc((size_t)j->n_cands, sizeof *ll);
   int *nt = calloc((size_t)j->n_cands, sizeof *nt);
   double t0 = now_ms();
-  int rc = sc && ll && nt ? vblip_score_candidates(s->m, in, (const char *const *)j->cands, (size_t)j->n_cands, sc)
+  int rc = sc && ll && nt ? vblip_score_candidates(s->m, in, (const char *const *)j->cands,
+                                                   (size_t)j->n_cands, sc)
                           : vb_error("out of memory");
   vblip_input_free(in);
   pthread_mutex_lock(&s->mu);
@@ -731,7 +735,8 @@ static void *worker_main(void *arg) {
     if (s->test_delay_ms > 0 && !cancelled) sleep_ms(s->test_delay_ms);
     if (!cancelled) {
       if (j->kind == JOB_ENCODE) ensure_encoded(s, j->e, j);
-      else if (j->kind == JOB_SCORE) run_score(s, j);
+      else if (j->kind == JOB_SCORE)
+        run_score(s, j);
       else run_chat(s, j);
     }
     pthread_mutex_lock(&s->mu);
@@ -1109,7 +1114,8 @@ static void turns_free(turns *t) {
 /* The text of a message's content: a string, or the text parts joined with spaces.
  * Each text and (user messages only: videos) each video part is also recorded in order
  * in t->parts. */
-static int content_text(turns *t, const cJSON *content, int user, const char **text, char *msg, size_t cap) {
+static int content_text(turns *t, const cJSON *content, int user, const char **text, char *msg,
+                        size_t cap) {
   if (cJSON_IsString(content)) {
     *text = content->valuestring;
     if (conv_add(t, content->valuestring, NULL) != 0) goto oom;
@@ -1143,16 +1149,19 @@ static int content_text(turns *t, const cJSON *content, int user, const char **t
       const cJSON *u = cJSON_GetObjectItemCaseSensitive(part, native ? "video" : type);
       const char *url = cJSON_IsString(u) ? u->valuestring
                                           : cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(u, "url"));
-      if (!url && native) url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "video_id"));
+      if (!url && native)
+        url = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(part, "video_id"));
       if (!url) {
         vs_buf_free(&b);
-        snprintf(msg, cap, native ? "a video part needs 'video_id'" : "a %s part needs {\"url\": ...}", type);
+        snprintf(msg, cap,
+                 native ? "a video part needs 'video_id'" : "a %s part needs {\"url\": ...}", type);
         return -1;
       }
       if (user && conv_add(t, NULL, url) != 0) goto oom_buf;
     } else {
       vs_buf_free(&b);
-      snprintf(msg, cap, "unsupported content part type '%s' (text, video_url, image_url, video)", type);
+      snprintf(msg, cap, "unsupported content part type '%s' (text, video_url, image_url, video)",
+               type);
       return -1;
     }
   }
@@ -1454,7 +1463,8 @@ static int parse_candidates(const cJSON *a, job *j, char *msg, size_t cap) {
   for (const cJSON *v = a->child; v; v = v->next) {
     if (!cJSON_IsString(v) || strlen(v->valuestring) > MAX_CANDIDATE_BYTES ||
         !v->valuestring[strspn(v->valuestring, " \t\r\n")]) {
-      snprintf(msg, cap, "each candidate must be a non-blank string of at most %d bytes", MAX_CANDIDATE_BYTES);
+      snprintf(msg, cap, "each candidate must be a non-blank string of at most %d bytes",
+               MAX_CANDIDATE_BYTES);
       return -1;
     }
     if (!(j->cands[j->n_cands++] = strdup(v->valuestring))) {
@@ -1526,7 +1536,8 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   char *prompt = NULL;
   const char *lead[MAX_CHAT_VIDEOS]; /* videos named outside the messages, in front */
   int n_lead = 0;
-  if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), &t, msg, sizeof msg) != 0) goto fail;
+  if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), &t, msg, sizeof msg) != 0)
+    goto fail;
   if (openai) {
     for (const cJSON *v = root->child; v; v = v->next) {
       const char *k = v->string;
@@ -1540,14 +1551,18 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       goto fail;
     }
   }
-  if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) != 0) goto fail;
+  if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) !=
+      0)
+    goto fail;
   if (lead_videos(root, lead, &n_lead, msg, sizeof msg) != 0) goto fail;
   if (vblip_model_layout(s->m) == VBLIP_LAYOUT_INTERLEAVED) {
     /* the conversation as it came: videos in front, then every message's text and videos */
     size_t n_videos = (size_t)n_lead;
-    for (size_t i = 0; i < t.n_parts; i++) n_videos += t.parts[i].video != NULL;
+    for (size_t i = 0; i < t.n_parts; i++)
+      n_videos += t.parts[i].video != NULL;
     if (n_videos > MAX_CHAT_VIDEOS) {
-      snprintf(msg, sizeof msg, "%zu videos in one conversation; at most %d", n_videos, MAX_CHAT_VIDEOS);
+      snprintf(msg, sizeof msg, "%zu videos in one conversation; at most %d", n_videos,
+               MAX_CHAT_VIDEOS);
       goto fail;
     }
     items = calloc((size_t)n_lead + t.n_parts + 1, sizeof *items);
@@ -1556,7 +1571,8 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       if (!(items[n_items].e = resolve_video_url(s, lead[i], &status, msg, sizeof msg))) goto fail;
     for (size_t i = 0; i < t.n_parts; i++, n_items++) {
       if (t.parts[i].video) {
-        if (!(items[n_items].e = resolve_video_url(s, t.parts[i].video, &status, msg, sizeof msg))) goto fail;
+        if (!(items[n_items].e = resolve_video_url(s, t.parts[i].video, &status, msg, sizeof msg)))
+          goto fail;
       } else if (!(items[n_items].text = strdup(t.parts[i].text))) {
         goto oom;
       }
@@ -1566,10 +1582,12 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
     /* BLIP-2: one video (the last one named) and the demo's conversation prompt */
     const char *ref = t.last_video ? t.last_video : n_lead ? lead[n_lead - 1] : NULL;
     if (!ref) {
-      snprintf(msg, sizeof msg,
-               openai ? "no video: add a content part {\"type\": \"video_url\", \"video_url\": {\"url\": "
-                        "\"data:video/mp4;base64,...\" or an uploaded video id}} to a user message"
-                      : "missing field 'video_id' (upload the video with POST /api/videos first)");
+      snprintf(
+          msg, sizeof msg,
+          openai
+              ? "no video: add a content part {\"type\": \"video_url\", \"video_url\": {\"url\": "
+                "\"data:video/mp4;base64,...\" or an uploaded video id}} to a user message"
+              : "missing field 'video_id' (upload the video with POST /api/videos first)");
       goto fail;
     }
     items = calloc(2, sizeof *items);
@@ -1596,7 +1614,8 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   }
   job *j = job_new(score ? JOB_SCORE : JOB_CHAT);
   if (!j) goto oom;
-  if (score && parse_candidates(cJSON_GetObjectItemCaseSensitive(root, "candidates"), j, msg, sizeof msg) != 0) {
+  if (score && parse_candidates(cJSON_GetObjectItemCaseSensitive(root, "candidates"), j, msg,
+                                sizeof msg) != 0) {
     pthread_mutex_lock(&s->mu);
     job_release(s, j);
     pthread_mutex_unlock(&s->mu);
@@ -1905,7 +1924,8 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
     return finish_upload(s, r, c, url);
   }
   if (strncmp(url, "/api/videos/", 12) == 0) return handle_video_get(s, c, url, url + 12, method);
-  if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0 || strcmp(url, "/api/score") == 0) {
+  if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0 ||
+      strcmp(url, "/api/score") == 0) {
     if (!post) return send_error(c, url, 405, "use POST");
     if (r->too_large) return send_error(c, url, 413, "the request body is larger than the limit");
     return handle_chat(s, r, c, url, is_openai_url(url));
