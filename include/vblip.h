@@ -71,6 +71,7 @@ typedef struct {
   const char *language_model; /* "opt" or "t5" */
   int image_size, frame_tokens, vision_width, vision_layers;
   int num_query_tokens, qformer_width, lm_width, vocab_size;
+  int max_positions; /* decoder-only: input + answer positions at most; 0: no fixed limit */
 } vblip_model_info;
 void vblip_model_get_info(const vblip_model *m, vblip_model_info *info);
 

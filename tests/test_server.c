@@ -871,6 +871,15 @@ static void test_interleaved(void) {
                     &r) == 400,
           "no candidates: %s", r.body);
     free(r.body);
+    /* no room left for an answer in the model's positions (512 in the tiny OPT) */
+    vs_buf lng = {0};
+    vs_buf_puts(&lng, "{\"messages\":[{\"role\":\"user\",\"content\":\"");
+    for (int i = 0; i < 600; i++) vs_buf_puts(&lng, "word ");
+    vs_buf_puts(&lng, "\"}],\"settings\":{\"num_beams\":0}}");
+    CHECK(post_json(&s, "/api/chat", lng.data, &r) == 400 && strstr(r.body, "positions"),
+          "too long: %s", r.body);
+    free(r.body);
+    vs_buf_free(&lng);
     /* too many videos in one conversation */
     vs_buf big = {0};
     vs_buf_puts(&big, "{\"video_ids\":[");

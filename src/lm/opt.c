@@ -160,6 +160,9 @@ static int opt_set_input(vb_lm *lm, const float *prefix, int n_prefix, const int
   opt_model *m = (opt_model *)lm;
   int E = m->cfg.word_embed_proj_dim, n = n_prefix + n_ids;
   if (n <= 0) return vb_error("OPT: empty input");
+  if (n > m->cfg.max_position_embeddings && n_ids == 0) /* embeddings laid out by the caller */
+    return vb_error("the input is %d positions but the language model supports at most %d", n,
+                    m->cfg.max_position_embeddings);
   if (n > m->cfg.max_position_embeddings)
     return vb_error("the input is %d tokens (%d query tokens + %d prompt tokens) but the language "
                     "model supports at most %d positions",

@@ -142,6 +142,7 @@ void vblip_model_get_info(const vblip_model *m, vblip_model_info *info) {
   info->qformer_width = m->cfg.qformer.hidden_size;
   info->lm_width = m->cfg.lm_hidden;
   info->vocab_size = m->lm->vocab_size;
+  info->max_positions = m->lm->max_positions;
 }
 
 void vblip_sampling_default(vblip_sampling *s) {

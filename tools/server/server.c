@@ -629,6 +629,10 @@ static vblip_input *job_input(vblip_server *s, job *j) {
   if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
   free(ids);
   free(mask);
+  /* an input with no room left for an answer is the client's to shorten */
+  if (rc == 0 && s->info.max_positions > 0 && n_ids >= (size_t)s->info.max_positions)
+    rc = vb_error("the conversation is %zu positions; the model takes at most %d", n_ids,
+                  s->info.max_positions - 1);
   pthread_mutex_lock(&s->mu);
   if (rc != 0)
     job_fail(j, 400, vblip_last_error());
