@@ -289,6 +289,8 @@ static int blip2_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
     free(tok);
     free(*ids);
     free(*mask);
+    *ids = NULL;
+    *mask = NULL;
     return -1;
   }
   for (size_t i = 0; i < Q; i++) {
