@@ -39,10 +39,10 @@
 
 #include "bench.h"
 #include "kernels/kernels.h"
-#include "vision/qformer.h"
-#include "vision/vit.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
 
 #define GB 1e9
 
@@ -170,11 +170,10 @@ static double measure_matmul(int M, int N, int K) {
   vb_linear l = {
       .out = N, .in = K, .dtype = VB_DT_F32, .w = w, .compute = VB_COMPUTE_BF16, .pack = 1};
   double best = 0;
-  if (vb_linear_prepare(&l) == 0) {
-    vb_linear_forward(&l, x, M, y); /* primitive creation */
+  if (vb_linear_prepare(&l) == 0 && vb_linear_forward(&l, x, M, y) == 0) { /* primitive creation */
     for (int r = 0; r < 5; r++) {
       double t0 = vb_now_ms();
-      vb_linear_forward(&l, x, M, y);
+      if (vb_linear_forward(&l, x, M, y) != 0) break;
       double tf = 2.0 * M * N * K / ((vb_now_ms() - t0) / 1e3) / 1e12;
       if (tf > best) best = tf;
     }
@@ -268,7 +267,7 @@ static int run_visual(void *arg) {
   if (vb_qformer_forward(&qf, vis, T * seq, s->queries) != 0) return -1;
   /* timed as part of the pipeline; the language-model rows project the
    * queries themselves, to their own widths */
-  vb_linear_forward(&proj, s->queries, Q, projected);
+  if (vb_linear_forward(&proj, s->queries, Q, projected) != 0) return -1;
   s->ms_qformer = vb_now_ms() - t0;
   fprintf(stderr, "  %s visual: prepare %.0f ms, vision %.0f ms, qformer %.0f ms\n",
           s->compute == VB_COMPUTE_BF16 ? "bf16" : "f32", t_prep, s->ms_vision, s->ms_qformer);
@@ -392,7 +391,9 @@ static int run_lm(void *arg) {
   vb_free_aligned(rbuf);
   free(ratio);
   s->ms_token = t_dec / (s->n_tokens - 1);
-  fprintf(stderr, "  %s %s lm: model ready in %.0f ms (from the mapped file), prefill %.0f ms, decode %.1f ms/token\n",
+  fprintf(stderr,
+          "  %s %s lm: model ready in %.0f ms (from the mapped file), prefill %.0f ms, decode %.1f "
+          "ms/token\n",
           bench_lm_name(c->lm_kind), dt_name(s->dt), t_load, s->ms_prefill, s->ms_token);
   free(q), free(pw), free(in), free(logits), free(ids);
   lm->destroy(lm);
@@ -723,7 +724,8 @@ int main(int argc, char **argv) {
                cfg[i].opt.num_hidden_layers, cfg[i].opt.hidden_size, cfg[i].opt.ffn_dim,
                cfg[i].opt.vocab_size);
     printf("ms/t/ideal: decode time over weight bytes / bandwidth, with the run's best read\n"
-           "bandwidth (best) and with reads timed right before and after each step (median, interleaved)\n");
+           "bandwidth (best) and with reads timed right before and after each step (median, "
+           "interleaved)\n");
     printf("%-4s %-6s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "prefill ms",
            "decode ms/t", "GB/token", "GB/s", "of bw", "best", "interleaved", "peak GB");
     cJSON *arr = cJSON_AddArrayToObject(root, "language_models");

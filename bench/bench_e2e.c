@@ -74,7 +74,7 @@ static int caption(pipeline *p, const vb_model_config *c, const char *video, int
   if (vb_vit_forward(&p->vit, pix, T, vis) != 0) return -1;
   double t3 = vb_now_ms();
   if (vb_qformer_forward(&p->qf, vis, T * seq, q) != 0) return -1;
-  vb_linear_forward(&p->proj, q, Q, proj);
+  if (vb_linear_forward(&p->proj, q, Q, proj) != 0) return -1;
   double t4 = vb_now_ms();
   /* vblip caption's default prompt is empty: the tokenizer's BOS (OPT) or EOS (T5) alone */
   int32_t id;

@@ -36,7 +36,7 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
   vb_linear l = {.out = N, .in = K, .dtype = VB_DT_F32, .w = w, .bias = b};
   CHECK_OK(vb_linear_prepare(&l));
   memset(y, 0xff, (size_t)M * N * sizeof(float));
-  vb_linear_forward(&l, x, M, y);
+  CHECK_OK(vb_linear_forward(&l, x, M, y));
   size_t bad = 0;
   for (size_t i = 0; i < (size_t)M * N; i++)
     if (fabs(y[i] - ref[i]) > 1e-5 * mag[i] + 1e-6) bad++;
@@ -51,7 +51,7 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
                     .compute = VB_COMPUTE_BF16, .pack = variant == 1};
     if (!CHECK_OK(vb_linear_prepare(&lb))) continue;
     memset(y, 0xff, (size_t)M * N * sizeof(float)); /* NaNs: every output must be written */
-    vb_linear_forward(&lb, x, M, y);
+    CHECK_OK(vb_linear_forward(&lb, x, M, y));
     double e = tu_rel_l2(y, ref, (size_t)M * N);
     CHECK(e < 1e-2, "bf16 linear (variant %d) M=%d N=%d K=%d: relative error %g", variant, M, N, K, e);
     vb_linear_release(&lb);
@@ -175,7 +175,7 @@ static void test_bf16_blocked_shape(int N, int K) {
             *yk = malloc((size_t)M * N * sizeof(float));
       tu_linear_ref(x, w, NULL, M, N, K, ref, mag);
       memset(y, 0xff, (size_t)M * N * sizeof(float));
-      vb_linear_forward(&l, x, M, y);
+      CHECK_OK(vb_linear_forward(&l, x, M, y));
       vb_gemv_bf16_avx512bf16(wb, N, K, x, M, NULL, yp);
       size_t bad = off_same_bf16_sums(y, yp, mag, (size_t)M * N);
       CHECK(bad == 0, "bf16 linear (stored %s) M=%d N=%d K=%d: %zu values off", stored_bf16 ? "bf16" : "f32", M,
@@ -377,7 +377,7 @@ static void test_attention_case(int nq, int nk, int heads, int hd, int with_bias
       }
     }
   for (size_t i = 0; i < (size_t)nq * ld; i++) o[i] = 0;
-  vb_attention(q, ld, k, v, ld, o, ld, nq, nk, heads, hd, scale, bias, causal, off);
+  CHECK_OK(vb_attention(q, ld, k, v, ld, o, ld, nq, nk, heads, hd, scale, bias, causal, off));
   CHECK(tu_rel_l2(o, ref, (size_t)nq * ld) < 1e-5, "attention nq=%d nk=%d heads=%d hd=%d bias=%d causal=%d",
         nq, nk, heads, hd, with_bias, causal);
   free(q), free(k), free(v), free(bias), free(o), free(ref), free(p);

@@ -70,7 +70,7 @@ static void run(vb_compute compute, const model_case *mc, const char *case_name,
     o->logits = malloc((size_t)lm->vocab_size * sizeof(float));
     CHECK_OK(vb_vit_forward(&vit, pv->data, T, o->vis));
     CHECK_OK(vb_qformer_forward(&qf, o->vis, T * seq, o->q));
-    vb_linear_forward(&proj, o->q, Q, o->proj);
+    CHECK_OK(vb_linear_forward(&proj, o->q, Q, o->proj));
     char path[256];
     snprintf(path, sizeof path, "models.%s.cases.%s", mc->key, case_name);
     cJSON *c = tu_json_path(tu_expected(), path);

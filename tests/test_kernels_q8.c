@@ -68,7 +68,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
   if (CHECK_OK(vb_linear_prepare(&l))) {
     CHECK(l.w_f32 == NULL && l.w == wq, "q8 linear %dx%d: weight copied", N, K);
     memset(y, 0xff, n * sizeof(float)); /* NaNs: every output must be written */
-    vb_linear_forward(&l, x, M, y);
+    CHECK_OK(vb_linear_forward(&l, x, M, y));
     if (M <= VB_Q8_GEMV_MAX_M) {
       size_t bad = count_off(y, ref, mag, n);
       CHECK(bad == 0, "q8 linear (gemv) M=%d N=%d K=%d bias=%d: %zu values off", M, N, K, with_bias, bad);
@@ -93,7 +93,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
     }
     /* again: cached primitives / scratch reuse give the same result */
     float *y2 = malloc(n * sizeof(float));
-    vb_linear_forward(&l, x, M, y2);
+    CHECK_OK(vb_linear_forward(&l, x, M, y2));
     CHECK(memcmp(y, y2, n * sizeof(float)) == 0, "q8 linear M=%d N=%d K=%d: second call differs", M, N, K);
     free(y2);
     vb_linear_release(&l);
@@ -103,7 +103,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
   vb_linear lf = {.out = N, .in = K, .dtype = VB_DT_Q8_0, .w = wq, .bias = b};
   if (CHECK_OK(vb_linear_prepare(&lf))) {
     memset(y, 0xff, n * sizeof(float));
-    vb_linear_forward(&lf, x, M, y);
+    CHECK_OK(vb_linear_forward(&lf, x, M, y));
     size_t bad = count_off(y, ref, mag, n);
     CHECK(bad == 0, "q8 weight, f32 compute M=%d N=%d K=%d: %zu values off", M, N, K, bad);
     vb_linear_release(&lf);
@@ -250,7 +250,7 @@ static void test_quantization(void) {
   tu_linear_ref(x, w, NULL, M, N, K, ref, NULL);
   vb_linear l = {.out = N, .in = K, .dtype = VB_DT_Q8_0, .w = wq, .compute = VB_COMPUTE_BF16};
   if (CHECK_OK(vb_linear_prepare(&l))) {
-    vb_linear_forward(&l, x, M, y);
+    CHECK_OK(vb_linear_forward(&l, x, M, y));
     double e = tu_rel_l2(y, ref, (size_t)M * N);
     printf("q8_0 vs f32 weights, %dx%d random matrix, %d rows: relative L2 error %.3g\n", N, K, M, e);
     CHECK(e < 1e-2 && e > 0, "q8_0 end-to-end error %g", e);

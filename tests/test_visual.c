@@ -53,7 +53,7 @@ static void run_model(const char *kind, const char *dir) {
     snprintf(name, sizeof name, "model/%s/%s/qformer_last_hidden_state", kind, cases[c][0]);
     snprintf(what, sizeof what, "%s %s qformer", kind, cases[c][0]);
     check_stage(what, q, name, (size_t)Q * cfg.qformer.hidden_size);
-    vb_linear_forward(&proj, q, Q, p);
+    CHECK_OK(vb_linear_forward(&proj, q, Q, p));
     snprintf(name, sizeof name, "model/%s/%s/language_projection", kind, cases[c][0]);
     snprintf(what, sizeof what, "%s %s projection", kind, cases[c][0]);
     check_stage(what, p, name, (size_t)Q * cfg.lm_hidden);

@@ -17,10 +17,9 @@
 static __thread void *tls_scores;
 static __thread size_t tls_scores_cap;
 
-static void attention_gemm(int batch, const float *q, int ld_q, const float *k, const float *v,
-                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads,
-                           int head_dim, float scale, const float *bias, int causal,
-                           int causal_offset) {
+static int attention_gemm(int batch, const float *q, int ld_q, const float *k, const float *v,
+                          int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                          float scale, const float *bias, int causal, int causal_offset) {
   int fail = 0;
 #pragma omp parallel
   {
@@ -56,34 +55,39 @@ static void attention_gemm(int batch, const float *q, int ld_q, const float *k, 
       vb_gemm(nq, head_dim, nk, S, nk, vb + off, ld_kv, 0, 1.0f, 0.0f, ob + off, ld_o);
     }
   }
-  if (fail) abort(); /* out of memory for a score block: nothing sensible to return */
+  /* the error is set here: the workers' own error slots are not the caller's */
+  return fail ? vb_error("out of memory for a %d x %d attention score block", nq, nk) : 0;
 }
 
-void vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v,
-                        int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
-                        float scale) {
-  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24)) {
-    attention_gemm(batch, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, NULL, 0, 0);
-    return;
-  }
+int vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v,
+                       int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                       float scale) {
+  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24))
+    return attention_gemm(batch, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale,
+                          NULL, 0, 0);
   for (int b = 0; b < batch; b++)
-    vb_attention(q + (size_t)b * nq * ld_q, ld_q, k + (size_t)b * nk * ld_kv, v + (size_t)b * nk * ld_kv,
-                 ld_kv, out + (size_t)b * nq * ld_o, ld_o, nq, nk, heads, head_dim, scale, NULL, 0, 0);
+    if (vb_attention(q + (size_t)b * nq * ld_q, ld_q, k + (size_t)b * nk * ld_kv,
+                     v + (size_t)b * nk * ld_kv, ld_kv, out + (size_t)b * nq * ld_o, ld_o, nq, nk,
+                     heads, head_dim, scale, NULL, 0, 0) != 0)
+      return -1;
+  return 0;
 }
 
-void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
-                  int ld_o, int nq, int nk, int heads, int head_dim, float scale,
-                  const float *bias, int causal, int causal_offset) {
-  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24)) {
-    attention_gemm(1, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, bias, causal,
-                   causal_offset);
-    return;
-  }
+int vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
+                 int ld_o, int nq, int nk, int heads, int head_dim, float scale, const float *bias,
+                 int causal, int causal_offset) {
+  if (nq >= 16 && nk >= 16 && (size_t)nq * nk <= ((size_t)1 << 24))
+    return attention_gemm(1, q, ld_q, k, v, ld_kv, out, ld_o, nq, nk, heads, head_dim, scale, bias,
+                          causal, causal_offset);
   /* Parallel over (head, query row): each task owns one score row. */
-  int total = heads * nq;
+  int total = heads * nq, fail = 0;
 #pragma omp parallel if (total > 8)
   {
     float *scores = malloc((size_t)nk * sizeof(float));
+    if (!scores) {
+#pragma omp atomic write
+      fail = 1;
+    }
 #pragma omp for schedule(static)
     for (int t = 0; t < total; t++) {
       if (!scores) continue;
@@ -108,4 +112,5 @@ void vb_attention(const float *q, int ld_q, const float *k, const float *v, int 
     }
     free(scores);
   }
+  return fail ? vb_error("out of memory for attention scores (%d keys)", nk) : 0;
 }

@@ -10,17 +10,18 @@
 void vb_f32_to_bf16_rows(const float *x, int M, int K, uint16_t *dst, int ld);
 
 /* y[M, N] = x[M, K] W^T (+ bias): small-M products that stream W once.
- * Variants: the run-time dispatcher, and each implementation (for tests). */
-void vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
-                  float *y);
+ * Variants: the run-time dispatcher, and each implementation (for tests). Those
+ * returning int give -1 when their per-thread activation scratch cannot grow. */
+int vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                 float *y);
 void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                     float *y);
 /* AVX-512F: weights widened to f32, activations kept in f32. */
-void vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M,
-                         const float *bias, float *y);
+int vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                        float *y);
 /* AVX512-BF16: activations rounded to bf16, VDPBF16PS with f32 accumulation. */
-void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
-                             const float *bias, float *y);
+int vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
+                            const float *bias, float *y);
 
 /* The blocked layout (gemv_bf16_blocked.c; oneDNN's BA16a64b2a for the [K, N]
  * weight, N K bf16 values) that weights converted at load are kept in on
@@ -34,7 +35,8 @@ int vb_bf16b_supported(void);
 size_t vb_bf16b_offset(int K, int n, int k);
 void vb_bf16b_pack(const uint16_t *W, int N, int K, uint16_t *dst);
 void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst);
-void vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                  float *y);
 
 /* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */
 #define VB_BF16_GEMV_MAX_M 15

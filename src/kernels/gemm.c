@@ -47,24 +47,19 @@ static int is_q8_engine(const vb_linear *l) {
   return l->compute == VB_COMPUTE_BF16 && l->dtype == VB_DT_Q8_0;
 }
 
-void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
-  if (is_q8_engine(l)) {
-    vb_linear_forward_q8(l, x, M, y);
-    return;
-  }
-  if (l->compute == VB_COMPUTE_BF16) {
-    vb_linear_forward_bf16(l, x, M, y);
-    return;
-  }
-  const float *w = linear_weight_f32(l);
-  if (!w) abort(); /* prepared at load time (vb_weights_linear); failing here is a bug */
-  if (M <= VB_F32_GEMV_MAX_M && vb_gemv_f32(w, l->out, l->in, x, M, l->bias, y) == 0) return;
+int vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
+  if (is_q8_engine(l)) return vb_linear_forward_q8(l, x, M, y);
+  if (l->compute == VB_COMPUTE_BF16) return vb_linear_forward_bf16(l, x, M, y);
+  const float *w = linear_weight_f32(l); /* converted at load time (vb_linear_prepare) */
+  if (!w) return -1;
+  if (M <= VB_F32_GEMV_MAX_M && vb_gemv_f32(w, l->out, l->in, x, M, l->bias, y) == 0) return 0;
   if (l->bias) {
     for (int i = 0; i < M; i++) memcpy(y + (size_t)i * l->out, l->bias, l->out * sizeof(float));
     vb_gemm(M, l->out, l->in, x, l->in, w, l->in, 1, 1.0f, 1.0f, y, l->out);
   } else {
     vb_gemm(M, l->out, l->in, x, l->in, w, l->in, 1, 1.0f, 0.0f, y, l->out);
   }
+  return 0;
 }
 
 int vb_linear_prepare(vb_linear *l) {

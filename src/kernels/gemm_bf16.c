@@ -262,10 +262,10 @@ static int run_onednn(const vb_linear *l, bf16_backend *b, const float *x, int M
 }
 
 /* Without oneDNN bf16: widen blocks of weight rows to f32 and use sgemm. */
-static void run_widened(const vb_linear *l, const uint16_t *w, const float *x, int M, float *y) {
+static int run_widened(const vb_linear *l, const uint16_t *w, const float *x, int M, float *y) {
   int N = l->out, K = l->in, NB = 256;
   float *t = vb_malloc_aligned((size_t)NB * K * sizeof(float));
-  if (!t) abort();
+  if (!t) return -1;
   for (int n0 = 0; n0 < N; n0 += NB) {
     int nb = N - n0 < NB ? N - n0 : NB;
     const uint16_t *src = w + (size_t)n0 * K;
@@ -280,16 +280,18 @@ static void run_widened(const vb_linear *l, const uint16_t *w, const float *x, i
     vb_gemm(M, nb, K, x, K, t, K, 1, 1.0f, l->bias ? 1.0f : 0.0f, y + n0, N);
   }
   vb_free_aligned(t);
+  return 0;
 }
 
 /* A packed weight back in the plain layout (a layer prepared for large M run
- * with few rows, or oneDNN refusing a row count): rare and slow, but correct. */
+ * with few rows, or oneDNN refusing a row count): rare and slow, but correct.
+ * NULL when memory runs out or oneDNN refuses the reorder. */
 static uint16_t *unpack(bf16_backend *b, int N, int K) {
   dnnl_memory_desc_t plain_md;
   dnnl_dims_t wd = {K, N}, ws = {1, K};
   dnnl_memory_desc_init_by_strides(&plain_md, 2, wd, dnnl_bf16, ws);
   uint16_t *w = vb_malloc_aligned((size_t)N * K * sizeof(uint16_t));
-  if (!w) abort();
+  if (!w) return NULL;
   dnnl_primitive_desc_t rpd = NULL;
   dnnl_primitive_t r = NULL;
   dnnl_memory_t from = NULL, to = NULL;
@@ -306,26 +308,30 @@ static uint16_t *unpack(bf16_backend *b, int N, int K) {
   if (from) dnnl_memory_destroy(from);
   if (to) dnnl_memory_destroy(to);
   if (r) dnnl_primitive_destroy(r);
-  if (!ok) abort();
+  if (!ok) {
+    vb_free_aligned(w);
+    vb_error("oneDNN cannot reorder a %dx%d bf16 weight back to rows", N, K);
+    return NULL;
+  }
   return w;
 }
 
-void vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) {
+/* The plain-layout paths: the GEMV for few rows, widened f32 sgemm for many. */
+static int run_plain(const vb_linear *l, const uint16_t *w, const float *x, int M, float *y) {
+  if (M <= VB_BF16_GEMV_MAX_M) return vb_gemv_bf16(w, l->out, l->in, x, M, l->bias, y);
+  return run_widened(l, w, x, M, y);
+}
+
+int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) {
   bf16_backend *b = l->backend;
-  if (!b) abort(); /* prepared at load time; a bug otherwise */
-  if (M <= 0) return;
-  if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return;
-  if (b->blocked) {
-    vb_gemv_bf16b(b->packed, l->out, l->in, x, M, l->bias, y);
-    return;
-  }
-  if (b->w) {
-    if (M <= VB_BF16_GEMV_MAX_M) vb_gemv_bf16(b->w, l->out, l->in, x, M, l->bias, y);
-    else run_widened(l, b->w, x, M, y);
-    return;
-  }
+  if (!b) return vb_error("a %dx%d bf16 layer used before vb_linear_prepare", l->out, l->in);
+  if (M <= 0) return 0;
+  if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return 0;
+  if (b->blocked) return vb_gemv_bf16b(b->packed, l->out, l->in, x, M, l->bias, y);
+  if (b->w) return run_plain(l, b->w, x, M, y);
   uint16_t *w = unpack(b, l->out, l->in);
-  if (M <= VB_BF16_GEMV_MAX_M) vb_gemv_bf16(w, l->out, l->in, x, M, l->bias, y);
-  else run_widened(l, w, x, M, y);
+  if (!w) return -1;
+  int rc = run_plain(l, w, x, M, y);
   vb_free_aligned(w);
+  return rc;
 }

@@ -24,13 +24,13 @@ int vb_dnnl_matmul(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const v
 
 int vb_linear_prepare_bf16(vb_linear *l);
 void vb_linear_release_bf16(vb_linear *l);
-void vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y);
+int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y);
 int vb_linear_reads_stored_bf16(const vb_linear *l);
 
 /* bf16 compute with a Q8_0 stored weight, kept in place (gemm_q8.c). */
 int vb_linear_prepare_q8(vb_linear *l);
 void vb_linear_release_q8(vb_linear *l);
-void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
+int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
 int vb_linear_reads_stored_q8(const vb_linear *l);
 
 

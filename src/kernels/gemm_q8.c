@@ -179,14 +179,14 @@ static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1,
  * one tile, not every tile). Each thread dequantizes its tile into its own
  * scratch and multiplies it at once, while it is in that core's cache: bf16
  * through oneDNN where it runs, else (or for a shape it refuses) f32 sgemm. */
-static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
+static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
   int use_onednn = be->onednn_ok, blocked = be->blocked;
   const void *packed = be->packed;
   int N = l->out, K = l->in, NT = tile_rows(N, K, blocked ? 64 : 16), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
     xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
-    if (!xs) abort();
+    if (!xs) return -1;
     vb_f32_to_bf16_rows(x, M, K, xs, K);
   }
   int failed = 0;
@@ -226,7 +226,8 @@ static void run_tiles(const vb_linear *l, const q8_backend *be, const float *x, 
         memcpy(y + (size_t)m * N + n0, bias, nt * sizeof(float));
     vb_gemm(M, nt, K, x, K, tf, K, 1, 1.0f, bias ? 1.0f : 0.0f, y + n0, N);
   }
-  if (failed) abort(); /* out of memory for a few MB of scratch */
+  /* the error is set here: the workers' own error slots are not the caller's */
+  return failed ? vb_error("out of memory for the scratch tiles of a %dx%d Q8_0 product", N, K) : 0;
 }
 
 int vb_linear_prepare_q8(vb_linear *l) {
@@ -273,16 +274,12 @@ int vb_linear_reads_stored_q8(const vb_linear *l) {
   return !b || !b->packed;
 }
 
-void vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
+int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   const q8_backend *b = l->backend;
-  if (!b) abort(); /* prepared at load time; a bug otherwise */
-  if (M <= 0) return;
-  if (M <= VB_Q8_GEMV_MAX_M) {
-    if (b->packed)
-      vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
-    else
-      vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
-    return;
-  }
-  run_tiles(l, b, x, M, y);
+  if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
+  if (M <= 0) return 0;
+  if (M > VB_Q8_GEMV_MAX_M) return run_tiles(l, b, x, M, y);
+  if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
+  vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
+  return 0;
 }

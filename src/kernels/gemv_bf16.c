@@ -167,34 +167,34 @@ TGT_BF16 static void dp_rows(const uint16_t *W, int n0, int n1, int N, int K, co
 static __thread void *tls_x;
 static __thread size_t tls_x_cap;
 
-void vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M,
-                         const float *bias, float *y) {
+int vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                        float *y) {
   size_t ldx = ((size_t)K + 15) & ~(size_t)15;
   float *xp = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(float));
-  if (!xp) abort();
+  if (!xp) return -1;
   for (int m = 0; m < M; m++) {
     memcpy(xp + m * ldx, x + (size_t)m * K, (size_t)K * sizeof(float));
     memset(xp + m * ldx + K, 0, (ldx - K) * sizeof(float));
   }
   VB_GEMV_FOR_ROW_BLOCKS(N, wide_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
+  return 0;
 }
 
-void vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
-                             const float *bias, float *y) {
+int vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
+                            const float *bias, float *y) {
   size_t ldx = ((size_t)K + 31) & ~(size_t)31;
   uint16_t *xp = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(uint16_t));
-  if (!xp) abort();
+  if (!xp) return -1;
   vb_f32_to_bf16_rows(x, M, K, xp, (int)ldx);
   VB_GEMV_FOR_ROW_BLOCKS(N, dp_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));
+  return 0;
 }
 
-void vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
-                  float *y) {
+int vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                 float *y) {
   const vb_cpu_features *f = vb_cpu();
-  if (f->avx512_bf16)
-    vb_gemv_bf16_avx512bf16(W, N, K, x, M, bias, y);
-  else if (vb_cpu_has_avx512())
-    vb_gemv_bf16_avx512(W, N, K, x, M, bias, y);
-  else
-    vb_gemv_bf16_c(W, N, K, x, M, bias, y);
+  if (f->avx512_bf16) return vb_gemv_bf16_avx512bf16(W, N, K, x, M, bias, y);
+  if (vb_cpu_has_avx512()) return vb_gemv_bf16_avx512(W, N, K, x, M, bias, y);
+  vb_gemv_bf16_c(W, N, K, x, M, bias, y);
+  return 0;
 }

@@ -167,12 +167,15 @@ TGT_BF16B static void panels(const uint16_t *W, int p0, int p1, int N, int K, co
 static __thread void *tls_x;
 static __thread size_t tls_x_cap;
 
-void vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                  float *y) {
   uint16_t *xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
-  if (!xs) abort(); /* a few KB per row */
+  if (!xs) return -1; /* a few KB per row */
   vb_f32_to_bf16_rows(x, M, K, xs, K);
   const uint32_t *xp = (const uint32_t *)xs;
   int np = N / PANEL;
   /* handed out in blocks of whole panels (vb_gemv_block_rows counts rows) */
-  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL, panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2, M, bias, y));
+  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL,
+                         panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2, M, bias, y));
+  return 0;
 }

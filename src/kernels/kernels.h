@@ -34,9 +34,11 @@ typedef struct {
              * always run with many rows (vision encoder, Q-Former) */
 } vb_linear;
 
-/* y[M, out] = x[M, in] W^T + b. */
-void vb_linear_forward(const vb_linear *l, const float *x, int M, float *y);
-/* Converts/packs the weight now, so forward never fails. */
+/* y[M, out] = x[M, in] W^T + b. 0, or -1 (vblip_last_error) when scratch memory
+ * runs out or the layer was never prepared. */
+__attribute__((warn_unused_result)) int vb_linear_forward(const vb_linear *l, const float *x, int M,
+                                                          float *y);
+/* Converts/packs the weight now, so that forward needs at most scratch memory. */
 int vb_linear_prepare(vb_linear *l);
 void vb_linear_release(vb_linear *l);
 /* Whether a prepared layer still reads the stored weight (l->w) when it runs;
@@ -65,14 +67,17 @@ void vb_softmax_row(float *x, int n);
  * q [nq, ld_q], k/v [nk, ld_kv], heads of head_dim laid out contiguously in each row;
  * out [nq, ld_o]. scores = scale * q k^T (+ bias[h][i][j] if bias, laid out
  * [heads, nq, nk]) with a causal mask when causal (query i sees keys <= i + causal_offset). */
-void vb_attention(const float *q, int ld_q, const float *k, const float *v, int ld_kv, float *out,
-                  int ld_o, int nq, int nk, int heads, int head_dim, float scale,
-                  const float *bias, int causal, int causal_offset);
+/* 0, or -1 when memory for the scores runs out. */
+__attribute__((warn_unused_result)) int vb_attention(const float *q, int ld_q, const float *k,
+                                                     const float *v, int ld_kv, float *out,
+                                                     int ld_o, int nq, int nk, int heads,
+                                                     int head_dim, float scale, const float *bias,
+                                                     int causal, int causal_offset);
 /* vb_attention over `batch` independent sequences laid out one after another
  * (sequence b: query/output rows from b * nq, key/value rows from b * nk), no
  * bias or mask: the vision encoder's frames, all in one parallel region. */
-void vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v,
-                        int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
-                        float scale);
+__attribute__((warn_unused_result)) int
+vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v, int ld_kv,
+                   float *out, int ld_o, int nq, int nk, int heads, int head_dim, float scale);
 
 #endif

@@ -42,7 +42,8 @@ void vb_q8_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
 int vb_q8x16_supported(void);
 size_t vb_q8x16_bytes(int N, int K);
 void vb_q8x16_pack(const void *W, int N, int K, void *P);
-void vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
+/* -1 when the per-thread quantized-activation scratch cannot grow. */
+int vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q8x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
 void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
 /* Panels [p0, p1) (64 rows each, padding rows included) as bf16 in the blocked

@@ -273,13 +273,12 @@ TGT_VNNI static void vnni_panels(const uint8_t *W, int p0, int p1, int N, int K,
 static __thread void *tls_act;
 static __thread size_t tls_act_cap;
 
-void vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias,
-                   float *y) {
+int vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y) {
   int nb = K / VB_Q8_BLOCK;
   size_t per = (size_t)K * 2 + (size_t)nb * 2 * 4; /* hi, lo bytes; corr, step */
   uint8_t *buf =
       vb_scratch_grow(&tls_act, &tls_act_cap, (size_t)M * per + (size_t)M * sizeof(q8x16_act));
-  if (!buf) abort(); /* a few KB per row */
+  if (!buf) return -1; /* a few KB per row */
   q8x16_act *a = (q8x16_act *)(buf + (size_t)M * per);
   for (int m = 0; m < M; m++) {
     uint8_t *p = buf + (size_t)m * per;
@@ -293,6 +292,7 @@ void vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const flo
   int np = (N + PANEL - 1) / PANEL;
   VB_GEMV_FOR_ROW_BLOCKS(np * PANEL,
                          vnni_panels(P, n0 / PANEL, (n1 + PANEL - 1) / PANEL, N, K, a, M, bias, y));
+  return 0;
 }
 
 /* ---- dequantization (the tiled large-M path) ---- */

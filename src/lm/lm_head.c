@@ -150,7 +150,11 @@ void vb_lm_head_forward(const vb_lm_head *h, const float *x, int rows, float *lo
     tls_exact = (long)rows * V;
     return;
   }
-  vb_linear_forward(&h->fast, x, rows, logits);
+  if (vb_linear_forward(&h->fast, x, rows, logits) != 0) { /* no scratch memory: exactly instead */
+    exact_rows(h, x, rows, logits);
+    tls_exact = (long)rows * V;
+    return;
+  }
   double slack = 2.0 * E * ldexp(1.0, -24);
   /* per call: the bounds of one row, then the candidates (at most limit; more
    * means a flat row, computed wholly in f32) */

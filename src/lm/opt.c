@@ -91,8 +91,11 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
   int hd = Hd / heads;
   if (ensure_scratch(m, n) != 0) return -1;
   float *x = m->x, *h = m->h;
-  if (m->has_proj) vb_linear_forward(&m->project_in, emb, n, x);
-  else memcpy(x, emb, (size_t)n * Hd * sizeof(float));
+  if (m->has_proj) {
+    if (vb_linear_forward(&m->project_in, emb, n, x) != 0) return -1;
+  } else {
+    memcpy(x, emb, (size_t)n * Hd * sizeof(float));
+  }
   for (int i = 0; i < n; i++) {
     int p = per_beam ? start : start + i;
     vb_add(x + (size_t)i * Hd, m->pos + (size_t)(p + 2) * Hd, Hd);
@@ -100,33 +103,40 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
   float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const opt_layer *L = &m->layers[l];
-    if (c->do_layer_norm_before) vb_layernorm(x, h, n, Hd, L->attn_ln_w, L->attn_ln_b, 1e-5f);
-    else memcpy(h, x, (size_t)n * Hd * sizeof(float));
-    vb_linear_forward(&L->q, h, n, m->qb);
-    vb_linear_forward(&L->k, h, n, m->kb);
-    vb_linear_forward(&L->v, h, n, m->vb);
+    if (c->do_layer_norm_before)
+      vb_layernorm(x, h, n, Hd, L->attn_ln_w, L->attn_ln_b, 1e-5f);
+    else
+      memcpy(h, x, (size_t)n * Hd * sizeof(float));
+    if (vb_linear_forward(&L->q, h, n, m->qb) != 0) return -1;
+    if (vb_linear_forward(&L->k, h, n, m->kb) != 0) return -1;
+    if (vb_linear_forward(&L->v, h, n, m->vb) != 0) return -1;
     if (per_beam) {
       for (int b = 0; b < n; b++) {
         float *K = cache_k(m, m->cache[b], l), *V = cache_v(m, m->cache[b], l);
         memcpy(K + (size_t)start * Hd, m->kb + (size_t)b * Hd, Hd * sizeof(float));
         memcpy(V + (size_t)start * Hd, m->vb + (size_t)b * Hd, Hd * sizeof(float));
-        vb_attention(m->qb + (size_t)b * Hd, Hd, K, V, Hd, m->att + (size_t)b * Hd, Hd, 1, start + 1,
-                     heads, hd, scale, NULL, 0, 0);
+        if (vb_attention(m->qb + (size_t)b * Hd, Hd, K, V, Hd, m->att + (size_t)b * Hd, Hd, 1,
+                         start + 1, heads, hd, scale, NULL, 0, 0) != 0)
+          return -1;
       }
     } else {
       float *K = cache_k(m, m->cache[0], l), *V = cache_v(m, m->cache[0], l);
       memcpy(K + (size_t)start * Hd, m->kb, (size_t)n * Hd * sizeof(float));
       memcpy(V + (size_t)start * Hd, m->vb, (size_t)n * Hd * sizeof(float));
-      vb_attention(m->qb, Hd, K, V, Hd, m->att, Hd, n, start + n, heads, hd, scale, NULL, 1, start);
+      if (vb_attention(m->qb, Hd, K, V, Hd, m->att, Hd, n, start + n, heads, hd, scale, NULL, 1,
+                       start) != 0)
+        return -1;
     }
-    vb_linear_forward(&L->o, m->att, n, h);
+    if (vb_linear_forward(&L->o, m->att, n, h) != 0) return -1;
     vb_add(x, h, (size_t)n * Hd);
     if (!c->do_layer_norm_before) vb_layernorm(x, x, n, Hd, L->attn_ln_w, L->attn_ln_b, 1e-5f);
-    if (c->do_layer_norm_before) vb_layernorm(x, h, n, Hd, L->ffn_ln_w, L->ffn_ln_b, 1e-5f);
-    else memcpy(h, x, (size_t)n * Hd * sizeof(float));
-    vb_linear_forward(&L->fc1, h, n, m->ff);
+    if (c->do_layer_norm_before)
+      vb_layernorm(x, h, n, Hd, L->ffn_ln_w, L->ffn_ln_b, 1e-5f);
+    else
+      memcpy(h, x, (size_t)n * Hd * sizeof(float));
+    if (vb_linear_forward(&L->fc1, h, n, m->ff) != 0) return -1;
     act(m, m->ff, (size_t)n * c->ffn_dim);
-    vb_linear_forward(&L->fc2, m->ff, n, h);
+    if (vb_linear_forward(&L->fc2, m->ff, n, h) != 0) return -1;
     vb_add(x, h, (size_t)n * Hd);
     if (!c->do_layer_norm_before) vb_layernorm(x, x, n, Hd, L->ffn_ln_w, L->ffn_ln_b, 1e-5f);
   }
@@ -137,7 +147,7 @@ static int forward(opt_model *m, const float *emb, int n, int start, int per_bea
   if (m->final_w) vb_layernorm(xl, xl, rows, Hd, m->final_w, m->final_b, 1e-5f);
   const float *hidden = xl;
   if (m->has_proj) {
-    vb_linear_forward(&m->project_out, xl, rows, m->e);
+    if (vb_linear_forward(&m->project_out, xl, rows, m->e) != 0) return -1;
     hidden = m->e;
   }
   vb_lm_head_forward(&m->logits, hidden, rows, logits);

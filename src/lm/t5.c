@@ -173,23 +173,24 @@ static void position_bias(const t5_model *m, const float *table, int bidirection
 
 /* x += FFN(rms(x)) over n rows. Kept in float32 throughout: Flan-T5's FFN
  * activations overflow half precision. */
-static void feed_forward(const t5_model *m, const t5_block *b, t5_scratch *s, int n) {
+static int feed_forward(const t5_model *m, const t5_block *b, t5_scratch *s, int n) {
   vb_rmsnorm(s->x, s->h, n, m->d, b->ln_ff, m->c.layer_norm_epsilon);
-  vb_linear_forward(&b->wi0, s->h, n, s->f0);
+  if (vb_linear_forward(&b->wi0, s->h, n, s->f0) != 0) return -1;
   activate(m->act, s->f0, (size_t)n * m->dff);
   if (m->c.gated) {
-    vb_linear_forward(&b->wi1, s->h, n, s->f1);
+    if (vb_linear_forward(&b->wi1, s->h, n, s->f1) != 0) return -1;
     size_t total = (size_t)n * m->dff;
     for (size_t i = 0; i < total; i++)
       s->f0[i] *= s->f1[i];
   }
-  vb_linear_forward(&b->wo, s->f0, n, s->tmp);
+  if (vb_linear_forward(&b->wo, s->f0, n, s->tmp) != 0) return -1;
   vb_add(s->x, s->tmp, (size_t)n * m->d);
+  return 0;
 }
 
 /* Encoder over in[n, d] into out[n, d]; bias needs heads*n*n floats. */
-static void run_encoder(const t5_model *m, const float *in, int n, t5_scratch *s, float *bias,
-                        float *out) {
+static int run_encoder(const t5_model *m, const float *in, int n, t5_scratch *s, float *bias,
+                       float *out) {
   int d = m->d, inner = m->inner;
   float eps = m->c.layer_norm_epsilon;
   memcpy(s->x, in, (size_t)n * d * sizeof(float));
@@ -197,26 +198,29 @@ static void run_encoder(const t5_model *m, const float *in, int n, t5_scratch *s
   for (int l = 0; l < m->n_enc_layers; l++) {
     const t5_block *b = &m->enc[l];
     vb_rmsnorm(s->x, s->h, n, d, b->ln_self, eps);
-    vb_linear_forward(&b->self.q, s->h, n, s->q);
-    vb_linear_forward(&b->self.k, s->h, n, s->k);
-    vb_linear_forward(&b->self.v, s->h, n, s->v);
+    if (vb_linear_forward(&b->self.q, s->h, n, s->q) != 0) return -1;
+    if (vb_linear_forward(&b->self.k, s->h, n, s->k) != 0) return -1;
+    if (vb_linear_forward(&b->self.v, s->h, n, s->v) != 0) return -1;
     /* T5 does not scale scores by 1/sqrt(d_kv) */
-    vb_attention(s->q, inner, s->k, s->v, inner, s->att, inner, n, n, m->heads, m->dkv, 1.0f, bias,
-                 0, 0);
-    vb_linear_forward(&b->self.o, s->att, n, s->tmp);
+    if (vb_attention(s->q, inner, s->k, s->v, inner, s->att, inner, n, n, m->heads, m->dkv, 1.0f,
+                     bias, 0, 0) != 0)
+      return -1;
+    if (vb_linear_forward(&b->self.o, s->att, n, s->tmp) != 0) return -1;
     vb_add(s->x, s->tmp, (size_t)n * d);
-    feed_forward(m, b, s, n);
+    if (feed_forward(m, b, s, n) != 0) return -1;
   }
   vb_rmsnorm(s->x, out, n, d, m->enc_ln, eps);
+  return 0;
 }
 
 /* Cross-attention K/V of every decoder layer over enc[n, d]. */
-static void cross_kv(const t5_model *m, const float *enc, int n, float *xk, float *xv) {
+static int cross_kv(const t5_model *m, const float *enc, int n, float *xk, float *xv) {
   size_t per = (size_t)n * m->inner;
   for (int l = 0; l < m->n_dec_layers; l++) {
-    vb_linear_forward(&m->dec[l].cross.k, enc, n, xk + l * per);
-    vb_linear_forward(&m->dec[l].cross.v, enc, n, xv + l * per);
+    if (vb_linear_forward(&m->dec[l].cross.k, enc, n, xk + l * per) != 0) return -1;
+    if (vb_linear_forward(&m->dec[l].cross.v, enc, n, xv + l * per) != 0) return -1;
   }
+  return 0;
 }
 
 static float *cache_at(const t5_model *m, float *base, int slot, int layer) {
@@ -233,8 +237,8 @@ typedef enum {
 /* A decoder pass over R rows, logits [R, vocab]; every row attends causally to
  * what comes before it. bias needs heads * (DEC_BEAMS: m->len + 1, DEC_FULL:
  * R * R, DEC_CONTINUE: R * (m->len + R)) floats. */
-static void run_decoder(t5_model *m, const int32_t *ids, int R, dec_mode mode, const float *xk,
-                        const float *xv, int n_enc, t5_scratch *s, float *bias, float *logits) {
+static int run_decoder(t5_model *m, const int32_t *ids, int R, dec_mode mode, const float *xk,
+                       const float *xv, int n_enc, t5_scratch *s, float *bias, float *logits) {
   int d = m->d, inner = m->inner, H = m->heads;
   float eps = m->c.layer_norm_epsilon;
   int pos = m->len;
@@ -250,41 +254,45 @@ static void run_decoder(t5_model *m, const int32_t *ids, int R, dec_mode mode, c
   for (int l = 0; l < m->n_dec_layers; l++) {
     const t5_block *b = &m->dec[l];
     vb_rmsnorm(s->x, s->h, R, d, b->ln_self, eps);
-    vb_linear_forward(&b->self.q, s->h, R, s->q);
-    vb_linear_forward(&b->self.k, s->h, R, s->k);
-    vb_linear_forward(&b->self.v, s->h, R, s->v);
+    if (vb_linear_forward(&b->self.q, s->h, R, s->q) != 0) return -1;
+    if (vb_linear_forward(&b->self.k, s->h, R, s->k) != 0) return -1;
+    if (vb_linear_forward(&b->self.v, s->h, R, s->v) != 0) return -1;
     if (mode == DEC_BEAMS) {
       for (int r = 0; r < R; r++) {
         float *kc = cache_at(m, m->ck, m->slot_of[r], l);
         float *vc = cache_at(m, m->cv, m->slot_of[r], l);
         memcpy(kc + (size_t)pos * inner, s->k + (size_t)r * inner, (size_t)inner * sizeof(float));
         memcpy(vc + (size_t)pos * inner, s->v + (size_t)r * inner, (size_t)inner * sizeof(float));
-        vb_attention(s->q + (size_t)r * inner, inner, kc, vc, inner, s->att + (size_t)r * inner,
-                     inner, 1, pos + 1, H, m->dkv, 1.0f, bias, 0, 0);
+        if (vb_attention(s->q + (size_t)r * inner, inner, kc, vc, inner, s->att + (size_t)r * inner,
+                         inner, 1, pos + 1, H, m->dkv, 1.0f, bias, 0, 0) != 0)
+          return -1;
       }
     } else if (mode == DEC_CONTINUE) {
       float *kc = cache_at(m, m->ck, m->slot_of[0], l);
       float *vc = cache_at(m, m->cv, m->slot_of[0], l);
       memcpy(kc + (size_t)pos * inner, s->k, (size_t)R * inner * sizeof(float));
       memcpy(vc + (size_t)pos * inner, s->v, (size_t)R * inner * sizeof(float));
-      vb_attention(s->q, inner, kc, vc, inner, s->att, inner, R, pos + R, H, m->dkv, 1.0f, bias, 1,
-                   pos);
+      if (vb_attention(s->q, inner, kc, vc, inner, s->att, inner, R, pos + R, H, m->dkv, 1.0f, bias,
+                       1, pos) != 0)
+        return -1;
     } else {
-      vb_attention(s->q, inner, s->k, s->v, inner, s->att, inner, R, R, H, m->dkv, 1.0f, bias, 1,
-                   0);
+      if (vb_attention(s->q, inner, s->k, s->v, inner, s->att, inner, R, R, H, m->dkv, 1.0f, bias,
+                       1, 0) != 0)
+        return -1;
     }
-    vb_linear_forward(&b->self.o, s->att, R, s->tmp);
+    if (vb_linear_forward(&b->self.o, s->att, R, s->tmp) != 0) return -1;
     vb_add(s->x, s->tmp, (size_t)R * d);
 
     /* cross-attention: no position bias, all encoder positions visible */
     vb_rmsnorm(s->x, s->h, R, d, b->ln_cross, eps);
-    vb_linear_forward(&b->cross.q, s->h, R, s->q);
-    vb_attention(s->q, inner, xk + l * per, xv + l * per, inner, s->att, inner, R, n_enc, H, m->dkv,
-                 1.0f, NULL, 0, 0);
-    vb_linear_forward(&b->cross.o, s->att, R, s->tmp);
+    if (vb_linear_forward(&b->cross.q, s->h, R, s->q) != 0) return -1;
+    if (vb_attention(s->q, inner, xk + l * per, xv + l * per, inner, s->att, inner, R, n_enc, H,
+                     m->dkv, 1.0f, NULL, 0, 0) != 0)
+      return -1;
+    if (vb_linear_forward(&b->cross.o, s->att, R, s->tmp) != 0) return -1;
     vb_add(s->x, s->tmp, (size_t)R * d);
 
-    feed_forward(m, b, s, R);
+    if (feed_forward(m, b, s, R) != 0) return -1;
   }
   vb_rmsnorm(s->x, s->h, R, d, m->dec_ln, eps);
   if (m->head_scale != 1.0f) {
@@ -292,7 +300,7 @@ static void run_decoder(t5_model *m, const int32_t *ids, int R, dec_mode mode, c
     for (size_t i = 0; i < total; i++)
       s->h[i] *= m->head_scale;
   }
-  vb_linear_forward(&m->head, s->h, R, logits);
+  return vb_linear_forward(&m->head, s->h, R, logits);
 }
 
 /* ---- caches ---- */
@@ -423,15 +431,16 @@ static int t5_prefill(void *lm, int n_beams, float *logits) {
     if (!m->enc_out || !m->xk || !m->xv) return -1;
     m->xcap = n;
   }
-  run_encoder(m, m->in, n, &m->s, m->bias, m->enc_out);
-  cross_kv(m, m->enc_out, n, m->xk, m->xv);
+  if (run_encoder(m, m->in, n, &m->s, m->bias, m->enc_out) != 0 ||
+      cross_kv(m, m->enc_out, n, m->xk, m->xv) != 0)
+    return -1;
 
   m->len = 0;
   if (cache_reserve(m, n_beams, 1) != 0) return -1;
   for (int s = 0; s < m->slots; s++)
     m->slot_of[s] = s;
   int32_t start = m->start_id;
-  run_decoder(m, &start, 1, DEC_BEAMS, m->xk, m->xv, n, &m->s, m->bias, logits);
+  if (run_decoder(m, &start, 1, DEC_BEAMS, m->xk, m->xv, n, &m->s, m->bias, logits) != 0) return -1;
   m->len = 1;
   /* every beam starts from the same decoder state */
   for (int b = 1; b < n_beams; b++)
@@ -451,7 +460,9 @@ static int t5_step(void *lm, const int32_t *tokens, int n_beams, float *logits) 
       return vb_error("t5: token %d of beam %d is outside the vocabulary (%d)", tokens[b], b,
                       m->vocab);
   if (m->len >= m->cap && cache_reserve(m, m->slots, m->len + 1) != 0) return -1;
-  run_decoder(m, tokens, n_beams, DEC_BEAMS, m->xk, m->xv, m->n_in, &m->s, m->bias, logits);
+  if (run_decoder(m, tokens, n_beams, DEC_BEAMS, m->xk, m->xv, m->n_in, &m->s, m->bias, logits) !=
+      0)
+    return -1;
   m->len++;
   return 0;
 }
@@ -514,7 +525,8 @@ static int t5_continue(vb_lm *lm, const int32_t *ids, int n, float *logits) {
       grow_floats(&m->bias, &m->bias_cap, bias_need) != 0)
     return vb_error("t5: cannot allocate the decoder position bias for %d tokens", n);
   if (cache_reserve(m, m->slots, m->len + n) != 0 || scratch_reserve(m, &m->s, n) != 0) return -1;
-  run_decoder(m, ids, n, DEC_CONTINUE, m->xk, m->xv, m->n_in, &m->s, m->bias, logits);
+  if (run_decoder(m, ids, n, DEC_CONTINUE, m->xk, m->xv, m->n_in, &m->s, m->bias, logits) != 0)
+    return -1;
   return 0;
 }
 
@@ -535,7 +547,7 @@ int vb_t5_encode(vb_lm *lm, float **out, int *n_rows) {
     goto done;
   o = vb_malloc((size_t)n * m->d * sizeof(float));
   if (!o) goto done;
-  run_encoder(m, m->in, n, &s, bias, o);
+  if (run_encoder(m, m->in, n, &s, bias, o) != 0) goto done;
   *out = o;
   *n_rows = n;
   o = NULL;
@@ -573,9 +585,9 @@ int vb_t5_decode_full(vb_lm *lm, const int32_t *dec_ids, int n, float *logits) {
   xk = vb_malloc_aligned(xbytes);
   xv = vb_malloc_aligned(xbytes);
   if (!enc || !xk || !xv) goto done;
-  run_encoder(m, m->in, ne, &s, bias, enc);
-  cross_kv(m, enc, ne, xk, xv);
-  run_decoder(m, dec_ids, n, DEC_FULL, xk, xv, ne, &s, bias, logits);
+  if (run_encoder(m, m->in, ne, &s, bias, enc) != 0 || cross_kv(m, enc, ne, xk, xv) != 0 ||
+      run_decoder(m, dec_ids, n, DEC_FULL, xk, xv, ne, &s, bias, logits) != 0)
+    goto done;
   rc = 0;
 done:
   vb_free_aligned(enc);

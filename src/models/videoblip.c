@@ -203,10 +203,15 @@ int vblip_video_encode(vblip_model *m, vblip_video *v) {
   v->projected = vb_malloc((size_t)Q * E * sizeof(float));
   if (!v->vision || !v->qformer || !v->projected) return -1;
   double t0 = vb_now_ms();
-  if (vb_vit_forward(&m->vit, v->pixel_values, T, v->vision) != 0) return -1;
+  int rc = vb_vit_forward(&m->vit, v->pixel_values, T, v->vision);
   double t1 = vb_now_ms();
-  if (vb_qformer_forward(&m->qformer, v->vision, T * seq, v->qformer) != 0) return -1;
-  vb_linear_forward(&m->projection, v->qformer, Q, v->projected);
+  if (rc == 0) rc = vb_qformer_forward(&m->qformer, v->vision, T * seq, v->qformer);
+  if (rc == 0) rc = vb_linear_forward(&m->projection, v->qformer, Q, v->projected);
+  if (rc != 0) {
+    free(v->projected); /* half-encoded: vblip_generate must refuse it */
+    v->projected = NULL;
+    return -1;
+  }
   v->ms_vision = t1 - t0;
   v->ms_qformer = vb_now_ms() - t1;
   v->vision_tokens = T * seq;

@@ -85,17 +85,20 @@ void vb_qformer_free(vb_qformer *q) {
 }
 
 /* h = LN(h + dense(attention(q=h, kv=src))) — BERT's post-LN attention block. */
-static void attention_block(const vb_qf_attention *a, const vb_qformer_config *c, float *h, int nq,
-                            const float *src, int nk, float *qb, float *kb, float *vb, float *ctx,
-                            float *tmp) {
+static int attention_block(const vb_qf_attention *a, const vb_qformer_config *c, float *h, int nq,
+                           const float *src, int nk, float *qb, float *kb, float *vb, float *ctx,
+                           float *tmp) {
   int H = c->hidden_size, heads = c->num_attention_heads, hd = H / heads;
-  vb_linear_forward(&a->q, h, nq, qb);
-  vb_linear_forward(&a->k, src, nk, kb);
-  vb_linear_forward(&a->v, src, nk, vb);
-  vb_attention(qb, H, kb, vb, H, ctx, H, nq, nk, heads, hd, 1.0f / sqrtf((float)hd), NULL, 0, 0);
-  vb_linear_forward(&a->out, ctx, nq, tmp);
+  if (vb_linear_forward(&a->q, h, nq, qb) != 0) return -1;
+  if (vb_linear_forward(&a->k, src, nk, kb) != 0) return -1;
+  if (vb_linear_forward(&a->v, src, nk, vb) != 0) return -1;
+  if (vb_attention(qb, H, kb, vb, H, ctx, H, nq, nk, heads, hd, 1.0f / sqrtf((float)hd), NULL, 0,
+                   0) != 0)
+    return -1;
+  if (vb_linear_forward(&a->out, ctx, nq, tmp) != 0) return -1;
   vb_add(tmp, h, (size_t)nq * H);
   vb_layernorm(tmp, h, nq, H, a->ln_w, a->ln_b, c->layer_norm_eps);
+  return 0;
 }
 
 int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out) {
@@ -113,11 +116,13 @@ int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out
   vb_layernorm(q->query_tokens, out, Q, H, q->ln_w, q->ln_b, c->layer_norm_eps);
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const vb_qf_layer *L = &q->layers[l];
-    attention_block(&L->self_attn, c, out, Q, out, Q, qb, kb, vb, ctx, tmp);
-    if (L->has_cross) attention_block(&L->cross_attn, c, out, Q, vision, n_vis, qb, kb, vb, ctx, tmp);
-    vb_linear_forward(&L->inter, out, Q, tmp);
+    if (attention_block(&L->self_attn, c, out, Q, out, Q, qb, kb, vb, ctx, tmp) != 0) goto done;
+    if (L->has_cross &&
+        attention_block(&L->cross_attn, c, out, Q, vision, n_vis, qb, kb, vb, ctx, tmp) != 0)
+      goto done;
+    if (vb_linear_forward(&L->inter, out, Q, tmp) != 0) goto done;
     vb_gelu_erf(tmp, (size_t)Q * F);
-    vb_linear_forward(&L->output, tmp, Q, tmp2);
+    if (vb_linear_forward(&L->output, tmp, Q, tmp2) != 0) goto done;
     vb_add(tmp2, out, (size_t)Q * H);
     vb_layernorm(tmp2, out, Q, H, L->out_ln_w, L->out_ln_b, c->layer_norm_eps);
   }

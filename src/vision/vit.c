@@ -104,7 +104,7 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   /* embeddings: [CLS; patches] + positions, frame by frame */
   for (int t = 0; t < frames; t++) {
     im2col(pixel_values, frames, t, H, W, P, v->grid, cols);
-    vb_linear_forward(&v->patch, cols, npatch, pe);
+    if (vb_linear_forward(&v->patch, cols, npatch, pe) != 0) goto done;
     float *xt = out + (size_t)t * S * D;
     memcpy(xt, v->class_emb, D * sizeof(float));
     memcpy(xt + D, pe, (size_t)npatch * D * sizeof(float));
@@ -114,14 +114,16 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const vb_vit_layer *L = &v->layers[l];
     vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
-    vb_linear_forward(&L->qkv, x, (int)M, qkv);
-    vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale);
-    vb_linear_forward(&L->proj, att, (int)M, x);
+    if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
+    if (vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd,
+                           scale) != 0)
+      goto done;
+    if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
     vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-    vb_linear_forward(&L->fc1, x, (int)M, mlp);
+    if (vb_linear_forward(&L->fc1, x, (int)M, mlp) != 0) goto done;
     vb_gelu_erf(mlp, M * F);
-    vb_linear_forward(&L->fc2, mlp, (int)M, x);
+    if (vb_linear_forward(&L->fc2, mlp, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
   }
   vb_layernorm(out, out, (int)M, D, v->post_w, v->post_b, c->layer_norm_eps);
