@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "models/config.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "lm/lm.h"
-#include "models/weights.h"
 
 /* The full-size VideoBLIP-OPT-2.7b or VideoBLIP-Flan-T5-XL config; tiny: every
  * stack 2 layers deep and a 4096-token vocabulary (full widths), for smoke runs. */

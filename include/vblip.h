@@ -17,6 +17,12 @@
 extern "C" {
 #endif
 
+/* The library's version; vblip_version() returns VBLIP_VERSION. */
+#define VBLIP_VERSION_MAJOR 0
+#define VBLIP_VERSION_MINOR 1
+#define VBLIP_VERSION_PATCH 0
+#define VBLIP_VERSION "0.1.0"
+
 typedef struct vblip_model vblip_model;
 
 const char *vblip_last_error(void);

@@ -2,7 +2,7 @@
  * wrong types and impossible values are errors. */
 #include <string.h>
 
-#include "models/config.h"
+#include "checkpoint/config.h"
 #include "runtime/common.h"
 #include "testutil.h"
 

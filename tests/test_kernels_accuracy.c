@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "generate/generate.h"
-#include "models/config.h"
 #include "lm/lm.h"
+#include "testutil.h"
 #include "vision/qformer.h"
 #include "vision/vit.h"
-#include "models/weights.h"
-#include "testutil.h"
 
 static double rel_l2f(const float *a, const float *ref, size_t n) {
   double num = 0, den = 0;

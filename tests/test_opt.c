@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "generate/generate.h"
-#include "models/config.h"
 #include "lm/lm.h"
-#include "models/weights.h"
 #include "testutil.h"
 
 static void gen_config_from_settings(const cJSON *settings, const vb_model_config *mc, vb_gen_config *g) {

@@ -5,11 +5,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "formats/safetensors.h"
-#include "models/config.h"
-#include "vision/vit.h"
-#include "models/weights.h"
 #include "testutil.h"
+#include "vision/vit.h"
 
 static int parse_str(const char *header, size_t data_len) {
   size_t hl = strlen(header), n = 8 + hl + data_len;

@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "formats/torch_bin.h"
 #include "generate/generate.h"
-#include "models/config.h"
 #include "lm/lm.h"
 #include "lm/t5.h"
-#include "models/weights.h"
 #include "runtime/common.h"
 #include "testutil.h"
 

@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "models/config.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
+#include "testutil.h"
 #include "vision/qformer.h"
 #include "vision/vit.h"
-#include "models/weights.h"
-#include "testutil.h"
 
 static void check_stage(const char *what, const float *got, const char *ref_name, size_t n) {
   const vb_tensor_info *ref = tu_ref_tensor(ref_name);

@@ -70,7 +70,7 @@ int vb_gen_greedy_sample(const vb_lm_iface *lm, void *ctx, const vb_gen_config *
 int vb_gen_beam(const vb_lm_iface *lm, void *ctx, const vb_gen_config *c, const vb_gen_eff *e,
                 vb_gen_result *out);
 
-/* generate.c: allocates n sequences of `width` ids, all set to pad. */
+/* gen_result.c: allocates n sequences of `width` ids, all set to pad. */
 int vb_gen_result_alloc(vb_gen_result *r, int n, int width, int32_t pad);
 
 #endif

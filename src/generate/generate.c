@@ -1,6 +1,6 @@
 /* Generation entry point: configuration defaults and validation, resolution of
  * the effective settings (max length, pad), dispatch to greedy/sampling or
- * beam search/beam sampling, and result ownership. */
+ * beam search/beam sampling. */
 #include "generate/generate.h"
 
 #include <math.h>
@@ -86,37 +86,6 @@ int vb_gen_config_check(const vb_gen_config *c) {
     return vb_error("generation config: pad_token_id must be >= 0 or -1 for none (got %d)",
                     c->pad_token_id);
   return 0;
-}
-
-int vb_gen_result_alloc(vb_gen_result *r, int n, int width, int32_t pad) {
-  memset(r, 0, sizeof *r);
-  r->seqs = vb_calloc((size_t)n, sizeof *r->seqs);
-  r->lens = vb_calloc((size_t)n, sizeof *r->lens);
-  r->scores = vb_calloc((size_t)n, sizeof *r->scores);
-  if (!r->seqs || !r->lens || !r->scores) goto fail;
-  r->n = n;
-  for (int i = 0; i < n; i++) {
-    r->seqs[i] = vb_malloc((size_t)(width > 0 ? width : 1) * sizeof(int32_t));
-    if (!r->seqs[i]) goto fail;
-    for (int j = 0; j < width; j++)
-      r->seqs[i][j] = pad;
-  }
-  return 0;
-fail:
-  r->n = n;
-  vb_gen_result_free(r);
-  return -1;
-}
-
-void vb_gen_result_free(vb_gen_result *r) {
-  if (!r) return;
-  if (r->seqs)
-    for (int i = 0; i < r->n; i++)
-      free(r->seqs[i]);
-  free(r->seqs);
-  free(r->lens);
-  free(r->scores);
-  memset(r, 0, sizeof *r);
 }
 
 int vb_generate(const vb_lm_iface *lm, void *lm_ctx, const vb_gen_config *cfg, vb_token_cb cb,

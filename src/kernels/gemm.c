@@ -1,6 +1,5 @@
-/* float32 matrix products: oneDNN's sgemm for anything sizeable, a plain
- * loop for tiny shapes where the library's dispatch costs more than the work. */
-#include <dnnl.h>
+/* Linear layers: the dispatcher between the float32 path (sgemm.c, gemv_f32.c)
+ * and the bf16 / q8_0 back-ends (gemm_bf16.c, gemm_q8.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,22 +7,6 @@
 #include "kernels/kernels.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
-
-void vb_gemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, int trans_b,
-             float alpha, float beta, float *C, int ldc) {
-  if (M <= 0 || N <= 0) return;
-  if ((double)M * N * K < 4096.0) {
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) {
-        float s = 0;
-        for (int k = 0; k < K; k++)
-          s += A[(size_t)i * lda + k] * (trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
-        C[(size_t)i * ldc + j] = alpha * s + (beta != 0 ? beta * C[(size_t)i * ldc + j] : 0);
-      }
-    return;
-  }
-  dnnl_sgemm('N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
 
 /* A stored weight as aligned f32, converting once. */
 static const float *linear_weight_f32(const vb_linear *cl) {

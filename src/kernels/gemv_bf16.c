@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/tensor_table.h"
 #include "kernels/bf16_kernels.h"
 #include "kernels/gemm_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "runtime/dtype.h"
 
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))

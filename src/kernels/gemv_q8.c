@@ -14,11 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/tensor_table.h"
-#include "kernels/q8_kernels.h"
 #include "kernels/gemm_internal.h"
+#include "kernels/q8_kernels.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "runtime/dtype.h"
 
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
 #define INLINE static inline __attribute__((always_inline))

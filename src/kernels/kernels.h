@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "formats/tensor_table.h"
+#include "runtime/dtype.h"
 
 /* The arithmetic a linear layer runs in. Activations are always float32 at
  * the interface; BF16 rounds weights (once, at prepare) and activations (per

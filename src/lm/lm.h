@@ -5,9 +5,9 @@
 
 #include <stdint.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "generate/generate.h"
-#include "models/config.h"
-#include "models/weights.h"
 
 typedef struct vb_lm vb_lm;
 

@@ -5,8 +5,8 @@
 #ifndef VBLIP_MODELS_OPT_TENSORS_H
 #define VBLIP_MODELS_OPT_TENSORS_H
 
-#include "models/config.h"
-#include "models/weights.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 
 #define VB_OPT_DECODER "language_model.model.decoder"
 #define VB_OPT_LM_HEAD "language_model.lm_head" /* absent when tied to embed_tokens */

@@ -6,8 +6,8 @@
 #ifndef VBLIP_MODELS_T5_TENSORS_H
 #define VBLIP_MODELS_T5_TENSORS_H
 
-#include "models/config.h"
-#include "models/weights.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 
 #define VB_T5_LM "language_model."
 

@@ -10,11 +10,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/model_source.h"
+#include "checkpoint/weights.h"
 #include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
-#include "models/config.h"
-#include "models/model_source.h"
-#include "models/weights.h"
 #include "runtime/common.h"
 #include "vblip.h"
 

@@ -5,11 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/model_source.h"
+#include "checkpoint/weights.h"
 #include "formats/gguf.h"
 #include "generate/generate.h"
 #include "models/input.h"
 #include "models/interleave.h"
-#include "models/model_source.h"
 #include "models/videoblip_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
@@ -17,7 +19,7 @@
 #include "video/video.h"
 
 const char *vblip_last_error(void) { return vb_error_message(); }
-const char *vblip_version(void) { return "0.1.0"; }
+const char *vblip_version(void) { return VBLIP_VERSION; }
 
 void vblip_load_options_default(vblip_load_options *o) {
   memset(o, 0, sizeof *o);

@@ -3,11 +3,11 @@
 #ifndef VBLIP_MODELS_VIDEOBLIP_INTERNAL_H
 #define VBLIP_MODELS_VIDEOBLIP_INTERNAL_H
 
+#include "checkpoint/config.h"
+#include "checkpoint/model_source.h"
+#include "checkpoint/weights.h"
 #include "kernels/kernels.h"
 #include "lm/lm.h"
-#include "models/config.h"
-#include "models/model_source.h"
-#include "models/weights.h"
 #include "text/tokenizer.h"
 #include "vblip.h"
 #include "video/preprocess.h"

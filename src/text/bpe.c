@@ -12,6 +12,7 @@
 
 #include "runtime/common.h"
 #include "text/bpe_split.h"
+#include "text/cleanup.h"
 #include "text/tokenizer.h"
 
 #define BPE_MAX_FILE ((size_t)256 << 20)

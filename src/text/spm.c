@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "runtime/common.h"
+#include "text/cleanup.h"
 #include "text/pystr.h"
 #include "text/spm_model.h"
 #include "text/tokenizer.h"

@@ -45,9 +45,6 @@ int vb_tokenizer_decode(const vb_tokenizer *t, const int32_t *ids, size_t n, boo
                         bool cleanup, char **text);
 int32_t vb_tokenizer_vocab_size(const vb_tokenizer *t);
 
-/* transformers' clean_up_tokenization: " ." -> "." etc., in place. */
-void vb_clean_up_tokenization(char *s);
-
 /* Implementations (text/bpe.c, text/spm.c). Each loader returns 1 when the
  * directory has none of its files (so the next one can be tried), 0 on success,
  * -1 on error. */

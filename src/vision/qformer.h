@@ -5,8 +5,8 @@
 
 #include <pthread.h>
 
-#include "models/config.h"
-#include "models/weights.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 
 typedef struct {
   vb_linear q, k, v, out;

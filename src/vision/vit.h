@@ -4,8 +4,8 @@
 
 #include <pthread.h>
 
-#include "models/config.h"
-#include "models/weights.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 
 typedef struct {
   vb_linear qkv, proj, fc1, fc2;

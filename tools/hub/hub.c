@@ -16,8 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint/model_source.h"
 #include "runtime/common.h"
-#include "models/model_source.h"
 #include "vblip_hub.h"
 
 #define MAX_TRIES 5

@@ -6,8 +6,8 @@
 
 #include <stdint.h>
 
-#include "models/config.h"
-#include "models/weights.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "train/train_ops.h"
 
 /* ---- trainable parameters (params.c) ---- */

@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint/model_source.h"
 #include "formats/safetensors.h"
-#include "models/model_source.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "text/tokenizer.h"

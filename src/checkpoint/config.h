@@ -1,7 +1,7 @@
 /* config.json of a BLIP-2 / VideoBLIP checkpoint. Checkpoints store configs as
  * diffs against transformers' class defaults; those defaults live here, once. */
-#ifndef VBLIP_MODELS_CONFIG_H
-#define VBLIP_MODELS_CONFIG_H
+#ifndef VBLIP_CHECKPOINT_CONFIG_H
+#define VBLIP_CHECKPOINT_CONFIG_H
 
 #include <stdbool.h>
 #include <stdint.h>

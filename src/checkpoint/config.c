@@ -1,7 +1,7 @@
 /* config.json parsing. Every default below is the transformers 4.33 class
  * default (Blip2VisionConfig, Blip2QFormerConfig, Blip2Config, OPTConfig,
  * T5Config): real checkpoints omit keys equal to those defaults. */
-#include "models/config.h"
+#include "checkpoint/config.h"
 
 #include <cjson/cJSON.h>
 #include <stdlib.h>

@@ -4,13 +4,13 @@
  * weights - then reads from the source's path: a directory, or a GGUF file whose
  * embedded small files are mounted under it (runtime/vfs.h) and whose tensors were
  * parsed in the same single pass over its header. */
-#ifndef VBLIP_MODELS_MODEL_SOURCE_H
-#define VBLIP_MODELS_MODEL_SOURCE_H
+#ifndef VBLIP_CHECKPOINT_MODEL_SOURCE_H
+#define VBLIP_CHECKPOINT_MODEL_SOURCE_H
 
 #include <stdbool.h>
 
+#include "checkpoint/weights.h"
 #include "formats/tensor_table.h"
-#include "models/weights.h"
 
 typedef struct {
   char *name;         /* as the caller gave it, for messages */

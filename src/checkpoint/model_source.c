@@ -1,4 +1,4 @@
-#include "models/model_source.h"
+#include "checkpoint/model_source.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "models/weights.h"
+#include "checkpoint/weights.h"
 
 #include <cjson/cJSON.h>
 #include <stdarg.h>

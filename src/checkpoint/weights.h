@@ -1,7 +1,7 @@
 /* A model directory's weights, looked up by transformers' tensor names with
  * presence, dtype and shape checks that name the tensor on error. */
-#ifndef VBLIP_MODELS_WEIGHTS_H
-#define VBLIP_MODELS_WEIGHTS_H
+#ifndef VBLIP_CHECKPOINT_WEIGHTS_H
+#define VBLIP_CHECKPOINT_WEIGHTS_H
 
 #include "formats/tensor_table.h"
 #include "kernels/kernels.h"

@@ -1,0 +1,147 @@
+/* Element types of stored tensors and the conversions between the float formats. */
+#include "runtime/dtype.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "runtime/common.h"
+
+static const struct {
+  const char *name;
+  size_t size;
+} k_dtypes[VB_DT_COUNT] = {
+    [VB_DT_F32] = {"F32", 4},   [VB_DT_F16] = {"F16", 2},   [VB_DT_BF16] = {"BF16", 2},
+    [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},   [VB_DT_I32] = {"I32", 4},
+    [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},     [VB_DT_U8] = {"U8", 1},
+    [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0},
+};
+
+const char *vb_dtype_name(vb_dtype t) {
+  return (unsigned)t < VB_DT_COUNT ? k_dtypes[t].name : "?";
+}
+
+size_t vb_dtype_size(vb_dtype t) {
+  return (unsigned)t < VB_DT_COUNT ? k_dtypes[t].size : 0;
+}
+
+int vb_dtype_bytes(vb_dtype t, int64_t nelem, size_t *out) {
+  if (nelem < 0) return 0;
+  if (t == VB_DT_Q8_0) {
+    if (nelem % 32) return 0;
+    return vb_mul_ok((size_t)nelem / 32, 34, out);
+  }
+  return vb_mul_ok((size_t)nelem, vb_dtype_size(t), out);
+}
+
+float vb_half_to_float(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else { /* subnormal: normalise */
+      int e = -1;
+      do {
+        e++;
+        man <<= 1;
+      } while (!(man & 0x400));
+      bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (man << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t vb_float_to_half(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000;
+  uint32_t absx = x & 0x7fffffff;
+  if (absx >= 0x7f800000u) /* inf or nan */
+    return (uint16_t)(sign | 0x7c00 | (absx > 0x7f800000u ? 0x200 : 0));
+  if (absx >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* overflow -> inf */
+  if (absx < 0x38800000u) {                                  /* subnormal or zero in half */
+    float a;
+    memcpy(&a, &absx, 4);
+    /* scale so that the half subnormal unit (2^-24) becomes 1, round to nearest even */
+    float scaled = a * 16777216.0f;
+    uint32_t m = (uint32_t)nearbyintf(scaled);
+    return (uint16_t)(sign | m);
+  }
+  uint32_t e = ((absx >> 23) - 127 + 15) << 10;
+  uint32_t m = (absx >> 13) & 0x3ff;
+  uint32_t rest = absx & 0x1fff;
+  uint32_t h = e | m;
+  if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+  return (uint16_t)(sign | h);
+}
+
+float vb_bf16_to_float(uint16_t b) {
+  uint32_t bits = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t vb_float_to_bf16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  if ((x & 0x7fffffff) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
+  x += 0x7fff + ((x >> 16) & 1);
+  return (uint16_t)(x >> 16);
+}
+
+int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst) {
+  switch (dt) {
+  case VB_DT_F32:
+    memcpy(dst, src, (size_t)n * 4);
+    return 0;
+  case VB_DT_F16: {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, s + 2 * i, 2);
+      dst[i] = vb_half_to_float(h);
+    }
+    return 0;
+  }
+  case VB_DT_BF16: {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+      uint16_t h;
+      memcpy(&h, s + 2 * i, 2);
+      dst[i] = vb_bf16_to_float(h);
+    }
+    return 0;
+  }
+  case VB_DT_F64: {
+    const uint8_t *s = src;
+    for (int64_t i = 0; i < n; i++) {
+      double d;
+      memcpy(&d, s + 8 * i, 8);
+      dst[i] = (float)d;
+    }
+    return 0;
+  }
+  case VB_DT_Q8_0: {
+    if (n % 32) return vb_error("Q8_0 tensor size %lld is not a multiple of 32", (long long)n);
+    const uint8_t *s = src;
+    for (int64_t b = 0; b < n / 32; b++) {
+      uint16_t h;
+      memcpy(&h, s + 34 * b, 2);
+      float d = vb_half_to_float(h);
+      const int8_t *q = (const int8_t *)(s + 34 * b + 2);
+      for (int j = 0; j < 32; j++)
+        dst[b * 32 + j] = d * q[j];
+    }
+    return 0;
+  }
+  default:
+    return vb_error("cannot convert %s tensor to float32", vb_dtype_name(dt));
+  }
+}
