@@ -1,12 +1,49 @@
-/* vblip: VideoBLIP (BLIP-2 for video) in C.
+/* vblip: VideoBLIP (BLIP-2 for video) in C - the core library's whole API.
  *
- * The whole public API. A model is loaded once from a Hugging Face checkpoint
- * directory; a video is decoded, sampled and preprocessed into a vblip_video,
- * encoded once (vision encoder + Q-Former + projection), and then any number
- * of prompts can be answered about it.
+ * A model is loaded once (a checkpoint directory, a .gguf file or a Hub repo id); a
+ * video is decoded, sampled and preprocessed into a vblip_video, encoded once (vision
+ * encoder + Q-Former + projection), and then any number of prompts are answered
+ * about it:
  *
- * Functions returning int give 0 on success and -1 on failure; the reason is
- * in vblip_last_error() (per thread). */
+ *   vblip_model *m = vblip_model_load("video-blip-opt-2.7b-ego4d", NULL);  // or a .gguf
+ *   if (!m) { fprintf(stderr, "%s\n", vblip_last_error()); return 1; }
+ *   vblip_video v;
+ *   vblip_answer a;
+ *   vblip_gen_params p;
+ *   vblip_gen_params_default(&p);  // the demo's settings: 4 beams, 128 new tokens
+ *   if (vblip_video_load(m, "clip.mp4", NULL, &v) == 0 && vblip_video_encode(m, &v) == 0 &&
+ *       vblip_generate(m, &v, "Question: What is the camera wearer doing? Answer:", &p,
+ *                      NULL, NULL, &a) == 0) {
+ *     char *text = vblip_postprocess(a.text);  // as the demo shows it
+ *     printf("%s\n", text);
+ *     free(text);
+ *     vblip_answer_free(&a);
+ *   }
+ *   vblip_video_free(&v);
+ *   vblip_model_free(m);
+ *
+ * Build with `pkg-config --cflags --libs vblip`. Repo ids need the Hub client
+ * (vblip_hub.h, vblip_hub_install); the core itself never touches the network.
+ *
+ * Errors: functions returning int give 0 on success and -1 on failure, functions
+ * returning a pointer give NULL on failure; the reason is vblip_last_error(), one
+ * line, kept per thread until that thread's next failure. vblip never aborts or
+ * exits the program.
+ *
+ * Threads: functions that take a const vblip_model * (vblip_video_load,
+ * vblip_tokenize, vblip_detokenize, vblip_model_get_info, vblip_model_dtype) may be
+ * called from any thread at any time. Those that take a non-const one
+ * (vblip_video_encode, vblip_generate) run the model: the language model's state
+ * (its key/value caches) and the encoders' workspaces live in the model, so calls
+ * on the same model must not overlap - serialize them (vblip serve runs one worker
+ * thread). Different models are independent. vblip_set_repo_resolver is for start-up,
+ * before other threads use the library.
+ *
+ * Ownership: the caller owns everything a function hands back and frees it as its
+ * comment says: models with vblip_model_free, a vblip_video's buffers with
+ * vblip_video_free, a vblip_answer's with vblip_answer_free, returned strings and id
+ * arrays with free(). Returned const char * (errors, version, names) belong to the
+ * library. */
 #ifndef VBLIP_H
 #define VBLIP_H
 
@@ -25,6 +62,7 @@ extern "C" {
 
 typedef struct vblip_model vblip_model;
 
+/* The calling thread's last error message (never NULL). */
 const char *vblip_last_error(void);
 const char *vblip_version(void);
 
@@ -53,6 +91,7 @@ typedef struct {
   vblip_layout layout; /* default VBLIP_LAYOUT_AUTO: the checkpoint decides */
 } vblip_load_options;
 
+/* Defaults: all cores, progress shown, dtype from $VBLIP_DTYPE (auto|f32|bf16), else auto. */
 void vblip_load_options_default(vblip_load_options *o);
 /* Parses "auto", "f32" or "bf16"; -1 for anything else. */
 int vblip_dtype_parse(const char *s, vblip_dtype *out);
@@ -63,18 +102,20 @@ int vblip_layout_parse(const char *s, vblip_layout *out);
 /* The layout a loaded model uses (never AUTO), and its name ("blip2", "interleaved"). */
 vblip_layout vblip_model_layout(const vblip_model *m);
 const char *vblip_layout_name(vblip_layout l);
-/* model_dir: a checkpoint directory, a .gguf file (vblip convert), or a Hugging Face
- * repo id ("owner/name" that names no local path), which needs a repo resolver. */
-vblip_model *vblip_model_load(const char *model_dir, const vblip_load_options *o);
+/* model: a checkpoint directory, a .gguf file (vblip convert), or a Hugging Face
+ * repo id ("owner/name" that names no local path), which needs a repo resolver.
+ * o: NULL for the defaults. Free the model with vblip_model_free. */
+vblip_model *vblip_model_load(const char *model, const vblip_load_options *o);
 
 /* Turns a repo id into a local directory (*dir: a new string); 0/-1. The Hub client
  * registers one (vblip_hub.h: vblip_hub_install); the core never uses the network. */
 typedef int (*vblip_repo_resolver)(const char *repo, int progress, char **dir);
 void vblip_set_repo_resolver(vblip_repo_resolver fn);
+/* Frees the model and everything it holds (NULL is fine). */
 void vblip_model_free(vblip_model *m);
 
 typedef struct {
-  const char *language_model; /* "opt" or "t5" */
+  const char *language_model; /* "opt" or "t5" (static) */
   int image_size, frame_tokens, vision_width, vision_layers;
   int num_query_tokens, qformer_width, lm_width, vocab_size;
   int max_positions; /* decoder-only: input + answer positions at most; 0: no fixed limit */
@@ -94,6 +135,9 @@ typedef struct {
 
 void vblip_sampling_default(vblip_sampling *s);
 
+/* A decoded (and, after vblip_video_encode, encoded) video. Every pointer is owned
+ * by the struct: vblip_video_free frees them all and zeroes it (the struct itself is
+ * the caller's, usually on the stack). */
 typedef struct {
   int n_frames;
   int64_t *frame_index; /* index within the decoded window */
@@ -111,9 +155,12 @@ typedef struct {
   double ms_decode, ms_preprocess, ms_vision, ms_qformer;
 } vblip_video;
 
-/* Decodes, samples and preprocesses a video or image file. */
-int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v);
-/* Runs the vision encoder, the Q-Former and the language projection. */
+/* Decodes, samples and preprocesses a video or image file into *v (s: NULL for the
+ * defaults). *v is zeroed first, so vblip_video_free is safe after a failure too. */
+int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s,
+                     vblip_video *v);
+/* Runs the vision encoder, the Q-Former and the language projection. On failure the
+ * video counts as not encoded (vblip_generate refuses it). */
 int vblip_video_encode(vblip_model *m, vblip_video *v);
 void vblip_video_free(vblip_video *v);
 /* Writes an encoded video as safetensors: pixel_values (T,3,S,S),
@@ -122,6 +169,14 @@ void vblip_video_free(vblip_video *v);
 int vblip_video_save(const vblip_video *v, const char *path, const char *source_video);
 
 /* ---- generation ---- */
+
+/* When beam search stops (transformers' early_stopping). */
+typedef enum {
+  VBLIP_EARLY_STOPPING_HEURISTIC = 0, /* False: when the best running beam, scored at its
+                                       * current length, cannot beat the finished ones */
+  VBLIP_EARLY_STOPPING_ON = 1,        /* True: as soon as num_beams candidates are finished */
+  VBLIP_EARLY_STOPPING_NEVER = 2 /* "never": when no running beam can beat them at any length */
+} vblip_early_stopping;
 
 typedef struct {
   int num_beams;           /* 0 or 1: greedy (or sampling) */
@@ -132,33 +187,38 @@ typedef struct {
   int top_k;               /* with do_sample; 0 = off */
   float top_p;             /* with do_sample; 1 = off */
   uint64_t seed;
-  float repetition_penalty;  /* 1 = off */
-  int no_repeat_ngram_size;  /* 0 = off */
-  float length_penalty;      /* beam search */
-  int early_stopping;        /* 0 false, 1 true, 2 never */
+  float repetition_penalty;            /* 1 = off */
+  int no_repeat_ngram_size;            /* 0 = off */
+  float length_penalty;                /* beam search */
+  vblip_early_stopping early_stopping; /* beam search (default heuristic, as transformers) */
 } vblip_gen_params;
 
 /* The demo's settings: 4 beams, 128 new tokens, no sampling. */
 void vblip_gen_params_default(vblip_gen_params *p);
 
+/* An answer; its buffers are owned by the struct (vblip_answer_free). */
 typedef struct {
   char *text;          /* decoded with special tokens skipped, not post-processed */
   int32_t *token_ids;  /* the generated ids (without the prompt and the start token) */
   int n_tokens;
-  float score;         /* beam search: the sequence score */
-  double ms_prefill, ms_generate;
+  float score;        /* beam search: the sequence score */
+  double ms_generate; /* wall time of the whole generation (prefill and decoding) */
 } vblip_answer;
 
-/* Called with each new piece of text as it becomes final (greedy and sampling).
- * Return non-zero to stop. */
+/* Called with each new piece of text as it becomes final (greedy and sampling; beam
+ * search calls it never). The piece is valid during the call only. Return non-zero
+ * to stop: the answer then holds what was generated so far. */
 typedef int (*vblip_text_cb)(void *user, const char *piece);
 
+/* Answers prompt (NULL: empty, i.e. a caption) about an encoded video with the
+ * settings p; cb (may be NULL) streams the text. *out is zeroed first; free it with
+ * vblip_answer_free. */
 int vblip_generate(vblip_model *m, const vblip_video *v, const char *prompt,
                    const vblip_gen_params *p, vblip_text_cb cb, void *user, vblip_answer *out);
 void vblip_answer_free(vblip_answer *a);
 
 /* The demo's post-processing: strip, and end with a period unless the text ends
- * in punctuation. Returns a new string. */
+ * in punctuation. Returns a new string (free it), NULL when out of memory. */
 char *vblip_postprocess(const char *text);
 
 /* ---- interleaved input: text and videos in order (in-context learning) ---- */
@@ -226,8 +286,13 @@ void vblip_score_free(vblip_score *s);
 
 /* ---- tokenizer ---- */
 
-int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids, size_t *n);
-int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special, char **text);
+/* The ids transformers' tokenizer gives text (valid UTF-8; add_special: with the
+ * special tokens it adds). *ids: a new array of *n ids (free it). */
+int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids,
+                   size_t *n);
+/* Ids back to text (skip_special: without special tokens). *text: a new string (free it). */
+int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special,
+                     char **text);
 
 /* ---- chat ---- */
 
@@ -240,7 +305,7 @@ char *vblip_chat_prompt(const char *const *users, const char *const *answers, si
 
 /* ---- model files: conversion ---- */
 
-/* Writes the model at model_dir (a directory vblip loads, or a GGUF file) as one
+/* Writes the model (a directory vblip loads, a GGUF file or a repo id) as one
  * GGUF file: the configs, the preprocessor settings and the tokenizer files as
  * metadata ("vblip.file.<name>"), and the weights with transformers' names.
  * type: "f32" (default when NULL), "f16", "bf16" (every matrix; 1-D tensors stay
@@ -250,7 +315,7 @@ char *vblip_chat_prompt(const char *const *users, const char *const *answers, si
  * "<out_path>.tmp-<pid>" and renamed at the end; on failure nothing is left.
  * progress: a progress bar on stderr when it is a terminal. vblip_model_load
  * accepts the .gguf path in place of a directory. */
-int vblip_convert(const char *model_dir, const char *out_path, const char *type, int progress);
+int vblip_convert(const char *model, const char *out_path, const char *type, int progress);
 
 #ifdef __cplusplus
 }

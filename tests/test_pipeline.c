@@ -72,6 +72,13 @@ static void run(const char *kind, const char *model_dir, const char *case_name) 
         free(pp);
         vblip_answer_free(&a);
       }
+      /* early stopping is an enum: the default is transformers' (False), others are refused */
+      CHECK(p.early_stopping == VBLIP_EARLY_STOPPING_HEURISTIC, "default early_stopping %d",
+            (int)p.early_stopping);
+      p.early_stopping = (vblip_early_stopping)7;
+      CHECK(vblip_generate(m, &v, prompt, &p, NULL, NULL, &a) == -1 &&
+                strstr(vblip_last_error(), "early_stopping") && a.text == NULL,
+            "early_stopping 7: %s", vblip_last_error());
     }
     vblip_video_free(&v);
   }

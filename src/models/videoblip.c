@@ -388,7 +388,10 @@ int vblip_input_embeds(const vblip_model *m, const vblip_input *in, float **embe
 }
 
 /* Streams text: decodes the tokens so far and hands out what is new, holding
- * back trailing whitespace (clean-up may still remove it) and incomplete UTF-8. */
+ * back trailing whitespace (clean-up may still remove it) and incomplete UTF-8.
+ * A piece handed out cannot be taken back: when a later decode changes text
+ * already shown (clean-up joining across it), nothing more streams and the
+ * caller's final text stands. */
 typedef struct {
   vblip_model *m;
   vblip_text_cb cb;
@@ -396,6 +399,7 @@ typedef struct {
   int32_t eos;
   int32_t *ids;
   int n, cap;
+  char *shown; /* the text handed out so far (emitted bytes) */
   size_t emitted;
   int stop;
 } stream_state;
@@ -418,12 +422,15 @@ static int on_token(void *user, int32_t token) {
   /* an unfinished multi-byte character decodes to U+FFFD (EF BF BD): wait for the rest */
   if (len >= 3 && memcmp(text + len - 3, "\xef\xbf\xbd", 3) == 0) len -= 3;
   int rc = 0;
-  if (len > s->emitted && strncmp(text, text, s->emitted) == 0) {
-    char saved = text[len];
-    text[len] = 0;
-    rc = s->cb(s->user, text + s->emitted);
-    text[len] = saved;
-    s->emitted = len;
+  if (len > s->emitted && (s->emitted == 0 || memcmp(text, s->shown, s->emitted) == 0)) {
+    char *shown = realloc(s->shown, len + 1);
+    if (shown) {
+      memcpy(shown, text, len);
+      shown[len] = 0;
+      s->shown = shown;
+      rc = s->cb(s->user, shown + s->emitted);
+      s->emitted = len;
+    }
   }
   free(text);
   s->stop = rc;
@@ -447,7 +454,19 @@ int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_
   g.repetition_penalty = p->repetition_penalty;
   g.no_repeat_ngram_size = p->no_repeat_ngram_size;
   g.length_penalty = p->length_penalty;
-  g.early_stopping = (vb_early_stopping)p->early_stopping;
+  switch (p->early_stopping) {
+  case VBLIP_EARLY_STOPPING_HEURISTIC:
+    g.early_stopping = VB_EARLY_FALSE;
+    break;
+  case VBLIP_EARLY_STOPPING_ON:
+    g.early_stopping = VB_EARLY_TRUE;
+    break;
+  case VBLIP_EARLY_STOPPING_NEVER:
+    g.early_stopping = VB_EARLY_NEVER;
+    break;
+  default:
+    return vb_error("early_stopping %d is not a vblip_early_stopping", (int)p->early_stopping);
+  }
   g.eos_token_id = m->cfg.eos_token_id;
   /* EILEV generates with OPT's "\n" as the end of an answer (BLIP-2's convention) */
   if (m->layout == VBLIP_LAYOUT_INTERLEAVED && m->cfg.lm_kind == VB_LM_OPT)
@@ -475,10 +494,12 @@ int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_
   int can_stream = cb && (g.num_beams <= 1);
   if (vb_generate(&m->lm->gen, m->lm, &g, can_stream ? on_token : NULL, &st, &r) != 0) {
     free(st.ids);
+    free(st.shown);
     goto done;
   }
   out->ms_generate = vb_now_ms() - t0;
   free(st.ids);
+  free(st.shown);
   int len = r.lens[0];
   const int32_t *seq = r.seqs[0];
   /* drop the start token */
