@@ -13,7 +13,7 @@ mkdir -p "$out"
 cflags=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
         -fno-sanitize-recover=undefined -I"$root/src")
 read -r -a cjson <<<"$(pkg-config --cflags --libs libcjson)"
-srcs=("$root/src/runtime/common.c" "$root/src/runtime/vfs.c" "$root"/src/formats/*.c)
+srcs=("$root/src/runtime/common.c" "$root/src/runtime/vfs.c" "$root/src/runtime/dtype.c" "$root"/src/formats/*.c)
 
 # libFuzzer's runtime ships separately from clang on Debian (libclang-rt-<ver>-dev).
 if ! command -v "$cc" >/dev/null ||
@@ -27,10 +27,16 @@ rm -f "$out/.probe"
 python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
-for t in safetensors torch_bin pickle gguf; do
+passed=0
+targets=(safetensors torch_bin pickle gguf)
+for t in "${targets[@]}"; do
   bin="$out/fuzz_$t"
   echo "== building fuzz_$t"
-  "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" -lm -o "$bin"
+  if ! "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" -lm -o "$bin"; then
+    echo "fuzz_$t: build FAILED"
+    status=1
+    continue
+  fi
   mkdir -p "$out/corpus_$t" "$out/crashes_$t"
   echo "== running fuzz_$t for ${secs}s"
   # New inputs go to corpus_$t (kept between runs); seeds are read-only inputs.
@@ -42,6 +48,13 @@ for t in safetensors torch_bin pickle gguf; do
     status=1
   else
     grep -E "^stat::number_of_executed_units|^#[0-9]+.*DONE" "$out/fuzz_$t.log" || true
+    passed=$((passed + 1))
   fi
 done
+# the last line is what scripts/test.sh reports
+if [ "$passed" = "${#targets[@]}" ]; then
+  echo "fuzz: ${passed}/${#targets[@]} targets passed, ${secs} s each"
+else
+  echo "fuzz: ${passed}/${#targets[@]} targets passed, $((${#targets[@]} - passed)) FAILED, ${secs} s each"
+fi
 exit $status
