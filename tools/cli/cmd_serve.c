@@ -54,7 +54,7 @@ const cli_command cli_cmd_serve = {
     .run = run,
     .usage = "--model MODEL [options]",
     .about =
-        "Serves the chat demo page at http://HOST:PORT/ and an HTTP API (README.md, 'HTTP API'):\n"
+        "Serves the chat demo page at http://HOST:PORT/ and an HTTP API (docs/server-api.md):\n"
         "  POST /api/videos            upload a video (raw body or multipart field 'file') -> {id, "
         "frames}\n"
         "  POST /api/chat              {video_id, messages:[{role, content}], settings, stream}\n"
