@@ -160,28 +160,28 @@ static void check_option_tables(const char *opt, const char *video) {
   expect_status("serve --help", 0, "--length-penalty");
   expect_status("train --help", 0, "--cache-mb");
 
-  /* usage errors: one line naming the flag, exit 2 */
-  snprintf(args, sizeof args, "caption -m %s --sample=on %s", opt, video);
-  expect_status(args, 2, "--sample takes no value");
-  snprintf(args, sizeof args, "caption -m %s -x %s", opt, video);
-  expect_status(args, 2, "unknown option -x");
-  snprintf(args, sizeof args, "caption -m %s %s --beams", opt, video);
-  expect_status(args, 2, "--beams needs");
-  snprintf(args, sizeof args, "caption -m %s -n 0 %s", opt, video);
-  expect_status(args, 2, "--max-new-tokens needs a whole number >= 1, not '0'");
-  snprintf(args, sizeof args, "caption -m %s --dtype f16 %s", opt, video);
-  expect_status(args, 2, "--dtype needs auto, f32 or bf16");
-  snprintf(args, sizeof args, "caption -m %s --sampling random %s", opt, video);
-  expect_status(args, 2, "--sampling takes 'uniform' or 'demo'");
-  expect_status("train", 2, "--model, --data and --out are required");
-  snprintf(args, sizeof args, "embed -m %s -o x.safetensors a.mp4 b.mp4", opt);
-  expect_status(args, 2, "one VIDEO at a time");
-  snprintf(args, sizeof args, "tokenize -m %s extra", opt);
-  expect_status(args, 2, "unexpected argument extra");
-  snprintf(args, sizeof args, "chat -m %s - < /dev/null", opt);
-  expect_status(args, 2, "stdin carries the messages");
-  snprintf(args, sizeof args, "caption -m %s - - < %s", opt, video);
-  expect_status(args, 1, "only one argument can be '-'");
+  /* usage errors: one line naming the flag, exit 2 (each format gets the model and the video) */
+  static const struct {
+    const char *fmt;
+    int status;
+    const char *needle;
+  } k_errors[] = {
+      {"caption -m %s --sample=on %s", 2, "--sample takes no value"},
+      {"caption -m %s -x %s", 2, "unknown option -x"},
+      {"caption -m %s %s --beams", 2, "--beams needs"},
+      {"caption -m %s -n 0 %s", 2, "--max-new-tokens needs a whole number >= 1, not '0'"},
+      {"caption -m %s --dtype f16 %s", 2, "--dtype needs auto, f32 or bf16"},
+      {"caption -m %s --sampling random %s", 2, "--sampling takes 'uniform' or 'demo'"},
+      {"train", 2, "--model, --data and --out are required"},
+      {"embed -m %s -o x.safetensors a.mp4 b.mp4", 2, "one VIDEO at a time"},
+      {"tokenize -m %s extra", 2, "unexpected argument extra"},
+      {"chat -m %s - < /dev/null", 2, "stdin carries the messages"},
+      {"caption -m %s - - < %s", 1, "only one argument can be '-'"},
+  };
+  for (size_t i = 0; i < sizeof k_errors / sizeof *k_errors; i++) {
+    snprintf(args, sizeof args, k_errors[i].fmt, opt, video);
+    expect_status(args, k_errors[i].status, k_errors[i].needle);
+  }
 }
 
 int main(void) {
