@@ -1,6 +1,6 @@
 /* Every command that takes --model accepts its three forms - a checkpoint directory, a
  * .gguf file (vblip convert) and a Hub repo id (pulled from the local fake Hub, then
- * read from the cache) - and gives the same result from each: caption, chat, embed,
+ * read from the cache) - and gives the same result from each: caption, chat, score, embed,
  * tokenize, convert, serve and train on the OPT fixture, in f32. */
 #include <poll.h>
 #include <signal.h>
@@ -197,6 +197,11 @@ int main(void) {
   same_output("chat", "chat --dtype f32 -t 2 --beams 1 -n 6 -m %s " VBLIP_FIXTURES "/" VIDEO,
               question);
   same_output("tokenize", "tokenize -m %s", question);
+  same_output(
+      "score",
+      "score --dtype f32 -t 2 -m %s -p 'What is the camera wearer doing?' --candidate 'He cuts.' "
+      "--candidate 'He walks.' " VBLIP_FIXTURES "/" VIDEO,
+      NULL);
   embed_each();
   convert_each(dir_caption ? dir_caption : "");
   serve_each();
