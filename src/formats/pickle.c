@@ -255,13 +255,10 @@ static int resolve_global(unpickler *u, const char *mod, size_t mlen, const char
       return push(u, v);
     }
   }
-  /* Print at most 64 bytes of each part, with non-printable bytes replaced. */
-  char m[65], n[65];
-  size_t a = mlen < 64 ? mlen : 64, b = nlen < 64 ? nlen : 64;
-  for (size_t i = 0; i < a; i++) m[i] = mod[i] >= 32 && mod[i] < 127 ? mod[i] : '?';
-  for (size_t i = 0; i < b; i++) n[i] = name[i] >= 32 && name[i] < 127 ? name[i] : '?';
-  m[a] = n[b] = 0;
-  return fail(u, "forbidden global %s.%s (only state-dict tensors can be loaded)", m, n);
+  /* At most 64 bytes of each part; vb_error escapes control characters. */
+  int a = (int)(mlen < 64 ? mlen : 64), b = (int)(nlen < 64 ? nlen : 64);
+  return fail(u, "forbidden global %.*s.%.*s (only state-dict tensors can be loaded)", a, mod, b,
+              name);
 }
 
 /* Reads one '\n'-terminated line of a GLOBAL argument. */

@@ -11,24 +11,47 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/escape.h"
 #include "runtime/vfs.h"
 
 static _Thread_local char g_error[1024];
+static _Thread_local bool g_error_input;
+
+/* Messages quote names and strings from files and requests: control characters in
+ * them are escaped here, once, for every message (runtime/escape.h). */
+static void set_message(const char *fmt, va_list ap) {
+  char raw[sizeof g_error];
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  vb_escape_controls(raw, g_error, sizeof g_error);
+}
 
 int vb_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(g_error, sizeof g_error, fmt, ap);
+  set_message(fmt, ap);
   va_end(ap);
+  g_error_input = false;
   return -1;
 }
 
-int vb_error_context(const char *fmt, ...) {
-  char prefix[512], old[1024];
+int vb_input_error(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(prefix, sizeof prefix, fmt, ap);
+  set_message(fmt, ap);
   va_end(ap);
+  g_error_input = true;
+  return -1;
+}
+
+bool vb_error_is_input(void) { return g_error_input; }
+
+int vb_error_context(const char *fmt, ...) {
+  char raw[512], prefix[512], old[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  va_end(ap);
+  vb_escape_controls(raw, prefix, sizeof prefix);
   memcpy(old, g_error, sizeof old);
   size_t n = strlen(prefix);
   memcpy(g_error, prefix, n);
@@ -42,7 +65,10 @@ int vb_error_context(const char *fmt, ...) {
 }
 
 const char *vb_error_message(void) { return g_error[0] ? g_error : "unknown error"; }
-void vb_error_clear(void) { g_error[0] = 0; }
+void vb_error_clear(void) {
+  g_error[0] = 0;
+  g_error_input = false;
+}
 
 /* Large blocks (weights converted at load, packed weights, activation
  * workspaces, KV caches) come from fresh mappings that nothing has touched
@@ -117,6 +143,25 @@ int vb_scratch_carve(void **p, size_t *cap, const size_t *counts, int n, float *
   return 0;
 }
 
+/* Opens a regular file for reading. O_NONBLOCK: opening a FIFO must not wait for a
+ * writer; anything but a regular file is refused once fstat has said what it is. */
+static int open_regular(const char *path, struct stat *st) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return vb_error("cannot open %s: %s", path, strerror(errno));
+  if (fstat(fd, st) != 0) {
+    int e = errno;
+    close(fd);
+    return vb_error("cannot stat %s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st->st_mode)) {
+    close(fd);
+    return vb_error("%s is %s, not a regular file", path, vb_file_kind(st->st_mode));
+  }
+  /* reads from a regular file ignore O_NONBLOCK; clear it all the same */
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return fd;
+}
+
 int vb_map_file(const char *path, vb_mapped_file *out) {
   memset(out, 0, sizeof *out);
   char *copy = NULL;
@@ -129,18 +174,9 @@ int vb_map_file(const char *path, vb_mapped_file *out) {
     out->is_mmap = 2;
     return 0;
   }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return vb_error("cannot open %s: %s", path, strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    close(fd);
-    return vb_error("cannot stat %s: %s", path, strerror(e));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    close(fd);
-    return vb_error("%s is not a regular file", path);
-  }
+  int fd = open_regular(path, &st);
+  if (fd < 0) return -1;
   out->size = (size_t)st.st_size;
   if (out->size == 0) {
     close(fd);
@@ -175,8 +211,13 @@ int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
     if (out_len) *out_len = vsize;
     return 0;
   }
-  FILE *f = fopen(path, "rb");
-  if (!f) return vb_error("cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  int fd = open_regular(path, &st);
+  FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+  if (!f) {
+    if (fd >= 0) close(fd);
+    return fd >= 0 ? vb_error("cannot read %s: %s", path, strerror(errno)) : -1;
+  }
   size_t cap = 4096, len = 0;
   char *buf = vb_malloc(cap);
   if (!buf) {
@@ -221,8 +262,20 @@ int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len
 
 bool vb_file_exists(const char *path) {
   if (vb_vfs_lookup(path, NULL, NULL) > 0) return true;
+  /* anything but a directory: a FIFO or device named like a model file is then
+   * refused with a message when it is opened, instead of looking absent */
   struct stat st;
-  return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+  return stat(path, &st) == 0 && !S_ISDIR(st.st_mode);
+}
+
+const char *vb_file_kind(unsigned mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "a regular file";
 }
 
 char *vb_path_join(const char *dir, const char *name) {

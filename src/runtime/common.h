@@ -16,7 +16,12 @@
 
 /* Records a formatted error message for this thread; always returns -1. */
 int vb_error(const char *fmt, ...) VB_PRINTF(1, 2);
-/* Prepends context ("loading X: ") to the current message; returns -1. */
+/* The same for a failure that is the caller's input's fault (a prompt too long for the
+ * model, text that is not UTF-8): servers answer those with 4xx. vb_error resets it. */
+int vb_input_error(const char *fmt, ...) VB_PRINTF(1, 2);
+bool vb_error_is_input(void);
+/* Prepends context ("loading X: ") to the current message, keeping its kind; returns -1.
+ * Control characters in messages are escaped (runtime/escape.h). */
 int vb_error_context(const char *fmt, ...) VB_PRINTF(1, 2);
 const char *vb_error_message(void);
 void vb_error_clear(void);
@@ -55,11 +60,16 @@ typedef struct {
 /* vb_map_file, vb_read_file and vb_file_exists see the virtual files of
  * runtime/vfs.h (files embedded in a mounted GGUF model) before the disk. */
 
+/* Both refuse anything but a regular file without blocking (a FIFO, a device). */
 int vb_map_file(const char *path, vb_mapped_file *out);
 void vb_unmap_file(vb_mapped_file *m);
 /* Reads a whole file into a NUL-terminated heap buffer, refusing files over max_bytes. */
 int vb_read_file(const char *path, size_t max_bytes, char **out, size_t *out_len);
+/* Present and not a directory (a FIFO counts: opening it then fails with a message). */
 bool vb_file_exists(const char *path);
+/* What a st_mode is, for messages: "a directory", "a FIFO", "a character device",
+ * "a block device", "a socket", "a symbolic link" or "a regular file". */
+const char *vb_file_kind(unsigned mode);
 /* Joins dir and name with '/' into a heap string. */
 char *vb_path_join(const char *dir, const char *name);
 
