@@ -64,6 +64,11 @@ typedef struct vblip_model vblip_model;
 
 /* The calling thread's last error message (never NULL). */
 const char *vblip_last_error(void);
+/* Whose fault the last failure was: VBLIP_ERROR_INPUT when the caller's input is
+ * unusable (a prompt longer than the model takes, text that is not UTF-8), so a server
+ * answers 4xx; VBLIP_ERROR_OTHER for everything else. */
+typedef enum { VBLIP_ERROR_OTHER = 0, VBLIP_ERROR_INPUT = 1 } vblip_error_kind;
+vblip_error_kind vblip_last_error_kind(void);
 const char *vblip_version(void);
 
 /* Compute type of the model's matrix products (activations stay float32). */
@@ -283,6 +288,14 @@ typedef struct {
 int vblip_score_candidates(vblip_model *m, const vblip_input *in, const char *const *candidates,
                            size_t n_candidates, vblip_score *out);
 void vblip_score_free(vblip_score *s);
+
+/* Checks a prompt before any work, as vblip_generate would lay it out after one video:
+ * valid UTF-8, and short enough to leave room for an answer among the language model's
+ * positions (OPT: max_positions, the video's query tokens and one answer token among
+ * them; T5: 2048 input positions). It tokenizes at most one token past the limit (so does
+ * vblip_input_ids for any input). *n_positions (may be NULL): the positions the input
+ * takes, the video's included. 0, or -1 with an error of kind VBLIP_ERROR_INPUT. */
+int vblip_check_prompt(const vblip_model *m, const char *prompt, size_t *n_positions);
 
 /* ---- tokenizer ---- */
 

@@ -64,7 +64,7 @@ static char *subdir(const char *name) {
 }
 
 static int encode(const vb_tokenizer *t, const char *s, bool special, int32_t **ids, size_t *n) {
-  return t->ops->encode(t->impl, s, strlen(s), special, ids, n);
+  return t->ops->encode(t->impl, s, strlen(s), special, 0, ids, n);
 }
 
 static void check_cases_slow(const vb_tokenizer *t) {
@@ -146,11 +146,11 @@ static void check_basics(const vb_tokenizer *t) {
   /* empty input: with and without BOS */
   int32_t *ids;
   size_t n;
-  if (CHECK_OK(t->ops->encode(t->impl, "", 0, true, &ids, &n))) {
+  if (CHECK_OK(t->ops->encode(t->impl, "", 0, true, 0, &ids, &n))) {
     CHECK(n == 1 && ids[0] == 2, "empty with BOS: n %zu", n);
     free(ids);
   }
-  if (CHECK_OK(t->ops->encode(t->impl, "", 0, false, &ids, &n))) {
+  if (CHECK_OK(t->ops->encode(t->impl, "", 0, false, 0, &ids, &n))) {
     CHECK(n == 0 && ids != NULL, "empty without BOS: n %zu", n);
     free(ids);
   }
@@ -252,7 +252,7 @@ static void check_round_trip_and_speed(const vb_tokenizer *t) {
   char *text = random_text(200 * 1024, &len);
   int32_t *ids;
   size_t n;
-  if (CHECK_OK(t->ops->encode(t->impl, text, len, false, &ids, &n))) {
+  if (CHECK_OK(t->ops->encode(t->impl, text, len, false, 0, &ids, &n))) {
     char *out;
     if (CHECK_OK(t->ops->decode(t->impl, ids, n, false, false, &out))) {
       CHECK(strlen(out) == len && memcmp(out, text, len) == 0, "200 KB round trip differs");
@@ -266,7 +266,7 @@ static void check_round_trip_and_speed(const vb_tokenizer *t) {
   text = random_text(1 << 20, &len);
   for (int run = 0; run < 2; run++) {
     double t0 = vb_now_ms();
-    if (CHECK_OK(t->ops->encode(t->impl, text, len, true, &ids, &n))) {
+    if (CHECK_OK(t->ops->encode(t->impl, text, len, true, 0, &ids, &n))) {
       double ms = vb_now_ms() - t0;
       printf("encode 1 MB (%s): %.1f ms, %.1f MB/s, %zu tokens\n", run ? "warm" : "cold", ms,
              len / 1048576.0 / (ms / 1000.0), n);
@@ -282,7 +282,7 @@ static void check_round_trip_and_speed(const vb_tokenizer *t) {
     text[i] = (char)('a' + (i * 7 + i / 13) % 26);
   text[len] = 0;
   double t0 = vb_now_ms();
-  if (CHECK_OK(t->ops->encode(t->impl, text, len, false, &ids, &n))) {
+  if (CHECK_OK(t->ops->encode(t->impl, text, len, false, 0, &ids, &n))) {
     double ms = vb_now_ms() - t0;
     printf("encode 1 MB single word: %.1f ms, %zu tokens\n", ms, n);
     CHECK(ms < 20000, "single 1 MB word took %.0f ms", ms);
@@ -479,7 +479,7 @@ typedef struct {
 
 static void *encode_job(void *arg) {
   thread_job *j = arg;
-  j->rc = j->t->ops->encode(j->t->impl, j->text, j->len, true, &j->ids, &j->n);
+  j->rc = j->t->ops->encode(j->t->impl, j->text, j->len, true, 0, &j->ids, &j->n);
   return NULL;
 }
 

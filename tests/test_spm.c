@@ -44,7 +44,7 @@ static void check_encode(vb_tokenizer *t, const char *id, const char *text, bool
                          const cJSON *ref, const char *what) {
   int32_t *ids = NULL;
   size_t n = 0;
-  int rc = t->ops->encode(t->impl, text, strlen(text), special, &ids, &n);
+  int rc = t->ops->encode(t->impl, text, strlen(text), special, 0, &ids, &n);
   CHECK(rc == 0, "%s %s: encode failed: %s", id, what, vb_error_message());
   if (rc == 0) CHECK(ids_equal(ids, n, ref), "%s %s: got %s", id, what, ids_str(ids, n));
   free(ids);
@@ -173,7 +173,7 @@ static void test_reference_cases(void) {
     int32_t *ids = NULL;
     size_t n = 0;
     vb_error_clear();
-    CHECK(t.ops->encode(t.impl, bad[k], strlen(bad[k]), true, &ids, &n) == -1,
+    CHECK(t.ops->encode(t.impl, bad[k], strlen(bad[k]), true, 0, &ids, &n) == -1,
           "invalid UTF-8 %zu accepted", k);
     CHECK(strstr(vb_error_message(), "UTF-8") != NULL, "message: %s", vb_error_message());
     free(ids);
@@ -189,11 +189,11 @@ static void test_reference_cases(void) {
   /* an EOS already at the end is not appended again */
   int32_t *ids = NULL;
   size_t n = 0;
-  rc = t.ops->encode(t.impl, "Hello</s>", 9, true, &ids, &n);
+  rc = t.ops->encode(t.impl, "Hello</s>", 9, true, 0, &ids, &n);
   CHECK(rc == 0 && n == 4 && ids[3] == 2, "eos not doubled: %s", ids_str(ids, n));
   free(ids);
   /* a literal <unk> is matched as the special token */
-  rc = t.ops->encode(t.impl, "a <unk> b", 9, false, &ids, &n);
+  rc = t.ops->encode(t.impl, "a <unk> b", 9, false, 0, &ids, &n);
   CHECK(rc == 0 && n == 3 && ids[0] == 10 && ids[1] == 0 && ids[2] == 84, "literal <unk>: %s",
         ids_str(ids, n));
   free(ids);
@@ -229,7 +229,7 @@ static void test_extra_ids(void) {
           "extra ids / pad special");
     int32_t *ids = NULL;
     size_t n = 0;
-    rc = t.ops->encode(t.impl, "a <extra_id_0> b<extra_id_2>", 28, true, &ids, &n);
+    rc = t.ops->encode(t.impl, "a <extra_id_0> b<extra_id_2>", 28, true, 0, &ids, &n);
     CHECK(rc == 0 && n == 5 && ids[0] == 10 && ids[1] == 1002 && ids[2] == 84 && ids[3] == 1000 &&
               ids[4] == 2,
           "extra ids encode: %s", ids_str(ids, n));
@@ -301,7 +301,7 @@ static int try_model(const char *dir, const uint8_t *data, size_t n) {
     for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
       int32_t *ids = NULL;
       size_t m = 0;
-      if (t.ops->encode(t.impl, texts[k], strlen(texts[k]), true, &ids, &m) == 0) {
+      if (t.ops->encode(t.impl, texts[k], strlen(texts[k]), true, 0, &ids, &m) == 0) {
         char *s = NULL;
         if (t.ops->decode(t.impl, ids, m, k % 2 == 0, true, &s) == 0) free(s);
       }

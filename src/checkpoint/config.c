@@ -4,10 +4,12 @@
 #include "checkpoint/config.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "runtime/common.h"
+#include "runtime/json.h"
 
 static void vision_defaults(vb_vision_config *v) {
   v->hidden_size = 1408;
@@ -84,6 +86,15 @@ static int get_float(const cJSON *o, const char *section, const char *key, float
   return 0;
 }
 
+/* A layer norm's epsilon: finite and > 0 (a negative one passes the parse and
+ * surfaces as NaN logits much later). */
+static int get_eps(const cJSON *o, const char *section, const char *key, float *out) {
+  if (get_float(o, section, key, out) != 0) return -1;
+  if (!(*out > 0) || !isfinite(*out))
+    return vb_error("config.json: %s%s = %g must be a positive number", section, key, (double)*out);
+  return 0;
+}
+
 static int get_bool(const cJSON *o, const char *section, const char *key, bool *out) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v || cJSON_IsNull(v)) return 0;
@@ -115,7 +126,8 @@ static int parse_vision(const cJSON *o, vb_vision_config *v) {
       get_int(o, s, "num_attention_heads", &v->num_attention_heads, 1) ||
       get_int(o, s, "image_size", &v->image_size, 1) || get_int(o, s, "patch_size", &v->patch_size, 1) ||
       get_int(o, s, "num_channels", &v->num_channels, 1) ||
-      get_float(o, s, "layer_norm_eps", &v->layer_norm_eps) || get_bool(o, s, "qkv_bias", &v->qkv_bias) ||
+      get_eps(o, s, "layer_norm_eps", &v->layer_norm_eps) ||
+      get_bool(o, s, "qkv_bias", &v->qkv_bias) ||
       get_str(o, s, "hidden_act", v->hidden_act, sizeof v->hidden_act))
     return -1;
   if (v->hidden_size % v->num_attention_heads)
@@ -136,7 +148,7 @@ static int parse_qformer(const cJSON *o, vb_qformer_config *q) {
       get_int(o, s, "num_attention_heads", &q->num_attention_heads, 1) ||
       get_int(o, s, "cross_attention_frequency", &q->cross_attention_frequency, 1) ||
       get_int(o, s, "encoder_hidden_size", &q->encoder_hidden_size, 1) ||
-      get_float(o, s, "layer_norm_eps", &q->layer_norm_eps) ||
+      get_eps(o, s, "layer_norm_eps", &q->layer_norm_eps) ||
       get_str(o, s, "hidden_act", q->hidden_act, sizeof q->hidden_act))
     return -1;
   if (q->hidden_size % q->num_attention_heads)
@@ -175,7 +187,7 @@ static int parse_t5(const cJSON *o, vb_t5_config *t) {
       get_int(o, s, "num_heads", &t->num_heads, 1) ||
       get_int(o, s, "relative_attention_num_buckets", &t->relative_attention_num_buckets, 2) ||
       get_int(o, s, "relative_attention_max_distance", &t->relative_attention_max_distance, 1) ||
-      get_float(o, s, "layer_norm_epsilon", &t->layer_norm_epsilon) ||
+      get_eps(o, s, "layer_norm_epsilon", &t->layer_norm_epsilon) ||
       get_bool(o, s, "tie_word_embeddings", &t->tie_word_embeddings))
     return -1;
   if (t->num_decoder_layers < 0) t->num_decoder_layers = t->num_layers;
@@ -213,8 +225,9 @@ int vb_config_parse(const char *json_text, vb_model_config *c) {
   opt_defaults(&c->opt);
   t5_defaults(&c->t5);
   c->num_query_tokens = 32;
-  cJSON *root = cJSON_Parse(json_text);
-  if (!root || !cJSON_IsObject(root)) {
+  cJSON *root = vb_json_parse(json_text, strlen(json_text), "config.json");
+  if (!root) return -1;
+  if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return vb_error("config.json is not a JSON object");
   }
@@ -283,10 +296,9 @@ int vb_config_load(const char *model_dir, vb_model_config *c) {
   if (!path) return -1;
   char *text;
   int rc = vb_read_file(path, 16u << 20, &text, NULL);
-  if (rc == 0) {
+  if (rc == 0) { /* parse messages start with "config.json": no context to add */
     rc = vb_config_parse(text, c);
     free(text);
-    if (rc) vb_error_context("%s", path);
   }
   free(path);
   return rc;

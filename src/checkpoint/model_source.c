@@ -1,5 +1,6 @@
 #include "checkpoint/model_source.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -52,6 +53,20 @@ bool vb_is_repo_id(const char *s) {
   return vb_repo_id_valid(s) && stat(s, &st) != 0;
 }
 
+int vb_model_path_check(const char *path, int *is_gguf) {
+  struct stat st;
+  *is_gguf = 0;
+  if (stat(path, &st) != 0) return vb_error("%s", strerror(errno));
+  if (S_ISDIR(st.st_mode)) return 0;
+  if (!S_ISREG(st.st_mode))
+    return vb_error("%s, not a model directory or .gguf file", vb_file_kind(st.st_mode));
+  if (!vb_gguf_is_file(path))
+    return vb_error("a file that is not GGUF (it does not start with \"GGUF\"); a model is a "
+                    "checkpoint directory or a .gguf file written by 'vblip convert'");
+  *is_gguf = 1;
+  return 0;
+}
+
 int vb_resolve_repo_id(const char *s, int progress, char **dir) {
   if (!g_resolver) {
     vb_error("%s is no local path, and this program has no Hugging Face Hub client to fetch it "
@@ -77,7 +92,13 @@ int vb_model_source_open(const char *name, int progress, vb_model_source *s) {
     vb_model_source_close(s);
     return -1;
   }
-  if (vb_gguf_is_file(s->path)) {
+  /* what the path is, before anything opens it (a FIFO would block the open) */
+  int is_gguf;
+  if (vb_model_path_check(s->path, &is_gguf) != 0) {
+    vb_model_source_close(s);
+    return -1;
+  }
+  if (is_gguf) {
     if (vb_gguf_open_model(s->path, &s->tt) != 0) {
       vb_error_context("loading %s", name);
       vb_model_source_close(s);

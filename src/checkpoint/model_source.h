@@ -41,4 +41,10 @@ bool vb_is_repo_id(const char *s);
  * registered (a program built without the Hub client). *dir: a new string. */
 int vb_resolve_repo_id(const char *s, int progress, char **dir);
 
+/* What a local model path is, found without opening it (opening a FIFO would block):
+ * 0 with *is_gguf = 1 for a GGUF file, 0 with *is_gguf = 0 for a directory; -1 with
+ * the reason (missing, a file that is not GGUF, a device, FIFO or socket). The
+ * message does not repeat the path: callers name it. */
+int vb_model_path_check(const char *path, int *is_gguf);
+
 #endif

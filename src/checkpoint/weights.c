@@ -12,6 +12,7 @@
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
 #include "runtime/common.h"
+#include "runtime/json.h"
 
 typedef int (*load_fn)(vb_tensor_table *, const char *);
 
@@ -25,7 +26,7 @@ static int load_index(vb_weights *w, const char *dir, const char *index_name, lo
   char **seen = NULL;
   size_t nseen = 0;
   if (!path || vb_read_file(path, 64u << 20, &text, NULL) != 0) goto done;
-  root = cJSON_Parse(text);
+  if (!(root = vb_json_parse(text, strlen(text), index_name))) goto done;
   const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
   if (!cJSON_IsObject(map)) {
     vb_error("%s: no weight_map object", path);

@@ -415,7 +415,8 @@ done:
 }
 
 bool vb_gguf_is_file(const char *path) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO must not block here; it is refused below as not regular */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return false;
   struct stat st;
   char magic[4];

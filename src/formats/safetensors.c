@@ -7,6 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "runtime/outfile.h"
+
 #define MAX_HEADER_BYTES (100u << 20)
 
 static int parse_dtype(const char *s, vb_dtype *out) {
@@ -199,29 +201,22 @@ int vb_safetensors_write(const char *path, const vb_st_entry *entries, size_t n,
     return vb_error("out of memory");
   }
   size_t jlen = strlen(json), padded = (jlen + 7) & ~(size_t)7;
-  char *tmp = vb_malloc(strlen(path) + 16);
-  if (!tmp) {
-    free(json);
-    free(sizes);
-    return -1;
-  }
-  sprintf(tmp, "%s.tmp%d", path, (int)getpid());
-  FILE *f = fopen(tmp, "wb");
-  int rc = 0;
-  if (!f) {
-    rc = vb_error("cannot create %s: %s", tmp, strerror(errno));
-  } else {
+  vb_outfile out;
+  int rc = vb_outfile_open(&out, path);
+  if (rc == 0) {
+    FILE *f = out.f;
     uint8_t hdr[8];
     for (int i = 0; i < 8; i++) hdr[i] = (uint8_t)((uint64_t)padded >> (8 * i));
     int ok = fwrite(hdr, 1, 8, f) == 8 && fwrite(json, 1, jlen, f) == jlen;
     for (size_t i = jlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
     for (size_t i = 0; ok && i < n; i++) ok = fwrite(entries[i].data, 1, sizes[i], f) == sizes[i];
-    if (fclose(f) != 0) ok = 0;
-    if (!ok) rc = vb_error("error writing %s", tmp);
-    else if (rename(tmp, path) != 0) rc = vb_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    if (rc) unlink(tmp);
+    if (!ok) {
+      rc = vb_error("error writing %s: %s", out.tmp, strerror(errno));
+      vb_outfile_abort(&out);
+    } else {
+      rc = vb_outfile_commit(&out);
+    }
   }
-  free(tmp);
   free(json);
   free(sizes);
   return rc;

@@ -16,6 +16,7 @@
 #include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
 #include "runtime/common.h"
+#include "runtime/outfile.h"
 #include "vblip.h"
 
 typedef enum { T_F32, T_F16, T_BF16, T_Q8_0 } target;
@@ -147,10 +148,13 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   vb_dtype *dts = NULL;
   float *f32 = NULL;
   uint8_t *buf = NULL;
-  char *tmp = NULL, *name = NULL;
-  FILE *f = NULL;
+  char *name = NULL;
+  vb_outfile out = {0};
   vb_model_config cfg;
 
+  /* the output first: a target that cannot be written fails before any work; the
+   * bytes go to a temporary file beside it, renamed at the end */
+  if (vb_outfile_open(&out, out_path) != 0) goto done;
   if (vb_model_source_open(model_dir, progress, &src) != 0) goto done;
   opened = 1;
   const char *dir = src.path; /* a directory, or a GGUF whose embedded files are mounted */
@@ -206,22 +210,7 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   buf = vb_malloc((max_numel ? max_numel : 1) * sizeof(float));
   if (!f32 || !buf) goto done;
 
-  /* a temporary file next to the output, renamed at the end */
-  if (!(tmp = vb_malloc(strlen(out_path) + 32))) goto done;
-  sprintf(tmp, "%s.tmp-%d", out_path, (int)getpid());
-  unlink(tmp); /* a leftover of an earlier process with our pid */
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    vb_error("cannot create %s: %s", tmp, strerror(errno));
-    free(tmp);
-    tmp = NULL;
-    goto done;
-  }
-  if (!(f = fdopen(fd, "wb"))) {
-    close(fd);
-    vb_error("cannot write %s: %s", tmp, strerror(errno));
-    goto done;
-  }
+  FILE *f = out.f;
   setvbuf(f, NULL, _IOFBF, 1 << 20);
   int show = progress && isatty(2);
   double t0 = vb_now_ms(), last = 0;
@@ -238,26 +227,15 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
     written += nbytes;
     if (show) show_progress(i + 1, n, written, total_bytes, t0, &last, 0);
   }
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0) goto io_error;
-  FILE *ff = f;
-  f = NULL;
-  if (fclose(ff) != 0) goto io_error;
-  if (rename(tmp, out_path) != 0) {
-    vb_error("cannot rename %s to %s: %s", tmp, out_path, strerror(errno));
-    goto done;
-  }
-  free(tmp);
-  tmp = NULL;
+  if (vb_outfile_commit(&out) != 0) goto done;
   if (show) show_progress(n, n, written, total_bytes, t0, &last, 1);
   rc = 0;
   goto done;
 io_error:
-  vb_error("error writing %s: %s", tmp, strerror(errno));
+  vb_error("error writing %s: %s", out.tmp, strerror(errno));
 done:
   if (rc != 0) vb_error_context("converting %s", model_dir);
-  if (f) fclose(f);
-  if (tmp) unlink(tmp);
-  free(tmp);
+  vb_outfile_abort(&out);
   free(name);
   vb_free_aligned(f32);
   free(buf);

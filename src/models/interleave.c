@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "runtime/common.h"
+#include "runtime/escape.h"
 #include "text/pystr.h"
 
 static const char kPlaceholder[] = "<video>";
@@ -70,9 +71,12 @@ typedef struct {
   int32_t *ids;
   uint8_t *mask;
   size_t n, cap;
+  size_t limit; /* vb_icl_spec.max_ids */
 } id_buf;
 
 static int push(id_buf *b, int32_t id, uint8_t mask) {
+  if (b->limit && b->n >= b->limit)
+    return vb_input_error("the input is longer than %zu positions", b->limit);
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 64;
     int32_t *ids = vb_realloc(b->ids, cap * sizeof *ids);
@@ -98,7 +102,11 @@ static int push_text(const vb_tokenizer *tok, const char *text, bool last, id_bu
   t[n] = 0;
   int32_t *ids = NULL;
   size_t k = 0;
-  int rc = vb_tokenizer_encode(tok, t, n, false, &ids, &k);
+  /* tokenized only up to the room left, so that a huge text stops early */
+  size_t room = b->limit ? (b->limit > b->n ? b->limit - b->n : 1) : 0;
+  int rc = vb_tokenizer_encode_max(tok, t, n, false, room, &ids, &k);
+  if (rc != 0 && b->limit && vb_error_is_input() && vb_utf8_valid(t, n, NULL)) /* the limit */
+    vb_input_error("the input is longer than %zu positions", b->limit);
   for (size_t i = 0; rc == 0 && i < k; i++)
     rc = push(b, ids[i], 0);
   free(ids);
@@ -113,7 +121,7 @@ int vb_icl_ids(const vb_tokenizer *tok, const vb_icl_spec *spec, const vb_icl_bl
   *n = 0;
   if (n_blocks == 0) return vb_error("the input is empty (no text and no video)");
   if (spec->n_query < 1) return vb_error("the model has no query tokens");
-  id_buf b = {0};
+  id_buf b = {.limit = spec->max_ids};
   int rc = spec->decoder_only ? push(&b, spec->bos_id, 0) : 0;
   for (size_t i = 0; rc == 0 && i < n_blocks; i++) {
     for (int v = 0; rc == 0 && v < blocks[i].n_videos; v++) {

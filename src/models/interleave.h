@@ -25,6 +25,7 @@ int vb_icl_blocks(const char *const *texts, size_t n_items, vb_icl_block **out, 
 void vb_icl_blocks_free(vb_icl_block *b, size_t n);
 
 typedef struct {
+  size_t max_ids;    /* > 0: an input error as soon as the ids would pass it */
   bool decoder_only; /* OPT: one BOS first; T5: EOS after the last block's text */
   int32_t bos_id, eos_id, pad_id, newline_id;
   int n_query; /* placeholder positions per video */

@@ -15,10 +15,14 @@
 #include "models/videoblip_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "runtime/escape.h"
 #include "runtime/vfs.h"
 #include "video/video.h"
 
 const char *vblip_last_error(void) { return vb_error_message(); }
+vblip_error_kind vblip_last_error_kind(void) {
+  return vb_error_is_input() ? VBLIP_ERROR_INPUT : VBLIP_ERROR_OTHER;
+}
 const char *vblip_version(void) { return VBLIP_VERSION; }
 
 void vblip_load_options_default(vblip_load_options *o) {
@@ -265,6 +269,27 @@ int vb_check_encoded(const vblip_model *m, const vblip_video *v) {
   return 0;
 }
 
+/* T5's encoder has relative positions and no length limit, but its cost grows with the
+ * square of the input: inputs are bounded all the same (Flan-T5 was trained on 512). */
+#define T5_MAX_INPUT_POSITIONS 2048
+
+/* The most positions an input may take: OPT shares its positions between the input and
+ * the answer, which needs at least one. Tokenization stops as soon as an input passes
+ * this, so a huge prompt is never tokenized whole. */
+static size_t input_limit(const vblip_model *m) {
+  int P = m->lm->max_positions;
+  return m->cfg.lm_kind == VB_LM_OPT && P > 1 ? (size_t)P - 1 : T5_MAX_INPUT_POSITIONS;
+}
+
+/* The input error for an input over the limit (the tokenizer's "longer than" message). */
+static int too_long(const vblip_model *m, size_t limit, size_t n_query) {
+  if (m->cfg.lm_kind == VB_LM_OPT && m->lm->max_positions > 0)
+    return vb_input_error("the prompt is longer than %zu tokens: the language model takes %d "
+                          "positions, %zu for the video and at least 1 for the answer",
+                          limit - n_query, m->lm->max_positions, n_query);
+  return vb_input_error("the input is longer than %zu positions, the limit for this model", limit);
+}
+
 /* BLIP-2: one video, then the prompt (text items joined with spaces, verbatim) tokenized
  * with the tokenizer's special tokens; the video's queries take the first positions. */
 static int blip2_ids(const vblip_model *m, const vblip_input *in, int32_t **ids, uint8_t **mask,
@@ -285,11 +310,15 @@ static int blip2_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
     strcat(prompt, in->items[i].text);
   }
   int32_t *tok = NULL;
-  size_t nt = 0;
-  int rc = vb_tokenizer_encode(m->tok, prompt, strlen(prompt), true, &tok, &nt);
+  size_t nt = 0, Q = (size_t)m->cfg.num_query_tokens, limit = input_limit(m);
+  if (limit <= Q) {
+    free(prompt);
+    return vb_error("the language model's %d positions leave no room for a prompt",
+                    m->lm->max_positions);
+  }
+  int rc = vb_tokenizer_encode_max(m->tok, prompt, strlen(prompt), true, limit - Q, &tok, &nt);
   free(prompt);
-  if (rc != 0) return -1;
-  size_t Q = (size_t)m->cfg.num_query_tokens;
+  if (rc != 0) return vb_error_is_input() ? too_long(m, limit, Q) : -1;
   *ids = vb_malloc((Q + nt) * sizeof **ids);
   *mask = vb_calloc(Q + nt, 1);
   if (!*ids || !*mask) {
@@ -321,7 +350,8 @@ static int interleaved_ids(const vblip_model *m, const vblip_input *in, int32_t 
   int rc = vb_icl_blocks(texts, in->n, &blocks, &nb);
   free(texts);
   if (rc != 0) return -1;
-  vb_icl_spec spec = {.decoder_only = m->cfg.lm_kind == VB_LM_OPT,
+  vb_icl_spec spec = {.max_ids = input_limit(m),
+                      .decoder_only = m->cfg.lm_kind == VB_LM_OPT,
                       .bos_id = m->cfg.bos_token_id,
                       .eos_id = m->cfg.eos_token_id,
                       .pad_id = m->cfg.pad_token_id,
@@ -338,6 +368,13 @@ int vblip_input_ids(const vblip_model *m, const vblip_input *in, int32_t **ids,
   *video_mask = NULL;
   *n = 0;
   if (!in) return vb_error("no input");
+  /* text that is not UTF-8 is the caller's error, named before any tokenizing */
+  for (size_t i = 0; i < in->n; i++) {
+    size_t bad;
+    const char *t = in->items[i].text;
+    if (t && !vb_utf8_valid(t, strlen(t), &bad))
+      return vb_input_error("the prompt is not valid UTF-8 (byte %zu)", bad);
+  }
   return m->layout == VBLIP_LAYOUT_INTERLEAVED ? interleaved_ids(m, in, ids, video_mask, n)
                                                : blip2_ids(m, in, ids, video_mask, n);
 }
@@ -515,6 +552,21 @@ int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_
 done:
   free(emb);
   if (rc != 0) vblip_answer_free(out);
+  return rc;
+}
+
+int vblip_check_prompt(const vblip_model *m, const char *prompt, size_t *n_positions) {
+  /* the input vblip_generate builds; the video is only counted here, never read */
+  static const vblip_video placeholder;
+  vb_input_item items[2] = {{.video = &placeholder}, {.text = (char *)(prompt ? prompt : "")}};
+  vblip_input in = {.items = items, .n = 2, .cap = 2};
+  int32_t *ids = NULL;
+  uint8_t *mask = NULL;
+  size_t n = 0;
+  int rc = vblip_input_ids(m, &in, &ids, &mask, &n);
+  free(ids);
+  free(mask);
+  if (rc == 0 && n_positions) *n_positions = n;
   return rc;
 }
 

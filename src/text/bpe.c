@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "runtime/common.h"
+#include "runtime/json.h"
 #include "text/bpe_split.h"
 #include "text/cleanup.h"
 #include "text/tokenizer.h"
@@ -326,8 +327,16 @@ static int build_id_table(bpe_model *m) {
   if (!m->id_sym || !m->id_flags) return -1;
   for (int32_t i = 0; i < m->n_ids; i++)
     m->id_sym[i] = -1;
-  for (uint32_t k = 0; k < m->syms.n; k++)
-    if (m->syms.vid[k] >= 0) m->id_sym[m->syms.vid[k]] = (int32_t)k;
+  for (uint32_t k = 0; k < m->syms.n; k++) {
+    int32_t id = m->syms.vid[k];
+    if (id < 0) continue;
+    /* Python would keep the last; a vocabulary whose ids collide cannot decode, and
+     * would fail only at generation time: refuse it while loading */
+    if (m->id_sym[id] >= 0)
+      return vb_error("vocabulary: \"%.40s\" and \"%.40s\" both have id %d",
+                      sym_str(&m->syms, m->id_sym[id]), sym_str(&m->syms, (int32_t)k), id);
+    m->id_sym[id] = (int32_t)k;
+  }
   return 0;
 }
 
@@ -392,9 +401,12 @@ static int finish_model(bpe_model *m) {
 typedef struct {
   int32_t *v;
   size_t n, cap;
+  size_t limit; /* the caller's token limit, 0 = none: checked as the ids grow */
 } idvec;
 
 static int idvec_push(idvec *v, int32_t x) {
+  if (v->limit && v->n >= v->limit)
+    return vb_input_error("the text is longer than %zu tokens", v->limit);
   if (v->n == v->cap) {
     size_t nc = v->cap ? v->cap * 2 : 64;
     int32_t *p = vb_realloc(v->v, nc * sizeof *p);
@@ -693,14 +705,14 @@ static const added_tok *match_added(const bpe_model *m, const char *t, size_t po
 }
 
 static int bpe_encode(const void *impl, const char *text, size_t len, bool add_special,
-                      int32_t **ids, size_t *n) {
+                      size_t max_ids, int32_t **ids, size_t *n) {
   const bpe_model *m = impl;
   *ids = NULL;
   *n = 0;
   if (!text && len) return vb_error("encode: NULL text");
   size_t bad;
   if (len && !vb_bpe_utf8_valid((const uint8_t *)text, len, &bad))
-    return vb_error("input is not valid UTF-8 at byte %zu", bad);
+    return vb_input_error("input is not valid UTF-8 at byte %zu", bad);
   char *owned = NULL;
   if (m->prefix_space_text) {
     owned = vb_malloc(len + 2);
@@ -715,6 +727,7 @@ static int bpe_encode(const void *impl, const char *text, size_t len, bool add_s
   int rc = -1;
   if (idvec_push(&out, 0) != 0) goto done; /* ensures a non-NULL result */
   out.n = 0;
+  out.limit = max_ids;
   if (add_special)
     for (size_t i = 0; i < m->n_prefix; i++)
       if (idvec_push(&out, m->prefix[i]) != 0) goto done;
@@ -889,9 +902,9 @@ static cJSON *read_json(const char *dir, const char *name, bool optional, int *e
   if (vb_read_file(path, BPE_MAX_FILE, &text, &n) != 0) {
     *err = -1;
   } else {
-    j = cJSON_ParseWithLength(text, n);
+    j = vb_json_parse(text, n, name);
     free(text);
-    if (!j) *err = vb_error("%s is not valid JSON", path);
+    if (!j) *err = -1;
   }
   free(path);
   return j;
@@ -1411,7 +1424,7 @@ int vb_bpe_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out)
   cJSON_Delete(root);
   if (rc == 0) rc = finish_model(m);
   if (rc != 0) {
-    vb_error_context("loading the BPE tokenizer of %s: ", model_dir);
+    vb_error_context("tokenizer"); /* the caller names the model */
     bpe_destroy(m);
     return -1;
   }

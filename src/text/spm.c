@@ -9,6 +9,7 @@
 #include <utf8proc.h>
 
 #include "runtime/common.h"
+#include "runtime/json.h"
 #include "text/cleanup.h"
 #include "text/pystr.h"
 #include "text/spm_model.h"
@@ -92,7 +93,7 @@ static int check_utf8(const char *s, size_t n) {
     utf8proc_int32_t c;
     utf8proc_ssize_t l =
         utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
-    if (l <= 0) return vb_error("tokenizer input is not valid UTF-8 (byte offset %zu)", i);
+    if (l <= 0) return vb_input_error("the text is not valid UTF-8 (byte %zu)", i);
     i += (size_t)l;
   }
   return 0;
@@ -101,9 +102,12 @@ static int check_utf8(const char *s, size_t n) {
 typedef struct {
   int32_t *v;
   size_t n, cap;
+  size_t limit; /* the caller's token limit, 0 = none: checked as the ids grow */
 } id_vec;
 
 static int ids_push(id_vec *a, int32_t id) {
+  if (a->limit && a->n >= a->limit)
+    return vb_input_error("the text is longer than %zu tokens", a->limit);
   if (a->n == a->cap) {
     size_t cap = a->cap ? a->cap * 2 : 32;
     int32_t *p = vb_realloc(a->v, cap * sizeof *p);
@@ -370,7 +374,7 @@ static int split_text(const spm_tok *t, const char *s, size_t n, segment **out, 
 }
 
 static int tok_encode(const void *impl, const char *text, size_t len, bool add_special,
-                      int32_t **ids_out, size_t *n_out) {
+                      size_t max_ids, int32_t **ids_out, size_t *n_out) {
   const spm_tok *t = impl;
   *ids_out = NULL;
   *n_out = 0;
@@ -386,7 +390,7 @@ static int tok_encode(const void *impl, const char *text, size_t len, bool add_s
     if (st->rstrip && i + 1 < ns && seg[i + 1].split < 0) lstrip_py(&seg[i + 1].s, &seg[i + 1].n);
     if (st->lstrip && i > 0 && seg[i - 1].split < 0) rstrip_py(seg[i - 1].s, &seg[i - 1].n);
   }
-  id_vec ids = {0};
+  id_vec ids = {.limit = max_ids};
   int rc = 0;
   if (add_special && t->json) {
     for (size_t k = 0; k < t->n_tmpl_pre && rc == 0; k++)
@@ -630,8 +634,7 @@ static cJSON *read_json_opt(const char *dir, const char *name, bool *missing) {
     char *txt = NULL;
     size_t len = 0;
     if (vb_read_file(path, (size_t)1 << 30, &txt, &len) == 0) {
-      j = cJSON_ParseWithLength(txt, len);
-      if (!j) vb_error("%s is not valid JSON", path);
+      j = vb_json_parse(txt, len, name);
       free(txt);
     }
   }
@@ -699,7 +702,7 @@ static int load_slow(spm_tok *t, const char *dir, const char *model_path) {
   if (vb_read_file(model_path, (size_t)1 << 30, &data, &size) < 0) return -1;
   int rc = spm_model_load_proto(&t->m, (const uint8_t *)data, size);
   free(data);
-  if (rc < 0) return vb_error_context("loading %s: ", model_path);
+  if (rc < 0) return vb_error_context("spiece.model");
   t->n_pieces = t->m.n_pieces;
 
   bool miss_cfg, miss_map, miss_added;
@@ -1045,21 +1048,21 @@ static int load_json(spm_tok *t, const cJSON *root, const char *path) {
   cJSON_ArrayForEach(e, vocab) {
     const cJSON *p = cJSON_GetArrayItem(e, 0), *s = cJSON_GetArrayItem(e, 1);
     if (!cJSON_IsArray(e) || !cJSON_IsString(p) || !cJSON_IsNumber(s))
-      return vb_error("%s: vocab entry %d is not [piece, score]", path, (int)i);
+      return vb_error("tokenizer.json: vocab entry %d is not [piece, score]", (int)i);
     uint8_t type = i == unk_id ? SPM_UNKNOWN : SPM_NORMAL;
     if (t->m.byte_fallback && strlen(p->valuestring) == 6 && strncmp(p->valuestring, "<0x", 3) == 0)
       type = SPM_BYTE;
     if (spm_model_add_piece(&t->m, p->valuestring, strlen(p->valuestring), s->valuedouble, type) <
         0)
-      return vb_error_context("%s: ", path);
+      return vb_error_context("tokenizer.json");
     i++;
   }
-  if (spm_model_finish(&t->m) < 0) return vb_error_context("%s: ", path);
+  if (spm_model_finish(&t->m) < 0) return vb_error_context("tokenizer.json");
   t->n_pieces = t->vocab = t->m.n_pieces;
 
   if (json_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer")) < 0 ||
       json_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer")) < 0)
-    return vb_error_context("%s: ", path);
+    return -1; /* the messages name tokenizer.json */
   if (!t->ws_split) t->m.remove_extra_whitespaces = false;
   if (t->metaspace) t->m.add_dummy_prefix = t->meta_prepend != 0;
 
@@ -1103,7 +1106,7 @@ static int load_json(spm_tok *t, const cJSON *root, const char *path) {
     if (add_split(t, c, id, ls, rs) < 0) return -1;
   }
   if (json_post(t, cJSON_GetObjectItemCaseSensitive(root, "post_processor")) < 0)
-    return vb_error_context("%s: ", path);
+    return -1; /* the messages name tokenizer.json */
   t->eos_id = -1;
   return 0;
 }
@@ -1133,10 +1136,10 @@ int vb_spm_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer *out)
       rc = -1;
       goto done;
     }
-    root = cJSON_ParseWithLength(txt, len);
+    root = vb_json_parse(txt, len, "tokenizer.json");
     free(txt);
     if (!root) {
-      rc = vb_error("%s is not valid JSON", json_path);
+      rc = -1;
       goto done;
     }
     const cJSON *type =

@@ -32,7 +32,12 @@ void vb_tokenizer_free(vb_tokenizer *t) {
 
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
                         int32_t **ids, size_t *n) {
-  return t->ops->encode(t->impl, text, len, add_special, ids, n);
+  return t->ops->encode(t->impl, text, len, add_special, 0, ids, n);
+}
+
+int vb_tokenizer_encode_max(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                            size_t max_ids, int32_t **ids, size_t *n) {
+  return t->ops->encode(t->impl, text, len, add_special, max_ids, ids, n);
 }
 
 int vb_tokenizer_decode(const vb_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,

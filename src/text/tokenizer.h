@@ -13,8 +13,9 @@ typedef enum { VB_TOK_BPE = 1, VB_TOK_SPM = 2 } vb_tokenizer_kind;
 
 typedef struct {
   /* implementation hooks */
-  int (*encode)(const void *impl, const char *text, size_t len, bool add_special, int32_t **ids,
-                size_t *n);
+  /* max_ids > 0: fails (an input error) as soon as the ids would exceed it */
+  int (*encode)(const void *impl, const char *text, size_t len, bool add_special, size_t max_ids,
+                int32_t **ids, size_t *n);
   /* Decodes ids as transformers' decode() with skip_special_tokens and
    * clean_up_tokenization_spaces as given. */
   int (*decode)(const void *impl, const int32_t *ids, size_t n, bool skip_special, bool cleanup,
@@ -41,6 +42,10 @@ int vb_tokenizer_load_pref(const char *model_dir, bool prefer_json, vb_tokenizer
 void vb_tokenizer_free(vb_tokenizer *t);
 int vb_tokenizer_encode(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
                         int32_t **ids, size_t *n);
+/* The same, failing with an input error ("the text is longer than N tokens") as soon as
+ * the ids would exceed max_ids: a long text is never tokenized whole. */
+int vb_tokenizer_encode_max(const vb_tokenizer *t, const char *text, size_t len, bool add_special,
+                            size_t max_ids, int32_t **ids, size_t *n);
 int vb_tokenizer_decode(const vb_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
                         bool cleanup, char **text);
 int32_t vb_tokenizer_vocab_size(const vb_tokenizer *t);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "runtime/common.h"
+#include "runtime/json.h"
 
 /* The coefficients are computed in double exactly as Pillow's C code computes
  * them; a fused multiply-add would round differently. */
@@ -130,12 +131,11 @@ int vb_image_config_load(const char *model_dir, vb_image_config *c) {
     free(path);
     return -1;
   }
-  cJSON *root = cJSON_Parse(text);
+  cJSON *root = vb_json_parse(text, strlen(text), "preprocessor_config.json");
   free(text);
   if (!root) {
-    int e = vb_error("%s is not valid JSON", path);
     free(path);
-    return e;
+    return -1;
   }
   vb_image_config tmp = *c;
   int rc = parse_config(root, &tmp);

@@ -204,18 +204,17 @@ static int open_input(dec_t *d) {
   av_dict_free(&opts);
   if (r < 0) {
     d->fmt = NULL;
-    return vb_error("cannot open %s as video or image: %s", d->path, AVERR(r));
+    return vb_error("cannot open as a video or image: %s", AVERR(r));
   }
   if (format_refused(d->fmt->iformat->name)) {
-    int e = vb_error("%s is not a video or image file (detected format '%s')", d->path,
-                     d->fmt->iformat->name);
+    int e = vb_error("not a video or image file (detected format '%s')", d->fmt->iformat->name);
     close_input(d);
     return e;
   }
   r = avformat_find_stream_info(d->fmt, NULL);
   if (r < 0) {
     close_input(d);
-    return vb_error("cannot read stream information of %s: %s", d->path, AVERR(r));
+    return vb_error("cannot read the stream information: %s", AVERR(r));
   }
   /* pytorchvideo takes streams.video[0]; cover art is skipped when a real video
    * stream exists. */
@@ -233,16 +232,19 @@ static int open_input(dec_t *d) {
   if (si < 0) si = cover;
   if (si < 0) {
     close_input(d);
-    return vb_error("%s has no video stream", d->path);
+    return vb_error("no video stream");
   }
   AVStream *st = d->fmt->streams[si];
   if (st->time_base.num <= 0 || st->time_base.den <= 0) {
     close_input(d);
-    return vb_error("%s: video stream has an invalid time base", d->path);
+    return vb_error("the video stream has an invalid time base");
   }
   if (st->codecpar->width <= 0 || st->codecpar->height <= 0) {
+    const char *codec = avcodec_get_name(st->codecpar->codec_id);
     close_input(d);
-    return vb_error("%s: video stream has no frame size", d->path);
+    /* the demuxer found a stream but no decodable header in it */
+    return vb_error("cannot read the frame size of the %s stream: the file is truncated or corrupt",
+                    codec);
   }
   d->si = si;
   d->tb = st->time_base;
@@ -256,17 +258,17 @@ static int open_decoder(dec_t *d) {
   const AVCodecParameters *par = d->fmt->streams[d->si]->codecpar;
   const AVCodec *codec = avcodec_find_decoder(par->codec_id);
   if (!codec)
-    return vb_error("%s: no decoder for codec '%s'", d->path, avcodec_get_name(par->codec_id));
+    return vb_error("no decoder for codec '%s'", avcodec_get_name(par->codec_id));
   d->dec = avcodec_alloc_context3(codec);
   if (!d->dec) return vb_error("out of memory creating a decoder");
   int r = avcodec_parameters_to_context(d->dec, par);
-  if (r < 0) return vb_error("%s: bad codec parameters: %s", d->path, AVERR(r));
+  if (r < 0) return vb_error("bad codec parameters: %s", AVERR(r));
   d->dec->pkt_timebase = d->tb;
   /* Frame and slice threading are bit-exact in FFmpeg's decoders. */
   d->dec->thread_count = d->threads;
   d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
   r = avcodec_open2(d->dec, codec, NULL);
-  if (r < 0) return vb_error("%s: cannot open the %s decoder: %s", d->path, codec->name, AVERR(r));
+  if (r < 0) return vb_error("cannot open the %s decoder: %s", codec->name, AVERR(r));
   return 0;
 }
 
@@ -332,7 +334,7 @@ static int receive_all(dec_t *d, frame_fn fn, void *ctx) {
     if (r == AVERROR(EAGAIN) || r == AVERROR_EOF) return 0;
     if (r < 0) {
       /* A damaged frame: skipped, as the ffmpeg tool does, but never forever. */
-      if (++errors > 1000) return vb_error("%s: the decoder keeps failing: %s", d->path, AVERR(r));
+      if (++errors > 1000) return vb_error("the decoder keeps failing: %s", AVERR(r));
       continue;
     }
     d->stats->frames_decoded++;
@@ -350,10 +352,10 @@ static int dec_feed(dec_t *d, const AVPacket *pkt, frame_fn fn, void *ctx) {
     int s = receive_all(d, fn, ctx);
     if (s) return s;
     r = avcodec_send_packet(d->dec, pkt);
-    if (r == AVERROR(EAGAIN)) return vb_error("%s: the decoder accepts no input", d->path);
+    if (r == AVERROR(EAGAIN)) return vb_error("the decoder accepts no input");
   }
   if (r < 0 && r != AVERROR_EOF) {
-    if (!pkt) return vb_error("%s: cannot flush the decoder: %s", d->path, AVERR(r));
+    if (!pkt) return vb_error("cannot flush the decoder: %s", AVERR(r));
     d->bad_packets++; /* undecodable packet: skipped */
   }
   return receive_all(d, fn, ctx);
@@ -386,7 +388,7 @@ static int sws_to_rgb(dec_t *d, const AVFrame *f, uint8_t *out) {
   d->sws = sws_getCachedContext(d->sws, f->width, f->height, f->format, f->width, f->height,
                                 AV_PIX_FMT_RGB24, SWS_BILINEAR, NULL, NULL, NULL);
   if (!d->sws)
-    return vb_error("%s: cannot convert pixel format %s to RGB", d->path,
+    return vb_error("cannot convert pixel format %s to RGB",
                     av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
   uint8_t *data[4] = {0};
   int ls[4] = {0};
@@ -395,7 +397,7 @@ static int sws_to_rgb(dec_t *d, const AVFrame *f, uint8_t *out) {
   r = sws_scale(d->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, data, ls);
   if (r != f->height) {
     av_freep(&data[0]);
-    return vb_error("%s: RGB conversion failed", d->path);
+    return vb_error("RGB conversion failed");
   }
   size_t row = (size_t)f->width * 3;
   for (int y = 0; y < f->height; y++)
@@ -491,8 +493,15 @@ typedef struct {
 } window_t;
 
 /* Indices of the selected frames among T frames of the window. */
+/* Set when the window held no frame, so that the caller can name the window and the
+ * video's duration. */
+static _Thread_local int g_window_empty;
+
 static int select_indices(const window_t *w, int64_t T, int64_t **idx, int *count) {
-  if (T <= 0) return vb_error("no frames in window");
+  if (T <= 0) {
+    g_window_empty = 1;
+    return vb_error("no frames in window");
+  }
   int c;
   if (w->mode == VB_SAMPLE_DEMO) {
     int64_t k = (T + 29) / 30; /* frames[::30] */
@@ -608,7 +617,7 @@ static int read_still(dec_t *d, vb_frames *out) {
     free(c.rgb);
     return -1;
   }
-  if (!c.rgb) return vb_error("%s: the image could not be decoded", d->path);
+  if (!c.rgb) return vb_error("the image could not be decoded (a truncated or corrupt file?)");
   int64_t zero = 0;
   int w = c.w, h = c.h;
   /* An image is a one-frame clip: index 0 whatever the sampling mode. */
@@ -1034,8 +1043,37 @@ done:
 /* ------------------------------------------------------------------ */
 /* Entry points                                                        */
 
+static int read_video(const char *path, const vb_sampling *s, const vb_video_opts *o,
+                      vb_frames *out, vb_video_stats *stats, double *duration);
+
+/* "[S s, E s)" or "[S s, the end)" */
+static const char *window_text(const vb_sampling *s, char *buf, size_t n) {
+  if (s->end_sec < 0 || isinf(s->end_sec)) snprintf(buf, n, "[%g s, the end)", s->start_sec);
+  else snprintf(buf, n, "[%g s, %g s)", s->start_sec, s->end_sec);
+  return buf;
+}
+
 int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts *o, vb_frames *out,
                      vb_video_stats *stats) {
+  double duration = -1;
+  g_window_empty = 0;
+  if (read_video(path, s, o, out, stats, &duration) == 0) return 0;
+  if (g_window_empty && s && s->mode == VB_SAMPLE_UNIFORM) {
+    char win[96];
+    if (duration >= 0)
+      vb_error("no frames in the window %s: the video lasts %.3g s", window_text(s, win, sizeof win),
+               duration);
+    else
+      vb_error("no frames in the window %s", window_text(s, win, sizeof win));
+  } else if (g_window_empty) {
+    vb_error("no frames in the demo's window [0 s, 10 s)");
+  }
+  /* every message below names no file: the path is named here, once */
+  return vb_error_context("%s", path ? path : "(no path)");
+}
+
+static int read_video(const char *path, const vb_sampling *s, const vb_video_opts *o,
+                      vb_frames *out, vb_video_stats *stats, double *duration) {
   pthread_once(&g_log_once, log_init);
   vb_video_stats local;
   if (!stats) stats = &local;
@@ -1050,13 +1088,16 @@ int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts
                     s->n_frames);
   if (s->mode == VB_SAMPLE_UNIFORM && (!isfinite(s->start_sec) || isnan(s->end_sec)))
     return vb_error("invalid time window [%g, %g)", s->start_sec, s->end_sec);
+  if (s->mode == VB_SAMPLE_UNIFORM && s->end_sec >= 0 && s->end_sec <= s->start_sec)
+    return vb_error("the time window [%g s, %g s) is empty: its end must come after its start",
+                    s->start_sec, s->end_sec);
   if (o && (o->threads < 0 || o->threads > 256))
     return vb_error("invalid decoder thread count %d", o->threads);
 
   struct stat stt;
-  if (stat(path, &stt) != 0) return vb_error("cannot open %s: %s", path, strerror(errno));
-  if (!S_ISREG(stt.st_mode)) return vb_error("%s is not a regular file", path);
-  if (stt.st_size == 0) return vb_error("%s is empty", path);
+  if (stat(path, &stt) != 0) return vb_error("%s", strerror(errno));
+  if (!S_ISREG(stt.st_mode)) return vb_error("%s, not a video file", vb_file_kind(stt.st_mode));
+  if (stt.st_size == 0) return vb_error("the file is empty");
 
   int threads = o ? o->threads : 0;
   const char *env = getenv("VBLIP_VIDEO_FULL_DECODE");
@@ -1085,9 +1126,12 @@ int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts
     w.n = s->n_frames;
   }
   w.mode = s->mode;
+  if (d.fmt->duration != AV_NOPTS_VALUE && d.fmt->duration > 0)
+    *duration = d.fmt->duration / (double)AV_TIME_BASE;
   if (w.end <= w.start) {
     dec_close(&d);
-    return vb_error("no frames in window [%g s, %g s)", s->start_sec, s->end_sec);
+    g_window_empty = 1;
+    return vb_error("no frames in window");
   }
   if (!force_full) {
     int r = read_fast(&d, &w, out);
