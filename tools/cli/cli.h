@@ -63,6 +63,14 @@ extern const cli_option cli_layout_option[];
 void cli_model_defaults_unset(vblip_gen_params *g, vblip_sampling *s);
 void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sampling *s);
 
+/* After parsing: a window whose end is not after its start is a usage error. 0, or the
+ * exit status 2 with the message printed. */
+int cli_check_sampling(const char *cmd, const vblip_sampling *s);
+
+/* Decodes and encodes a video; on failure prints one message that names the file once
+ * and returns -1 (v is then empty). */
+int cli_load_video(vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v);
+
 /* The model, or NULL with the error printed. Commands keep a vblip_load_options from
  * vblip_load_options_default (which honours VBLIP_DTYPE) and point cli_threads_option
  * and cli_dtype_option at its n_threads and dtype. */

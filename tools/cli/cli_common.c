@@ -145,6 +145,25 @@ void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sa
   if (s && s->end_sec == UNSET_END) s->end_sec = ds.end_sec;
 }
 
+int cli_check_sampling(const char *cmd, const vblip_sampling *s) {
+  if (s->mode == VBLIP_SAMPLE_UNIFORM && s->end_sec >= 0 && s->end_sec <= s->start_sec)
+    return cli_usage_error(cmd, "--end (%g) must be after --start (%g)", s->end_sec, s->start_sec);
+  return 0;
+}
+
+int cli_load_video(vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v) {
+  if (vblip_video_load(m, path, s, v) != 0) {
+    cli_fail("%s", vblip_last_error()); /* names the file */
+    return -1;
+  }
+  if (vblip_video_encode(m, v) != 0) {
+    cli_fail("%s: %s", path, vblip_last_error());
+    vblip_video_free(v);
+    return -1;
+  }
+  return 0;
+}
+
 vblip_model *cli_load_model(const char *model, const vblip_load_options *lo) {
   vblip_model *m = vblip_model_load(model, lo);
   if (!m) cli_fail("%s", vblip_last_error());

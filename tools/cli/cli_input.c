@@ -14,11 +14,7 @@ int cli_videos_load(vblip_model *m, const vblip_sampling *s, char *const *names,
   for (int k = 0; k < n; k++) {
     const char *path = cli_input_path(names[k]);
     if (!path) return 1;
-    if (vblip_video_load(m, path, s, &out->v[k]) != 0 || vblip_video_encode(m, &out->v[k]) != 0) {
-      int rc = cli_fail("%s: %s", names[k], vblip_last_error());
-      vblip_video_free(&out->v[k]);
-      return rc;
-    }
+    if (cli_load_video(m, path, s, &out->v[k]) != 0) return 1;
     out->n = k + 1;
   }
   return 0;

@@ -8,12 +8,20 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/escape.h"
+
+/* Messages quote paths and arguments: control characters in them are escaped. */
+static void print_escaped(const char *fmt, va_list ap) {
+  char raw[4096], safe[4096];
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  fputs(vb_escape_controls(raw, safe, sizeof safe), stderr);
+}
 
 int cli_fail(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fputs("vblip: ", stderr);
-  vfprintf(stderr, fmt, ap);
+  print_escaped(fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
   return 1;
@@ -23,7 +31,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   fprintf(stderr, "vblip %s: ", cmd);
-  vfprintf(stderr, fmt, ap);
+  print_escaped(fmt, ap);
   fprintf(stderr, " (see 'vblip %s --help')\n", cmd);
   va_end(ap);
   return 2;

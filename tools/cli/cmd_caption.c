@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_input.h"
+#include "runtime/escape.h"
 
 static int print_piece(void *user, const char *piece) {
   (void)user;
@@ -136,8 +137,10 @@ static int caption_one(vblip_model *m, const caption_opts *o, char **names, int 
   }
   vs.names = names + first;
   vblip_input *in = cli_make_input(&vs, o->interleaved, 0, o->prompt);
+  char label[1024]; /* file names may hold control characters */
+  vb_escape_controls(names[k], label, sizeof label);
   int rc =
-      in ? answer(m, o, in, &vs, 0, count, !o->interleaved && several > 1 ? names[k] : NULL, stream)
+      in ? answer(m, o, in, &vs, 0, count, !o->interleaved && several > 1 ? label : NULL, stream)
          : 1;
   vblip_input_free(in);
   cli_videos_free(&vs);
@@ -152,12 +155,23 @@ static int run(int argc, char **argv) {
   cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
   if (rc != CLI_RUN) return rc;
+  if (cli_check_sampling("caption", &o.sampling)) return 2;
+  size_t bad;
+  if (!vb_utf8_valid(o.prompt, strlen(o.prompt), &bad))
+    return cli_usage_error("caption", "--prompt is not valid UTF-8 (byte %zu)", bad);
   if (o.interleaved &&
       (rc = cli_interleaved_check("caption", &o.load.layout, o.prompt, n_videos)) != 0)
     return rc;
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) return 1;
   cli_model_defaults_fill(m, &o.gen, &o.sampling);
+  /* a prompt too long for the model fails here, once, before any video is decoded (an
+   * interleaved prompt is checked with its videos) */
+  if (!o.interleaved && vblip_check_prompt(m, o.prompt, NULL) != 0) {
+    rc = cli_fail("%s", vblip_last_error());
+    vblip_model_free(m);
+    return rc;
+  }
   bool stream = !o.json && isatty(STDOUT_FILENO);
   int status = 0;
   if (o.interleaved)

@@ -144,11 +144,7 @@ static void conversation_reset(chat *c) {
 
 static int load_video(chat *c, const char *path) {
   vblip_video v;
-  if (vblip_video_load(c->m, path, &c->sampling, &v) != 0 || vblip_video_encode(c->m, &v) != 0) {
-    cli_fail("%s: %s", path, vblip_last_error());
-    vblip_video_free(&v);
-    return -1;
-  }
+  if (cli_load_video(c->m, path, &c->sampling, &v) != 0) return -1;
   if (c->interleaved) { /* joins the conversation where it stands */
     if (c->n_videos == c->cap_videos) {
       int cap = c->cap_videos ? 2 * c->cap_videos : 8;
@@ -402,6 +398,7 @@ static int run(int argc, char **argv) {
   if (n_pos > 1 && o.load.layout == VBLIP_LAYOUT_BLIP2)
     return cli_usage_error("chat",
                            "several VIDEOs need the interleaved layout, not --layout blip2");
+  if (cli_check_sampling("chat", &o.sampling)) return 2;
   rc = 0;
   chat c;
   memset(&c, 0, sizeof c);

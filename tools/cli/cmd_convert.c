@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "runtime/outfile.h"
 
 typedef struct {
   const char *model, *out, *type;
@@ -20,7 +21,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_model_option, convert_opts, model),
     CLI_OPT_STRING("--out", 'o', "FILE", convert_opts, out,
                    "the GGUF file to write (written to FILE.tmp-PID, renamed at the end;\n"
-                   "'-': stdout)",
+                   "'-': stdout; a symbolic link, device, FIFO or socket is refused)",
                    .flags = CLI_REQUIRED, .need = "needs a file name"),
     CLI_OPT_CHOICE("--type", 0, "T", convert_opts, type, k_types,
                    "f32 (default): the weights as float32;\n"
@@ -58,9 +59,12 @@ static int run(int argc, char **argv) {
   convert_opts o = {.type = "f32"};
   int n_pos, rc = cli_parse(&cli_cmd_convert, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
+  /* a --out that cannot be written fails before any work */
+  if (strcmp(o.out, "-") != 0 && vb_outfile_check(o.out) != 0)
+    return cli_fail("%s", vblip_last_error());
   const char *out = cli_output_path(o.out);
   if (!out) return 1;
-  snprintf(g_tmp, sizeof g_tmp, "%s.tmp-%d", out, (int)getpid());
+  vb_outfile_tmp_name(out, g_tmp, sizeof g_tmp);
   int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGXFSZ};
   for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], on_signal);
   double t0 = 0;

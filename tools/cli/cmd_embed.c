@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/outfile.h"
 
 typedef struct {
   const char *model, *out;
@@ -13,7 +14,8 @@ typedef struct {
 static const cli_option k_options[] = {
     CLI_GROUP(cli_model_option, embed_opts, model),
     CLI_OPT_STRING("--out", 'o', "FILE", embed_opts, out,
-                   "output .safetensors file (written atomically; '-': stdout)",
+                   "output .safetensors file (written to FILE.tmp-PID, renamed at the end;\n"
+                   "'-': stdout; a symbolic link, device, FIFO or socket is refused)",
                    .flags = CLI_REQUIRED, .need = "needs a file name"),
     CLI_GROUP(cli_frame_options, embed_opts, sampling),
     CLI_GROUP(cli_threads_option, embed_opts, load.n_threads),
@@ -44,6 +46,10 @@ static int run(int argc, char **argv) {
   vblip_sampling_default(&o.sampling);
   int n_pos, rc = cli_parse(&cli_cmd_embed, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
+  if (cli_check_sampling("embed", &o.sampling)) return 2;
+  /* a --out that cannot be written fails before any work */
+  if (strcmp(o.out, "-") != 0 && vb_outfile_check(o.out) != 0)
+    return cli_fail("%s", vblip_last_error());
   const char *video = argv[0], *in = cli_input_path(video),
              *out = in ? cli_output_path(o.out) : NULL;
   if (!out) return 1;
@@ -52,7 +58,7 @@ static int run(int argc, char **argv) {
   vblip_video v;
   rc = 0;
   if (vblip_video_load(m, in, &o.sampling, &v) != 0) {
-    rc = cli_fail("%s", vblip_last_error());
+    rc = cli_fail("%s", vblip_last_error()); /* names the file */
   } else {
     if (vblip_video_encode(m, &v) != 0 || vblip_video_save(&v, out, video) != 0)
       rc = cli_fail("%s", vblip_last_error());

@@ -79,6 +79,7 @@ static int run(int argc, char **argv) {
   o.max_upload_mb = (double)o.server.max_upload_bytes / (1024 * 1024);
   int n_pos, rc = cli_parse(&cli_cmd_serve, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
+  if (cli_check_sampling("serve", &o.server.sampling)) return 2;
   vblip_server_options *so = &o.server;
   so->max_upload_bytes = (size_t)(o.max_upload_mb * 1024 * 1024);
   const char *model = o.model;
