@@ -17,6 +17,16 @@ typedef struct {
   int port;                  /* default 8080; 0 = any free port (see vblip_server_port) */
   int queue_size;            /* requests that may wait for the model (default 8); more: 503 */
   size_t max_upload_bytes;   /* larger uploads: 413 (default 100 MiB) */
+  /* Limits against slow and huge clients (README.md, "Limits"); 0 in a field keeps the
+   * default. Request bodies of the JSON endpoints (/api/chat, /v1/chat/completions):
+   * larger ones get 413 before they are read, from Content-Length or while a chunked
+   * body arrives (default 1 MiB; videos go through uploads). */
+  size_t max_json_bytes;
+  int max_connections;        /* open connections, all clients (default 256) */
+  int max_client_connections; /* open connections of one address, an IPv6 /64 (default 16) */
+  int header_timeout_ms;      /* the request head must arrive whole within this (10000) */
+  int body_timeout_ms;        /* the body within this after the head (120000) */
+  int idle_timeout_s;         /* a connection idle this long while answered closes (300) */
   int max_videos;            /* videos kept; the least recently used go first (default 64) */
   const char *examples_dir;  /* videos offered as example rows on the page; NULL: none */
   const char *model_name;    /* reported by /api/health and /v1/models (default "videoblip") */

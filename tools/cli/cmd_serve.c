@@ -11,7 +11,7 @@ typedef struct {
   const char *model;
   vblip_load_options load;
   vblip_server_options server;
-  double max_upload_mb;
+  double max_upload_mb, max_json_kb, header_timeout_s, body_timeout_s;
 } serve_opts;
 
 static const cli_option k_options[] = {
@@ -38,6 +38,25 @@ static const cli_option k_options[] = {
                    .flags = CLI_NONEMPTY, .need = "needs text"),
     CLI_OPT_FLAG("--verbose", 0, serve_opts, server.verbose, "log requests on stderr"),
     CLI_GROUP(cli_layout_option, serve_opts, load.layout),
+    CLI_HEADING("limits against slow and huge clients (README.md, 'Limits'):"),
+    CLI_OPT_DOUBLE("--max-json-kb", 0, "N", serve_opts, max_json_kb, 1, 1e7,
+                   "largest JSON request body in KiB (default 1024); larger get 413",
+                   .need = "needs a number >= 1"),
+    CLI_OPT_INT("--max-connections", 0, "N", serve_opts, server.max_connections, 1, 100000,
+                "open connections, all clients together (default 256)",
+                .need = "needs a whole number from 1 to 100000"),
+    CLI_OPT_INT("--max-client-connections", 0, "N", serve_opts, server.max_client_connections, 1,
+                100000, "open connections of one address, an IPv6 /64 (default 16)",
+                .need = "needs a whole number from 1 to 100000"),
+    CLI_OPT_DOUBLE("--header-timeout", 0, "S", serve_opts, header_timeout_s, 0.05, 86400,
+                   "a request head must arrive whole within S seconds (default 10)",
+                   .need = "needs seconds from 0.05 to 86400"),
+    CLI_OPT_DOUBLE("--body-timeout", 0, "S", serve_opts, body_timeout_s, 0.05, 86400,
+                   "a request body within S seconds after its head (default 120)",
+                   .need = "needs seconds from 0.05 to 86400"),
+    CLI_OPT_INT("--idle-timeout", 0, "S", serve_opts, server.idle_timeout_s, 1, 86400,
+                "close a connection idle for S seconds while answered (default 300)",
+                .need = "needs whole seconds from 1 to 86400"),
     CLI_GROUP(cli_threads_option, serve_opts, load.n_threads),
     CLI_GROUP(cli_dtype_option, serve_opts, load.dtype),
     CLI_HEADING("frame sampling of uploaded videos:"),
@@ -77,11 +96,17 @@ static int run(int argc, char **argv) {
   cli_model_defaults_unset(&o.server.gen, &o.server.sampling);
   o.server.model_name = NULL; /* default: the model's base name, below */
   o.max_upload_mb = (double)o.server.max_upload_bytes / (1024 * 1024);
+  o.max_json_kb = (double)o.server.max_json_bytes / 1024;
+  o.header_timeout_s = o.server.header_timeout_ms / 1e3;
+  o.body_timeout_s = o.server.body_timeout_ms / 1e3;
   int n_pos, rc = cli_parse(&cli_cmd_serve, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
   if (cli_check_sampling("serve", &o.server.sampling)) return 2;
   vblip_server_options *so = &o.server;
   so->max_upload_bytes = (size_t)(o.max_upload_mb * 1024 * 1024);
+  so->max_json_bytes = (size_t)(o.max_json_kb * 1024);
+  so->header_timeout_ms = (int)(o.header_timeout_s * 1000);
+  so->body_timeout_ms = (int)(o.body_timeout_s * 1000);
   const char *model = o.model;
   char base[256];
   if (!so->model_name) {

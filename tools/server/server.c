@@ -27,6 +27,10 @@
 #include <unistd.h>
 
 #include "runtime/common.h"
+#include "runtime/escape.h"
+#include "runtime/json.h"
+#include "server/http_error.h"
+#include "server/http_guard.h"
 #include "server/server_util.h"
 #include "server/web_assets.h"
 #include "vblip_server.h"
@@ -101,6 +105,8 @@ struct vblip_server {
   vblip_server_options o;
   char host[256], model_name[128];
   struct MHD_Daemon *d;
+  vs_guard *guard; /* accepts connections, enforces the connection limits and deadlines */
+  int listen_fd;
   int port;
   pthread_mutex_t mu;
   pthread_cond_t work_cv;
@@ -126,6 +132,12 @@ void vblip_server_options_default(vblip_server_options *o) {
   o->port = 8080;
   o->queue_size = 8;
   o->max_upload_bytes = (size_t)100 << 20;
+  o->max_json_bytes = (size_t)1 << 20;
+  o->max_connections = 256;
+  o->max_client_connections = 16;
+  o->header_timeout_ms = 10000;
+  o->body_timeout_ms = 120000;
+  o->idle_timeout_s = 300;
   o->max_videos = 64;
   o->model_name = "videoblip";
   vblip_sampling_default(&o->sampling);
@@ -205,13 +217,9 @@ static const char *ext_for(const char *mime, const char *name) {
   return "bin";
 }
 
+/* names from the client are shown (and logged): control characters escaped */
 static void copy_display(char *dst, size_t cap, const char *src) {
-  size_t o = 0;
-  for (const char *p = src ? src : ""; *p && o + 1 < cap; p++) {
-    unsigned char c = (unsigned char)*p;
-    dst[o++] = (c < 32 || c == 127) ? '_' : (char)c;
-  }
-  dst[o] = 0;
+  vb_escape_controls(src, dst, cap);
 }
 
 /* A new, unlisted entry with its file created (O_EXCL, 0600) under the private
@@ -524,6 +532,7 @@ static int ensure_encoded(vblip_server *s, entry *e, job *j) {
   vblip_video v;
   memset(&v, 0, sizeof v);
   int rc = vblip_video_load(s->m, e->path, &s->o.sampling, &v);
+  int unreadable = rc != 0; /* the client's file (422); what fails after it is the server's */
   if (rc == 0) rc = vblip_video_encode(s->m, &v);
   int T = v.n_frames, S = v.image_size;
   unsigned char **thumbs = NULL;
@@ -559,6 +568,8 @@ static int ensure_encoded(vblip_server *s, entry *e, job *j) {
     e->thumb_len = lens;
     e->state = V_READY;
     j->ms_encode = now_ms() - t0;
+  } else if (!unreadable) { /* encoding failed (memory?): the video may be tried again */
+    job_fail(j, 500, err && *err ? err : "cannot encode the video");
   } else {
     e->state = V_FAILED;
     /* the decoder names the file: show the client its own name, never the server's path */
@@ -659,8 +670,8 @@ static void run_score(vblip_server *s, job *j) {
   vblip_input_free(in);
   pthread_mutex_lock(&s->mu);
   j->ms_generate = now_ms() - t0;
-  if (rc != 0) {
-    job_fail(j, 500, vblip_last_error());
+  if (rc != 0) { /* a candidate the model cannot take is the client's to fix */
+    job_fail(j, vblip_last_error_kind() == VBLIP_ERROR_INPUT ? 400 : 500, vblip_last_error());
   } else {
     for (int i = 0; i < j->n_cands; i++) {
       ll[i] = sc[i].mean_log_likelihood;
@@ -688,8 +699,10 @@ static void run_chat(vblip_server *s, job *j) {
   double ms = now_ms() - t0;
   vblip_input_free(in);
   if (rc != 0) {
+    /* the request's fault (a prompt the model cannot take) or the server's */
+    int status = vblip_last_error_kind() == VBLIP_ERROR_INPUT ? 400 : 500;
     pthread_mutex_lock(&s->mu);
-    job_fail(j, 500, vblip_last_error());
+    job_fail(j, status, vblip_last_error());
     pthread_mutex_unlock(&s->mu);
     return;
   }
@@ -765,7 +778,10 @@ typedef struct {
   int body_kind;
   vs_buf body;
   size_t body_limit;
-  int too_large, failed, committed;
+  int too_large, failed, committed, answered;
+  int malformed; /* a multipart body the post processor refused: the client's fault */
+  int store_errno; /* why storing the upload failed (failed): the server's fault */
+  char limit_msg[256];
   struct MHD_PostProcessor *pp;
   char file_key[64];
   int fd;
@@ -800,6 +816,8 @@ static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, con
   MHD_add_response_header(resp, "Content-Type", ctype);
   MHD_add_response_header(resp, "Cache-Control", cache ? cache : "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  /* one request per connection: every request head passes the connection guard */
+  MHD_add_response_header(resp, "Connection", "close");
   if (status == 503) MHD_add_response_header(resp, "Retry-After", "2");
   enum MHD_Result r = MHD_queue_response(c, status, resp);
   MHD_destroy_response(resp);
@@ -825,16 +843,11 @@ static enum MHD_Result send_error(struct MHD_Connection *c, const char *url, uns
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  cJSON *o = cJSON_CreateObject();
-  if (is_openai_url(url)) {
-    cJSON *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
-    cJSON_AddNumberToObject(e, "code", status);
-  } else {
-    cJSON_AddStringToObject(o, "error", msg);
-  }
-  return send_json(c, status, o);
+  char *txt = vs_error_json(url, strlen(url), status, msg);
+  if (!txt) return MHD_NO;
+  enum MHD_Result r = send_bytes(c, status, "application/json", txt, strlen(txt), NULL);
+  free(txt);
+  return r;
 }
 
 static const char *header(struct MHD_Connection *c, const char *name) {
@@ -942,6 +955,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     r->e = entry_create(s, content_type, filename, &r->fd);
     if (!r->e) {
       r->failed = 1;
+      r->store_errno = errno;
       return MHD_YES;
     }
     snprintf(r->file_key, sizeof r->file_key, "%s", key);
@@ -952,7 +966,7 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
     r->too_large = 1;
     return MHD_YES;
   }
-  if (size && write_all(r->fd, data, size) != 0) r->failed = 1;
+  if (size && write_all(r->fd, data, size) != 0) r->failed = 1, r->store_errno = errno;
   r->e->hash = vs_hash(data, size, r->e->hash);
   r->bytes += size;
   return MHD_YES;
@@ -960,12 +974,16 @@ static enum MHD_Result post_iter(void *cls, enum MHD_ValueKind kind, const char 
 
 static enum MHD_Result upload_data(req *r, struct MHD_Connection *c, const char *data, size_t size) {
   vblip_server *s = r->s;
-  if (r->too_large || r->failed) return MHD_YES;
-  if (r->pp) return MHD_post_process(r->pp, data, size) == MHD_YES ? MHD_YES : (r->failed = 1, MHD_YES);
+  if (r->too_large || r->failed || r->malformed) return MHD_YES;
+  if (r->pp) {
+    if (MHD_post_process(r->pp, data, size) != MHD_YES) r->malformed = 1;
+    return MHD_YES;
+  }
   if (!r->e) {
     r->e = entry_create(s, header(c, "Content-Type"), header(c, "X-Filename"), &r->fd);
     if (!r->e) {
       r->failed = 1;
+      r->store_errno = errno;
       return MHD_YES;
     }
   }
@@ -973,7 +991,7 @@ static enum MHD_Result upload_data(req *r, struct MHD_Connection *c, const char 
     r->too_large = 1;
     return MHD_YES;
   }
-  if (write_all(r->fd, data, size) != 0) r->failed = 1;
+  if (write_all(r->fd, data, size) != 0) r->failed = 1, r->store_errno = errno;
   r->e->hash = vs_hash(data, size, r->e->hash);
   r->bytes += size;
   return MHD_YES;
@@ -981,10 +999,26 @@ static enum MHD_Result upload_data(req *r, struct MHD_Connection *c, const char 
 
 static double max_upload_mib(vblip_server *s) { return (double)s->o.max_upload_bytes / (1024.0 * 1024.0); }
 
+/* The 413 messages (kept in r: they outlive the call that answers) */
+static const char *upload_too_large(vblip_server *s, req *r) {
+  snprintf(r->limit_msg, sizeof r->limit_msg, "the upload is larger than the limit of %g MiB",
+           max_upload_mib(s));
+  return r->limit_msg;
+}
+
+static const char *json_too_large(vblip_server *s, req *r) {
+  snprintf(r->limit_msg, sizeof r->limit_msg,
+           "the request body is larger than the limit of %g KiB for JSON requests: upload videos "
+           "with POST /api/videos and refer to them by id",
+           (double)s->o.max_json_bytes / 1024.0);
+  return r->limit_msg;
+}
+
 static enum MHD_Result finish_upload(vblip_server *s, req *r, struct MHD_Connection *c, const char *url) {
-  if (r->too_large) return send_error(c, url, 413, "the upload is larger than the limit of %g MiB", max_upload_mib(s));
-  if (r->failed && !r->e) return send_error(c, url, 500, "cannot store the upload: %s", strerror(errno));
-  if (r->failed) return send_error(c, url, 400, "malformed upload");
+  if (r->too_large) return send_error(c, url, 413, "%s", upload_too_large(s, r));
+  if (r->failed)
+    return send_error(c, url, 500, "cannot store the upload: %s", strerror(r->store_errno));
+  if (r->malformed) return send_error(c, url, 400, "malformed multipart upload");
   if (!r->e || r->bytes == 0)
     return send_error(c, url, 400, r->pp || !r->e ? "no file in the upload (send the video as the request body "
                                                     "or as a multipart field 'file')"
@@ -1509,13 +1543,38 @@ static cJSON *score_result(job *j) {
   return o;
 }
 
+/* The input the worker will lay out, checked in the request's thread: its videos are
+ * encoded (immutable now) and the tokenizer is thread-safe. 0, or -1 with msg. */
+static int check_input(vblip_server *s, const chat_item *items, int n, char *msg, size_t cap) {
+  vblip_input *in = vblip_input_new();
+  int rc = in ? 0 : -1;
+  for (int i = 0; rc == 0 && i < n; i++)
+    rc = items[i].e ? vblip_input_add_video(in, &items[i].e->video)
+                    : vblip_input_add_text(in, items[i].text);
+  int32_t *ids = NULL;
+  uint8_t *mask = NULL;
+  size_t n_ids = 0;
+  if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
+  free(ids);
+  free(mask);
+  vblip_input_free(in);
+  if (rc != 0) snprintf(msg, cap, "%s", vblip_last_error());
+  return rc;
+}
+
 /* POST /api/chat, /v1/chat/completions (openai) and /api/score (score): the same
  * conversation; a chat answers it, a score ranks the request's candidates after it. */
 static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connection *c, const char *url, int openai) {
   char msg[1024];
   int score = strcmp(url, "/api/score") == 0;
-  cJSON *root = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
-  if (!root) return send_error(c, url, 400, "malformed JSON in the request body");
+  /* JSON is UTF-8 (RFC 8259): other bytes would reach the tokenizer, and the logs */
+  const char *body = r->body.data ? r->body.data : "";
+  size_t bad;
+  if (!vb_utf8_valid(body, r->body.len, &bad))
+    return send_error(c, url, 400, "the request body is not valid UTF-8 (byte %zu)", bad);
+  /* one JSON value and nothing after it */
+  cJSON *root = vb_json_parse(body, r->body.len, "the request body");
+  if (!root) return send_error(c, url, 400, "%s", vb_error_message());
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);
     return send_error(c, url, 400, "the request body must be a JSON object");
@@ -1616,6 +1675,13 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
       goto fail;
     }
   }
+  /* an input the model cannot take (too long, text that is not UTF-8) is the client's
+   * error, found before the answer starts (and before a stream's 200), tokenized only up
+   * to the model's limit */
+  if (check_input(s, items, n_items, msg, sizeof msg) != 0) {
+    status = 400;
+    goto fail;
+  }
   job *j = job_new(score ? JOB_SCORE : JOB_CHAT);
   if (!j) goto oom;
   if (score && parse_candidates(cJSON_GetObjectItemCaseSensitive(root, "candidates"), j, msg,
@@ -1677,6 +1743,7 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result rr = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return rr;
@@ -1773,9 +1840,9 @@ static enum MHD_Result serve_example(vblip_server *s, struct MHD_Connection *c, 
     char path[PATH_MAX];
     int fd = -1;
     if (snprintf(path, sizeof path, "%s/%s", s->examples_dir, s->examples[i]) < (int)sizeof path)
-      fd = open(path, O_RDONLY | O_CLOEXEC);
+      fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO put there must not block */
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       if (fd >= 0) close(fd);
       return send_error(c, url, 404, "example %s is gone", name);
     }
@@ -1786,6 +1853,7 @@ static enum MHD_Result serve_example(vblip_server *s, struct MHD_Connection *c, 
     }
     MHD_add_response_header(resp, "Content-Type", mime_of(name));
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result r = MHD_queue_response(c, 200, resp);
     MHD_destroy_response(resp);
     return r;
@@ -1810,7 +1878,18 @@ static enum MHD_Result handle_health(vblip_server *s, struct MHD_Connection *c) 
   pthread_mutex_unlock(&s->mu);
   cJSON *l = cJSON_AddObjectToObject(o, "limits");
   cJSON_AddNumberToObject(l, "max_upload_bytes", (double)s->o.max_upload_bytes);
+  cJSON_AddNumberToObject(l, "max_json_bytes", (double)s->o.max_json_bytes);
   cJSON_AddNumberToObject(l, "max_videos", s->o.max_videos);
+  cJSON_AddNumberToObject(l, "max_connections", s->o.max_connections);
+  cJSON_AddNumberToObject(l, "max_client_connections", s->o.max_client_connections);
+  cJSON_AddNumberToObject(l, "header_timeout_ms", s->o.header_timeout_ms);
+  cJSON_AddNumberToObject(l, "body_timeout_ms", s->o.body_timeout_ms);
+  cJSON_AddNumberToObject(l, "idle_timeout_s", s->o.idle_timeout_s);
+  vs_guard_counts gc;
+  vs_guard_get_counts(s->guard, &gc);
+  cJSON *cn = cJSON_AddObjectToObject(o, "connections");
+  cJSON_AddNumberToObject(cn, "open", gc.open);
+  cJSON_AddNumberToObject(cn, "receiving", gc.waiting);
   cJSON *d = cJSON_AddObjectToObject(o, "defaults");
   const vblip_gen_params *g = &s->o.gen;
   cJSON_AddNumberToObject(d, "num_beams", g->num_beams);
@@ -1906,7 +1985,11 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
                                 const char *method) {
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   int post = strcmp(method, "POST") == 0;
-  if (s->o.verbose) fprintf(stderr, "vblip serve: %s %s\n", method, url);
+  if (s->o.verbose) { /* the path is the client's: escaped, it cannot forge log lines */
+    char m[64], u[1024];
+    fprintf(stderr, "vblip serve: %s %s\n", vb_escape_controls(method, m, sizeof m),
+            vb_escape_controls(url, u, sizeof u));
+  }
   if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)) return serve_asset(c, "index.html");
   if (get && strcmp(url, "/api/health") == 0) return handle_health(s, c);
   if (get && strcmp(url, "/api/examples") == 0) return handle_examples(s, c);
@@ -1931,7 +2014,8 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
   if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0 ||
       strcmp(url, "/api/score") == 0) {
     if (!post) return send_error(c, url, 405, "use POST");
-    if (r->too_large) return send_error(c, url, 413, "the request body is larger than the limit");
+    if (r->too_large) return send_error(c, url, 413, "%s", json_too_large(s, r));
+    if (r->failed) return send_error(c, url, 500, "out of memory reading the request body");
     return handle_chat(s, r, c, url, is_openai_url(url));
   }
   if (get) {
@@ -1962,7 +2046,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       /* multipart adds a little framing around the file */
       if (clen > s->o.max_upload_bytes + (multipart ? 65536u : 0u)) {
         r->too_large = 1;
-        return send_error(c, url, 413, "the upload is larger than the limit of %g MiB", max_upload_mib(s));
+        vs_guard_request_received(s->guard, c);
+        return send_error(c, url, 413, "%s", upload_too_large(s, r));
       }
       if (multipart) {
         r->pp = MHD_create_post_processor(c, 65536, post_iter, r);
@@ -1970,11 +2055,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
       }
     } else if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
       r->body_kind = BODY_JSON;
-      /* data: URLs ride in the body of /v1 requests: base64 is 4/3 of the bytes */
-      r->body_limit = s->o.max_upload_bytes / 3 * 4 + ((size_t)4 << 20);
+      /* JSON stays small: videos come as uploads (or as data: URLs within this limit) */
+      r->body_limit = s->o.max_json_bytes;
       if (clen > r->body_limit) {
         r->too_large = 1;
-        return send_error(c, url, 413, "the request body is larger than the limit");
+        vs_guard_request_received(s->guard, c);
+        return send_error(c, url, 413, "%s", json_too_large(s, r));
       }
     }
     return MHD_YES;
@@ -1986,16 +2072,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         r->too_large = 1;
         vs_buf_free(&r->body);
       } else if (vs_buf_append(&r->body, data, *data_size) != 0) {
-        r->too_large = 1;
+        r->failed = 1;
       }
     }
     *data_size = 0;
+    /* a chunked body over the limit: answered now, not after reading the rest of it
+     * (the library queues no response while it reads a body) */
+    if (r->too_large && !r->answered) {
+      r->answered = 1;
+      vs_guard_reject(s->guard, c, url, 413,
+                      r->body_kind == BODY_JSON ? json_too_large(s, r) : upload_too_large(s, r));
+      return MHD_NO;
+    }
     return MHD_YES;
   }
+  vs_guard_request_received(s->guard, c);
   if (r->pp) {
     MHD_destroy_post_processor(r->pp);
     r->pp = NULL;
-    if (!r->e && !r->too_large && !r->failed) {
+    if (!r->e && !r->too_large && !r->failed && !r->malformed) {
       /* no file field at all */
       return send_error(c, url, 400, "no file in the upload (send the video as the request body or as a multipart field 'file')");
     }
@@ -2027,11 +2122,56 @@ static void server_free(vblip_server *s) {
     if (e->refs == 0) entry_destroy(e);
   }
   if (s->dir[0]) remove_tree(s->dir);
+  vs_guard_free(s->guard);
+  if (s->listen_fd >= 0) close(s->listen_fd);
   for (int i = 0; i < s->n_examples; i++) free(s->examples[i]);
   free(s->queue);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work_cv);
   free(s);
+}
+
+/* 0 in a limit keeps its default */
+static void apply_limit_defaults(vblip_server_options *o) {
+  vblip_server_options d;
+  vblip_server_options_default(&d);
+  if (!o->max_json_bytes) o->max_json_bytes = d.max_json_bytes;
+  if (!o->max_connections) o->max_connections = d.max_connections;
+  if (!o->max_client_connections) o->max_client_connections = d.max_client_connections;
+  if (!o->header_timeout_ms) o->header_timeout_ms = d.header_timeout_ms;
+  if (!o->body_timeout_ms) o->body_timeout_ms = d.body_timeout_ms;
+  if (!o->idle_timeout_s) o->idle_timeout_s = d.idle_timeout_s;
+}
+
+/* The listening socket: the connection guard accepts on it, not the library. */
+static int open_listener(vblip_server *s, const struct addrinfo *ai) {
+  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return vb_error("cannot create a socket: %s", strerror(errno));
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0) {
+    int e = errno;
+    close(fd);
+    return vb_error("cannot listen on %s:%d: %s (in use, or not an address of this machine?)",
+                    s->host, s->o.port, strerror(e));
+  }
+  struct sockaddr_storage a;
+  socklen_t len = sizeof a;
+  if (getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+    s->port = ntohs(a.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&a)->sin6_port
+                                            : ((struct sockaddr_in *)&a)->sin_port);
+  s->listen_fd = fd;
+  return 0;
+}
+
+/* The library's messages (with --verbose) quote requests: escaped like everything else */
+static void log_library(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  char raw[1024], safe[1024];
+  vsnprintf(raw, sizeof raw, fmt, ap);
+  size_t n = strlen(raw);
+  while (n && raw[n - 1] == '\n') raw[--n] = 0;
+  fprintf(stderr, "vblip serve: %s\n", vb_escape_controls(raw, safe, sizeof safe));
 }
 
 vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) {
@@ -2040,7 +2180,10 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
     vblip_server_options_default(&def);
     o = &def;
   }
-  if (o->queue_size < 1 || o->max_videos < 1 || o->max_upload_bytes < 1 || o->port < 0 || o->port > 65535) {
+  if (o->queue_size < 1 || o->max_videos < 1 || o->max_upload_bytes < 1 || o->port < 0 ||
+      o->port > 65535 || o->max_connections < 0 || o->max_client_connections < 0 ||
+      o->header_timeout_ms < 0 ||
+      o->body_timeout_ms < 0 || o->idle_timeout_s < 0) {
     vb_error("invalid server options");
     return NULL;
   }
@@ -2051,6 +2194,8 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
   }
   s->m = m;
   s->o = *o;
+  s->listen_fd = -1;
+  apply_limit_defaults(&s->o);
   snprintf(s->host, sizeof s->host, "%s", o->host ? o->host : "127.0.0.1");
   snprintf(s->model_name, sizeof s->model_name, "%s", o->model_name ? o->model_name : "videoblip");
   s->o.host = s->host;
@@ -2084,27 +2229,47 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
     vb_error("cannot resolve host %s: %s", s->host, gai_strerror(gai));
     goto fail;
   }
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION;
-  if (o->verbose) flags |= MHD_USE_ERROR_LOG;
-  if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+  int lrc = open_listener(s, ai);
+  freeaddrinfo(ai);
+  if (lrc != 0) goto fail;
+  vs_guard_limits gl = {.max_connections = s->o.max_connections,
+                        .max_per_client = s->o.max_client_connections,
+                        .header_timeout_ms = s->o.header_timeout_ms,
+                        .body_timeout_ms = s->o.body_timeout_ms,
+                        .max_head = 16384,
+                        .max_target = 8192,
+                        .verbose = s->o.verbose};
+  if (!(s->guard = vs_guard_new(&gl))) {
+    vb_error("out of memory");
+    goto fail;
+  }
   if (pthread_create(&s->worker, NULL, worker_main, s) != 0) {
-    freeaddrinfo(ai);
     vb_error("cannot start the worker thread");
     goto fail;
   }
   s->worker_started = 1;
-  s->d = MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                          MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
-                          (unsigned)300, MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_END);
-  freeaddrinfo(ai);
+  /* The library gets connections from the guard (MHD_add_connection, hence ITC), one
+   * thread each; it never listens itself. Its limit is a backstop above the guard's. */
+  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+                   MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
+  if (o->verbose) flags |= MHD_USE_ERROR_LOG;
+  s->d = MHD_start_daemon(
+      flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, log_library, s,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
+      vs_guard_on_connection, s->guard, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)s->o.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)(2 * s->o.max_connections + 16), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)65536, MHD_OPTION_END);
   if (!s->d) {
-    vb_error("cannot listen on %s:%d (in use, or not an address of this machine?)", s->host, o->port);
+    vb_error("cannot start the HTTP server (libmicrohttpd)");
     goto fail;
   }
-  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-  s->port = di ? di->port : o->port;
+  if (vs_guard_start(s->guard, s->listen_fd, s->d) != 0) goto fail;
   return s;
 fail:
+  if (s->guard) vs_guard_stop(s->guard);
+  if (s->d) MHD_stop_daemon(s->d);
+  s->d = NULL;
   if (s->worker_started) {
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
@@ -2127,6 +2292,7 @@ void vblip_server_stop(vblip_server *s) {
   pthread_cond_broadcast(&s->work_cv);
   pthread_mutex_unlock(&s->mu);
   if (s->worker_started) pthread_join(s->worker, NULL);
+  vs_guard_stop(s->guard); /* no new connections; then the library closes its own */
   if (s->d) MHD_stop_daemon(s->d);
   server_free(s);
 }

@@ -1,0 +1,20 @@
+/* The server's error answers: {"error": message} under /api (and everywhere outside
+ * /v1), OpenAI's {"error": {"message", "type", "code"}} under /v1. Used for the
+ * answers the handlers queue with libmicrohttpd and for those the connection guard
+ * writes on a socket itself (a request head refused before the library saw it). */
+#ifndef VBLIP_SERVER_HTTP_ERROR_H
+#define VBLIP_SERVER_HTTP_ERROR_H
+
+#include <stddef.h>
+
+/* The JSON body for an error on url (NULL or unknown: the /api shape). Control
+ * characters and bytes that are not UTF-8 in msg are escaped. New string or NULL. */
+char *vs_error_json(const char *url, size_t url_len, unsigned status, const char *msg);
+/* A whole HTTP/1.1 response carrying that body, with Connection: close. New string
+ * (*len bytes) or NULL. */
+char *vs_error_response(const char *url, size_t url_len, unsigned status, const char *msg,
+                        size_t *len);
+/* "Bad Request" for 400 and so on. */
+const char *vs_status_text(unsigned status);
+
+#endif
