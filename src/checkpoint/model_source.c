@@ -95,6 +95,7 @@ int vb_model_source_open(const char *name, int progress, vb_model_source *s) {
   /* what the path is, before anything opens it (a FIFO would block the open) */
   int is_gguf;
   if (vb_model_path_check(s->path, &is_gguf) != 0) {
+    vb_error_context("loading %s", name);
     vb_model_source_close(s);
     return -1;
   }

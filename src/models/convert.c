@@ -150,12 +150,16 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   uint8_t *buf = NULL;
   char *name = NULL;
   vb_outfile out = {0};
+  int named = 0;
   vb_model_config cfg;
 
   /* the output first: a target that cannot be written fails before any work; the
    * bytes go to a temporary file beside it, renamed at the end */
   if (vb_outfile_open(&out, out_path) != 0) goto done;
-  if (vb_model_source_open(model_dir, progress, &src) != 0) goto done;
+  if (vb_model_source_open(model_dir, progress, &src) != 0) {
+    named = 1; /* the message names the model already ("loading M: ...") */
+    goto done;
+  }
   opened = 1;
   const char *dir = src.path; /* a directory, or a GGUF whose embedded files are mounted */
   if (vb_config_load(dir, &cfg) != 0 || vb_model_source_weights(&src, &w) != 0) goto done;
@@ -234,7 +238,7 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
 io_error:
   vb_error("error writing %s: %s", out.tmp, strerror(errno));
 done:
-  if (rc != 0) vb_error_context("converting %s", model_dir);
+  if (rc != 0 && !named) vb_error_context("converting %s", model_dir);
   vb_outfile_abort(&out);
   free(name);
   vb_free_aligned(f32);
