@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes small seed inputs for the fuzz targets into OUT/{safetensors,torch_bin,pickle}/.
+"""Writes small seed inputs for the fuzz targets into OUT/<target>/.
 
 Seeds come from the test fixtures (their data.pkl pickles, the first tensors of their
 safetensors files, a fixture shard) plus small torch.save-shaped archives built here
@@ -17,7 +17,7 @@ import zipfile
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
-for sub in ("safetensors", "torch_bin", "pickle", "gguf"):
+for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -173,3 +173,109 @@ tensors = [("a.weight", [4, 2], 0, struct.pack("<8f", *range(8))),
 write("gguf", "small.gguf", gguf_file(kvs, tensors))
 write("gguf", "empty.gguf", gguf_file([], []))
 write("gguf", "align64.gguf", gguf_file([("general.alignment", 4, struct.pack("<I", 64))], tensors[:1], 64))
+
+
+# --- HTTP seeds: request heads (good and refused) with JSON bodies ---
+def http(name, head, body=b""):
+    write("http", name, head.encode() + body)
+
+
+chat = json.dumps({"video_id": "0123456789abcdef0123456789abcdef", "stream": False,
+                   "messages": [{"role": "user", "content": "What is the camera wearer doing?"}],
+                   "settings": {"num_beams": 1, "max_new_tokens": 8}}).encode()
+http("chat", f"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: {len(chat)}\r\n\r\n", chat)
+oa = json.dumps({"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": [
+    {"type": "text", "text": "Hi"}, {"type": "video_url", "video_url": {"url": "vblip:0123"}}]}]}).encode()
+http("openai", "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", oa)
+http("garbage", f"POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: {len(chat) + 4}\r\n\r\n", chat + b" xyz")
+http("health", "GET /api/health HTTP/1.0\r\n\r\n")
+http("version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n")
+http("badlen", "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
+http("escape", "GET /api/x%1b%5b31m HTTP/1.1\r\nHost: x\r\nX-Filename: a\xff.mp4\r\n\r\n")
+
+# --- model-file seeds: selector byte, config.json, tokenizer files ("\n@@\n" between) ---
+SEP = b"\n@@\n"
+opt = os.path.join(fixtures, "videoblip-opt-tiny")
+t5 = os.path.join(fixtures, "videoblip-flant5-tiny")
+with open(os.path.join(opt, "config.json"), "rb") as f:
+    opt_config = f.read()
+with open(os.path.join(t5, "config.json"), "rb") as f:
+    t5_config = f.read()
+# a small byte-level BPE: the fixture's first ids and the merges among them
+with open(os.path.join(opt, "vocab.json"), encoding="utf-8") as f:
+    vocab = {k: v for k, v in json.load(f).items() if v < 600}
+merges = ["#version: 0.2"]
+with open(os.path.join(opt, "merges.txt"), encoding="utf-8") as f:
+    for line in f.read().splitlines()[1:]:
+        a, b = line.split(" ")
+        if a in vocab and b in vocab and a + b in vocab:
+            merges.append(line)
+write("model_files", "bpe", b"\x00" + opt_config + SEP + json.dumps(vocab).encode() + SEP +
+      "\n".join(merges).encode())
+# a small Unigram tokenizer.json: the fixture's, its vocabulary cut to 400 pieces
+with open(os.path.join(t5, "tokenizer.json"), encoding="utf-8") as f:
+    tj = json.load(f)
+tj["model"]["vocab"] = tj["model"]["vocab"][:400]
+tj["normalizer"] = None  # the precompiled character map alone is 240 KB
+tj["added_tokens"] = [t for t in tj.get("added_tokens", []) if t["id"] < 400]
+write("model_files", "unigram_json", b"\x01" + t5_config + SEP + json.dumps(tj).encode())
+
+
+# a small spiece.model: the fixture's protobuf with its first 400 pieces (field 1)
+def pb_fields(buf):
+    i = 0
+    while i < len(buf):
+        start, key, shift = i, 0, 0
+        while True:
+            b = buf[i]
+            i += 1
+            key |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        wire = key & 7
+        if wire == 2:
+            n, shift = 0, 0
+            while True:
+                b = buf[i]
+                i += 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            i += n
+        elif wire == 0:
+            while buf[i] >= 0x80:
+                i += 1
+            i += 1
+        elif wire == 5:
+            i += 4
+        elif wire == 1:
+            i += 8
+        yield key >> 3, buf[start:i]
+
+
+with open(os.path.join(t5, "spiece.model"), "rb") as f:
+    sp = f.read()
+kept, pieces = b"", 0
+for field, raw in pb_fields(sp):
+    if field == 1:
+        pieces += 1
+        if pieces > 400:
+            continue
+    if field == 3:  # normalizer_spec without its 240 KB precompiled character map (field 2)
+        body = raw[1:]
+        while body[0] >= 0x80:
+            body = body[1:]
+        body = body[1:]
+        inner = b"".join(r for f, r in pb_fields(body) if f != 2)
+        n, size = len(inner), b""
+        while True:
+            size += bytes([(n & 0x7F) | (0x80 if n >= 0x80 else 0)])
+            n >>= 7
+            if not n:
+                break
+        raw = raw[:1] + size + inner
+    kept += raw
+write("model_files", "spiece", b"\x02" + t5_config + SEP + kept)
+write("model_files", "garbage", b"\x00{\"text_config\": {\"model_type\": \"t5\"}} x" + SEP + b"{}" + SEP + b"a b")

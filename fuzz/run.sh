@@ -11,9 +11,11 @@ cc=${CC:-clang}
 mkdir -p "$out"
 
 cflags=(-std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
-        -fno-sanitize-recover=undefined -I"$root/src")
+        -fno-sanitize-recover=undefined -I"$root/src" -I"$root/tools" -I"$root/include")
 read -r -a cjson <<<"$(pkg-config --cflags --libs libcjson)"
-srcs=("$root/src/runtime/common.c" "$root/src/runtime/vfs.c" "$root/src/runtime/dtype.c" "$root"/src/formats/*.c)
+read -r -a utf8proc <<<"$(pkg-config --cflags --libs libutf8proc)"
+runtime=("$root/src/runtime/common.c" "$root/src/runtime/vfs.c" "$root/src/runtime/dtype.c"
+         "$root/src/runtime/escape.c" "$root/src/runtime/json.c" "$root/src/runtime/outfile.c")
 
 # libFuzzer's runtime ships separately from clang on Debian (libclang-rt-<ver>-dev).
 if ! command -v "$cc" >/dev/null ||
@@ -28,11 +30,17 @@ python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
 passed=0
-targets=(safetensors torch_bin pickle gguf)
+targets=(safetensors torch_bin pickle gguf http model_files)
 for t in "${targets[@]}"; do
   bin="$out/fuzz_$t"
+  case $t in # the library sources each target needs
+    http) srcs=("${runtime[@]}" "$root/tools/server/http_head.c" "$root/tools/server/http_error.c") ;;
+    model_files) srcs=("${runtime[@]}" "$root"/src/text/*.c "$root/src/checkpoint/config.c") ;;
+    *) srcs=("${runtime[@]}" "$root"/src/formats/*.c) ;;
+  esac
   echo "== building fuzz_$t"
-  if ! "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" -lm -o "$bin"; then
+  if ! "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" "${utf8proc[@]}" \
+      -lm -lpthread -o "$bin"; then
     echo "fuzz_$t: build FAILED"
     status=1
     continue

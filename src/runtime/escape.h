@@ -1,7 +1,7 @@
-/* Terminal-safe text, and UTF-8 validity. Names and strings that come from files or requests (tensor
- * names, config values, paths, URLs) may hold escape sequences, CR or LF that would
- * rewrite the terminal or forge log lines when printed as they are. Everything vblip
- * prints that came from outside goes through this one helper. */
+/* Terminal-safe text, and UTF-8 validity. Names and strings that come from files or requests
+ * (tensor names, config values, paths, URLs) may hold escape sequences, CR or LF that would rewrite
+ * the terminal or forge log lines when printed as they are. Everything vblip prints that came from
+ * outside goes through this one helper. */
 #ifndef VBLIP_RUNTIME_ESCAPE_H
 #define VBLIP_RUNTIME_ESCAPE_H
 

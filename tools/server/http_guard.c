@@ -22,12 +22,12 @@
 
 /* C_HEAD and C_LINGER connections are the guard's; the others are the library's. */
 enum {
-  C_HEAD,    /* receiving the request head (epoll) */
-  C_LINGER,  /* answered with an error: draining what the client still sends */
-  C_HANDED,  /* given to the library, which has not started it yet */
-  C_BODY,    /* the library reads the body */
-  C_DONE,    /* the request has arrived: the handler answers it */
-  C_CLOSING  /* cut off (deadline or eviction): the library closes it */
+  C_HEAD,   /* receiving the request head (epoll) */
+  C_LINGER, /* answered with an error: draining what the client still sends */
+  C_HANDED, /* given to the library, which has not started it yet */
+  C_BODY,   /* the library reads the body */
+  C_DONE,   /* the request has arrived: the handler answers it */
+  C_CLOSING /* cut off (deadline or eviction): the library closes it */
 };
 
 #define HANDOFF_MS 5000  /* a handed connection the library never starts is forgotten */
@@ -68,13 +68,19 @@ static void client_key(const struct sockaddr_storage *a, unsigned char key[16]) 
     memcpy(key, &((const struct sockaddr_in *)a)->sin_addr, 4);
   } else if (a->ss_family == AF_INET6) {
     const struct in6_addr *x = &((const struct sockaddr_in6 *)a)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(x)) memcpy(key, x->s6_addr + 12, 4);
-    else memcpy(key + 4, x->s6_addr, 8); /* one /64 is one client */
+    if (IN6_IS_ADDR_V4MAPPED(x))
+      memcpy(key, x->s6_addr + 12, 4);
+    else
+      memcpy(key + 4, x->s6_addr, 8); /* one /64 is one client */
   }
 }
 
-static int counted(const conn *c) { return c->state != C_LINGER && c->state != C_CLOSING; }
-static int waiting(const conn *c) { return c->state == C_HEAD || c->state == C_BODY; }
+static int counted(const conn *c) {
+  return c->state != C_LINGER && c->state != C_CLOSING;
+}
+static int waiting(const conn *c) {
+  return c->state == C_HEAD || c->state == C_BODY;
+}
 
 /* ---- the list (locked) ---- */
 
@@ -86,17 +92,23 @@ static conn *conn_add(vs_guard *g, int fd, const struct sockaddr_storage *a, soc
   c->addrlen = len;
   client_key(a, c->client);
   c->prev = g->last;
-  if (g->last) g->last->next = c;
-  else g->first = c;
+  if (g->last)
+    g->last->next = c;
+  else
+    g->first = c;
   g->last = c;
   return c;
 }
 
 static void conn_unlink(vs_guard *g, conn *c) {
-  if (c->prev) c->prev->next = c->next;
-  else g->first = c->next;
-  if (c->next) c->next->prev = c->prev;
-  else g->last = c->prev;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    g->first = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  else
+    g->last = c->prev;
   if (c->state == C_LINGER) g->n_lingering--;
   free(c);
 }
@@ -121,8 +133,7 @@ static void log_refusal(vs_guard *g, const conn *c, unsigned status, const char 
   fprintf(stderr, "vblip serve: %s: %u %s\n", peer, status, safe);
 }
 
-static void write_error(int fd, const char *url, size_t url_len, unsigned status,
-                        const char *msg) {
+static void write_error(int fd, const char *url, size_t url_len, unsigned status, const char *msg) {
   size_t len = 0;
   char *r = vs_error_response(url, url_len, status, msg, &len);
   /* a fresh socket's send buffer holds these few hundred bytes at once */
@@ -158,10 +169,11 @@ static void evict(vs_guard *g, conn *c, const char *why) {
   }
 }
 
-/* The oldest connection still receiving its request, of one client (key) or of all. */
-static conn *oldest_waiting(vs_guard *g, const unsigned char *key) {
+/* The oldest connection still receiving its request, of one client (key) or of all,
+ * other than the newcomer. */
+static conn *oldest_waiting(vs_guard *g, const conn *newcomer, const unsigned char *key) {
   for (conn *c = g->first; c; c = c->next)
-    if (waiting(c) && (!key || memcmp(c->client, key, 16) == 0)) return c;
+    if (c != newcomer && waiting(c) && (!key || memcmp(c->client, key, 16) == 0)) return c;
   return NULL;
 }
 
@@ -186,7 +198,7 @@ static void admit(vs_guard *g, int fd, const struct sockaddr_storage *a, socklen
   }
   char msg[160];
   if (mine >= g->lim.max_per_client) {
-    conn *v = oldest_waiting(g, c->client);
+    conn *v = oldest_waiting(g, c, c->client);
     if (!v) {
       snprintf(msg, sizeof msg, "too many connections from your address (the limit is %d)",
                g->lim.max_per_client);
@@ -195,7 +207,7 @@ static void admit(vs_guard *g, int fd, const struct sockaddr_storage *a, socklen
     }
     evict(g, v, "closed to make room: the request did not arrive quickly enough");
   } else if (all >= g->lim.max_connections) {
-    conn *v = oldest_waiting(g, NULL);
+    conn *v = oldest_waiting(g, c, NULL);
     if (!v) {
       snprintf(msg, sizeof msg, "the server has %d connections open (its limit); retry later",
                g->lim.max_connections);
@@ -276,8 +288,12 @@ static void check_deadlines(vs_guard *g) {
                g->lim.header_timeout_ms / 1e3);
       answer_and_linger(g, c, NULL, 0, 408, msg);
       break;
-    case C_LINGER: conn_close(g, c); break;
-    case C_HANDED: conn_unlink(g, c); break; /* never started: the library closed it */
+    case C_LINGER:
+      conn_close(g, c);
+      break;
+    case C_HANDED:
+      conn_unlink(g, c);
+      break; /* never started: the library closed it */
     case C_BODY:
       snprintf(msg, sizeof msg, "the request body did not arrive within %g s",
                g->lim.body_timeout_ms / 1e3);
@@ -286,7 +302,8 @@ static void check_deadlines(vs_guard *g) {
       shutdown(c->fd, SHUT_RDWR);
       c->state = C_CLOSING;
       break;
-    default: break;
+    default:
+      break;
     }
   }
 }
@@ -294,8 +311,7 @@ static void check_deadlines(vs_guard *g) {
 static int next_wait_ms(vs_guard *g) {
   double now = now_ms(), soonest = now + 250;
   for (conn *c = g->first; c; c = c->next)
-    if (c->state != C_DONE && c->state != C_CLOSING && c->deadline < soonest)
-      soonest = c->deadline;
+    if (c->state != C_DONE && c->state != C_CLOSING && c->deadline < soonest) soonest = c->deadline;
   return soonest <= now ? 0 : (int)(soonest - now) + 1;
 }
 
@@ -324,8 +340,10 @@ static void *guard_main(void *arg) {
       if (fd == g->wake) continue;
       /* looked up by descriptor: an earlier event of this round may have closed it */
       conn *c = find_own(g, fd);
-      if (c && c->state == C_HEAD) read_head(g, c, ev[i].events);
-      else if (c) drain(g, c);
+      if (c && c->state == C_HEAD)
+        read_head(g, c, ev[i].events);
+      else if (c)
+        drain(g, c);
     }
     check_deadlines(g);
   }

@@ -11,7 +11,9 @@ static int is_tchar(unsigned char c) {
 }
 
 /* visible ASCII or obs-text (bytes >= 0x80) */
-static int is_vchar(unsigned char c) { return (c > 0x20 && c != 0x7f); }
+static int is_vchar(unsigned char c) {
+  return (c > 0x20 && c != 0x7f);
+}
 
 static int fail(char *msg, size_t cap, int status, const char *what) {
   snprintf(msg, cap, "%s", what);
@@ -30,14 +32,16 @@ static long line_len(const char *p, const char *end, const char **next) {
 static int parse_request_line(const char *p, size_t n, int complete, const vs_http_limits *lim,
                               vs_http_head *out, char *msg, size_t cap) {
   size_t i = 0;
-  while (i < n && is_tchar((unsigned char)p[i])) i++;
+  while (i < n && is_tchar((unsigned char)p[i]))
+    i++;
   if (i == n && !complete)
     return i > 16 ? fail(msg, cap, 400, "the request method is too long") : 0;
   if (i == 0 || i > 16 || i == n || p[i] != ' ')
     return fail(msg, cap, 400, "malformed request line (expected METHOD /path HTTP/1.1)");
   out->method = p, out->method_len = i;
   size_t t = ++i;
-  while (i < n && is_vchar((unsigned char)p[i])) i++;
+  while (i < n && is_vchar((unsigned char)p[i]))
+    i++;
   out->target = p + t, out->target_len = i - t;
   if (i - t > lim->max_target) {
     snprintf(msg, cap, "the request target is longer than %zu bytes", lim->max_target);
@@ -72,7 +76,8 @@ static int parse_field(const char *p, size_t n, vs_http_head *out, int *hosts, c
   if (n && (p[0] == ' ' || p[0] == '\t'))
     return fail(msg, cap, 400, "header fields folded over several lines are not accepted");
   size_t i = 0;
-  while (i < n && is_tchar((unsigned char)p[i])) i++;
+  while (i < n && is_tchar((unsigned char)p[i]))
+    i++;
   if (i == 0 || i == n || p[i] != ':')
     return fail(msg, cap, 400, "malformed header field (expected Name: value)");
   size_t name_len = i++;
@@ -81,9 +86,11 @@ static int parse_field(const char *p, size_t n, vs_http_head *out, int *hosts, c
     if ((c < 0x20 && c != '\t') || c == 0x7f)
       return fail(msg, cap, 400, "a header field's value holds a control character");
   }
-  while (i < n && (p[i] == ' ' || p[i] == '\t')) i++;
+  while (i < n && (p[i] == ' ' || p[i] == '\t'))
+    i++;
   size_t e = n;
-  while (e > i && (p[e - 1] == ' ' || p[e - 1] == '\t')) e--;
+  while (e > i && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+    e--;
   const char *v = p + i;
   size_t vn = e - i;
   if (name_len == 4 && strncasecmp(p, "Host", 4) == 0) {

@@ -15,13 +15,13 @@ typedef struct {
 } vs_http_limits;
 
 typedef struct {
-  size_t head_len; /* bytes up to and including the blank line */
+  size_t head_len;             /* bytes up to and including the blank line */
   const char *method, *target; /* into the buffer, not NUL-terminated */
   size_t method_len, target_len;
-  int minor;            /* HTTP/1.minor */
-  int has_length;       /* a Content-Length field */
+  int minor;      /* HTTP/1.minor */
+  int has_length; /* a Content-Length field */
   uint64_t content_length;
-  int chunked;          /* Transfer-Encoding: chunked */
+  int chunked; /* Transfer-Encoding: chunked */
 } vs_http_head;
 
 enum { VS_HEAD_INCOMPLETE = 0, VS_HEAD_OK = 1 };
