@@ -317,13 +317,15 @@ static void test_errors(void) {
   s.start_sec = 100.0;
   /* the message names the window and the video's length, and the file once */
   CHECK(vb_video_read(v1, &s, &f) != 0 &&
-            strstr(vb_error_message(), "no frames in the window [100 s, the end): the video lasts 12 s") &&
+            strstr(vb_error_message(),
+                   "no frames in the window [100 s, the end): the video lasts 12 s") &&
             strstr(vb_error_message(), "video1_h264") &&
             !strstr(strstr(vb_error_message(), "video1_h264") + 1, "video1_h264"),
         "window after the end: %s", vb_error_message());
   s.start_sec = 5.0;
   s.end_sec = 5.0;
-  CHECK(vb_video_read(v1, &s, &f) != 0 && strstr(vb_error_message(), "the time window [5 s, 5 s) is empty"),
+  CHECK(vb_video_read(v1, &s, &f) != 0 &&
+            strstr(vb_error_message(), "the time window [5 s, 5 s) is empty"),
         "empty window: %s", vb_error_message());
   vb_sampling_default(&s);
   s.n_frames = 0;

@@ -121,10 +121,12 @@ static int get_id(const cJSON *o, const char *key, int32_t *out) {
 
 static int parse_vision(const cJSON *o, vb_vision_config *v) {
   const char *s = "vision_config.";
-  if (get_int(o, s, "hidden_size", &v->hidden_size, 1) || get_int(o, s, "intermediate_size", &v->intermediate_size, 1) ||
+  if (get_int(o, s, "hidden_size", &v->hidden_size, 1) ||
+      get_int(o, s, "intermediate_size", &v->intermediate_size, 1) ||
       get_int(o, s, "num_hidden_layers", &v->num_hidden_layers, 0) ||
       get_int(o, s, "num_attention_heads", &v->num_attention_heads, 1) ||
-      get_int(o, s, "image_size", &v->image_size, 1) || get_int(o, s, "patch_size", &v->patch_size, 1) ||
+      get_int(o, s, "image_size", &v->image_size, 1) ||
+      get_int(o, s, "patch_size", &v->patch_size, 1) ||
       get_int(o, s, "num_channels", &v->num_channels, 1) ||
       get_eps(o, s, "layer_norm_eps", &v->layer_norm_eps) ||
       get_bool(o, s, "qkv_bias", &v->qkv_bias) ||
@@ -143,7 +145,8 @@ static int parse_vision(const cJSON *o, vb_vision_config *v) {
 
 static int parse_qformer(const cJSON *o, vb_qformer_config *q) {
   const char *s = "qformer_config.";
-  if (get_int(o, s, "hidden_size", &q->hidden_size, 1) || get_int(o, s, "intermediate_size", &q->intermediate_size, 1) ||
+  if (get_int(o, s, "hidden_size", &q->hidden_size, 1) ||
+      get_int(o, s, "intermediate_size", &q->intermediate_size, 1) ||
       get_int(o, s, "num_hidden_layers", &q->num_hidden_layers, 0) ||
       get_int(o, s, "num_attention_heads", &q->num_attention_heads, 1) ||
       get_int(o, s, "cross_attention_frequency", &q->cross_attention_frequency, 1) ||

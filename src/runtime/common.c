@@ -43,7 +43,9 @@ int vb_input_error(const char *fmt, ...) {
   return -1;
 }
 
-bool vb_error_is_input(void) { return g_error_input; }
+bool vb_error_is_input(void) {
+  return g_error_input;
+}
 
 int vb_error_context(const char *fmt, ...) {
   char raw[512], prefix[512], old[1024];

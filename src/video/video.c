@@ -257,8 +257,7 @@ static int open_input(dec_t *d) {
 static int open_decoder(dec_t *d) {
   const AVCodecParameters *par = d->fmt->streams[d->si]->codecpar;
   const AVCodec *codec = avcodec_find_decoder(par->codec_id);
-  if (!codec)
-    return vb_error("no decoder for codec '%s'", avcodec_get_name(par->codec_id));
+  if (!codec) return vb_error("no decoder for codec '%s'", avcodec_get_name(par->codec_id));
   d->dec = avcodec_alloc_context3(codec);
   if (!d->dec) return vb_error("out of memory creating a decoder");
   int r = avcodec_parameters_to_context(d->dec, par);
@@ -1048,8 +1047,10 @@ static int read_video(const char *path, const vb_sampling *s, const vb_video_opt
 
 /* "[S s, E s)" or "[S s, the end)" */
 static const char *window_text(const vb_sampling *s, char *buf, size_t n) {
-  if (s->end_sec < 0 || isinf(s->end_sec)) snprintf(buf, n, "[%g s, the end)", s->start_sec);
-  else snprintf(buf, n, "[%g s, %g s)", s->start_sec, s->end_sec);
+  if (s->end_sec < 0 || isinf(s->end_sec))
+    snprintf(buf, n, "[%g s, the end)", s->start_sec);
+  else
+    snprintf(buf, n, "[%g s, %g s)", s->start_sec, s->end_sec);
   return buf;
 }
 
@@ -1061,8 +1062,8 @@ int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts
   if (g_window_empty && s && s->mode == VB_SAMPLE_UNIFORM) {
     char win[96];
     if (duration >= 0)
-      vb_error("no frames in the window %s: the video lasts %.3g s", window_text(s, win, sizeof win),
-               duration);
+      vb_error("no frames in the window %s: the video lasts %.3g s",
+               window_text(s, win, sizeof win), duration);
     else
       vb_error("no frames in the window %s", window_text(s, win, sizeof win));
   } else if (g_window_empty) {

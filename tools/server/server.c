@@ -779,7 +779,7 @@ typedef struct {
   vs_buf body;
   size_t body_limit;
   int too_large, failed, committed, answered;
-  int malformed; /* a multipart body the post processor refused: the client's fault */
+  int malformed;   /* a multipart body the post processor refused: the client's fault */
   int store_errno; /* why storing the upload failed (failed): the server's fault */
   char limit_msg[256];
   struct MHD_PostProcessor *pp;
@@ -2170,7 +2170,8 @@ static void log_library(void *cls, const char *fmt, va_list ap) {
   char raw[1024], safe[1024];
   vsnprintf(raw, sizeof raw, fmt, ap);
   size_t n = strlen(raw);
-  while (n && raw[n - 1] == '\n') raw[--n] = 0;
+  while (n && raw[n - 1] == '\n')
+    raw[--n] = 0;
   fprintf(stderr, "vblip serve: %s\n", vb_escape_controls(raw, safe, sizeof safe));
 }
 
@@ -2182,8 +2183,7 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
   }
   if (o->queue_size < 1 || o->max_videos < 1 || o->max_upload_bytes < 1 || o->port < 0 ||
       o->port > 65535 || o->max_connections < 0 || o->max_client_connections < 0 ||
-      o->header_timeout_ms < 0 ||
-      o->body_timeout_ms < 0 || o->idle_timeout_s < 0) {
+      o->header_timeout_ms < 0 || o->body_timeout_ms < 0 || o->idle_timeout_s < 0) {
     vb_error("invalid server options");
     return NULL;
   }
@@ -2253,13 +2253,12 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
                    MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
   if (o->verbose) flags |= MHD_USE_ERROR_LOG;
-  s->d = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, log_library, s,
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION,
-      vs_guard_on_connection, s->guard, MHD_OPTION_CONNECTION_TIMEOUT,
-      (unsigned)s->o.idle_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-      (unsigned)(2 * s->o.max_connections + 16), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)65536, MHD_OPTION_END);
+  s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+                          log_library, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                          MHD_OPTION_NOTIFY_CONNECTION, vs_guard_on_connection, s->guard,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)s->o.idle_timeout_s,
+                          MHD_OPTION_CONNECTION_LIMIT, (unsigned)(2 * s->o.max_connections + 16),
+                          MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_END);
   if (!s->d) {
     vb_error("cannot start the HTTP server (libmicrohttpd)");
     goto fail;
