@@ -222,27 +222,25 @@ write("model_files", "unigram_json", b"\x01" + t5_config + SEP + json.dumps(tj).
 
 
 # a small spiece.model: the fixture's protobuf with its first 400 pieces (field 1)
+def pb_varint(buf, i):
+    v, shift = 0, 0
+    while True:
+        b = buf[i]
+        i += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, i
+
+
 def pb_fields(buf):
     i = 0
     while i < len(buf):
-        start, key, shift = i, 0, 0
-        while True:
-            b = buf[i]
-            i += 1
-            key |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
+        start = i
+        key, i = pb_varint(buf, i)
         wire = key & 7
         if wire == 2:
-            n, shift = 0, 0
-            while True:
-                b = buf[i]
-                i += 1
-                n |= (b & 0x7F) << shift
-                shift += 7
-                if b < 0x80:
-                    break
+            n, i = pb_varint(buf, i)
             i += n
         elif wire == 0:
             while buf[i] >= 0x80:

@@ -154,18 +154,7 @@ static int start_server(server *s) {
   close(p[1]);
   s->out_fd = p[0];
   char line[512];
-  size_t len = 0;
-  double deadline = now_s() + 60;
-  while (len < sizeof line - 1 && now_s() < deadline) {
-    struct pollfd pf = {.fd = s->out_fd, .events = POLLIN};
-    if (poll(&pf, 1, 1000) <= 0) continue;
-    if (read(s->out_fd, line + len, 1) <= 0) break;
-    if (line[len] == '\n') break;
-    len++;
-  }
-  line[len] = 0;
-  const char *u = strstr(line, "http://127.0.0.1:");
-  g_port = u ? atoi(u + strlen("http://127.0.0.1:")) : 0;
+  g_port = tu_serve_port(s->out_fd, line, sizeof line, 60);
   return g_port > 0 ? 0 : -1;
 }
 
@@ -490,25 +479,19 @@ static void test_json_limits(const char *video_id) {
   char body[8192];
   for (int openai = 0; openai < 2; openai++) {
     const char *path = openai ? "/v1/chat/completions" : "/api/chat";
-    int n = snprintf(body, sizeof body,
-                     "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
-                     "\"max_tokens\":2} garbage",
-                     video_id);
-    if (!openai)
-      n = snprintf(
-          body, sizeof body,
-          "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]} garbage",
-          video_id);
-    r = post(path, body, (size_t)n);
-    EXPECT(r, 400, openai, "has more after its JSON value", "trailing garbage");
-    reply_free(&r);
-    n = snprintf(
-        body, sizeof body,
-        "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"bad \xff\"}]}",
-        video_id);
-    r = post(path, body, (size_t)n);
-    EXPECT(r, 400, openai, "not valid UTF-8", "invalid UTF-8 content");
-    reply_free(&r);
+    static const struct {
+      const char *content, *after, *msg;
+    } bad[] = {{"hi", " garbage", "has more after its JSON value"}, /* then more */
+               {"bad \xff", "", "not valid UTF-8"}};
+    int n;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      n = snprintf(body, sizeof body,
+                   "{\"video_id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"%s\"}]}%s",
+                   video_id, bad[i].content, bad[i].after);
+      r = post(path, body, (size_t)n);
+      EXPECT(r, 400, openai, bad[i].msg, bad[i].msg);
+      reply_free(&r);
+    }
     for (int stream = 0; stream < 2; stream++) {
       n = snprintf(
           body, sizeof body,

@@ -109,15 +109,7 @@ static void serve_each(void) {
     }
     close(p[1]);
     char line[512];
-    size_t len = 0;
-    time_t deadline = time(NULL) + 60;
-    while (len < sizeof line - 1 && time(NULL) < deadline) {
-      struct pollfd pf = {.fd = p[0], .events = POLLIN};
-      if (poll(&pf, 1, 1000) <= 0) continue;
-      if (read(p[0], line + len, 1) != 1 || line[len] == '\n') break;
-      len++;
-    }
-    line[len] = 0;
+    tu_serve_port(p[0], line, sizeof line, 60);
     const char *u = strstr(line, "http://127.0.0.1:");
     if (CHECK(u != NULL, "serve from the %s did not start: '%s'", k_form_names[k], line)) {
       char cmd[700], *out = NULL;

@@ -58,25 +58,13 @@ static int start_server(server *s, const char *const *extra, const char *delay_m
   close(p[1]);
   s->out_fd = p[0];
   char line[512];
-  size_t len = 0;
-  double deadline = time(NULL) + 60;
-  while (len < sizeof line - 1 && time(NULL) < deadline) {
-    struct pollfd pf = {.fd = s->out_fd, .events = POLLIN};
-    if (poll(&pf, 1, 1000) <= 0) continue;
-    ssize_t r = read(s->out_fd, line + len, 1);
-    if (r <= 0) break;
-    if (line[len] == '\n') break;
-    len++;
-  }
-  line[len] = 0;
-  const char *u = strstr(line, "http://127.0.0.1:");
-  if (!u) {
+  int port = tu_serve_port(s->out_fd, line, sizeof line, 60);
+  if (!port) {
     fprintf(stderr, "server did not start: '%s'\n", line);
     return -1;
   }
-  int port = atoi(u + strlen("http://127.0.0.1:"));
   snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
-  return port > 0 ? 0 : -1;
+  return 0;
 }
 
 /* SIGTERM, then the exit status (or -1 after 15 s, with SIGKILL) */

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "formats/safetensors.h"
@@ -132,6 +134,20 @@ int tu_run(const char *cmd, char **output) {
   if (output) *output = buf;
   else free(buf);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int tu_serve_port(int fd, char *line, size_t cap, int timeout_s) {
+  size_t len = 0;
+  time_t deadline = time(NULL) + timeout_s;
+  while (len + 1 < cap && time(NULL) < deadline) {
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    if (poll(&pf, 1, 1000) <= 0) continue;
+    if (read(fd, line + len, 1) != 1 || line[len] == '\n') break;
+    len++;
+  }
+  line[len] = 0;
+  const char *u = strstr(line, "http://127.0.0.1:");
+  return u ? atoi(u + strlen("http://127.0.0.1:")) : 0;
 }
 
 const char *tu_tmpdir(void) {

@@ -177,6 +177,20 @@ static conn *oldest_waiting(vs_guard *g, const conn *newcomer, const unsigned ch
   return NULL;
 }
 
+/* At a limit: the oldest connection still receiving its request (of the newcomer's client
+ * when key is set) makes room; when there is none, the newcomer gets `status`. Returns 1
+ * when the newcomer was refused. */
+static int make_room(vs_guard *g, conn *c, const unsigned char *key, unsigned status,
+                     const char *refusal) {
+  conn *v = oldest_waiting(g, c, key);
+  if (!v) {
+    answer_and_linger(g, c, NULL, 0, status, refusal);
+    return 1;
+  }
+  evict(g, v, "closed to make room: the request did not arrive quickly enough");
+  return 0;
+}
+
 /* ---- accepting ---- */
 
 static void admit(vs_guard *g, int fd, const struct sockaddr_storage *a, socklen_t len) {
@@ -198,23 +212,13 @@ static void admit(vs_guard *g, int fd, const struct sockaddr_storage *a, socklen
   }
   char msg[160];
   if (mine >= g->lim.max_per_client) {
-    conn *v = oldest_waiting(g, c, c->client);
-    if (!v) {
-      snprintf(msg, sizeof msg, "too many connections from your address (the limit is %d)",
-               g->lim.max_per_client);
-      answer_and_linger(g, c, NULL, 0, 429, msg);
-      return;
-    }
-    evict(g, v, "closed to make room: the request did not arrive quickly enough");
+    snprintf(msg, sizeof msg, "too many connections from your address (the limit is %d)",
+             g->lim.max_per_client);
+    if (make_room(g, c, c->client, 429, msg)) return;
   } else if (all >= g->lim.max_connections) {
-    conn *v = oldest_waiting(g, c, NULL);
-    if (!v) {
-      snprintf(msg, sizeof msg, "the server has %d connections open (its limit); retry later",
-               g->lim.max_connections);
-      answer_and_linger(g, c, NULL, 0, 503, msg);
-      return;
-    }
-    evict(g, v, "closed to make room: the request did not arrive quickly enough");
+    snprintf(msg, sizeof msg, "the server has %d connections open (its limit); retry later",
+             g->lim.max_connections);
+    if (make_room(g, c, NULL, 503, msg)) return;
   }
   c->state = C_HEAD;
   c->deadline = now_ms() + g->lim.header_timeout_ms;
