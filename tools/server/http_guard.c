@@ -53,6 +53,7 @@ struct vs_guard {
   struct MHD_Daemon *d;
   pthread_t thread;
   int started, stopping;
+  double accept_paused_until; /* out of descriptors: the listening socket rests */
   char *buf; /* max_head + 1 bytes for peeking */
 };
 
@@ -231,8 +232,18 @@ static void accept_all(vs_guard *g) {
     struct sockaddr_storage a;
     socklen_t len = sizeof a;
     int fd = accept4(g->listen_fd, (struct sockaddr *)&a, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN, or out of descriptors: the backlog waits */
-    admit(g, fd, &a, len);
+    if (fd >= 0) {
+      admit(g, fd, &a, len);
+      continue;
+    }
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      /* the pending connection stays in the backlog: stop watching the listening socket
+       * for a moment instead of waking up for it without end */
+      struct epoll_event off = {.events = 0, .data.fd = g->listen_fd};
+      epoll_ctl(g->ep, EPOLL_CTL_MOD, g->listen_fd, &off);
+      g->accept_paused_until = now_ms() + 100;
+    }
+    return; /* EAGAIN: nothing more waits */
   }
 }
 
@@ -350,6 +361,11 @@ static void *guard_main(void *arg) {
         drain(g, c);
     }
     check_deadlines(g);
+    if (g->accept_paused_until && now_ms() >= g->accept_paused_until) {
+      struct epoll_event on = {.events = EPOLLIN, .data.fd = g->listen_fd};
+      epoll_ctl(g->ep, EPOLL_CTL_MOD, g->listen_fd, &on);
+      g->accept_paused_until = 0;
+    }
   }
   pthread_mutex_unlock(&g->mu);
   return NULL;
