@@ -54,7 +54,7 @@ struct vs_guard {
   pthread_t thread;
   int started, stopping;
   double accept_paused_until; /* out of descriptors: the listening socket rests */
-  char *buf; /* max_head + 1 bytes for peeking */
+  char *buf;                  /* max_head + 1 bytes for peeking */
 };
 
 static double now_ms(void) {
@@ -142,8 +142,22 @@ static void write_error(int fd, const char *url, size_t url_len, unsigned status
   free(r);
 }
 
+/* Reads and drops what a lingering connection sent (at most 256 KiB a call); closes it
+ * at the end of its stream. c may be gone afterwards. */
+static void drain(vs_guard *g, conn *c) {
+  char sink[4096];
+  for (int i = 0; i < 64; i++) {
+    ssize_t n = recv(c->fd, sink, sizeof sink, 0);
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    conn_close(g, c); /* end of stream or error */
+    return;
+  }
+}
+
 /* Answers one of the guard's connections and drains it for a moment before closing:
- * closing with unread bytes would reset the connection and lose the answer. */
+ * closing with unread bytes (the peeked head among them) would reset the connection
+ * and could lose the answer. c may be gone afterwards. */
 static void answer_and_linger(vs_guard *g, conn *c, const char *url, size_t url_len,
                               unsigned status, const char *msg) {
   log_refusal(g, c, status, msg);
@@ -156,15 +170,19 @@ static void answer_and_linger(vs_guard *g, conn *c, const char *url, size_t url_
   c->state = C_LINGER;
   c->deadline = now_ms() + LINGER_MS;
   g->n_lingering++;
+  /* a refused newcomer is not watched yet (EEXIST for the others) */
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLET, .data.fd = c->fd};
+  epoll_ctl(g->ep, EPOLL_CTL_ADD, c->fd, &ev);
+  drain(g, c);
 }
 
 /* Makes room: the connection that has waited longest for its request goes. */
 static void evict(vs_guard *g, conn *c, const char *why) {
-  log_refusal(g, c, 503, why);
-  write_error(c->fd, NULL, 0, 503, why);
   if (c->state == C_HEAD) {
-    conn_close(g, c);
+    answer_and_linger(g, c, NULL, 0, 503, why);
   } else { /* the library's: it notices the shutdown and closes */
+    log_refusal(g, c, 503, why);
+    write_error(c->fd, NULL, 0, 503, why);
     shutdown(c->fd, SHUT_RDWR);
     c->state = C_CLOSING;
   }
@@ -275,17 +293,6 @@ static void read_head(vs_guard *g, conn *c, unsigned events) {
     answer_and_linger(g, c, h.target, h.target_len, (unsigned)st, msg);
   } else if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
     conn_close(g, c); /* the client stopped sending before its head was whole */
-  }
-}
-
-static void drain(vs_guard *g, conn *c) {
-  char sink[4096];
-  for (;;) {
-    ssize_t n = recv(c->fd, sink, sizeof sink, 0);
-    if (n > 0) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    conn_close(g, c); /* end of stream or error */
-    return;
   }
 }
 
