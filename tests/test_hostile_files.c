@@ -284,6 +284,28 @@ static void test_model_files(void) {
   }
   free(cfg_text);
 
+  /* a tensor name with an OSC title sequence and a forged line: quoted escaped */
+  dir = model_copy("tensor-model");
+  {
+    const char *hdr = "{\"x\\u001b]0;PWNED\\u0007\\r\\nvblip: fake line\": {\"dtype\": \"XX\", "
+                      "\"shape\": [1], \"data_offsets\": [0, 4]}}";
+    FILE *f = fopen(file_in(dir, "model.safetensors"), "wb");
+    if (CHECK(f != NULL, "cannot write model.safetensors")) {
+      uint64_t n = strlen(hdr);
+      fwrite(&n, 8, 1, f); /* little-endian length, as on every machine this builds on */
+      fputs(hdr, f);
+      fwrite("\0\0\0\0", 1, 4, f);
+      fclose(f);
+    }
+    unlink(file_in(dir, "pytorch_model.bin"));
+    vblip_model *m = load(dir);
+    CHECK(!m && no_controls(vblip_last_error()) &&
+              strstr(vblip_last_error(),
+                     "tensor x\\x1b]0;PWNED\\x07\\x0d\\x0avblip: fake line: unsupported dtype XX"),
+          "hostile tensor name: %s", vblip_last_error());
+    vblip_model_free(m);
+  }
+
   /* a vocabulary whose ids collide: refused at load, not at generation time */
   dir = model_copy("vocab-model");
   unlink(file_in(dir, "tokenizer.json"));
