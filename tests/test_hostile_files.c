@@ -355,8 +355,9 @@ static void test_prompt_limit(void) {
   free(ids);
   size_t got = 0;
   if (CHECK(n == room, "could not build a prompt of %zu tokens (%zu)", room, n)) {
-    CHECK(vblip_check_prompt(m, text, &got) == 0 && got == room, "a prompt of %zu tokens: %s (%zu)",
-          room, vblip_last_error(), got);
+    /* the input's positions: the video's query tokens, then the prompt's */
+    CHECK(vblip_check_prompt(m, text, &got) == 0 && got == room + (size_t)info.num_query_tokens,
+          "a prompt of %zu tokens: %s (%zu positions)", room, vblip_last_error(), got);
     strcat(text, " a");
     CHECK(vblip_check_prompt(m, text, &got) != 0 && vblip_last_error_kind() == VBLIP_ERROR_INPUT &&
               strstr(vblip_last_error(), "longer than") &&
