@@ -620,26 +620,39 @@ static int on_piece(void *user, const char *piece) {
   return stop;
 }
 
-/* The worker only: the job's input, its videos encoded; NULL when the job failed. */
-static vblip_input *job_input(vblip_server *s, job *j) {
+/* The input of items, their videos encoded (and immutable from then on); NULL with the
+ * library's error. */
+static vblip_input *items_input(const chat_item *items, int n) {
   vblip_input *in = vblip_input_new();
   int rc = in ? 0 : vb_error("out of memory");
-  for (int i = 0; rc == 0 && i < j->n_items; i++) {
-    if (!j->items[i].e) {
-      rc = vblip_input_add_text(in, j->items[i].text);
-    } else if (ensure_encoded(s, j->items[i].e, j) != 0) {
-      vblip_input_free(in);
-      return NULL;
-    } else {
-      rc = vblip_input_add_video(in, &j->items[i].e->video);
-    }
+  for (int i = 0; rc == 0 && i < n; i++)
+    rc = items[i].e ? vblip_input_add_video(in, &items[i].e->video)
+                    : vblip_input_add_text(in, items[i].text);
+  if (rc != 0) {
+    vblip_input_free(in);
+    return NULL;
   }
+  return in;
+}
+
+/* The positions the input takes as the model lays it out, tokenized only up to the
+ * model's limit (the tokenizer is thread-safe). 0, or -1 with the library's error. */
+static int input_positions(vblip_server *s, const vblip_input *in, size_t *n) {
   int32_t *ids = NULL;
   uint8_t *mask = NULL;
-  size_t n_ids = 0;
-  if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
+  int rc = vblip_input_ids(s->m, in, &ids, &mask, n);
   free(ids);
   free(mask);
+  return rc;
+}
+
+/* The worker only: the job's input, its videos encoded; NULL when the job failed. */
+static vblip_input *job_input(vblip_server *s, job *j) {
+  for (int i = 0; i < j->n_items; i++)
+    if (j->items[i].e && ensure_encoded(s, j->items[i].e, j) != 0) return NULL;
+  vblip_input *in = items_input(j->items, j->n_items);
+  size_t n_ids = 0;
+  int rc = in ? input_positions(s, in, &n_ids) : -1;
   /* an input with no room left for an answer is the client's to shorten */
   if (rc == 0 && s->info.max_positions > 0 && n_ids >= (size_t)s->info.max_positions)
     rc = vb_error("the conversation is %zu positions; the model takes at most %d", n_ids,
@@ -1544,19 +1557,11 @@ static cJSON *score_result(job *j) {
 }
 
 /* The input the worker will lay out, checked in the request's thread: its videos are
- * encoded (immutable now) and the tokenizer is thread-safe. 0, or -1 with msg. */
+ * encoded by now. 0, or -1 with msg. */
 static int check_input(vblip_server *s, const chat_item *items, int n, char *msg, size_t cap) {
-  vblip_input *in = vblip_input_new();
-  int rc = in ? 0 : -1;
-  for (int i = 0; rc == 0 && i < n; i++)
-    rc = items[i].e ? vblip_input_add_video(in, &items[i].e->video)
-                    : vblip_input_add_text(in, items[i].text);
-  int32_t *ids = NULL;
-  uint8_t *mask = NULL;
-  size_t n_ids = 0;
-  if (rc == 0) rc = vblip_input_ids(s->m, in, &ids, &mask, &n_ids);
-  free(ids);
-  free(mask);
+  vblip_input *in = items_input(items, n);
+  size_t n_ids;
+  int rc = in ? input_positions(s, in, &n_ids) : -1;
   vblip_input_free(in);
   if (rc != 0) snprintf(msg, cap, "%s", vblip_last_error());
   return rc;
