@@ -359,6 +359,11 @@ static int interleaved_ids(const vblip_model *m, const vblip_input *in, int32_t 
                       .n_query = m->cfg.num_query_tokens};
   rc = vb_icl_ids(m->tok, &spec, blocks, nb, ids, mask, n);
   vb_icl_blocks_free(blocks, nb);
+  /* the only input error left here is the limit: the texts are valid UTF-8 */
+  if (rc != 0 && vb_error_is_input() && m->cfg.lm_kind == VB_LM_OPT && m->lm->max_positions > 0)
+    return vb_input_error("the input is longer than %zu positions: the language model takes %d, "
+                          "at least 1 of them for the answer",
+                          spec.max_ids, m->lm->max_positions);
   return rc;
 }
 

@@ -421,6 +421,13 @@ void vs_guard_request_received(vs_guard *g, struct MHD_Connection *mc) {
   pthread_mutex_unlock(&g->mu);
 }
 
+void vs_guard_request_done(vs_guard *g, struct MHD_Connection *mc) {
+  pthread_mutex_lock(&g->mu);
+  conn *c = library_conn(mc);
+  if (c) c->state = C_CLOSING;
+  pthread_mutex_unlock(&g->mu);
+}
+
 void vs_guard_reject(vs_guard *g, struct MHD_Connection *mc, const char *url, unsigned status,
                      const char *msg) {
   int fd = library_fd(mc);

@@ -48,6 +48,9 @@ void vs_guard_free(vs_guard *g);
 
 /* The request on c has arrived whole: the body deadline no longer applies. */
 void vs_guard_request_received(vs_guard *g, struct MHD_Connection *c);
+/* The request on c is answered (the library is about to close c): it no longer counts
+ * against the limits, although the library has not closed it yet. */
+void vs_guard_request_done(vs_guard *g, struct MHD_Connection *c);
 /* Answers c with an error written on its socket and closes it for reading, from the
  * connection's own thread while the library is still reading the body (where the
  * library cannot queue a response); the handler then returns MHD_NO. */

@@ -815,9 +815,13 @@ static void req_free(vblip_server *s, req *r) {
   free(r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
-  (void)c;
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
   (void)toe;
+  vblip_server *s = cls;
+  /* called before the library shuts the socket: a client that has read the whole answer
+   * finds its connection's slot free */
+  vs_guard_request_done(s->guard, c);
   if (*con_cls) req_free(cls, *con_cls);
   *con_cls = NULL;
 }
