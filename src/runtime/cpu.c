@@ -67,8 +67,10 @@ static void detect(void) {
       g_cpu.avx512_vnni = g_cpu.avx512f && ((c >> 11) & 1);
       g_cpu.amx_bf16 = tile_os && ((d >> 22) & 1);
       g_cpu.amx_tile = tile_os && ((d >> 24) & 1);
+      g_cpu.amx_int8 = tile_os && ((d >> 25) & 1);
       if (sub_max >= 1) {
         __cpuid_count(7, 1, a, b, c, d);
+        g_cpu.avx_vnni = g_cpu.avx2 && ((a >> 4) & 1);
         g_cpu.avx512_bf16 = g_cpu.avx512bw && g_cpu.avx512vl && ((a >> 5) & 1);
       }
     }
@@ -84,6 +86,7 @@ static void detect(void) {
     g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512dq = false;
     g_cpu.avx512_bf16 = g_cpu.avx512_vnni = false;
   }
+  if (env_flag("VBLIP_NO_AVX_VNNI")) g_cpu.avx_vnni = false; /* testing aid */
   /* oneDNN must never emit AMX instructions without the permission, and its
    * ISA choice is fixed at its first primitive: cap it now. */
   if (!g_cpu.amx_usable) {
@@ -93,10 +96,12 @@ static void detect(void) {
                                            : dnnl_cpu_isa_sse41;
     dnnl_set_max_cpu_isa(cap); /* fails only after a primitive exists: nothing to do then */
   }
-  snprintf(g_desc, sizeof g_desc, "avx2=%d avx512=%d avx512_bf16=%d avx512_vnni=%d amx=%s",
-           g_cpu.avx2, g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl, g_cpu.avx512_bf16,
-           g_cpu.avx512_vnni,
-           g_cpu.amx_usable ? "on" : g_cpu.amx_refused ? "refused" : "absent");
+  snprintf(g_desc, sizeof g_desc,
+           "avx2=%d avx_vnni=%d avx512=%d avx512_bf16=%d avx512_vnni=%d amx=%s amx_int8=%d",
+           g_cpu.avx2, g_cpu.avx_vnni, g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl,
+           g_cpu.avx512_bf16, g_cpu.avx512_vnni,
+           g_cpu.amx_usable ? "on" : g_cpu.amx_refused ? "refused" : "absent",
+           g_cpu.amx_usable && g_cpu.amx_int8);
 }
 
 void vb_cpu_init(void) { pthread_once(&g_once, detect); }

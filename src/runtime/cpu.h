@@ -12,7 +12,9 @@ typedef struct {
   bool avx512f, avx512bw, avx512vl, avx512dq; /* with OS support for ZMM state */
   bool avx512_bf16;             /* VDPBF16PS / VCVTNE2PS2BF16 */
   bool avx512_vnni;             /* VPDPBUSD (int8 dot products) */
+  bool avx_vnni;                /* VPDPBUSD on ymm (VEX), e.g. CPUs without AVX-512 */
   bool amx_tile, amx_bf16;      /* CPU reports them */
+  bool amx_int8;                /* TDPBSSD and friends (with amx_usable) */
   bool amx_usable;              /* ... and the kernel granted XTILEDATA, not disabled */
   bool amx_refused;             /* the kernel refused (or VBLIP_NO_AMX=1 forced it off) */
 } vb_cpu_features;

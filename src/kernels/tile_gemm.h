@@ -1,0 +1,94 @@
+/* Internal: vblip's own blocked matrix products for layers that always run
+ * with many rows (vision encoder, Q-Former):
+ *  - bf16 x bf16 -> f32 on AMX tiles (TDPBF16PS);
+ *  - int8 x int8 -> int32 -> f32 on AMX-INT8 (TDPBSSD), AVX512-VNNI or
+ *    AVX-VNNI (VPDPBUSD), or portable C.
+ * Weights are packed once into column groups of 16 output channels, each
+ * group holding its k-pairs (bf16) or k-quads (int8) one 64-byte row after
+ * another: exactly the rows of an AMX B tile, and one VNNI vector per k-step.
+ * Padding (N to 32, K to 32 / 64, activations' M to 32) is zero, so the cores
+ * only ever see whole blocks. */
+#ifndef VBLIP_KERNELS_TILE_GEMM_H
+#define VBLIP_KERNELS_TILE_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VB_TILE_MB 32 /* rows of a core's output block */
+#define VB_TILE_NB 32 /* columns of a core's output block */
+
+/* The product kinds, one per core. */
+typedef enum {
+  VB_TILE_BF16_AMX = 0,
+  VB_TILE_I8_AMX,
+  VB_TILE_I8_AVX512VNNI,
+  VB_TILE_I8_AVXVNNI,
+  VB_TILE_I8_C,
+  VB_TILE_KINDS
+} vb_tile_kind;
+
+const char *vb_tile_kind_name(vb_tile_kind k);
+/* Whether this CPU (and, for AMX, the kernel's permission and VBLIP_NO_AMX)
+ * runs kind k. */
+int vb_tile_kind_usable(vb_tile_kind k);
+/* The fastest usable int8 kind here (VB_TILE_I8_C at worst). */
+vb_tile_kind vb_tile_i8_best(void);
+
+/* A weight W [N, K] packed for the cores. */
+typedef struct {
+  int N, K;         /* logical shape */
+  int Np, Kp;       /* padded: Np % 32 == 0, Kp % 32 (bf16) or % 64 (int8) == 0 */
+  int is_i8;
+  void *data;       /* bf16: [Np/16][Kp/2][16][2]; int8: [Np/16][Kp/4][16][4] */
+  float *scale;     /* int8: per output channel, w = q * scale (0 for padding) */
+  int32_t *colsum;  /* int8: sum over k of q[n, k] (VPDPBUSD's offset correction) */
+} vb_tile_weight;
+
+/* Packs from f32 rows: row(ctx, n, buf) writes row n (K floats) into buf and
+ * returns 0, or -1 (error set). int8 rounds each row to its own scale,
+ * max|w| / 127. Rows are converted in parallel. */
+typedef int (*vb_tile_row_fn)(void *ctx, int n, float *buf);
+int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx);
+void vb_tile_weight_free(vb_tile_weight *w);
+/* Element (n, k) of a packed weight (tests): the bf16 bits or the int8 value. */
+int vb_tile_weight_get(const vb_tile_weight *w, int n, int k);
+
+/* Output stage: y = act(acc (* scales) + bias) into f32 rows. */
+typedef enum { VB_TILE_ACT_NONE = 0, VB_TILE_ACT_GELU_ERF } vb_tile_act;
+
+/* y[M, N] (row stride ldy) = act(x[M, K] W^T + bias): x rounded to bf16
+ * (kind VB_TILE_BF16_AMX) or quantized per row to int8 with scale
+ * max|x_row| / 127 (int8 kinds). -1 (error set, nothing written) when kind is
+ * not usable or memory runs out. */
+int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, int M,
+                   const float *bias, vb_tile_act act, float *y, int ldy);
+
+/* The register peak of kind k on all threads: a loop of independent products
+ * from registers / tiles, no memory traffic; TFLOP/s (TOP/s for int8). ms is
+ * roughly how long each thread runs. 0 when not usable. */
+double vb_tile_peak(vb_tile_kind k, double ms);
+
+/* ---- internal to the tile files ---- */
+
+/* Core: C[32, 32] (ldc in elements, f32 or int32) (+)= A[32 rows from a, lda
+ * bytes, k from 0] x the two 16-column groups b0, b1 (k-step rows of 64 bytes
+ * from k = 0), over ksteps steps (32 k for bf16, 64 for int8). accumulate: add
+ * to C instead of overwriting it. */
+typedef void (*vb_tile_core_fn)(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,
+                                int ksteps, void *c, int ldc, int accumulate);
+vb_tile_core_fn vb_tile_core(vb_tile_kind k);
+/* Per-thread set-up and tear-down around cores (AMX tile configuration). */
+void vb_tile_thread_begin(vb_tile_kind k);
+void vb_tile_thread_end(vb_tile_kind k);
+/* Whether kind k's int8 core takes activations biased by +128 (VPDPBUSD):
+ * its sums then carry 128 * colsum extra. */
+int vb_tile_biased(vb_tile_kind k);
+/* The cores and register-peak loops by file: tile_cores_amx.c (AMX kinds) and
+ * tile_cores_vnni.c (the others); the peaks return operations done by the
+ * calling thread. */
+vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k);
+vb_tile_core_fn vb_tile_core_vnni(vb_tile_kind k);
+double vb_tile_peak_amx(vb_tile_kind k, double ms, double *ms_taken);
+double vb_tile_peak_vnni(vb_tile_kind k, double ms, double (*now)(void));
+
+#endif
