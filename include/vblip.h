@@ -88,15 +88,28 @@ typedef enum {
   VBLIP_LAYOUT_BLIP2 = 1,
   VBLIP_LAYOUT_INTERLEAVED = 2
 } vblip_layout;
+/* Compute type of the vision encoder's and Q-Former's matrix products. */
+typedef enum {
+  VBLIP_VISION_AUTO = 0, /* int8 when the checkpoint's vision weights are int8
+                          * (vblip convert --vision-type int8), else as dtype */
+  VBLIP_VISION_F32 = 1,
+  VBLIP_VISION_BF16 = 2,
+  VBLIP_VISION_INT8 = 3  /* int8 weights (per output channel; quantized at load
+                          * unless stored so) x int8 activations (per row), int32
+                          * sums; attention, softmax, norms and GELU stay float;
+                          * products that int8 hurts stay at dtype (see README) */
+} vblip_vision_dtype;
 
 typedef struct {
   int n_threads; /* 0: all cores */
   int progress;  /* show loading progress on stderr when it is a terminal */
   vblip_dtype dtype; /* default VBLIP_DTYPE_AUTO */
   vblip_layout layout; /* default VBLIP_LAYOUT_AUTO: the checkpoint decides */
+  vblip_vision_dtype vision_dtype; /* default VBLIP_VISION_AUTO (env VBLIP_VISION_DTYPE) */
 } vblip_load_options;
 
-/* Defaults: all cores, progress shown, dtype from $VBLIP_DTYPE (auto|f32|bf16), else auto. */
+/* Defaults: all cores, progress shown, dtype from $VBLIP_DTYPE (auto|f32|bf16), vision_dtype
+ * from $VBLIP_VISION_DTYPE (auto|f32|bf16|int8), else auto. */
 void vblip_load_options_default(vblip_load_options *o);
 /* Parses "auto", "f32" or "bf16"; -1 for anything else. */
 int vblip_dtype_parse(const char *s, vblip_dtype *out);
@@ -107,6 +120,11 @@ int vblip_layout_parse(const char *s, vblip_layout *out);
 /* The layout a loaded model uses (never AUTO), and its name ("blip2", "interleaved"). */
 vblip_layout vblip_model_layout(const vblip_model *m);
 const char *vblip_layout_name(vblip_layout l);
+/* Parses "auto", "f32", "bf16" or "int8"; -1 for anything else. */
+int vblip_vision_dtype_parse(const char *s, vblip_vision_dtype *out);
+/* What the loaded model's vision encoder runs: "f32", "bf16" or "int8"
+ * (int8: some products may stay at the model's dtype). */
+const char *vblip_model_vision_dtype(const vblip_model *m);
 /* model: a checkpoint directory, a .gguf file (vblip convert), or a Hugging Face
  * repo id ("owner/name" that names no local path), which needs a repo resolver.
  * o: NULL for the defaults. Free the model with vblip_model_free. */
@@ -329,6 +347,11 @@ char *vblip_chat_prompt(const char *const *users, const char *const *answers, si
  * progress: a progress bar on stderr when it is a terminal. vblip_model_load
  * accepts the .gguf path in place of a directory. */
 int vblip_convert(const char *model, const char *out_path, const char *type, int progress);
+/* vblip_convert with a type for the vision encoder's and Q-Former's linear
+ * weights: "int8" (per-output-channel int8 + "<name>_scale" float32 tensors;
+ * the products --vision-dtype int8 quantizes) or NULL / "same" (as type). */
+int vblip_convert_ex(const char *model, const char *out_path, const char *type,
+                     const char *vision_type, int progress);
 
 #ifdef __cplusplus
 }

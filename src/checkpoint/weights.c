@@ -1,6 +1,7 @@
 #include "checkpoint/weights.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,7 +164,7 @@ static const vb_tensor_info *find_v(vb_weights *w, const char *name, int ndim, v
     return NULL;
   }
   if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16 &&
-      t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0) {
+      t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0 && t->dtype != VB_DT_I8) {
     vb_error("weights: tensor %s has dtype %s, expected a floating-point type", name,
              vb_dtype_name(t->dtype));
     return NULL;
@@ -180,6 +181,10 @@ const vb_tensor_info *vb_weights_find(vb_weights *w, const char *name, int ndim,
 }
 
 static const float *as_f32(vb_weights *w, const vb_tensor_info *t) {
+  if (t->dtype == VB_DT_I8) {
+    vb_error("weights: tensor %s is int8, which only linear layers' weights may be", t->name);
+    return NULL;
+  }
   if (t->dtype == VB_DT_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
   int64_t n = vb_tensor_numel(t);
   float *buf = vb_malloc_aligned((size_t)n * sizeof(float));
@@ -234,6 +239,17 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
   l->w = t->data;
   l->compute = w->compute;
   l->pack = w->pack;
+  if (t->dtype == VB_DT_I8) { /* vblip convert --vision-type int8: per-channel scales beside it */
+    snprintf(name, sizeof name, "%s.weight_scale", prefix);
+    const vb_tensor_info *st = vb_weights_find(w, name, 1, (int64_t)out);
+    if (!st) return vb_error_context("int8 weight %s.weight", prefix);
+    if (st->dtype != VB_DT_F32) return vb_error("weights: %s must be float32", name);
+    l->w_scale = vb_weights_f32(w, name, 1, (int64_t)out);
+    if (!l->w_scale) return -1;
+    for (int i = 0; i < out; i++)
+      if (!isfinite(l->w_scale[i]) || l->w_scale[i] < 0)
+        return vb_error("weights: %s[%d] = %g is not a scale", name, i, l->w_scale[i]);
+  }
   if (has_bias) {
     snprintf(name, sizeof name, "%s.bias", prefix);
     l->bias = vb_weights_f32(w, name, 1, (int64_t)out);
@@ -241,5 +257,42 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
   }
   if (vb_linear_prepare(l) != 0) return -1;
   if (!vb_linear_reads_stored(l)) drop_mapped_pages(w, t->data, t->nbytes);
+  return 0;
+}
+
+int vb_weights_linear_vision(vb_weights *w, const char *prefix, int out, int in, int has_bias,
+                             unsigned kind, vb_linear *l) {
+  vb_compute base = w->compute;
+  if (w->int8) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    const vb_tensor_info *t = vb_tt_find(&w->tt, name);
+    if ((t && t->dtype == VB_DT_I8) || (w->int8_kinds & kind)) w->compute = VB_COMPUTE_INT8;
+  }
+  int rc = vb_weights_linear(w, prefix, out, in, has_bias, l);
+  w->compute = base;
+  return rc;
+}
+
+int vb_i8_kinds_parse(const char *s, unsigned *out) {
+  static const struct {
+    const char *name;
+    unsigned bits;
+  } names[] = {{"qkv", VB_I8_QKV}, {"proj", VB_I8_PROJ}, {"fc1", VB_I8_FC1}, {"fc2", VB_I8_FC2},
+               {"qformer", VB_I8_QFORMER}, {"all", 31}, {"none", 0}};
+  if (!s) return -1;
+  unsigned bits = 0;
+  const char *p = s;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    size_t i;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strlen(names[i].name) == n && strncmp(p, names[i].name, n) == 0) break;
+    if (i == sizeof names / sizeof names[0]) return -1;
+    bits |= names[i].bits;
+    p += n;
+    if (*p == ',') p++;
+  }
+  *out = bits;
   return 0;
 }

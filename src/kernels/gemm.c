@@ -8,6 +8,19 @@
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
+int vb_linear_weight_row(const vb_linear *l, int r, float *row) {
+  int K = l->in;
+  if (l->dtype == VB_DT_I8) { /* an int8 checkpoint: q * per-channel scale */
+    if (!l->w_scale) return vb_error("linear %dx%d: int8 weight without its scales", l->out, K);
+    const int8_t *q = (const int8_t *)l->w + (size_t)r * K;
+    for (int k = 0; k < K; k++) row[k] = (float)q[k] * l->w_scale[r];
+    return 0;
+  }
+  size_t off;
+  if (!vb_dtype_bytes(l->dtype, (int64_t)r * K, &off)) return vb_error("linear %dx%d: bad row %d", l->out, K, r);
+  return vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, K, row);
+}
+
 /* A stored weight as aligned f32, converting once. */
 static const float *linear_weight_f32(const vb_linear *cl) {
   vb_linear *l = (vb_linear *)cl;
@@ -16,7 +29,10 @@ static const float *linear_weight_f32(const vb_linear *cl) {
   size_t n = (size_t)l->out * l->in;
   float *w = vb_malloc_aligned(n * sizeof(float));
   if (!w) return NULL;
-  if (vb_convert_to_f32(l->dtype, l->w, (int64_t)n, w) != 0) {
+  int rc = l->dtype == VB_DT_I8 ? 0 : vb_convert_to_f32(l->dtype, l->w, (int64_t)n, w);
+  for (int r = 0; l->dtype == VB_DT_I8 && r < l->out && rc == 0; r++)
+    rc = vb_linear_weight_row(l, r, w + (size_t)r * l->in);
+  if (rc != 0) {
     vb_free_aligned(w);
     return NULL;
   }
@@ -31,6 +47,7 @@ static int is_q8_engine(const vb_linear *l) {
 }
 
 int vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
+  if (l->tile) return vb_linear_forward_tile(l, x, M, y, 0);
   if (is_q8_engine(l)) return vb_linear_forward_q8(l, x, M, y);
   if (l->compute == VB_COMPUTE_BF16) return vb_linear_forward_bf16(l, x, M, y);
   const float *w = linear_weight_f32(l); /* converted at load time (vb_linear_prepare) */
@@ -45,20 +62,30 @@ int vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {
   return 0;
 }
 
+int vb_linear_forward_gelu(const vb_linear *l, const float *x, int M, float *y) {
+  if (l->tile) return vb_linear_forward_tile(l, x, M, y, 1);
+  if (vb_linear_forward(l, x, M, y) != 0) return -1;
+  vb_gelu_erf(y, (size_t)M * l->out);
+  return 0;
+}
+
 int vb_linear_prepare(vb_linear *l) {
   vb_cpu_init(); /* before oneDNN's first use (normally done by vblip_model_load already) */
+  if (vb_linear_wants_tile(l)) return vb_linear_prepare_tile(l);
   if (is_q8_engine(l)) return vb_linear_prepare_q8(l);
   if (l->compute == VB_COMPUTE_BF16) return vb_linear_prepare_bf16(l);
   return linear_weight_f32(l) ? 0 : -1;
 }
 
 int vb_linear_reads_stored(const vb_linear *l) {
+  if (l->tile) return 0;
   if (is_q8_engine(l)) return vb_linear_reads_stored_q8(l);
   if (l->compute == VB_COMPUTE_BF16) return vb_linear_reads_stored_bf16(l);
   return l->w_f32 == NULL;
 }
 
 void vb_linear_release(vb_linear *l) {
+  vb_linear_release_tile(l);
   if (is_q8_engine(l)) vb_linear_release_q8(l);
   else vb_linear_release_bf16(l);
   if (l->w_f32) vb_free_aligned(l->w_f32);

@@ -87,9 +87,7 @@ static int convert_rows(const vb_linear *l, uint16_t *dst, int blocked) {
     if (!row) fail = 1;
 #pragma omp for schedule(static)
     for (int r = 0; r < l->out; r++) {
-      size_t off;
-      if (!row || !vb_dtype_bytes(l->dtype, (int64_t)r * K, &off) ||
-          vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, K, row) != 0) {
+      if (!row || vb_linear_weight_row(l, r, row) != 0) {
         fail = 1;
         continue;
       }

@@ -27,6 +27,14 @@ void vb_linear_release_bf16(vb_linear *l);
 int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y);
 int vb_linear_reads_stored_bf16(const vb_linear *l);
 
+/* vblip's own tile products (linear_tile.c): whether layer l goes there (int8
+ * compute; bf16 packed layers with usable AMX), and its halves. forward
+ * returns -1 (error set) only when memory runs out. */
+int vb_linear_wants_tile(const vb_linear *l);
+int vb_linear_prepare_tile(vb_linear *l);
+void vb_linear_release_tile(vb_linear *l);
+int vb_linear_forward_tile(const vb_linear *l, const float *x, int M, float *y, int gelu);
+
 /* bf16 compute with a Q8_0 stored weight, kept in place (gemm_q8.c). */
 int vb_linear_prepare_q8(vb_linear *l);
 void vb_linear_release_q8(vb_linear *l);

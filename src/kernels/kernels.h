@@ -13,9 +13,13 @@
  * call) to bfloat16 and accumulates in float32. */
 typedef enum {
   VB_COMPUTE_F32 = 0, /* exact float32: oneDNN sgemm (the default) */
-  VB_COMPUTE_BF16 = 1 /* oneDNN bf16 matmul (AMX / AVX512-BF16) for M >= 16, own GEMV below;
-                       * a Q8_0 weight stays 8-bit (in place, or repacked for VNNI): own
-                       * GEMV for M < 16, bf16 tiles dequantized per call for M >= 16 */
+  VB_COMPUTE_BF16 = 1, /* oneDNN bf16 matmul (AMX / AVX512-BF16) for M >= 16, own GEMV below;
+                        * a Q8_0 weight stays 8-bit (in place, or repacked for VNNI): own
+                        * GEMV for M < 16, bf16 tiles dequantized per call for M >= 16.
+                        * Packed layers on AMX CPUs: vblip's own AMX tile product */
+  VB_COMPUTE_INT8 = 2  /* int8 x int8 -> int32 (tile_gemm.h): weights per output channel
+                        * (quantized at prepare, or stored I8 with w_scale), activations
+                        * per row at run time; AMX-INT8 / VNNI / portable */
 } vb_compute;
 
 /* A linear layer y = x W^T + b with W stored [out, in] as PyTorch does.
@@ -27,8 +31,10 @@ typedef struct {
   vb_dtype dtype;    /* of the stored weight */
   const void *w;     /* stored weight, [out, in] */
   const float *bias; /* [out] or NULL */
+  const float *w_scale; /* dtype I8: w[n, k] = q[n, k] * w_scale[n] */
   float *w_f32;      /* owned f32 copy when the stored weight is not aligned f32 */
   void *backend;     /* backend-specific prepared form (oneDNN primitive cache etc.) */
+  void *tile;        /* or vblip's own tile product (linear_tile.c) */
   vb_compute compute;
   int pack; /* BF16: keep the weight only in oneDNN's blocked layout, for layers
              * always run with many rows (vision encoder, Q-Former) */
@@ -38,6 +44,11 @@ typedef struct {
  * runs out or the layer was never prepared. */
 __attribute__((warn_unused_result)) int vb_linear_forward(const vb_linear *l, const float *x, int M,
                                                           float *y);
+/* y = gelu_erf(x W^T + b), fused into the product where the backend can; as vb_linear_forward. */
+__attribute__((warn_unused_result)) int vb_linear_forward_gelu(const vb_linear *l, const float *x, int M,
+                                                               float *y);
+/* Row r of the stored weight as f32 (any stored dtype, I8 with its scales). */
+int vb_linear_weight_row(const vb_linear *l, int r, float *row);
 /* Converts/packs the weight now, so that forward needs at most scratch memory. */
 int vb_linear_prepare(vb_linear *l);
 void vb_linear_release(vb_linear *l);

@@ -26,6 +26,8 @@
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
 #endif
 
+/* Sizes (a sweep of 0.5-1.5 MB panels, 2-16 KB chunks, 256-1024 B slices at
+ * ViT-g's shapes moved the rate by less than the machine's noise): */
 #define PANEL_BYTES (1u << 20) /* one panel's weights for one K chunk: L2-resident */
 #define KC_BYTES 4096          /* K chunk, in bytes of one weight column */
 #define KK_BYTES 512           /* activation slice per row that stays in L1 */
@@ -77,7 +79,7 @@ int vb_tile_weight_get(const vb_tile_weight *w, int n, int k) {
   return v;
 }
 
-int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx) {
+static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
   memset(w, 0, sizeof *w);
   if (N <= 0 || K <= 0) return vb_error("tile weight: bad shape %d x %d", N, K);
   w->N = N, w->K = K, w->is_i8 = is_i8;
@@ -95,44 +97,70 @@ int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_
       return -1;
     }
   }
+  return 0;
+}
+
+/* Places int8 row n and its column sum. */
+static void put_row_i8(vb_tile_weight *w, int n, const int8_t *q, float scale) {
+  uint8_t *d = w->data;
+  int32_t sum = 0;
+  for (int k = 0; k < w->K; k++) {
+    d[packed_offset(w, n, k)] = (uint8_t)q[k];
+    sum += q[k];
+  }
+  w->scale[n] = scale;
+  w->colsum[n] = sum;
+}
+
+float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
+  float amax = 0;
+  for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+  float inv = amax > 0 ? 127.0f / amax : 0;
+  for (int k = 0; k < K; k++) {
+    int v = (int)lrintf(x[k] * inv);
+    q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+  }
+  return amax / 127.0f;
+}
+
+int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx) {
+  if (weight_alloc(w, N, K, is_i8) != 0) return -1;
   int fail = 0;
 #pragma omp parallel reduction(| : fail)
   {
     float *buf = vb_malloc((size_t)K * sizeof(float));
-    if (!buf) fail = 1;
+    int8_t *q = vb_malloc((size_t)K);
+    if (!buf || !q) fail = 1;
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
-      if (!buf || row(ctx, n, buf) != 0) {
+      if (!buf || !q || row(ctx, n, buf) != 0) {
         fail = 1;
         continue;
       }
-      uint8_t *d = w->data;
-      if (!is_i8) {
-        for (int k = 0; k < K; k++) {
-          uint16_t b = vb_float_to_bf16(buf[k]);
-          memcpy(d + packed_offset(w, n, k), &b, 2);
-        }
+      if (is_i8) {
+        put_row_i8(w, n, q, vb_tile_quantize_row(buf, K, q));
         continue;
       }
-      float amax = 0;
-      for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(buf[k]));
-      float inv = amax > 0 ? 127.0f / amax : 0;
-      int32_t sum = 0;
+      uint8_t *d = w->data;
       for (int k = 0; k < K; k++) {
-        int q = (int)lrintf(buf[k] * inv);
-        q = q > 127 ? 127 : q < -127 ? -127 : q;
-        d[packed_offset(w, n, k)] = (uint8_t)(int8_t)q;
-        sum += q;
+        uint16_t b = vb_float_to_bf16(buf[k]);
+        memcpy(d + packed_offset(w, n, k), &b, 2);
       }
-      w->scale[n] = amax / 127.0f;
-      w->colsum[n] = sum;
     }
     free(buf);
+    free(q);
   }
   if (fail) {
     vb_tile_weight_free(w);
     return -1;
   }
+  return 0;
+}
+
+int vb_tile_weight_pack_i8(vb_tile_weight *w, int N, int K, const int8_t *q, const float *scale) {
+  if (weight_alloc(w, N, K, 1) != 0) return -1;
+#pragma omp parallel for schedule(static)
+  for (int n = 0; n < N; n++) put_row_i8(w, n, q + (size_t)n * K, scale[n]);
   return 0;
 }
 

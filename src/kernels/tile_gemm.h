@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
+
 #define VB_TILE_MB 32 /* rows of a core's output block */
 #define VB_TILE_NB 32 /* columns of a core's output block */
 
@@ -49,7 +51,14 @@ typedef struct {
  * max|w| / 127. Rows are converted in parallel. */
 typedef int (*vb_tile_row_fn)(void *ctx, int n, float *buf);
 int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx);
+/* Packs int8 values q [N, K] with their per-row scales as they are (an int8
+ * checkpoint: no second rounding). */
+int vb_tile_weight_pack_i8(vb_tile_weight *w, int N, int K, const int8_t *q, const float *scale);
 void vb_tile_weight_free(vb_tile_weight *w);
+/* The weights' and activations' rounding: q = round_half_even(x * 127 /
+ * max|x|) in [-127, 127]; returns the scale max|x| / 127 (x = q * scale).
+ * `vblip convert --vision-type int8` writes exactly these values. */
+float vb_tile_quantize_row(const float *x, int K, int8_t *q);
 /* Element (n, k) of a packed weight (tests): the bf16 bits or the int8 value. */
 int vb_tile_weight_get(const vb_tile_weight *w, int n, int k);
 
@@ -67,6 +76,12 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
  * from registers / tiles, no memory traffic; TFLOP/s (TOP/s for int8). ms is
  * roughly how long each thread runs. 0 when not usable. */
 double vb_tile_peak(vb_tile_kind k, double ms);
+
+/* vb_linear's tile backend (linear_tile.c): the kind a prepared layer runs
+ * (NULL: not on tiles), and an override of the int8 kind for layers prepared
+ * afterwards (VB_TILE_KINDS: the fastest; benchmarks compare kinds with it). */
+const char *vb_linear_tile_kind(const vb_linear *l);
+void vb_linear_tile_force_i8(vb_tile_kind k);
 
 /* ---- internal to the tile files ---- */
 

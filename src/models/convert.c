@@ -15,6 +15,7 @@
 #include "checkpoint/weights.h"
 #include "formats/gguf.h"
 #include "kernels/q8_kernels.h"
+#include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/outfile.h"
 #include "vblip.h"
@@ -27,7 +28,8 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 static bool is_float(vb_dtype d) {
-  return d == VB_DT_F32 || d == VB_DT_F16 || d == VB_DT_BF16 || d == VB_DT_F64 || d == VB_DT_Q8_0;
+  return d == VB_DT_F32 || d == VB_DT_F16 || d == VB_DT_BF16 || d == VB_DT_F64 || d == VB_DT_Q8_0 ||
+         d == VB_DT_I8; /* an int8 vision weight (its scales beside it) */
 }
 
 /* Embedding tables and learned tokens: looked up row by row, not multiplied. */
@@ -44,6 +46,59 @@ static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
   if (t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 && !is_embedding(t->name))
     return VB_DT_Q8_0;
   return VB_DT_F32;
+}
+
+/* Whether an int8 vision conversion stores this tensor as int8: the vision
+ * encoder's and Q-Former's linear weights of the kinds --vision-dtype int8
+ * quantizes at load (VB_I8_DEFAULT), the same values. */
+static bool is_int8_vision(const vb_tensor_info *t) {
+  if (t->ndim != 2 || !ends_with(t->name, ".weight")) return false;
+  static const struct {
+    const char *prefix, *part;
+    unsigned kind;
+  } kinds[] = {
+      {"vision_model.encoder.layers.", ".self_attn.qkv.weight", VB_I8_QKV},
+      {"vision_model.encoder.layers.", ".self_attn.projection.weight", VB_I8_PROJ},
+      {"vision_model.encoder.layers.", ".mlp.fc1.weight", VB_I8_FC1},
+      {"vision_model.encoder.layers.", ".mlp.fc2.weight", VB_I8_FC2},
+      {"qformer.encoder.layer.", ".query.weight", VB_I8_QFORMER},
+      {"qformer.encoder.layer.", ".key.weight", VB_I8_QFORMER},
+      {"qformer.encoder.layer.", ".value.weight", VB_I8_QFORMER},
+      {"qformer.encoder.layer.", ".output.dense.weight", VB_I8_QFORMER},
+      {"qformer.encoder.layer.", ".intermediate_query.dense.weight", VB_I8_QFORMER},
+      {"qformer.encoder.layer.", ".output_query.dense.weight", VB_I8_QFORMER},
+  };
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    if ((VB_I8_DEFAULT & kinds[i].kind) && strncmp(t->name, kinds[i].prefix, strlen(kinds[i].prefix)) == 0 &&
+        ends_with(t->name, kinds[i].part))
+      return true;
+  return false;
+}
+
+/* Rows of t (as f32 in f32) rounded to int8 with per-row scales: the int8
+ * values into dst, or (scales) the float32 scales. */
+static void quantize_rows_i8(const vb_tensor_info *t, const float *f32, int scales, uint8_t *dst) {
+  int64_t N = t->shape[0], K = t->shape[1];
+  int8_t *row = scales ? vb_malloc((size_t)K) : NULL;
+  for (int64_t n = 0; n < N; n++) {
+    int8_t *q = scales ? row : (int8_t *)dst + n * K;
+    if (!q) return; /* out of memory: the caller's size check fails first in practice */
+    float sc = vb_tile_quantize_row(f32 + n * K, (int)K, q);
+    if (scales) memcpy(dst + n * 4, &sc, 4);
+  }
+  free(row);
+}
+
+/* The scales of an int8 checkpoint's weight (written again right after it). */
+static bool is_stored_scale(const vb_tensor_table *tt, const vb_tensor_info *t) {
+  size_t n = strlen(t->name);
+  if (!ends_with(t->name, ".weight_scale")) return false;
+  char base[600];
+  if (n - 6 >= sizeof base) return false;
+  memcpy(base, t->name, n - 6);
+  base[n - 6] = 0;
+  const vb_tensor_info *w = vb_tt_find(tt, base);
+  return w && w->dtype == VB_DT_I8;
 }
 
 /* A tied duplicate the loaders recreate from another tensor (PyTorch .bin files keep them). */
@@ -71,13 +126,15 @@ static int cmp_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
-/* src tensor -> bytes of type dt (dst has room for them). */
-static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, float *f32, uint8_t *dst) {
+/* src tensor -> bytes of type dt (dst has room for them); VB_DT_I8 is the
+ * per-row int8 of an int8 vision weight, and scale_of the scales beside it. */
+static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, float *f32, uint8_t *dst) {
   int64_t n = vb_tensor_numel(t);
   if (vb_convert_to_f32(t->dtype, t->data, n, f32) != 0) return vb_error_context("tensor %s", t->name);
   for (int64_t i = 0; i < n; i++)
     if (!isfinite(f32[i]))
       return vb_error("tensor %s holds a non-finite value at element %lld", t->name, (long long)i);
+  if (scale_of) dt = VB_DT_I8;
   switch (dt) {
   case VB_DT_F32:
     memcpy(dst, f32, (size_t)n * 4);
@@ -99,6 +156,9 @@ static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, float *f32, uint
     return 0;
   case VB_DT_Q8_0:
     vb_quantize_q8_0(f32, n, dst);
+    return 0;
+  case VB_DT_I8:
+    quantize_rows_i8(t, f32, scale_of, dst);
     return 0;
   default:
     return vb_error("tensor %s: cannot write %s", t->name, vb_dtype_name(dt));
@@ -131,7 +191,16 @@ static char *base_name(const char *path) {
 }
 
 int vblip_convert(const char *model_dir, const char *out_path, const char *type, int progress) {
+  return vblip_convert_ex(model_dir, out_path, type, NULL, progress);
+}
+
+int vblip_convert_ex(const char *model_dir, const char *out_path, const char *type, const char *vision_type,
+                     int progress) {
   target tg;
+  bool vision_i8 = false;
+  if (vision_type && strcmp(vision_type, "int8") == 0) vision_i8 = true;
+  else if (vision_type && strcmp(vision_type, "same") != 0)
+    return vb_error("unknown vision weight type \"%s\" (int8, or same: as --type)", vision_type);
   uint32_t file_type;
   if (!type || strcmp(type, "f32") == 0) tg = T_F32, file_type = 0;
   else if (strcmp(type, "f16") == 0) tg = T_F16, file_type = 1;
@@ -146,6 +215,7 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   vb_gguf_writer *gw = NULL;
   const vb_tensor_info **list = NULL;
   vb_dtype *dts = NULL;
+  char *is_scale = NULL;
   float *f32 = NULL;
   uint8_t *buf = NULL;
   char *name = NULL;
@@ -170,7 +240,8 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
       vb_gguf_add_u32(gw, "general.file_type", file_type) ||
       vb_gguf_add_u32(gw, "vblip.format_version", 1) ||
       vb_gguf_add_string(gw, "vblip.language_model", cfg.lm_kind == VB_LM_OPT ? "opt" : "t5",
-                         cfg.lm_kind == VB_LM_OPT ? 3 : 2))
+                         cfg.lm_kind == VB_LM_OPT ? 3 : 2) ||
+      (vision_i8 && vb_gguf_add_string(gw, "vblip.vision_type", "int8", 4)))
     goto done;
   for (const char *const *file = vb_model_files; *file; file++) {
     char *p = vb_path_join(dir, *file);
@@ -191,23 +262,43 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   }
 
   /* the tensors, by name; tied duplicates and non-float buffers left out */
-  list = vb_calloc(w.tt.count + 1, sizeof *list);
-  dts = vb_calloc(w.tt.count + 1, sizeof *dts);
-  if (!list || !dts) goto done;
+  /* an int8 vision weight takes two entries: the int8 values, then the scales */
+  list = vb_calloc(2 * w.tt.count + 1, sizeof *list);
+  dts = vb_calloc(2 * w.tt.count + 1, sizeof *dts);
+  is_scale = vb_calloc(2 * w.tt.count + 1, 1);
+  if (!list || !dts || !is_scale) goto done;
   size_t n = 0, max_numel = 0;
   for (size_t i = 0; i < w.tt.count; i++) {
     const vb_tensor_info *t = &w.tt.items[i];
     if (!is_float(t->dtype) || is_tied_duplicate(&w.tt, t, &cfg)) continue;
+    if (is_stored_scale(&w.tt, t)) continue;
     list[n++] = t;
   }
   qsort(list, n, sizeof *list, cmp_name);
+  for (size_t i = n; i-- > 0;) { /* entries for the scales, each right after its weight */
+    if (!((vision_i8 && is_int8_vision(list[i])) || list[i]->dtype == VB_DT_I8)) continue;
+    memmove(list + i + 2, list + i + 1, (n - i - 1) * sizeof *list);
+    memmove(is_scale + i + 2, is_scale + i + 1, n - i - 1);
+    list[i + 1] = list[i];
+    is_scale[i + 1] = 1;
+    n++;
+  }
   uint64_t total_bytes = 0;
   for (size_t i = 0; i < n; i++) {
     const vb_tensor_info *t = list[i];
-    dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0 ? VB_DT_Q8_0 : target_dtype(t, tg);
+    char sname[600];
+    if (is_scale[i]) {
+      snprintf(sname, sizeof sname, "%s_scale", t->name);
+      dts[i] = VB_DT_F32;
+      if (vb_gguf_add_tensor(gw, sname, VB_DT_F32, 1, t->shape) != 0) goto done;
+    } else {
+      dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0 ? VB_DT_Q8_0
+               : (vision_i8 && is_int8_vision(t)) || t->dtype == VB_DT_I8 ? VB_DT_I8
+                                                                          : target_dtype(t, tg);
+      if (vb_gguf_add_tensor(gw, t->name, dts[i], t->ndim, t->shape) != 0) goto done;
+    }
     size_t numel = (size_t)vb_tensor_numel(t);
     if (numel > max_numel) max_numel = numel;
-    if (vb_gguf_add_tensor(gw, t->name, dts[i], t->ndim, t->shape) != 0) goto done;
   }
   total_bytes = vb_gguf_total_size(gw);
   f32 = vb_malloc_aligned((max_numel ? max_numel : 1) * sizeof(float));
@@ -223,10 +314,22 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   for (size_t i = 0; i < n; i++) {
     const vb_tensor_info *t = list[i];
     size_t nbytes;
-    vb_dtype_bytes(dts[i], vb_tensor_numel(t), &nbytes);
+    vb_dtype_bytes(dts[i], is_scale[i] ? t->shape[0] : vb_tensor_numel(t), &nbytes);
     const void *src = buf;
-    if (t->dtype == dts[i]) src = t->data; /* stored as written: copy the bytes */
-    else if (convert_tensor(t, dts[i], f32, buf) != 0) goto done;
+    if (is_scale[i] && t->dtype == VB_DT_I8) { /* an int8 checkpoint's scales: copied */
+      char sname[600];
+      snprintf(sname, sizeof sname, "%s_scale", t->name);
+      const vb_tensor_info *st = vb_tt_find(&w.tt, sname);
+      if (!st || st->dtype != VB_DT_F32 || st->nbytes != nbytes) {
+        vb_error("tensor %s: missing or malformed", sname);
+        goto done;
+      }
+      src = st->data;
+    } else if (!is_scale[i] && t->dtype == dts[i]) {
+      src = t->data; /* stored as written: copy the bytes */
+    } else if (convert_tensor(t, dts[i], is_scale[i], f32, buf) != 0) {
+      goto done;
+    }
     if (vb_gguf_write_tensor(gw, f, i, src, nbytes) != 0) goto io_error;
     written += nbytes;
     if (show) show_progress(i + 1, n, written, total_bytes, t0, &last, 0);
@@ -245,6 +348,7 @@ done:
   free(buf);
   free(list);
   free(dts);
+  free(is_scale);
   vb_gguf_writer_free(gw);
   vb_weights_close(&w);
   if (opened) vb_model_source_close(&src);

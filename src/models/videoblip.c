@@ -32,6 +32,31 @@ void vblip_load_options_default(vblip_load_options *o) {
   /* VBLIP_DTYPE=f32|bf16|auto changes the default (options set later win) */
   vblip_dtype d;
   if (vblip_dtype_parse(getenv("VBLIP_DTYPE"), &d) == 0) o->dtype = d;
+  vblip_vision_dtype v;
+  if (vblip_vision_dtype_parse(getenv("VBLIP_VISION_DTYPE"), &v) == 0) o->vision_dtype = v;
+}
+
+int vblip_vision_dtype_parse(const char *s, vblip_vision_dtype *out) {
+  if (!s) return -1;
+  if (strcmp(s, "auto") == 0) *out = VBLIP_VISION_AUTO;
+  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) *out = VBLIP_VISION_F32;
+  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) *out = VBLIP_VISION_BF16;
+  else if (strcmp(s, "int8") == 0) *out = VBLIP_VISION_INT8;
+  else return -1;
+  return 0;
+}
+
+const char *vblip_model_vision_dtype(const vblip_model *m) {
+  return m->vision_int8 ? "int8" : m->weights.compute == VB_COMPUTE_BF16 ? "bf16" : "f32";
+}
+
+/* Whether a checkpoint stores vision weights as int8 (vblip convert --vision-type int8). */
+static int has_int8_vision(const vb_weights *w) {
+  for (size_t i = 0; i < w->tt.count; i++)
+    if (w->tt.items[i].dtype == VB_DT_I8 && (strncmp(w->tt.items[i].name, "vision_model.", 13) == 0 ||
+                                             strncmp(w->tt.items[i].name, "qformer.", 8) == 0))
+      return 1;
+  return 0;
 }
 
 int vblip_dtype_parse(const char *s, vblip_dtype *out) {
@@ -109,9 +134,25 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
    * weights for oneDNN; the language model also decodes row by row: plain. */
   m->weights.compute = m->compute;
   m->weights.pack = 1;
+  vblip_vision_dtype vd = o->vision_dtype;
+  if (vd == VBLIP_VISION_F32 || vd == VBLIP_VISION_BF16) /* int8 weights dequantized */
+    m->weights.compute = vd == VBLIP_VISION_F32 ? VB_COMPUTE_F32 : VB_COMPUTE_BF16;
+  if (vd == VBLIP_VISION_INT8 || (vd == VBLIP_VISION_AUTO && has_int8_vision(&m->weights))) {
+    m->weights.int8 = m->vision_int8 = 1;
+    /* quantized at load: the default kinds, or VBLIP_INT8_LAYERS (a tuning aid) */
+    m->weights.int8_kinds = vd == VBLIP_VISION_INT8 ? VB_I8_DEFAULT : 0;
+    const char *kinds = getenv("VBLIP_INT8_LAYERS");
+    if (vd == VBLIP_VISION_INT8 && kinds && vb_i8_kinds_parse(kinds, &m->weights.int8_kinds) != 0) {
+      vb_error("VBLIP_INT8_LAYERS=%s: expected a comma-separated list of qkv, proj, fc1, fc2, qformer, all, none",
+               kinds);
+      goto fail;
+    }
+  }
   if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
   if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0) goto fail;
   m->weights.pack = 0;
+  m->weights.int8 = 0;
+  m->weights.compute = m->compute;
   if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden, m->cfg.qformer.hidden_size,
                         1, &m->projection) != 0)
     goto fail;

@@ -12,13 +12,13 @@
 static int load_attention(vb_weights *w, const char *prefix, int H, int kv_in, vb_qf_attention *a) {
   char n[256];
   snprintf(n, sizeof n, "%s.attention.query", prefix);
-  if (vb_weights_linear(w, n, H, H, 1, &a->q)) return -1;
+  if (vb_weights_linear_vision(w, n, H, H, 1, VB_I8_QFORMER, &a->q)) return -1;
   snprintf(n, sizeof n, "%s.attention.key", prefix);
-  if (vb_weights_linear(w, n, H, kv_in, 1, &a->k)) return -1;
+  if (vb_weights_linear_vision(w, n, H, kv_in, 1, VB_I8_QFORMER, &a->k)) return -1;
   snprintf(n, sizeof n, "%s.attention.value", prefix);
-  if (vb_weights_linear(w, n, H, kv_in, 1, &a->v)) return -1;
+  if (vb_weights_linear_vision(w, n, H, kv_in, 1, VB_I8_QFORMER, &a->v)) return -1;
   snprintf(n, sizeof n, "%s.output.dense", prefix);
-  if (vb_weights_linear(w, n, H, H, 1, &a->out)) return -1;
+  if (vb_weights_linear_vision(w, n, H, H, 1, VB_I8_QFORMER, &a->out)) return -1;
   snprintf(n, sizeof n, "%s.output.LayerNorm.weight", prefix);
   if (!(a->ln_w = vb_weights_f32(w, n, 1, I64(H)))) return -1;
   snprintf(n, sizeof n, "%s.output.LayerNorm.bias", prefix);
@@ -59,9 +59,9 @@ int vb_qformer_init(vb_qformer *q, vb_weights *w, const vb_qformer_config *cfg, 
       if (load_attention(w, n, H, cfg->encoder_hidden_size, &L->cross_attn)) return -1;
     }
     snprintf(n, sizeof n, "%s.intermediate_query.dense", p);
-    if (vb_weights_linear(w, n, F, H, 1, &L->inter)) return -1;
+    if (vb_weights_linear_vision(w, n, F, H, 1, VB_I8_QFORMER, &L->inter)) return -1;
     snprintf(n, sizeof n, "%s.output_query.dense", p);
-    if (vb_weights_linear(w, n, H, F, 1, &L->output)) return -1;
+    if (vb_weights_linear_vision(w, n, H, F, 1, VB_I8_QFORMER, &L->output)) return -1;
     snprintf(n, sizeof n, "%s.output_query.LayerNorm.weight", p);
     if (!(L->out_ln_w = vb_weights_f32(w, n, 1, I64(H)))) return -1;
     snprintf(n, sizeof n, "%s.output_query.LayerNorm.bias", p);
@@ -120,8 +120,7 @@ int vb_qformer_forward(vb_qformer *q, const float *vision, int n_vis, float *out
     if (L->has_cross &&
         attention_block(&L->cross_attn, c, out, Q, vision, n_vis, qb, kb, vb, ctx, tmp) != 0)
       goto done;
-    if (vb_linear_forward(&L->inter, out, Q, tmp) != 0) goto done;
-    vb_gelu_erf(tmp, (size_t)Q * F);
+    if (vb_linear_forward_gelu(&L->inter, out, Q, tmp) != 0) goto done;
     if (vb_linear_forward(&L->output, tmp, Q, tmp2) != 0) goto done;
     vb_add(tmp2, out, (size_t)Q * H);
     vb_layernorm(tmp2, out, Q, H, L->out_ln_w, L->out_ln_b, c->layer_norm_eps);

@@ -47,13 +47,13 @@ int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
     LN(L->ln2_b, "layer_norm2", "bias");
 #undef LN
     snprintf(n, sizeof n, "%s.self_attn.qkv", p);
-    if (vb_weights_linear(w, n, 3 * D, D, cfg->qkv_bias, &L->qkv)) return -1;
+    if (vb_weights_linear_vision(w, n, 3 * D, D, cfg->qkv_bias, VB_I8_QKV, &L->qkv)) return -1;
     snprintf(n, sizeof n, "%s.self_attn.projection", p);
-    if (vb_weights_linear(w, n, D, D, 1, &L->proj)) return -1;
+    if (vb_weights_linear_vision(w, n, D, D, 1, VB_I8_PROJ, &L->proj)) return -1;
     snprintf(n, sizeof n, "%s.mlp.fc1", p);
-    if (vb_weights_linear(w, n, F, D, 1, &L->fc1)) return -1;
+    if (vb_weights_linear_vision(w, n, F, D, 1, VB_I8_FC1, &L->fc1)) return -1;
     snprintf(n, sizeof n, "%s.mlp.fc2", p);
-    if (vb_weights_linear(w, n, D, F, 1, &L->fc2)) return -1;
+    if (vb_weights_linear_vision(w, n, D, F, 1, VB_I8_FC2, &L->fc2)) return -1;
   }
   return 0;
 }
@@ -121,8 +121,7 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
     vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-    if (vb_linear_forward(&L->fc1, x, (int)M, mlp) != 0) goto done;
-    vb_gelu_erf(mlp, M * F);
+    if (vb_linear_forward_gelu(&L->fc1, x, (int)M, mlp) != 0) goto done;
     if (vb_linear_forward(&L->fc2, mlp, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
   }

@@ -1,0 +1,241 @@
+/* int8 vision encoder and Q-Former on the fixture models (OPT and Flan-T5,
+ * the 8-frame video and the still image), against the exact f32 pipeline:
+ *  - the default int8 selection (VB_I8_DEFAULT: the ViT's products; the
+ *    Q-Former at bf16) and bf16: Q-Former output and
+ *    projection within 2e-2 relative (L2) of f32; the vision encoder's output
+ *    is printed (its last LayerNorm output, before the Q-Former's averaging);
+ *  - each product kind alone in int8 (qkv, proj, fc1, fc2, Q-Former): the
+ *    errors printed, the per-kind measurement behind VB_I8_DEFAULT;
+ *  - greedy_20 with the f32 language model started from each pipeline's own
+ *    projection: the int8 tokens equal the f32 pipeline's wherever the
+ *    reference's smallest top-1/top-2 margin exceeds twice the first-step
+ *    logits' error (otherwise printed as not decidable);
+ *  - a checkpoint converted with --vision-type int8 (vblip_convert) loads as
+ *    int8 (auto) and gives the same Q-Former output as int8 quantized at load,
+ *    bit for bit;
+ *  - vb_i8_kinds_parse accepts the documented names and refuses others.
+ * Runs itself again with AMX and with AVX-512 forced off (other int8 kinds). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "formats/gguf.h"
+#include "generate/generate.h"
+#include "kernels/tile_gemm.h"
+#include "lm/lm.h"
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
+#include "runtime/cpu.h"
+#include "runtime/vfs.h"
+#include "testutil.h"
+#include "vblip.h"
+#include "vision/qformer.h"
+#include "vision/vit.h"
+
+static double rel_l2f(const float *a, const float *ref, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - ref[i];
+    num += d * d;
+    den += (double)ref[i] * ref[i];
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+typedef struct {
+  float *vis, *q, *proj, *logits;
+  size_t n_vis, n_q, n_proj, n_logits;
+  int32_t greedy[64];
+  int n_greedy;
+} stage_out;
+
+typedef struct {
+  const char *key, *dir;
+} model_case;
+
+/* The pipeline with vision products at `compute`, int8 for kinds (0: none),
+ * from the model in `dir`; the language model is always f32. */
+static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, const char *key,
+                const char *case_name, const char *media, stage_out *o) {
+  vb_model_config cfg;
+  vb_weights w;
+  memset(o, 0, sizeof *o);
+  if (!CHECK_OK(vb_config_load(dir, &cfg)) || !CHECK_OK(vb_weights_open(dir, &w))) return;
+  w.compute = compute;
+  w.pack = 1;
+  w.int8 = int8;
+  w.int8_kinds = kinds;
+  vb_vit vit;
+  vb_qformer qf;
+  vb_linear proj;
+  vb_lm *lm = NULL;
+  int ok = CHECK_OK(vb_vit_init(&vit, &w, &cfg.vision)) &&
+           CHECK_OK(vb_qformer_init(&qf, &w, &cfg.qformer, cfg.num_query_tokens));
+  w.pack = 0, w.int8 = 0, w.compute = VB_COMPUTE_F32;
+  ok = ok && CHECK_OK(vb_weights_linear(&w, "language_projection", cfg.lm_hidden, cfg.qformer.hidden_size, 1, &proj));
+  ok = ok && CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm) : vb_opt_create(&w, &cfg, &lm));
+  char name[256];
+  snprintf(name, sizeof name, "media/%s/pixel_values", media);
+  const vb_tensor_info *pv = tu_ref_tensor(name);
+  if (ok && pv) {
+    int T = (int)pv->shape[2], Q = cfg.num_query_tokens;
+    o->n_vis = (size_t)T * vit.seq * cfg.vision.hidden_size;
+    o->n_q = (size_t)Q * cfg.qformer.hidden_size;
+    o->n_proj = (size_t)Q * cfg.lm_hidden;
+    o->n_logits = (size_t)lm->vocab_size;
+    o->vis = malloc(o->n_vis * sizeof(float));
+    o->q = malloc(o->n_q * sizeof(float));
+    o->proj = malloc(o->n_proj * sizeof(float));
+    o->logits = malloc(o->n_logits * sizeof(float));
+    CHECK_OK(vb_vit_forward(&vit, pv->data, T, o->vis));
+    CHECK_OK(vb_qformer_forward(&qf, o->vis, T * vit.seq, o->q));
+    CHECK_OK(vb_linear_forward(&proj, o->q, Q, o->proj));
+    char path[256];
+    snprintf(path, sizeof path, "models.%s.cases.%s", key, case_name);
+    cJSON *jids = cJSON_GetObjectItem(tu_json_path(tu_expected(), path), "input_ids");
+    int n_ids = cJSON_GetArraySize(jids);
+    int32_t ids[512];
+    for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    CHECK_OK(lm->set_input(lm, o->proj, Q, ids, n_ids));
+    CHECK_OK(lm->gen.prefill(lm, 1, o->logits));
+    vb_gen_config g;
+    vb_gen_config_default(&g);
+    g.max_new_tokens = 20;
+    g.eos_token_id = cfg.eos_token_id;
+    g.pad_token_id = cfg.pad_token_id;
+    g.start_token_id = cfg.lm_kind == VB_LM_T5 ? cfg.decoder_start_token_id : cfg.bos_token_id;
+    vb_gen_result r;
+    CHECK_OK(lm->set_input(lm, o->proj, Q, ids, n_ids));
+    if (CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r))) {
+      o->n_greedy = r.n >= 1 && r.lens[0] <= 64 ? r.lens[0] : 0;
+      for (int i = 0; i < o->n_greedy; i++) o->greedy[i] = r.seqs[0][i];
+      vb_gen_result_free(&r);
+    }
+  }
+  if (lm) lm->destroy(lm);
+  vb_linear_release(&proj);
+  vb_qformer_free(&qf);
+  vb_vit_free(&vit);
+  vb_weights_close(&w);
+}
+
+static void free_out(stage_out *o) { free(o->vis), free(o->q), free(o->proj), free(o->logits); }
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+  return m;
+}
+
+static double min_margin(const char *key, const char *case_name) {
+  char path[256];
+  snprintf(path, sizeof path, "models.%s.cases.%s.generation.greedy_20.margin_top1_top2_per_step", key,
+           case_name);
+  cJSON *margins = tu_json_path(tu_expected(), path);
+  double m = INFINITY;
+  for (int i = 0; i < cJSON_GetArraySize(margins); i++) m = fmin(m, cJSON_GetArrayItem(margins, i)->valuedouble);
+  return m;
+}
+
+static void check_case(const model_case *mc, const char *case_name, const char *media) {
+  const char *dir = tu_fixture(mc->dir);
+  stage_out f, x;
+  run(dir, VB_COMPUTE_F32, 0, 0, mc->key, case_name, media, &f);
+  if (!f.q) return;
+  double margin = min_margin(mc->key, case_name);
+  const struct {
+    const char *name;
+    vb_compute base;
+    int int8;
+    unsigned kinds;
+    int gated;
+  } confs[] = {
+      {"int8 (default)", VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, 1}, {"bf16", VB_COMPUTE_BF16, 0, 0, 1},
+      {"int8 qkv only", VB_COMPUTE_F32, 1, VB_I8_QKV, 0},      {"int8 proj only", VB_COMPUTE_F32, 1, VB_I8_PROJ, 0},
+      {"int8 fc1 only", VB_COMPUTE_F32, 1, VB_I8_FC1, 0},      {"int8 fc2 only", VB_COMPUTE_F32, 1, VB_I8_FC2, 0},
+      {"int8 qformer only", VB_COMPUTE_F32, 1, VB_I8_QFORMER, 0},
+  };
+  /* the per-kind breakdown is a measurement: once, in the parent */
+  int child = getenv("VBLIP_NO_AMX") || getenv("VBLIP_NO_AVX512");
+  size_t nconf = child || strcmp(case_name, "image") == 0 ? 2 : sizeof confs / sizeof confs[0];
+  for (size_t c = 0; c < nconf; c++) {
+    run(dir, confs[c].base, confs[c].int8, confs[c].kinds, mc->key, case_name, media, &x);
+    if (!x.q) continue;
+    double ev = rel_l2f(x.vis, f.vis, f.n_vis), eq = rel_l2f(x.q, f.q, f.n_q), ep = rel_l2f(x.proj, f.proj, f.n_proj);
+    double dl = max_abs_diff(x.logits, f.logits, f.n_logits);
+    int same = x.n_greedy == f.n_greedy && memcmp(x.greedy, f.greedy, (size_t)f.n_greedy * 4) == 0;
+    printf("%s %s %-18s vs f32: vision %.3g, qformer %.3g, projection %.3g, logits max |d| %.3g "
+           "(margin %.3g), greedy_20 %s\n",
+           mc->key, case_name, confs[c].name, ev, eq, ep, dl, margin, same ? "same" : "differs");
+    if (confs[c].gated) {
+      CHECK(eq < 2e-2 && ep < 2e-2, "%s %s %s: qformer %g / projection %g relative error", mc->key, case_name,
+            confs[c].name, eq, ep);
+      CHECK(eq > 0, "%s %s %s: identical to f32 (did it run?)", mc->key, case_name, confs[c].name);
+      if (2 * dl < margin)
+        CHECK(same, "%s %s %s: greedy_20 differs from f32 although the margin %.3g exceeds 2 x %.3g", mc->key,
+              case_name, confs[c].name, margin, dl);
+      else
+        printf("  (greedy not decidable: margin %.3g <= 2 x logits error %.3g)\n", margin, dl);
+    }
+    free_out(&x);
+  }
+  free_out(&f);
+}
+
+/* A --vision-type int8 GGUF runs exactly what quantizing at load runs. */
+static void check_converted(void) {
+  const char *dir = tu_fixture("models/videoblip-opt-tiny");
+  char out[512];
+  snprintf(out, sizeof out, "%s/int8.gguf", tu_tmpdir());
+  if (!CHECK_OK(vblip_convert_ex(dir, out, "f32", "int8", 0))) return;
+  vb_weights w;
+  if (CHECK_OK(vb_weights_open(out, &w))) {
+    const vb_tensor_info *t = vb_tt_find(&w.tt, "vision_model.encoder.layers.0.mlp.fc1.weight");
+    const vb_tensor_info *s = vb_tt_find(&w.tt, "vision_model.encoder.layers.0.mlp.fc1.weight_scale");
+    CHECK(t && t->dtype == VB_DT_I8 && s && s->dtype == VB_DT_F32, "fc1 stored as int8 with scales");
+    const vb_tensor_info *l = vb_tt_find(&w.tt, "language_projection.weight");
+    CHECK(l && l->dtype == VB_DT_F32, "the projection keeps --type");
+    vb_weights_close(&w);
+  }
+  stage_out a, b;
+  CHECK_OK(vb_gguf_mount(out));
+  run(out, VB_COMPUTE_BF16, 1, 0, "opt", "video1_uniform", "video1/uniform", &a);
+  run(dir, VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, "opt", "video1_uniform", "video1/uniform", &b);
+  if (a.q && b.q)
+    CHECK(memcmp(a.q, b.q, a.n_q * sizeof(float)) == 0, "converted int8 differs from int8 at load (rel %g)",
+          rel_l2f(a.q, b.q, a.n_q));
+  free_out(&a), free_out(&b);
+  vblip_load_options o;
+  vblip_load_options_default(&o);
+  o.progress = 0;
+  vblip_model *m = vblip_model_load(out, &o);
+  if (CHECK(m != NULL, "load %s: %s", out, vblip_last_error()))
+    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") == 0, "auto vision dtype of an int8 checkpoint: %s",
+          vblip_model_vision_dtype(m));
+  vblip_model_free(m);
+  o.vision_dtype = VBLIP_VISION_BF16;
+  m = vblip_model_load(out, &o);
+  if (CHECK(m != NULL, "load %s as bf16: %s", out, vblip_last_error()))
+    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") != 0, "--vision-dtype bf16 on an int8 checkpoint");
+  vblip_model_free(m);
+  vb_vfs_unmount(out);
+  unlink(out);
+}
+
+int main(void) {
+  tu_rerun_with_cpu_paths_off();
+  unsigned k;
+  CHECK(vb_i8_kinds_parse("qkv,fc2", &k) == 0 && k == (VB_I8_QKV | VB_I8_FC2), "kinds qkv,fc2");
+  CHECK(vb_i8_kinds_parse("all", &k) == 0 && k == 31, "kinds all");
+  CHECK(vb_i8_kinds_parse("none", &k) == 0 && k == 0, "kinds none");
+  CHECK(vb_i8_kinds_parse("fc3", &k) == -1 && vb_i8_kinds_parse("qkv,,x", &k) == -1, "bad kinds refused");
+  printf("int8 products on %s\n", vb_tile_kind_name(vb_tile_i8_best()));
+  const model_case models[] = {{"opt", "models/videoblip-opt-tiny"}, {"t5", "models/videoblip-flant5-tiny"}};
+  const char *cases[][2] = {{"video1_uniform", "video1/uniform"}, {"image", "image/image"}};
+  for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
+    for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) check_case(&models[i], cases[j][0], cases[j][1]);
+  check_converted();
+  return tu_finish();
+}
