@@ -50,7 +50,8 @@ extern const cli_option cli_frame_options[];
 extern const cli_option cli_gen_options[];
 /* --threads / -t N into an int (0, the default: all cores). */
 extern const cli_option cli_threads_option[];
-/* --dtype auto|f32|bf16 into a vblip_dtype (vblip_load_options.dtype). */
+/* --dtype auto|f32|bf16 and --vision-dtype auto|f32|bf16|int8 into a
+ * vblip_load_options (its dtype and vision_dtype). */
 extern const cli_option cli_dtype_option[];
 
 /* --layout auto|blip2|interleaved into a vblip_layout (vblip_load_options.layout). */
@@ -73,7 +74,7 @@ int cli_load_video(vblip_model *m, const char *path, const vblip_sampling *s, vb
 
 /* The model, or NULL with the error printed. Commands keep a vblip_load_options from
  * vblip_load_options_default (which honours VBLIP_DTYPE) and point cli_threads_option
- * and cli_dtype_option at its n_threads and dtype. */
+ * and cli_dtype_option at its n_threads and at itself. */
 vblip_model *cli_load_model(const char *model, const vblip_load_options *lo);
 
 #endif

@@ -11,10 +11,6 @@ typedef struct {
 typedef struct {
   int threads;
 } threads_field;
-typedef struct {
-  vblip_dtype dtype;
-} dtype_field;
-
 const cli_option cli_model_option[] = {
     CLI_OPT_STRING("--model", 'm', "MODEL", model_field, model,
                    "checkpoint directory, .gguf file (vblip convert) or Hub repo id\n"
@@ -31,11 +27,20 @@ static int parse_dtype(const char *v, void *field) {
   return vblip_dtype_parse(v, field);
 }
 
+static int parse_vision_dtype(const char *v, void *field) {
+  return vblip_vision_dtype_parse(v, field);
+}
+
 const cli_option cli_dtype_option[] = {
-    CLI_OPT_CUSTOM("--dtype", 0, "T", dtype_field, dtype, vblip_dtype, parse_dtype,
+    CLI_OPT_CUSTOM("--dtype", 0, "T", vblip_load_options, dtype, vblip_dtype, parse_dtype,
                    "compute type: auto (default: bf16 on CPUs with AMX or\n"
                    "AVX512-BF16, else f32), f32 (exact) or bf16",
                    .need = "needs auto, f32 or bf16"),
+    CLI_OPT_CUSTOM("--vision-dtype", 0, "T", vblip_load_options, vision_dtype, vblip_vision_dtype,
+                   parse_vision_dtype,
+                   "vision encoder: auto (default: int8 for a convert --vision-type\n"
+                   "int8 model, else as --dtype), f32, bf16 or int8",
+                   .need = "needs auto, f32, bf16 or int8"),
     CLI_TABLE_END};
 
 typedef struct {

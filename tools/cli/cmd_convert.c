@@ -11,11 +11,12 @@
 #include "runtime/outfile.h"
 
 typedef struct {
-  const char *model, *out, *type;
+  const char *model, *out, *type, *vision_type;
   int quiet;
 } convert_opts;
 
 static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", NULL};
+static const char *const k_vision_types[] = {"same", "int8", NULL};
 
 static const cli_option k_options[] = {
     CLI_GROUP(cli_model_option, convert_opts, model),
@@ -28,6 +29,11 @@ static const cli_option k_options[] = {
                    "f16, bf16: every matrix in that type, 1-D tensors float32;\n"
                    "q8_0: the linear layers' matrices in GGUF Q8_0 blocks (8-bit with a\n"
                    "float16 scale per 32 values); norms, biases, embeddings float32"),
+    CLI_OPT_CHOICE("--vision-type", 0, "V", convert_opts, vision_type, k_vision_types,
+                   "same (default): the vision encoder as --type;\n"
+                   "int8: the ViT's linear weights in int8 with a float32 scale per\n"
+                   "output channel (\"<name>_scale\"); such a model runs its vision\n"
+                   "encoder in int8 (--vision-dtype auto)"),
     CLI_OPT_FLAG("--quiet", 0, convert_opts, quiet, "no progress bar"), CLI_TABLE_END};
 
 static int run(int argc, char **argv);
@@ -36,7 +42,7 @@ const cli_command cli_cmd_convert = {
     .name = "convert",
     .summary = "write a model as one GGUF file (f32, f16, bf16 or q8_0 weights)",
     .run = run,
-    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0]",
+    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0] [--vision-type same|int8]",
     .about = "Writes the model (a directory with safetensors, sharded or not, or PyTorch .bin; a\n"
              "GGUF file; or a Hub repo id) as one GGUF file with the configs, the preprocessor\n"
              "settings, the tokenizer and the weights. Every command's --model accepts the .gguf "
@@ -56,7 +62,7 @@ static void on_signal(int sig) {
 }
 
 static int run(int argc, char **argv) {
-  convert_opts o = {.type = "f32"};
+  convert_opts o = {.type = "f32", .vision_type = "same"};
   int n_pos, rc = cli_parse(&cli_cmd_convert, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
   /* a --out that cannot be written fails before any work */
@@ -73,7 +79,7 @@ static int run(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t0 = ts.tv_sec + ts.tv_nsec / 1e9;
   }
-  if (vblip_convert(o.model, out, o.type, !o.quiet) != 0) return cli_fail("%s", vblip_last_error());
+  if (vblip_convert_ex(o.model, out, o.type, o.vision_type, !o.quiet) != 0) return cli_fail("%s", vblip_last_error());
   g_tmp[0] = 0;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
