@@ -13,6 +13,9 @@
  *  - a checkpoint converted with --vision-type int8 (vblip_convert) loads as
  *    int8 (auto) and gives the same Q-Former output as int8 quantized at load,
  *    bit for bit;
+ *  - malformed int8 layers (no scales, a negative or NaN scale, a scale of the
+ *    wrong shape) fail with a message; a stored int8 layer computes from its
+ *    own values (int8 and f32 compute);
  *  - vb_i8_kinds_parse accepts the documented names and refuses others.
  * Runs itself again with AMX and with AVX-512 forced off (other int8 kinds). */
 #include <math.h>
@@ -224,6 +227,60 @@ static void check_converted(void) {
   unlink(out);
 }
 
+/* Malformed int8 layers: a clear error, never a crash or a silent zero. */
+static void check_hostile(void) {
+  static int8_t q[8 * 64];
+  static float neg[8] = {1, 1, 1, -1, 1, 1, 1, 1}, nan_s[8] = {1, 1, NAN, 1, 1, 1, 1, 1}, ok[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  const int64_t wshape[2] = {8, 64}, sshape[1] = {8}, bad_shape[1] = {7};
+  const struct {
+    const float *scale;
+    const int64_t *shape;
+    const char *want;
+  } cases[] = {{NULL, NULL, "weight_scale"}, {neg, sshape, "not a scale"}, {nan_s, sshape, "not a scale"},
+               {ok, bad_shape, "shape"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    vb_weights w;
+    memset(&w, 0, sizeof w);
+    vb_tt_init(&w.tt);
+    vb_tt_add(&w.tt, "l.weight", VB_DT_I8, 2, wshape, q, sizeof q);
+    if (cases[i].scale) vb_tt_add(&w.tt, "l.weight_scale", VB_DT_F32, 1, cases[i].shape, cases[i].scale, 32);
+    w.compute = VB_COMPUTE_INT8;
+    vb_linear l;
+    int rc = vb_weights_linear(&w, "l", 8, 64, 0, &l);
+    CHECK(rc == -1 && strstr(vb_error_message(), cases[i].want), "int8 case %zu: rc %d, %s", i, rc,
+          vb_error_message());
+    if (rc == 0) vb_linear_release(&l);
+    vb_weights_close(&w);
+  }
+  /* a well-formed one runs, and f32 compute dequantizes it */
+  vb_weights w;
+  memset(&w, 0, sizeof w);
+  vb_tt_init(&w.tt);
+  for (int i = 0; i < 8 * 64; i++) q[i] = (int8_t)(i % 255 - 127);
+  vb_tt_add(&w.tt, "l.weight", VB_DT_I8, 2, wshape, q, sizeof q);
+  vb_tt_add(&w.tt, "l.weight_scale", VB_DT_F32, 1, sshape, ok, 32);
+  float x[64], y8[8], yf[8];
+  for (int k = 0; k < 64; k++) x[k] = (float)(k * 37 % 255 - 127); /* holds -127: scale 1 */
+  vb_linear a, b;
+  w.compute = VB_COMPUTE_INT8;
+  int r1 = vb_weights_linear(&w, "l", 8, 64, 0, &a);
+  w.compute = VB_COMPUTE_F32;
+  int r2 = vb_weights_linear(&w, "l", 8, 64, 0, &b);
+  if (CHECK(r1 == 0 && r2 == 0, "well-formed int8 layer: %s", vb_error_message())) {
+    vb_linear_forward(&a, x, 1, y8);
+    vb_linear_forward(&b, x, 1, yf);
+    size_t bad = 0;
+    for (int n = 0; n < 8; n++) { /* integral x with max |x| = 127: exact */
+      double want = 0;
+      for (int k = 0; k < 64; k++) want += (double)x[k] * q[n * 64 + k];
+      bad += fabs(yf[n] - want) > 1e-3 || fabs(y8[n] - want) > 1e-3 * fmax(1, fabs(want));
+    }
+    CHECK(bad == 0, "int8 layer from stored values: %zu of 8 outputs off", bad);
+    vb_linear_release(&a), vb_linear_release(&b);
+  }
+  vb_weights_close(&w);
+}
+
 int main(void) {
   tu_rerun_with_cpu_paths_off();
   unsigned k;
@@ -237,5 +294,6 @@ int main(void) {
   for (size_t i = 0; i < sizeof models / sizeof models[0]; i++)
     for (size_t j = 0; j < sizeof cases / sizeof cases[0]; j++) check_case(&models[i], cases[j][0], cases[j][1]);
   check_converted();
+  check_hostile();
   return tu_finish();
 }
