@@ -108,7 +108,7 @@ static int caption(pipeline *p, const vb_model_config *c, const char *video, int
   return 0;
 }
 
-int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, const char *video, int n_frames,
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video, int n_frames,
               int n_tokens, bench_e2e_result *r) {
   vb_weights w;
   pipeline p;
@@ -118,12 +118,16 @@ int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, const char *video, int n
     return -1;
   r->weight_bytes = bench_weight_bytes(&w);
   if (bench_weights_via_file(&w) != 0) return -1;
-  /* prepared as vblip_model_load does: vision and Q-Former packed for oneDNN,
-   * the projection and the language model plain */
+  /* prepared as vblip_model_load does: vision and Q-Former packed (int8 as
+   * --vision-dtype int8 quantizes at load), the projection and the language
+   * model plain */
+  w.int8 = vision_int8;
+  w.int8_kinds = vision_int8 ? VB_I8_DEFAULT : 0;
   if (vb_vit_init(&p.vit, &w, &c->vision) != 0 ||
       vb_qformer_init(&p.qf, &w, &c->qformer, c->num_query_tokens) != 0)
     return -1;
   w.pack = 0;
+  w.int8 = 0;
   if (vb_weights_linear(&w, "language_projection", c->lm_hidden, c->qformer.hidden_size, 1,
                         &p.proj) != 0 ||
       bench_lm_create(&w, c, &p.lm) != 0)
