@@ -15,6 +15,9 @@
  *    int8), an output row stride wider than N, zero rows;
  *  - int8 end to end against the f32 product: the relative error of per-row /
  *    per-channel int8 on random data (stated, bounded by 2e-2).
+ *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
+ *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
+ *    without AMX.
  * Runs itself again with AMX and with AVX-512 forced off. */
 #include <math.h>
 #include <stdio.h>
@@ -148,6 +151,26 @@ static void test_bf16(int M, int N, int K, int with_bias) {
   free(x), free(w), free(b), free(xr), free(wr), free(ref), free(mag), free(y), free(g);
 }
 
+/* AMX attention against the f32 path: bf16 operands, so within 1e-2 relative. */
+static void test_attention(int batch, int n, int heads, int hd) {
+  int D = heads * hd, ld = 3 * D;
+  float *qkv = tu_rand_buf(&rng, (size_t)batch * n * ld, 2.0f);
+  float *a = malloc((size_t)batch * n * D * sizeof(float)), *b = malloc((size_t)batch * n * D * sizeof(float));
+  float sc = 1.0f / sqrtf((float)hd);
+  vb_attention_batch(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, a, D, n, n, heads, hd, sc);
+  int rc = vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
+  if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {
+    CHECK(rc == -1, "AMX attention refused without AMX");
+  } else if (CHECK_OK(rc)) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < (size_t)batch * n * D; i++) num += (a[i] - b[i]) * (double)(a[i] - b[i]), den += (double)a[i] * a[i];
+    double e = sqrt(num / den);
+    CHECK(e < 1e-2 && e > 0, "AMX attention %dx%d, %d heads of %d: relative error %g", batch, n, heads, hd, e);
+    if (n == 257) printf("AMX attention (257 tokens, head dim %d) vs f32: relative L2 %.3g\n", hd, e);
+  }
+  free(qkv), free(a), free(b);
+}
+
 int main(void) {
   tu_rerun_with_cpu_paths_off();
   printf("cpu: %s; int8 kinds:", vb_cpu_describe());
@@ -161,5 +184,8 @@ int main(void) {
   }
   test_i8(40, 72, 4500, 1, 0); /* K in several cache chunks */
   test_bf16(40, 72, 2200, 1);
+  test_attention(2, 257, 2, 88); /* ViT-g's shape */
+  test_attention(3, 17, 3, 64);
+  test_attention(1, 40, 1, 32);
   return tu_finish();
 }

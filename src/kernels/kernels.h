@@ -91,4 +91,12 @@ __attribute__((warn_unused_result)) int
 vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const float *v, int ld_kv,
                    float *out, int ld_o, int nq, int nk, int heads, int head_dim, float scale);
 
+/* vb_attention_batch on AMX tiles (attention_amx.c): bf16 operands (queries
+ * scaled before rounding), f32 sums and softmax. -1, nothing done, where AMX
+ * is not usable, a sequence exceeds 1024 tokens or memory runs out: the
+ * caller then runs vb_attention_batch. */
+int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v,
+                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                           float scale);
+
 #endif

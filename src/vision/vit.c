@@ -115,8 +115,10 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     const vb_vit_layer *L = &v->layers[l];
     vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
     if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
-    if (vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd,
-                           scale) != 0)
+    /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
+    if ((L->qkv.compute == VB_COMPUTE_F32 ||
+         vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0) &&
+        vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0)
       goto done;
     if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
