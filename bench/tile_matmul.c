@@ -1,0 +1,78 @@
+/* tile-matmul: vblip's own tile products (src/kernels/tile_gemm.h) at the
+ * shapes and in the format of onednn-matmul, for side-by-side runs
+ * (bench/compare-matmul.sh). Times include what vblip's layers pay per call:
+ * rounding / quantizing the f32 activations, and bias in the output stage.
+ *
+ *   tile-matmul [--frames T] [--repeat N] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/tile_gemm.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+
+typedef struct {
+  int K;
+} row_ctx;
+
+static int row_fn(void *ctx, int n, float *buf) { /* a fixed pattern: finite, no denormals */
+  row_ctx *c = ctx;
+  for (int k = 0; k < c->K; k++) buf[k] = (float)((n * 31 + k * 17) % 255 - 127) * 1e-3f;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int T = 8, repeat = 5;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--frames") && i + 1 < argc) T = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: %s [--frames T] [--repeat N]\n", argv[0]);
+      return 2;
+    }
+  }
+  vb_cpu_init();
+  printf("vblip tile products, %d frames, f32 destination; cpu: %s\n", T, vb_cpu_describe());
+  int M = T * 257;
+  const struct {
+    const char *name;
+    int M, N, K;
+  } shapes[] = {{"qkv", M, 4224, 1408}, {"proj", M, 1408, 1408}, {"fc1", M, 6144, 1408},
+                {"fc2", M, 1408, 6144}, {"4096^3", 4096, 4096, 4096}};
+  for (int kind = 0; kind < VB_TILE_I8_C; kind++) {
+    if (!vb_tile_kind_usable(kind)) continue;
+    double total_flop = 0, total_ms = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+      int m = shapes[s].M, n = shapes[s].N, k = shapes[s].K;
+      row_ctx rc = {k};
+      vb_tile_weight w;
+      float *x = vb_malloc_aligned((size_t)m * k * sizeof(float)), *y = vb_malloc_aligned((size_t)m * n * sizeof(float));
+      float *b = vb_calloc((size_t)n, sizeof(float));
+      if (!x || !y || !b || vb_tile_weight_pack(&w, n, k, kind != VB_TILE_BF16_AMX, row_fn, &rc) != 0) {
+        fprintf(stderr, "tile-matmul: %s\n", vb_error_message());
+        return 1;
+      }
+      for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 251) - 125) * 1e-2f;
+      double best = 1e30;
+      for (int r = 0; r <= repeat; r++) {
+        double t0 = vb_now_ms();
+        if (vb_tile_linear(kind, &w, x, m, b, VB_TILE_ACT_NONE, y, n) != 0) {
+          fprintf(stderr, "tile-matmul: %s\n", vb_error_message());
+          return 1;
+        }
+        double t = vb_now_ms() - t0;
+        if (r > 0 && t < best) best = t;
+      }
+      double flop = 2.0 * m * n * k;
+      printf("%-7s %5d x %5d x %5d  %-28s %6.2f T%s/s\n", shapes[s].name, m, n, k, vb_tile_kind_name(kind),
+             flop / best / 1e9, kind == VB_TILE_BF16_AMX ? "FLOP" : "OP");
+      if (s < 4) total_flop += flop, total_ms += best;
+      vb_tile_weight_free(&w);
+      vb_free_aligned(x), vb_free_aligned(y), free(b);
+    }
+    printf("ViT-g layer's four products together (%s): %.2f T%s/s\n", vb_tile_kind_name(kind),
+           total_flop / total_ms / 1e9, kind == VB_TILE_BF16_AMX ? "FLOP" : "OP");
+  }
+  return 0;
+}
