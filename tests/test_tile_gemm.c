@@ -15,6 +15,9 @@
  *    int8), an output row stride wider than N, zero rows;
  *  - int8 end to end against the f32 product: the relative error of per-row /
  *    per-channel int8 on random data (stated, bounded by 2e-2).
+ *  - inputs and outputs (vb_tile_linear_io): adding into the output, bf16
+ *    output, bf16 input read in place or copied: exactly the plain product's
+ *    values, added or rounded; two inputs refused;
  *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
  *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
  *    without AMX.
@@ -151,6 +154,43 @@ static void test_bf16(int M, int N, int K, int with_bias) {
   free(x), free(w), free(b), free(xr), free(wr), free(ref), free(mag), free(y), free(g);
 }
 
+/* vb_tile_linear_io: residual output, bf16 output, bf16 input (in place and
+ * copied) give exactly what the plain f32 product gives, rounded or added. */
+static void test_io(vb_tile_kind kind, int M, int N, int K) {
+  if (!vb_tile_kind_usable(kind)) return;
+  float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.3f);
+  float *b = tu_rand_buf(&rng, N, 0.5f), *y0 = tu_rand_buf(&rng, (size_t)M * N, 1.0f);
+  rows_ctx ctx = {w, K};
+  vb_tile_weight tw;
+  if (!CHECK_OK(vb_tile_weight_pack(&tw, N, K, kind != VB_TILE_BF16_AMX, get_row, &ctx))) return;
+  uint16_t *xb = malloc((size_t)M * K * 2), *yb = malloc((size_t)M * N * 2);
+  float *xr = malloc((size_t)M * K * sizeof(float)), *plain = malloc((size_t)M * N * sizeof(float));
+  float *r = malloc((size_t)M * N * sizeof(float)), *p2 = malloc((size_t)M * N * sizeof(float));
+  for (size_t i = 0; i < (size_t)M * K; i++) xb[i] = vb_float_to_bf16(x[i]), xr[i] = vb_bf16_to_float(xb[i]);
+  CHECK_OK(vb_tile_linear(kind, &tw, xr, M, b, VB_TILE_ACT_GELU_ERF, plain, N));
+  memcpy(r, y0, (size_t)M * N * sizeof(float));
+  vb_tile_io res = {.x = xr, .y = r, .ldy = N, .residual = 1, .act = VB_TILE_ACT_GELU_ERF};
+  vb_tile_io outb = {.x = xr, .y_bf16 = yb, .ldy = N, .act = VB_TILE_ACT_GELU_ERF};
+  vb_tile_io inb = {.x_bf16 = xb, .ldx = K, .y = p2, .ldy = N, .act = VB_TILE_ACT_GELU_ERF};
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &res));
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &outb));
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &inb));
+  size_t bad_r = 0, bad_b = 0;
+  for (size_t i = 0; i < (size_t)M * N; i++) {
+    float want = y0[i] + plain[i];
+    bad_r += memcmp(&r[i], &want, 4) != 0;
+    bad_b += yb[i] != vb_float_to_bf16(plain[i]);
+  }
+  CHECK(bad_r == 0 && bad_b == 0, "%s %dx%dx%d: residual %zu, bf16 output %zu differ", vb_tile_kind_name(kind), M, N,
+        K, bad_r, bad_b);
+  CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0, "%s %dx%dx%d: bf16 input differs",
+        vb_tile_kind_name(kind), M, N, K);
+  vb_tile_io bad = {.x = xr, .x_bf16 = xb, .y = p2, .ldy = N};
+  CHECK(vb_tile_linear_io(kind, &tw, M, b, &bad) == -1, "two inputs refused");
+  vb_tile_weight_free(&tw);
+  free(x), free(w), free(b), free(y0), free(xb), free(yb), free(xr), free(plain), free(r), free(p2);
+}
+
 /* AMX attention against the f32 path: bf16 operands, so within 1e-2 relative. */
 static void test_attention(int batch, int n, int heads, int hd) {
   int D = heads * hd, ld = 3 * D;
@@ -184,6 +224,10 @@ int main(void) {
   }
   test_i8(40, 72, 4500, 1, 0); /* K in several cache chunks */
   test_bf16(40, 72, 2200, 1);
+  for (int k = 0; k < VB_TILE_KINDS; k++) {
+    test_io(k, 70, 64, 64);  /* K == Kp: bf16 input read in place, last block copied */
+    test_io(k, 33, 40, 100); /* padded K: copied */
+  }
   test_attention(2, 257, 2, 88); /* ViT-g's shape */
   test_attention(3, 17, 3, 64);
   test_attention(1, 40, 1, 32);

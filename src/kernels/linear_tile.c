@@ -83,3 +83,9 @@ const char *vb_linear_tile_kind(const vb_linear *l) {
   const tile_backend *b = l->tile;
   return b ? vb_tile_kind_name(b->kind) : NULL;
 }
+
+int vb_linear_tile_io(const vb_linear *l, int M, const vb_tile_io *io) {
+  const tile_backend *b = l->tile;
+  if (!b) return vb_error("linear %dx%d is not on tiles", l->out, l->in);
+  return vb_tile_linear_io(b->kind, &b->w, M, l->bias, io);
+}

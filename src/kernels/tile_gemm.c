@@ -216,29 +216,57 @@ TGT_512 static float quantize_row_avx512(const float *x, int K, int Kp, int bias
 }
 #endif
 
-/* x [M, K] -> the core's activation rows [Mp, Kp] (and per-row scales). */
-static void prepare_activations(vb_tile_kind kind, const float *x, int M, int K, int Mp, int Kp,
-                                uint8_t *a, float *sx) {
-  if (kind == VB_TILE_BF16_AMX) {
-    vb_f32_to_bf16_rows(x, M, K, (uint16_t *)a, Kp);
+/* Row m of the input as f32 (a bf16 input widened into buf). */
+static const float *input_row(const vb_tile_io *io, int m, int K, float *buf) {
+  int ld = io->ldx ? io->ldx : K;
+  if (io->x) return io->x + (size_t)m * ld;
+  const uint16_t *r = io->x_bf16 + (size_t)m * ld;
+  for (int k = 0; k < K; k++) buf[k] = vb_bf16_to_float(r[k]);
+  return buf;
+}
+
+/* The input -> the core's activation rows [Mp, Kp] (and per-row scales). */
+static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp, int Kp,
+                               uint8_t *a, float *sx) {
+  if (kind == VB_TILE_BF16_AMX && io->x) {
+    vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, Kp); /* rows K apart: ldx is K here */
     memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
-    return;
+    return 0;
   }
-  int biased = vb_tile_biased(kind);
-  int avx = vb_cpu_has_avx512();
-#pragma omp parallel for schedule(static) if ((size_t)M * K > 65536)
-  for (int m = 0; m < M; m++) {
+  int biased = vb_tile_biased(kind), bf16 = kind == VB_TILE_BF16_AMX;
+  int avx = vb_cpu_has_avx512(), fail = 0;
+#pragma omp parallel reduction(| : fail) if ((size_t)M * K > 65536)
+  {
+    float *buf = io->x ? NULL : vb_malloc((size_t)K * sizeof(float));
+    if (!io->x && !buf) fail = 1;
+#pragma omp for schedule(static)
+    for (int m = 0; m < M; m++) {
+      if (!io->x && !buf) continue;
+      if (bf16) { /* a bf16 input that cannot be read in place: copied, padded */
+        uint16_t *d = (uint16_t *)a + (size_t)m * Kp;
+        memcpy(d, io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), (size_t)K * 2);
+        memset(d + K, 0, (size_t)(Kp - K) * 2);
+        continue;
+      }
+      const float *x = input_row(io, m, K, buf);
 #if defined(__x86_64__)
-    if (avx) {
-      sx[m] = quantize_row_avx512(x + (size_t)m * K, K, Kp, biased, a + (size_t)m * Kp);
-      continue;
-    }
+      if (avx) {
+        sx[m] = quantize_row_avx512(x, K, Kp, biased, a + (size_t)m * Kp);
+        continue;
+      }
 #endif
-    (void)avx;
-    sx[m] = quantize_row_c(x + (size_t)m * K, K, Kp, biased, a + (size_t)m * Kp);
+      (void)avx;
+      sx[m] = quantize_row_c(x, K, Kp, biased, a + (size_t)m * Kp);
+    }
+    free(buf);
   }
-  memset(a + (size_t)M * Kp, biased ? 0x80 : 0, (size_t)(Mp - M) * Kp);
-  for (int m = M; m < Mp; m++) sx[m] = 0;
+  if (bf16) {
+    memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
+  } else {
+    memset(a + (size_t)M * Kp, biased ? 0x80 : 0, (size_t)(Mp - M) * Kp);
+    for (int m = M; m < Mp; m++) sx[m] = 0;
+  }
+  return fail ? -1 : 0;
 }
 
 /* ---- output stage ---- */
@@ -247,33 +275,60 @@ typedef struct {
   vb_tile_kind kind;
   const vb_tile_weight *w;
   const float *bias, *sx;
-  vb_tile_act act;
-  float *y;
-  int ldy, M;
+  const vb_tile_io *io;
+  int M;
 } out_stage;
 
+#define MAX_NC 512 /* panel width cap: one row of a panel's results fits a stack buffer */
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void to_bf16_avx512(const float *t, int n,
+                                                                                           uint16_t *d) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(t + j)));
+  for (; j < n; j++) d[j] = vb_float_to_bf16(t[j]);
+}
+#endif
+
 /* Rows m0.. (up to 32, < M) and columns [n0, n1) of the result, from the
- * partial sums c (row stride ldc, column n0 first). */
+ * partial sums c (row stride ldc, column n0 first): scales and bias, then the
+ * activation, then into the output (f32, f32 added to it, or bf16). */
 static void output_block(const out_stage *o, int m0, int n0, int n1, const void *c, int ldc) {
   const vb_tile_weight *w = o->w;
+  const vb_tile_io *io = o->io;
   int nn = (n1 < w->N ? n1 : w->N) - n0;
   if (nn <= 0) return;
   int i8 = o->kind != VB_TILE_BF16_AMX, biased = vb_tile_biased(o->kind);
+  float t[MAX_NC];
   for (int r = 0; r < VB_TILE_MB && m0 + r < o->M; r++) {
-    float *y = o->y + (size_t)(m0 + r) * o->ldy + n0;
     if (!i8) {
       const float *a = (const float *)c + (size_t)r * ldc;
-      for (int j = 0; j < nn; j++) y[j] = a[j] + (o->bias ? o->bias[n0 + j] : 0.0f);
+      for (int j = 0; j < nn; j++) t[j] = a[j] + (o->bias ? o->bias[n0 + j] : 0.0f);
     } else {
       const int32_t *a = (const int32_t *)c + (size_t)r * ldc;
       float s = o->sx[m0 + r];
       for (int j = 0; j < nn; j++) {
         int32_t v = a[j] - (biased ? 128 * w->colsum[n0 + j] : 0);
         float sc = s * w->scale[n0 + j];
-        y[j] = (float)v * sc + (o->bias ? o->bias[n0 + j] : 0.0f);
+        t[j] = (float)v * sc + (o->bias ? o->bias[n0 + j] : 0.0f);
       }
     }
-    if (o->act == VB_TILE_ACT_GELU_ERF) vb_gelu_erf(y, (size_t)nn);
+    if (io->act == VB_TILE_ACT_GELU_ERF) vb_gelu_erf(t, (size_t)nn);
+    size_t off = (size_t)(m0 + r) * io->ldy + n0;
+    if (io->y_bf16) {
+#if defined(__x86_64__)
+      if (vb_cpu()->avx512_bf16) {
+        to_bf16_avx512(t, nn, io->y_bf16 + off);
+        continue;
+      }
+#endif
+      for (int j = 0; j < nn; j++) io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
+    } else if (io->residual) {
+      for (int j = 0; j < nn; j++) io->y[off + j] += t[j];
+    } else {
+      memcpy(io->y + off, t, (size_t)nn * sizeof(float));
+    }
   }
 }
 
@@ -284,17 +339,37 @@ static __thread size_t tls_a_cap;
 
 int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, int M,
                    const float *bias, vb_tile_act act, float *y, int ldy) {
+  vb_tile_io io = {.x = x, .y = y, .ldy = ldy, .act = act};
+  return vb_tile_linear_io(kind, w, M, bias, &io);
+}
+
+int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const float *bias, const vb_tile_io *io) {
   if (!vb_tile_kind_usable(kind)) return vb_error("%s products do not run on this CPU", vb_tile_kind_name(kind));
   if ((kind == VB_TILE_BF16_AMX) == (w->is_i8 != 0)) return vb_error("tile product: weight type mismatch");
+  if (!io->x == !io->x_bf16 || !io->y == !io->y_bf16 || (io->x && io->ldx && io->ldx != w->K))
+    return vb_error("tile product: bad input / output description");
   if (M <= 0) return 0;
   int elem = w->is_i8 ? 1 : 2, Kp = w->Kp, Np = w->Np;
   int Mp = (M + VB_TILE_MB - 1) / VB_TILE_MB * VB_TILE_MB;
   size_t lda = (size_t)Kp * elem;
-  size_t a_bytes = (size_t)Mp * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
-  uint8_t *a = vb_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
-  if (!a) return -1;
-  float *sx = (float *)(a + sx_off);
-  prepare_activations(kind, x, M, w->K, Mp, Kp, a, sx);
+  /* a bf16 input whose rows are already padded is read in place, all but its
+   * last partial block of rows, which is copied (the core reads whole blocks) */
+  int ldx = io->ldx ? io->ldx : w->K;
+  int in_place = kind == VB_TILE_BF16_AMX && io->x_bf16 && w->K == Kp && ldx == Kp;
+  int M_full = in_place ? M / VB_TILE_MB * VB_TILE_MB : 0;
+  size_t a_rows = in_place ? (size_t)VB_TILE_MB : (size_t)Mp;
+  size_t a_bytes = a_rows * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
+  uint8_t *scratch = vb_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
+  if (!scratch) return -1;
+  float *sx = (float *)(scratch + sx_off);
+  if (in_place) {
+    vb_tile_io tail = *io;
+    tail.x_bf16 = io->x_bf16 + (size_t)M_full * ldx;
+    if (M > M_full && prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, scratch, sx) != 0)
+      return vb_error("tile product: out of memory");
+  } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, scratch, sx) != 0) {
+    return vb_error("tile product: out of memory");
+  }
 
   /* K in chunks of about KC_BYTES per column, equal and whole 64-byte steps */
   int ksteps = (int)(lda / 64);
@@ -306,13 +381,15 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
   int nc = (int)(PANEL_BYTES / ((size_t)kc_steps * 64)) / 32 * 32;
   int share = (Np / 32 + 2 * nthr - 1) / (2 * nthr) * 32;
   if (nc > share) nc = share;
+  if (nc > MAX_NC) nc = MAX_NC;
   if (nc < 32) nc = 32;
   int npanels = (Np + nc - 1) / nc;
   int acc_rows = nkc > 1 ? Mp : VB_TILE_MB;
   size_t acc_bytes = (size_t)acc_rows * nc * 4;
   vb_tile_core_fn core = vb_tile_core(kind);
   size_t group_bytes = (size_t)Kp * 16 * elem; /* one 16-column group, all of K */
-  out_stage o = {kind, w, bias, sx, act, y, ldy, M};
+  out_stage o = {kind, w, bias, sx, io, M};
+  const uint8_t *a_main = in_place ? (const uint8_t *)io->x_bf16 : scratch;
   int fail = 0;
 #pragma omp parallel reduction(| : fail)
   {
@@ -329,9 +406,10 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
         int s0 = kc * kc_steps, s1 = s0 + kc_steps < ksteps ? s0 + kc_steps : ksteps;
         for (int m0 = 0; m0 < Mp; m0 += VB_TILE_MB) {
           uint8_t *cb = acc + (size_t)(nkc > 1 ? m0 : 0) * nc * 4;
+          const uint8_t *arow = in_place && m0 >= M_full ? scratch : a_main + (size_t)m0 * lda;
           for (int ss = s0; ss < s1; ss += kk_steps) {
             int se = ss + kk_steps < s1 ? ss + kk_steps : s1;
-            const uint8_t *ab = a + (size_t)m0 * lda + (size_t)ss * 64;
+            const uint8_t *ab = arow + (size_t)ss * 64;
             for (int n = n0; n < n1; n += VB_TILE_NB) {
               const uint8_t *b0 = (const uint8_t *)w->data + (size_t)(n / 16) * group_bytes + (size_t)ss * 1024;
               core(ab, lda, b0, b0 + group_bytes, se - ss, cb + (size_t)(n - n0) * 4, nc, ss > 0);

@@ -72,6 +72,22 @@ typedef enum { VB_TILE_ACT_NONE = 0, VB_TILE_ACT_GELU_ERF } vb_tile_act;
 int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, int M,
                    const float *bias, vb_tile_act act, float *y, int ldy);
 
+/* Where a product's input comes from and where its result goes. */
+typedef struct {
+  const float *x;          /* f32 input [M, K] (rows K apart), or */
+  const uint16_t *x_bf16;  /* bf16 input, rows ldx apart (K when 0): the bf16 kind reads it in
+                            * place when ldx == K == Kp (fc1's output for fc2) */
+  int ldx;
+  float *y;                /* f32 output, rows ldy apart, or */
+  uint16_t *y_bf16;        /* bf16 output (rounded to nearest even) */
+  int ldy;
+  int residual;            /* f32 output: y += result (a residual connection) */
+  vb_tile_act act;
+} vb_tile_io;
+/* vb_tile_linear with these inputs and outputs. */
+int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const float *bias,
+                      const vb_tile_io *io);
+
 /* The register peak of kind k on all threads: a loop of independent products
  * from registers / tiles, no memory traffic; TFLOP/s (TOP/s for int8). ms is
  * roughly how long each thread runs. 0 when not usable. */
@@ -81,6 +97,8 @@ double vb_tile_peak(vb_tile_kind k, double ms);
  * (NULL: not on tiles), and an override of the int8 kind for layers prepared
  * afterwards (VB_TILE_KINDS: the fastest; benchmarks compare kinds with it). */
 const char *vb_linear_tile_kind(const vb_linear *l);
+/* vb_tile_linear_io on a prepared layer's tiles; -1 (error set) when l is not on tiles. */
+int vb_linear_tile_io(const vb_linear *l, int M, const vb_tile_io *io);
 void vb_linear_tile_force_i8(vb_tile_kind k);
 
 /* ---- internal to the tile files ---- */

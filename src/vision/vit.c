@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 
 #define I64(x) ((int64_t)(x))
@@ -120,6 +121,19 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
          vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0) &&
         vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0)
       goto done;
+    if (L->proj.tile && L->fc1.tile && L->fc2.tile) {
+      /* on tiles: residual adds in the output stage, fc1's GELU output kept
+       * bf16 for fc2 (half the bytes of the largest activation, no rounding
+       * pass); the arithmetic is the same as below */
+      uint16_t *mlp_b = (uint16_t *)mlp;
+      vb_tile_io proj = {.x = att, .y = out, .ldy = D, .residual = 1};
+      vb_tile_io fc1 = {.x = x, .y_bf16 = mlp_b, .ldy = F, .act = VB_TILE_ACT_GELU_ERF};
+      vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
+      if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
+      vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
+      if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0 || vb_linear_tile_io(&L->fc2, (int)M, &fc2) != 0) goto done;
+      continue;
+    }
     if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
     vb_add(out, x, M * D);
     vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
