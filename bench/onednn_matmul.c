@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vit_shapes.h"
+
 static double now_s(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -87,14 +89,10 @@ int main(int argc, char **argv) {
   dnnl_stream_t st;
   CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
   CHECK(dnnl_stream_create(&st, eng, dnnl_stream_default_flags));
-  int M = T * 257;
-  const struct {
-    const char *name;
-    int M, N, K;
-  } shapes[] = {{"qkv", M, 4224, 1408}, {"proj", M, 1408, 1408}, {"fc1", M, 6144, 1408},
-                {"fc2", M, 1408, 6144}, {"4096^3", 4096, 4096, 4096}};
+  vit_shape shapes[VIT_SHAPES];
+  vit_shapes(T, shapes);
   double total_flop = 0, total_s = 0;
-  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+  for (int s = 0; s < VIT_SHAPES; s++) {
     int m = shapes[s].M, n = shapes[s].N, k = shapes[s].K;
     dnnl_dims_t sd = {m, k}, wd = {k, n}, bd = {1, n}, dd = {m, n};
     md_t smd = md_tag(2, sd, dnnl_bf16, dnnl_ab), wany = md_tag(2, wd, dnnl_bf16, dnnl_format_tag_any);

@@ -11,6 +11,7 @@
 #include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "vit_shapes.h"
 
 typedef struct {
   int K;
@@ -34,16 +35,12 @@ int main(int argc, char **argv) {
   }
   vb_cpu_init();
   printf("vblip tile products, %d frames, f32 destination; cpu: %s\n", T, vb_cpu_describe());
-  int M = T * 257;
-  const struct {
-    const char *name;
-    int M, N, K;
-  } shapes[] = {{"qkv", M, 4224, 1408}, {"proj", M, 1408, 1408}, {"fc1", M, 6144, 1408},
-                {"fc2", M, 1408, 6144}, {"4096^3", 4096, 4096, 4096}};
+  vit_shape shapes[VIT_SHAPES];
+  vit_shapes(T, shapes);
   for (int kind = 0; kind < VB_TILE_I8_C; kind++) {
     if (!vb_tile_kind_usable(kind)) continue;
     double total_flop = 0, total_ms = 0;
-    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    for (int s = 0; s < VIT_SHAPES; s++) {
       int m = shapes[s].M, n = shapes[s].N, k = shapes[s].K;
       row_ctx rc = {k};
       vb_tile_weight w;

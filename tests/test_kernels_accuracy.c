@@ -18,16 +18,6 @@
 #include "vision/qformer.h"
 #include "vision/vit.h"
 
-static double rel_l2f(const float *a, const float *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)a[i] - ref[i];
-    num += d * d;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 typedef struct {
   float *vis, *q, *proj, *logits;
   int32_t greedy[64];
@@ -85,19 +75,7 @@ static void run(vb_compute compute, const model_case *mc, const char *case_name,
     if (rp) {
       CHECK_OK(lm->set_input(lm, rp->data, (int)rp->shape[1], ids, n_ids));
       CHECK_OK(lm->gen.prefill(lm, 1, o->logits));
-      vb_gen_config g;
-      vb_gen_config_default(&g);
-      g.max_new_tokens = 20;
-      g.eos_token_id = cfg.eos_token_id;
-      g.pad_token_id = cfg.pad_token_id;
-      g.start_token_id = cfg.lm_kind == VB_LM_T5 ? cfg.decoder_start_token_id : cfg.bos_token_id;
-      vb_gen_result r;
-      CHECK_OK(lm->set_input(lm, rp->data, (int)rp->shape[1], ids, n_ids));
-      if (CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r))) {
-        o->n_greedy = r.n >= 1 && r.lens[0] <= 64 ? r.lens[0] : 0;
-        for (int i = 0; i < o->n_greedy; i++) o->greedy[i] = r.seqs[0][i];
-        vb_gen_result_free(&r);
-      }
+      o->n_greedy = tu_greedy(lm, &cfg, rp->data, (int)rp->shape[1], ids, n_ids, 20, o->greedy, 64);
     }
   }
   if (lm) lm->destroy(lm);
@@ -109,12 +87,6 @@ static void run(vb_compute compute, const model_case *mc, const char *case_name,
 
 static void free_out(stage_out *o) {
   free(o->vis), free(o->q), free(o->proj), free(o->logits);
-}
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-  return m;
 }
 
 static void check_case(const model_case *mc, const char *case_name, const char *media) {
@@ -143,7 +115,7 @@ static void check_case(const model_case *mc, const char *case_name, const char *
       {"logits", b.logits, f.logits, (size_t)V},
   };
   for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
-    double e = rel_l2f(st[i].a, st[i].r, st[i].n);
+    double e = tu_rel_l2f(st[i].a, st[i].r, st[i].n);
     printf("%s %s: bf16 vs f32 %-10s relative error %.3g\n", mc->key, case_name, st[i].what, e);
     CHECK(e < 2e-2, "%s %s bf16 %s: relative error %g vs f32", mc->key, case_name, st[i].what, e);
     CHECK(e > 0, "%s %s bf16 %s: identical to f32 (did bf16 run?)", mc->key, case_name, st[i].what);
@@ -164,7 +136,7 @@ static void check_case(const model_case *mc, const char *case_name, const char *
     if (same_b && b.greedy[i] != t) same_b = 0;
   }
   printf("%s %s: greedy_20 smallest reference margin %.3g, bf16 first-step logits max error %.3g\n", mc->key,
-         case_name, min_margin, max_abs_diff(b.logits, f.logits, (size_t)V));
+         case_name, min_margin, tu_max_abs_diff(b.logits, f.logits, (size_t)V));
   CHECK(same_f, "%s %s: f32 greedy_20 differs from transformers", mc->key, case_name);
   CHECK(same_b, "%s %s: bf16 greedy_20 differs from transformers (%d vs %d tokens)", mc->key, case_name,
         b.n_greedy, n);

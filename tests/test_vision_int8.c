@@ -38,16 +38,6 @@
 #include "vision/qformer.h"
 #include "vision/vit.h"
 
-static double rel_l2f(const float *a, const float *ref, size_t n) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)a[i] - ref[i];
-    num += d * d;
-    den += (double)ref[i] * ref[i];
-  }
-  return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 typedef struct {
   float *vis, *q, *proj, *logits;
   size_t n_vis, n_q, n_proj, n_logits;
@@ -104,19 +94,7 @@ static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, c
     for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
     CHECK_OK(lm->set_input(lm, o->proj, Q, ids, n_ids));
     CHECK_OK(lm->gen.prefill(lm, 1, o->logits));
-    vb_gen_config g;
-    vb_gen_config_default(&g);
-    g.max_new_tokens = 20;
-    g.eos_token_id = cfg.eos_token_id;
-    g.pad_token_id = cfg.pad_token_id;
-    g.start_token_id = cfg.lm_kind == VB_LM_T5 ? cfg.decoder_start_token_id : cfg.bos_token_id;
-    vb_gen_result r;
-    CHECK_OK(lm->set_input(lm, o->proj, Q, ids, n_ids));
-    if (greedy && CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r))) {
-      o->n_greedy = r.n >= 1 && r.lens[0] <= 64 ? r.lens[0] : 0;
-      for (int i = 0; i < o->n_greedy; i++) o->greedy[i] = r.seqs[0][i];
-      vb_gen_result_free(&r);
-    }
+    if (greedy) o->n_greedy = tu_greedy(lm, &cfg, o->proj, Q, ids, n_ids, 20, o->greedy, 64);
   }
   if (lm) lm->destroy(lm);
   vb_linear_release(&proj);
@@ -126,12 +104,6 @@ static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, c
 }
 
 static void free_out(stage_out *o) { free(o->vis), free(o->q), free(o->proj), free(o->logits); }
-
-static double max_abs_diff(const float *a, const float *b, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
-  return m;
-}
 
 static double min_margin(const char *key, const char *case_name) {
   char path[256];
@@ -167,8 +139,8 @@ static void check_case(const model_case *mc, const char *case_name, const char *
   for (size_t c = 0; c < nconf; c++) {
     run(dir, confs[c].base, confs[c].int8, confs[c].kinds, mc->key, case_name, media, confs[c].gated, &x);
     if (!x.q) continue;
-    double ev = rel_l2f(x.vis, f.vis, f.n_vis), eq = rel_l2f(x.q, f.q, f.n_q), ep = rel_l2f(x.proj, f.proj, f.n_proj);
-    double dl = max_abs_diff(x.logits, f.logits, f.n_logits);
+    double ev = tu_rel_l2f(x.vis, f.vis, f.n_vis), eq = tu_rel_l2f(x.q, f.q, f.n_q), ep = tu_rel_l2f(x.proj, f.proj, f.n_proj);
+    double dl = tu_max_abs_diff(x.logits, f.logits, f.n_logits);
     int same = x.n_greedy == f.n_greedy && memcmp(x.greedy, f.greedy, (size_t)f.n_greedy * 4) == 0;
     printf("%s %s %-18s vs f32: vision %.3g, qformer %.3g, projection %.3g, logits max |d| %.3g (margin %.3g)%s\n",
            mc->key, case_name, confs[c].name, ev, eq, ep, dl, margin,
@@ -209,7 +181,7 @@ static void check_converted(void) {
   run(dir, VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, "opt", "video1_uniform", "video1/uniform", 0, &b);
   if (a.q && b.q)
     CHECK(memcmp(a.q, b.q, a.n_q * sizeof(float)) == 0, "converted int8 differs from int8 at load (rel %g)",
-          rel_l2f(a.q, b.q, a.n_q));
+          tu_rel_l2f(a.q, b.q, a.n_q));
   free_out(&a), free_out(&b);
   vblip_load_options o;
   vblip_load_options_default(&o);

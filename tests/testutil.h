@@ -10,6 +10,8 @@
 #include <stdint.h>
 
 #include "formats/tensor_table.h"
+#include "lm/lm.h"
+#include "models/config.h"
 
 /* The condition is evaluated first (comma operator), then the message's
  * arguments: function arguments are evaluated in an unspecified order, and
@@ -61,10 +63,20 @@ float *tu_rand_buf(tu_rng *r, size_t n, float scale);
 
 /* Relative L2 error of got against a double reference. */
 double tu_rel_l2(const float *got, const double *ref, size_t n);
+/* The same against a float reference, and the largest |a - b|. */
+double tu_rel_l2f(const float *got, const float *ref, size_t n);
+double tu_max_abs_diff(const float *a, const float *b, size_t n);
 /* ref[M,N] = x W^T + b (b may be NULL) in double and, when mag is not NULL, the
  * per-element scale sum |x w| (+ |b|) for error bounds. */
 void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N, int K, double *ref,
                    double *mag);
+
+/* Greedy decoding as the fixtures' greedy_N cases run it: max_new tokens from
+ * the projected queries proj [Q, LM width] and the prompt ids, into seq (at
+ * most cap ids); the sequence's length (0 after a failed check, or when
+ * longer than cap). */
+int tu_greedy(vb_lm *lm, const vb_model_config *cfg, const float *proj, int Q, const int32_t *ids,
+              int n_ids, int max_new, int32_t *seq, int cap);
 
 /* A growable byte buffer for crafting binary files in tests. */
 typedef struct {
