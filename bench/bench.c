@@ -265,10 +265,11 @@ static int run_visual(void *arg) {
   if (vc->onednn) setenv("VBLIP_AMX_ONEDNN", "1", 1);
   if (vc->i8_kind != VB_TILE_KINDS) vb_linear_tile_force_i8(vc->i8_kind);
   vb_weights w;
-  /* the same random values for every row: bf16 rows store them rounded (as a
-   * bf16 checkpoint), int8 rows quantize the f32 values at load */
+  /* the same random values for every row: bf16 and int8 rows store them
+   * rounded to bf16 (a bf16 checkpoint; int8 quantizes those at load, and
+   * needs half the memory of an f32 copy), the f32 row as they are */
   bench_weights_new(&w, vc->compute, 1);
-  vb_dtype dt = vc->compute == VB_COMPUTE_BF16 && !vc->int8 ? VB_DT_BF16 : VB_DT_F32;
+  vb_dtype dt = vc->compute == VB_COMPUTE_BF16 ? VB_DT_BF16 : VB_DT_F32;
   if (bench_build_vision(&w, c, dt) != 0 || bench_build_qformer(&w, c, dt) != 0) return -1;
   w.int8 = vc->int8;
   w.int8_kinds = vc->int8 ? VB_I8_DEFAULT : 0;

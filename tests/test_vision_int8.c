@@ -1,7 +1,8 @@
 /* int8 vision encoder and Q-Former on the fixture models (OPT and Flan-T5,
  * the 8-frame video and the still image), against the exact f32 pipeline:
  *  - the default int8 selection (VB_I8_DEFAULT: the ViT's products; the
- *    Q-Former at bf16) and bf16: Q-Former output and
+ *    Q-Former at bf16), bf16 (vblip's AMX tiles on AMX CPUs) and bf16 through
+ *    oneDNN's matmul (what bf16 ran on before the tiles): Q-Former output and
  *    projection within 2e-2 relative (L2) of f32; the vision encoder's output
  *    is printed (its last LayerNorm output, before the Q-Former's averaging);
  *  - each product kind alone in int8 (qkv, proj, fc1, fc2, Q-Former; video
@@ -129,15 +130,20 @@ static void check_case(const model_case *mc, const char *case_name, const char *
     int gated;
   } confs[] = {
       {"int8 (default)", VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, 1}, {"bf16", VB_COMPUTE_BF16, 0, 0, 1},
+      {"bf16 (oneDNN)", VB_COMPUTE_BF16, 0, 0, 1},
       {"int8 qkv only", VB_COMPUTE_F32, 1, VB_I8_QKV, 0},      {"int8 proj only", VB_COMPUTE_F32, 1, VB_I8_PROJ, 0},
       {"int8 fc1 only", VB_COMPUTE_F32, 1, VB_I8_FC1, 0},      {"int8 fc2 only", VB_COMPUTE_F32, 1, VB_I8_FC2, 0},
       {"int8 qformer only", VB_COMPUTE_F32, 1, VB_I8_QFORMER, 0},
   };
   /* the per-kind breakdown is a measurement: once, in the parent */
   int child = getenv("VBLIP_NO_AMX") || getenv("VBLIP_NO_AVX512");
-  size_t nconf = child || strcmp(case_name, "image") == 0 ? 2 : sizeof confs / sizeof confs[0];
+  size_t nconf = child || strcmp(case_name, "image") == 0 ? 3 : sizeof confs / sizeof confs[0];
   for (size_t c = 0; c < nconf; c++) {
+    /* "bf16 (oneDNN)": the matmul vblip used before its own AMX tiles (the same as "bf16"
+     * where AMX is not usable) */
+    if (strcmp(confs[c].name, "bf16 (oneDNN)") == 0) setenv("VBLIP_AMX_ONEDNN", "1", 1);
     run(dir, confs[c].base, confs[c].int8, confs[c].kinds, mc->key, case_name, media, confs[c].gated, &x);
+    unsetenv("VBLIP_AMX_ONEDNN");
     if (!x.q) continue;
     double ev = tu_rel_l2f(x.vis, f.vis, f.n_vis), eq = tu_rel_l2f(x.q, f.q, f.n_q), ep = tu_rel_l2f(x.proj, f.proj, f.n_proj);
     double dl = tu_max_abs_diff(x.logits, f.logits, f.n_logits);
