@@ -63,115 +63,7 @@ vb_tile_core_fn vb_tile_core(vb_tile_kind k) {
 
 int vb_tile_biased(vb_tile_kind k) { return k == VB_TILE_I8_AVX512VNNI || k == VB_TILE_I8_AVXVNNI; }
 
-/* ---- weights ---- */
-
-static size_t packed_offset(const vb_tile_weight *w, int n, int k) {
-  int per = w->is_i8 ? 4 : 2; /* k values per 4-byte slot */
-  size_t slot = ((size_t)(n / 16) * (w->Kp / per) + (size_t)(k / per)) * 16 + (n % 16);
-  return slot * 4 + (size_t)(k % per) * (w->is_i8 ? 1 : 2);
-}
-
-int vb_tile_weight_get(const vb_tile_weight *w, int n, int k) {
-  const uint8_t *p = (const uint8_t *)w->data + packed_offset(w, n, k);
-  if (w->is_i8) return (int8_t)p[0];
-  uint16_t v;
-  memcpy(&v, p, 2);
-  return v;
-}
-
-static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
-  memset(w, 0, sizeof *w);
-  if (N <= 0 || K <= 0) return vb_error("tile weight: bad shape %d x %d", N, K);
-  w->N = N, w->K = K, w->is_i8 = is_i8;
-  w->Np = (N + 31) / 32 * 32;
-  w->Kp = is_i8 ? (K + 63) / 64 * 64 : (K + 31) / 32 * 32;
-  size_t bytes = (size_t)w->Np * w->Kp * (is_i8 ? 1 : 2);
-  w->data = vb_malloc_aligned(bytes);
-  if (!w->data) return -1;
-  memset(w->data, 0, bytes);
-  if (is_i8) {
-    w->scale = vb_calloc((size_t)w->Np, sizeof *w->scale);
-    w->colsum = vb_calloc((size_t)w->Np, sizeof *w->colsum);
-    if (!w->scale || !w->colsum) {
-      vb_tile_weight_free(w);
-      return -1;
-    }
-  }
-  return 0;
-}
-
-/* Places int8 row n and its column sum. */
-static void put_row_i8(vb_tile_weight *w, int n, const int8_t *q, float scale) {
-  uint8_t *d = w->data;
-  int32_t sum = 0;
-  for (int k = 0; k < w->K; k++) {
-    d[packed_offset(w, n, k)] = (uint8_t)q[k];
-    sum += q[k];
-  }
-  w->scale[n] = scale;
-  w->colsum[n] = sum;
-}
-
-float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
-  float amax = 0;
-  for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
-  float inv = amax > 0 ? 127.0f / amax : 0;
-  for (int k = 0; k < K; k++) {
-    int v = (int)lrintf(x[k] * inv);
-    q[k] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-  }
-  return amax / 127.0f;
-}
-
-int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx) {
-  if (weight_alloc(w, N, K, is_i8) != 0) return -1;
-  int fail = 0;
-#pragma omp parallel reduction(| : fail)
-  {
-    float *buf = vb_malloc((size_t)K * sizeof(float));
-    int8_t *q = vb_malloc((size_t)K);
-    if (!buf || !q) fail = 1;
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; n++) {
-      if (!buf || !q || row(ctx, n, buf) != 0) {
-        fail = 1;
-        continue;
-      }
-      if (is_i8) {
-        put_row_i8(w, n, q, vb_tile_quantize_row(buf, K, q));
-        continue;
-      }
-      uint8_t *d = w->data;
-      for (int k = 0; k < K; k++) {
-        uint16_t b = vb_float_to_bf16(buf[k]);
-        memcpy(d + packed_offset(w, n, k), &b, 2);
-      }
-    }
-    free(buf);
-    free(q);
-  }
-  if (fail) {
-    vb_tile_weight_free(w);
-    return -1;
-  }
-  return 0;
-}
-
-int vb_tile_weight_pack_i8(vb_tile_weight *w, int N, int K, const int8_t *q, const float *scale) {
-  if (weight_alloc(w, N, K, 1) != 0) return -1;
-#pragma omp parallel for schedule(static)
-  for (int n = 0; n < N; n++) put_row_i8(w, n, q + (size_t)n * K, scale[n]);
-  return 0;
-}
-
-void vb_tile_weight_free(vb_tile_weight *w) {
-  vb_free_aligned(w->data);
-  free(w->scale);
-  free(w->colsum);
-  memset(w, 0, sizeof *w);
-}
-
-/* ---- activations ---- */
+/* ---- rounding to int8 ---- */
 
 /* One row to int8 with its own scale; biased: stored as q + 128 (q ^ 0x80). */
 static float quantize_row_c(const float *x, int K, int Kp, int biased, uint8_t *q) {
@@ -215,6 +107,131 @@ TGT_512 static float quantize_row_avx512(const float *x, int K, int Kp, int bias
   return amax / 127.0f;
 }
 #endif
+
+/* ---- weights ---- */
+
+static size_t packed_offset(const vb_tile_weight *w, int n, int k) {
+  int per = w->is_i8 ? 4 : 2; /* k values per 4-byte slot */
+  size_t slot = ((size_t)(n / 16) * (w->Kp / per) + (size_t)(k / per)) * 16 + (n % 16);
+  return slot * 4 + (size_t)(k % per) * (w->is_i8 ? 1 : 2);
+}
+
+int vb_tile_weight_get(const vb_tile_weight *w, int n, int k) {
+  const uint8_t *p = (const uint8_t *)w->data + packed_offset(w, n, k);
+  if (w->is_i8) return (int8_t)p[0];
+  uint16_t v;
+  memcpy(&v, p, 2);
+  return v;
+}
+
+static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
+  memset(w, 0, sizeof *w);
+  if (N <= 0 || K <= 0) return vb_error("tile weight: bad shape %d x %d", N, K);
+  w->N = N, w->K = K, w->is_i8 = is_i8;
+  w->Np = (N + 31) / 32 * 32;
+  w->Kp = is_i8 ? (K + 63) / 64 * 64 : (K + 31) / 32 * 32;
+  size_t bytes = (size_t)w->Np * w->Kp * (is_i8 ? 1 : 2);
+  w->data = vb_malloc_aligned(bytes);
+  if (!w->data) return -1;
+  memset(w->data, 0, bytes);
+  if (is_i8) {
+    w->scale = vb_calloc((size_t)w->Np, sizeof *w->scale);
+    w->colsum = vb_calloc((size_t)w->Np, sizeof *w->colsum);
+    if (!w->scale || !w->colsum) {
+      vb_tile_weight_free(w);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Places row n, given as 32-bit slots (int8 quads or bf16 pairs, zero-padded
+ * to Kp): slot p goes to 64-byte row p of the row's 16-column group. */
+static void put_slots(vb_tile_weight *w, int n, const uint32_t *slots) {
+  int per = w->is_i8 ? 4 : 2;
+  uint32_t *g = (uint32_t *)w->data + (size_t)(n / 16) * (w->Kp / per) * 16 + n % 16;
+  for (int p = 0; p < w->Kp / per; p++) g[(size_t)p * 16] = slots[p];
+}
+
+/* Places int8 row n (q has room for Kp values) and its column sum. */
+static void put_row_i8(vb_tile_weight *w, int n, int8_t *q, float scale) {
+  int32_t sum = 0;
+  for (int k = 0; k < w->K; k++) sum += q[k];
+  memset(q + w->K, 0, (size_t)(w->Kp - w->K));
+  put_slots(w, n, (const uint32_t *)q);
+  w->scale[n] = scale;
+  w->colsum[n] = sum;
+}
+
+float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
+#if defined(__x86_64__)
+  if (vb_cpu_has_avx512()) return quantize_row_avx512(x, K, K, 0, (uint8_t *)q);
+#endif
+  return quantize_row_c(x, K, K, 0, (uint8_t *)q);
+}
+
+int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx) {
+  if (weight_alloc(w, N, K, is_i8) != 0) return -1;
+  int fail = 0;
+#pragma omp parallel reduction(| : fail)
+  {
+    float *buf = vb_malloc((size_t)K * sizeof(float));
+    uint32_t *slots = vb_malloc((size_t)w->Kp * 2 + 64); /* a row as int8 (Kp bytes) or bf16 (2 Kp) */
+    if (!buf || !slots) fail = 1;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+      if (!buf || !slots || row(ctx, n, buf) != 0) {
+        fail = 1;
+        continue;
+      }
+      if (is_i8) {
+        int8_t *q = (int8_t *)slots;
+        put_row_i8(w, n, q, vb_tile_quantize_row(buf, K, q));
+        continue;
+      }
+      vb_f32_to_bf16_rows(buf, 1, K, (uint16_t *)slots, w->Kp); /* zero-padded to Kp */
+      put_slots(w, n, slots);
+    }
+    free(buf);
+    free(slots);
+  }
+  if (fail) {
+    vb_tile_weight_free(w);
+    return -1;
+  }
+  return 0;
+}
+
+int vb_tile_weight_pack_i8(vb_tile_weight *w, int N, int K, const int8_t *q, const float *scale) {
+  if (weight_alloc(w, N, K, 1) != 0) return -1;
+  int fail = 0;
+#pragma omp parallel reduction(| : fail)
+  {
+    int8_t *row = vb_malloc((size_t)w->Kp);
+    if (!row) fail = 1;
+#pragma omp for schedule(static)
+    for (int n = 0; n < N; n++) {
+      if (!row) continue;
+      memcpy(row, q + (size_t)n * K, (size_t)K);
+      put_row_i8(w, n, row, scale[n]);
+    }
+    free(row);
+  }
+  if (fail) {
+    vb_tile_weight_free(w);
+    return -1;
+  }
+  return 0;
+}
+
+void vb_tile_weight_free(vb_tile_weight *w) {
+  vb_free_aligned(w->data);
+  free(w->scale);
+  free(w->colsum);
+  memset(w, 0, sizeof *w);
+}
+
+/* ---- activations ---- */
 
 /* Row m of the input as f32 (a bf16 input widened into buf). */
 static const float *input_row(const vb_tile_io *io, int m, int K, float *buf) {
