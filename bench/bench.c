@@ -208,7 +208,8 @@ static int run_ceilings(void *arg) {
   c->peak[PEAK_VDPBF16PS] = bench_peak_vdpbf16ps(ms);
   c->peak[PEAK_VPDPBUSD] = vb_tile_peak(VB_TILE_I8_AVX512VNNI, ms);
   c->peak[PEAK_AVX_VNNI] = vb_tile_peak(VB_TILE_I8_AVXVNNI, ms);
-  if (vb_tile_kind_usable(VB_TILE_BF16_AMX)) c->mm_own_tflops = measure_matmul(c->mm_n, c->mm_n, c->mm_n);
+  if (vb_tile_kind_usable(VB_TILE_BF16_AMX))
+    c->mm_own_tflops = measure_matmul(c->mm_n, c->mm_n, c->mm_n);
   setenv("VBLIP_AMX_ONEDNN", "1", 1); /* the library's ceiling: oneDNN's matmul */
   c->mm_tflops = measure_matmul(c->mm_n, c->mm_n, c->mm_n);
   return 0;
@@ -243,8 +244,8 @@ typedef struct {
   visual_conf conf;
   int T;
   double ms_vision, tflops, ms_qformer, peak_gb;
-  char path[32]; /* what the ViT's fc1 ran on */
-  float *vis;    /* [T*seq, D], shared memory: the encoder's output */
+  char path[32];   /* what the ViT's fc1 ran on */
+  float *vis;      /* [T*seq, D], shared memory: the encoder's output */
   float queries[]; /* [Q, H]: the Q-Former's output */
 } visual_stage;
 
@@ -287,7 +288,10 @@ static int run_visual(void *arg) {
     return -1;
   double t_prep = vb_now_ms() - t0;
   const char *kind = vb_linear_tile_kind(&vit.layers[0].fc1);
-  snprintf(s->path, sizeof s->path, "%s", kind ? kind : vc->compute == VB_COMPUTE_BF16 ? "oneDNN" : "sgemm");
+  snprintf(s->path, sizeof s->path, "%s",
+           kind                             ? kind
+           : vc->compute == VB_COMPUTE_BF16 ? "oneDNN"
+                                            : "sgemm");
   int S = c->vision.image_size, seq = vit.seq, Q = c->num_query_tokens;
   float *pix = vb_malloc((size_t)3 * T * S * S * sizeof(float));
   float *projected = vb_malloc((size_t)Q * c->lm_hidden * sizeof(float));
@@ -307,8 +311,8 @@ static int run_visual(void *arg) {
    * queries themselves, to their own widths */
   if (vb_linear_forward(&proj, s->queries, Q, projected) != 0) return -1;
   s->ms_qformer = vb_now_ms() - t0;
-  fprintf(stderr, "  %s visual (%s): prepare %.0f ms, vision %.0f ms, qformer %.0f ms\n", vc->name, s->path,
-          t_prep, s->ms_vision, s->ms_qformer);
+  fprintf(stderr, "  %s visual (%s): prepare %.0f ms, vision %.0f ms, qformer %.0f ms\n", vc->name,
+          s->path, t_prep, s->ms_vision, s->ms_qformer);
   free(pix), free(projected);
   vb_linear_release(&proj);
   vb_qformer_free(&qf);
@@ -535,9 +539,9 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
          "GB = 1e9 bytes\n",
          rss0);
   printf("RSS bound: 1.15 x weight bytes + 1 GB (the loader's budget)\n\n");
-  printf("%-4s %-21s %-6s %9s %10s %9s %10s %10s %11s %8s %8s %10s %8s %9s\n", "lm", "config", "run",
-         "video ms", "preproc ms", "vision ms", "qformer ms", "prefill ms", "decode ms/t", "gen ms", "total s",
-         "weights GB", "peak GB", "bound GB");
+  printf("%-4s %-21s %-6s %9s %10s %9s %10s %10s %11s %8s %8s %10s %8s %9s\n", "lm", "config",
+         "run", "video ms", "preproc ms", "vision ms", "qformer ms", "prefill ms", "decode ms/t",
+         "gen ms", "total s", "weights GB", "peak GB", "bound GB");
   cJSON *root = json_header(lms, n_lm, tiny, nthr);
   cJSON_AddStringToObject(root, "video", video);
   cJSON_AddNumberToObject(root, "frames", T);
@@ -563,10 +567,11 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
       for (int r = 0; r < 2; r++) {
         const bench_e2e_run *x = &s->r.runs[r];
         double ms_tok = x->steps ? x->ms_steps / x->steps : 0;
-        printf("%-4s %-21s %-6s %9.0f %10.0f %9.0f %10.0f %10.0f %11.1f %8.0f %8.2f %10.2f %8.2f %9.2f\n",
-               bench_lm_name(lms[i]), conf_name[k], run_name[r], x->ms_decode, x->ms_preprocess, x->ms_vision,
-               x->ms_qformer, x->ms_prefill, ms_tok, x->ms_prefill + x->ms_steps, x->ms_total / 1e3, wgb,
-               s->peak_gb, rss_target);
+        printf("%-4s %-21s %-6s %9.0f %10.0f %9.0f %10.0f %10.0f %11.1f %8.0f %8.2f %10.2f %8.2f "
+               "%9.2f\n",
+               bench_lm_name(lms[i]), conf_name[k], run_name[r], x->ms_decode, x->ms_preprocess,
+               x->ms_vision, x->ms_qformer, x->ms_prefill, ms_tok, x->ms_prefill + x->ms_steps,
+               x->ms_total / 1e3, wgb, s->peak_gb, rss_target);
         cJSON *j = cJSON_CreateObject();
         cJSON_AddStringToObject(j, "run", run_name[r]);
         cJSON_AddNumberToObject(j, "video_decode_ms", x->ms_decode);
@@ -586,9 +591,11 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
     if (st[i][1] && st[i][2]) {
       double first = st[i][2]->r.runs[0].ms_total / st[i][1]->r.runs[0].ms_total;
       double again = st[i][2]->r.runs[1].ms_total / st[i][1]->r.runs[1].ms_total;
-      printf("%s: q8_0 LM + int8 vision over q8_0 LM (bf16 vision), total time: first %.2f, again %.2f\n",
+      printf("%s: q8_0 LM + int8 vision over q8_0 LM (bf16 vision), total time: first %.2f, again "
+             "%.2f\n",
              bench_lm_name(lms[i]), first, again);
-      cJSON_AddNumberToObject(root, i ? "int8_vision_total_ratio_t5" : "int8_vision_total_ratio", again);
+      cJSON_AddNumberToObject(root, i ? "int8_vision_total_ratio_t5" : "int8_vision_total_ratio",
+                              again);
     }
   return write_json(root, json_path);
 }
@@ -672,7 +679,8 @@ int main(int argc, char **argv) {
   int nthr = omp_get_max_threads();
   fprintf(stderr, "cpu: %s, %d threads\n", vb_cpu_describe(), nthr);
   if (video)
-    return e2e_mode(cfg, lms, n_lm, video, T, n_tokens, do_bf16_lm, do_q8, do_int8, tiny, nthr, json_path);
+    return e2e_mode(cfg, lms, n_lm, video, T, n_tokens, do_bf16_lm, do_q8, do_int8, tiny, nthr,
+                    json_path);
 
   ceilings *ceil = shared_new(sizeof *ceil);
   if (!ceil) return 1;
@@ -689,14 +697,17 @@ int main(int argc, char **argv) {
    * the projection is timed at the first one's width */
   const vb_model_config *c0 = &cfg[0];
   size_t qn = (size_t)c0->num_query_tokens * c0->qformer.hidden_size;
-  int seq0 = (c0->vision.image_size / c0->vision.patch_size) * (c0->vision.image_size / c0->vision.patch_size) + 1;
+  int seq0 = (c0->vision.image_size / c0->vision.patch_size) *
+                 (c0->vision.image_size / c0->vision.patch_size) +
+             1;
   size_t vn = (size_t)T * seq0 * c0->vision.hidden_size;
   /* the rows: the default bf16 path, oneDNN's where AMX runs vblip's tiles
    * instead, int8 on the fastest kind (and on every other with --all-int8), f32 */
   visual_conf confs[8];
   int n_conf = 0;
   int amx = vb_tile_kind_usable(VB_TILE_BF16_AMX);
-  confs[n_conf++] = (visual_conf){amx ? "bf16 (own AMX)" : "bf16", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 0};
+  confs[n_conf++] =
+      (visual_conf){amx ? "bf16 (own AMX)" : "bf16", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 0};
   if (amx) confs[n_conf++] = (visual_conf){"bf16 (oneDNN)", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 1};
   if (do_int8) {
     confs[n_conf++] = (visual_conf){"int8", VB_COMPUTE_BF16, 1, VB_TILE_KINDS, 0};
@@ -724,11 +735,13 @@ int main(int argc, char **argv) {
     if (confs[k].compute == VB_COMPUTE_F32) vis_f32 = s;
     if (peer && k < 2) {
       fprintf(stderr, "PyTorch peer, %d frames\n", T);
-      if (bench_peer_run(T, nthr, &peer_ms[n_peer], &peer_qf_ms[n_peer], peer_version, sizeof peer_version) != 0) {
+      if (bench_peer_run(T, nthr, &peer_ms[n_peer], &peer_qf_ms[n_peer], peer_version,
+                         sizeof peer_version) != 0) {
         fprintf(stderr, "peer: %s\n", vb_error_message());
         return 1;
       }
-      fprintf(stderr, "  peer: vision %.0f ms, qformer %.0f ms\n", peer_ms[n_peer], peer_qf_ms[n_peer]);
+      fprintf(stderr, "  peer: vision %.0f ms, qformer %.0f ms\n", peer_ms[n_peer],
+              peer_qf_ms[n_peer]);
       n_peer++;
     }
   }
@@ -778,19 +791,21 @@ int main(int argc, char **argv) {
   cJSON_AddNumberToObject(root, "read_bandwidth_gbs", bw);
   cJSON_AddNumberToObject(root, "bf16_matmul_tflops", mm);
   cJSON_AddNumberToObject(root, "bf16_matmul_size", ceil->mm_n);
-  if (ceil->mm_own_tflops > 0) cJSON_AddNumberToObject(root, "bf16_matmul_own_amx_tflops", ceil->mm_own_tflops);
+  if (ceil->mm_own_tflops > 0)
+    cJSON_AddNumberToObject(root, "bf16_matmul_own_amx_tflops", ceil->mm_own_tflops);
   cJSON *pk = cJSON_AddObjectToObject(root, "register_peaks");
   for (int p = 0; p < PEAKS; p++)
     if (ceil->peak[p] > 0) cJSON_AddNumberToObject(pk, k_peak_name[p], ceil->peak[p]);
   if (vis[0]) {
-    printf("\nvisual: ViT %dx%d, Q-Former %dx%d (+ projection to %d), %d frames; vision %.2f TFLOP\n",
-           c0->vision.num_hidden_layers, c0->vision.hidden_size, c0->qformer.num_hidden_layers,
-           c0->qformer.hidden_size, c0->lm_hidden, T, vision_flops(c0, T) / 1e12);
+    printf(
+        "\nvisual: ViT %dx%d, Q-Former %dx%d (+ projection to %d), %d frames; vision %.2f TFLOP\n",
+        c0->vision.num_hidden_layers, c0->vision.hidden_size, c0->qformer.num_hidden_layers,
+        c0->qformer.hidden_size, c0->lm_hidden, T, vision_flops(c0, T) / 1e12);
     printf("of mm: of oneDNN's matmul above; of peak: of the register peak of the row's path;\n"
            "errors: relative L2 against the %s row (vision output, Q-Former output)\n",
            vis_f32 ? "f32" : "first");
-    printf("%-16s %-11s %9s %8s %6s %7s %10s %9s %9s %7s\n", "row", "path", "vision ms", "TFLOP/s", "of mm",
-           "of peak", "qformer ms", "vis err", "query err", "peak GB");
+    printf("%-16s %-11s %9s %8s %6s %7s %10s %9s %9s %7s\n", "row", "path", "vision ms", "TFLOP/s",
+           "of mm", "of peak", "qformer ms", "vis err", "query err", "peak GB");
     cJSON *arr = cJSON_AddArrayToObject(root, "visual");
     double ms_bf16 = vis[0]->ms_vision, ms_int8 = 0;
     for (int k = 0; k < n_conf; k++) {
@@ -801,8 +816,9 @@ int main(int argc, char **argv) {
       double ev = s == vis_ref ? 0 : rel_l2(s->vis, vis_ref->vis, vn);
       double eq = s == vis_ref ? 0 : rel_l2(s->queries, vis_ref->queries, qn);
       if (s->conf.int8 && !ms_int8) ms_int8 = s->ms_vision;
-      printf("%-16s %-11s %9.0f %8.2f %5.0f%% %6.0f%% %10.0f %9.3g %9.3g %7.2f\n", s->conf.name, s->path,
-             s->ms_vision, s->tflops, 100 * s->tflops / mm, 100 * frac, s->ms_qformer, ev, eq, s->peak_gb);
+      printf("%-16s %-11s %9.0f %8.2f %5.0f%% %6.0f%% %10.0f %9.3g %9.3g %7.2f\n", s->conf.name,
+             s->path, s->ms_vision, s->tflops, 100 * s->tflops / mm, 100 * frac, s->ms_qformer, ev,
+             eq, s->peak_gb);
       cJSON *o = cJSON_CreateObject();
       cJSON_AddStringToObject(o, "row", s->conf.name);
       cJSON_AddStringToObject(o, "path", s->path);
@@ -811,7 +827,8 @@ int main(int argc, char **argv) {
       cJSON_AddNumberToObject(o, "vision_ratio_to_matmul", s->tflops / mm);
       cJSON *fr = cJSON_AddObjectToObject(o, "vision_ratio_to_peak");
       for (int p = 0; p < PEAKS; p++)
-        if (ceil->peak[p] > 0) cJSON_AddNumberToObject(fr, k_peak_name[p], s->tflops / ceil->peak[p]);
+        if (ceil->peak[p] > 0)
+          cJSON_AddNumberToObject(fr, k_peak_name[p], s->tflops / ceil->peak[p]);
       cJSON_AddNumberToObject(o, "qformer_ms", s->ms_qformer);
       cJSON_AddNumberToObject(o, "vision_rel_err", ev);
       cJSON_AddNumberToObject(o, "query_rel_err", eq);
@@ -824,14 +841,20 @@ int main(int argc, char **argv) {
     }
     if (n_peer > 0) {
       double best = peer_ms[0], best_qf = peer_qf_ms[0];
-      for (int i = 1; i < n_peer; i++) best = fmin(best, peer_ms[i]), best_qf = fmin(best_qf, peer_qf_ms[i]);
-      printf("PyTorch peer (torch %s, bf16, %d threads, bench/peer/vit_qformer.py), runs between the rows above:\n"
-             "  vision", peer_version, nthr);
-      for (int i = 0; i < n_peer; i++) printf(" %.0f", peer_ms[i]);
+      for (int i = 1; i < n_peer; i++)
+        best = fmin(best, peer_ms[i]), best_qf = fmin(best_qf, peer_qf_ms[i]);
+      printf("PyTorch peer (torch %s, bf16, %d threads, bench/peer/vit_qformer.py), runs between "
+             "the rows above:\n"
+             "  vision",
+             peer_version, nthr);
+      for (int i = 0; i < n_peer; i++)
+        printf(" %.0f", peer_ms[i]);
       printf(" ms, Q-Former");
-      for (int i = 0; i < n_peer; i++) printf(" %.0f", peer_qf_ms[i]);
+      for (int i = 0; i < n_peer; i++)
+        printf(" %.0f", peer_qf_ms[i]);
       printf(" ms; peer vision time over each row's (best peer run):");
-      for (int k = 0; k < n_conf; k++) printf(" %s %.2fx;", vis[k]->conf.name, best / vis[k]->ms_vision);
+      for (int k = 0; k < n_conf; k++)
+        printf(" %s %.2fx;", vis[k]->conf.name, best / vis[k]->ms_vision);
       printf("\n");
       cJSON *pj = cJSON_AddObjectToObject(root, "peer");
       cJSON_AddStringToObject(pj, "torch", peer_version);

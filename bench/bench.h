@@ -59,8 +59,8 @@ typedef struct {
 
 /* vision_int8: the ViT's products in int8 (quantized at load, as
  * --vision-dtype int8), else bf16. */
-int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video, int n_frames,
-              int n_tokens, bench_e2e_result *r);
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video,
+              int n_frames, int n_tokens, bench_e2e_result *r);
 
 /* VDPBF16PS register peak on all threads, TFLOP/s (0 without AVX512-BF16). */
 double bench_peak_vdpbf16ps(double ms);
@@ -69,6 +69,7 @@ double bench_peak_vdpbf16ps(double ms);
  * with random weights in PyTorch bf16, T frames, `threads` threads. 0 with the
  * second run's vision and Q-Former times (its first run is a warm-up), -1
  * (error set) when it could not run (no python3 with torch, say). */
-int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version, size_t version_len);
+int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version,
+                   size_t version_len);
 
 #endif

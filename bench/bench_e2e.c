@@ -108,8 +108,8 @@ static int caption(pipeline *p, const vb_model_config *c, const char *video, int
   return 0;
 }
 
-int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video, int n_frames,
-              int n_tokens, bench_e2e_result *r) {
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video,
+              int n_frames, int n_tokens, bench_e2e_result *r) {
   vb_weights w;
   pipeline p;
   bench_weights_new(&w, VB_COMPUTE_BF16, 1);

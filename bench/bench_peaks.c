@@ -13,16 +13,19 @@
 __attribute__((target("avx512f,avx512bf16"))) static long vdpbf16ps_loop(double ms) {
   __m512 acc[12];
   __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x3f003f00);
-  for (int i = 0; i < 12; i++) acc[i] = _mm512_setzero_ps();
+  for (int i = 0; i < 12; i++)
+    acc[i] = _mm512_setzero_ps();
   long n = 0;
   double t0 = vb_now_ms();
   do {
     for (int it = 0; it < 1024; it++)
-      for (int i = 0; i < 12; i++) acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
+      for (int i = 0; i < 12; i++)
+        acc[i] = _mm512_dpbf16_ps(acc[i], a, b);
     n += 1024 * 12;
   } while (vb_now_ms() - t0 < ms);
   __m512 s = acc[0];
-  for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, acc[i]);
+  for (int i = 1; i < 12; i++)
+    s = _mm512_add_ps(s, acc[i]);
   volatile float sink = _mm512_reduce_add_ps(s);
   (void)sink;
   return n;

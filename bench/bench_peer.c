@@ -10,17 +10,21 @@
 #include "bench.h"
 #include "runtime/common.h"
 
-int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version, size_t version_len) {
+int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version,
+                   size_t version_len) {
   const char *py = getenv("VBLIP_PEER_PYTHON");
   if (!py || !py[0]) py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   char cmd[2048];
-  snprintf(cmd, sizeof cmd, "'%s' '%s' --frames %d --threads %d 2>&1", py, VBLIP_PEER_SCRIPT, T, threads);
+  snprintf(cmd, sizeof cmd, "'%s' '%s' --frames %d --threads %d 2>&1", py, VBLIP_PEER_SCRIPT, T,
+           threads);
   FILE *p = popen(cmd, "r");
   if (!p) return vb_error("cannot run %s", cmd);
   char line[4096], last[4096] = "";
   while (fgets(line, sizeof line, p))
-    if (line[0] == '{') snprintf(last, sizeof last, "%s", line);
-    else fprintf(stderr, "  peer: %s", line);
+    if (line[0] == '{')
+      snprintf(last, sizeof last, "%s", line);
+    else
+      fprintf(stderr, "  peer: %s", line);
   int st = pclose(p);
   cJSON *j = cJSON_Parse(last);
   const cJSON *v = cJSON_GetObjectItem(j, "vision_ms"), *q = cJSON_GetObjectItem(j, "qformer_ms");
@@ -32,6 +36,8 @@ int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, ch
     snprintf(version, version_len, "%s", cJSON_IsString(tv) ? tv->valuestring : "?");
   }
   cJSON_Delete(j);
-  return ok ? 0 : vb_error("the PyTorch peer failed (status %d): %s (set VBLIP_PEER_PYTHON to a python3 with torch)",
-                           st, cmd);
+  return ok ? 0
+            : vb_error("the PyTorch peer failed (status %d): %s (set VBLIP_PEER_PYTHON to a "
+                       "python3 with torch)",
+                       st, cmd);
 }

@@ -29,7 +29,7 @@ static double now_s(void) {
 #define CHECK(x)                                                                                   \
   do {                                                                                             \
     if ((x) != dnnl_success) {                                                                     \
-      fprintf(stderr, "onednn-matmul: %s failed\n", #x);                                          \
+      fprintf(stderr, "onednn-matmul: %s failed\n", #x);                                           \
       exit(1);                                                                                     \
     }                                                                                              \
   } while (0)
@@ -67,16 +67,21 @@ static dnnl_primitive_desc_t matmul_pd(dnnl_engine_t e, md_t s, md_t w, md_t b, 
   CHECK(dnnl_primitive_desc_create(&pd, &mm, NULL, e, NULL));
   return pd;
 }
-static md_t md_query(dnnl_primitive_desc_t pd, dnnl_query_t q) { return *dnnl_primitive_desc_query_md(pd, q, 0); }
+static md_t md_query(dnnl_primitive_desc_t pd, dnnl_query_t q) {
+  return *dnnl_primitive_desc_query_md(pd, q, 0);
+}
 #define MD(m) (&(m))
 #endif
 
 int main(int argc, char **argv) {
   int T = 8, dst_bf16 = 0, repeat = 5;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--frames") && i + 1 < argc) T = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--dst") && i + 1 < argc) dst_bf16 = !strcmp(argv[++i], "bf16");
-    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+    if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+      T = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--dst") && i + 1 < argc)
+      dst_bf16 = !strcmp(argv[++i], "bf16");
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+      repeat = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: %s [--frames T] [--dst f32|bf16] [--repeat N]\n", argv[0]);
       return 2;
@@ -84,7 +89,8 @@ int main(int argc, char **argv) {
   }
   syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */);
   const dnnl_version_t *v = dnnl_version();
-  printf("oneDNN %d.%d.%d, %d frames, %s destination\n", v->major, v->minor, v->patch, T, dst_bf16 ? "bf16" : "f32");
+  printf("oneDNN %d.%d.%d, %d frames, %s destination\n", v->major, v->minor, v->patch, T,
+         dst_bf16 ? "bf16" : "f32");
   dnnl_engine_t eng;
   dnnl_stream_t st;
   CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
@@ -95,8 +101,10 @@ int main(int argc, char **argv) {
   for (int s = 0; s < VIT_SHAPES; s++) {
     int m = shapes[s].M, n = shapes[s].N, k = shapes[s].K;
     dnnl_dims_t sd = {m, k}, wd = {k, n}, bd = {1, n}, dd = {m, n};
-    md_t smd = md_tag(2, sd, dnnl_bf16, dnnl_ab), wany = md_tag(2, wd, dnnl_bf16, dnnl_format_tag_any);
-    md_t bmd = md_tag(2, bd, dnnl_f32, dnnl_ab), dmd = md_tag(2, dd, dst_bf16 ? dnnl_bf16 : dnnl_f32, dnnl_ab);
+    md_t smd = md_tag(2, sd, dnnl_bf16, dnnl_ab),
+         wany = md_tag(2, wd, dnnl_bf16, dnnl_format_tag_any);
+    md_t bmd = md_tag(2, bd, dnnl_f32, dnnl_ab),
+         dmd = md_tag(2, dd, dst_bf16 ? dnnl_bf16 : dnnl_f32, dnnl_ab);
     dnnl_primitive_desc_t pd = matmul_pd(eng, smd, wany, bmd, dmd);
     const char *impl = "?";
     dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
@@ -104,7 +112,8 @@ int main(int argc, char **argv) {
     dnnl_primitive_t p;
     CHECK(dnnl_primitive_create(&p, pd));
     size_t wbytes = dnnl_memory_desc_get_size(MD(wmd));
-    void *src = aligned_alloc(64, (size_t)m * k * 2), *w = aligned_alloc(64, (wbytes + 63) / 64 * 64);
+    void *src = aligned_alloc(64, (size_t)m * k * 2),
+         *w = aligned_alloc(64, (wbytes + 63) / 64 * 64);
     void *b = aligned_alloc(64, (size_t)n * 4), *d = aligned_alloc(64, (size_t)m * n * 4);
     memset(src, 0x3f, (size_t)m * k * 2); /* bf16 ~0.75: finite values, no denormals */
     memset(w, 0x3c, wbytes);
@@ -114,7 +123,8 @@ int main(int argc, char **argv) {
     CHECK(dnnl_memory_create(&mw, MD(wmd), eng, w));
     CHECK(dnnl_memory_create(&mb, MD(bmd), eng, b));
     CHECK(dnnl_memory_create(&mdst, MD(dmd), eng, d));
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, mdst}};
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_BIAS, mb}, {DNNL_ARG_DST, mdst}};
     double best = 1e30;
     for (int r = 0; r <= repeat; r++) { /* the first run is a warm-up */
       double t0 = now_s();
@@ -124,9 +134,11 @@ int main(int argc, char **argv) {
       if (r > 0 && t < best) best = t;
     }
     double flop = 2.0 * m * n * k;
-    printf("%-7s %5d x %5d x %5d  %-28s %6.2f TFLOP/s\n", shapes[s].name, m, n, k, impl, flop / best / 1e12);
+    printf("%-7s %5d x %5d x %5d  %-28s %6.2f TFLOP/s\n", shapes[s].name, m, n, k, impl,
+           flop / best / 1e12);
     if (s < 4) total_flop += flop, total_s += best;
-    dnnl_memory_destroy(ms), dnnl_memory_destroy(mw), dnnl_memory_destroy(mb), dnnl_memory_destroy(mdst);
+    dnnl_memory_destroy(ms), dnnl_memory_destroy(mw), dnnl_memory_destroy(mb),
+        dnnl_memory_destroy(mdst);
     dnnl_primitive_destroy(p);
     dnnl_primitive_desc_destroy(pd);
     free(src), free(w), free(b), free(d);

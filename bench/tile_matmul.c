@@ -19,15 +19,18 @@ typedef struct {
 
 static int row_fn(void *ctx, int n, float *buf) { /* a fixed pattern: finite, no denormals */
   row_ctx *c = ctx;
-  for (int k = 0; k < c->K; k++) buf[k] = (float)((n * 31 + k * 17) % 255 - 127) * 1e-3f;
+  for (int k = 0; k < c->K; k++)
+    buf[k] = (float)((n * 31 + k * 17) % 255 - 127) * 1e-3f;
   return 0;
 }
 
 int main(int argc, char **argv) {
   int T = 8, repeat = 5;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--frames") && i + 1 < argc) T = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+    if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+      T = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+      repeat = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: %s [--frames T] [--repeat N]\n", argv[0]);
       return 2;
@@ -44,13 +47,16 @@ int main(int argc, char **argv) {
       int m = shapes[s].M, n = shapes[s].N, k = shapes[s].K;
       row_ctx rc = {k};
       vb_tile_weight w;
-      float *x = vb_malloc_aligned((size_t)m * k * sizeof(float)), *y = vb_malloc_aligned((size_t)m * n * sizeof(float));
+      float *x = vb_malloc_aligned((size_t)m * k * sizeof(float)),
+            *y = vb_malloc_aligned((size_t)m * n * sizeof(float));
       float *b = vb_calloc((size_t)n, sizeof(float));
-      if (!x || !y || !b || vb_tile_weight_pack(&w, n, k, kind != VB_TILE_BF16_AMX, row_fn, &rc) != 0) {
+      if (!x || !y || !b ||
+          vb_tile_weight_pack(&w, n, k, kind != VB_TILE_BF16_AMX, row_fn, &rc) != 0) {
         fprintf(stderr, "tile-matmul: %s\n", vb_error_message());
         return 1;
       }
-      for (size_t i = 0; i < (size_t)m * k; i++) x[i] = (float)((int)(i % 251) - 125) * 1e-2f;
+      for (size_t i = 0; i < (size_t)m * k; i++)
+        x[i] = (float)((int)(i % 251) - 125) * 1e-2f;
       double best = 1e30;
       for (int r = 0; r <= repeat; r++) {
         double t0 = vb_now_ms();
@@ -62,8 +68,8 @@ int main(int argc, char **argv) {
         if (r > 0 && t < best) best = t;
       }
       double flop = 2.0 * m * n * k;
-      printf("%-7s %5d x %5d x %5d  %-28s %6.2f T%s/s\n", shapes[s].name, m, n, k, vb_tile_kind_name(kind),
-             flop / best / 1e9, kind == VB_TILE_BF16_AMX ? "FLOP" : "OP");
+      printf("%-7s %5d x %5d x %5d  %-28s %6.2f T%s/s\n", shapes[s].name, m, n, k,
+             vb_tile_kind_name(kind), flop / best / 1e9, kind == VB_TILE_BF16_AMX ? "FLOP" : "OP");
       if (s < 4) total_flop += flop, total_ms += best;
       vb_tile_weight_free(&w);
       vb_free_aligned(x), vb_free_aligned(y), free(b);

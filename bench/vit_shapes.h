@@ -13,9 +13,13 @@ typedef struct {
 
 static inline void vit_shapes(int frames, vit_shape out[VIT_SHAPES]) {
   int M = frames * 257;
-  const vit_shape s[VIT_SHAPES] = {{"qkv", M, 4224, 1408}, {"proj", M, 1408, 1408}, {"fc1", M, 6144, 1408},
-                                   {"fc2", M, 1408, 6144}, {"4096^3", 4096, 4096, 4096}};
-  for (int i = 0; i < VIT_SHAPES; i++) out[i] = s[i];
+  const vit_shape s[VIT_SHAPES] = {{"qkv", M, 4224, 1408},
+                                   {"proj", M, 1408, 1408},
+                                   {"fc1", M, 6144, 1408},
+                                   {"fc2", M, 1408, 6144},
+                                   {"4096^3", 4096, 4096, 4096}};
+  for (int i = 0; i < VIT_SHAPES; i++)
+    out[i] = s[i];
 }
 
 #endif

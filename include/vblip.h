@@ -94,10 +94,10 @@ typedef enum {
                           * (vblip convert --vision-type int8), else as dtype */
   VBLIP_VISION_F32 = 1,
   VBLIP_VISION_BF16 = 2,
-  VBLIP_VISION_INT8 = 3  /* int8 weights (per output channel; quantized at load
-                          * unless stored so) x int8 activations (per row), int32
-                          * sums; attention, softmax, norms and GELU stay float;
-                          * products that int8 hurts stay at dtype (see README) */
+  VBLIP_VISION_INT8 = 3 /* int8 weights (per output channel; quantized at load
+                         * unless stored so) x int8 activations (per row), int32
+                         * sums; attention, softmax, norms and GELU stay float;
+                         * products that int8 hurts stay at dtype (see README) */
 } vblip_vision_dtype;
 
 typedef struct {

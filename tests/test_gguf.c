@@ -359,17 +359,20 @@ static void test_cli(void) {
   snprintf(args, sizeof args, "convert --model %s --out %s/x.gguf --vision-type int4", fixdir, dir);
   CHECK(run_cli(args, &out) == 2 && strstr(out, "--vision-type"), "bad vision type: %s", out);
   free(out);
-  snprintf(args, sizeof args, "convert --model %s --out %s/t5i8.gguf --type q8_0 --vision-type int8", fixdir, dir);
+  snprintf(args, sizeof args,
+           "convert --model %s --out %s/t5i8.gguf --type q8_0 --vision-type int8", fixdir, dir);
   CHECK(run_cli(args, &out) == 0 && strstr(out, "wrote"), "convert int8 vision: %s", out);
   free(out);
   const char *vds[] = {"int8", "bf16", "f32", "auto"};
   for (int i = 0; i < 4; i++) {
-    snprintf(args, sizeof args, "caption --model %s/t5i8.gguf --vision-dtype %s --beams 1 --max-new-tokens 4 %s", dir,
+    snprintf(args, sizeof args,
+             "caption --model %s/t5i8.gguf --vision-dtype %s --beams 1 --max-new-tokens 4 %s", dir,
              vds[i], tu_fixture(VIDEO));
     CHECK(run_cli(args, &out) == 0, "caption --vision-dtype %s from an int8 gguf: %s", vds[i], out);
     free(out);
   }
-  snprintf(args, sizeof args, "caption --model %s --vision-dtype int4 %s", fixdir, tu_fixture(VIDEO));
+  snprintf(args, sizeof args, "caption --model %s --vision-dtype int4 %s", fixdir,
+           tu_fixture(VIDEO));
   CHECK(run_cli(args, &out) == 2 && strstr(out, "--vision-dtype"), "bad vision dtype: %s", out);
   free(out);
   snprintf(args, sizeof args, "tokenize --model %s/t5.gguf < /dev/null", dir);

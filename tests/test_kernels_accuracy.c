@@ -135,8 +135,8 @@ static void check_case(const model_case *mc, const char *case_name, const char *
     if (same_f && f.greedy[i] != t) same_f = 0;
     if (same_b && b.greedy[i] != t) same_b = 0;
   }
-  printf("%s %s: greedy_20 smallest reference margin %.3g, bf16 first-step logits max error %.3g\n", mc->key,
-         case_name, min_margin, tu_max_abs_diff(b.logits, f.logits, (size_t)V));
+  printf("%s %s: greedy_20 smallest reference margin %.3g, bf16 first-step logits max error %.3g\n",
+         mc->key, case_name, min_margin, tu_max_abs_diff(b.logits, f.logits, (size_t)V));
   CHECK(same_f, "%s %s: f32 greedy_20 differs from transformers", mc->key, case_name);
   CHECK(same_b, "%s %s: bf16 greedy_20 differs from transformers (%d vs %d tokens)", mc->key, case_name,
         b.n_greedy, n);

@@ -48,7 +48,8 @@ static int get_row(void *ctx, int n, float *buf) {
 /* The documented quantization: scale max|v| / 127, round half to even, clamp. */
 static float quant_ref(const float *v, int K, int8_t *q) {
   float amax = 0;
-  for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(v[k]));
+  for (int k = 0; k < K; k++)
+    amax = fmaxf(amax, fabsf(v[k]));
   float inv = amax > 0 ? 127.0f / amax : 0;
   for (int k = 0; k < K; k++) {
     float r = nearbyintf(v[k] * inv);
@@ -77,13 +78,15 @@ static void test_i8(int M, int N, int K, int with_bias, int ldy_extra) {
     if (tw.scale[n] != sw[n] || tw.colsum[n] != sum) bad_pack++;
   }
   CHECK(bad_pack == 0, "int8 %dx%d: %zu packed values differ from the reference", N, K, bad_pack);
-  for (int m = 0; m < M; m++) sx[m] = quant_ref(x + (size_t)m * K, K, qx + (size_t)m * K);
+  for (int m = 0; m < M; m++)
+    sx[m] = quant_ref(x + (size_t)m * K, K, qx + (size_t)m * K);
   int ldy = N + ldy_extra;
   float *ref = malloc((size_t)M * ldy * sizeof(float));
   for (int m = 0; m < M; m++)
     for (int n = 0; n < N; n++) {
       int64_t s = 0;
-      for (int k = 0; k < K; k++) s += (int32_t)qx[(size_t)m * K + k] * qw[(size_t)n * K + k];
+      for (int k = 0; k < K; k++)
+        s += (int32_t)qx[(size_t)m * K + k] * qw[(size_t)n * K + k];
       float sc = sx[m] * sw[n];
       ref[(size_t)m * ldy + n] = (float)(int32_t)s * sc + (b ? b[n] : 0.0f);
     }
@@ -91,30 +94,39 @@ static void test_i8(int M, int N, int K, int with_bias, int ldy_extra) {
   double *exact = malloc((size_t)M * N * sizeof(double));
   tu_linear_ref(x, w, b, M, N, K, exact, NULL);
   float *dense = malloc((size_t)M * N * sizeof(float));
-  for (int m = 0; m < M; m++) memcpy(dense + (size_t)m * N, ref + (size_t)m * ldy, N * sizeof(float));
+  for (int m = 0; m < M; m++)
+    memcpy(dense + (size_t)m * N, ref + (size_t)m * ldy, N * sizeof(float));
   double err = tu_rel_l2(dense, exact, (size_t)M * N);
   CHECK(err < 2e-2, "int8 %dx%dx%d vs f32: relative error %.3g", M, N, K, err);
-  if (M == 70 && N == 96) printf("int8 per-row/per-channel vs f32 (%dx%dx%d): relative L2 %.3g\n", M, N, K, err);
+  if (M == 70 && N == 96)
+    printf("int8 per-row/per-channel vs f32 (%dx%dx%d): relative L2 %.3g\n", M, N, K, err);
   float *y = malloc((size_t)M * ldy * sizeof(float)), *g = malloc((size_t)M * ldy * sizeof(float));
   for (int k = VB_TILE_I8_AMX; k <= VB_TILE_I8_C; k++) {
     if (!vb_tile_kind_usable(k)) continue;
-    for (size_t i = 0; i < (size_t)M * ldy; i++) y[i] = g[i] = -7.0f;
+    for (size_t i = 0; i < (size_t)M * ldy; i++)
+      y[i] = g[i] = -7.0f;
     if (!CHECK_OK(vb_tile_linear(k, &tw, x, M, b, VB_TILE_ACT_NONE, y, ldy))) continue;
     size_t bad = 0, pad = 0;
     for (int m = 0; m < M; m++)
       for (int n = 0; n < ldy; n++) {
         float got = y[(size_t)m * ldy + n];
-        if (n >= N) pad += got != -7.0f;
-        else bad += memcmp(&got, &ref[(size_t)m * ldy + n], 4) != 0;
+        if (n >= N)
+          pad += got != -7.0f;
+        else
+          bad += memcmp(&got, &ref[(size_t)m * ldy + n], 4) != 0;
       }
-    CHECK(bad == 0 && pad == 0, "%s %dx%dx%d: %zu results differ from the exact reference, %zu padding writes",
+    CHECK(bad == 0 && pad == 0,
+          "%s %dx%dx%d: %zu results differ from the exact reference, %zu padding writes",
           vb_tile_kind_name(k), M, N, K, bad, pad);
     CHECK_OK(vb_tile_linear(k, &tw, x, M, b, VB_TILE_ACT_GELU_ERF, g, ldy));
-    for (int m = 0; m < M; m++) vb_gelu_erf(y + (size_t)m * ldy, (size_t)N);
-    CHECK(memcmp(y, g, (size_t)M * ldy * sizeof(float)) == 0, "%s: fused GELU differs", vb_tile_kind_name(k));
+    for (int m = 0; m < M; m++)
+      vb_gelu_erf(y + (size_t)m * ldy, (size_t)N);
+    CHECK(memcmp(y, g, (size_t)M * ldy * sizeof(float)) == 0, "%s: fused GELU differs",
+          vb_tile_kind_name(k));
   }
   vb_tile_weight_free(&tw);
-  free(x), free(w), free(b), free(qw), free(qx), free(sw), free(sx), free(ref), free(exact), free(dense);
+  free(x), free(w), free(b), free(qw), free(qx), free(sw), free(sx), free(ref), free(exact),
+      free(dense);
   free(y), free(g);
 }
 
@@ -126,7 +138,8 @@ static void test_bf16(int M, int N, int K, int with_bias) {
   if (!CHECK_OK(vb_tile_weight_pack(&tw, N, K, 0, get_row, &ctx))) return;
   size_t bad_pack = 0;
   for (int n = 0; n < N; n++)
-    for (int k = 0; k < K; k++) bad_pack += vb_tile_weight_get(&tw, n, k) != vb_float_to_bf16(w[(size_t)n * K + k]);
+    for (int k = 0; k < K; k++)
+      bad_pack += vb_tile_weight_get(&tw, n, k) != vb_float_to_bf16(w[(size_t)n * K + k]);
   CHECK(bad_pack == 0, "bf16 %dx%d: %zu packed values differ", N, K, bad_pack);
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {
     float y;
@@ -137,17 +150,22 @@ static void test_bf16(int M, int N, int K, int with_bias) {
     return;
   }
   float *xr = malloc((size_t)M * K * sizeof(float)), *wr = malloc((size_t)N * K * sizeof(float));
-  for (size_t i = 0; i < (size_t)M * K; i++) xr[i] = vb_bf16_to_float(vb_float_to_bf16(x[i]));
-  for (size_t i = 0; i < (size_t)N * K; i++) wr[i] = vb_bf16_to_float(vb_float_to_bf16(w[i]));
-  double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+  for (size_t i = 0; i < (size_t)M * K; i++)
+    xr[i] = vb_bf16_to_float(vb_float_to_bf16(x[i]));
+  for (size_t i = 0; i < (size_t)N * K; i++)
+    wr[i] = vb_bf16_to_float(vb_float_to_bf16(w[i]));
+  double *ref = malloc((size_t)M * N * sizeof(double)),
+         *mag = malloc((size_t)M * N * sizeof(double));
   tu_linear_ref(xr, wr, b, M, N, K, ref, mag);
   float *y = malloc((size_t)M * N * sizeof(float)), *g = malloc((size_t)M * N * sizeof(float));
   if (CHECK_OK(vb_tile_linear(VB_TILE_BF16_AMX, &tw, x, M, b, VB_TILE_ACT_NONE, y, N))) {
     size_t bad = 0;
-    for (size_t i = 0; i < (size_t)M * N; i++) bad += !(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6);
+    for (size_t i = 0; i < (size_t)M * N; i++)
+      bad += !(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6);
     CHECK(bad == 0, "amx-bf16 %dx%dx%d: %zu results off", M, N, K, bad);
     CHECK_OK(vb_tile_linear(VB_TILE_BF16_AMX, &tw, x, M, b, VB_TILE_ACT_GELU_ERF, g, N));
-    for (int m = 0; m < M; m++) vb_gelu_erf(y + (size_t)m * N, (size_t)N); /* row by row, as applied */
+    for (int m = 0; m < M; m++)
+      vb_gelu_erf(y + (size_t)m * N, (size_t)N); /* row by row, as applied */
     CHECK(memcmp(y, g, (size_t)M * N * sizeof(float)) == 0, "amx-bf16: fused GELU differs");
   }
   vb_tile_weight_free(&tw);
@@ -166,7 +184,8 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
   uint16_t *xb = malloc((size_t)M * K * 2), *yb = malloc((size_t)M * N * 2);
   float *xr = malloc((size_t)M * K * sizeof(float)), *plain = malloc((size_t)M * N * sizeof(float));
   float *r = malloc((size_t)M * N * sizeof(float)), *p2 = malloc((size_t)M * N * sizeof(float));
-  for (size_t i = 0; i < (size_t)M * K; i++) xb[i] = vb_float_to_bf16(x[i]), xr[i] = vb_bf16_to_float(xb[i]);
+  for (size_t i = 0; i < (size_t)M * K; i++)
+    xb[i] = vb_float_to_bf16(x[i]), xr[i] = vb_bf16_to_float(xb[i]);
   CHECK_OK(vb_tile_linear(kind, &tw, xr, M, b, VB_TILE_ACT_GELU_ERF, plain, N));
   memcpy(r, y0, (size_t)M * N * sizeof(float));
   vb_tile_io res = {.x = xr, .y = r, .ldy = N, .residual = 1, .act = VB_TILE_ACT_GELU_ERF};
@@ -181,8 +200,8 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
     bad_r += memcmp(&r[i], &want, 4) != 0;
     bad_b += yb[i] != vb_float_to_bf16(plain[i]);
   }
-  CHECK(bad_r == 0 && bad_b == 0, "%s %dx%dx%d: residual %zu, bf16 output %zu differ", vb_tile_kind_name(kind), M, N,
-        K, bad_r, bad_b);
+  CHECK(bad_r == 0 && bad_b == 0, "%s %dx%dx%d: residual %zu, bf16 output %zu differ",
+        vb_tile_kind_name(kind), M, N, K, bad_r, bad_b);
   CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0, "%s %dx%dx%d: bf16 input differs",
         vb_tile_kind_name(kind), M, N, K);
   vb_tile_io bad = {.x = xr, .x_bf16 = xb, .y = p2, .ldy = N};
@@ -195,18 +214,23 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
 static void test_attention(int batch, int n, int heads, int hd) {
   int D = heads * hd, ld = 3 * D;
   float *qkv = tu_rand_buf(&rng, (size_t)batch * n * ld, 2.0f);
-  float *a = malloc((size_t)batch * n * D * sizeof(float)), *b = malloc((size_t)batch * n * D * sizeof(float));
+  float *a = malloc((size_t)batch * n * D * sizeof(float)),
+        *b = malloc((size_t)batch * n * D * sizeof(float));
   float sc = 1.0f / sqrtf((float)hd);
   vb_attention_batch(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, a, D, n, n, heads, hd, sc);
-  int rc = vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
+  int rc =
+      vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {
     CHECK(rc == -1, "AMX attention refused without AMX");
   } else if (CHECK_OK(rc)) {
     double num = 0, den = 0;
-    for (size_t i = 0; i < (size_t)batch * n * D; i++) num += (a[i] - b[i]) * (double)(a[i] - b[i]), den += (double)a[i] * a[i];
+    for (size_t i = 0; i < (size_t)batch * n * D; i++)
+      num += (a[i] - b[i]) * (double)(a[i] - b[i]), den += (double)a[i] * a[i];
     double e = sqrt(num / den);
-    CHECK(e < 1e-2 && e > 0, "AMX attention %dx%d, %d heads of %d: relative error %g", batch, n, heads, hd, e);
-    if (n == 257) printf("AMX attention (257 tokens, head dim %d) vs f32: relative L2 %.3g\n", hd, e);
+    CHECK(e < 1e-2 && e > 0, "AMX attention %dx%d, %d heads of %d: relative error %g", batch, n,
+          heads, hd, e);
+    if (n == 257)
+      printf("AMX attention (257 tokens, head dim %d) vs f32: relative L2 %.3g\n", hd, e);
   }
   free(qkv), free(a), free(b);
 }

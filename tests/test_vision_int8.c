@@ -72,8 +72,10 @@ static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, c
   int ok = CHECK_OK(vb_vit_init(&vit, &w, &cfg.vision)) &&
            CHECK_OK(vb_qformer_init(&qf, &w, &cfg.qformer, cfg.num_query_tokens));
   w.pack = 0, w.int8 = 0, w.compute = VB_COMPUTE_F32;
-  ok = ok && CHECK_OK(vb_weights_linear(&w, "language_projection", cfg.lm_hidden, cfg.qformer.hidden_size, 1, &proj));
-  ok = ok && CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm) : vb_opt_create(&w, &cfg, &lm));
+  ok = ok && CHECK_OK(vb_weights_linear(&w, "language_projection", cfg.lm_hidden,
+                                        cfg.qformer.hidden_size, 1, &proj));
+  ok = ok && CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm)
+                                              : vb_opt_create(&w, &cfg, &lm));
   char name[256];
   snprintf(name, sizeof name, "media/%s/pixel_values", media);
   const vb_tensor_info *pv = tu_ref_tensor(name);
@@ -95,7 +97,8 @@ static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, c
     cJSON *jids = cJSON_GetObjectItem(tu_json_path(tu_expected(), path), "input_ids");
     int n_ids = cJSON_GetArraySize(jids);
     int32_t ids[512];
-    for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    for (int i = 0; i < n_ids && i < 512; i++)
+      ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
     CHECK_OK(lm->set_input(lm, o->proj, Q, ids, n_ids));
     CHECK_OK(lm->gen.prefill(lm, 1, o->logits));
     if (greedy) o->n_greedy = tu_greedy(lm, &cfg, o->proj, Q, ids, n_ids, 20, o->greedy, 64);
@@ -107,15 +110,18 @@ static void run(const char *dir, vb_compute compute, int int8, unsigned kinds, c
   vb_weights_close(&w);
 }
 
-static void free_out(stage_out *o) { free(o->vis), free(o->q), free(o->proj), free(o->logits); }
+static void free_out(stage_out *o) {
+  free(o->vis), free(o->q), free(o->proj), free(o->logits);
+}
 
 static double min_margin(const char *key, const char *case_name) {
   char path[256];
-  snprintf(path, sizeof path, "models.%s.cases.%s.generation.greedy_20.margin_top1_top2_per_step", key,
-           case_name);
+  snprintf(path, sizeof path, "models.%s.cases.%s.generation.greedy_20.margin_top1_top2_per_step",
+           key, case_name);
   cJSON *margins = tu_json_path(tu_expected(), path);
   double m = INFINITY;
-  for (int i = 0; i < cJSON_GetArraySize(margins); i++) m = fmin(m, cJSON_GetArrayItem(margins, i)->valuedouble);
+  for (int i = 0; i < cJSON_GetArraySize(margins); i++)
+    m = fmin(m, cJSON_GetArrayItem(margins, i)->valuedouble);
   return m;
 }
 
@@ -132,10 +138,13 @@ static void check_case(const model_case *mc, const char *case_name, const char *
     unsigned kinds;
     int gated;
   } confs[] = {
-      {"int8 (default)", VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, 1}, {"bf16", VB_COMPUTE_BF16, 0, 0, 1},
+      {"int8 (default)", VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, 1},
+      {"bf16", VB_COMPUTE_BF16, 0, 0, 1},
       {"bf16 (oneDNN)", VB_COMPUTE_BF16, 0, 0, 1},
-      {"int8 qkv only", VB_COMPUTE_F32, 1, VB_I8_QKV, 0},      {"int8 proj only", VB_COMPUTE_F32, 1, VB_I8_PROJ, 0},
-      {"int8 fc1 only", VB_COMPUTE_F32, 1, VB_I8_FC1, 0},      {"int8 fc2 only", VB_COMPUTE_F32, 1, VB_I8_FC2, 0},
+      {"int8 qkv only", VB_COMPUTE_F32, 1, VB_I8_QKV, 0},
+      {"int8 proj only", VB_COMPUTE_F32, 1, VB_I8_PROJ, 0},
+      {"int8 fc1 only", VB_COMPUTE_F32, 1, VB_I8_FC1, 0},
+      {"int8 fc2 only", VB_COMPUTE_F32, 1, VB_I8_FC2, 0},
       {"int8 qformer only", VB_COMPUTE_F32, 1, VB_I8_QFORMER, 0},
   };
   /* the per-kind breakdown is a measurement: once, in the parent */
@@ -145,22 +154,28 @@ static void check_case(const model_case *mc, const char *case_name, const char *
     /* "bf16 (oneDNN)": the matmul vblip used before its own AMX tiles (the same as "bf16"
      * where AMX is not usable) */
     if (strcmp(confs[c].name, "bf16 (oneDNN)") == 0) setenv("VBLIP_AMX_ONEDNN", "1", 1);
-    run(dir, confs[c].base, confs[c].int8, confs[c].kinds, mc->key, case_name, media, confs[c].gated, &x);
+    run(dir, confs[c].base, confs[c].int8, confs[c].kinds, mc->key, case_name, media,
+        confs[c].gated, &x);
     unsetenv("VBLIP_AMX_ONEDNN");
     if (!x.q) continue;
-    double ev = tu_rel_l2f(x.vis, f.vis, f.n_vis), eq = tu_rel_l2f(x.q, f.q, f.n_q), ep = tu_rel_l2f(x.proj, f.proj, f.n_proj);
+    double ev = tu_rel_l2f(x.vis, f.vis, f.n_vis), eq = tu_rel_l2f(x.q, f.q, f.n_q),
+           ep = tu_rel_l2f(x.proj, f.proj, f.n_proj);
     double dl = tu_max_abs_diff(x.logits, f.logits, f.n_logits);
     int same = x.n_greedy == f.n_greedy && memcmp(x.greedy, f.greedy, (size_t)f.n_greedy * 4) == 0;
-    printf("%s %s %-18s vs f32: vision %.3g, qformer %.3g, projection %.3g, logits max |d| %.3g (margin %.3g)%s\n",
+    printf("%s %s %-18s vs f32: vision %.3g, qformer %.3g, projection %.3g, logits max |d| %.3g "
+           "(margin %.3g)%s\n",
            mc->key, case_name, confs[c].name, ev, eq, ep, dl, margin,
-           !confs[c].gated ? "" : same ? ", greedy_20 same" : ", greedy_20 differs");
+           !confs[c].gated ? ""
+           : same          ? ", greedy_20 same"
+                           : ", greedy_20 differs");
     if (confs[c].gated) {
-      CHECK(eq < 2e-2 && ep < 2e-2, "%s %s %s: qformer %g / projection %g relative error", mc->key, case_name,
-            confs[c].name, eq, ep);
+      CHECK(eq < 2e-2 && ep < 2e-2, "%s %s %s: qformer %g / projection %g relative error", mc->key,
+            case_name, confs[c].name, eq, ep);
       CHECK(eq > 0, "%s %s %s: identical to f32 (did it run?)", mc->key, case_name, confs[c].name);
       if (2 * dl < margin)
-        CHECK(same, "%s %s %s: greedy_20 differs from f32 although the margin %.3g exceeds 2 x %.3g", mc->key,
-              case_name, confs[c].name, margin, dl);
+        CHECK(same,
+              "%s %s %s: greedy_20 differs from f32 although the margin %.3g exceeds 2 x %.3g",
+              mc->key, case_name, confs[c].name, margin, dl);
       else
         printf("  (greedy not decidable: margin %.3g <= 2 x logits error %.3g)\n", margin, dl);
     }
@@ -178,8 +193,10 @@ static void check_converted(void) {
   vb_weights w;
   if (CHECK_OK(vb_weights_open(out, &w))) {
     const vb_tensor_info *t = vb_tt_find(&w.tt, "vision_model.encoder.layers.0.mlp.fc1.weight");
-    const vb_tensor_info *s = vb_tt_find(&w.tt, "vision_model.encoder.layers.0.mlp.fc1.weight_scale");
-    CHECK(t && t->dtype == VB_DT_I8 && s && s->dtype == VB_DT_F32, "fc1 stored as int8 with scales");
+    const vb_tensor_info *s =
+        vb_tt_find(&w.tt, "vision_model.encoder.layers.0.mlp.fc1.weight_scale");
+    CHECK(t && t->dtype == VB_DT_I8 && s && s->dtype == VB_DT_F32,
+          "fc1 stored as int8 with scales");
     const vb_tensor_info *l = vb_tt_find(&w.tt, "language_projection.weight");
     CHECK(l && l->dtype == VB_DT_F32, "the projection keeps --type");
     vb_weights_close(&w);
@@ -189,21 +206,22 @@ static void check_converted(void) {
   run(out, VB_COMPUTE_BF16, 1, 0, "opt", "video1_uniform", "video1/uniform", 0, &a);
   run(dir, VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, "opt", "video1_uniform", "video1/uniform", 0, &b);
   if (a.q && b.q)
-    CHECK(memcmp(a.q, b.q, a.n_q * sizeof(float)) == 0, "converted int8 differs from int8 at load (rel %g)",
-          tu_rel_l2f(a.q, b.q, a.n_q));
+    CHECK(memcmp(a.q, b.q, a.n_q * sizeof(float)) == 0,
+          "converted int8 differs from int8 at load (rel %g)", tu_rel_l2f(a.q, b.q, a.n_q));
   free_out(&a), free_out(&b);
   vblip_load_options o;
   vblip_load_options_default(&o);
   o.progress = 0;
   vblip_model *m = vblip_model_load(out, &o);
   if (CHECK(m != NULL, "load %s: %s", out, vblip_last_error()))
-    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") == 0, "auto vision dtype of an int8 checkpoint: %s",
-          vblip_model_vision_dtype(m));
+    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") == 0,
+          "auto vision dtype of an int8 checkpoint: %s", vblip_model_vision_dtype(m));
   vblip_model_free(m);
   o.vision_dtype = VBLIP_VISION_BF16;
   m = vblip_model_load(out, &o);
   if (CHECK(m != NULL, "load %s as bf16: %s", out, vblip_last_error()))
-    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") != 0, "--vision-dtype bf16 on an int8 checkpoint");
+    CHECK(strcmp(vblip_model_vision_dtype(m), "int8") != 0,
+          "--vision-dtype bf16 on an int8 checkpoint");
   vblip_model_free(m);
   vb_vfs_unmount(out);
   unlink(out);
@@ -231,7 +249,8 @@ static void check_outliers(void) {
     long off = (long)((const uint8_t *)t->data - (const uint8_t *)w.tt.maps[0].data);
     float big = 30.0f;
     for (int c = 0; c < 3; c++) /* channels 1, 9, 17 */
-      if (fseek(f, off + (long)(1 + 8 * c) * 4, SEEK_SET) == 0 && fwrite(&big, 4, 1, f) == 1) patched++;
+      if (fseek(f, off + (long)(1 + 8 * c) * 4, SEEK_SET) == 0 && fwrite(&big, 4, 1, f) == 1)
+        patched++;
   }
   if (f) fclose(f);
   vb_weights_close(&w);
@@ -245,10 +264,12 @@ static void check_outliers(void) {
   stage_out ref, all, keep;
   run(out, VB_COMPUTE_F32, 0, 0, "opt", "video1_uniform", "video1/uniform", 0, &ref);
   run(out, VB_COMPUTE_BF16, 1, VB_I8_DEFAULT, "opt", "video1_uniform", "video1/uniform", 0, &all);
-  run(out, VB_COMPUTE_BF16, 1, VB_I8_QKV | VB_I8_PROJ | VB_I8_FC1, "opt", "video1_uniform", "video1/uniform", 0, &keep);
+  run(out, VB_COMPUTE_BF16, 1, VB_I8_QKV | VB_I8_PROJ | VB_I8_FC1, "opt", "video1_uniform",
+      "video1/uniform", 0, &keep);
   if (ref.q && all.q && keep.q) {
     double ea = tu_rel_l2f(all.q, ref.q, ref.n_q), ek = tu_rel_l2f(keep.q, ref.q, ref.n_q);
-    printf("outlier variant: Q-Former output vs f32, int8 default %.3g, fc2 kept bf16 %.3g\n", ea, ek);
+    printf("outlier variant: Q-Former output vs f32, int8 default %.3g, fc2 kept bf16 %.3g\n", ea,
+           ek);
     CHECK(ek < ea, "keeping fc2 in bf16 does not help on outliers (%g vs %g)", ek, ea);
   }
   free_out(&ref), free_out(&all), free_out(&keep);
@@ -259,20 +280,24 @@ static void check_outliers(void) {
 /* Malformed int8 layers: a clear error, never a crash or a silent zero. */
 static void check_hostile(void) {
   static int8_t q[8 * 64];
-  static float neg[8] = {1, 1, 1, -1, 1, 1, 1, 1}, nan_s[8] = {1, 1, NAN, 1, 1, 1, 1, 1}, ok[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  static float neg[8] = {1, 1, 1, -1, 1, 1, 1, 1}, nan_s[8] = {1, 1, NAN, 1, 1, 1, 1, 1},
+               ok[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   const int64_t wshape[2] = {8, 64}, sshape[1] = {8}, bad_shape[1] = {7};
   const struct {
     const float *scale;
     const int64_t *shape;
     const char *want;
-  } cases[] = {{NULL, NULL, "weight_scale"}, {neg, sshape, "not a scale"}, {nan_s, sshape, "not a scale"},
+  } cases[] = {{NULL, NULL, "weight_scale"},
+               {neg, sshape, "not a scale"},
+               {nan_s, sshape, "not a scale"},
                {ok, bad_shape, "shape"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     vb_weights w;
     memset(&w, 0, sizeof w);
     vb_tt_init(&w.tt);
     vb_tt_add(&w.tt, "l.weight", VB_DT_I8, 2, wshape, q, sizeof q);
-    if (cases[i].scale) vb_tt_add(&w.tt, "l.weight_scale", VB_DT_F32, 1, cases[i].shape, cases[i].scale, 32);
+    if (cases[i].scale)
+      vb_tt_add(&w.tt, "l.weight_scale", VB_DT_F32, 1, cases[i].shape, cases[i].scale, 32);
     w.compute = VB_COMPUTE_INT8;
     vb_linear l;
     int rc = vb_weights_linear(&w, "l", 8, 64, 0, &l);
@@ -285,11 +310,13 @@ static void check_hostile(void) {
   vb_weights w;
   memset(&w, 0, sizeof w);
   vb_tt_init(&w.tt);
-  for (int i = 0; i < 8 * 64; i++) q[i] = (int8_t)(i % 255 - 127);
+  for (int i = 0; i < 8 * 64; i++)
+    q[i] = (int8_t)(i % 255 - 127);
   vb_tt_add(&w.tt, "l.weight", VB_DT_I8, 2, wshape, q, sizeof q);
   vb_tt_add(&w.tt, "l.weight_scale", VB_DT_F32, 1, sshape, ok, 32);
   float x[64], y8[8], yf[8];
-  for (int k = 0; k < 64; k++) x[k] = (float)(k * 37 % 255 - 127); /* holds -127: scale 1 */
+  for (int k = 0; k < 64; k++)
+    x[k] = (float)(k * 37 % 255 - 127); /* holds -127: scale 1 */
   vb_linear a, b;
   w.compute = VB_COMPUTE_INT8;
   int r1 = vb_weights_linear(&w, "l", 8, 64, 0, &a);
@@ -301,7 +328,8 @@ static void check_hostile(void) {
     size_t bad = 0;
     for (int n = 0; n < 8; n++) { /* integral x with max |x| = 127: exact */
       double want = 0;
-      for (int k = 0; k < 64; k++) want += (double)x[k] * q[n * 64 + k];
+      for (int k = 0; k < 64; k++)
+        want += (double)x[k] * q[n * 64 + k];
       bad += fabs(yf[n] - want) > 1e-3 || fabs(y8[n] - want) > 1e-3 * fmax(1, fabs(want));
     }
     CHECK(bad == 0, "int8 layer from stored values: %zu of 8 outputs off", bad);
@@ -316,9 +344,11 @@ int main(void) {
   CHECK(vb_i8_kinds_parse("qkv,fc2", &k) == 0 && k == (VB_I8_QKV | VB_I8_FC2), "kinds qkv,fc2");
   CHECK(vb_i8_kinds_parse("all", &k) == 0 && k == 31, "kinds all");
   CHECK(vb_i8_kinds_parse("none", &k) == 0 && k == 0, "kinds none");
-  CHECK(vb_i8_kinds_parse("fc3", &k) == -1 && vb_i8_kinds_parse("qkv,,x", &k) == -1, "bad kinds refused");
+  CHECK(vb_i8_kinds_parse("fc3", &k) == -1 && vb_i8_kinds_parse("qkv,,x", &k) == -1,
+        "bad kinds refused");
   printf("int8 products on %s\n", vb_tile_kind_name(vb_tile_i8_best()));
-  const model_case models[] = {{"opt", "models/videoblip-opt-tiny"}, {"t5", "models/videoblip-flant5-tiny"}};
+  const model_case models[] = {{"opt", "models/videoblip-opt-tiny"},
+                               {"t5", "models/videoblip-flant5-tiny"}};
   const char *cases[][2] = {{"video1_uniform", "video1/uniform"}, {"image", "image/image"}};
   /* the children (other int8 kinds) take one model and case */
   int child = getenv("VBLIP_NO_AMX") || getenv("VBLIP_NO_AVX512");

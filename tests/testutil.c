@@ -199,12 +199,13 @@ double tu_rel_l2f(const float *got, const float *ref, size_t n) {
 
 double tu_max_abs_diff(const float *a, const float *b, size_t n) {
   double m = 0;
-  for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+  for (size_t i = 0; i < n; i++)
+    m = fmax(m, fabs((double)a[i] - b[i]));
   return m;
 }
 
-int tu_greedy(vb_lm *lm, const vb_model_config *cfg, const float *proj, int Q, const int32_t *ids, int n_ids,
-              int max_new, int32_t *seq, int cap) {
+int tu_greedy(vb_lm *lm, const vb_model_config *cfg, const float *proj, int Q, const int32_t *ids,
+              int n_ids, int max_new, int32_t *seq, int cap) {
   vb_gen_config g;
   vb_gen_config_default(&g);
   g.max_new_tokens = max_new;
@@ -212,10 +213,12 @@ int tu_greedy(vb_lm *lm, const vb_model_config *cfg, const float *proj, int Q, c
   g.pad_token_id = cfg->pad_token_id;
   g.start_token_id = cfg->lm_kind == VB_LM_T5 ? cfg->decoder_start_token_id : cfg->bos_token_id;
   vb_gen_result r;
-  if (!CHECK_OK(lm->set_input(lm, proj, Q, ids, n_ids)) || !CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r)))
+  if (!CHECK_OK(lm->set_input(lm, proj, Q, ids, n_ids)) ||
+      !CHECK_OK(vb_generate(&lm->gen, lm, &g, NULL, NULL, &r)))
     return 0;
   int n = r.n >= 1 && r.lens[0] <= cap ? r.lens[0] : 0;
-  for (int i = 0; i < n; i++) seq[i] = r.seqs[0][i];
+  for (int i = 0; i < n; i++)
+    seq[i] = r.seqs[0][i];
   vb_gen_result_free(&r);
   return n;
 }

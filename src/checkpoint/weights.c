@@ -278,8 +278,9 @@ int vb_i8_kinds_parse(const char *s, unsigned *out) {
   static const struct {
     const char *name;
     unsigned bits;
-  } names[] = {{"qkv", VB_I8_QKV}, {"proj", VB_I8_PROJ}, {"fc1", VB_I8_FC1}, {"fc2", VB_I8_FC2},
-               {"qformer", VB_I8_QFORMER}, {"all", 31}, {"none", 0}};
+  } names[] = {{"qkv", VB_I8_QKV}, {"proj", VB_I8_PROJ},       {"fc1", VB_I8_FC1},
+               {"fc2", VB_I8_FC2}, {"qformer", VB_I8_QFORMER}, {"all", 31},
+               {"none", 0}};
   if (!s) return -1;
   unsigned bits = 0;
   const char *p = s;

@@ -33,28 +33,34 @@ TGT static void row_bf16(const float *src, int K, int Kp, float scale, uint16_t 
 
 /* Rows [n, k] (ld floats apart) into the tile layout [Np/16][Kp/2][16][2]:
  * each k-pair of row n is one 32-bit slot, 16 slots per 64-byte tile row. */
-TGT static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int Kp, uint16_t *dst) {
+TGT static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int Kp,
+                          uint16_t *dst) {
   memset(dst, 0, (size_t)Np * Kp * sizeof *dst);
   uint16_t tmp[MAX_TOKENS] __attribute__((aligned(64)));
   for (int n = 0; n < N; n++) {
     row_bf16(src + (size_t)n * ld, K, Kp, 1.0f, tmp);
     uint32_t *g = (uint32_t *)(dst + (size_t)(n / 16) * Kp * 16) + n % 16;
     const uint32_t *pairs = (const uint32_t *)tmp;
-    for (int p = 0; p < Kp / 2; p++) g[(size_t)p * 16] = pairs[p];
+    for (int p = 0; p < Kp / 2; p++)
+      g[(size_t)p * 16] = pairs[p];
   }
 }
 
 /* The transpose: element (n, k) = src[k * ld + n]; rows k, k+1 give one
  * k-pair, 16 columns n of which fill a tile row: two rounded rows interleaved. */
-TGT static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int Kp, uint16_t *dst) {
+TGT static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int Kp,
+                          uint16_t *dst) {
   memset(dst, 0, (size_t)Np * Kp * sizeof *dst);
   uint16_t r0[MAX_TOKENS] __attribute__((aligned(64))), r1[MAX_TOKENS] __attribute__((aligned(64)));
   for (int k = 0; k < K; k += 2) {
     row_bf16(src + (size_t)k * ld, N, Np, 1.0f, r0);
-    if (k + 1 < K) row_bf16(src + (size_t)(k + 1) * ld, N, Np, 1.0f, r1);
-    else memset(r1, 0, (size_t)Np * 2);
+    if (k + 1 < K)
+      row_bf16(src + (size_t)(k + 1) * ld, N, Np, 1.0f, r1);
+    else
+      memset(r1, 0, (size_t)Np * 2);
     for (int n = 0; n < Np; n += 16) {
-      __m256i a = _mm256_load_si256((const __m256i *)(r0 + n)), b = _mm256_load_si256((const __m256i *)(r1 + n));
+      __m256i a = _mm256_load_si256((const __m256i *)(r0 + n)),
+              b = _mm256_load_si256((const __m256i *)(r1 + n));
       __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
       uint16_t *g = dst + (size_t)(n / 16) * Kp * 16 + (size_t)(k / 2) * 32;
       _mm256_storeu_si256((__m256i *)g, _mm256_permute2x128_si256(lo, hi, 0x20));
@@ -65,7 +71,8 @@ TGT static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int
 #else
 #define TGT
 static void row_bf16(const float *src, int K, int Kp, float scale, uint16_t *dst) {
-  for (int k = 0; k < Kp; k++) dst[k] = k < K ? vb_float_to_bf16(src[k] * scale) : 0;
+  for (int k = 0; k < Kp; k++)
+    dst[k] = k < K ? vb_float_to_bf16(src[k] * scale) : 0;
 }
 static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int Kp, uint16_t *dst) {
   (void)src, (void)ld, (void)N, (void)K, (void)Np, (void)Kp, (void)dst; /* no AMX off x86-64 */
@@ -76,17 +83,20 @@ static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int Kp,
 #endif
 
 /* C[Mp, Np] (ldc floats) = A[Mp, Kp] (bf16 rows) x packed B (Np columns). */
-static void tile_product(vb_tile_core_fn core, const uint16_t *a, int Mp, int Kp, const uint16_t *b, int Np,
-                         float *c, int ldc) {
+static void tile_product(vb_tile_core_fn core, const uint16_t *a, int Mp, int Kp, const uint16_t *b,
+                         int Np, float *c, int ldc) {
   size_t lda = (size_t)Kp * 2, group = (size_t)Kp * 16; /* elements per 16-column group */
   for (int m = 0; m < Mp; m += VB_TILE_MB)
     for (int n = 0; n < Np; n += VB_TILE_NB)
-      core((const uint8_t *)(a + (size_t)m * Kp), lda, (const uint8_t *)(b + (size_t)(n / 16) * group),
-           (const uint8_t *)(b + (size_t)(n / 16 + 1) * group), Kp / 32, c + (size_t)m * ldc + n, ldc, 0);
+      core((const uint8_t *)(a + (size_t)m * Kp), lda,
+           (const uint8_t *)(b + (size_t)(n / 16) * group),
+           (const uint8_t *)(b + (size_t)(n / 16 + 1) * group), Kp / 32, c + (size_t)m * ldc + n,
+           ldc, 0);
 }
 
-int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v, int ld_kv,
-                           float *out, int ld_o, int nq, int nk, int heads, int head_dim, float scale) {
+int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v,
+                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                           float scale) {
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX) || nq > MAX_TOKENS || nk > MAX_TOKENS) return -1;
   int Mp = (nq + 31) / 32 * 32, Np = (nk + 31) / 32 * 32, Dp = (head_dim + 31) / 32 * 32;
   size_t n_q = (size_t)Mp * Dp, n_k = (size_t)Np * Dp, n_s = (size_t)Mp * Np, n_o = (size_t)Mp * Dp;
@@ -114,7 +124,8 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
       const float *qs = q + (size_t)bi * nq * ld_q + (size_t)h * head_dim;
       const float *ks = k + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
       const float *vs = v + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
-      for (int i = 0; i < nq; i++) row_bf16(qs + (size_t)i * ld_q, head_dim, Dp, scale, qb + (size_t)i * Dp);
+      for (int i = 0; i < nq; i++)
+        row_bf16(qs + (size_t)i * ld_q, head_dim, Dp, scale, qb + (size_t)i * Dp);
       pack_rows(ks, (size_t)ld_kv, nk, head_dim, Np, Dp, kp);
       pack_cols(vs, (size_t)ld_kv, head_dim, nk, Dp, Np, vp);
       tile_product(core, qb, Mp, Dp, kp, Np, s, Np);
@@ -125,7 +136,8 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
       }
       tile_product(core, pb, Mp, Np, vp, Dp, o, Dp);
       float *os = out + (size_t)bi * nq * ld_o + (size_t)h * head_dim;
-      for (int i = 0; i < nq; i++) memcpy(os + (size_t)i * ld_o, o + (size_t)i * Dp, (size_t)head_dim * sizeof(float));
+      for (int i = 0; i < nq; i++)
+        memcpy(os + (size_t)i * ld_o, o + (size_t)i * Dp, (size_t)head_dim * sizeof(float));
     }
     vb_tile_thread_end(VB_TILE_BF16_AMX);
   }

@@ -13,11 +13,13 @@ int vb_linear_weight_row(const vb_linear *l, int r, float *row) {
   if (l->dtype == VB_DT_I8) { /* an int8 checkpoint: q * per-channel scale */
     if (!l->w_scale) return vb_error("linear %dx%d: int8 weight without its scales", l->out, K);
     const int8_t *q = (const int8_t *)l->w + (size_t)r * K;
-    for (int k = 0; k < K; k++) row[k] = (float)q[k] * l->w_scale[r];
+    for (int k = 0; k < K; k++)
+      row[k] = (float)q[k] * l->w_scale[r];
     return 0;
   }
   size_t off;
-  if (!vb_dtype_bytes(l->dtype, (int64_t)r * K, &off)) return vb_error("linear %dx%d: bad row %d", l->out, K, r);
+  if (!vb_dtype_bytes(l->dtype, (int64_t)r * K, &off))
+    return vb_error("linear %dx%d: bad row %d", l->out, K, r);
   return vb_convert_to_f32(l->dtype, (const uint8_t *)l->w + off, K, row);
 }
 

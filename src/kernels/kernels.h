@@ -12,7 +12,7 @@
  * the interface; BF16 rounds weights (once, at prepare) and activations (per
  * call) to bfloat16 and accumulates in float32. */
 typedef enum {
-  VB_COMPUTE_F32 = 0, /* exact float32: oneDNN sgemm (the default) */
+  VB_COMPUTE_F32 = 0,  /* exact float32: oneDNN sgemm (the default) */
   VB_COMPUTE_BF16 = 1, /* oneDNN bf16 matmul (AMX / AVX512-BF16) for M >= 16, own GEMV below;
                         * a Q8_0 weight stays 8-bit (in place, or repacked for VNNI): own
                         * GEMV for M < 16, bf16 tiles dequantized per call for M >= 16.

@@ -21,7 +21,9 @@ typedef struct {
 
 static vb_tile_kind g_forced_i8 = VB_TILE_KINDS;
 
-void vb_linear_tile_force_i8(vb_tile_kind k) { g_forced_i8 = k; }
+void vb_linear_tile_force_i8(vb_tile_kind k) {
+  g_forced_i8 = k;
+}
 
 int vb_linear_wants_tile(const vb_linear *l) {
   if (l->compute == VB_COMPUTE_INT8) return 1;
@@ -34,7 +36,8 @@ static int weight_row(void *ctx, int n, float *buf) {
   const vb_linear *l = ctx;
   if (vb_linear_weight_row(l, n, buf) != 0) return -1;
   for (int k = 0; k < l->in; k++)
-    if (!isfinite(buf[k])) return vb_error("linear %dx%d: weight row %d holds a non-finite value", l->out, l->in, n);
+    if (!isfinite(buf[k]))
+      return vb_error("linear %dx%d: weight row %d holds a non-finite value", l->out, l->in, n);
   return 0;
 }
 
@@ -43,9 +46,9 @@ int vb_linear_prepare_tile(vb_linear *l) {
   tile_backend *b = vb_calloc(1, sizeof *b);
   if (!b) return -1;
   int i8 = l->compute == VB_COMPUTE_INT8;
-  b->kind = !i8 ? VB_TILE_BF16_AMX
+  b->kind = !i8                                                                ? VB_TILE_BF16_AMX
             : g_forced_i8 != VB_TILE_KINDS && vb_tile_kind_usable(g_forced_i8) ? g_forced_i8
-                                                                              : vb_tile_i8_best();
+                                                                               : vb_tile_i8_best();
   int rc;
   if (i8 && l->dtype == VB_DT_I8) {
     if (!l->w_scale) {
@@ -75,8 +78,8 @@ void vb_linear_release_tile(vb_linear *l) {
 
 int vb_linear_forward_tile(const vb_linear *l, const float *x, int M, float *y, int gelu) {
   const tile_backend *b = l->tile;
-  return vb_tile_linear(b->kind, &b->w, x, M, l->bias, gelu ? VB_TILE_ACT_GELU_ERF : VB_TILE_ACT_NONE, y,
-                        l->out);
+  return vb_tile_linear(b->kind, &b->w, x, M, l->bias,
+                        gelu ? VB_TILE_ACT_GELU_ERF : VB_TILE_ACT_NONE, y, l->out);
 }
 
 const char *vb_linear_tile_kind(const vb_linear *l) {

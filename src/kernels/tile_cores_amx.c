@@ -31,9 +31,13 @@ static const tile_config k_config = {
     .rows = {16, 16, 16, 16, 16, 16, 16, 16},
 };
 
-TGT_AMX static void amx_configure(void) { _tile_loadconfig(&k_config); }
+TGT_AMX static void amx_configure(void) {
+  _tile_loadconfig(&k_config);
+}
 
-TGT_AMX static void amx_release(void) { _tile_release(); }
+TGT_AMX static void amx_release(void) {
+  _tile_release();
+}
 
 void vb_tile_thread_begin(vb_tile_kind k) {
   if (k == VB_TILE_BF16_AMX || k == VB_TILE_I8_AMX) amx_configure();
@@ -48,7 +52,7 @@ void vb_tile_thread_end(vb_tile_kind k) {
 #define AMX_CORE(name, DP)                                                                         \
   TGT_AMX static void name(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,     \
                            int ksteps, void *c, int ldc, int accumulate) {                         \
-    uint8_t *c0 = c, *c1 = c0 + (size_t)16 * ldc * 4;                                             \
+    uint8_t *c0 = c, *c1 = c0 + (size_t)16 * ldc * 4;                                              \
     size_t ldcb = (size_t)ldc * 4;                                                                 \
     const uint8_t *a1 = a + 16 * lda;                                                              \
     if (accumulate) {                                                                              \
@@ -91,12 +95,22 @@ vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
     static _Alignas(64) uint8_t src[2048];                                                         \
     _tile_loadd(6, src, 64);                                                                       \
     _tile_loadd(7, src + 1024, 64);                                                                \
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3); _tile_zero(4); _tile_zero(5);       \
+    _tile_zero(0);                                                                                 \
+    _tile_zero(1);                                                                                 \
+    _tile_zero(2);                                                                                 \
+    _tile_zero(3);                                                                                 \
+    _tile_zero(4);                                                                                 \
+    _tile_zero(5);                                                                                 \
     long n = 0;                                                                                    \
     double t0 = vb_now_ms();                                                                       \
     do {                                                                                           \
       for (int i = 0; i < 256; i++) {                                                              \
-        DP(0, 6, 7); DP(1, 6, 7); DP(2, 6, 7); DP(3, 6, 7); DP(4, 6, 7); DP(5, 6, 7);              \
+        DP(0, 6, 7);                                                                               \
+        DP(1, 6, 7);                                                                               \
+        DP(2, 6, 7);                                                                               \
+        DP(3, 6, 7);                                                                               \
+        DP(4, 6, 7);                                                                               \
+        DP(5, 6, 7);                                                                               \
       }                                                                                            \
       n += 256 * 6;                                                                                \
     } while (vb_now_ms() - t0 < ms);                                                               \
@@ -118,8 +132,12 @@ double vb_tile_peak_amx(vb_tile_kind k, double ms, double *ms_taken) {
 
 #else /* no x86-64: no AMX */
 
-void vb_tile_thread_begin(vb_tile_kind k) { (void)k; }
-void vb_tile_thread_end(vb_tile_kind k) { (void)k; }
+void vb_tile_thread_begin(vb_tile_kind k) {
+  (void)k;
+}
+void vb_tile_thread_end(vb_tile_kind k) {
+  (void)k;
+}
 vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
   (void)k;
   return NULL;

@@ -30,7 +30,8 @@ TGT_VNNI512 static void core_i8_avx512vnni(const uint8_t *a, size_t lda, const u
                                : _mm512_setzero_si512();
     const uint8_t *ar = a + (size_t)r0 * lda;
     for (int q = 0; q < nq; q++) {
-      __m512i w0 = _mm512_load_si512(b0 + (size_t)q * 64), w1 = _mm512_load_si512(b1 + (size_t)q * 64);
+      __m512i w0 = _mm512_load_si512(b0 + (size_t)q * 64),
+              w1 = _mm512_load_si512(b1 + (size_t)q * 64);
       for (int r = 0; r < 8; r++) {
         int32_t quad;
         memcpy(&quad, ar + (size_t)r * lda + (size_t)q * 4, 4);
@@ -40,7 +41,8 @@ TGT_VNNI512 static void core_i8_avx512vnni(const uint8_t *a, size_t lda, const u
       }
     }
     for (int r = 0; r < 8; r++)
-      for (int j = 0; j < 2; j++) _mm512_storeu_si512(C + (size_t)(r0 + r) * ldc + 16 * j, acc[r][j]);
+      for (int j = 0; j < 2; j++)
+        _mm512_storeu_si512(C + (size_t)(r0 + r) * ldc + 16 * j, acc[r][j]);
   }
 }
 
@@ -54,8 +56,9 @@ TGT_AVXVNNI static void core_i8_avxvnni(const uint8_t *a, size_t lda, const uint
     __m256i acc[4][4];
     for (int r = 0; r < 4; r++)
       for (int j = 0; j < 4; j++)
-        acc[r][j] = accumulate ? _mm256_loadu_si256((const __m256i *)(C + (size_t)(r0 + r) * ldc + 8 * j))
-                               : _mm256_setzero_si256();
+        acc[r][j] = accumulate
+                        ? _mm256_loadu_si256((const __m256i *)(C + (size_t)(r0 + r) * ldc + 8 * j))
+                        : _mm256_setzero_si256();
     const uint8_t *ar = a + (size_t)r0 * lda;
     for (int q = 0; q < nq; q++) {
       __m256i w[4] = {_mm256_load_si256((const __m256i *)(b0 + (size_t)q * 64)),
@@ -66,7 +69,8 @@ TGT_AVXVNNI static void core_i8_avxvnni(const uint8_t *a, size_t lda, const uint
         int32_t quad;
         memcpy(&quad, ar + (size_t)r * lda + (size_t)q * 4, 4);
         __m256i x = _mm256_set1_epi32(quad);
-        for (int j = 0; j < 4; j++) acc[r][j] = _mm256_dpbusd_avx_epi32(acc[r][j], x, w[j]);
+        for (int j = 0; j < 4; j++)
+          acc[r][j] = _mm256_dpbusd_avx_epi32(acc[r][j], x, w[j]);
       }
     }
     for (int r = 0; r < 4; r++)
@@ -76,8 +80,8 @@ TGT_AVXVNNI static void core_i8_avxvnni(const uint8_t *a, size_t lda, const uint
 }
 #endif
 
-static void core_i8_c(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1, int ksteps,
-                      void *c, int ldc, int accumulate) {
+static void core_i8_c(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,
+                      int ksteps, void *c, int ldc, int accumulate) {
   int32_t *C = c;
   int nq = ksteps * 16;
   for (int r = 0; r < VB_TILE_MB; r++) {
@@ -86,7 +90,8 @@ static void core_i8_c(const uint8_t *a, size_t lda, const uint8_t *b0, const uin
       const int8_t *bw = (const int8_t *)(j < 16 ? b0 : b1) + (j & 15) * 4;
       int32_t s = accumulate ? C[(size_t)r * ldc + j] : 0;
       for (int q = 0; q < nq; q++)
-        for (int i = 0; i < 4; i++) s += (int32_t)ar[q * 4 + i] * bw[(size_t)q * 64 + i];
+        for (int i = 0; i < 4; i++)
+          s += (int32_t)ar[q * 4 + i] * bw[(size_t)q * 64 + i];
       C[(size_t)r * ldc + j] = s;
     }
   }
@@ -95,11 +100,15 @@ static void core_i8_c(const uint8_t *a, size_t lda, const uint8_t *b0, const uin
 vb_tile_core_fn vb_tile_core_vnni(vb_tile_kind k) {
   switch (k) {
 #if defined(__x86_64__)
-  case VB_TILE_I8_AVX512VNNI: return core_i8_avx512vnni;
-  case VB_TILE_I8_AVXVNNI: return core_i8_avxvnni;
+  case VB_TILE_I8_AVX512VNNI:
+    return core_i8_avx512vnni;
+  case VB_TILE_I8_AVXVNNI:
+    return core_i8_avxvnni;
 #endif
-  case VB_TILE_I8_C: return core_i8_c;
-  default: return NULL;
+  case VB_TILE_I8_C:
+    return core_i8_c;
+  default:
+    return NULL;
   }
 }
 
@@ -107,16 +116,19 @@ vb_tile_core_fn vb_tile_core_vnni(vb_tile_kind k) {
 /* Register peaks: 12 (zmm) / 8 (ymm) independent accumulators. */
 TGT_VNNI512 static long peak_avx512vnni(double ms, double (*now)(void)) {
   __m512i a[12], x = _mm512_set1_epi32(0x01020304), w = _mm512_set1_epi32(0x05060708);
-  for (int i = 0; i < 12; i++) a[i] = _mm512_setzero_si512();
+  for (int i = 0; i < 12; i++)
+    a[i] = _mm512_setzero_si512();
   long n = 0;
   double t0 = now();
   do {
     for (int it = 0; it < 1024; it++)
-      for (int i = 0; i < 12; i++) a[i] = _mm512_dpbusd_epi32(a[i], x, w);
+      for (int i = 0; i < 12; i++)
+        a[i] = _mm512_dpbusd_epi32(a[i], x, w);
     n += 1024 * 12;
   } while (now() - t0 < ms);
   __m512i s = a[0];
-  for (int i = 1; i < 12; i++) s = _mm512_add_epi32(s, a[i]);
+  for (int i = 1; i < 12; i++)
+    s = _mm512_add_epi32(s, a[i]);
   volatile int sink = _mm512_reduce_add_epi32(s);
   (void)sink;
   return n;
@@ -124,16 +136,19 @@ TGT_VNNI512 static long peak_avx512vnni(double ms, double (*now)(void)) {
 
 TGT_AVXVNNI static long peak_avxvnni(double ms, double (*now)(void)) {
   __m256i a[8], x = _mm256_set1_epi32(0x01020304), w = _mm256_set1_epi32(0x05060708);
-  for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_si256();
+  for (int i = 0; i < 8; i++)
+    a[i] = _mm256_setzero_si256();
   long n = 0;
   double t0 = now();
   do {
     for (int it = 0; it < 1024; it++)
-      for (int i = 0; i < 8; i++) a[i] = _mm256_dpbusd_avx_epi32(a[i], x, w);
+      for (int i = 0; i < 8; i++)
+        a[i] = _mm256_dpbusd_avx_epi32(a[i], x, w);
     n += 1024 * 8;
   } while (now() - t0 < ms);
   __m256i s = a[0];
-  for (int i = 1; i < 8; i++) s = _mm256_add_epi32(s, a[i]);
+  for (int i = 1; i < 8; i++)
+    s = _mm256_add_epi32(s, a[i]);
   int32_t o[8];
   _mm256_storeu_si256((__m256i *)o, s);
   volatile int sink = o[0] + o[7];

@@ -33,20 +33,26 @@
 #define KK_BYTES 512           /* activation slice per row that stays in L1 */
 
 const char *vb_tile_kind_name(vb_tile_kind k) {
-  static const char *const names[VB_TILE_KINDS] = {"amx-bf16", "amx-int8", "avx512-vnni", "avx-vnni",
-                                                    "int8-c"};
+  static const char *const names[VB_TILE_KINDS] = {"amx-bf16", "amx-int8", "avx512-vnni",
+                                                   "avx-vnni", "int8-c"};
   return k >= 0 && k < VB_TILE_KINDS ? names[k] : "?";
 }
 
 int vb_tile_kind_usable(vb_tile_kind k) {
   const vb_cpu_features *f = vb_cpu();
   switch (k) {
-  case VB_TILE_BF16_AMX: return f->amx_usable;
-  case VB_TILE_I8_AMX: return f->amx_usable && f->amx_int8;
-  case VB_TILE_I8_AVX512VNNI: return f->avx512_vnni && f->avx512bw;
-  case VB_TILE_I8_AVXVNNI: return f->avx_vnni && f->avx2;
-  case VB_TILE_I8_C: return 1;
-  default: return 0;
+  case VB_TILE_BF16_AMX:
+    return f->amx_usable;
+  case VB_TILE_I8_AMX:
+    return f->amx_usable && f->amx_int8;
+  case VB_TILE_I8_AVX512VNNI:
+    return f->avx512_vnni && f->avx512bw;
+  case VB_TILE_I8_AVXVNNI:
+    return f->avx_vnni && f->avx2;
+  case VB_TILE_I8_C:
+    return 1;
+  default:
+    return 0;
   }
 }
 
@@ -61,14 +67,17 @@ vb_tile_core_fn vb_tile_core(vb_tile_kind k) {
   return k == VB_TILE_BF16_AMX || k == VB_TILE_I8_AMX ? vb_tile_core_amx(k) : vb_tile_core_vnni(k);
 }
 
-int vb_tile_biased(vb_tile_kind k) { return k == VB_TILE_I8_AVX512VNNI || k == VB_TILE_I8_AVXVNNI; }
+int vb_tile_biased(vb_tile_kind k) {
+  return k == VB_TILE_I8_AVX512VNNI || k == VB_TILE_I8_AVXVNNI;
+}
 
 /* ---- rounding to int8 ---- */
 
 /* One row to int8 with its own scale; biased: stored as q + 128 (q ^ 0x80). */
 static float quantize_row_c(const float *x, int K, int Kp, int biased, uint8_t *q) {
   float amax = 0;
-  for (int k = 0; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+  for (int k = 0; k < K; k++)
+    amax = fmaxf(amax, fabsf(x[k]));
   float inv = amax > 0 ? 127.0f / amax : 0;
   uint8_t flip = biased ? 0x80 : 0;
   for (int k = 0; k < K; k++) {
@@ -86,9 +95,11 @@ static float quantize_row_c(const float *x, int K, int Kp, int biased, uint8_t *
 TGT_512 static float quantize_row_avx512(const float *x, int K, int Kp, int biased, uint8_t *q) {
   __m512 mx = _mm512_setzero_ps();
   int k = 0;
-  for (; k + 16 <= K; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+  for (; k + 16 <= K; k += 16)
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
   float amax = _mm512_reduce_max_ps(mx);
-  for (; k < K; k++) amax = fmaxf(amax, fabsf(x[k]));
+  for (; k < K; k++)
+    amax = fmaxf(amax, fabsf(x[k]));
   float inv = amax > 0 ? 127.0f / amax : 0;
   __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
   __m128i flip = _mm_set1_epi8(biased ? (char)0x80 : 0);
@@ -150,13 +161,15 @@ static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
 static void put_slots(vb_tile_weight *w, int n, const uint32_t *slots) {
   int per = w->is_i8 ? 4 : 2;
   uint32_t *g = (uint32_t *)w->data + (size_t)(n / 16) * (w->Kp / per) * 16 + n % 16;
-  for (int p = 0; p < w->Kp / per; p++) g[(size_t)p * 16] = slots[p];
+  for (int p = 0; p < w->Kp / per; p++)
+    g[(size_t)p * 16] = slots[p];
 }
 
 /* Places int8 row n (q has room for Kp values) and its column sum. */
 static void put_row_i8(vb_tile_weight *w, int n, int8_t *q, float scale) {
   int32_t sum = 0;
-  for (int k = 0; k < w->K; k++) sum += q[k];
+  for (int k = 0; k < w->K; k++)
+    sum += q[k];
   memset(q + w->K, 0, (size_t)(w->Kp - w->K));
   put_slots(w, n, (const uint32_t *)q);
   w->scale[n] = scale;
@@ -176,7 +189,8 @@ int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_
 #pragma omp parallel reduction(| : fail)
   {
     float *buf = vb_malloc((size_t)K * sizeof(float));
-    uint32_t *slots = vb_malloc((size_t)w->Kp * 2 + 64); /* a row as int8 (Kp bytes) or bf16 (2 Kp) */
+    uint32_t *slots =
+        vb_malloc((size_t)w->Kp * 2 + 64); /* a row as int8 (Kp bytes) or bf16 (2 Kp) */
     if (!buf || !slots) fail = 1;
 #pragma omp for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -238,13 +252,14 @@ static const float *input_row(const vb_tile_io *io, int m, int K, float *buf) {
   int ld = io->ldx ? io->ldx : K;
   if (io->x) return io->x + (size_t)m * ld;
   const uint16_t *r = io->x_bf16 + (size_t)m * ld;
-  for (int k = 0; k < K; k++) buf[k] = vb_bf16_to_float(r[k]);
+  for (int k = 0; k < K; k++)
+    buf[k] = vb_bf16_to_float(r[k]);
   return buf;
 }
 
 /* The input -> the core's activation rows [Mp, Kp] (and per-row scales). */
-static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp, int Kp,
-                               uint8_t *a, float *sx) {
+static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp,
+                               int Kp, uint8_t *a, float *sx) {
   if (kind == VB_TILE_BF16_AMX && io->x) {
     vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, Kp); /* rows K apart: ldx is K here */
     memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
@@ -281,7 +296,8 @@ static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, i
     memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
   } else {
     memset(a + (size_t)M * Kp, biased ? 0x80 : 0, (size_t)(Mp - M) * Kp);
-    for (int m = M; m < Mp; m++) sx[m] = 0;
+    for (int m = M; m < Mp; m++)
+      sx[m] = 0;
   }
   return fail ? -1 : 0;
 }
@@ -299,12 +315,13 @@ typedef struct {
 #define MAX_NC 512 /* panel width cap: one row of a panel's results fits a stack buffer */
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void to_bf16_avx512(const float *t, int n,
-                                                                                           uint16_t *d) {
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+to_bf16_avx512(const float *t, int n, uint16_t *d) {
   int j = 0;
   for (; j + 16 <= n; j += 16)
     _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(t + j)));
-  for (; j < n; j++) d[j] = vb_float_to_bf16(t[j]);
+  for (; j < n; j++)
+    d[j] = vb_float_to_bf16(t[j]);
 }
 #endif
 
@@ -321,7 +338,8 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
   for (int r = 0; r < VB_TILE_MB && m0 + r < o->M; r++) {
     if (!i8) {
       const float *a = (const float *)c + (size_t)r * ldc;
-      for (int j = 0; j < nn; j++) t[j] = a[j] + (o->bias ? o->bias[n0 + j] : 0.0f);
+      for (int j = 0; j < nn; j++)
+        t[j] = a[j] + (o->bias ? o->bias[n0 + j] : 0.0f);
     } else {
       const int32_t *a = (const int32_t *)c + (size_t)r * ldc;
       float s = o->sx[m0 + r];
@@ -340,9 +358,11 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
         continue;
       }
 #endif
-      for (int j = 0; j < nn; j++) io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
+      for (int j = 0; j < nn; j++)
+        io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
     } else if (io->residual) {
-      for (int j = 0; j < nn; j++) io->y[off + j] += t[j];
+      for (int j = 0; j < nn; j++)
+        io->y[off + j] += t[j];
     } else {
       memcpy(io->y + off, t, (size_t)nn * sizeof(float));
     }
@@ -360,9 +380,12 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
   return vb_tile_linear_io(kind, w, M, bias, &io);
 }
 
-int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const float *bias, const vb_tile_io *io) {
-  if (!vb_tile_kind_usable(kind)) return vb_error("%s products do not run on this CPU", vb_tile_kind_name(kind));
-  if ((kind == VB_TILE_BF16_AMX) == (w->is_i8 != 0)) return vb_error("tile product: weight type mismatch");
+int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const float *bias,
+                      const vb_tile_io *io) {
+  if (!vb_tile_kind_usable(kind))
+    return vb_error("%s products do not run on this CPU", vb_tile_kind_name(kind));
+  if ((kind == VB_TILE_BF16_AMX) == (w->is_i8 != 0))
+    return vb_error("tile product: weight type mismatch");
   if (!io->x == !io->x_bf16 || !io->y == !io->y_bf16 || (io->x && io->ldx && io->ldx != w->K))
     return vb_error("tile product: bad input / output description");
   if (M <= 0) return 0;
@@ -382,7 +405,8 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   if (in_place) {
     vb_tile_io tail = *io;
     tail.x_bf16 = io->x_bf16 + (size_t)M_full * ldx;
-    if (M > M_full && prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, scratch, sx) != 0)
+    if (M > M_full &&
+        prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, scratch, sx) != 0)
       return vb_error("tile product: out of memory");
   } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, scratch, sx) != 0) {
     return vb_error("tile product: out of memory");
@@ -428,7 +452,8 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
             int se = ss + kk_steps < s1 ? ss + kk_steps : s1;
             const uint8_t *ab = arow + (size_t)ss * 64;
             for (int n = n0; n < n1; n += VB_TILE_NB) {
-              const uint8_t *b0 = (const uint8_t *)w->data + (size_t)(n / 16) * group_bytes + (size_t)ss * 1024;
+              const uint8_t *b0 =
+                  (const uint8_t *)w->data + (size_t)(n / 16) * group_bytes + (size_t)ss * 1024;
               core(ab, lda, b0, b0 + group_bytes, se - ss, cb + (size_t)(n - n0) * 4, nc, ss > 0);
             }
           }
@@ -443,7 +468,9 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
 
 /* ---- register peaks ---- */
 
-static double now_ms(void) { return vb_now_ms(); }
+static double now_ms(void) {
+  return vb_now_ms();
+}
 
 double vb_tile_peak(vb_tile_kind k, double ms) {
   if (!vb_tile_kind_usable(k) || k == VB_TILE_I8_C) return 0;
@@ -451,8 +478,10 @@ double vb_tile_peak(vb_tile_kind k, double ms) {
 #pragma omp parallel reduction(+ : ops)
   {
     double taken;
-    if (k == VB_TILE_BF16_AMX || k == VB_TILE_I8_AMX) ops += vb_tile_peak_amx(k, ms, &taken);
-    else ops += vb_tile_peak_vnni(k, ms, now_ms);
+    if (k == VB_TILE_BF16_AMX || k == VB_TILE_I8_AMX)
+      ops += vb_tile_peak_amx(k, ms, &taken);
+    else
+      ops += vb_tile_peak_vnni(k, ms, now_ms);
   }
   double s = (vb_now_ms() - t0) / 1e3;
   return ops / s / 1e12;

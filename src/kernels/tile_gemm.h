@@ -38,12 +38,12 @@ vb_tile_kind vb_tile_i8_best(void);
 
 /* A weight W [N, K] packed for the cores. */
 typedef struct {
-  int N, K;         /* logical shape */
-  int Np, Kp;       /* padded: Np % 32 == 0, Kp % 32 (bf16) or % 64 (int8) == 0 */
+  int N, K;   /* logical shape */
+  int Np, Kp; /* padded: Np % 32 == 0, Kp % 32 (bf16) or % 64 (int8) == 0 */
   int is_i8;
-  void *data;       /* bf16: [Np/16][Kp/2][16][2]; int8: [Np/16][Kp/4][16][4] */
-  float *scale;     /* int8: per output channel, w = q * scale (0 for padding) */
-  int32_t *colsum;  /* int8: sum over k of q[n, k] (VPDPBUSD's offset correction) */
+  void *data;      /* bf16: [Np/16][Kp/2][16][2]; int8: [Np/16][Kp/4][16][4] */
+  float *scale;    /* int8: per output channel, w = q * scale (0 for padding) */
+  int32_t *colsum; /* int8: sum over k of q[n, k] (VPDPBUSD's offset correction) */
 } vb_tile_weight;
 
 /* Packs from f32 rows: row(ctx, n, buf) writes row n (K floats) into buf and
@@ -74,14 +74,14 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
 
 /* Where a product's input comes from and where its result goes. */
 typedef struct {
-  const float *x;          /* f32 input [M, K] (rows K apart), or */
-  const uint16_t *x_bf16;  /* bf16 input, rows ldx apart (K when 0): the bf16 kind reads it in
-                            * place when ldx == K == Kp (fc1's output for fc2) */
+  const float *x;         /* f32 input [M, K] (rows K apart), or */
+  const uint16_t *x_bf16; /* bf16 input, rows ldx apart (K when 0): the bf16 kind reads it in
+                           * place when ldx == K == Kp (fc1's output for fc2) */
   int ldx;
-  float *y;                /* f32 output, rows ldy apart, or */
-  uint16_t *y_bf16;        /* bf16 output (rounded to nearest even) */
+  float *y;         /* f32 output, rows ldy apart, or */
+  uint16_t *y_bf16; /* bf16 output (rounded to nearest even) */
   int ldy;
-  int residual;            /* f32 output: y += result (a residual connection) */
+  int residual; /* f32 output: y += result (a residual connection) */
   vb_tile_act act;
 } vb_tile_io;
 /* vb_tile_linear with these inputs and outputs. */

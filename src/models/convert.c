@@ -69,7 +69,8 @@ static bool is_int8_vision(const vb_tensor_info *t) {
       {"qformer.encoder.layer.", ".output_query.dense.weight", VB_I8_QFORMER},
   };
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-    if ((VB_I8_DEFAULT & kinds[i].kind) && strncmp(t->name, kinds[i].prefix, strlen(kinds[i].prefix)) == 0 &&
+    if ((VB_I8_DEFAULT & kinds[i].kind) &&
+        strncmp(t->name, kinds[i].prefix, strlen(kinds[i].prefix)) == 0 &&
         ends_with(t->name, kinds[i].part))
       return true;
   return false;
@@ -128,7 +129,8 @@ static int cmp_name(const void *a, const void *b) {
 
 /* src tensor -> bytes of type dt (dst has room for them); VB_DT_I8 is the
  * per-row int8 of an int8 vision weight, and scale_of the scales beside it. */
-static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, float *f32, uint8_t *dst) {
+static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, float *f32,
+                          uint8_t *dst) {
   int64_t n = vb_tensor_numel(t);
   if (vb_convert_to_f32(t->dtype, t->data, n, f32) != 0) return vb_error_context("tensor %s", t->name);
   for (int64_t i = 0; i < n; i++)
@@ -194,11 +196,12 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
   return vblip_convert_ex(model_dir, out_path, type, NULL, progress);
 }
 
-int vblip_convert_ex(const char *model_dir, const char *out_path, const char *type, const char *vision_type,
-                     int progress) {
+int vblip_convert_ex(const char *model_dir, const char *out_path, const char *type,
+                     const char *vision_type, int progress) {
   target tg;
   bool vision_i8 = false;
-  if (vision_type && strcmp(vision_type, "int8") == 0) vision_i8 = true;
+  if (vision_type && strcmp(vision_type, "int8") == 0)
+    vision_i8 = true;
   else if (vision_type && strcmp(vision_type, "same") != 0)
     return vb_error("unknown vision weight type \"%s\" (int8, or same: as --type)", vision_type);
   uint32_t file_type;
@@ -292,7 +295,7 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
       dts[i] = VB_DT_F32;
       if (vb_gguf_add_tensor(gw, sname, VB_DT_F32, 1, t->shape) != 0) goto done;
     } else {
-      dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0 ? VB_DT_Q8_0
+      dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0                     ? VB_DT_Q8_0
                : (vision_i8 && is_int8_vision(t)) || t->dtype == VB_DT_I8 ? VB_DT_I8
                                                                           : target_dtype(t, tg);
       if (vb_gguf_add_tensor(gw, t->name, dts[i], t->ndim, t->shape) != 0) goto done;

@@ -38,11 +38,16 @@ void vblip_load_options_default(vblip_load_options *o) {
 
 int vblip_vision_dtype_parse(const char *s, vblip_vision_dtype *out) {
   if (!s) return -1;
-  if (strcmp(s, "auto") == 0) *out = VBLIP_VISION_AUTO;
-  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) *out = VBLIP_VISION_F32;
-  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) *out = VBLIP_VISION_BF16;
-  else if (strcmp(s, "int8") == 0) *out = VBLIP_VISION_INT8;
-  else return -1;
+  if (strcmp(s, "auto") == 0)
+    *out = VBLIP_VISION_AUTO;
+  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0)
+    *out = VBLIP_VISION_F32;
+  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0)
+    *out = VBLIP_VISION_BF16;
+  else if (strcmp(s, "int8") == 0)
+    *out = VBLIP_VISION_INT8;
+  else
+    return -1;
   return 0;
 }
 
@@ -53,8 +58,9 @@ const char *vblip_model_vision_dtype(const vblip_model *m) {
 /* Whether a checkpoint stores vision weights as int8 (vblip convert --vision-type int8). */
 static int has_int8_vision(const vb_weights *w) {
   for (size_t i = 0; i < w->tt.count; i++)
-    if (w->tt.items[i].dtype == VB_DT_I8 && (strncmp(w->tt.items[i].name, "vision_model.", 13) == 0 ||
-                                             strncmp(w->tt.items[i].name, "qformer.", 8) == 0))
+    if (w->tt.items[i].dtype == VB_DT_I8 &&
+        (strncmp(w->tt.items[i].name, "vision_model.", 13) == 0 ||
+         strncmp(w->tt.items[i].name, "qformer.", 8) == 0))
       return 1;
   return 0;
 }
@@ -143,7 +149,8 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
     m->weights.int8_kinds = vd == VBLIP_VISION_INT8 ? VB_I8_DEFAULT : 0;
     const char *kinds = getenv("VBLIP_INT8_LAYERS");
     if (vd == VBLIP_VISION_INT8 && kinds && vb_i8_kinds_parse(kinds, &m->weights.int8_kinds) != 0) {
-      vb_error("VBLIP_INT8_LAYERS=%s: expected a comma-separated list of qkv, proj, fc1, fc2, qformer, all, none",
+      vb_error("VBLIP_INT8_LAYERS=%s: expected a comma-separated list of qkv, proj, fc1, fc2, "
+               "qformer, all, none",
                kinds);
       goto fail;
     }

@@ -100,7 +100,9 @@ static void detect(void) {
            "avx2=%d avx_vnni=%d avx512=%d avx512_bf16=%d avx512_vnni=%d amx=%s amx_int8=%d",
            g_cpu.avx2, g_cpu.avx_vnni, g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl,
            g_cpu.avx512_bf16, g_cpu.avx512_vnni,
-           g_cpu.amx_usable ? "on" : g_cpu.amx_refused ? "refused" : "absent",
+           g_cpu.amx_usable    ? "on"
+           : g_cpu.amx_refused ? "refused"
+                               : "absent",
            g_cpu.amx_usable && g_cpu.amx_int8);
 }
 

@@ -34,7 +34,8 @@ static const cli_option k_options[] = {
                    "int8: the ViT's linear weights in int8 with a float32 scale per\n"
                    "output channel (\"<name>_scale\"); such a model runs its vision\n"
                    "encoder in int8 (--vision-dtype auto)"),
-    CLI_OPT_FLAG("--quiet", 0, convert_opts, quiet, "no progress bar"), CLI_TABLE_END};
+    CLI_OPT_FLAG("--quiet", 0, convert_opts, quiet, "no progress bar"),
+    CLI_TABLE_END};
 
 static int run(int argc, char **argv);
 
@@ -79,7 +80,8 @@ static int run(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t0 = ts.tv_sec + ts.tv_nsec / 1e9;
   }
-  if (vblip_convert_ex(o.model, out, o.type, o.vision_type, !o.quiet) != 0) return cli_fail("%s", vblip_last_error());
+  if (vblip_convert_ex(o.model, out, o.type, o.vision_type, !o.quiet) != 0)
+    return cli_fail("%s", vblip_last_error());
   g_tmp[0] = 0;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
