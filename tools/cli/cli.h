@@ -53,6 +53,10 @@ extern const cli_option cli_threads_option[];
 /* --dtype auto|f32|bf16 and --vision-dtype auto|f32|bf16|int8 into a
  * vblip_load_options (its dtype and vision_dtype). */
 extern const cli_option cli_dtype_option[];
+/* The row that includes cli_dtype_option at a command's vblip_load_options field f
+ * (its type checked at compile time: the rows' offsets are relative to it). */
+#define CLI_DTYPE_GROUP(T, f)                                                                      \
+  { .kind = CLI_GROUP, .offset = CLI_FIELD(T, f, vblip_load_options), .group = cli_dtype_option }
 
 /* --layout auto|blip2|interleaved into a vblip_layout (vblip_load_options.layout). */
 extern const cli_option cli_layout_option[];

@@ -67,7 +67,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_frame_options, caption_opts, sampling),
     CLI_GROUP(cli_gen_options, caption_opts, gen),
     CLI_GROUP(cli_threads_option, caption_opts, load.n_threads),
-    CLI_GROUP(cli_dtype_option, caption_opts, load),
+    CLI_DTYPE_GROUP(caption_opts, load),
     CLI_OPT_FLAG("--json", 0, caption_opts, json,
                  "one JSON object per answer per line: {video, frames:[{index,\n"
                  "time}], videos:[{video, frames}], prompt, text, token_ids,\n"

@@ -21,7 +21,7 @@ static const cli_option k_options[] = {CLI_GROUP(cli_model_option, chat_opts, mo
                                        CLI_GROUP(cli_frame_options, chat_opts, sampling),
                                        CLI_GROUP(cli_gen_options, chat_opts, gen),
                                        CLI_GROUP(cli_threads_option, chat_opts, load.n_threads),
-                                       CLI_GROUP(cli_dtype_option, chat_opts, load),
+                                       CLI_DTYPE_GROUP(chat_opts, load),
                                        CLI_TABLE_END};
 
 static int run(int argc, char **argv);

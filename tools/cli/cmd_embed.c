@@ -19,7 +19,7 @@ static const cli_option k_options[] = {
                    .flags = CLI_REQUIRED, .need = "needs a file name"),
     CLI_GROUP(cli_frame_options, embed_opts, sampling),
     CLI_GROUP(cli_threads_option, embed_opts, load.n_threads),
-    CLI_GROUP(cli_dtype_option, embed_opts, load),
+    CLI_DTYPE_GROUP(embed_opts, load),
     CLI_TABLE_END};
 
 static int run(int argc, char **argv);

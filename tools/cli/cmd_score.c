@@ -47,7 +47,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_layout_option, score_opts, load.layout),
     CLI_GROUP(cli_frame_options, score_opts, sampling),
     CLI_GROUP(cli_threads_option, score_opts, load.n_threads),
-    CLI_GROUP(cli_dtype_option, score_opts, load.dtype),
+    CLI_DTYPE_GROUP(score_opts, load),
     CLI_OPT_FLAG("--json", 0, score_opts, json,
                  "one JSON object per context per line: {video | videos, prompt,\n"
                  "scores:[{candidate, mean_log_likelihood, token_ids}], timings_ms}"),

@@ -58,7 +58,7 @@ static const cli_option k_options[] = {
                 "close a connection idle for S seconds while answered (default 300)",
                 .need = "needs whole seconds from 1 to 86400"),
     CLI_GROUP(cli_threads_option, serve_opts, load.n_threads),
-    CLI_GROUP(cli_dtype_option, serve_opts, load),
+    CLI_DTYPE_GROUP(serve_opts, load),
     CLI_HEADING("frame sampling of uploaded videos:"),
     CLI_GROUP(cli_frame_options, serve_opts, server.sampling),
     CLI_HEADING("default generation settings (each request may change them):"),
