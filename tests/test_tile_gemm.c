@@ -217,7 +217,7 @@ static void test_attention(int batch, int n, int heads, int hd) {
   float *a = malloc((size_t)batch * n * D * sizeof(float)),
         *b = malloc((size_t)batch * n * D * sizeof(float));
   float sc = 1.0f / sqrtf((float)hd);
-  vb_attention_batch(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, a, D, n, n, heads, hd, sc);
+  CHECK_OK(vb_attention_batch(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, a, D, n, n, heads, hd, sc));
   int rc =
       vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {

@@ -323,8 +323,8 @@ static void check_hostile(void) {
   w.compute = VB_COMPUTE_F32;
   int r2 = vb_weights_linear(&w, "l", 8, 64, 0, &b);
   if (CHECK(r1 == 0 && r2 == 0, "well-formed int8 layer: %s", vb_error_message())) {
-    vb_linear_forward(&a, x, 1, y8);
-    vb_linear_forward(&b, x, 1, yf);
+    CHECK_OK(vb_linear_forward(&a, x, 1, y8));
+    CHECK_OK(vb_linear_forward(&b, x, 1, yf));
     size_t bad = 0;
     for (int n = 0; n < 8; n++) { /* integral x with max |x| = 127: exact */
       double want = 0;

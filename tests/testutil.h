@@ -11,7 +11,7 @@
 
 #include "formats/tensor_table.h"
 #include "lm/lm.h"
-#include "models/config.h"
+#include "checkpoint/config.h"
 
 /* The condition is evaluated first (comma operator), then the message's
  * arguments: function arguments are evaluated in an unspecified order, and
