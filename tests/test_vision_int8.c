@@ -29,12 +29,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
 #include "formats/gguf.h"
 #include "generate/generate.h"
 #include "kernels/tile_gemm.h"
 #include "lm/lm.h"
-#include "checkpoint/config.h"
-#include "checkpoint/weights.h"
 #include "runtime/cpu.h"
 #include "runtime/vfs.h"
 #include "testutil.h"

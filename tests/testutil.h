@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "checkpoint/config.h"
 #include "formats/tensor_table.h"
 #include "lm/lm.h"
-#include "checkpoint/config.h"
 
 /* The condition is evaluated first (comma operator), then the message's
  * arguments: function arguments are evaluated in an unspecified order, and

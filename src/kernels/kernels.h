@@ -45,8 +45,8 @@ typedef struct {
 __attribute__((warn_unused_result)) int vb_linear_forward(const vb_linear *l, const float *x, int M,
                                                           float *y);
 /* y = gelu_erf(x W^T + b), fused into the product where the backend can; as vb_linear_forward. */
-__attribute__((warn_unused_result)) int vb_linear_forward_gelu(const vb_linear *l, const float *x, int M,
-                                                               float *y);
+__attribute__((warn_unused_result)) int vb_linear_forward_gelu(const vb_linear *l, const float *x,
+                                                               int M, float *y);
 /* Row r of the stored weight as f32 (any stored dtype, I8 with its scales). */
 int vb_linear_weight_row(const vb_linear *l, int r, float *row);
 /* Converts/packs the weight now, so that forward needs at most scratch memory. */

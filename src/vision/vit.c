@@ -118,8 +118,10 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
     /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
     if ((L->qkv.compute == VB_COMPUTE_F32 ||
-         vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0) &&
-        vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd, scale) != 0)
+         vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S,
+                                heads, hd, scale) != 0) &&
+        vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd,
+                           scale) != 0)
       goto done;
     if (L->proj.tile && L->fc1.tile && L->fc2.tile) {
       /* on tiles: residual adds in the output stage, fc1's GELU output kept
@@ -131,7 +133,9 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
       vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
       vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-      if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0 || vb_linear_tile_io(&L->fc2, (int)M, &fc2) != 0) goto done;
+      if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0 ||
+          vb_linear_tile_io(&L->fc2, (int)M, &fc2) != 0)
+        goto done;
       continue;
     }
     if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
