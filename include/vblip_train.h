@@ -66,11 +66,17 @@ void vblip_trainer_set_lr(vblip_trainer *t, double lr);
  * beside out_dir and renamed; an existing out_dir is replaced only if an earlier
  * save made it (it holds vblip_train.json, whose content is info_json). */
 int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json);
+/* Fails (with the reason) where vblip_trainer_save(out_dir) would: run it before training. */
+int vblip_trainer_check_output(vblip_trainer *t, const char *out_dir);
 
-/* Ego4D narrations: VideoBLIP's text clean-up ("#C C picks ..." -> "The camera
- * wearer picks ...", drops a trailing <|eos|> or #unsure, "#unsure" elsewhere ->
- * "something", ends with a period unless it ends in punctuation). New string. */
+/* Ego4D narrations, VideoBLIP's clean_narration_text: surrounding white space stripped and
+ * a leading "#C C" (any case) replaced by "The camera wearer". New string. */
 char *vblip_clean_narration(const char *text);
+/* EILEV's variant: also "#C  c" with any white space, a trailing <|eos|> or #unsure
+ * dropped, "#unsure" elsewhere -> "something", and a final period. New string. */
+char *vblip_clean_narration_eilev(const char *text);
+/* Whether a narration starts with "#C C" (any case): VideoBLIP keeps only those. */
+int vblip_narration_is_camera_wearer(const char *text);
 
 #ifdef __cplusplus
 }

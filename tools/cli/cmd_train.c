@@ -194,6 +194,11 @@ static int run_train(int argc, char **argv) {
     cli_fail("out of memory");
     goto done;
   }
+  /* every output location is checked before the first step, not after the work */
+  if (vblip_trainer_check_output(t, out)) {
+    cli_fail("%s", vblip_last_error());
+    goto done;
+  }
   ts.cache_budget = vs.cache_budget = (size_t)cache_mb << 20;
   {
     /* a cached example is mostly its vision features: frames x tokens x width floats */
@@ -325,55 +330,81 @@ typedef struct {
 } split_opts;
 
 static const cli_option k_split_options[] = {
+    CLI_OPT_STRING("--fho-main", 0, "FILE", split_opts, split.fho_main,
+                   "Ego4D fho_main.json (VideoBLIP's input; '-': stdin)", .need = "needs a file"),
     CLI_OPT_STRING("--narrations", 0, "FILE", split_opts, split.narrations,
-                   "Ego4D narration.json ('-': stdin)", .flags = CLI_REQUIRED,
-                   .need = "needs a file"),
+                   "or Ego4D narration.json ('-': stdin)", .need = "needs a file"),
     CLI_OPT_STRING("--out-dir", 0, "DIR", split_opts, split.out_dir,
                    "where train.jsonl and val.jsonl go", .flags = CLI_REQUIRED,
                    .need = "needs a directory"),
     CLI_OPT_STRING("--video-dir", 0, "DIR", split_opts, split.video_dir,
-                   "video paths become DIR/<video_uid>.mp4 (default: bare names)",
+                   "the videos, <video_uid>.mp4 (required with --fho-main; with\n"
+                   "--narrations the default is bare names next to the lists)",
                    .need = "needs a directory"),
     CLI_OPT_DOUBLE("--val-fraction", 0, "F", split_opts, split.val_fraction, 0, 1,
-                   "share of the videos for validation (default 0.1)"),
-    CLI_OPT_LONG("--seed", 0, "S", split_opts, seed, 0, 1L << 62, "split seed (default 0)"),
-    CLI_OPT_LONG("--pass", 0, "N", split_opts, pass, 1, 2, "narration pass 1 or 2 (default 1)",
-                 .need = "is 1 or 2"),
+                   "validation share: of the actions with --fho-main (default 0.25),\n"
+                   "of the videos with --narrations (default 0.1)"),
+    CLI_OPT_LONG("--seed", 0, "S", split_opts, seed, 0, 1L << 62,
+                 "split seed (default 42: Python's random.seed as VideoBLIP; --narrations\n"
+                 "uses its own shuffle)"),
+    CLI_OPT_LONG("--pass", 0, "N", split_opts, pass, 1, 2,
+                 "--narrations: narration pass 1 or 2 (default 1)", .need = "is 1 or 2"),
     CLI_OPT_DOUBLE("--clip-seconds", 0, "S", split_opts, split.clip_seconds, 0.1, 3600,
                    "clip length (default 8)"),
+    CLI_OPT_FLAG("--eilev-cleaning", 0, split_opts, split.eilev_cleaning,
+                 "clean narrations as EILEV does (also #unsure, <|eos|>, final period)"),
     CLI_TABLE_END};
 
 static int run_split(int argc, char **argv);
 
 const cli_command cli_cmd_ego4d_split = {
     .name = "ego4d-split",
-    .summary = "Ego4D narrations into train/validation clip lists for 'train'",
+    .summary = "Ego4D annotations into train/validation clip lists for 'train'",
     .run = run_split,
-    .usage = "--narrations narration.json --out-dir DIR [options]",
-    .about = "Turns Ego4D narrations ({video_uid: {\"narration_pass_1\": {\"narrations\":\n"
-             "[{\"timestamp_sec\", \"narration_text\"}, ...]}}}) into DIR/train.jsonl and\n"
-             "DIR/val.jsonl for 'vblip train': one clip per narration, 8 s around its\n"
-             "timestamp starting no earlier than 0 s (VideoBLIP's NarratedActionClipSampler;\n"
-             "a clip past the video's end is cut there when decoded), text cleaned as\n"
-             "VideoBLIP does (\"#C C picks ...\" -> \"The camera wearer picks ...\", #unsure and\n"
-             "<|eos|> handled, final period). Videos are split, never clips: no video is in\n"
-             "both files.\n",
+    .usage = "--fho-main fho_main.json --video-dir DIR --out-dir DIR [options]",
+    .about =
+        "Writes DIR/train.jsonl and DIR/val.jsonl for 'vblip train' and 'vblip extract-frames'.\n"
+        "With --fho-main, as VideoBLIP's scripts/ego4d/split_train_val.py: videos missing from\n"
+        "--video-dir are dropped; narrated actions that are rejected, invalid or do not start\n"
+        "with \"#C C\" are dropped; videos are drawn in Python's random.sample order (seed 42)\n"
+        "into train until 75% of the actions are there, the rest go to validation. One clip per\n"
+        "action: 8 s around its narration, starting at 0 at the earliest and moved back to end\n"
+        "at the video's end (NarratedActionClipSampler). Text: VideoBLIP's clean-up (stripped,\n"
+        "a leading \"#C C\" becomes \"The camera wearer\"); --eilev-cleaning for EILEV's.\n"
+        "With --narrations (narration.json), one clip per narration and a shuffled share of the\n"
+        "videos for validation. Videos are split, never clips. Video paths in the lists are\n"
+        "relative to DIR, where 'train' resolves them.\n",
     .options = k_split_options,
     .max_positional = 0,
 };
 
 static int run_split(int argc, char **argv) {
-  split_opts a = {.split = {.val_fraction = 0.1, .pass = 1, .clip_seconds = 8}, .pass = 1};
+  split_opts a = {
+      .split = {.val_fraction = -1, .pass = 1, .clip_seconds = 8}, .seed = 42, .pass = 1};
   int n_pos, rc = cli_parse(&cli_cmd_ego4d_split, &a, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
   vb_ego4d_split_options o = a.split;
   o.seed = (uint64_t)a.seed;
   o.pass = (int)a.pass;
-  if (!(o.narrations = cli_input_path(o.narrations))) return 1;
+  if (!o.fho_main == !o.narrations)
+    return cli_usage_error("ego4d-split", "give one of --fho-main and --narrations");
+  if (o.fho_main && !o.video_dir)
+    return cli_usage_error("ego4d-split",
+                           "--fho-main needs --video-dir (videos not there are dropped)");
+  if (o.val_fraction < 0) o.val_fraction = o.fho_main ? 0.25 : 0.1;
+  const char **in = o.fho_main ? &o.fho_main : &o.narrations;
+  if (!(*in = cli_input_path(*in))) return 1;
   vb_ego4d_split_stats st;
-  if (vb_ego4d_split(&o, &st)) return cli_fail("%s", vblip_last_error());
-  printf("%d videos: train %d videos / %d clips, validation %d videos / %d clips, %d narrations "
-         "skipped\n",
-         st.videos, st.train_videos, st.train_clips, st.val_videos, st.val_clips, st.skipped);
+  if ((o.fho_main ? vb_ego4d_fho_split : vb_ego4d_split)(&o, &st))
+    return cli_fail("%s", vblip_last_error());
+  if (o.fho_main)
+    printf("%d videos listed, %d not on disk, %d without a kept action: train %d videos / %d "
+           "clips, validation %d videos / %d clips\n",
+           st.videos, st.missing_videos, st.skipped_videos, st.train_videos, st.train_clips,
+           st.val_videos, st.val_clips);
+  else
+    printf("%d videos: train %d videos / %d clips, validation %d videos / %d clips, %d "
+           "narrations skipped\n",
+           st.videos, st.train_videos, st.train_clips, st.val_videos, st.val_clips, st.skipped);
   return 0;
 }

@@ -4,6 +4,7 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 #include "runtime/common.h"
 #include "vblip_train.h"
 
-/* ---- narration text (VideoBLIP's clean_narration_text) ---- */
+/* ---- narration text ---- */
 
 static void strip(char *s) {
   size_t b = 0, n = strlen(s);
@@ -29,7 +30,30 @@ static int ends_with_ci(const char *s, const char *suffix) {
   return n >= k && strncasecmp(s + n - k, suffix, k) == 0;
 }
 
+int vblip_narration_is_camera_wearer(const char *text) {
+  return strncasecmp(text, "#C C", 4) == 0;
+}
+
+/* VideoBLIP's clean_narration_text: strip, then the regex ^#C C (ignoring case) becomes
+ * "The camera wearer"; nothing else changes. */
 char *vblip_clean_narration(const char *text) {
+  size_t n = strlen(text);
+  char *s = vb_malloc(n + 32);
+  if (!s) return NULL;
+  memcpy(s, text, n + 1);
+  strip(s);
+  if (vblip_narration_is_camera_wearer(s)) {
+    const char *rep = "The camera wearer";
+    size_t rl = strlen(rep);
+    memmove(s + rl, s + 4, strlen(s + 4) + 1);
+    memcpy(s, rep, rl);
+  }
+  return s;
+}
+
+/* EILEV's variant: also "#C   c" with any spaces, a trailing <|eos|> or #unsure dropped,
+ * "#unsure" elsewhere -> "something", and a final period. */
+char *vblip_clean_narration_eilev(const char *text) {
   size_t n = strlen(text);
   /* room for "The camera wearer" growth, every "#unsure" -> "something" and a '.' */
   char *s = vb_malloc(n * 2 + 32);
@@ -137,7 +161,8 @@ int vb_dataset_load(const char *jsonl, const char *video_dir, vb_dataset *out) {
     out->n++;
     cJSON_Delete(j);
     if (!c->video || !c->text || (pr && !c->prompt)) goto done;
-    if (c->start < 0 || (c->end >= 0 && c->end <= c->start)) {
+    /* a start before 0 (VideoBLIP's window at the end of a short video) decodes from 0 */
+    if (!isfinite(c->start) || (c->end >= 0 && c->end <= c->start)) {
       vb_error("%s:%d: bad clip window [%g, %g)", jsonl, line_no, c->start, c->end);
       goto done;
     }
@@ -166,7 +191,7 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static FILE *open_tmp(const char *path, char **tmp) {
+FILE *vb_open_tmp(const char *path, char **tmp) {
   size_t n = strlen(path) + 32;
   *tmp = vb_malloc(n);
   if (!*tmp) return NULL;
@@ -178,7 +203,7 @@ static FILE *open_tmp(const char *path, char **tmp) {
 
 int vb_ego4d_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st) {
   memset(st, 0, sizeof *st);
-  char *text = NULL, *ptrain = NULL, *pval = NULL, *ttrain = NULL, *tval = NULL;
+  char *text = NULL, *ptrain = NULL, *pval = NULL, *ttrain = NULL, *tval = NULL, *rel_dir = NULL;
   const char **uids = NULL;
   char *is_val = NULL;
   FILE *ft = NULL, *fv = NULL;
@@ -211,10 +236,16 @@ int vb_ego4d_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st) {
   if (o->val_fraction > 0 && n_val == 0 && nv >= 2) n_val = 1;
   if (n_val >= nv && nv >= 2) n_val = nv - 1;
   for (int i = 0; i < n_val; i++) is_val[i] = 1;
-  mkdir(o->out_dir, 0755);
+  if (mkdir(o->out_dir, 0755) && errno != EEXIST) {
+    vb_error("cannot create %s: %s", o->out_dir, strerror(errno));
+    goto done;
+  }
+  /* `train` resolves relative video paths next to the JSONL, so the written paths
+   * lead from out_dir to the videos */
+  if (o->video_dir && !(rel_dir = vb_relative_path(o->out_dir, o->video_dir))) goto done;
   if (!(ptrain = vb_path_join(o->out_dir, "train.jsonl")) || !(pval = vb_path_join(o->out_dir, "val.jsonl")))
     goto done;
-  if (!(ft = open_tmp(ptrain, &ttrain)) || !(fv = open_tmp(pval, &tval))) goto done;
+  if (!(ft = vb_open_tmp(ptrain, &ttrain)) || !(fv = vb_open_tmp(pval, &tval))) goto done;
   char pass_key[32];
   snprintf(pass_key, sizeof pass_key, "narration_pass_%d", o->pass);
   double half = o->clip_seconds / 2;
@@ -227,7 +258,7 @@ int vb_ego4d_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st) {
     const cJSON *nar;
     char file[512];
     snprintf(file, sizeof file, "%s.mp4", uids[i]);
-    char *path = o->video_dir ? vb_path_join(o->video_dir, file) : vb_strdup(file);
+    char *path = rel_dir ? vb_path_join(rel_dir, file) : vb_strdup(file);
     if (!path) goto done;
     cJSON_ArrayForEach(nar, list) {
       const cJSON *ts = cJSON_GetObjectItemCaseSensitive(nar, "timestamp_sec");
@@ -236,7 +267,8 @@ int vb_ego4d_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st) {
         st->skipped++;
         continue;
       }
-      char *clean = vblip_clean_narration(tx->valuestring);
+      char *clean = o->eilev_cleaning ? vblip_clean_narration_eilev(tx->valuestring)
+                                      : vblip_clean_narration(tx->valuestring);
       if (!clean) {
         free(path);
         goto done;
@@ -291,6 +323,7 @@ done:
   free(tval);
   free(ptrain);
   free(pval);
+  free(rel_dir);
   free(uids);
   free(is_val);
   cJSON_Delete(root);

@@ -181,7 +181,7 @@ int vblip_trainer_example_video(vblip_trainer *t, const char *path, double start
   vb_sampling s;
   vb_sampling_default(&s);
   s.n_frames = n_frames;
-  s.start_sec = start;
+  s.start_sec = start > 0 ? start : 0; /* VideoBLIP's windows can start before 0 */
   s.end_sec = end;
   vb_frames f;
   if (vb_video_read(path, &s, &f)) return vb_error_context("%s", path);
@@ -284,14 +284,16 @@ static void remove_flat_dir(const char *dir) {
   rmdir(dir);
 }
 
-int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
+/* Whether out_dir may receive a checkpoint: not the model's own directory, and either
+ * absent or an earlier save's output; *exists says which. */
+static int check_output(vblip_trainer *t, const char *out_dir, int *exists) {
   char real_src[4096], real_out[4096];
   if (realpath(t->source.path, real_src) && realpath(out_dir, real_out) &&
       !strcmp(real_src, real_out))
     return vb_error("the output directory %s is the model directory", out_dir);
   struct stat st;
-  int exists = stat(out_dir, &st) == 0;
-  if (exists) {
+  *exists = stat(out_dir, &st) == 0;
+  if (*exists) {
     char *marker = vb_path_join(out_dir, MARKER);
     int ok = marker && vb_file_exists(marker);
     free(marker);
@@ -299,6 +301,30 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
       return vb_error("%s exists and is not a vblip training output (no %s): not replacing it",
                       out_dir, MARKER);
   }
+  return 0;
+}
+
+int vblip_trainer_check_output(vblip_trainer *t, const char *out_dir) {
+  int exists;
+  if (check_output(t, out_dir, &exists)) return -1;
+  /* the save writes a sibling directory and renames it: try that now */
+  size_t len = strlen(out_dir) + 64;
+  char *probe = vb_malloc(len);
+  if (!probe) return -1;
+  snprintf(probe, len, "%s.tmp-%ld", out_dir, (long)getpid());
+  remove_flat_dir(probe);
+  int rc = 0;
+  if (mkdir(probe, 0755))
+    rc = vb_error("cannot create %s: %s", probe, strerror(errno));
+  else
+    rmdir(probe);
+  free(probe);
+  return rc;
+}
+
+int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
+  int exists;
+  if (check_output(t, out_dir, &exists)) return -1;
   size_t len = strlen(out_dir) + 64;
   vb_tensor_table converted; /* owns float32 copies of block-quantized frozen tensors */
   vb_tt_init(&converted);
