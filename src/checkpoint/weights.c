@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -209,21 +207,11 @@ const float *vb_weights_f32(vb_weights *w, const char *name, int ndim, ...) {
 }
 
 /* A layer that converted or repacked its weight no longer reads the stored
- * bytes: where they lie in a memory-mapped file, their pages leave this
- * process's memory (they stay in the page cache and fault back in, unchanged,
- * if anything reads them again). Without this a bf16 checkpoint's vision
- * encoder counted twice in RSS: the mapped file and oneDNN's packed copy. */
+ * bytes: their mapped pages leave this process's memory. Without this a bf16
+ * checkpoint's vision encoder counted twice in RSS: the mapped file and
+ * oneDNN's packed copy. */
 static void drop_mapped_pages(const vb_weights *w, const void *data, size_t bytes) {
-  uintptr_t a = (uintptr_t)data, b = a + bytes;
-  for (size_t i = 0; i < w->tt.nmaps; i++) {
-    const vb_mapped_file *m = &w->tt.maps[i];
-    uintptr_t ma = (uintptr_t)m->data, mb = ma + m->size;
-    if (m->is_mmap != 1 || a < ma || b > mb) continue;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    uintptr_t pa = (a + page - 1) & ~(page - 1), pb = b & ~(page - 1);
-    if (pb > pa) madvise((void *)pa, pb - pa, MADV_DONTNEED);
-    return;
-  }
+  vb_tt_drop_pages(&w->tt, data, bytes);
 }
 
 int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int has_bias,

@@ -107,6 +107,11 @@ uint64_t vb_gguf_total_size(const vb_gguf_writer *w);
 int vb_gguf_write_header(vb_gguf_writer *w, FILE *f);
 /* Writes tensor i's data (exactly its declared byte size) and its padding. */
 int vb_gguf_write_tensor(vb_gguf_writer *w, FILE *f, size_t i, const void *data, size_t nbytes);
+/* The same in parts (a tensor larger than memory): vb_gguf_write_part for each
+ * piece in order, then vb_gguf_end_tensor, which checks that the pieces added
+ * up to tensor i's size and writes its padding. */
+int vb_gguf_write_part(FILE *f, const void *data, size_t n);
+int vb_gguf_end_tensor(vb_gguf_writer *w, FILE *f, size_t i, uint64_t written);
 
 /* The ggml type id of a vblip dtype (-1 when GGUF has none). */
 int vb_gguf_type_of(vb_dtype dt);

@@ -174,3 +174,14 @@ int vb_gguf_write_tensor(vb_gguf_writer *w, FILE *f, size_t i, const void *data,
   if (wr(f, data, nbytes) || wr_zeros(f, pad)) return vb_error("write error");
   return 0;
 }
+
+int vb_gguf_write_part(FILE *f, const void *data, size_t n) {
+  return wr(f, data, n) ? vb_error("write error") : 0;
+}
+
+int vb_gguf_end_tensor(vb_gguf_writer *w, FILE *f, size_t i, uint64_t written) {
+  if (i >= w->n_t || written != w->t[i].nbytes)
+    return vb_error("GGUF writer: tensor %zu written with %llu bytes", i, (unsigned long long)written);
+  size_t pad = (w->alignment - written % w->alignment) % w->alignment;
+  return wr_zeros(f, pad) ? vb_error("write error") : 0;
+}

@@ -2,6 +2,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 int64_t vb_tensor_numel(const vb_tensor_info *t) {
   int64_t n = 1;
@@ -104,4 +106,17 @@ int vb_tt_keep(vb_tensor_table *tt, void *heap_ptr) {
   tt->owned = owned;
   tt->owned[tt->nowned++] = heap_ptr;
   return 0;
+}
+
+void vb_tt_drop_pages(const vb_tensor_table *tt, const void *data, size_t bytes) {
+  uintptr_t a = (uintptr_t)data, b = a + bytes;
+  for (size_t i = 0; i < tt->nmaps; i++) {
+    const vb_mapped_file *m = &tt->maps[i];
+    uintptr_t ma = (uintptr_t)m->data, mb = ma + m->size;
+    if (m->is_mmap != 1 || a < ma || b > mb) continue;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t pa = (a + page - 1) & ~(page - 1), pb = b & ~(page - 1);
+    if (pb > pa) madvise((void *)pa, pb - pa, MADV_DONTNEED);
+    return;
+  }
 }

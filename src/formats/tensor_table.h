@@ -44,5 +44,10 @@ int vb_tt_add(vb_tensor_table *tt, const char *name, vb_dtype dtype, int ndim,
 /* Hands a mapping / heap buffer to the table; freed with it. */
 int vb_tt_keep_map(vb_tensor_table *tt, vb_mapped_file *m);
 int vb_tt_keep(vb_tensor_table *tt, void *heap_ptr);
+/* Tells the kernel this process is done with bytes [data, data + bytes) of a
+ * memory-mapped file the table keeps: their whole pages leave the process's
+ * memory (RSS); they stay in the page cache and fault back in, unchanged, if
+ * anything reads them again. Does nothing for heap buffers. */
+void vb_tt_drop_pages(const vb_tensor_table *tt, const void *data, size_t bytes);
 
 #endif

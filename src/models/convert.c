@@ -76,12 +76,11 @@ static bool is_int8_vision(const vb_tensor_info *t) {
   return false;
 }
 
-/* Rows of t (as f32 in f32) rounded to int8 with per-row scales: the int8
+/* Rows of f32 ([rows, K]) rounded to int8 with per-row scales: the int8
  * values into dst, or (scales) the float32 scales. */
-static void quantize_rows_i8(const vb_tensor_info *t, const float *f32, int scales, uint8_t *dst) {
-  int64_t N = t->shape[0], K = t->shape[1];
+static void quantize_rows_i8(const float *f32, int64_t rows, int64_t K, int scales, uint8_t *dst) {
   int8_t *row = scales ? vb_malloc((size_t)K) : NULL;
-  for (int64_t n = 0; n < N; n++) {
+  for (int64_t n = 0; n < rows; n++) {
     int8_t *q = scales ? row : (int8_t *)dst + n * K;
     if (!q) return; /* out of memory: the caller's size check fails first in practice */
     float sc = vb_tile_quantize_row(f32 + n * K, (int)K, q);
@@ -127,15 +126,27 @@ static int cmp_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
-/* src tensor -> bytes of type dt (dst has room for them); VB_DT_I8 is the
- * per-row int8 of an int8 vision weight, and scale_of the scales beside it. */
-static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, float *f32,
-                          uint8_t *dst) {
-  int64_t n = vb_tensor_numel(t);
-  if (vb_convert_to_f32(t->dtype, t->data, n, f32) != 0) return vb_error_context("tensor %s", t->name);
+/* Elements converted at a time: whole rows of about this many, so the
+ * buffers stay small whatever the tensor (a 6.7b model's vocabulary matrix is
+ * 206 M values). */
+#define CHUNK_ELEMS ((int64_t)1 << 22)
+
+/* A tensor's row length: its last dimensions after the first (1 for 1-D). */
+static int64_t row_length(const vb_tensor_info *t) {
+  int64_t k = 1;
+  for (int d = 1; d < t->ndim; d++) k *= t->shape[d];
+  return k;
+}
+
+/* n elements of t from element e0 (stored at src) -> bytes of type dt in dst
+ * (dst has room for them); VB_DT_I8 is the per-row int8 of an int8 vision
+ * weight, and scale_of the scales beside it (e0 and n whole rows). */
+static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, int64_t n, vb_dtype dt,
+                        int scale_of, float *f32, uint8_t *dst) {
+  if (vb_convert_to_f32(t->dtype, src, n, f32) != 0) return vb_error_context("tensor %s", t->name);
   for (int64_t i = 0; i < n; i++)
     if (!isfinite(f32[i]))
-      return vb_error("tensor %s holds a non-finite value at element %lld", t->name, (long long)i);
+      return vb_error("tensor %s holds a non-finite value at element %lld", t->name, (long long)(e0 + i));
   if (scale_of) dt = VB_DT_I8;
   switch (dt) {
   case VB_DT_F32:
@@ -146,7 +157,7 @@ static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, fl
       uint16_t h = vb_float_to_half(f32[i]);
       if ((h & 0x7c00) == 0x7c00)
         return vb_error("tensor %s: value %g at element %lld does not fit float16 (use bf16)", t->name,
-                        f32[i], (long long)i);
+                        f32[i], (long long)(e0 + i));
       memcpy(dst + 2 * i, &h, 2);
     }
     return 0;
@@ -159,12 +170,45 @@ static int convert_tensor(const vb_tensor_info *t, vb_dtype dt, int scale_of, fl
   case VB_DT_Q8_0:
     vb_quantize_q8_0(f32, n, dst);
     return 0;
-  case VB_DT_I8:
-    quantize_rows_i8(t, f32, scale_of, dst);
+  case VB_DT_I8: {
+    int64_t K = row_length(t);
+    quantize_rows_i8(f32, n / K, K, scale_of, dst);
     return 0;
+  }
   default:
     return vb_error("tensor %s: cannot write %s", t->name, vb_dtype_name(dt));
   }
+}
+
+/* Writes entry i (tensor t as dt, or its int8 scales) part by part: each part
+ * read from the mapped file, converted, written, and its pages dropped, so
+ * memory holds one part of one tensor, not the model. *written grows by the
+ * bytes written. */
+static int write_entry(vb_gguf_writer *gw, FILE *f, size_t i, const vb_tensor_table *tt,
+                       const vb_tensor_info *t, vb_dtype dt, int scale_of, float *f32, uint8_t *buf,
+                       uint64_t *written) {
+  int64_t numel = vb_tensor_numel(t), K = row_length(t);
+  int copy = !scale_of && t->dtype == dt; /* stored as written: copy the bytes */
+  int64_t rows_per = K >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / K;
+  uint64_t out = 0;
+  for (int64_t e0 = 0; e0 < numel;) {
+    int64_t n = rows_per * K < numel - e0 ? rows_per * K : numel - e0;
+    size_t src_off, src_bytes, out_bytes;
+    if (!vb_dtype_bytes(t->dtype, e0, &src_off) || !vb_dtype_bytes(t->dtype, n, &src_bytes) ||
+        !vb_dtype_bytes(dt, n, &out_bytes))
+      return vb_error("tensor %s: bad size", t->name);
+    if (scale_of) out_bytes = (size_t)(n / K) * 4;
+    const uint8_t *src = (const uint8_t *)t->data + src_off;
+    const void *part = src;
+    if (!copy && convert_part(t, src, e0, n, dt, scale_of, f32, buf) != 0) return -1;
+    if (!copy) part = buf;
+    if (vb_gguf_write_part(f, part, out_bytes) != 0) return -1;
+    vb_tt_drop_pages(tt, src, src_bytes);
+    out += out_bytes;
+    e0 += n;
+  }
+  *written += out;
+  return vb_gguf_end_tensor(gw, f, i, out);
 }
 
 static void show_progress(size_t done, size_t total, uint64_t bytes, uint64_t total_bytes, double t0,
@@ -304,8 +348,13 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
     if (numel > max_numel) max_numel = numel;
   }
   total_bytes = vb_gguf_total_size(gw);
-  f32 = vb_malloc_aligned((max_numel ? max_numel : 1) * sizeof(float));
-  buf = vb_malloc((max_numel ? max_numel : 1) * sizeof(float));
+  int64_t chunk = max_numel < (size_t)CHUNK_ELEMS ? (int64_t)max_numel : CHUNK_ELEMS;
+  for (size_t i = 0; i < n; i++) { /* a row longer than a chunk is one part of its own */
+    int64_t K = row_length(list[i]);
+    if (K > chunk) chunk = K;
+  }
+  f32 = vb_malloc_aligned((size_t)(chunk ? chunk : 1) * sizeof(float));
+  buf = vb_malloc((size_t)(chunk ? chunk : 1) * sizeof(float));
   if (!f32 || !buf) goto done;
 
   FILE *f = out.f;
@@ -316,10 +365,8 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   uint64_t written = 0;
   for (size_t i = 0; i < n; i++) {
     const vb_tensor_info *t = list[i];
-    size_t nbytes;
-    vb_dtype_bytes(dts[i], is_scale[i] ? t->shape[0] : vb_tensor_numel(t), &nbytes);
-    const void *src = buf;
     if (is_scale[i] && t->dtype == VB_DT_I8) { /* an int8 checkpoint's scales: copied */
+      size_t nbytes = (size_t)t->shape[0] * 4;
       char sname[600];
       snprintf(sname, sizeof sname, "%s_scale", t->name);
       const vb_tensor_info *st = vb_tt_find(&w.tt, sname);
@@ -327,14 +374,12 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
         vb_error("tensor %s: missing or malformed", sname);
         goto done;
       }
-      src = st->data;
-    } else if (!is_scale[i] && t->dtype == dts[i]) {
-      src = t->data; /* stored as written: copy the bytes */
-    } else if (convert_tensor(t, dts[i], is_scale[i], f32, buf) != 0) {
+      if (vb_gguf_write_tensor(gw, f, i, st->data, nbytes) != 0) goto io_error;
+      written += nbytes;
+    } else if (write_entry(gw, f, i, &w.tt, t, dts[i], is_scale[i], f32, buf, &written) != 0) {
+      if (ferror(f)) goto io_error;
       goto done;
     }
-    if (vb_gguf_write_tensor(gw, f, i, src, nbytes) != 0) goto io_error;
-    written += nbytes;
     if (show) show_progress(i + 1, n, written, total_bytes, t0, &last, 0);
   }
   if (vb_outfile_commit(&out) != 0) goto done;
