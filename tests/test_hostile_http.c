@@ -269,12 +269,16 @@ static reply get(const char *path) {
 }
 
 /* The error message of the reply in the shape its path calls for: {"error": msg} under
- * /api, {"error": {"message", "type", "code"}} under /v1. NULL when the shape is wrong. */
+ * /api, OpenAI's {"error": {"message", "type", "param", "code"}} under /v1 (param and code
+ * each a string or null). NULL when the shape is wrong. */
 static const char *error_of(const reply *r, int openai) {
   const cJSON *e = cJSON_GetObjectItem(r->json, "error");
   if (!openai) return cJSON_GetStringValue(e);
   const cJSON *code = cJSON_GetObjectItem(e, "code"), *type = cJSON_GetObjectItem(e, "type");
-  if (!cJSON_IsNumber(code) || code->valueint != r->status || !cJSON_IsString(type)) return NULL;
+  const cJSON *param = cJSON_GetObjectItem(e, "param");
+  if (!(cJSON_IsString(code) || cJSON_IsNull(code)) ||
+      !(cJSON_IsString(param) || cJSON_IsNull(param)) || !cJSON_IsString(type))
+    return NULL;
   const char *want = r->status >= 500 ? "server_error" : "invalid_request_error";
   if (strcmp(type->valuestring, want) != 0) return NULL;
   return cJSON_GetStringValue(cJSON_GetObjectItem(e, "message"));

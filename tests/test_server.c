@@ -325,6 +325,194 @@ static double mono_s(void) {
 
 static int streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
 
+/* The OpenAI request of turn 2 about video id, with more top-level fields */
+static char *oa_turn2(const char *id, const char *a1, const char *fields) {
+  size_t cap = strlen(a1) + strlen(fields) + 1024;
+  char *b = malloc(cap);
+  snprintf(b, cap,
+           "{\"model\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"video_url\","
+           "\"video_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"%s\"}]},{\"role\":"
+           "\"assistant\","
+           "\"content\":\"%s\"},{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":8%s%s}",
+           id, Q1, a1, Q2, *fields ? "," : "", fields);
+  return b;
+}
+
+/* A number at a dotted path (-1 when absent) */
+static double json_num(const char *body, const char *dotted) {
+  cJSON *j = cJSON_Parse(body ? body : "");
+  cJSON *v = j;
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", dotted);
+  for (char *save = NULL, *k = strtok_r(buf, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
+    v = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, atoi(k)) : cJSON_GetObjectItemCaseSensitive(v, k);
+  double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+  cJSON_Delete(j);
+  return d;
+}
+
+/* OpenAI's meaning of the request fields (issue 15): temperature 0 greedy, > 0 sampling,
+ * top_p, num_beams as the extension that asks for beam search, stop strings (whole and
+ * streamed), the usage chunk, usage counting the query tokens, models/{id}, refusals. */
+static void test_openai_semantics(const server *s, const char *id, const char *a1, const char *a2) {
+  resp r;
+  char expect_prompt[1024];
+  snprintf(expect_prompt, sizeof expect_prompt, "%s %s %s", Q1, a1, Q2);
+  struct {
+    const char *fields, *flags;
+  } modes[] = {
+      {"\"temperature\":0", "--beams 1"},
+      {"\"temperature\":0,\"num_beams\":3", "--beams 3"},
+      {"\"temperature\":1.5,\"seed\":7", "--beams 1 --sample --temperature 1.5 --top-k 0 --seed 7"},
+      {"\"top_p\":0.9,\"seed\":11", "--beams 1 --sample --top-p 0.9 --top-k 0 --seed 11"},
+      {"\"temperature\":30,\"seed\":5", "--beams 1 --sample --temperature 30 --top-k 0 --seed 5"},
+  };
+  char *greedy = NULL;
+  for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+    char *b = oa_turn2(id, a1, modes[i].fields);
+    CHECK(post_json(s, "/v1/chat/completions", b, &r) == 200, "%s: %s", modes[i].fields, r.body);
+    char *got = json_str(r.body, "choices.0.message.content");
+    char flags[256];
+    snprintf(flags, sizeof flags, "%s --max-new-tokens 8", modes[i].flags);
+    char *want = caption(VIDEO, expect_prompt, flags);
+    CHECK(streq(got, want), "%s: '%s' == caption %s's '%s'", modes[i].fields, got, flags, want);
+    if (i == 0) greedy = strdup(got ? got : "");
+    free(got);
+    free(want);
+    free(b);
+    free(r.body);
+  }
+  CHECK(streq(greedy, a2), "temperature 0 is the greedy answer '%s'", a2);
+
+  /* usage: the query tokens the model reads count as prompt tokens */
+  {
+    char *b = oa_turn2(id, a1, "\"temperature\":0");
+    post_json(s, "/v1/chat/completions", b, &r);
+    free(b);
+    char cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd, "printf %%s '%s' | %s tokenize --model %s", expect_prompt,
+             VBLIP_BINARY, MODEL);
+    int n_text = 0;
+    if (CHECK(tu_run(cmd, &out) == 0, "tokenize")) {
+      for (char *save = NULL, *t = strtok_r(out, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
+        n_text++;
+    }
+    free(out);
+    double pt = json_num(r.body, "usage.prompt_tokens"),
+           ct = json_num(r.body, "usage.completion_tokens");
+    /* the fixture model's num_query_tokens is 8 */
+    CHECK(pt == 8 + n_text && ct == 8 && json_num(r.body, "usage.total_tokens") == pt + ct,
+          "usage: %g prompt tokens (8 queries + %d text), %g completion: %s", pt, n_text, ct,
+          r.body);
+    free(r.body);
+  }
+
+  /* stop: a string from the middle of the greedy answer ends it there */
+  const char *sp = greedy ? strchr(greedy, ' ') : NULL;
+  if (CHECK(sp && strlen(sp) > 4, "a greedy answer of several words: '%s'", greedy)) {
+    char stop[4];
+    snprintf(stop, sizeof stop, "%.3s", sp + 1);
+    size_t cut = (size_t)(strstr(greedy, stop) - greedy);
+    char fields[256];
+    snprintf(fields, sizeof fields, "\"temperature\":0,\"stop\":[\"@@never@@\",\"%s\"]", stop);
+    char *b = oa_turn2(id, a1, fields);
+    CHECK(post_json(s, "/v1/chat/completions", b, &r) == 200, "stop: %s", r.body);
+    char *got = json_str(r.body, "choices.0.message.content"),
+         *fin = json_str(r.body, "choices.0.finish_reason");
+    CHECK(got && strlen(got) == cut && strncmp(got, greedy, cut) == 0 && streq(fin, "stop"),
+          "stop '%s': '%s' (finish %s), the greedy answer '%s' before it", stop, got, fin, greedy);
+    free(got);
+    free(fin);
+    free(r.body);
+    free(b);
+    /* streamed: no piece of the stop string shows, and the usage chunk comes last */
+    snprintf(fields, sizeof fields,
+             "\"temperature\":0,\"stop\":\"%s\",\"stream\":true,\"stream_options\":{\"include_"
+             "usage\":true}",
+             stop);
+    b = oa_turn2(id, a1, fields);
+    CHECK(post_json(s, "/v1/chat/completions", b, &r) == 200, "stop streamed");
+    int done;
+    char *pieces = sse_concat(r.body, 1, NULL, &done);
+    CHECK(done && pieces && strlen(pieces) == cut && strncmp(pieces, greedy, cut) == 0,
+          "streamed up to the stop: '%s'", pieces);
+    CHECK(strstr(r.body, "\"finish_reason\":\"stop\""), "streamed finish_reason stop");
+    const char *last = strstr(r.body, "\"choices\":[]");
+    CHECK(last && strstr(last, "\"prompt_tokens\":") && strstr(last, "\"completion_tokens\":") &&
+              !strstr(last, "\"delta\"") && strstr(last, "data: [DONE]"),
+          "the usage chunk (no choices) before [DONE]: %s", r.body);
+    free(pieces);
+    free(r.body);
+    free(b);
+    /* without include_usage no chunk carries usage */
+    snprintf(fields, sizeof fields, "\"temperature\":0,\"stream\":true");
+    b = oa_turn2(id, a1, fields);
+    CHECK(post_json(s, "/v1/chat/completions", b, &r) == 200 && !strstr(r.body, "usage"),
+          "no usage unasked: %s", r.body);
+    free(r.body);
+    free(b);
+  }
+  free(greedy);
+
+  /* what is not implemented is refused, in OpenAI's error shape */
+  struct {
+    const char *fields, *param;
+  } refused[] = {
+      {"\"n\":2", "n"},
+      {"\"logprobs\":true", "logprobs"},
+      {"\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}]", "tools"},
+      {"\"stop\":[\"a\",\"b\",\"c\",\"d\",\"e\"]", "stop"},
+      {"\"temperature\":-1", "temperature"},
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    char *b = oa_turn2(id, a1, refused[i].fields);
+    CHECK(post_json(s, "/v1/chat/completions", b, &r) == 400, "%s: %ld", refused[i].fields,
+          r.status);
+    char *param = json_str(r.body, "error.param"), *type = json_str(r.body, "error.type");
+    char *m = json_str(r.body, "error.message");
+    CHECK(streq(param, refused[i].param) && streq(type, "invalid_request_error") && m && *m,
+          "%s: error shape %s", refused[i].fields, r.body);
+    free(param);
+    free(type);
+    free(m);
+    free(r.body);
+    free(b);
+  }
+
+  /* models: the list and retrieve by id */
+  CHECK(http(s, "GET", "/v1/models", NULL, NULL, 0, &r) == 200, "models");
+  char *name = json_str(r.body, "data.0.id");
+  free(r.body);
+  char path[256];
+  snprintf(path, sizeof path, "/v1/models/%s", name ? name : "");
+  CHECK(http(s, "GET", path, NULL, NULL, 0, &r) == 200 && name, "retrieve %s: %s", path, r.body);
+  char *rid = json_str(r.body, "id"), *obj = json_str(r.body, "object");
+  CHECK(streq(rid, name) && streq(obj, "model"), "the model object: %s", r.body);
+  free(rid);
+  free(obj);
+  free(r.body);
+  free(name);
+  CHECK(http(s, "GET", "/v1/models/no-such-model", NULL, NULL, 0, &r) == 404, "unknown model: %ld",
+        r.status);
+  {
+    cJSON *j = cJSON_Parse(r.body), *e = cJSON_GetObjectItem(j, "error");
+    CHECK(streq(cJSON_GetStringValue(cJSON_GetObjectItem(e, "code")), "model_not_found") &&
+              streq(cJSON_GetStringValue(cJSON_GetObjectItem(e, "param")), "model"),
+          "model_not_found: %s", r.body);
+    cJSON_Delete(j);
+  }
+  free(r.body);
+  /* code is a string or null, never a number */
+  CHECK(http(s, "GET", "/v1/nope", NULL, NULL, 0, &r) == 404, "unknown /v1 endpoint");
+  {
+    cJSON *j = cJSON_Parse(r.body),
+          *code = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "error"), "code");
+    CHECK(cJSON_IsString(code) || cJSON_IsNull(code), "code string or null: %s", r.body);
+    cJSON_Delete(j);
+  }
+  free(r.body);
+}
+
 /* ---- the main server: API, chat, streaming, OpenAI, errors, concurrency ---- */
 
 static void test_main_server(void) {
@@ -423,9 +611,11 @@ static void test_main_server(void) {
   /* OpenAI-compatible: an uploaded id, whole and streamed */
   char oa[4096];
   snprintf(oa, sizeof oa,
-           "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"ignored\"},{\"role\":\"user\",\"content\":[{\"type\":\"video_url\","
-           "\"video_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"%s\"}]},{\"role\":\"assistant\",\"content\":\"%s\"},"
-           "{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":8,\"temperature\":0.7}",
+           "{\"model\":\"x\",\"messages\":[{\"role\":\"system\",\"content\":\"ignored\"},{\"role\":"
+           "\"user\",\"content\":[{\"type\":\"video_url\","
+           "\"video_url\":{\"url\":\"%s\"}},{\"type\":\"text\",\"text\":\"%s\"}]},{\"role\":"
+           "\"assistant\",\"content\":\"%s\"},"
+           "{\"role\":\"user\",\"content\":\"%s\"}],\"max_tokens\":8,\"temperature\":0}",
            id, Q1, a1 ? a1 : "", Q2);
   CHECK(post_json(&s, "/v1/chat/completions", oa, &r) == 200, "openai: %s", r.body);
   char *oc = json_str(r.body, "choices.0.message.content");
@@ -443,6 +633,8 @@ static void test_main_server(void) {
   CHECK(strstr(r.body, "chat.completion.chunk") && strstr(r.body, "\"finish_reason\":\""), "chunk objects");
   free(pieces);
   free(r.body);
+
+  test_openai_semantics(&s, id, a1 ? a1 : "", a2 ? a2 : "");
 
   /* OpenAI with a data: URL video */
   {

@@ -40,7 +40,35 @@ const char *vs_status_text(unsigned status) {
   }
 }
 
+const char *vs_error_code(unsigned status) {
+  switch (status) {
+  case 401:
+    return "invalid_api_key";
+  case 404:
+    return "not_found";
+  case 405:
+    return "method_not_allowed";
+  case 408:
+    return "timeout";
+  case 413:
+    return "request_too_large";
+  case 422:
+    return "unreadable_media";
+  case 429:
+    return "rate_limit_exceeded";
+  case 503:
+    return "server_busy";
+  default:
+    return NULL;
+  }
+}
+
 char *vs_error_json(const char *url, size_t url_len, unsigned status, const char *msg) {
+  return vs_error_json_param(url, url_len, status, msg, NULL, NULL);
+}
+
+char *vs_error_json_param(const char *url, size_t url_len, unsigned status, const char *msg,
+                          const char *param, const char *code) {
   char safe[2048];
   vb_escape_controls(msg ? msg : "error", safe, sizeof safe);
   cJSON *o = cJSON_CreateObject();
@@ -49,7 +77,15 @@ char *vs_error_json(const char *url, size_t url_len, unsigned status, const char
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", safe);
     cJSON_AddStringToObject(e, "type", status >= 500 ? "server_error" : "invalid_request_error");
-    cJSON_AddNumberToObject(e, "code", status);
+    if (param)
+      cJSON_AddStringToObject(e, "param", param);
+    else
+      cJSON_AddNullToObject(e, "param");
+    if (!code) code = vs_error_code(status);
+    if (code)
+      cJSON_AddStringToObject(e, "code", code);
+    else
+      cJSON_AddNullToObject(e, "code");
   } else {
     cJSON_AddStringToObject(o, "error", safe);
   }

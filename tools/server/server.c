@@ -29,8 +29,10 @@
 #include "runtime/common.h"
 #include "runtime/escape.h"
 #include "runtime/json.h"
+#include "server/gen_settings.h"
 #include "server/http_error.h"
 #include "server/http_guard.h"
+#include "server/openai_request.h"
 #include "server/server_util.h"
 #include "server/web_assets.h"
 #include "vblip_server.h"
@@ -98,6 +100,9 @@ typedef struct job {
   int n_tokens, n_prompt_tokens, truncated;
   double t_enqueue, ms_queue, ms_generate, ms_encode;
   vs_buf streamed; /* the pieces sent so far, concatenated */
+  vs_openai_extras oa; /* /v1: stop strings, stream_options */
+  vs_buf text;         /* with stop strings: the text so far (leading space dropped) */
+  int stop_hit;        /* a stop string ended the answer */
 } job;
 
 struct vblip_server {
@@ -317,6 +322,8 @@ static void job_release(vblip_server *s, job *j) {
   pthread_cond_destroy(&j->cv);
   vs_buf_free(&j->out);
   vs_buf_free(&j->streamed);
+  vs_buf_free(&j->text);
+  vs_openai_extras_free(&j->oa);
   free(j->prompt);
   free(j->error);
   free(j->answer);
@@ -401,6 +408,7 @@ static cJSON *oa_chunk(vblip_server *s, job *j, const char *role, const char *co
   if (finish) cJSON_AddStringToObject(c, "finish_reason", finish);
   else cJSON_AddNullToObject(c, "finish_reason");
   cJSON_AddItemToArray(choices, c);
+  if (j->oa.include_usage) cJSON_AddNullToObject(o, "usage"); /* the last chunk has it */
   return o;
 }
 
@@ -422,7 +430,9 @@ static void emit_piece(vblip_server *s, job *j, const char *piece) {
   pthread_cond_broadcast(&j->cv);
 }
 
-static const char *finish_reason(const job *j) { return j->truncated ? "length" : "stop"; }
+static const char *finish_reason(const job *j) {
+  return j->truncated && !j->stop_hit ? "length" : "stop";
+}
 
 /* "video_id" (the first video, for clients of the one-video API) and "video_ids" (all, in order) */
 static void add_video_ids(cJSON *o, const job *j) {
@@ -491,7 +501,12 @@ static void emit_error_event(vblip_server *s, job *j) {
     cJSON *e = cJSON_AddObjectToObject(o, "error");
     cJSON_AddStringToObject(e, "message", j->error ? j->error : "error");
     cJSON_AddStringToObject(e, "type", j->status >= 500 ? "server_error" : "invalid_request_error");
-    cJSON_AddNumberToObject(e, "code", j->status);
+    cJSON_AddNullToObject(e, "param");
+    const char *code = vs_error_code((unsigned)j->status);
+    if (code)
+      cJSON_AddStringToObject(e, "code", code);
+    else
+      cJSON_AddNullToObject(e, "code");
     sse_event(j, NULL, o);
     vs_buf_puts(&j->out, "data: [DONE]\n\n");
   } else {
@@ -507,9 +522,15 @@ static void emit_done(vblip_server *s, job *j) {
   if (!j->stream) return;
   if (j->format == FMT_OPENAI) {
     cJSON *o = oa_chunk(s, j, NULL, NULL, finish_reason(j));
-    cJSON_AddItemToObject(o, "usage", oa_usage(j));
     sse_event(j, NULL, o);
     cJSON_Delete(o);
+    if (j->oa.include_usage) { /* OpenAI's usage chunk: no choices */
+      o = oa_chunk(s, j, NULL, NULL, NULL);
+      cJSON_ReplaceItemInObject(o, "choices", cJSON_CreateArray());
+      cJSON_ReplaceItemInObject(o, "usage", oa_usage(j));
+      sse_event(j, NULL, o);
+      cJSON_Delete(o);
+    }
     vs_buf_puts(&j->out, "data: [DONE]\n\n");
   } else {
     cJSON *o = native_result(s, j);
@@ -603,6 +624,22 @@ typedef struct {
   int leading; /* still dropping leading whitespace */
 } piece_ctx;
 
+/* locked: with stop strings, sends what can no longer become part of one; 1 when a stop
+ * string has come (the answer ends before it) */
+static int stop_scan_piece(vblip_server *s, job *j, const char *piece) {
+  if (vs_buf_puts(&j->text, piece) != 0) return 0;
+  int hit;
+  size_t safe = vs_stops_scan(&j->oa.stops, j->text.data, j->text.len, &hit);
+  size_t sent = j->streamed.len;
+  if (safe > sent) {
+    char *add = strndup(j->text.data + sent, safe - sent);
+    if (add) emit_piece(s, j, add);
+    free(add);
+  }
+  j->stop_hit = hit;
+  return hit;
+}
+
 static int on_piece(void *user, const char *piece) {
   piece_ctx *c = user;
   vblip_server *s = c->s;
@@ -614,7 +651,10 @@ static int on_piece(void *user, const char *piece) {
       while (*piece && isspace((unsigned char)*piece)) piece++;
       if (*piece) c->leading = 0;
     }
-    emit_piece(s, c->j, piece);
+    if (c->j->oa.stops.n)
+      stop = stop_scan_piece(s, c->j, piece);
+    else
+      emit_piece(s, c->j, piece);
   }
   pthread_mutex_unlock(&s->mu);
   return stop;
@@ -719,7 +759,25 @@ static void run_chat(vblip_server *s, job *j) {
     pthread_mutex_unlock(&s->mu);
     return;
   }
-  char *answer = vblip_postprocess(a.text ? a.text : "");
+  /* a stop string (seen while streaming, or in beam search's whole text) ends the answer
+   * where it starts, without the post-processing's final period */
+  char *answer = NULL;
+  if (j->stop_hit) { /* the worker alone writes these */
+    answer = strdup(j->streamed.data ? j->streamed.data : "");
+  } else if (j->oa.stops.n) {
+    const char *t = a.text ? a.text : "";
+    while (*t && isspace((unsigned char)*t))
+      t++;
+    int hit;
+    size_t cut = vs_stops_scan(&j->oa.stops, t, strlen(t), &hit);
+    if (hit) {
+      answer = strndup(t, cut);
+      pthread_mutex_lock(&s->mu);
+      j->stop_hit = 1;
+      pthread_mutex_unlock(&s->mu);
+    }
+  }
+  if (!j->stop_hit) answer = vblip_postprocess(a.text ? a.text : "");
   pthread_mutex_lock(&s->mu);
   j->ms_generate = ms;
   j->raw = a.text;
@@ -861,6 +919,16 @@ static enum MHD_Result send_error(struct MHD_Connection *c, const char *url, uns
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   char *txt = vs_error_json(url, strlen(url), status, msg);
+  if (!txt) return MHD_NO;
+  enum MHD_Result r = send_bytes(c, status, "application/json", txt, strlen(txt), NULL);
+  free(txt);
+  return r;
+}
+
+/* An error naming the request field at fault (OpenAI's "param") and OpenAI's code */
+static enum MHD_Result send_error_param(struct MHD_Connection *c, const char *url, unsigned status,
+                                        const char *param, const char *code, const char *msg) {
+  char *txt = vs_error_json_param(url, strlen(url), status, msg, param, code);
   if (!txt) return MHD_NO;
   enum MHD_Result r = send_bytes(c, status, "application/json", txt, strlen(txt), NULL);
   free(txt);
@@ -1060,72 +1128,6 @@ static enum MHD_Result finish_upload(vblip_server *s, req *r, struct MHD_Connect
   cJSON *o = video_json(s, e);
   pthread_mutex_unlock(&s->mu);
   return send_json(c, 201, o);
-}
-
-/* ------------------------------------------------------------ settings */
-
-static int json_number(const cJSON *v, double lo, double hi, int integral, double *out) {
-  if (!cJSON_IsNumber(v)) return 0;
-  double d = v->valuedouble;
-  if (!isfinite(d) || d < lo || d > hi) return 0;
-  if (integral && d != floor(d)) return 0;
-  *out = d;
-  return 1;
-}
-
-/* Applies the settings object; 0, or -1 with msg. openai: OpenAI names too, unknown keys ignored */
-static int apply_setting(vblip_gen_params *p, const cJSON *v, const char *k, char *msg, size_t cap) {
-  double d;
-#define NUM(name, lo, hi, integ, field, cast, what)                                           \
-  if (strcmp(k, name) == 0) {                                                                  \
-    if (!json_number(v, lo, hi, integ, &d)) {                                                  \
-      snprintf(msg, cap, "setting '%s' needs %s", k, what);                                    \
-      return -1;                                                                               \
-    }                                                                                          \
-    p->field = (cast)d;                                                                        \
-    return 1;                                                                                  \
-  }
-  NUM("num_beams", 0, 64, 1, num_beams, int, "a whole number from 0 to 64")
-  NUM("beams", 0, 64, 1, num_beams, int, "a whole number from 0 to 64")
-  NUM("max_new_tokens", 1, 4096, 1, max_new_tokens, int, "a whole number from 1 to 4096")
-  NUM("min_new_tokens", 0, 4096, 1, min_new_tokens, int, "a whole number from 0 to 4096")
-  NUM("temperature", 1e-6, 100, 0, temperature, float, "a number > 0")
-  NUM("top_k", 0, 1000000, 1, top_k, int, "a whole number >= 0")
-  NUM("top_p", 1e-9, 1, 0, top_p, float, "a number in (0, 1]")
-  NUM("repetition_penalty", 1e-6, 1000, 0, repetition_penalty, float, "a number > 0")
-  NUM("no_repeat_ngram_size", 0, 1000, 1, no_repeat_ngram_size, int, "a whole number >= 0")
-  NUM("length_penalty", -100, 100, 0, length_penalty, float, "a number from -100 to 100")
-  NUM("seed", 0, 9007199254740991.0, 1, seed, uint64_t, "a whole number >= 0")
-#undef NUM
-  if (strcmp(k, "do_sample") == 0 || strcmp(k, "sample") == 0) {
-    if (!cJSON_IsBool(v)) {
-      snprintf(msg, cap, "setting '%s' needs true or false", k);
-      return -1;
-    }
-    p->do_sample = cJSON_IsTrue(v);
-    return 1;
-  }
-  return 0;
-}
-
-static int parse_settings(const cJSON *o, vblip_gen_params *p, char *msg, size_t cap) {
-  if (!o || cJSON_IsNull(o)) return 0;
-  if (!cJSON_IsObject(o)) {
-    snprintf(msg, cap, "'settings' must be an object");
-    return -1;
-  }
-  for (const cJSON *v = o->child; v; v = v->next) {
-    int r = apply_setting(p, v, v->string, msg, cap);
-    if (r < 0) return -1;
-    if (r == 0) {
-      snprintf(msg, cap,
-               "unknown setting '%s' (known: num_beams, max_new_tokens, min_new_tokens, do_sample, temperature, "
-               "top_k, top_p, seed, repetition_penalty, no_repeat_ngram_size, length_penalty)",
-               v->string);
-      return -1;
-    }
-  }
-  return 0;
 }
 
 /* --------------------------------------------------------------- chats */
@@ -1608,23 +1610,22 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   char *prompt = NULL;
   const char *lead[MAX_CHAT_VIDEOS]; /* videos named outside the messages, in front */
   int n_lead = 0;
+  vs_openai_extras oa;
+  memset(&oa, 0, sizeof oa);
+  char err_param[64] = ""; /* OpenAI's "param" of an error */
+  const char *err_code = NULL;
   if (parse_messages(cJSON_GetObjectItemCaseSensitive(root, "messages"), &t, msg, sizeof msg) != 0)
     goto fail;
   if (openai) {
-    for (const cJSON *v = root->child; v; v = v->next) {
-      const char *k = v->string;
-      if (strcmp(k, "max_tokens") == 0 || strcmp(k, "max_completion_tokens") == 0) k = "max_new_tokens";
-      if (cJSON_IsNull(v)) continue;
-      if (apply_setting(&gen, v, k, msg, sizeof msg) < 0) goto fail;
-    }
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(root, "n");
-    if (n && !cJSON_IsNull(n) && !(cJSON_IsNumber(n) && n->valuedouble == 1)) {
-      snprintf(msg, sizeof msg, "only n = 1 is supported");
+    const char *param, *code;
+    if (vs_openai_request(root, &gen, &oa, msg, sizeof msg, &param, &code) != 0) {
+      snprintf(err_param, sizeof err_param, "%s", param ? param : "");
+      err_code = code;
       goto fail;
     }
   }
-  if (parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg, sizeof msg) !=
-      0)
+  if (vs_parse_settings(cJSON_GetObjectItemCaseSensitive(root, "settings"), &gen, msg,
+                        sizeof msg) != 0)
     goto fail;
   if (lead_videos(root, lead, &n_lead, msg, sizeof msg) != 0) goto fail;
   if (vblip_model_layout(s->m) == VBLIP_LAYOUT_INTERLEAVED) {
@@ -1710,6 +1711,8 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   cJSON_Delete(root);
   root = NULL;
   j->gen = gen;
+  j->oa = oa; /* the job owns the stop strings now */
+  memset(&oa, 0, sizeof oa);
   j->stream = stream;
   j->format = openai ? FMT_OPENAI : FMT_NATIVE;
   j->created = (long)time(NULL);
@@ -1785,7 +1788,8 @@ fail:
   }
   pthread_mutex_unlock(&s->mu);
   free(items);
-  return send_error(c, url, (unsigned)status, "%s", msg);
+  vs_openai_extras_free(&oa);
+  return send_error_param(c, url, (unsigned)status, err_param[0] ? err_param : NULL, err_code, msg);
 }
 
 /* --------------------------------------------------------------- pages */
@@ -1990,6 +1994,16 @@ static enum MHD_Result handle_video_get(vblip_server *s, struct MHD_Connection *
   return r;
 }
 
+/* OpenAI's model object: the one model this server serves */
+static cJSON *model_json(vblip_server *s) {
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddStringToObject(m, "id", s->model_name);
+  cJSON_AddStringToObject(m, "object", "model");
+  cJSON_AddNumberToObject(m, "created", 0);
+  cJSON_AddStringToObject(m, "owned_by", "vblip");
+  return m;
+}
+
 static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *c, const char *url,
                                 const char *method) {
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
@@ -2007,13 +2021,15 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "object", "list");
     cJSON *a = cJSON_AddArrayToObject(o, "data");
-    cJSON *m = cJSON_CreateObject();
-    cJSON_AddStringToObject(m, "id", s->model_name);
-    cJSON_AddStringToObject(m, "object", "model");
-    cJSON_AddNumberToObject(m, "created", 0);
-    cJSON_AddStringToObject(m, "owned_by", "vblip");
-    cJSON_AddItemToArray(a, m);
+    cJSON_AddItemToArray(a, model_json(s));
     return send_json(c, 200, o);
+  }
+  if (get && strncmp(url, "/v1/models/", 11) == 0) {
+    if (strcmp(url + 11, s->model_name) == 0) return send_json(c, 200, model_json(s));
+    char m[256], safe[160];
+    snprintf(m, sizeof m, "the model '%s' does not exist: this server serves '%s'",
+             vb_escape_controls(url + 11, safe, sizeof safe), s->model_name);
+    return send_error_param(c, url, 404, "model", "model_not_found", m);
   }
   if (strcmp(url, "/api/videos") == 0) {
     if (!post) return send_error(c, url, 405, "use POST to upload a video");
