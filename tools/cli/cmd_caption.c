@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_caption_list.h"
 #include "cli/cli_input.h"
 #include "runtime/escape.h"
 
@@ -52,6 +53,7 @@ typedef struct {
   vblip_sampling sampling;
   vblip_gen_params gen;
   int json, raw, interleaved;
+  cli_caption_list list; /* --files-from and what goes with it */
 } caption_opts;
 
 static const cli_option k_options[] = {
@@ -73,6 +75,7 @@ static const cli_option k_options[] = {
                  "time}], videos:[{video, frames}], prompt, text, token_ids,\n"
                  "timings_ms} (with --interleaved: videos only, one per VIDEO)"),
     CLI_OPT_FLAG("--raw", 0, caption_opts, raw, "print the decoded text without post-processing"),
+    CLI_GROUP(cli_caption_list_options, caption_opts, list),
     CLI_TABLE_END};
 
 static int run(int argc, char **argv);
@@ -94,10 +97,16 @@ const cli_command cli_cmd_caption = {
         "onion.\n"
         "            <video> Question: What is the camera wearer doing? Answer:\" A.mp4 B.mp4\n"
         "Interleaved (EILEV) models default to 5 beams, 32 new tokens, length penalty -1 and\n"
-        "frames from each video's first 8 seconds.\n",
+        "frames from each video's first 8 seconds.\n"
+    "\n"
+    "With --files-from the inputs come from a list instead, one per line: a path, or a\n"
+    "JSON object {\"video\": PATH, \"prompt\": ..., \"start\": S, \"end\": E, \"id\": ...}\n"
+    "(every field but video optional). Each gets one JSON line, in input order:\n"
+    "{id, line, video, start, end, prompt, text}, or \"error\" in place of \"text\" for an\n"
+    "input that failed (the run goes on; the exit status stays 0). See docs/datasets.md.\n",
     .options = k_options,
     .positional = "VIDEO",
-    .min_positional = 1,
+    .min_positional = 0,
     .max_positional = -1,
 };
 
@@ -152,10 +161,12 @@ static int run(int argc, char **argv) {
   vblip_load_options_default(&o.load);
   vblip_sampling_default(&o.sampling);
   vblip_gen_params_default(&o.gen);
+  cli_caption_list_default(&o.list);
   cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
   if (rc != CLI_RUN) return rc;
   if (cli_check_sampling("caption", &o.sampling)) return 2;
+  if ((rc = cli_caption_list_check("caption", &o.list, n_videos, o.interleaved)) != 0) return rc;
   size_t bad;
   if (!vb_utf8_valid(o.prompt, strlen(o.prompt), &bad))
     return cli_usage_error("caption", "--prompt is not valid UTF-8 (byte %zu)", bad);
@@ -169,6 +180,12 @@ static int run(int argc, char **argv) {
    * interleaved prompt is checked with its videos) */
   if (!o.interleaved && vblip_check_prompt(m, o.prompt, NULL) != 0) {
     rc = cli_fail("%s", vblip_last_error());
+    vblip_model_free(m);
+    return rc;
+  }
+  if (o.list.files_from) {
+    cli_caption_settings cs = {o.prompt, &o.sampling, &o.gen, o.raw};
+    rc = cli_caption_list_run(m, &o.list, &cs);
     vblip_model_free(m);
     return rc;
   }
