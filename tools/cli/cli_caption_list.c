@@ -50,10 +50,10 @@ int cli_caption_list_check(const char *cmd, const cli_caption_list *l, int n_vid
     if (n_videos == 0) return cli_usage_error(cmd, "no VIDEO given (or --files-from LIST)");
     if (l->shard || l->shards || l->output || l->resume)
       return cli_usage_error(cmd, "--%s needs --files-from",
-                             l->shard     ? "shard"
-                             : l->shards  ? "shards"
-                             : l->output  ? "output"
-                                          : "resume");
+                             l->shard    ? "shard"
+                             : l->shards ? "shards"
+                             : l->output ? "output"
+                                         : "resume");
     return 0;
   }
   if (n_videos > 0) return cli_usage_error(cmd, "give VIDEOs or --files-from, not both");
@@ -80,8 +80,7 @@ static int remember(void *user, const cJSON *line) {
   return rc;
 }
 
-int cli_caption_list_run(vblip_model *m, const cli_caption_list *l,
-                         const cli_caption_settings *s) {
+int cli_caption_list_run(vblip_model *m, const cli_caption_list *l, const cli_caption_settings *s) {
   vb_shard shard = {0, 1};
   const char *from = "--shard";
   char err[256];

@@ -12,7 +12,7 @@ typedef struct {
   int shards;             /* N for JOB_COMPLETION_INDEX */
   const char *output;     /* results file; NULL: stdout */
   int resume;
-  int prefetch;           /* videos decoded ahead */
+  int prefetch; /* videos decoded ahead */
 } cli_caption_list;
 
 /* --files-from, --shard, --shards, --output, --resume, --prefetch into a cli_caption_list.

@@ -12,10 +12,10 @@
 typedef struct {
   int status; /* 1: an input, 0: the end of the list, -1: the list failed (error) */
   vb_input_item item;
-  bool done;        /* already has a result */
-  bool loaded;      /* video holds the decoded frames */
+  bool done;   /* already has a result */
+  bool loaded; /* video holds the decoded frames */
   vblip_video video;
-  char *error;      /* this input failed, or (status -1) the list did */
+  char *error; /* this input failed, or (status -1) the list did */
 } prepared;
 
 static void prepared_free(prepared *p) {
@@ -55,8 +55,8 @@ static void prepare(const run_ctx *c, prepared *p) {
     if (it->end >= 0) s.end_sec = it->end;
     if (s.end_sec >= 0 && s.end_sec <= s.start_sec) {
       char msg[128];
-      snprintf(msg, sizeof msg, "the window's end (%g s) must be after its start (%g s)",
-               s.end_sec, s.start_sec);
+      snprintf(msg, sizeof msg, "the window's end (%g s) must be after its start (%g s)", s.end_sec,
+               s.start_sec);
       p->error = vb_strdup(msg);
       return;
     }
@@ -134,7 +134,7 @@ typedef struct {
   const run_ctx *c;
   prepared *ring;
   int cap, head, count;
-  bool stop;     /* the consumer gave up */
+  bool stop; /* the consumer gave up */
   pthread_mutex_t mu;
   pthread_cond_t not_full, not_empty;
 } queue;

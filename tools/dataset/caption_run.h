@@ -14,9 +14,9 @@ typedef struct {
   const char *prompt;             /* for lines without their own ("": a caption) */
   const vblip_sampling *sampling; /* a line's start/end replace the window */
   const vblip_gen_params *gen;
-  bool raw;        /* the decoded text without the demo's post-processing */
-  int prefetch;    /* videos decoded ahead (0: each when its turn comes) */
-  bool progress;   /* a progress line on stderr */
+  bool raw;      /* the decoded text without the demo's post-processing */
+  int prefetch;  /* videos decoded ahead (0: each when its turn comes) */
+  bool progress; /* a progress line on stderr */
 } vb_caption_run_opts;
 
 typedef struct {

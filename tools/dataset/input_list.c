@@ -138,11 +138,10 @@ static int parse_object(vb_input_item *it, const char *s, size_t n) {
     rc = item_error(it, "line %ld: \"prompt\" must be a string", it->line);
   else if (prompt && !vb_utf8_valid(prompt->valuestring, strlen(prompt->valuestring), &bad))
     rc = item_error(it, "line %ld: \"prompt\" is not valid UTF-8 (byte %zu)", it->line, bad);
-  else if (start && (!cJSON_IsNumber(start) || !(start->valuedouble >= 0) ||
-                     !isfinite(start->valuedouble)))
+  else if (start &&
+           (!cJSON_IsNumber(start) || !(start->valuedouble >= 0) || !isfinite(start->valuedouble)))
     rc = item_error(it, "line %ld: \"start\" must be a number of seconds >= 0", it->line);
-  else if (end &&
-           (!cJSON_IsNumber(end) || !(end->valuedouble >= 0) || !isfinite(end->valuedouble)))
+  else if (end && (!cJSON_IsNumber(end) || !(end->valuedouble >= 0) || !isfinite(end->valuedouble)))
     rc = item_error(it, "line %ld: \"end\" must be a number of seconds >= 0", it->line);
   else if (start && end && end->valuedouble <= start->valuedouble)
     rc = item_error(it, "line %ld: \"end\" (%g) must be after \"start\" (%g)", it->line,
@@ -172,9 +171,11 @@ int vb_input_list_next(vb_input_list *l, vb_input_item *it) {
     if (too_long)
       return item_error(it, "line %ld: longer than %u bytes", it->line, VB_INPUT_MAX_LINE);
     char *s = l->buf;
-    while (len > 0 && (s[len - 1] == '\r')) s[--len] = 0;
+    while (len > 0 && (s[len - 1] == '\r'))
+      s[--len] = 0;
     size_t lead = 0;
-    while (lead < len && isspace((unsigned char)s[lead])) lead++;
+    while (lead < len && isspace((unsigned char)s[lead]))
+      lead++;
     if (lead == len) continue; /* blank */
     if (memchr(s, 0, len)) return item_error(it, "line %ld: holds a NUL byte", it->line);
     if (s[lead] == '{') return parse_object(it, s + lead, len - lead);

@@ -35,7 +35,8 @@ static int write_all(int fd, const char *p, size_t n) {
  * reported and skipped. */
 static int take_line(const char *path, long line_no, const char *s, size_t n, bool too_long,
                      vb_jsonl_line_fn on_line, void *user) {
-  while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ')) n--;
+  while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' '))
+    n--;
   if (n == 0 && !too_long) return 0;
   cJSON *o = too_long ? NULL : cJSON_ParseWithLength(s, n);
   int rc = 0;
