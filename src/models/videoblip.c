@@ -12,6 +12,7 @@
 #include "generate/generate.h"
 #include "models/input.h"
 #include "models/interleave.h"
+#include "models/memory_check.h"
 #include "models/videoblip_internal.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
@@ -136,6 +137,9 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   if (m->layout == VBLIP_LAYOUT_INTERLEAVED && vb_icl_newline_id(m->tok, &m->newline_id) != 0)
     goto fail;
   if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
+  /* before anything is converted or allocated: a model that does not fit is
+   * refused with numbers, not killed by the OOM killer half-way */
+  if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute) != 0) goto fail;
   /* vision encoder and Q-Former always run with many rows: pack their bf16
    * weights for oneDNN; the language model also decodes row by row: plain. */
   m->weights.compute = m->compute;

@@ -1,0 +1,27 @@
+/* Whether a model fits before it is loaded: its weights as the loader will
+ * hold them, the KV caches of a default generation and the vision encoder's
+ * activations, against the memory this process may still take. */
+#ifndef VBLIP_MODELS_MEMORY_CHECK_H
+#define VBLIP_MODELS_MEMORY_CHECK_H
+
+#include <stdint.h>
+
+#include "checkpoint/config.h"
+#include "formats/tensor_table.h"
+#include "kernels/kernels.h"
+
+typedef struct {
+  uint64_t weights;   /* the tensors as held for this compute type */
+  uint64_t weights_q8; /* the same with every linear layer in q8_0 (vblip convert --type q8_0) */
+  uint64_t kv;        /* KV caches: 4 beams of 64 prompt and 128 new tokens (the demo's settings) */
+  uint64_t vision;    /* the vision encoder's activations for 8 frames */
+  uint64_t total;     /* the above and a constant for the runtime */
+} vb_memory_need;
+
+void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                        vb_memory_need *need);
+/* 0 when the model fits (or $VBLIP_MEMORY_CHECK=0 skips the check); else -1
+ * with a message giving the numbers and what to change. */
+int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute);
+
+#endif
