@@ -147,13 +147,19 @@ void vblip_model_get_info(const vblip_model *m, vblip_model_info *info);
 
 /* ---- videos ---- */
 
-typedef enum { VBLIP_SAMPLE_UNIFORM = 0, VBLIP_SAMPLE_DEMO = 1 } vblip_sample_mode;
+typedef enum {
+  VBLIP_SAMPLE_UNIFORM = 0,
+  VBLIP_SAMPLE_DEMO = 1,
+  VBLIP_SAMPLE_TIMES = 2 /* the frames shown at times[0..n_frames), as vblip_narrate picks them */
+} vblip_sample_mode;
 
 typedef struct {
   vblip_sample_mode mode;
-  int n_frames;     /* uniform: how many frames (default 8) */
+  int n_frames;     /* uniform: how many frames (default 8); times: how many times */
   double start_sec; /* uniform: window start (default 0) */
   double end_sec;   /* uniform: window end; < 0 = end of video (default) */
+  const double *times; /* times mode: ascending seconds after the video's first frame; the
+                        * frame shown at t is the last one whose time is <= t (borrowed) */
 } vblip_sampling;
 
 void vblip_sampling_default(vblip_sampling *s);
@@ -190,6 +196,18 @@ void vblip_video_free(vblip_video *v);
  * vision_last_hidden_state, qformer_last_hidden_state, language_projection
  * (float32), with frame indices and times in the metadata. Atomic. */
 int vblip_video_save(const vblip_video *v, const char *path, const char *source_video);
+
+/* ---- stages of vblip_video_encode, for frames encoded once and reused ---- */
+
+/* Runs the vision encoder only (fills vision, vision_tokens, vision_width). Each frame is
+ * encoded on its own, so a frame's tokens do not depend on the frames beside it. */
+int vblip_video_encode_vision(vblip_model *m, vblip_video *v);
+/* Joins videos whose vision tokens are computed (vblip_video_encode_vision) into *out, frames
+ * in order, and runs the Q-Former and the projection over them: the same result as
+ * vblip_video_encode on a video of those frames. *out is zeroed first (vblip_video_free it);
+ * it holds frame times, indices and vision tokens but no pixels. */
+int vblip_video_join_encode(vblip_model *m, const vblip_video *const *parts, size_t n,
+                            vblip_video *out);
 
 /* ---- generation ---- */
 
@@ -243,6 +261,61 @@ void vblip_answer_free(vblip_answer *a);
 /* The demo's post-processing: strip, and end with a period unless the text ends
  * in punctuation. Returns a new string (free it), NULL when out of memory. */
 char *vblip_postprocess(const char *text);
+
+/* ---- narration: captions over time for a long or live video ---- */
+
+/* Windows of window_sec start every stride_sec; each sees `frames` frames of a fixed grid, one
+ * every window_sec / frames seconds at the middle of its slot (t_k = (k + 0.5) * window_sec /
+ * frames), so overlapping windows share frames and each frame goes through the vision encoder
+ * once. stride_sec must be a whole number of grid steps. Window w covers
+ * [w * stride_sec, w * stride_sec + window_sec) and is captioned when all its frames exist. */
+typedef struct {
+  double window_sec;  /* default 8 (the Ego4D clips VideoBLIP was trained on) */
+  double stride_sec;  /* default 0: half the window */
+  int frames;         /* per window; default 8 */
+  int live;           /* -1 (default): "-", URLs and /dev/ devices are live, files are not;
+                       * 0: never skip; 1: skip windows when behind */
+  double max_lag_sec; /* live: skip windows once this far behind the stream; default 0: one
+                       * stride */
+  int allow_network;  /* open URLs (rtsp://, http(s):// incl. HLS, udp://) and capture devices */
+} vblip_narrate_options;
+
+void vblip_narrate_options_default(vblip_narrate_options *o);
+
+/* One captioned window, handed to the callback as soon as it is ready (valid during the
+ * call only). */
+typedef struct {
+  int index;                 /* w */
+  double start_sec, end_sec; /* the window */
+  int n_frames;
+  const double *frame_times;    /* the grid times of its frames (vblip_sampling's times mode) */
+  const vblip_answer *answer;   /* the language model's answer (not post-processed) */
+  const vblip_video *video;     /* the window's frames encoded: vision tokens, Q-Former output,
+                                 * projection (no pixels) */
+  int skipped_before;           /* windows skipped since the previous captioned one */
+  int vision_frames;            /* frames this window sent through the vision encoder */
+  double lag_sec;               /* live: how far behind the stream the caption came (else 0) */
+  double ms_vision, ms_qformer; /* this window's vision encoder and Q-Former time */
+} vblip_narration_window;
+
+/* Return non-zero to stop the narration (vblip_narrate then returns 0). */
+typedef int (*vblip_window_cb)(void *user, const vblip_narration_window *w);
+
+typedef struct {
+  int windows, skipped, vision_frames;
+  double media_sec;   /* video time narrated (the end of the last window read) */
+  double wall_ms;     /* time vblip_narrate took */
+  double max_lag_sec; /* live: the largest lag of a captioned window */
+} vblip_narration_stats;
+
+/* Narrates source (a file, "-" for stdin, or with allow_network a URL or a device): answers
+ * prompt about each window with p and calls cb per window. stats may be NULL. 0, or -1 (also
+ * when the source ends before the first window is complete). */
+int vblip_narrate(vblip_model *m, const char *source, const char *prompt,
+                  const vblip_narrate_options *o, const vblip_gen_params *p, vblip_window_cb cb,
+                  void *user, vblip_narration_stats *stats);
+/* Checks the window, stride and frames rule; 0, or -1 with a message of kind INPUT. */
+int vblip_narrate_options_check(const vblip_narrate_options *o);
 
 /* ---- interleaved input: text and videos in order (in-context learning) ---- */
 

@@ -18,6 +18,7 @@
 #include "runtime/cpu.h"
 #include "runtime/escape.h"
 #include "runtime/vfs.h"
+#include "video/frame_stream.h"
 #include "video/video.h"
 
 const char *vblip_last_error(void) { return vb_error_message(); }
@@ -208,6 +209,7 @@ void vblip_sampling_default(vblip_sampling *s) {
   s->n_frames = 8;
   s->start_sec = 0;
   s->end_sec = -1;
+  s->times = NULL;
 }
 
 int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v) {
@@ -222,7 +224,12 @@ int vblip_video_load(const vblip_model *m, const char *path, const vblip_samplin
   }
   double t0 = vb_now_ms();
   vb_frames f;
-  if (vb_video_read(path, &vs, &f) != 0) return -1;
+  if (s && s->mode == VBLIP_SAMPLE_TIMES) {
+    if (!s->times) return vb_error("frame sampling by times needs the times");
+    if (vb_frames_at_times(path, s->times, s->n_frames, &f) != 0) return -1;
+  } else if (vb_video_read(path, &vs, &f) != 0) {
+    return -1;
+  }
   double t1 = vb_now_ms();
   int S = m->image.width, T = f.count;
   v->n_frames = T;
@@ -246,37 +253,100 @@ int vblip_video_load(const vblip_model *m, const char *path, const vblip_samplin
   return rc;
 }
 
-int vblip_video_encode(vblip_model *m, vblip_video *v) {
+int vblip_video_encode_vision(vblip_model *m, vblip_video *v) {
   int T = v->n_frames, D = m->cfg.vision.hidden_size, seq = m->vit.seq;
-  int Q = m->cfg.num_query_tokens, H = m->cfg.qformer.hidden_size, E = m->cfg.lm_hidden;
   if (T <= 0 || !v->pixel_values) return vb_error("the video has no frames to encode");
   if (v->image_size != m->cfg.vision.image_size)
     return vb_error("frames are %dx%d, the model needs %dx%d", v->image_size, v->image_size,
                     m->cfg.vision.image_size, m->cfg.vision.image_size);
   free(v->vision);
   free(v->qformer);
-  free(v->projected);
+  free(v->projected); /* earlier query outputs no longer match: the video counts as not encoded */
+  v->qformer = v->projected = NULL;
+  v->vision_tokens = 0;
   v->vision = vb_malloc((size_t)T * seq * D * sizeof(float));
+  if (!v->vision) return -1;
+  double t0 = vb_now_ms();
+  if (vb_vit_forward(&m->vit, v->pixel_values, T, v->vision) != 0) {
+    free(v->vision);
+    v->vision = NULL;
+    return -1;
+  }
+  v->ms_vision = vb_now_ms() - t0;
+  v->vision_tokens = T * seq;
+  v->vision_width = D;
+  return 0;
+}
+
+/* The Q-Former and the projection over v's vision tokens. */
+static int encode_queries(vblip_model *m, vblip_video *v) {
+  int Q = m->cfg.num_query_tokens, H = m->cfg.qformer.hidden_size, E = m->cfg.lm_hidden;
+  free(v->qformer);
+  free(v->projected);
   v->qformer = vb_malloc((size_t)Q * H * sizeof(float));
   v->projected = vb_malloc((size_t)Q * E * sizeof(float));
-  if (!v->vision || !v->qformer || !v->projected) return -1;
+  if (!v->qformer || !v->projected) {
+    free(v->projected);
+    v->projected = NULL;
+    return -1;
+  }
   double t0 = vb_now_ms();
-  int rc = vb_vit_forward(&m->vit, v->pixel_values, T, v->vision);
-  double t1 = vb_now_ms();
-  if (rc == 0) rc = vb_qformer_forward(&m->qformer, v->vision, T * seq, v->qformer);
+  int rc = vb_qformer_forward(&m->qformer, v->vision, v->vision_tokens, v->qformer);
   if (rc == 0) rc = vb_linear_forward(&m->projection, v->qformer, Q, v->projected);
   if (rc != 0) {
     free(v->projected); /* half-encoded: vblip_generate must refuse it */
     v->projected = NULL;
     return -1;
   }
-  v->ms_vision = t1 - t0;
-  v->ms_qformer = vb_now_ms() - t1;
-  v->vision_tokens = T * seq;
-  v->vision_width = D;
+  v->ms_qformer = vb_now_ms() - t0;
   v->n_query = Q;
   v->qformer_width = H;
   v->lm_width = E;
+  return 0;
+}
+
+int vblip_video_encode(vblip_model *m, vblip_video *v) {
+  if (vblip_video_encode_vision(m, v) != 0) return -1;
+  return encode_queries(m, v);
+}
+
+int vblip_video_join_encode(vblip_model *m, const vblip_video *const *parts, size_t n,
+                            vblip_video *out) {
+  memset(out, 0, sizeof *out);
+  int D = m->cfg.vision.hidden_size, seq = m->vit.seq;
+  size_t T = 0;
+  for (size_t i = 0; i < n; i++) {
+    const vblip_video *p = parts[i];
+    if (!p || !p->vision || p->vision_width != D || p->vision_tokens != p->n_frames * seq)
+      return vb_error("video %zu of %zu has no vision tokens from this model", i + 1, n);
+    T += (size_t)p->n_frames;
+  }
+  if (T == 0 || T > 100000) return vb_error("cannot join %zu frames", T);
+  out->n_frames = (int)T;
+  out->image_size = parts[0]->image_size;
+  out->frame_index = vb_malloc(T * sizeof *out->frame_index);
+  out->frame_time = vb_malloc(T * sizeof *out->frame_time);
+  out->vision = vb_malloc(T * seq * D * sizeof(float));
+  if (!out->frame_index || !out->frame_time || !out->vision) {
+    vblip_video_free(out);
+    return -1;
+  }
+  size_t at = 0;
+  for (size_t i = 0; i < n; i++) {
+    const vblip_video *p = parts[i];
+    for (int k = 0; k < p->n_frames; k++) {
+      out->frame_index[at + k] = p->frame_index ? p->frame_index[k] : (int64_t)(at + k);
+      out->frame_time[at + k] = p->frame_time ? p->frame_time[k] : 0;
+    }
+    memcpy(out->vision + at * seq * D, p->vision, (size_t)p->n_frames * seq * D * sizeof(float));
+    at += (size_t)p->n_frames;
+  }
+  out->vision_tokens = (int)T * seq;
+  out->vision_width = D;
+  if (encode_queries(m, out) != 0) {
+    vblip_video_free(out);
+    return -1;
+  }
   return 0;
 }
 

@@ -30,6 +30,7 @@
 #include <libswscale/swscale.h>
 
 #include "runtime/common.h"
+#include "video/frame_rgb.h"
 
 /* torch.linspace is float32 arithmetic; an FMA would round differently. */
 #if defined(__clang__)
@@ -46,10 +47,14 @@
 /* Small helpers                                                       */
 
 static pthread_once_t g_log_once = PTHREAD_ONCE_INIT;
-static void log_init(void) {
+static void log_init_once(void) {
   /* FFmpeg's own messages (damaged data, deprecated yuvj formats) would go to
    * stderr; errors reach the caller through vb_error instead. */
   if (!getenv("VBLIP_FFMPEG_LOG")) av_log_set_level(AV_LOG_QUIET);
+}
+
+void vb_ffmpeg_log_init(void) {
+  pthread_once(&g_log_once, log_init_once);
 }
 
 static const char *averr(int e, char *buf, size_t n) {
@@ -383,17 +388,17 @@ static int rgb_size(int w, int h, size_t *n) {
 /* PyAV's frame.to_rgb(): sws_scale to RGB24 at the same size with SWS_BILINEAR and
  * default colour details, into a 16-byte aligned frame (as PyAV allocates it),
  * then packed. */
-static int sws_to_rgb(dec_t *d, const AVFrame *f, uint8_t *out) {
-  d->sws = sws_getCachedContext(d->sws, f->width, f->height, f->format, f->width, f->height,
-                                AV_PIX_FMT_RGB24, SWS_BILINEAR, NULL, NULL, NULL);
-  if (!d->sws)
+int vb_frame_rgb24(struct SwsContext **sws, const AVFrame *f, uint8_t *out) {
+  *sws = sws_getCachedContext(*sws, f->width, f->height, f->format, f->width, f->height,
+                              AV_PIX_FMT_RGB24, SWS_BILINEAR, NULL, NULL, NULL);
+  if (!*sws)
     return vb_error("cannot convert pixel format %s to RGB",
                     av_get_pix_fmt_name(f->format) ? av_get_pix_fmt_name(f->format) : "?");
   uint8_t *data[4] = {0};
   int ls[4] = {0};
   int r = av_image_alloc(data, ls, f->width, f->height, AV_PIX_FMT_RGB24, 16);
   if (r < 0) return vb_error("out of memory converting a %dx%d frame", f->width, f->height);
-  r = sws_scale(d->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, data, ls);
+  r = sws_scale(*sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, data, ls);
   if (r != f->height) {
     av_freep(&data[0]);
     return vb_error("RGB conversion failed");
@@ -472,7 +477,7 @@ static int frame_to_rgb(dec_t *d, const AVFrame *f, uint8_t **out, int *w, int *
   uint8_t *buf = vb_malloc(n);
   if (!buf) return -1;
   int r = d->still ? still_to_rgb(f, buf) : 1;
-  if (r == 1) r = sws_to_rgb(d, f, buf);
+  if (r == 1) r = vb_frame_rgb24(&d->sws, f, buf);
   if (r != 0) {
     free(buf);
     return -1;
@@ -1075,7 +1080,7 @@ int vb_video_read_ex(const char *path, const vb_sampling *s, const vb_video_opts
 
 static int read_video(const char *path, const vb_sampling *s, const vb_video_opts *o,
                       vb_frames *out, vb_video_stats *stats, double *duration) {
-  pthread_once(&g_log_once, log_init);
+  vb_ffmpeg_log_init();
   vb_video_stats local;
   if (!stats) stats = &local;
   memset(stats, 0, sizeof *stats);

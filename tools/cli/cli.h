@@ -21,6 +21,7 @@
   X(chat)                                                                                          \
   X(convert)                                                                                       \
   X(embed)                                                                                         \
+  X(narrate)                                                                                       \
   X(pull)                                                                                          \
   X(score)                                                                                         \
   X(serve)                                                                                         \
@@ -42,7 +43,7 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* --model / -m MODEL (required): a checkpoint directory, a .gguf file or a Hub repo id;
  * the row's field is a const char *. */
 extern const cli_option cli_model_option[];
-/* --frames, --sampling, --start, --end into a vblip_sampling. */
+/* --frames, --sampling, --start, --end, --frame-times into a vblip_sampling. */
 extern const cli_option cli_frame_options[];
 /* --beams, --max-new-tokens/-n, --min-new-tokens, --sample, --temperature, --top-k,
  * --top-p, --seed, --repetition-penalty, --no-repeat-ngram, --length-penalty into a
@@ -70,7 +71,7 @@ void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sa
 
 /* After parsing: a window whose end is not after its start is a usage error. 0, or the
  * exit status 2 with the message printed. */
-int cli_check_sampling(const char *cmd, const vblip_sampling *s);
+int cli_check_sampling(const char *cmd, vblip_sampling *s);
 
 /* Decodes and encodes a video; on failure prints one message that names the file once
  * and returns -1 (v is then empty). */

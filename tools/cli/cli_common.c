@@ -1,5 +1,6 @@
 /* Option groups that several commands share, and loading a model with them. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -70,6 +71,37 @@ static int parse_sampling_mode(const char *v, void *field) {
   return 0;
 }
 
+/* --frame-times: the parsed list lives here (one per process: a command has one sampling). */
+#define MAX_FRAME_TIMES 1024
+static double g_frame_times[MAX_FRAME_TIMES];
+static int g_n_frame_times;
+
+/* "T1,T2,...": ascending seconds >= 0. The row's field is the sampling's mode, its first
+ * member, so the whole vblip_sampling is at the same address. */
+_Static_assert(offsetof(vblip_sampling, mode) == 0, "--frame-times needs mode first");
+static int parse_frame_times(const char *v, void *field) {
+  vblip_sampling *s = field;
+  int n = 0;
+  char buf[32];
+  for (const char *p = v;; n++) {
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    double t;
+    if (n >= MAX_FRAME_TIMES || len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, p, len);
+    buf[len] = 0;
+    if (!cli_double(buf, 0, 1e9, &t) || (n > 0 && t < g_frame_times[n - 1])) return -1;
+    g_frame_times[n] = t;
+    if (!comma) break;
+    p = comma + 1;
+  }
+  g_n_frame_times = n + 1;
+  s->mode = VBLIP_SAMPLE_TIMES;
+  s->times = g_frame_times;
+  s->n_frames = g_n_frame_times;
+  return 0;
+}
+
 const cli_option cli_frame_options[] = {
     CLI_OPT_INT("--frames", 0, "N", vblip_sampling, n_frames, 1, 1024,
                 "sample N frames uniformly (default 8)"),
@@ -85,6 +117,12 @@ const cli_option cli_frame_options[] = {
                    "uniform sampling window end in seconds (default: the video's\n"
                    "end; 8 for interleaved (EILEV) models)",
                    .need = "needs a number of seconds >= 0"),
+    CLI_OPT_CUSTOM("--frame-times", 0, "T,T,...", vblip_sampling, mode, vblip_sample_mode,
+                   parse_frame_times,
+                   "the frames shown at these times (seconds after the first frame,\n"
+                   "ascending), as vblip narrate picks them; replaces the other\n"
+                   "frame options",
+                   .need = "needs ascending numbers of seconds >= 0, comma-separated"),
     CLI_TABLE_END};
 
 const cli_option cli_gen_options[] = {
@@ -150,7 +188,8 @@ void cli_model_defaults_fill(const vblip_model *m, vblip_gen_params *g, vblip_sa
   if (s && s->end_sec == UNSET_END) s->end_sec = ds.end_sec;
 }
 
-int cli_check_sampling(const char *cmd, const vblip_sampling *s) {
+int cli_check_sampling(const char *cmd, vblip_sampling *s) {
+  if (s->mode == VBLIP_SAMPLE_TIMES) s->n_frames = g_n_frame_times; /* whatever --frames said */
   if (s->mode == VBLIP_SAMPLE_UNIFORM && s->end_sec >= 0 && s->end_sec <= s->start_sec)
     return cli_usage_error(cmd, "--end (%g) must be after --start (%g)", s->end_sec, s->start_sec);
   return 0;
