@@ -55,6 +55,13 @@ int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *l
 /* Loss, and gradients += weight * d loss / d parameters (weight 1/batch for a mean). */
 int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
                              double *loss);
+/* Label tokens the example's loss averages over (a micro-batch's loss is the mean over
+ * all its tokens, as the Trainer's model computes it). */
+int vblip_train_example_tokens(const vblip_trainer *t, const vblip_train_example *e);
+/* clip_grad_norm_ over every trained tensor: scales the gradients by
+ * min(1, max_norm / (norm + 1e-6)); returns the norm before clipping. */
+double vblip_trainer_clip_grad_norm(vblip_trainer *t, double max_norm);
+void vblip_trainer_set_steps(vblip_trainer *t, long steps);
 /* One AdamW update from the accumulated gradients, which are then cleared. */
 int vblip_trainer_step(vblip_trainer *t);
 void vblip_trainer_zero_grad(vblip_trainer *t);
@@ -62,10 +69,18 @@ long vblip_trainer_steps(const vblip_trainer *t);
 void vblip_trainer_set_lr(vblip_trainer *t, double lr);
 /* Writes a complete checkpoint directory (the source's config, tokenizer and
  * preprocessor files, and model.safetensors with every tensor: trained ones in
- * float32, frozen ones as stored) that vblip_model_load reads. Atomic: written
- * beside out_dir and renamed; an existing out_dir is replaced only if an earlier
- * save made it (it holds vblip_train.json, whose content is info_json). */
+ * float32, frozen ones as stored) that vblip_model_load reads. Written beside out_dir,
+ * then each file renamed into it (out_dir may also hold checkpoints); an existing
+ * out_dir is used only if an earlier save made it (it holds vblip_train.json, whose
+ * content is info_json). */
 int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json);
+/* A checkpoint to resume from: a complete model directory as above plus the AdamW moments
+ * (optimizer.safetensors) and state_json (trainer_state.json), appearing by one rename. */
+int vblip_trainer_save_checkpoint(vblip_trainer *t, const char *dir, const char *info_json,
+                                  const char *state_json);
+/* Restores the trained tensors, the AdamW moments and the step count from such a
+ * checkpoint (the trainer opened on the original model). */
+int vblip_trainer_load_checkpoint(vblip_trainer *t, const char *dir);
 /* Fails (with the reason) where vblip_trainer_save(out_dir) would: run it before training. */
 int vblip_trainer_check_output(vblip_trainer *t, const char *out_dir);
 

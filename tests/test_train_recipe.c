@@ -1,6 +1,8 @@
 /* VideoBLIP's training recipe around the gradients (tests/fixtures/training): narration
  * clean-up, Python's random as the split uses it, clip windows, the fho_main.json split
- * on a hand-made annotation file, relative video paths. */
+ * on a hand-made annotation file, relative video paths; the Trainer's learning-rate
+ * schedules, step counts and accumulation windows, logged loss, clipping and AdamW,
+ * weight-decay groups and checkpoint rotation. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include "testutil.h"
 #include "train/dataset.h"
 #include "train/py_random.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
 #include "vblip_train.h"
 
 static cJSON *training_fixture(void) {
@@ -256,11 +260,306 @@ static void fho_split(void) {
   CHECK(vb_ego4d_fho_split(&o, &st) != 0, "not fho_main.json");
 }
 
+/* tu_json_path on a const node (it only reads) */
+static const cJSON *at(const cJSON *root, const char *dotted) {
+  return tu_json_path((cJSON *)root, dotted);
+}
+
+static double num(const cJSON *o, const char *key) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (cJSON_IsString(v)) return strtod(v->valuestring, NULL);
+  return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* Every schedule's multiplier after s scheduler steps, the lr each optimizer step uses
+ * and logs; the recipe's values at the listed counts. */
+static void lr_schedules(void) {
+  const cJSON *ls = at(training_fixture(), "lr_schedule");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(ls, "small_config");
+  double base = num(cfg, "learning_rate");
+  long W = (long)num(cfg, "warmup_steps"), T = (long)num(cfg, "total_steps");
+  const cJSON *kinds = cJSON_GetObjectItemCaseSensitive(ls, "schedules"), *k;
+  int n_kinds = 0;
+  cJSON_ArrayForEach(k, kinds) {
+    vb_sched_kind kind;
+    if (!CHECK(vb_sched_parse(k->string, &kind) == 0, "schedule %s is known", k->string)) continue;
+    n_kinds++;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(k, "multiplier_by_scheduler_count"), *x;
+    long s = 0;
+    cJSON_ArrayForEach(x, m) {
+      double got = vb_lr_multiplier(kind, s, W, T);
+      CHECK(fabs(got - x->valuedouble) <= 1e-15, "%s m(%ld) = %.17g, want %.17g", k->string, s, got,
+            x->valuedouble);
+      s++;
+    }
+    CHECK(s == T + 1, "%s: %ld multipliers", k->string, s);
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(k, "steps");
+    cJSON_ArrayForEach(x, steps) {
+      long step = (long)num(x, "optimizer_step");
+      double used = base * vb_lr_multiplier(kind, step - 1, W, T);
+      double logged = base * vb_lr_multiplier(kind, step, W, T);
+      CHECK(fabs(used - num(x, "lr_used")) <= 1e-18 &&
+                fabs(logged - num(x, "lr_logged_after_step")) <= 1e-18,
+            "%s step %ld: lr used %g logged %g", k->string, step, used, logged);
+    }
+  }
+  CHECK(n_kinds == 3, "three schedules in the fixture (%d)", n_kinds);
+  const cJSON *rec = cJSON_GetObjectItemCaseSensitive(ls, "videoblip_recipe");
+  double rb = num(rec, "learning_rate");
+  long rw = (long)num(rec, "warmup_steps"), rt = (long)num(rec, "total_steps");
+  vb_train_plan plan;
+  vb_train_plan_make((long)num(rec, "assumed_train_examples"), 32, 4, 5, -1, &plan);
+  CHECK(plan.total_steps == rt, "recipe total steps %ld, want %ld", plan.total_steps, rt);
+  const cJSON *x;
+  cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "lr_at_scheduler_count")) {
+    long s = strtol(x->string, NULL, 10);
+    double got = rb * vb_lr_multiplier(VB_SCHED_LINEAR, s, rw, rt);
+    CHECK(fabs(got - x->valuedouble) <= 1e-20, "recipe lr(%ld) = %.17g, want %.17g", s, got,
+          x->valuedouble);
+  }
+  cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(rec, "lr_used_by_optimizer_step")) {
+    long k1 = strtol(x->string, NULL, 10);
+    double got = rb * vb_lr_multiplier(VB_SCHED_LINEAR, k1 - 1, rw, rt);
+    CHECK(fabs(got - x->valuedouble) <= 1e-20, "recipe step %ld uses %.17g, want %.17g", k1, got,
+          x->valuedouble);
+  }
+  CHECK(vb_warmup_steps(0, 0.1, 95) == 10 && vb_warmup_steps(7, 0.1, 95) == 7,
+        "warmup from a ratio");
+  vb_sched_kind kind;
+  CHECK(vb_sched_parse("exponential", &kind) != 0, "unknown schedule refused");
+}
+
+/* Step counts and the windows of micro-batches each optimizer step applies. */
+static void step_plans(void) {
+  const cJSON *ex = cJSON_GetObjectItemCaseSensitive(at(training_fixture(), "total_steps"),
+                                                     "examples"),
+              *e;
+  int n = 0;
+  cJSON_ArrayForEach(e, ex) {
+    const cJSON *in = cJSON_GetObjectItemCaseSensitive(e, "inputs"),
+                *pl = cJSON_GetObjectItemCaseSensitive(e, "plan");
+    double ms = num(in, "max_steps");
+    long G = (long)num(in, "grad_accum");
+    vb_train_plan p;
+    vb_train_plan_make((long)num(in, "n_examples"), (long)num(in, "per_device_batch"), G,
+                       num(in, "epochs"), isnan(ms) ? -1 : (long)ms, &p);
+    CHECK(p.len_dataloader == (long)num(pl, "len_dataloader") &&
+              p.updates_per_epoch == (long)num(pl, "num_update_steps_per_epoch") &&
+              p.total_steps == (long)num(pl, "max_steps") &&
+              p.epochs == (long)num(pl, "epochs_iterated_at_most"),
+          "example %d: plan L %ld U %ld T %ld epochs %ld", n, p.len_dataloader, p.updates_per_epoch,
+          p.total_steps, p.epochs);
+    /* the loop's windows: the running counter never resets between epochs */
+    const cJSON *windows = at(e, "loop.windows");
+    if (windows && cJSON_GetArraySize(windows) <= 64) {
+      long counter = 0, step = 0, first_e = 0, first_b = 0, count = 0;
+      const cJSON *w = windows->child;
+      for (long ep = 0; ep < p.epochs && step < p.total_steps; ep++)
+        for (long b = 0; b < p.len_dataloader && step < p.total_steps; b++) {
+          if (count == 0) first_e = ep, first_b = b;
+          count++;
+          counter++;
+          if (!vb_train_window_ends(counter, G, b, p.len_dataloader)) continue;
+          step++;
+          const cJSON *mb = cJSON_GetObjectItemCaseSensitive(w, "micro_batches");
+          const cJSON *f = cJSON_GetArrayItem(mb, 0);
+          CHECK(w && count == (long)num(w, "micro_batch_count") &&
+                    first_e == cJSON_GetArrayItem(f, 0)->valueint &&
+                    first_b == cJSON_GetArrayItem(f, 1)->valueint,
+                "example %d step %ld: %ld micro-batches from [%ld, %ld]", n, step, count, first_e,
+                first_b);
+          w = w ? w->next : NULL;
+          count = 0;
+        }
+      CHECK(step == (long)num(at(e, "loop"), "optimizer_steps_done"), "example %d: %ld steps", n,
+            step);
+    }
+    n++;
+  }
+  CHECK(n == 4, "four step-count examples (%d)", n);
+}
+
+static void logged_loss(void) {
+  const char *names[] = {"example_logging", "example_nan_filter"};
+  for (int i = 0; i < 2; i++) {
+    const cJSON *ex =
+        cJSON_GetObjectItemCaseSensitive(at(training_fixture(), "gradient_accumulation"), names[i]);
+    long G = (long)num(ex, "grad_accum"), every = (long)num(ex, "logging_steps");
+    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(ex, "micro_batch_losses"), *x;
+    const cJSON *trace = cJSON_GetObjectItemCaseSensitive(ex, "trace")->child;
+    const cJSON *log = cJSON_GetObjectItemCaseSensitive(ex, "logs")->child;
+    vb_loss_log l = {0};
+    long step = 0, counter = 0;
+    cJSON_ArrayForEach(x, losses) {
+      double loss = cJSON_IsString(x) ? strtod(x->valuestring, NULL) : x->valuedouble;
+      vb_loss_log_add(&l, loss, G, step);
+      CHECK(trace && (double)l.tr_loss == num(trace, "tr_loss_f32"), "%s: tr_loss %.9g, want %.9g",
+            names[i], (double)l.tr_loss, trace ? num(trace, "tr_loss_f32") : NAN);
+      trace = trace ? trace->next : NULL;
+      if (++counter % G) continue;
+      step++;
+      if (step % every) continue;
+      double got = vb_loss_log_take(&l, step);
+      CHECK(log && (long)num(log, "step") == step && got == num(log, "loss"),
+            "%s step %ld: logged loss %.4f", names[i], step, got);
+      log = log ? log->next : NULL;
+    }
+    double final = vb_loss_log_final(&l, step);
+    CHECK(fabs(final - num(ex, "train_loss")) < 1e-12, "%s: train_loss %.17g, want %.17g", names[i],
+          final, num(ex, "train_loss"));
+  }
+}
+
+static void fill(const cJSON *a, float *out, int n) {
+  int i = 0;
+  const cJSON *x, *y;
+  cJSON_ArrayForEach(x, a) {
+    if (cJSON_IsArray(x)) {
+      cJSON_ArrayForEach(y, x) if (i < n) out[i++] = (float)y->valuedouble;
+    } else if (i < n) {
+      out[i++] = (float)x->valuedouble;
+    }
+  }
+}
+
+static int close_to(const float *got, const cJSON *want, int n, double rtol) {
+  float w[4];
+  fill(want, w, n);
+  for (int i = 0; i < n; i++)
+    if (fabs((double)got[i] - w[i]) > rtol * fabs((double)w[i]) + 1e-12) return 0;
+  return 1;
+}
+
+/* Clipping over both tensors and torch.optim.AdamW, three steps of the linear schedule. */
+static void clip_and_adamw(void) {
+  const cJSON *a = at(training_fixture(), "adamw");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(a, "config");
+  float wd[4], wg[4], wm[4] = {0}, wv[4] = {0}, bd[2], bg[2], bm[2] = {0}, bv[2] = {0};
+  fill(at(a, "config.param_init.w"), wd, 4);
+  fill(at(a, "config.param_init.b"), bd, 2);
+  tr_param p[2] = {
+      {.name = "w", .ndim = 2, .n = 4, .data = wd, .grad = wg, .m = wm, .v = wv, .decay = 1},
+      {.name = "b", .ndim = 1, .n = 2, .data = bd, .grad = bg, .m = bm, .v = bv, .decay = 0}};
+  tr_params ps = {.p = p, .n = 2, .cap = 2};
+  double base = num(cfg, "learning_rate");
+  long T = (long)num(cfg, "total_steps");
+  tr_adamw o = {0, num(cfg, "adam_beta1"), num(cfg, "adam_beta2"), num(cfg, "adam_epsilon"),
+                num(at(a, "config.weight_decay"), "w")};
+  const cJSON *row;
+  int k = 0;
+  cJSON_ArrayForEach(row, at(a, "adamw_torch.rows")) {
+    k++;
+    fill(at(row, "grad_raw.w"), wg, 4);
+    fill(at(row, "grad_raw.b"), bg, 2);
+    double norm = tr_clip_grad_norm(&ps, num(cfg, "max_grad_norm"));
+    CHECK(fabs(norm - num(row, "grad_total_norm")) <= 1e-6 * num(row, "grad_total_norm"),
+          "step %d: norm %.9g", k, norm);
+    CHECK(close_to(wg, at(row, "grad_after_clip.w"), 4, 1e-6) &&
+              close_to(bg, at(row, "grad_after_clip.b"), 2, 1e-6),
+          "step %d: clipped gradients", k);
+    o.lr = base * vb_lr_multiplier(VB_SCHED_LINEAR, k - 1, 0, T);
+    CHECK(fabs(o.lr - num(row, "lr")) < 1e-18, "step %d: lr %g", k, o.lr);
+    tr_adamw_step(&o, &ps, k);
+    CHECK(close_to(wd, at(row, "param.w"), 4, 1e-6) && close_to(bd, at(row, "param.b"), 2, 1e-6),
+          "step %d: parameters", k);
+    CHECK(close_to(wm, at(row, "exp_avg.w"), 4, 1e-6) &&
+              close_to(bv, at(row, "exp_avg_sq.b"), 2, 1e-6),
+          "step %d: moments", k);
+  }
+  CHECK(k == 3, "three AdamW rows (%d)", k);
+}
+
+/* The trained tensors of the tiny OPT fall into the Trainer's two groups. */
+static void weight_decay_groups(void) {
+  const cJSON *g = at(training_fixture(), "weight_decay_groups");
+  vblip_train_options o;
+  vblip_train_options_default(&o);
+  vblip_trainer *t = vblip_trainer_open(tu_fixture("models/videoblip-opt-tiny"), &o);
+  if (!CHECK(t != NULL, "open: %s", vblip_last_error())) return;
+  tr_params *ps = vb_trainer_params(t);
+  const cJSON *x;
+  int n = 0, decayed = 0;
+  long decay_numel = 0;
+  cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(g, "params")) {
+    const char *name = cJSON_GetObjectItemCaseSensitive(x, "name")->valuestring;
+    tr_param *p = tr_params_find(ps, name);
+    int want = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(x, "decay"));
+    if (CHECK(p != NULL, "%s is trained", name)) {
+      CHECK(p->decay == want, "%s: decay %d, want %d (%s)", name, p->decay, want,
+            cJSON_GetObjectItemCaseSensitive(x, "reason")->valuestring);
+      CHECK((long)p->n == (long)num(x, "numel"), "%s: %zu values", name, p->n);
+      decayed += p->decay;
+      if (p->decay) decay_numel += (long)p->n;
+    }
+    n++;
+  }
+  const cJSON *counts = cJSON_GetObjectItemCaseSensitive(g, "counts");
+  CHECK(n == ps->n && n == (int)num(counts, "tensors"), "%d trained tensors, fixture %d", ps->n, n);
+  CHECK(decayed == (int)num(counts, "decay_tensors") &&
+            decay_numel == (long)num(counts, "decay_numel"),
+        "decay group: %d tensors, %ld values", decayed, decay_numel);
+  vblip_trainer_free(t);
+}
+
+/* Which checkpoints each save keeps, with and without a best one. */
+static void rotation(void) {
+  const char *names[] = {"example_brief", "example_no_metric", "example_limit_1", "example_recipe"};
+  for (int i = 0; i < 4; i++) {
+    const cJSON *ex =
+        cJSON_GetObjectItemCaseSensitive(at(training_fixture(), "checkpoints"), names[i]);
+    if (!CHECK(ex != NULL, "%s in the fixture", names[i])) continue;
+    const cJSON *metric = cJSON_GetObjectItemCaseSensitive(ex, "metric_for_best_model");
+    int tracks = cJSON_IsString(metric);
+    long limit = (long)num(ex, "save_total_limit");
+    long kept[64], best = -1, del[64];
+    double best_loss = INFINITY;
+    int nk = 0;
+    const cJSON *save = cJSON_GetObjectItemCaseSensitive(ex, "after_each_save")->child;
+    const cJSON *losses = cJSON_GetObjectItemCaseSensitive(ex, "eval_loss");
+    int si = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(ex, "saves")) {
+      long step = (long)x->valuedouble;
+      double el = cJSON_GetArrayItem(losses, si)->valuedouble;
+      if (nk < 64) kept[nk++] = step;
+      if (tracks && el < best_loss) best_loss = el, best = step; /* ties keep the older */
+      int nd = vb_rotation_plan(kept, nk, best, limit, 0, del);
+      for (int d = 0; d < nd; d++) {
+        int w = 0;
+        for (int r = 0; r < nk; r++)
+          if (kept[r] != del[d]) kept[w++] = kept[r];
+        nk = w;
+      }
+      const cJSON *rem = cJSON_GetObjectItemCaseSensitive(save, "remaining"), *rv;
+      int ok = cJSON_GetArraySize(rem) == nk, r = 0;
+      cJSON_ArrayForEach(rv, rem) {
+        char want[32];
+        snprintf(want, sizeof want, "checkpoint-%ld", r < nk ? kept[r] : -1L);
+        ok = ok && !strcmp(rv->valuestring, want);
+        r++;
+      }
+      CHECK(ok, "%s: after saving step %ld, %d kept", names[i], step, nk);
+      save = save ? save->next : NULL;
+      si++;
+    }
+    int nd = vb_rotation_plan(kept, nk, best, limit, 1, del);
+    CHECK(nd == cJSON_GetArraySize(
+                    cJSON_GetObjectItemCaseSensitive(ex, "deleted_at_end_of_training")),
+          "%s: %d deleted at the end", names[i], nd);
+  }
+}
+
 int main(void) {
   narration_cleaning();
   python_random();
   clip_windows();
   relative_paths();
   fho_split();
+  lr_schedules();
+  step_plans();
+  logged_loss();
+  clip_and_adamw();
+  weight_decay_groups();
+  rotation();
   return tu_finish();
 }

@@ -7,9 +7,10 @@
 #include "train/train.h"
 
 int tr_param_decays(const char *name) {
-  size_t n = strlen(name);
-  if (n >= 5 && strcmp(name + n - 5, ".bias") == 0) return 0;
-  if (strstr(name, "LayerNorm") || strstr(name, "layernorm") || strstr(name, "layer_norm")) return 0;
+  if (strstr(name, "bias")) return 0;
+  /* module names of the LayerNorms among the trained tensors */
+  if (strstr(name, ".LayerNorm.") || strstr(name, ".layernorm.") || strstr(name, "layer_norm."))
+    return 0;
   return 1;
 }
 

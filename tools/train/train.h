@@ -26,7 +26,8 @@ typedef struct {
   int n, cap;
 } tr_params;
 
-/* Hugging Face Trainer's rule: no weight decay for biases and LayerNorm parameters. */
+/* The Trainer's rule: no weight decay for a name containing "bias" or a parameter of a
+ * LayerNorm module (the Q-Former's "layernorm" and "LayerNorm" modules). */
 int tr_param_decays(const char *name);
 /* Registers a trainable tensor initialised from the checkpoint (shape checked);
  * gives its data and gradient buffers (stable for the table's lifetime). */
@@ -46,6 +47,9 @@ typedef struct {
 
 /* One step (t counts from 1) over every parameter with its gradient. */
 void tr_adamw_step(const tr_adamw *o, tr_params *ps, int64_t t);
+/* torch.nn.utils.clip_grad_norm_: total = L2 norm of the per-tensor L2 norms; every
+ * gradient times min(1, max_norm / (total + 1e-6)); returns total. max_norm 0: no-op. */
+double tr_clip_grad_norm(tr_params *ps, double max_norm);
 
 /* ---- loss (loss.c) ---- */
 

@@ -248,6 +248,22 @@ int vblip_trainer_step(vblip_trainer *t) {
 }
 
 void vblip_trainer_zero_grad(vblip_trainer *t) { tr_params_zero_grad(&t->params); }
+
+int vblip_train_example_tokens(const vblip_trainer *t, const vblip_train_example *e) {
+  int n = 0;
+  /* OPT's row j predicts labels[j + 1]: the first label is never scored */
+  for (int i = t->cfg.lm_kind == VB_LM_OPT ? 1 : 0; i < e->n_labels; i++)
+    n += e->labels[i] != -100;
+  return n;
+}
+
+double vblip_trainer_clip_grad_norm(vblip_trainer *t, double max_norm) {
+  return tr_clip_grad_norm(&t->params, max_norm);
+}
+
+void vblip_trainer_set_steps(vblip_trainer *t, long steps) {
+  t->step = steps;
+}
 long vblip_trainer_steps(const vblip_trainer *t) { return (long)t->step; }
 void vblip_trainer_set_lr(vblip_trainer *t, double lr) { t->opt.lr = lr; }
 
@@ -268,6 +284,19 @@ static int copy_file(const char *src, const char *dst) {
 }
 
 #define MARKER "vblip_train.json"
+#define OPTIMIZER_FILE "optimizer.safetensors"
+#define STATE_FILE "trainer_state.json"
+
+static int write_text_file(const char *dir, const char *name, const char *text) {
+  char *p = vb_path_join(dir, name);
+  FILE *f = p ? fopen(p, "w") : NULL;
+  int rc = 0;
+  if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) rc = -1;
+  if (f && fclose(f)) rc = -1;
+  if (rc) vb_error("cannot write %s", p ? p : name);
+  free(p);
+  return rc;
+}
 
 /* Removes a flat directory this code wrote (files only). */
 static void remove_flat_dir(const char *dir) {
@@ -322,18 +351,17 @@ int vblip_trainer_check_output(vblip_trainer *t, const char *out_dir) {
   return rc;
 }
 
-int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
-  int exists;
-  if (check_output(t, out_dir, &exists)) return -1;
-  size_t len = strlen(out_dir) + 64;
+/* Writes a complete model directory into the new directory tmp (and, with opt, the
+ * optimizer moments and extra text files: a checkpoint to resume from). */
+static int write_model_dir(vblip_trainer *t, const char *tmp, const char *info_json, int opt,
+                           const char *const *extra_names, const char *const *extra_texts,
+                           int n_extra) {
   vb_tensor_table converted; /* owns float32 copies of block-quantized frozen tensors */
   vb_tt_init(&converted);
-  char *tmp = vb_malloc(len), *old = vb_malloc(len);
-  vb_st_entry *ents = vb_calloc(t->w.tt.count + 1, sizeof *ents);
+  vb_st_entry *ents = vb_calloc(t->w.tt.count + 2 * (size_t)t->params.n + 1, sizeof *ents);
+  char **names = opt ? vb_calloc(2 * (size_t)t->params.n + 1, sizeof *names) : NULL;
   int rc = -1;
-  if (!tmp || !old || !ents) goto done;
-  snprintf(tmp, len, "%s.tmp-%ld", out_dir, (long)getpid());
-  snprintf(old, len, "%s.old-%ld", out_dir, (long)getpid());
+  if (!ents || (opt && !names)) goto done;
   remove_flat_dir(tmp);
   if (mkdir(tmp, 0755)) {
     vb_error("cannot create %s: %s", tmp, strerror(errno));
@@ -345,7 +373,7 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
     int r = !src || !dst ? -1 : vb_file_exists(src) ? copy_file(src, dst) : 0;
     free(src);
     free(dst);
-    if (r) goto fail;
+    if (r) goto done;
   }
   for (size_t i = 0; i < t->w.tt.count; i++) {
     const vb_tensor_info *ti = &t->w.tt.items[i];
@@ -360,45 +388,163 @@ int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_j
       int64_t n = vb_tensor_numel(ti);
       float *f32 = vb_malloc((size_t)n * sizeof *f32);
       if (!f32 || vb_tt_keep(&converted, f32) || vb_convert_to_f32(ti->dtype, ti->data, n, f32))
-        goto fail;
+        goto done;
       ents[i].dtype = VB_DT_F32;
       ents[i].data = f32;
     }
   }
-  char *st_path = vb_path_join(tmp, "model.safetensors");
   char stepbuf[32];
   snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)t->step);
   const char *keys[] = {"format", "vblip_train_steps"}, *vals[] = {"pt", stepbuf};
+  char *st_path = vb_path_join(tmp, "model.safetensors");
   int wr = st_path ? vb_safetensors_write(st_path, ents, t->w.tt.count, keys, vals, 2) : -1;
   free(st_path);
-  if (wr) goto fail;
-  char *mk = vb_path_join(tmp, MARKER);
-  FILE *f = mk ? fopen(mk, "w") : NULL;
-  free(mk);
-  if (!f) {
-    vb_error("cannot write the %s marker", MARKER);
-    goto fail;
+  if (wr) goto done;
+  if (opt) {
+    /* AdamW's moments per trained tensor; the step count in the metadata */
+    int n = 0;
+    for (int i = 0; i < t->params.n; i++) {
+      const tr_param *p = &t->params.p[i];
+      for (int k = 0; k < 2; k++) {
+        size_t len = strlen(p->name) + 16;
+        if (!(names[n] = vb_malloc(len))) goto done;
+        snprintf(names[n], len, "%s.%s", k ? "exp_avg_sq" : "exp_avg", p->name);
+        ents[n].name = names[n];
+        ents[n].dtype = VB_DT_F32;
+        ents[n].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++)
+          ents[n].shape[d] = p->shape[d];
+        ents[n].data = k ? p->v : p->m;
+        n++;
+      }
+    }
+    char *op = vb_path_join(tmp, OPTIMIZER_FILE);
+    const char *okeys[] = {"step"}, *ovals[] = {stepbuf};
+    wr = op ? vb_safetensors_write(op, ents, (size_t)n, okeys, ovals, 1) : -1;
+    free(op);
+    if (wr) goto done;
   }
-  fprintf(f, "%s\n", info_json ? info_json : "{}");
-  if (fclose(f)) goto fail;
-  if (exists && rename(out_dir, old)) {
-    vb_error("cannot move %s aside: %s", out_dir, strerror(errno));
-    goto fail;
+  for (int i = 0; i < n_extra; i++)
+    if (write_text_file(tmp, extra_names[i], extra_texts[i])) goto done;
+  if (write_text_file(tmp, MARKER, info_json ? info_json : "{}")) goto done;
+  rc = 0;
+done:
+  if (rc) remove_flat_dir(tmp);
+  if (names)
+    for (int i = 0; i < 2 * t->params.n; i++)
+      free(names[i]);
+  free(names);
+  vb_tt_free(&converted);
+  free(ents);
+  return rc;
+}
+
+int vblip_trainer_save(vblip_trainer *t, const char *out_dir, const char *info_json) {
+  int exists;
+  if (check_output(t, out_dir, &exists)) return -1;
+  size_t len = strlen(out_dir) + 64;
+  char *tmp = vb_malloc(len);
+  if (!tmp) return -1;
+  snprintf(tmp, len, "%s.tmp-%ld", out_dir, (long)getpid());
+  int rc = write_model_dir(t, tmp, info_json, 0, NULL, NULL, 0);
+  if (rc == 0 && !exists && mkdir(out_dir, 0755) && errno != EEXIST)
+    rc = vb_error("cannot create %s: %s", out_dir, strerror(errno));
+  /* each file is renamed into place (atomic per file; out_dir may hold checkpoints);
+   * the marker goes last */
+  for (int pass = 0; rc == 0 && pass < 2; pass++) {
+    DIR *d = opendir(tmp);
+    struct dirent *e;
+    while (rc == 0 && d && (e = readdir(d))) {
+      if (e->d_name[0] == '.' || (strcmp(e->d_name, MARKER) == 0) != pass) continue;
+      char *from = vb_path_join(tmp, e->d_name), *to = vb_path_join(out_dir, e->d_name);
+      if (!from || !to || rename(from, to))
+        rc = vb_error("cannot move %s into %s: %s", e->d_name, out_dir, strerror(errno));
+      free(from);
+      free(to);
+    }
+    if (d) closedir(d);
   }
-  if (rename(tmp, out_dir)) {
-    vb_error("cannot rename %s to %s: %s", tmp, out_dir, strerror(errno));
-    if (exists) rename(old, out_dir);
-    goto fail;
+  remove_flat_dir(tmp);
+  free(tmp);
+  return rc;
+}
+
+int vblip_trainer_save_checkpoint(vblip_trainer *t, const char *dir, const char *info_json,
+                                  const char *state_json) {
+  int exists;
+  if (check_output(t, dir, &exists)) return -1;
+  size_t len = strlen(dir) + 64;
+  char *tmp = vb_malloc(len), *old = vb_malloc(len);
+  int rc = -1;
+  if (!tmp || !old) goto done;
+  snprintf(tmp, len, "%s.tmp-%ld", dir, (long)getpid());
+  snprintf(old, len, "%s.old-%ld", dir, (long)getpid());
+  const char *names[] = {STATE_FILE}, *texts[] = {state_json};
+  if (write_model_dir(t, tmp, info_json, 1, names, texts, 1)) goto done;
+  /* a checkpoint appears whole, by one rename; a kill leaves the earlier ones intact */
+  if (exists && rename(dir, old)) {
+    vb_error("cannot move %s aside: %s", dir, strerror(errno));
+    remove_flat_dir(tmp);
+    goto done;
+  }
+  if (rename(tmp, dir)) {
+    vb_error("cannot rename %s to %s: %s", tmp, dir, strerror(errno));
+    if (exists) rename(old, dir);
+    remove_flat_dir(tmp);
+    goto done;
   }
   if (exists) remove_flat_dir(old);
   rc = 0;
-  goto done;
-fail:
-  remove_flat_dir(tmp);
 done:
-  vb_tt_free(&converted);
   free(tmp);
   free(old);
-  free(ents);
+  return rc;
+}
+
+int vblip_trainer_load_checkpoint(vblip_trainer *t, const char *dir) {
+  vb_tensor_table model, opt;
+  vb_tt_init(&model);
+  vb_tt_init(&opt);
+  char *mp = vb_path_join(dir, "model.safetensors"), *op = vb_path_join(dir, OPTIMIZER_FILE);
+  char *step = op ? vb_safetensors_metadata(op, "step") : NULL;
+  int rc = -1;
+  if (!mp || !op || vb_safetensors_load(&model, mp) || vb_safetensors_load(&opt, op)) goto done;
+  if (!step) {
+    vb_error("%s has no step count", op);
+    goto done;
+  }
+  for (int i = 0; i < t->params.n; i++) {
+    tr_param *p = &t->params.p[i];
+    char name[512];
+    float *dst[3] = {p->data, p->m, p->v};
+    for (int k = 0; k < 3; k++) {
+      snprintf(name, sizeof name, "%s%s",
+               k == 0   ? ""
+               : k == 1 ? "exp_avg."
+                        : "exp_avg_sq.",
+               p->name);
+      const vb_tensor_info *ti = vb_tt_find(k ? &opt : &model, name);
+      if (!ti || ti->dtype != VB_DT_F32 || (size_t)vb_tensor_numel(ti) != p->n) {
+        vb_error("%s: %s is missing or not float32 of %zu values", dir, name, p->n);
+        goto done;
+      }
+      memcpy(dst[k], ti->data, p->n * sizeof(float));
+    }
+  }
+  char *end = NULL;
+  long long s = strtoll(step, &end, 10);
+  if (!end || *end || s < 0) {
+    vb_error("%s: bad step count \"%s\"", op, step);
+    goto done;
+  }
+  t->step = s;
+  rc = 0;
+done:
+  if (rc) vb_error_context("resuming from %s", dir);
+  free(step);
+  free(mp);
+  free(op);
+  vb_tt_free(&model);
+  vb_tt_free(&opt);
   return rc;
 }
