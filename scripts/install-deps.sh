@@ -13,6 +13,7 @@ pkgs=(
   ffmpeg                                                        # test media generation in tests
   clang libclang-rt-14-dev python3                              # libFuzzer smoke runs (fuzz/run.sh)
   chromium nodejs jq                                            # browser test of the web demo, JSON in shell tests
+  slurm-wlm munge                                               # the Slurm job-array test (tests/cli/slurm.sh)
 )
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
