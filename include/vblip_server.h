@@ -32,7 +32,13 @@ typedef struct {
   const char *model_name;    /* reported by /api/health and /v1/models (default "videoblip") */
   vblip_sampling sampling;   /* how uploaded videos are sampled */
   vblip_gen_params gen;      /* default generation settings */
-  int verbose;               /* log requests on stderr */
+  int verbose; /* log every request on stderr: client, method, path, status, bytes, time */
+  /* Browsers of other origins may call the API: "*" or a comma-separated list of origins
+   * (preflight OPTIONS answered). NULL: none (the page itself is same-origin). */
+  const char *cors_origins;
+  /* Every request but the page's own files needs "Authorization: Bearer KEY" (401
+   * otherwise). NULL: no key. */
+  const char *api_key;
 } vblip_server_options;
 
 void vblip_server_options_default(vblip_server_options *o);

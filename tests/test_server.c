@@ -6,6 +6,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +36,11 @@ typedef struct {
   char tmp[256];
 } server;
 
+/* When set: the next server's stderr goes to this file (its --verbose log) */
+static const char *g_server_log;
+/* When set: every request carries this header (an API key) */
+static const char *g_request_header;
+
 static int start_server(server *s, const char *const *extra, const char *delay_ms) {
   memset(s, 0, sizeof *s);
   snprintf(s->tmp, sizeof s->tmp, "%s/srv-XXXXXX", tu_tmpdir());
@@ -48,6 +54,10 @@ static int start_server(server *s, const char *const *extra, const char *delay_m
   s->pid = fork();
   if (s->pid == 0) {
     dup2(p[1], 1);
+    if (g_server_log) {
+      int e = open(g_server_log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (e >= 0) dup2(e, 2);
+    }
     close(p[0]);
     close(p[1]);
     setenv("TMPDIR", s->tmp, 1);
@@ -106,6 +116,7 @@ typedef struct {
   size_t len;
   char retry_after[32];
   char ctype[128];
+  char headers[4096];    /* every header line */
   int abort_after_token; /* stop reading at the first token event */
 } resp;
 
@@ -127,6 +138,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *u) {
   size_t k = sz * n;
   if (k > 13 && strncasecmp(p, "Retry-After:", 12) == 0) snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)(k - 12), p + 12);
   if (k > 14 && strncasecmp(p, "Content-Type:", 13) == 0) snprintf(r->ctype, sizeof r->ctype, "%.*s", (int)(k - 13), p + 13);
+  size_t have = strlen(r->headers);
+  if (have + k < sizeof r->headers) memcpy(r->headers + have, p, k), r->headers[have + k] = 0;
   return k;
 }
 
@@ -152,6 +165,7 @@ static CURL *make_req(const char *method, const char *url, const char *ctype, co
   }
   /* big bodies announce themselves, so that a server may refuse them before they are sent */
   *hdrs = curl_slist_append(*hdrs, len > 1024 * 1024 ? "Expect: 100-continue" : "Expect:");
+  if (g_request_header) *hdrs = curl_slist_append(*hdrs, g_request_header);
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, *hdrs);
   if (body) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -860,6 +874,170 @@ static void test_limits(void) {
   CHECK(dir_empty(s.tmp), "uploads removed");
 }
 
+/* ---- deployment: --api-key, --cors, /health, the fair queue, the --verbose access log ---- */
+
+/* A bodiless request with up to two more header lines */
+static long http_with(const server *s, const char *method, const char *path, const char *h1,
+                      const char *h2, resp *r) {
+  char url[512];
+  snprintf(url, sizeof url, "%s%s", s->base, path);
+  struct curl_slist *h;
+  CURL *c = make_req(method, url, NULL, NULL, 0, r, &h, 30);
+  if (h1) h = curl_slist_append(h, h1);
+  if (h2) h = curl_slist_append(h, h2);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  if (strcmp(method, "GET") != 0) curl_easy_setopt(c, CURLOPT_NOBODY, 0L);
+  CURLcode rc = curl_easy_perform(c);
+  if (rc == CURLE_OK)
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+  else
+    r->status = -1;
+  curl_easy_cleanup(c);
+  curl_slist_free_all(h);
+  return r->status;
+}
+
+static void test_access(void) {
+  server s;
+  char log[512];
+  snprintf(log, sizeof log, "%s/serve-access.log", tu_tmpdir());
+  const char *extra[] = {
+      "--api-key", "k-123",        "--cors", "https://app.example, https://two.example",
+      "--verbose", "--beams",      "0",      "--max-new-tokens",
+      "2",         "--queue-size", "8",      NULL};
+  g_server_log = log;
+  int started = start_server(&s, extra, "300"); /* every job and piece waits 300 ms */
+  g_server_log = NULL;
+  if (!CHECK(started == 0, "start the server with a key")) return;
+  resp r;
+
+  /* the key: needed everywhere but the page's files */
+  CHECK(http(&s, "GET", "/health", NULL, NULL, 0, &r) == 401 &&
+            strcasestr(r.headers, "WWW-Authenticate: Bearer") &&
+            strstr(r.body, "Authorization: Bearer"),
+        "no key: 401 %s", r.body);
+  free(r.body);
+  CHECK(http_with(&s, "GET", "/v1/models", "Authorization: Bearer wrong", NULL, &r) == 401,
+        "wrong key");
+  char *code = json_str(r.body, "error.code");
+  CHECK(streq(code, "invalid_api_key"), "OpenAI's code for a wrong key: %s", r.body);
+  free(code);
+  free(r.body);
+  CHECK(http(&s, "GET", "/", NULL, NULL, 0, &r) == 200 && strstr(r.body, "<html"),
+        "the page needs no key");
+  free(r.body);
+  CHECK(http_with(&s, "GET", "/health", "Authorization: Bearer k-123", NULL, &r) == 200 &&
+            strstr(r.body, "\"status\":\"ok\""),
+        "/health with the key: %s", r.body);
+  free(r.body);
+  CHECK(http_with(&s, "GET", "/api/health", "authorization: bearer k-123", NULL, &r) == 200,
+        "/api/health too");
+  free(r.body);
+
+  /* CORS: a preflight needs no key; listed origins get the headers, others none */
+  CHECK(http_with(&s, "OPTIONS", "/v1/chat/completions", "Origin: https://two.example",
+                  "Access-Control-Request-Headers: authorization, content-type, x-stainless-os",
+                  &r) == 204 &&
+            strstr(r.headers, "Access-Control-Allow-Origin: https://two.example") &&
+            strcasestr(r.headers, "Access-Control-Allow-Methods: GET, POST") &&
+            strstr(r.headers, "authorization, content-type, x-stainless-os"),
+        "preflight: %ld %s", r.status, r.headers);
+  free(r.body);
+  CHECK(http_with(&s, "GET", "/v1/models", "Authorization: Bearer k-123",
+                  "Origin: https://app.example", &r) == 200 &&
+            strstr(r.headers, "Access-Control-Allow-Origin: https://app.example") &&
+            strstr(r.headers, "Vary: Origin"),
+        "allowed origin: %s", r.headers);
+  free(r.body);
+  CHECK(http_with(&s, "GET", "/v1/models", "Authorization: Bearer k-123",
+                  "Origin: https://evil.example", &r) == 200 &&
+            !strcasestr(r.headers, "Access-Control-Allow-Origin"),
+        "other origins get no CORS headers: %s", r.headers);
+  free(r.body);
+
+  /* the fair queue: client A's three requests are queued before client B's one; B is
+   * answered after A's first (already running), not after all three */
+  g_request_header = "Authorization: Bearer k-123";
+  char *id = upload(&s, VIDEO, "video/mp4");
+  if (id) {
+    const char *turn1[] = {Q1};
+    char *b = chat_body(id, turn1, 1, NULL, 0);
+    enum { N = 4 };
+    CURLM *mh = curl_multi_init();
+    CURL *cs[N];
+    resp rs[N];
+    struct curl_slist *hs[N];
+    char url[256];
+    snprintf(url, sizeof url, "%s/api/chat", s.base);
+    int order[N], n_done = 0, running = 1;
+    double t0 = mono_s();
+    for (int i = 0; i < N; i++) {
+      cs[i] = make_req("POST", url, "application/json", b, strlen(b), &rs[i], &hs[i], 60);
+      if (i == N - 1) curl_easy_setopt(cs[i], CURLOPT_INTERFACE, "host!127.0.0.2"); /* client B */
+    }
+    for (int i = 0; i < N; i++) {
+      curl_multi_add_handle(mh, cs[i]);
+      /* A's requests reach the queue before B's */
+      double until = mono_s() + 0.15;
+      while (mono_s() < until) {
+        curl_multi_perform(mh, &running);
+        curl_multi_poll(mh, NULL, 0, 20, NULL);
+      }
+    }
+    while (n_done < N && mono_s() - t0 < 60) {
+      curl_multi_perform(mh, &running);
+      CURLMsg *m;
+      int left;
+      while ((m = curl_multi_info_read(mh, &left)))
+        if (m->msg == CURLMSG_DONE)
+          for (int i = 0; i < N; i++)
+            if (cs[i] == m->easy_handle) order[n_done++] = i;
+      if (n_done < N) curl_multi_poll(mh, NULL, 0, 50, NULL);
+    }
+    int ok = 0, b_at = -1;
+    for (int i = 0; i < N; i++) {
+      long st = 0;
+      curl_easy_getinfo(cs[i], CURLINFO_RESPONSE_CODE, &st);
+      ok += st == 200;
+      free(rs[i].body);
+      curl_multi_remove_handle(mh, cs[i]);
+      curl_easy_cleanup(cs[i]);
+      curl_slist_free_all(hs[i]);
+    }
+    for (int k = 0; k < n_done; k++)
+      if (order[k] == N - 1) b_at = k;
+    curl_multi_cleanup(mh);
+    free(b);
+    CHECK(ok == N && b_at == 1,
+          "%d of %d answered; client B's request finished %d-th (want 2nd, after A's first)", ok, N,
+          b_at + 1);
+  }
+  g_request_header = NULL;
+  free(id);
+  CHECK(stop_server(&s) == 0, "clean exit");
+
+  /* the access log: client, method and path, status, bytes, time */
+  size_t n = 0;
+  char *text = read_file(log, &n);
+  if (CHECK(text != NULL, "the log %s", log)) {
+    text[n] = 0;
+    CHECK(strstr(text, "vblip serve: 127.0.0.1 \"GET /health\" 401 ") != NULL, "a 401 logged:\n%s",
+          text);
+    CHECK(strstr(text, "\"OPTIONS /v1/chat/completions\" 204 0 B ") != NULL,
+          "the preflight logged");
+    CHECK(strstr(text, "vblip serve: 127.0.0.2 \"POST /api/chat\" 200 ") != NULL,
+          "client B's chat logged");
+    const char *up = strstr(text, "\"POST /api/videos\" 201 ");
+    unsigned long long bytes = 0;
+    double ms = 0;
+    CHECK(up &&
+              sscanf(up + strlen("\"POST /api/videos\" 201 "), "%llu B %lf ms", &bytes, &ms) == 2 &&
+              bytes > 100 && ms >= 300,
+          "the upload's bytes (%llu) and time (%.1f ms, >= the 300 ms delay)", bytes, ms);
+    free(text);
+  }
+}
+
 /* ---- in-context learning: several videos in one conversation (interleaved layout) ---- */
 
 /* A copy of the OPT fixture model whose config names an EILEV checkpoint, so the
@@ -1091,6 +1269,7 @@ int main(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   test_main_server();
   test_limits();
+  test_access();
   test_interleaved();
   curl_global_cleanup();
   return tu_finish();

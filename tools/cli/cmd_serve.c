@@ -36,7 +36,18 @@ static const cli_option k_options[] = {
     CLI_OPT_STRING("--name", 0, "NAME", serve_opts, server.model_name,
                    "model name reported by the API (default: the model's base name)",
                    .flags = CLI_NONEMPTY, .need = "needs text"),
-    CLI_OPT_FLAG("--verbose", 0, serve_opts, server.verbose, "log requests on stderr"),
+    CLI_OPT_FLAG("--verbose", 0, serve_opts, server.verbose,
+                 "log every request on stderr: client, method, path, status,\n"
+                 "bytes and time"),
+    CLI_OPT_STRING("--cors", 0, "ORIGIN", serve_opts, server.cors_origins,
+                   "let web pages of ORIGIN call the API ('*': any origin;\n"
+                   "several origins separated by commas)",
+                   .flags = CLI_NONEMPTY,
+                   .need = "needs an origin such as https://example.com or *"),
+    CLI_OPT_STRING("--api-key", 0, "KEY", serve_opts, server.api_key,
+                   "require 'Authorization: Bearer KEY' on every request but the\n"
+                   "page's own files (default: $VBLIP_API_KEY)",
+                   .flags = CLI_NONEMPTY, .need = "needs a key"),
     CLI_GROUP(cli_layout_option, serve_opts, load.layout),
     CLI_HEADING("limits against slow and huge clients (README.md, 'Limits'):"),
     CLI_OPT_DOUBLE("--max-json-kb", 0, "N", serve_opts, max_json_kb, 1, 1e7,
@@ -81,9 +92,10 @@ const cli_command cli_cmd_serve = {
         "  POST /v1/chat/completions   OpenAI-compatible; video_url / image_url content parts\n"
         "With an interleaved (EILEV) model a conversation holds several videos where they stand\n"
         "(video_ids in front, video parts between text parts).\n"
-        "  GET  /api/health, GET /api/videos/ID, GET /api/videos/ID/frames/K, DELETE "
-        "/api/videos/ID\n"
-        "The model answers one request at a time; others wait in a bounded queue.\n",
+        "  GET  /health (or /api/health), GET /v1/models[/ID], GET /api/videos/ID,\n"
+        "  GET  /api/videos/ID/frames/K, DELETE /api/videos/ID\n"
+        "The model answers one request at a time; others wait in a bounded queue, served\n"
+        "fairly (the client served least recently goes first; 503 + Retry-After when full).\n",
     .options = k_options,
     .max_positional = 0,
     .epilogue = "Stops cleanly on SIGINT (Ctrl-C) or SIGTERM.\n",
@@ -103,6 +115,9 @@ static int run(int argc, char **argv) {
   if (rc != CLI_RUN) return rc;
   if (cli_check_sampling("serve", &o.server.sampling)) return 2;
   vblip_server_options *so = &o.server;
+  /* a key in the environment stays out of the process list */
+  const char *env_key = getenv("VBLIP_API_KEY");
+  if (!so->api_key && env_key && *env_key) so->api_key = env_key;
   so->max_upload_bytes = (size_t)(o.max_upload_mb * 1024 * 1024);
   so->max_json_bytes = (size_t)(o.max_json_kb * 1024);
   so->header_timeout_ms = (int)(o.header_timeout_s * 1000);

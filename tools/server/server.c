@@ -30,6 +30,7 @@
 #include "runtime/escape.h"
 #include "runtime/json.h"
 #include "server/gen_settings.h"
+#include "server/http_access.h"
 #include "server/http_error.h"
 #include "server/http_guard.h"
 #include "server/openai_request.h"
@@ -40,6 +41,7 @@
 #define ID_BYTES 16
 #define MAX_EXAMPLES 16
 #define MAX_CHAT_VIDEOS 32 /* per conversation; each takes the queries + 1 positions */
+#define MAX_FAIR_CLIENTS 64 /* clients the fair queue remembers */
 #define EXAMPLE_PROMPT_1 "What is the camera wearer doing?"
 #define EXAMPLE_PROMPT_2 "Question: What is the camera wearer doing? Answer:"
 
@@ -88,6 +90,7 @@ typedef struct job {
   int *cand_tokens, n_cands;
   vblip_gen_params gen;
   int stream, format;
+  char client[64]; /* who asked (an IPv6 /64 as one): the fair queue's unit */
   char oa_id[48];
   long created;
   pthread_cond_t cv;
@@ -129,6 +132,13 @@ struct vblip_server {
   int n_examples;
   int test_delay_ms;
   vblip_model_info info;
+  char *cors_origins, *api_key; /* copies of the options' */
+  /* the fair queue: when each client was last served (least recently served goes first) */
+  struct {
+    char name[64];
+    uint64_t served;
+  } clients[MAX_FAIR_CLIENTS];
+  uint64_t serve_tick;
 };
 
 void vblip_server_options_default(vblip_server_options *o) {
@@ -798,15 +808,54 @@ static void run_chat(vblip_server *s, job *j) {
   vblip_answer_free(&a);
 }
 
+/* locked: when client was last served (0: never, or forgotten) */
+static uint64_t client_served(vblip_server *s, const char *client) {
+  for (int i = 0; i < MAX_FAIR_CLIENTS; i++)
+    if (s->clients[i].served && strcmp(s->clients[i].name, client) == 0)
+      return s->clients[i].served;
+  return 0;
+}
+
+/* locked: remembers that client is served now, forgetting the least recent one if full */
+static void client_mark_served(vblip_server *s, const char *client) {
+  int at = 0;
+  for (int i = 0; i < MAX_FAIR_CLIENTS; i++) {
+    if (s->clients[i].served && strcmp(s->clients[i].name, client) == 0) {
+      at = i;
+      break;
+    }
+    if (s->clients[i].served < s->clients[at].served) at = i;
+  }
+  snprintf(s->clients[at].name, sizeof s->clients[at].name, "%s", client);
+  s->clients[at].served = ++s->serve_tick;
+}
+
+/* locked: takes the next job off the queue, fairly: the job of the client served least
+ * recently (so one client's burst cannot keep others waiting behind it), the oldest of
+ * that client's; the queue keeps its order otherwise. */
+static job *queue_take_fair(vblip_server *s) {
+  int best = 0;
+  uint64_t best_served = UINT64_MAX;
+  for (int k = 0; k < s->q_count; k++) {
+    uint64_t t = client_served(s, s->queue[(s->q_head + k) % s->q_cap]->client);
+    if (t < best_served) best_served = t, best = k;
+  }
+  job *j = s->queue[(s->q_head + best) % s->q_cap];
+  for (int m = best; m > 0; m--) /* close the gap: the jobs before it move up one place */
+    s->queue[(s->q_head + m) % s->q_cap] = s->queue[(s->q_head + m - 1) % s->q_cap];
+  s->q_head = (s->q_head + 1) % s->q_cap;
+  s->q_count--;
+  client_mark_served(s, j->client);
+  return j;
+}
+
 static void *worker_main(void *arg) {
   vblip_server *s = arg;
   pthread_mutex_lock(&s->mu);
   for (;;) {
     while (!s->stopping && s->q_count == 0) pthread_cond_wait(&s->work_cv, &s->mu);
     if (s->stopping) break;
-    job *j = s->queue[s->q_head];
-    s->q_head = (s->q_head + 1) % s->q_cap;
-    s->q_count--;
+    job *j = queue_take_fair(s);
     j->queued = 0;
     j->started = 1;
     j->ms_queue = now_ms() - j->t_enqueue;
@@ -850,6 +899,7 @@ typedef struct {
   vs_buf body;
   size_t body_limit;
   int too_large, failed, committed, answered;
+  char method[24], path[512]; /* escaped, for the log */
   int malformed;   /* a multipart body the post processor refused: the client's fault */
   int store_errno; /* why storing the upload failed (failed): the server's fault */
   char limit_msg[256];
@@ -858,7 +908,17 @@ typedef struct {
   int fd;
   entry *e;
   size_t bytes;
+  /* the access log and the fair queue */
+  double t0;
+  char client[64], client_group[64];
+  unsigned status; /* of the queued response; 0: none */
+  uint64_t sent;   /* bytes of the response body */
+  char cors[256];  /* Access-Control-Allow-Origin, or empty */
 } req;
+
+/* The request of this connection's thread (libmicrohttpd: one thread per connection): the
+ * response helpers record what they answer here, for the access log. */
+static _Thread_local req *tl_req;
 
 static void req_free(vblip_server *s, req *r) {
   if (r->pp) MHD_destroy_post_processor(r->pp);
@@ -873,15 +933,51 @@ static void req_free(vblip_server *s, req *r) {
   free(r);
 }
 
+/* --verbose: one line per request, with what the client asked escaped (it cannot forge
+ * log lines) */
+static void access_log(const req *r, enum MHD_RequestTerminationCode toe) {
+  char status[16];
+  if (r->status)
+    snprintf(status, sizeof status, "%u", r->status);
+  else
+    snprintf(status, sizeof status, "-");
+  fprintf(stderr, "vblip serve: %s \"%s %s\" %s %llu B %.1f ms%s\n", r->client, r->method, r->path,
+          status, (unsigned long long)r->sent, now_ms() - r->t0,
+          toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (connection closed early)");
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  (void)toe;
   vblip_server *s = cls;
   /* called before the library shuts the socket: a client that has read the whole answer
    * finds its connection's slot free */
   vs_guard_request_done(s->guard, c);
-  if (*con_cls) req_free(cls, *con_cls);
+  req *r = *con_cls;
+  if (r && s->o.verbose) access_log(r, toe);
+  if (r) req_free(cls, r);
   *con_cls = NULL;
+  tl_req = NULL;
+}
+
+/* Queues resp with the headers every answer has; bytes: its body (streams count later) */
+static enum MHD_Result queue_response(struct MHD_Connection *c, unsigned status,
+                                      struct MHD_Response *resp, uint64_t bytes) {
+  /* one request per connection: every request head passes the connection guard */
+  MHD_add_response_header(resp, "Connection", "close");
+  if (status == 503) MHD_add_response_header(resp, "Retry-After", "2");
+  if (status == 401) MHD_add_response_header(resp, "WWW-Authenticate", "Bearer realm=\"vblip\"");
+  if (tl_req && tl_req->cors[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", tl_req->cors);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
+    if (strcmp(tl_req->cors, "*") != 0) MHD_add_response_header(resp, "Vary", "Origin");
+  }
+  if (tl_req) {
+    tl_req->status = status;
+    tl_req->sent = bytes;
+  }
+  enum MHD_Result r = MHD_queue_response(c, status, resp);
+  MHD_destroy_response(resp);
+  return r;
 }
 
 static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, const char *ctype, const void *data,
@@ -891,12 +987,7 @@ static enum MHD_Result send_bytes(struct MHD_Connection *c, unsigned status, con
   MHD_add_response_header(resp, "Content-Type", ctype);
   MHD_add_response_header(resp, "Cache-Control", cache ? cache : "no-store");
   MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-  /* one request per connection: every request head passes the connection guard */
-  MHD_add_response_header(resp, "Connection", "close");
-  if (status == 503) MHD_add_response_header(resp, "Retry-After", "2");
-  enum MHD_Result r = MHD_queue_response(c, status, resp);
-  MHD_destroy_response(resp);
-  return r;
+  return queue_response(c, status, resp, len);
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, cJSON *o) {
@@ -986,6 +1077,7 @@ static int encode_entry(vblip_server *s, entry *e, struct MHD_Connection *c, cha
   }
   j->e = e;
   e->refs++;
+  if (tl_req) snprintf(j->client, sizeof j->client, "%s", tl_req->client_group);
   if (job_enqueue(s, j) != 0) {
     snprintf(msg, cap, s->stopping ? "the server is shutting down" : "the server is busy: too many requests waiting");
     job_release(s, j);
@@ -1408,6 +1500,7 @@ static entry *resolve_video_url(vblip_server *s, const char *url, int *status, c
 typedef struct {
   vblip_server *s;
   job *j;
+  req *r; /* counts the bytes sent (the request outlives its reads) */
 } stream_ctx;
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
@@ -1446,6 +1539,7 @@ static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max) {
     }
   }
   pthread_mutex_unlock(&s->mu);
+  if (n > 0 && sc->r) sc->r->sent += (uint64_t)n;
   return n;
 }
 
@@ -1711,6 +1805,7 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
   cJSON_Delete(root);
   root = NULL;
   j->gen = gen;
+  snprintf(j->client, sizeof j->client, "%s", r->client_group);
   j->oa = oa; /* the job owns the stop strings now */
   memset(&oa, 0, sizeof oa);
   j->stream = stream;
@@ -1752,13 +1847,11 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
     }
     sc->s = s;
     sc->j = j; /* the stream owns the reference now */
+    sc->r = r;
     MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    MHD_add_response_header(resp, "Connection", "close");
-    enum MHD_Result rr = MHD_queue_response(c, 200, resp);
-    MHD_destroy_response(resp);
-    return rr;
+    return queue_response(c, 200, resp, 0);
   }
   wait_job(s, j, c);
   pthread_mutex_lock(&s->mu);
@@ -1866,10 +1959,7 @@ static enum MHD_Result serve_example(vblip_server *s, struct MHD_Connection *c, 
     }
     MHD_add_response_header(resp, "Content-Type", mime_of(name));
     MHD_add_response_header(resp, "Cache-Control", "no-cache");
-    MHD_add_response_header(resp, "Connection", "close");
-    enum MHD_Result r = MHD_queue_response(c, 200, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return queue_response(c, 200, resp, (uint64_t)st.st_size);
   }
   return send_error(c, url, 404, "no example named %s", name);
 }
@@ -2008,13 +2098,9 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
                                 const char *method) {
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   int post = strcmp(method, "POST") == 0;
-  if (s->o.verbose) { /* the path is the client's: escaped, it cannot forge log lines */
-    char m[64], u[1024];
-    fprintf(stderr, "vblip serve: %s %s\n", vb_escape_controls(method, m, sizeof m),
-            vb_escape_controls(url, u, sizeof u));
-  }
   if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)) return serve_asset(c, "index.html");
-  if (get && strcmp(url, "/api/health") == 0) return handle_health(s, c);
+  if (get && (strcmp(url, "/api/health") == 0 || strcmp(url, "/health") == 0))
+    return handle_health(s, c);
   if (get && strcmp(url, "/api/examples") == 0) return handle_examples(s, c);
   if (get && strncmp(url, "/examples/", 10) == 0) return serve_example(s, c, url, url + 10);
   if (get && strcmp(url, "/v1/models") == 0) {
@@ -2051,17 +2137,72 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
   return send_error(c, url, 404, "no such endpoint: %s %s", method, url);
 }
 
+/* The page's own files: public even when the server has an API key (the page asks for it) */
+static int is_public_path(const char *url) {
+  if (strcmp(url, "/") == 0) return 1;
+  for (int i = 0; i < vb_web_n_assets; i++)
+    if (strcmp(url + 1, vb_web_assets[i].path) == 0) return 1;
+  return 0;
+}
+
+/* A CORS preflight: which methods and headers the allowed origins may use */
+static enum MHD_Result preflight(vblip_server *s, struct MHD_Connection *c, const char *url) {
+  if (!s->cors_origins)
+    return send_error(
+        c, url, 405, "cross-origin requests are not enabled (start the server with --cors ORIGIN)");
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  if (!resp) return MHD_NO;
+  if (tl_req && tl_req->cors[0]) {
+    MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS");
+    /* the headers asked for (client libraries send their own, e.g. openai's X-Stainless-*),
+     * when they are a plain list of names */
+    const char *asked = header(c, "Access-Control-Request-Headers");
+    int plain = asked && strlen(asked) <= 2048;
+    for (const char *p = asked; plain && *p; p++)
+      plain = isalnum((unsigned char)*p) || strchr("-_, ", *p) != NULL;
+    MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                            plain ? asked : "Authorization, Content-Type, X-Filename");
+    MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+  }
+  return queue_response(c, 204, resp, 0);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *data, size_t *data_size, void **con_cls) {
   (void)version;
   vblip_server *s = cls;
   req *r = *con_cls;
+  tl_req = r;
   if (!r) {
     r = calloc(1, sizeof *r);
     if (!r) return MHD_NO;
     r->s = s;
     r->fd = -1;
     *con_cls = r;
+    tl_req = r;
+    r->t0 = now_ms();
+    vb_escape_controls(method, r->method, sizeof r->method);
+    vb_escape_controls(url, r->path, sizeof r->path);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    vs_client_name(ci ? ci->client_addr : NULL, 0, r->client, sizeof r->client);
+    vs_client_name(ci ? ci->client_addr : NULL, 1, r->client_group, sizeof r->client_group);
+    const char *allow = vs_cors_allow(s->cors_origins, header(c, "Origin"));
+    if (allow && strlen(allow) < sizeof r->cors) snprintf(r->cors, sizeof r->cors, "%s", allow);
+    if (strcmp(method, "OPTIONS") == 0) {
+      vs_guard_request_received(s->guard, c);
+      return preflight(s, c, url);
+    }
+    if (s->api_key && !is_public_path(url) &&
+        !vs_bearer_matches(header(c, "Authorization"), s->api_key)) {
+      vs_guard_request_received(s->guard, c);
+      return send_error(
+          c, url, 401,
+          header(c, "Authorization")
+              ? "the API key is wrong"
+              : "this server needs an API key: send the header 'Authorization: Bearer KEY'");
+    }
     const char *cl = header(c, "Content-Length");
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
     if (strcmp(method, "POST") == 0 && strcmp(url, "/api/videos") == 0) {
@@ -2151,6 +2292,8 @@ static void server_free(vblip_server *s) {
   if (s->listen_fd >= 0) close(s->listen_fd);
   for (int i = 0; i < s->n_examples; i++) free(s->examples[i]);
   free(s->queue);
+  free(s->cors_origins);
+  free(s->api_key);
   pthread_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->work_cv);
   free(s);
@@ -2226,6 +2369,10 @@ vblip_server *vblip_server_start(vblip_model *m, const vblip_server_options *o) 
   s->o.host = s->host;
   s->o.model_name = s->model_name;
   s->o.examples_dir = NULL;
+  s->cors_origins = o->cors_origins && *o->cors_origins ? strdup(o->cors_origins) : NULL;
+  s->api_key = o->api_key && *o->api_key ? strdup(o->api_key) : NULL;
+  s->o.cors_origins = s->cors_origins;
+  s->o.api_key = s->api_key;
   vblip_model_get_info(m, &s->info);
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->work_cv, NULL);
