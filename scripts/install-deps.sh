@@ -35,4 +35,8 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
   (cd "$here/tests/browser" && npm ci --no-audit --no-fund)
 fi
+# the official openai client for the test of the OpenAI-compatible endpoint (tests/openai)
+if [ ! -d "$here/tests/openai/node_modules/openai" ]; then
+  (cd "$here/tests/openai" && npm ci --no-audit --no-fund)
+fi
 echo "install-deps: all packages present"
