@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "runtime/common.h"
 #include "testutil.h"
@@ -340,8 +341,26 @@ static void ego4d_split(void) {
   free(val);
 }
 
-/* vblip train end to end: three clips of the fixture videos, two epochs, the
- * loss goes down, the output is a checkpoint that vblip caption reads. */
+static int file_equal(const char *a, const char *b) {
+  char *x = NULL, *y = NULL;
+  size_t nx = 0, ny = 0;
+  int eq = vb_read_file(a, 1u << 30, &x, &nx) == 0 && vb_read_file(b, 1u << 30, &y, &ny) == 0 &&
+           nx == ny && memcmp(x, y, nx) == 0;
+  free(x);
+  free(y);
+  return eq;
+}
+
+static int dir_exists(const char *dir, const char *name) {
+  char p[1200];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  struct stat sb;
+  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* vblip train under the Trainer's rules on four clips of the fixture videos: log lines,
+ * evaluation, checkpoints and rotation, a run stopped after step 3 and resumed giving the
+ * same log and the same weights as an uninterrupted one, outputs checked up front. */
 static void cli_train(void) {
   char data[600], valf[600], out[600], cmd[4096];
   snprintf(data, sizeof data, "%s/train.jsonl", tu_tmpdir());
@@ -349,58 +368,118 @@ static void cli_train(void) {
   snprintf(out, sizeof out, "%s/cli-trained", tu_tmpdir());
   char lines[3000];
   snprintf(lines, sizeof lines,
-           "{\"video\": \"%s\", \"start\": 0, \"end\": 4, \"text\": \"The camera wearer picks up a knife.\"}\n"
-           "{\"video\": \"%s\", \"start\": 1, \"end\": 5, \"text\": \"The camera wearer opens a door.\"}\n"
+           "{\"video\": \"%s\", \"start\": 0, \"end\": 4, \"text\": \"The camera wearer picks up a "
+           "knife.\"}\n"
+           "{\"video\": \"%s\", \"start\": 1, \"end\": 5, \"text\": \"The camera wearer opens a "
+           "door.\"}\n"
            "\n"
-           "{\"video\": \"%s\", \"start\": 0, \"end\": 3, \"text\": \"The camera wearer walks.\"}\n",
+           "{\"video\": \"%s\", \"start\": 0, \"end\": 3, \"text\": \"The camera wearer walks.\"}\n"
+           "{\"video\": \"%s\", \"start\": 4, \"end\": 8, \"text\": \"The camera wearer cuts "
+           "bread.\"}\n",
            tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"),
            tu_fixture("media/video2_vp9_180x320_25fps_6s.webm"),
-           tu_fixture("media/video3_mjpeg_97x61_15fps_3s.avi"));
+           tu_fixture("media/video3_mjpeg_97x61_15fps_3s.avi"),
+           tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   CHECK(write_text(data, lines) == 0, "write data");
   snprintf(lines, sizeof lines,
-           "{\"video\": \"video1_h264_320x240_30fps_12s.mp4\", \"start\": 4, \"end\": 8, \"text\": \"The camera wearer cuts bread.\"}\n");
+           "{\"video\": \"video1_h264_320x240_30fps_12s.mp4\", \"start\": 6, \"end\": 10, "
+           "\"text\": \"The camera wearer cuts bread.\"}\n"
+           "{\"video\": \"video2_vp9_180x320_25fps_6s.webm\", \"start\": 0, \"end\": 2, \"text\": "
+           "\"The camera wearer sits.\"}\n");
   CHECK(write_text(valf, lines) == 0, "write val");
+  char common[2500];
+  snprintf(
+      common, sizeof common,
+      "%s train --model %s --data %s --val %s --video-dir %s --frames 2 --batch 1 --grad-accum 2 "
+      "--epochs 3 --warmup-steps 1 --lr 1e-3 --logging-steps 1 --eval-steps 2 --save-steps 2 "
+      "--save-total-limit 2 --threads 2 --quiet",
+      VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data, valf, tu_fixture("media"));
   double t0 = vb_now_ms();
-  snprintf(cmd, sizeof cmd,
-           "%s train --model %s --data %s --val %s --video-dir %s --out %s --epochs 2 --lr 1e-3 "
-           "--frames 2 --threads 2 2>/dev/null",
-           VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data, valf, tu_fixture("media"), out);
+  snprintf(cmd, sizeof cmd, "%s --out %s 2>&1", common, out);
   char *o = NULL;
   int rc = tu_run(cmd, &o);
   double ms = vb_now_ms() - t0;
   CHECK(rc == 0, "vblip train exit %d: %s", rc, o);
   printf("vblip train (%.0f ms):\n%s", ms, o);
-  double tl[2] = {0, 0}, vl[2] = {0, 0};
-  int e;
-  const char *q = o;
-  for (int k = 0; k < 2 && q; k++) {
-    q = strstr(q, "epoch ");
-    if (q && sscanf(q, "epoch %d train_loss %lf val_loss %lf", &e, &tl[k], &vl[k]) == 3) q++;
-    else q = NULL;
+  /* 4 clips, 2 per step: 2 steps per epoch, 6 in all; linear decay after 1 warmup step */
+  int steps = 0;
+  double first_eval = NAN, last_eval = NAN, lr6 = -1;
+  for (const char *q = o; (q = strstr(q, "{\"step\": ")); q++) {
+    int st;
+    double ep, v;
+    if (sscanf(q, "{\"step\": %d, \"epoch\": %lf, \"eval_loss\": %lf", &st, &ep, &v) == 3) {
+      if (isnan(first_eval)) first_eval = v;
+      last_eval = v;
+    } else if (sscanf(q, "{\"step\": %d, \"epoch\": %lf, \"loss\": %*f, \"learning_rate\": %lf",
+                      &st, &ep, &v) == 3) {
+      steps++;
+      if (st == 6) lr6 = v;
+      if (st == 2) CHECK(fabs(v - 1e-3 * 4 / 5) < 1e-9, "lr logged after step 2: %g", v);
+    }
   }
-  CHECK(q != NULL, "two epoch lines expected: %s", o);
-  CHECK(tl[1] < tl[0] && vl[1] < vl[0], "losses should decrease: train %g -> %g, val %g -> %g", tl[0],
-        tl[1], vl[0], vl[1]);
-  CHECK(ms < 30000, "tiny training should take seconds, took %.0f ms", ms);
+  CHECK(steps == 6, "six logged steps: %s", o);
+  CHECK(lr6 == 0, "the linear schedule ends at 0 (%g)", lr6);
+  CHECK(last_eval < first_eval, "validation loss should decrease: %g -> %g", first_eval, last_eval);
+  CHECK(!dir_exists(out, "checkpoint-2") && dir_exists(out, "checkpoint-4") &&
+            dir_exists(out, "checkpoint-6"),
+        "--save-total-limit 2 keeps checkpoint-4 and checkpoint-6");
+  CHECK(ms < 60000, "tiny training should take seconds, took %.0f ms", ms);
+
+  /* stopped after step 3, resumed: the same log lines from step 4 on, the same weights */
+  char out2[700];
+  snprintf(out2, sizeof out2, "%s-resumed", out);
+  snprintf(cmd, sizeof cmd, "%s --out %s --stop-after 3 2>&1", common, out2);
+  char *o2 = NULL;
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 130 && dir_exists(out2, "checkpoint-3"), "--stop-after 3: exit %d, checkpoint-3: %s",
+        rc, o2);
+  free(o2);
+  snprintf(cmd, sizeof cmd, "%s --out %s --resume %s/checkpoint-3 2>&1", common, out2, out2);
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 0, "resume exit %d: %s", rc, o2);
+  const char *from4 = strstr(o, "{\"step\": 4,");
+  CHECK(from4 && !strcmp(from4, o2),
+        "the resumed run's log equals the uninterrupted one:\n%s\nwant:\n%s", o2,
+        from4 ? from4 : "");
+  free(o2);
+  char m1[800], m2[800];
+  snprintf(m1, sizeof m1, "%s/model.safetensors", out);
+  snprintf(m2, sizeof m2, "%s/model.safetensors", out2);
+  CHECK(file_equal(m1, m2), "resumed and uninterrupted runs end with the same weights");
+  snprintf(m1, sizeof m1, "%s/checkpoint-6/optimizer.safetensors", out);
+  snprintf(m2, sizeof m2, "%s/checkpoint-6/optimizer.safetensors", out2);
+  CHECK(file_equal(m1, m2), "... and the same AdamW moments");
+  free(o);
+
+  /* a checkpoint is a model every command loads */
+  snprintf(cmd, sizeof cmd,
+           "%s caption --model %s/checkpoint-4 --frames 2 --beams 1 --max-new-tokens 4 %s 2>&1",
+           VBLIP_BINARY, out, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
+  rc = tu_run(cmd, &o);
+  CHECK(rc == 0, "caption with a checkpoint: %s", o);
   free(o);
   snprintf(cmd, sizeof cmd, "%s caption --model %s --frames 2 --beams 1 --max-new-tokens 4 %s 2>&1",
            VBLIP_BINARY, out, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
   rc = tu_run(cmd, &o);
-  CHECK(rc == 0, "caption with the trained checkpoint: %s", o);
+  CHECK(rc == 0, "caption with the final model: %s", o);
   free(o);
+  /* resuming with other settings is refused */
+  snprintf(cmd, sizeof cmd, "%s --out %s --resume %s/checkpoint-4 --seed 7 2>&1", common, out2,
+           out);
+  rc = tu_run(cmd, &o);
+  CHECK(rc == 1 && strstr(o, "same settings"), "resume with another seed: exit %d: %s", rc, o);
+  free(o);
+
   snprintf(cmd, sizeof cmd, "%s train --model %s --data %s/nope.jsonl --out %s 2>&1", VBLIP_BINARY,
            tu_fixture("models/videoblip-opt-tiny"), tu_tmpdir(), out);
   rc = tu_run(cmd, &o);
   CHECK(rc == 1, "a missing data file is an error (exit %d): %s", rc, o);
   free(o);
   /* an --out that is not a vblip output is refused before the first step */
-  snprintf(cmd, sizeof cmd,
-           "mkdir -p %s/foreign && %s train --model %s --data %s --video-dir %s --out %s/foreign "
-           "--frames 2 2>&1",
-           tu_tmpdir(), VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data,
-           tu_fixture("media"), tu_tmpdir());
+  snprintf(cmd, sizeof cmd, "mkdir -p %s/foreign && %s --out %s/foreign 2>&1", tu_tmpdir(), common,
+           tu_tmpdir());
   rc = tu_run(cmd, &o);
-  CHECK(rc == 1 && strstr(o, "not a vblip training output") && !strstr(o, "step 1/"),
+  CHECK(rc == 1 && strstr(o, "not a vblip training output") && !strstr(o, "\"step\""),
         "a foreign --out fails before training (exit %d): %s", rc, o);
   free(o);
 }

@@ -12,46 +12,78 @@
 #include "cli/cli.h"
 #include "runtime/common.h"
 #include "train/dataset.h"
+#include "train/run.h"
 #include "train/trainer.h"
 
-#define DEFAULT_PROMPT "Question: What is the camera wearer doing? Answer:"
-
 typedef struct {
-  const char *model, *data, *val, *out, *video_dir, *prompt;
-  long epochs, batch, frames, save_every, seed, cache_mb;
-  int quiet;
-  vblip_train_options train;
+  vb_train_run_options run;
+  const char *schedule;
+  long cache_mb;
 } train_opts;
 
+static const char *const k_schedules[] = {"linear", "cosine", "constant_with_warmup", "constant",
+                                          NULL};
+
 static const cli_option k_train_options[] = {
-    CLI_GROUP(cli_model_option, train_opts, model),
-    CLI_OPT_STRING("--data", 0, "FILE", train_opts, data, "training clips (JSONL; '-': stdin)",
+    CLI_GROUP(cli_model_option, train_opts, run.model),
+    CLI_OPT_STRING("--data", 0, "FILE", train_opts, run.data, "training clips (JSONL; '-': stdin)",
                    .flags = CLI_REQUIRED),
-    CLI_OPT_STRING("--val", 0, "FILE", train_opts, val,
-                   "validation clips (JSONL; '-': stdin): mean loss after every epoch"),
-    CLI_OPT_STRING("--out", 'o', "DIR", train_opts, out, "output checkpoint directory",
-                   .flags = CLI_REQUIRED),
-    CLI_OPT_STRING("--video-dir", 0, "DIR", train_opts, video_dir,
+    CLI_OPT_STRING("--val", 0, "FILE", train_opts, run.val,
+                   "validation clips (JSONL; '-': stdin), evaluated every --eval-steps"),
+    CLI_OPT_STRING("--out", 'o', "DIR", train_opts, run.out,
+                   "output: the final model, checkpoint-N directories", .flags = CLI_REQUIRED),
+    CLI_OPT_STRING("--video-dir", 0, "DIR", train_opts, run.video_dir,
                    "resolve relative video paths here (default: next to the JSONL;\n"
                    "the current directory for stdin)"),
-    CLI_OPT_LONG("--epochs", 0, "N", train_opts, epochs, 1, 100000,
-                 "passes over the data (default 1)"),
-    CLI_OPT_LONG("--batch", 0, "N", train_opts, batch, 1, 65536,
-                 "examples per AdamW step, mean loss (default 1)"),
-    CLI_OPT_DOUBLE("--lr", 0, "LR", train_opts, train.lr, 0, 10, "learning rate (default 1e-5)"),
-    CLI_OPT_DOUBLE("--weight-decay", 0, "W", train_opts, train.weight_decay, 0, 10,
-                   "AdamW weight decay (default 0.05)"),
-    CLI_OPT_LONG("--frames", 0, "N", train_opts, frames, 1, 1024,
-                 "frames per clip, sampled uniformly (default 8)"),
-    CLI_OPT_STRING("--prompt", 'p', "TEXT", train_opts, prompt,
-                   "prompt (default \"" DEFAULT_PROMPT "\")"),
-    CLI_OPT_LONG("--save-every", 0, "N", train_opts, save_every, 0, 1L << 40,
-                 "also save every N steps (default 0: after each epoch)"),
-    CLI_OPT_LONG("--seed", 0, "S", train_opts, seed, 0, 1L << 62, "shuffling seed (default 0)"),
+    CLI_OPT_STRING("--resume", 0, "DIR", train_opts, run.resume,
+                   "continue from OUT/checkpoint-N (same data and settings)"),
+    CLI_OPT_DOUBLE("--epochs", 0, "N", train_opts, run.epochs, 0.001, 1e6,
+                   "passes over the data (default 5)"),
+    CLI_OPT_LONG("--max-steps", 0, "N", train_opts, run.max_steps, -1, 1L << 40,
+                 "optimizer steps, overriding --epochs (default -1: off)"),
+    CLI_OPT_LONG("--batch", 0, "N", train_opts, run.batch, 1, 65536,
+                 "examples per micro-batch, mean over its tokens (default 32)"),
+    CLI_OPT_LONG("--grad-accum", 0, "N", train_opts, run.grad_accum, 1, 65536,
+                 "micro-batches per optimizer step (default 4)"),
+    CLI_OPT_DOUBLE("--lr", 0, "LR", train_opts, run.train.lr, 0, 10,
+                   "peak learning rate (default 1e-5)"),
+    CLI_OPT_CHOICE("--schedule", 0, "KIND", train_opts, schedule, k_schedules,
+                   "learning-rate schedule: linear (default), cosine,\n"
+                   "constant_with_warmup, constant"),
+    CLI_OPT_LONG("--warmup-steps", 0, "N", train_opts, run.warmup_steps, 0, 1L << 40,
+                 "linear warmup from 0 (default 1000)"),
+    CLI_OPT_DOUBLE("--warmup-ratio", 0, "F", train_opts, run.warmup_ratio, 0, 1,
+                   "warmup as a share of the steps, when --warmup-steps is 0"),
+    CLI_OPT_DOUBLE("--weight-decay", 0, "W", train_opts, run.train.weight_decay, 0, 10,
+                   "AdamW weight decay, not on biases and LayerNorms (default 0.05)"),
+    CLI_OPT_DOUBLE("--max-grad-norm", 0, "N", train_opts, run.max_grad_norm, 0, 1e9,
+                   "clip the gradients' norm (default 1; 0: off)"),
+    CLI_OPT_INT("--frames", 0, "N", train_opts, run.frames, 1, 1024,
+                "frames per clip, sampled uniformly (default 8)"),
+    CLI_OPT_STRING("--prompt", 'p', "TEXT", train_opts, run.prompt,
+                   "prompt (default \"Question: What is the camera wearer doing? Answer:\")"),
+    CLI_OPT_LONG("--seed", 0, "S", train_opts, run.seed, 0, 1L << 62,
+                 "data order seed (default 42)"),
+    CLI_OPT_LONG("--logging-steps", 0, "N", train_opts, run.logging_steps, 0, 1L << 40,
+                 "log the mean loss every N steps (default 10)"),
+    CLI_OPT_LONG("--eval-steps", 0, "N", train_opts, run.eval_steps, 0, 1L << 40,
+                 "validation loss every N steps (default 200)"),
+    CLI_OPT_LONG("--eval-batch", 0, "N", train_opts, run.eval_batch, 1, 65536,
+                 "examples per evaluation batch (default 8)"),
+    CLI_OPT_LONG("--save-steps", 0, "N", train_opts, run.save_steps, 0, 1L << 40,
+                 "write OUT/checkpoint-N every N steps (default 200; 0: never)"),
+    CLI_OPT_LONG("--save-total-limit", 0, "N", train_opts, run.save_total_limit, 0, 1L << 30,
+                 "keep the N newest checkpoints and the best (default 3; 0: all)"),
+    CLI_OPT_FLAG("--load-best-at-end", 0, train_opts, run.load_best_at_end,
+                 "the final model is the checkpoint with the lowest validation loss"),
+    CLI_OPT_STRING("--log", 0, "FILE", train_opts, run.log,
+                   "also write the log lines to FILE (JSON lines; CSV if FILE ends in .csv)"),
+    CLI_OPT_LONG("--stop-after", 0, "N", train_opts, run.stop_after, 0, 1L << 40,
+                 "stop after step N as Ctrl-C does: checkpoint, exit 130 (to --resume)"),
     CLI_OPT_LONG("--cache-mb", 0, "N", train_opts, cache_mb, 0, 1L << 30,
                  "memory for cached vision features (default 4096)"),
-    CLI_GROUP(cli_threads_option, train_opts, train.n_threads),
-    CLI_OPT_FLAG("--quiet", 0, train_opts, quiet, "no progress output"),
+    CLI_GROUP(cli_threads_option, train_opts, run.train.n_threads),
+    CLI_OPT_FLAG("--quiet", 0, train_opts, run.quiet, "no progress output"),
     CLI_TABLE_END};
 
 static int run_train(int argc, char **argv);
@@ -61,16 +93,20 @@ const cli_command cli_cmd_train = {
     .summary = "fine-tune the Q-Former on narrated clips (VideoBLIP's Ego4D recipe)",
     .run = run_train,
     .usage = "--model MODEL --data FILE.jsonl --out DIR [options]",
-    .about = "Fine-tunes a VideoBLIP checkpoint as VideoBLIP was trained on Ego4D narrations:\n"
-             "the vision encoder and the language model stay frozen; the Q-Former, the query\n"
-             "tokens and the language projection are trained with AdamW (float32, no weight\n"
-             "decay for biases and LayerNorm parameters) on the language model's cross-entropy\n"
-             "of each clip's text after the prompt. Each line of the data file is\n"
-             "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
-             "(optional \"prompt\"); frames are decoded from the videos and the vision encoder's\n"
-             "output is kept in memory (--cache-mb). OUT becomes a complete checkpoint directory\n"
-             "(config, tokenizer, model.safetensors) that 'vblip caption --model OUT' loads;\n"
-             "every save is atomic, and Ctrl-C saves before exiting.\n",
+    .about =
+        "Fine-tunes a VideoBLIP checkpoint as VideoBLIP's scripts/ego4d/train.py does under the\n"
+        "Hugging Face Trainer; the defaults are that recipe's. The vision encoder and the\n"
+        "language model stay frozen; the Q-Former, the query tokens and the language\n"
+        "projection are trained with torch's AdamW (float32; weight decay off for biases and\n"
+        "LayerNorms) on the language model's cross-entropy of each clip's text after the\n"
+        "prompt: micro-batches of --batch clips (loss = mean over their tokens), --grad-accum\n"
+        "of them per optimizer step, gradients clipped, a warmup-then-decay learning rate.\n"
+        "Each line of the data file is\n"
+        "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
+        "(optional \"prompt\"), as 'vblip ego4d-split' writes them. Log lines (JSON) go to\n"
+        "stdout. OUT gets checkpoint-N directories (complete models that every --model\n"
+        "accepts, plus the optimizer state for --resume) and, at the end, the final model.\n"
+        "Saves are atomic; Ctrl-C saves a checkpoint at the last step and exits 130.\n",
     .options = k_train_options,
     .max_positional = 0,
 };
@@ -82,246 +118,33 @@ static void on_sigint(int sig) {
   signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills */
 }
 
-static uint64_t mix(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-static void fmt_time(double s, char *buf, size_t n) {
-  if (!isfinite(s) || s < 0) s = 0;
-  long t = (long)(s + 0.5);
-  if (t >= 3600) snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
-  else snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
-}
-
-typedef struct {
-  vblip_trainer *t;
-  vb_dataset *d;
-  vblip_train_example **cache;
-  size_t cache_bytes, cache_budget, per_example;
-  int frames;
-  const char *prompt;
-} example_source;
-
-/* The example for clip i: cached, or built (and cached while the budget lasts). */
-static int get_example(example_source *s, int i, vblip_train_example **ex, int *owned) {
-  *owned = 0;
-  if (s->cache[i]) {
-    *ex = s->cache[i];
-    return 0;
-  }
-  const vb_clip *c = &s->d->items[i];
-  if (vblip_trainer_example_video(s->t, c->video, c->start, c->end, s->frames,
-                                  c->prompt ? c->prompt : s->prompt, c->text, ex))
-    return -1;
-  if (s->cache_bytes + s->per_example <= s->cache_budget) {
-    s->cache[i] = *ex;
-    s->cache_bytes += s->per_example;
-  } else {
-    *owned = 1;
-  }
-  return 0;
-}
-
-static char *info_json(const char *model, const char *data, long steps, int epochs_done,
-                       double train_loss, double val_loss, double lr) {
-  cJSON *j = cJSON_CreateObject();
-  cJSON_AddStringToObject(j, "source_model", model);
-  cJSON_AddStringToObject(j, "data", data);
-  cJSON_AddNumberToObject(j, "steps", (double)steps);
-  cJSON_AddNumberToObject(j, "epochs_completed", epochs_done);
-  if (isfinite(train_loss)) cJSON_AddNumberToObject(j, "last_epoch_train_loss", train_loss);
-  if (isfinite(val_loss)) cJSON_AddNumberToObject(j, "last_val_loss", val_loss);
-  cJSON_AddNumberToObject(j, "lr", lr);
-  char *s = cJSON_Print(j);
-  cJSON_Delete(j);
-  return s;
-}
-
-static int validate(example_source *vs, double *mean) {
-  double sum = 0;
-  for (int i = 0; i < vs->d->n; i++) {
-    vblip_train_example *ex;
-    int owned;
-    double l;
-    if (get_example(vs, i, &ex, &owned)) return -1;
-    int rc = vblip_trainer_loss(vs->t, ex, &l);
-    if (owned) vblip_train_example_free(ex);
-    if (rc) return -1;
-    sum += l;
-    if (g_interrupted) break;
-  }
-  *mean = sum / vs->d->n;
-  return 0;
-}
-
 static int run_train(int argc, char **argv) {
-  train_opts a = {.prompt = DEFAULT_PROMPT, .epochs = 1, .batch = 1, .frames = 8, .cache_mb = 4096};
-  vblip_train_options_default(&a.train);
+  train_opts a = {.schedule = "linear", .cache_mb = 4096};
+  vb_train_run_options *o = &a.run;
+  vb_train_run_options_default(o);
+  /* VideoBLIP's recipe (its README's training command) */
+  o->epochs = 5;
+  o->batch = 32;
+  o->grad_accum = 4;
+  o->warmup_steps = 1000;
+  o->eval_steps = 200;
+  o->save_steps = 200;
+  o->save_total_limit = 3;
   int n_pos, rc = cli_parse(&cli_cmd_train, &a, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
-  const char *model = a.model, *data = a.data, *val = a.val, *out = a.out, *prompt = a.prompt;
-  const char *data_path = cli_input_path(data), *val_path = val ? cli_input_path(val) : NULL;
-  if (!data_path || (val && !val_path)) return 1;
+  if (vb_sched_parse(a.schedule, &o->schedule)) return cli_usage_error("train", "bad --schedule");
+  o->cache_bytes = (size_t)a.cache_mb << 20;
+  const char *data = o->data, *val = o->val;
+  if (!(o->data = cli_input_path(data)) || (val && !(o->val = cli_input_path(val)))) return 1;
   /* clips read from stdin name their videos relative to the current directory */
-  const char *data_dir = a.video_dir || strcmp(data, "-") ? a.video_dir : ".";
-  const char *val_dir = a.video_dir || !val || strcmp(val, "-") ? a.video_dir : ".";
-  long epochs = a.epochs, batch = a.batch, frames = a.frames, save_every = a.save_every,
-       cache_mb = a.cache_mb;
-  int quiet = a.quiet;
-  vblip_train_options o = a.train;
-  vb_dataset train = {0}, valset = {0};
-  if (vb_dataset_load(data_path, data_dir, &train)) return cli_fail("%s", vblip_last_error());
-  if (val && vb_dataset_load(val_path, val_dir, &valset)) {
-    vb_dataset_free(&train);
-    return cli_fail("%s", vblip_last_error());
-  }
-  vblip_trainer *t = vblip_trainer_open(model, &o);
-  if (!t) {
-    vb_dataset_free(&train);
-    vb_dataset_free(&valset);
-    return cli_fail("%s", vblip_last_error());
-  }
-  int status = 1;
-  int *order = malloc((size_t)train.n * sizeof *order);
-  example_source ts = {.t = t, .d = &train, .frames = (int)frames, .prompt = prompt};
-  example_source vs = {.t = t, .d = &valset, .frames = (int)frames, .prompt = prompt};
-  ts.cache = calloc((size_t)train.n, sizeof *ts.cache);
-  vs.cache = calloc((size_t)(valset.n + 1), sizeof *vs.cache);
-  if (!order || !ts.cache || !vs.cache) {
-    cli_fail("out of memory");
-    goto done;
-  }
-  /* every output location is checked before the first step, not after the work */
-  if (vblip_trainer_check_output(t, out)) {
-    cli_fail("%s", vblip_last_error());
-    goto done;
-  }
-  ts.cache_budget = vs.cache_budget = (size_t)cache_mb << 20;
-  {
-    /* a cached example is mostly its vision features: frames x tokens x width floats */
-    const vb_model_config *mc = vb_trainer_config(t);
-    size_t grid = (size_t)(mc->vision.image_size / mc->vision.patch_size);
-    ts.per_example = vs.per_example =
-        (size_t)frames * (grid * grid + 1) * (size_t)mc->vision.hidden_size * sizeof(float) + 4096;
-  }
-  int tty = !quiet && isatty(2);
-  long steps_per_epoch = (train.n + batch - 1) / batch, total_steps = steps_per_epoch * epochs;
-  double t0 = vb_now_ms(), epoch_loss = NAN, val_loss = NAN;
-  long examples_done = 0;
-  int epochs_done = 0;
+  o->val_video_dir = o->video_dir || !val || strcmp(val, "-") ? o->video_dir : ".";
+  if (!o->video_dir && !strcmp(data, "-")) o->video_dir = ".";
+  o->interrupted = &g_interrupted;
   signal(SIGINT, on_sigint);
-  if (!quiet)
-    fprintf(
-        stderr, "vblip train: %d clips%s, %ld epochs, %ld steps of %ld, lr %g, weight decay %g\n",
-        train.n, val ? " (+ validation)" : "", epochs, total_steps, batch, o.lr, o.weight_decay);
-  uint64_t rs = (uint64_t)a.seed;
-  for (int e = 0; e < epochs && !g_interrupted; e++) {
-    for (int i = 0; i < train.n; i++) order[i] = i;
-    for (int i = train.n - 1; i > 0; i--) {
-      int j = (int)(mix(&rs) % (uint64_t)(i + 1)), x = order[i];
-      order[i] = order[j];
-      order[j] = x;
-    }
-    double sum = 0;
-    int seen = 0;
-    for (int b0 = 0; b0 < train.n && !g_interrupted; b0 += (int)batch) {
-      int nb = train.n - b0 < batch ? train.n - b0 : (int)batch;
-      double bl = 0;
-      for (int k = 0; k < nb; k++) {
-        vblip_train_example *ex;
-        int owned;
-        double l;
-        if (get_example(&ts, order[b0 + k], &ex, &owned)) {
-          cli_fail("%s", vblip_last_error());
-          goto done;
-        }
-        int rc = vblip_trainer_accumulate(t, ex, 1.0 / nb, &l);
-        if (owned) vblip_train_example_free(ex);
-        if (rc) {
-          cli_fail("%s", vblip_last_error());
-          goto done;
-        }
-        bl += l / nb;
-      }
-      vblip_trainer_step(t);
-      sum += bl * nb;
-      seen += nb;
-      examples_done += nb;
-      long step = vblip_trainer_steps(t);
-      double el = (vb_now_ms() - t0) / 1000, rate = examples_done / (el > 0 ? el : 1e-9);
-      char eta[32];
-      fmt_time((double)(total_steps - step) * batch / rate, eta, sizeof eta);
-      if (!quiet && (tty || step == total_steps || step % (steps_per_epoch > 20 ? steps_per_epoch / 20 : 1) == 0))
-        fprintf(stderr, "%sepoch %d/%ld  step %ld/%ld  loss %.4f  (epoch mean %.4f)  %.2f ex/s  ETA %s%s",
-                tty ? "\r\033[K" : "", e + 1, epochs, step, total_steps, bl, sum / seen, rate, eta,
-                tty ? "" : "\n");
-      if (save_every > 0 && step % save_every == 0) {
-        char *js = info_json(model, data, step, epochs_done, sum / seen, val_loss, o.lr);
-        if (vblip_trainer_save(t, out, js)) {
-          free(js);
-          cli_fail("%s", vblip_last_error());
-          goto done;
-        }
-        free(js);
-      }
-    }
-    if (tty) fputc('\n', stderr);
-    epoch_loss = seen ? sum / seen : NAN;
-    if (g_interrupted) break;
-    epochs_done = e + 1;
-    if (val) {
-      if (validate(&vs, &val_loss)) {
-        cli_fail("%s", vblip_last_error());
-        goto done;
-      }
-    }
-    if (!quiet) {
-      fprintf(stderr, "epoch %d/%ld done: train loss %.4f", e + 1, epochs, epoch_loss);
-      if (val) fprintf(stderr, ", validation loss %.4f", val_loss);
-      fputc('\n', stderr);
-    }
-    printf("epoch %d train_loss %.6f", e + 1, epoch_loss);
-    if (val) printf(" val_loss %.6f", val_loss);
-    printf("\n");
-    fflush(stdout);
-    char *js = info_json(model, data, vblip_trainer_steps(t), epochs_done, epoch_loss, val_loss, o.lr);
-    int rc = vblip_trainer_save(t, out, js);
-    free(js);
-    if (rc) {
-      cli_fail("%s", vblip_last_error());
-      goto done;
-    }
-  }
-  if (g_interrupted) {
-    char *js = info_json(model, data, vblip_trainer_steps(t), epochs_done, epoch_loss, val_loss, o.lr);
-    int rc = vblip_trainer_save(t, out, js);
-    free(js);
-    if (rc) {
-      cli_fail("interrupted, and saving failed: %s", vblip_last_error());
-      goto done;
-    }
-    fprintf(stderr, "vblip train: interrupted; saved step %ld to %s\n", vblip_trainer_steps(t), out);
-    status = 130;
-    goto done;
-  }
-  if (!quiet) fprintf(stderr, "vblip train: saved %s (%ld steps)\n", out, vblip_trainer_steps(t));
-  status = 0;
-done:
+  rc = vb_train_run(o);
   signal(SIGINT, SIG_DFL);
-  if (ts.cache)
-    for (int i = 0; i < train.n; i++) vblip_train_example_free(ts.cache[i]);
-  if (vs.cache)
-    for (int i = 0; i < valset.n; i++) vblip_train_example_free(vs.cache[i]);
-  free(ts.cache);
-  free(vs.cache);
-  free(order);
-  vblip_trainer_free(t);
-  vb_dataset_free(&train);
-  vb_dataset_free(&valset);
-  return status;
+  if (rc < 0) return cli_fail("%s", vblip_last_error());
+  return rc;
 }
 
 typedef struct {
