@@ -1,8 +1,25 @@
 #!/usr/bin/env bash
-# Installs every Debian package vblip needs to build and test. Idempotent.
+# Installs the Debian packages vblip needs. Idempotent.
+#   scripts/install-deps.sh --runtime   what building and running vblip needs (captioning,
+#                                        the server, pulls), nothing else
+#   scripts/install-deps.sh             that and what the tests need (scripts/test.sh runs it):
+#                                        test media, fuzzing, the browser and openai client tests
 set -euo pipefail
+runtime_only=0
+case "${1:-}" in
+  --runtime) runtime_only=1 ;;
+  "") ;;
+  -h | --help)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  *)
+    echo "install-deps: unknown option '$1' (--runtime, or nothing for everything)" >&2
+    exit 2
+    ;;
+esac
 pkgs=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev   # video/image decoding
   libdnnl-dev                                                   # oneDNN 2.6: large matmuls
   libcjson-dev                                                  # JSON configs, tokenizer.json, API
@@ -10,11 +27,15 @@ pkgs=(
   libmicrohttpd-dev                                             # HTTP server
   libcurl4-openssl-dev                                          # Hub downloads
   libedit-dev                                                   # line editing in `vblip chat`
+)
+test_pkgs=(
+  git
   ffmpeg                                                        # test media generation in tests
   clang libclang-rt-14-dev python3                              # libFuzzer smoke runs (fuzz/run.sh)
   chromium nodejs jq                                            # browser test of the web demo, JSON in shell tests
   slurm-wlm munge                                               # the Slurm job-array test (tests/cli/slurm.sh)
 )
+if [ "$runtime_only" = 0 ]; then pkgs+=("${test_pkgs[@]}"); fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 missing=()
@@ -25,6 +46,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ "$runtime_only" = 1 ]; then
+  echo "install-deps: the packages to build and run vblip are present (scripts/test.sh installs the test tools)"
+  exit 0
 fi
 # npm ships with nodejs from some sources; Debian packages it separately.
 if ! command -v npm >/dev/null; then

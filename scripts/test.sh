@@ -44,6 +44,16 @@ phase() {
   summary+=("$name $(ctest_counts "$logs/$name.log") ($((SECONDS - t0))s)")
 }
 
+# the test tools (test media, fuzzing, the browser and openai client tests): the README's
+# first command installs only what building and captioning need
+if [ "${VBLIP_SKIP_INSTALL:-0}" != 1 ]; then
+  echo "== install the test dependencies (scripts/install-deps.sh; VBLIP_SKIP_INSTALL=1 skips)"
+  if ! scripts/install-deps.sh; then
+    summary+=("install-deps FAILED")
+    failed=1
+  fi
+fi
+
 CTEST_ARGS=("$@")
 ENV_FOR_CTEST=""
 phase release build -DCMAKE_BUILD_TYPE=Release
