@@ -335,8 +335,8 @@ static void test_cli(void) {
   snprintf(args, sizeof args, "convert --model %s", fixdir);
   CHECK(run_cli(args, &out) == 2 && strstr(out, "--out"), "no --out: %s", out);
   free(out);
-  snprintf(args, sizeof args, "convert --model %s --out %s/x.gguf --type q4_0", fixdir, dir);
-  CHECK(run_cli(args, &out) == 2 && strstr(out, "q4_0"), "bad type: %s", out);
+  snprintf(args, sizeof args, "convert --model %s --out %s/x.gguf --type q4_1", fixdir, dir);
+  CHECK(run_cli(args, &out) == 2 && strstr(out, "q4_1"), "bad type: %s", out);
   free(out);
   snprintf(args, sizeof args, "convert --model %s/nonexistent --out %s/x.gguf", dir, dir);
   /* the missing path itself is the problem, not a file inside it */
@@ -593,7 +593,8 @@ static void test_hostile(void) {
       {"dim 2^63", "absurd", {{"a", 1, {(uint64_t)1 << 63}, VB_GGML_F32, 0}}, 1, 32},
       {"byte size overflow", "absurd", {{"a", 2, {(uint64_t)1 << 32, (uint64_t)1 << 30}, VB_GGML_F32, 0}}, 1, 32},
       {"huge tensor", "past the end", {{"a", 2, {1u << 20, 1u << 20}, VB_GGML_F32, 0}}, 1, 32},
-      {"Q4_0 type", "ggml type 2", {{"a", 1, {32}, 2, 0}}, 1, 32},
+      {"Q4_1 type", "ggml type 3", {{"a", 1, {32}, 3, 0}}, 1, 32},
+      {"Q4_0 row of 16", "32-value", {{"a", 2, {16, 2}, VB_GGML_Q4_0, 0}}, 1, 64},
       {"type 99", "ggml type 99", {{"a", 1, {32}, 99, 0}}, 1, 32},
       {"Q8_0 row of 16", "32-value", {{"a", 2, {16, 2}, VB_GGML_Q8_0, 0}}, 1, 64},
       {"offset past end", "past the end", {{"a", 1, {8}, VB_GGML_F32, 64}}, 1, 64},

@@ -46,6 +46,8 @@ int tu_run(const char *cmd, char **output);
  * program with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced off
  * (VBLIP_NO_AVX512=1): each child must pass too. Does nothing inside a child. */
 void tu_rerun_with_cpu_paths_off(void);
+/* The same with one more setting, e.g. "VBLIP_NO_AVX2=1" (the portable paths). */
+void tu_rerun_with_env(const char *env);
 /* The first line `vblip serve` prints on fd ("... listening on http://127.0.0.1:PORT/"),
  * read for at most timeout_s seconds into line; returns PORT, or 0 when it did not come. */
 int tu_serve_port(int fd, char *line, size_t cap, int timeout_s);

@@ -162,7 +162,8 @@ static const vb_tensor_info *find_v(vb_weights *w, const char *name, int ndim, v
     return NULL;
   }
   if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16 &&
-      t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0 && t->dtype != VB_DT_I8) {
+      t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0 && t->dtype != VB_DT_Q4_0 &&
+      t->dtype != VB_DT_I8) {
     vb_error("weights: tensor %s has dtype %s, expected a floating-point type", name,
              vb_dtype_name(t->dtype));
     return NULL;

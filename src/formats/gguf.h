@@ -43,6 +43,7 @@ typedef enum {
 enum {
   VB_GGML_F32 = 0,
   VB_GGML_F16 = 1,
+  VB_GGML_Q4_0 = 2,
   VB_GGML_Q8_0 = 8,
   VB_GGML_I8 = 24,
   VB_GGML_I16 = 25,

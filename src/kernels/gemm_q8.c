@@ -23,6 +23,7 @@
 #include "kernels/bf16_kernels.h"
 #include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
+#include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
@@ -164,7 +165,11 @@ static int tile_rows(int N, int K, int unit) {
  * from the Q8_0 rows where they lie. */
 static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
                          float *d32) {
-  if (packed && d16)
+  if (l->dtype == VB_DT_Q4_0 && d16)
+    vb_q4_rows_to_bf16(l->w, l->in, n0, n1, d16);
+  else if (l->dtype == VB_DT_Q4_0)
+    vb_q4_rows_to_f32(l->w, l->in, n0, n1, d32);
+  else if (packed && d16)
     vb_q8x16_rows_to_bf16(packed, l->in, n0, n1, d16);
   else if (packed)
     vb_q8x16_rows_to_f32(packed, l->in, n0, n1, d32);
@@ -233,7 +238,8 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
 int vb_linear_prepare_q8(vb_linear *l) {
   if (l->backend) return 0;
   if (l->in % VB_Q8_BLOCK != 0)
-    return vb_error("linear %dx%d: Q8_0 rows must be a multiple of 32 values", l->out, l->in);
+    return vb_error("linear %dx%d: %s rows must be a multiple of 32 values", l->out, l->in,
+                    vb_dtype_name(l->dtype));
   q8_backend *b = vb_calloc(1, sizeof *b);
   if (!b) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
@@ -242,7 +248,7 @@ int vb_linear_prepare_q8(vb_linear *l) {
                                     l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
-  if (vb_q8x16_supported()) {
+  if (l->dtype == VB_DT_Q8_0 && vb_q8x16_supported()) {
     b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
     if (!b->packed) {
       free(b);
@@ -279,6 +285,7 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
   if (M > VB_Q8_GEMV_MAX_M) return run_tiles(l, b, x, M, y);
+  if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
   return 0;

@@ -1,6 +1,6 @@
 /* vblip convert: any model directory vblip loads -> one GGUF file holding the
  * configs, the preprocessor settings, the tokenizer files and the weights
- * (f32, f16, bf16 or Q8_0 linear weights). */
+ * (f32, f16, bf16, Q8_0 or Q4_0 linear weights). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -14,13 +14,14 @@
 #include "checkpoint/model_source.h"
 #include "checkpoint/weights.h"
 #include "formats/gguf.h"
+#include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
 #include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/outfile.h"
 #include "vblip.h"
 
-typedef enum { T_F32, T_F16, T_BF16, T_Q8_0 } target;
+typedef enum { T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0 } target;
 
 static bool ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
@@ -43,9 +44,14 @@ static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
   if (tg == T_F16) return VB_DT_F16;
   if (tg == T_BF16) return VB_DT_BF16;
   /* Q8_0: the linear layers' [out, in] matrices, in whole 32-value blocks */
-  if (t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 && !is_embedding(t->name))
-    return VB_DT_Q8_0;
-  return VB_DT_F32;
+  if (!(t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 && !is_embedding(t->name)))
+    return VB_DT_F32;
+  /* Q4_0: the language model's layers; its vocabulary head (where it has its
+   * own), the vision encoder, Q-Former and projection stay Q8_0 (small next
+   * to the language model, and 4-bit costs them more accuracy) */
+  if (tg == T_Q4_0 && strncmp(t->name, "language_model.", 15) == 0 && !strstr(t->name, "lm_head"))
+    return VB_DT_Q4_0;
+  return VB_DT_Q8_0;
 }
 
 /* Whether an int8 vision conversion stores this tensor as int8: the vision
@@ -170,6 +176,9 @@ static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, in
   case VB_DT_Q8_0:
     vb_quantize_q8_0(f32, n, dst);
     return 0;
+  case VB_DT_Q4_0:
+    vb_quantize_q4_0(f32, n, dst);
+    return 0;
   case VB_DT_I8: {
     int64_t K = row_length(t);
     quantize_rows_i8(f32, n / K, K, scale_of, dst);
@@ -253,7 +262,8 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   else if (strcmp(type, "f16") == 0) tg = T_F16, file_type = 1;
   else if (strcmp(type, "bf16") == 0) tg = T_BF16, file_type = 32;
   else if (strcmp(type, "q8_0") == 0) tg = T_Q8_0, file_type = 7;
-  else return vb_error("unknown weight type \"%s\" (f32, f16, bf16 or q8_0)", type);
+  else if (strcmp(type, "q4_0") == 0) tg = T_Q4_0, file_type = 2;
+  else return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0 or q4_0)", type);
 
   int opened = 0, rc = -1;
   vb_model_source src;

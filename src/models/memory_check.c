@@ -39,7 +39,7 @@ static int is_tied_copy(const vb_model_config *cfg, const vb_tensor_table *tt, c
 /* Bytes of n values of a linear layer stored as dt when run at compute. */
 static uint64_t linear_bytes(vb_dtype dt, uint64_t n, size_t stored, vb_compute compute) {
   if (dt == VB_DT_I8) return stored;                               /* int8 vision: as stored */
-  if (compute == VB_COMPUTE_BF16 && dt == VB_DT_Q8_0) return stored; /* run where it lies */
+  if (compute == VB_COMPUTE_BF16 && (dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0)) return stored; /* run where it lies */
   return n * (compute == VB_COMPUTE_BF16 ? 2 : 4);
 }
 

@@ -87,6 +87,11 @@ static void detect(void) {
     g_cpu.avx512_bf16 = g_cpu.avx512_vnni = false;
   }
   if (env_flag("VBLIP_NO_AVX_VNNI")) g_cpu.avx_vnni = false; /* testing aid */
+  if (env_flag("VBLIP_NO_AVX2")) { /* testing aid: portable C where a kernel has an AVX2 path */
+    g_cpu.avx2 = g_cpu.fma = g_cpu.avx_vnni = false;
+    g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512dq = false;
+    g_cpu.avx512_bf16 = g_cpu.avx512_vnni = false;
+  }
   /* oneDNN must never emit AMX instructions without the permission, and its
    * ISA choice is fixed at its first primitive: cap it now. */
   if (!g_cpu.amx_usable) {

@@ -14,6 +14,7 @@ static const struct {
     [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},   [VB_DT_I32] = {"I32", 4},
     [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},     [VB_DT_U8] = {"U8", 1},
     [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0},
+    [VB_DT_Q4_0] = {"Q4_0", 0},
 };
 
 const char *vb_dtype_name(vb_dtype t) {
@@ -29,6 +30,10 @@ int vb_dtype_bytes(vb_dtype t, int64_t nelem, size_t *out) {
   if (t == VB_DT_Q8_0) {
     if (nelem % 32) return 0;
     return vb_mul_ok((size_t)nelem / 32, 34, out);
+  }
+  if (t == VB_DT_Q4_0) {
+    if (nelem % 32) return 0;
+    return vb_mul_ok((size_t)nelem / 32, 18, out);
   }
   return vb_mul_ok((size_t)nelem, vb_dtype_size(t), out);
 }
@@ -138,6 +143,21 @@ int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst) {
       const int8_t *q = (const int8_t *)(s + 34 * b + 2);
       for (int j = 0; j < 32; j++)
         dst[b * 32 + j] = d * q[j];
+    }
+    return 0;
+  }
+  case VB_DT_Q4_0: {
+    if (n % 32) return vb_error("Q4_0 tensor size %lld is not a multiple of 32", (long long)n);
+    const uint8_t *s = src;
+    for (int64_t b = 0; b < n / 32; b++) {
+      uint16_t h;
+      memcpy(&h, s + 18 * b, 2);
+      float d = vb_half_to_float(h);
+      const uint8_t *q = s + 18 * b + 2;
+      for (int j = 0; j < 16; j++) {
+        dst[b * 32 + j] = d * (float)((q[j] & 15) - 8);
+        dst[b * 32 + j + 16] = d * (float)((q[j] >> 4) - 8);
+      }
     }
     return 0;
   }

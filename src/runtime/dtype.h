@@ -19,6 +19,7 @@ typedef enum {
   VB_DT_U8,
   VB_DT_BOOL,
   VB_DT_Q8_0, /* GGUF block layout: per 32 values one f16 scale + 32 int8 */
+  VB_DT_Q4_0, /* GGUF block layout: per 32 values one f16 scale d + 16 bytes of nibbles q, d (q - 8) */
   VB_DT_COUNT
 } vb_dtype;
 
@@ -31,7 +32,7 @@ float vb_half_to_float(uint16_t h);
 uint16_t vb_float_to_half(float f);
 float vb_bf16_to_float(uint16_t b);
 uint16_t vb_float_to_bf16(float f); /* round to nearest even */
-/* Converts n elements of src (F32/F16/BF16/F64/Q8_0) to f32. */
+/* Converts n elements of src (F32/F16/BF16/F64/Q8_0/Q4_0) to f32. */
 int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst);
 
 #endif

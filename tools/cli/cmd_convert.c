@@ -15,7 +15,7 @@ typedef struct {
   int quiet;
 } convert_opts;
 
-static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", NULL};
+static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
 static const char *const k_vision_types[] = {"same", "int8", NULL};
 
 static const cli_option k_options[] = {
@@ -28,7 +28,9 @@ static const cli_option k_options[] = {
                    "f32 (default): the weights as float32;\n"
                    "f16, bf16: every matrix in that type, 1-D tensors float32;\n"
                    "q8_0: the linear layers' matrices in GGUF Q8_0 blocks (8-bit with a\n"
-                   "float16 scale per 32 values); norms, biases, embeddings float32"),
+                   "float16 scale per 32 values); norms, biases, embeddings float32;\n"
+                   "q4_0: the language model's linear layers in GGUF Q4_0 blocks (4-bit\n"
+                   "with a float16 scale per 32 values), the rest as q8_0"),
     CLI_OPT_CHOICE("--vision-type", 0, "V", convert_opts, vision_type, k_vision_types,
                    "same (default): the vision encoder as --type;\n"
                    "int8: the ViT's linear weights in int8 with a float32 scale per\n"
@@ -41,9 +43,9 @@ static int run(int argc, char **argv);
 
 const cli_command cli_cmd_convert = {
     .name = "convert",
-    .summary = "write a model as one GGUF file (f32, f16, bf16 or q8_0 weights)",
+    .summary = "write a model as one GGUF file (f32, f16, bf16, q8_0 or q4_0 weights)",
     .run = run,
-    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0] [--vision-type same|int8]",
+    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--vision-type same|int8]",
     .about = "Writes the model (a directory with safetensors, sharded or not, or PyTorch .bin; a\n"
              "GGUF file; or a Hub repo id) as one GGUF file with the configs, the preprocessor\n"
              "settings, the tokenizer and the weights. Every command's --model accepts the .gguf "

@@ -1,0 +1,43 @@
+/* Internal: GGUF Q4_0 weights (vblip convert --type q4_0) behind
+ * vb_linear_forward, exposed for tests and the benchmark. A weight [N, K]
+ * (K a multiple of 32) is K/32 blocks of 18 bytes per row: an f16 scale d,
+ * then 16 bytes whose byte j holds value j in its low nibble and value j + 16
+ * in its high nibble, each an unsigned q in 0..15; the value is d * (q - 8). */
+#ifndef VBLIP_KERNELS_Q4_KERNELS_H
+#define VBLIP_KERNELS_Q4_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define VB_Q4_BLOCK 32
+#define VB_Q4_BLOCK_BYTES 18
+
+static inline size_t vb_q4_row_bytes(int K) { return (size_t)(K / VB_Q4_BLOCK) * VB_Q4_BLOCK_BYTES; }
+
+/* n values (a multiple of 32) to Q4_0 blocks: d = (the block's value of
+ * largest magnitude) / -8 rounded to f16, q = clamp(round(x / d) + 8, 0, 15),
+ * so that value itself is exactly -8 d. Threaded for large n. */
+void vb_quantize_q4_0(const float *x, int64_t n, void *out);
+
+/* Rows [r0, r1) dequantized to bf16 / f32 (dst row stride K). */
+void vb_q4_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst);
+void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
+
+/* y[M, N] = x[M, K] W^T (+ bias) for few rows (decoding): the activations are
+ * quantized to int8 per 32-value block (scale max|x| / 127), each block's
+ * product summed in int32 (4-bit x 8-bit) and scaled in f32; the weight is
+ * read once for all M rows. The dispatcher picks AVX512-VNNI (VPDPBUSD on two
+ * blocks at once), AVX2 (VPMADDUBSW) or portable C; each is exposed for the
+ * tests (the caller checks the CPU). The paths give the same integer block
+ * sums; only the float additions' order differs. -1 when the scratch for the
+ * quantized activations cannot grow. */
+int vb_gemv_q4(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4_has_avx2(void);
+int vb_gemv_q4_has_vnni(void);
+/* Which path vb_gemv_q4 takes here: "avx512-vnni", "avx2" or "c". */
+const char *vb_gemv_q4_path(void);
+
+#endif

@@ -1,0 +1,167 @@
+/* Q4_0 weights (issue 23): the quantizer's rounding, dequantization (f32,
+ * bf16, the dtype conversion), the decoding products on every CPU path
+ * (AVX512-VNNI, AVX2, portable C; each called directly where the CPU has it,
+ * and the dispatcher again in child processes with AVX-512 and then AVX2
+ * forced off) against a double-precision product of the same quantized
+ * operands, their error against the unquantized f32 product, and
+ * vb_linear_forward with bf16 compute for few rows (the GEMVs) and many
+ * (dequantized tiles through oneDNN). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "kernels/q4_kernels.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+#include "runtime/dtype.h"
+#include "testutil.h"
+
+/* The quantizer: every value within half a step of its block's scale (or
+ * clamped at +7 steps on the side opposite the extreme), the
+ * block's largest-magnitude value exact (as -8 d), the dtype conversion and
+ * both row dequantizers agreeing. */
+static void check_quantize(int N, int K, tu_rng *rng) {
+  float *w = tu_rand_buf(rng, (size_t)N * K, 1.0f);
+  size_t bytes = vb_q4_row_bytes(K) * N;
+  uint8_t *q = malloc(bytes);
+  float *f = malloc((size_t)N * K * sizeof *f), *g = malloc((size_t)N * K * sizeof *g);
+  uint16_t *h = malloc((size_t)N * K * sizeof *h);
+  vb_quantize_q4_0(w, (int64_t)N * K, q);
+  vb_q4_rows_to_f32(q, K, 0, N, f);
+  CHECK_OK(vb_convert_to_f32(VB_DT_Q4_0, q, (int64_t)N * K, g));
+  CHECK(memcmp(f, g, (size_t)N * K * sizeof *f) == 0, "%dx%d: convert_to_f32 differs from rows_to_f32", N, K);
+  vb_q4_rows_to_bf16(q, K, 1, N, h);
+  int bf_bad = 0, step_bad = 0, extreme_bad = 0;
+  for (int r = 1; r < N; r++)
+    for (int k = 0; k < K; k++) bf_bad += h[(size_t)(r - 1) * K + k] != vb_float_to_bf16(f[(size_t)r * K + k]);
+  for (int b = 0; b < N * K / 32; b++) {
+    uint16_t hd;
+    memcpy(&hd, q + (size_t)b * VB_Q4_BLOCK_BYTES, 2);
+    float d = fabsf(vb_half_to_float(hd)), big = 0;
+    for (int j = 0; j < 32; j++) {
+      float x = w[(size_t)b * 32 + j];
+      if (fabsf(x) > fabsf(big)) big = x;
+      /* half a step (plus the f16 rounding of d over the 8 steps to the
+       * extreme); values of the other sign beyond 7.5 steps are clamped to 7 */
+      float allowed = fmaxf(0.5f * d, fabsf(x) - 7 * d) + 8 * d * 1e-3f;
+      if (fabsf(x - f[(size_t)b * 32 + j]) > allowed) step_bad++;
+    }
+    int found = 0;
+    for (int j = 0; j < 32; j++) found |= big != 0 && f[(size_t)b * 32 + j] == -8 * vb_half_to_float(hd) &&
+                                          fabsf(w[(size_t)b * 32 + j]) == fabsf(big);
+    extreme_bad += !found;
+  }
+  CHECK(bf_bad == 0, "%dx%d: %d bf16 rows values differ from the rounded f32 ones", N, K, bf_bad);
+  CHECK(step_bad == 0, "%dx%d: %d values off by more than half a step", N, K, step_bad);
+  CHECK(extreme_bad == 0, "%dx%d: %d blocks do not hold their extreme value as -8 d", N, K, extreme_bad);
+  free(w), free(q), free(f), free(g), free(h);
+}
+
+/* The int8 activations the kernels use, dequantized: the reference's input. */
+static void quantized_acts(const float *x, int M, int K, float *xq) {
+  for (int m = 0; m < M; m++)
+    for (int b = 0; b < K / 32; b++) {
+      const float *v = x + (size_t)m * K + 32 * b;
+      float amax = 0;
+      for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+      float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+      for (int j = 0; j < 32; j++) {
+        long r = lrintf(v[j] * id);
+        xq[(size_t)m * K + 32 * b + j] = d * (float)(r > 127 ? 127 : r < -127 ? -127 : r);
+      }
+    }
+}
+
+typedef int (*gemv_fn)(const void *, int, int, const float *, int, const float *, float *);
+
+static void check_gemv(int N, int K, int M, tu_rng *rng) {
+  float *w = tu_rand_buf(rng, (size_t)N * K, 0.5f), *x = tu_rand_buf(rng, (size_t)M * K, 2.0f);
+  float *bias = tu_rand_buf(rng, (size_t)N, 0.1f);
+  uint8_t *q = malloc(vb_q4_row_bytes(K) * N);
+  float *wd = malloc((size_t)N * K * sizeof *wd), *xq = malloc((size_t)M * K * sizeof *xq);
+  float *y = malloc((size_t)M * N * sizeof *y);
+  double *ref = malloc((size_t)M * N * sizeof *ref), *exact = malloc((size_t)M * N * sizeof *exact),
+         *mag = malloc((size_t)M * N * sizeof *mag);
+  vb_quantize_q4_0(w, (int64_t)N * K, q);
+  vb_q4_rows_to_f32(q, K, 0, N, wd);
+  quantized_acts(x, M, K, xq);
+  tu_linear_ref(xq, wd, bias, M, N, K, ref, mag);   /* the same quantized operands */
+  tu_linear_ref(x, wd, bias, M, N, K, exact, NULL); /* f32 activations, the 4-bit weight */
+  struct {
+    const char *name;
+    gemv_fn fn;
+    int here;
+  } paths[] = {{"dispatch", vb_gemv_q4, 1},
+               {"c", vb_gemv_q4_c, 1},
+               {"avx2", vb_gemv_q4_avx2, vb_gemv_q4_has_avx2()},
+               {"avx512-vnni", vb_gemv_q4_vnni, vb_gemv_q4_has_vnni()}};
+  for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
+    if (!paths[p].here) continue;
+    if (!CHECK_OK(paths[p].fn(q, N, K, x, M, bias, y))) continue;
+    int bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)M * N; i++) {
+      /* the integer block sums are exact: only float roundings, bounded by
+       * a few ulps of the sum of magnitudes */
+      double e = fabs(y[i] - ref[i]), tol = 1e-5 * mag[i] + 1e-6;
+      if (e > tol) bad++;
+      worst = fmax(worst, e / (mag[i] + 1e-30));
+    }
+    CHECK(bad == 0, "%s %dx%d M=%d: %d outputs off the reference (worst %.3g of the magnitude)", paths[p].name,
+          N, K, M, bad, worst);
+    if (p == 0) { /* the activations' 8 bits against f32 activations */
+      double num = 0, den = 0;
+      for (size_t i = 0; i < (size_t)M * N; i++) {
+        num += (y[i] - exact[i]) * (y[i] - exact[i]);
+        den += exact[i] * exact[i];
+      }
+      double rel = sqrt(num / den);
+      if (M == 1 && K >= 1024)
+        printf("q4_0 %dx%d M=%d (%s): relative L2 error of int8 activations vs f32 ones %.2e\n", N, K, M,
+               vb_gemv_q4_path(), rel);
+      CHECK(rel < 1e-2, "%dx%d M=%d: int8 activations cost %.3g relative", N, K, M, rel);
+    }
+  }
+  free(w), free(x), free(bias), free(q), free(wd), free(xq), free(y), free(ref), free(exact), free(mag);
+}
+
+/* vb_linear_forward, bf16 compute: few rows through the GEMV, many through
+ * bf16 tiles (weights dequantized to bf16, activations rounded to bf16). */
+static void check_linear(int N, int K, int M, tu_rng *rng) {
+  float *w = tu_rand_buf(rng, (size_t)N * K, 0.5f), *x = tu_rand_buf(rng, (size_t)M * K, 1.0f);
+  float *bias = tu_rand_buf(rng, (size_t)N, 0.1f);
+  uint8_t *q = malloc(vb_q4_row_bytes(K) * N);
+  float *wd = malloc((size_t)N * K * sizeof *wd), *y = malloc((size_t)M * N * sizeof *y);
+  double *ref = malloc((size_t)M * N * sizeof *ref);
+  vb_quantize_q4_0(w, (int64_t)N * K, q);
+  vb_q4_rows_to_f32(q, K, 0, N, wd);
+  tu_linear_ref(x, wd, bias, M, N, K, ref, NULL);
+  vb_linear l = {.out = N, .in = K, .dtype = VB_DT_Q4_0, .w = q, .bias = bias, .compute = VB_COMPUTE_BF16};
+  if (CHECK_OK(vb_linear_prepare(&l)) && CHECK_OK(vb_linear_forward(&l, x, M, y))) {
+    double rel = tu_rel_l2(y, ref, (size_t)M * N);
+    CHECK(rel < 1e-2 && rel > 0, "linear %dx%d M=%d: relative error %.3g", N, K, M, rel);
+    CHECK(vb_linear_reads_stored(&l), "linear %dx%d: a Q4_0 weight is read where it lies", N, K);
+  }
+  vb_linear_release(&l);
+  free(w), free(x), free(bias), free(q), free(wd), free(y), free(ref);
+}
+
+int main(void) {
+  vb_cpu_init();
+  printf("q4_0 decoding path here: %s (%s)\n", vb_gemv_q4_path(), vb_cpu_describe());
+  tu_rng rng = {0x4b1d};
+  static const int shapes[][2] = {{37, 32}, {64, 96}, {130, 256}, {300, 2048}, {64, 4096}};
+  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+    check_quantize(shapes[s][0], shapes[s][1], &rng);
+    for (int M = 1; M <= 15; M += (M < 5 ? 1 : 5)) check_gemv(shapes[s][0], shapes[s][1], M, &rng);
+  }
+  check_linear(200, 512, 1, &rng);
+  check_linear(200, 512, 4, &rng);
+  check_linear(200, 512, 40, &rng);
+  check_linear(96, 64, 33, &rng);
+  tu_rerun_with_cpu_paths_off();
+  tu_rerun_with_env("VBLIP_NO_AVX2=1");
+  return tu_finish();
+}

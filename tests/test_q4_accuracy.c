@@ -1,0 +1,122 @@
+/* 4-bit accuracy on the fixtures (issue 23): the fixture models converted to
+ * q4_0, their language models run from transformers' language_projection
+ * and prompt ids with bf16 compute (the Q4_0 kernels, int8 activations) and
+ * with f32 compute (the 4-bit weights dequantized), against the f32
+ * directory: first-step logits' relative L2 error, and greedy_20's tokens
+ * against transformers' where the case's recorded margin allows it, i.e. is
+ * more than twice the largest first-step logit error (the others are
+ * printed with their margins, not asserted). The kernels' own error (int8
+ * activations, bf16 tiles) is the distance between the two q4_0 runs.
+ * Measured here: 4-bit weights cost the tiny random fixtures 16-19% of their
+ * logits (q8_0: ~1%): their 32-wide layers hold uniform random values, for
+ * which a 4-bit step is large, and their logits reach 1.8e3, so no greedy
+ * margin (3.2-86) is under twice the error (~250). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint/config.h"
+#include "checkpoint/weights.h"
+#include "lm/lm.h"
+#include "runtime/cpu.h"
+#include "testutil.h"
+#include "vblip.h"
+
+typedef struct {
+  float *logits;
+  int32_t greedy[64];
+  int n_greedy;
+  int vocab;
+} lm_out;
+
+static int run_lm(const char *dir, const char *weights, vb_compute compute, const char *key, const char *case_name,
+                  lm_out *o) {
+  memset(o, 0, sizeof *o);
+  vb_model_config cfg;
+  vb_weights w;
+  if (!CHECK_OK(vb_config_load(dir, &cfg)) || !CHECK_OK(vb_weights_open(weights, &w))) return -1;
+  w.compute = compute;
+  vb_lm *lm = NULL;
+  int rc = -1;
+  if (CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm) : vb_opt_create(&w, &cfg, &lm))) {
+    char path[256];
+    snprintf(path, sizeof path, "models.%s.cases.%s", key, case_name);
+    cJSON *jids = cJSON_GetObjectItem(tu_json_path(tu_expected(), path), "input_ids");
+    int n_ids = cJSON_GetArraySize(jids);
+    int32_t ids[512];
+    for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    snprintf(path, sizeof path, "model/%s/%s/language_projection", key, case_name);
+    const vb_tensor_info *rp = tu_ref_tensor(path);
+    o->vocab = lm->vocab_size;
+    o->logits = malloc((size_t)lm->vocab_size * sizeof(float));
+    if (rp && o->logits && CHECK_OK(lm->set_input(lm, rp->data, (int)rp->shape[1], ids, n_ids)) &&
+        CHECK_OK(lm->gen.prefill(lm, 1, o->logits))) {
+      o->n_greedy = tu_greedy(lm, &cfg, rp->data, (int)rp->shape[1], ids, n_ids, 20, o->greedy, 64);
+      rc = 0;
+    }
+    lm->destroy(lm);
+  }
+  vb_weights_close(&w);
+  return rc;
+}
+
+static void check_case(const char *key, const char *dir, const char *gguf, const char *case_name) {
+  lm_out ref;
+  if (run_lm(dir, dir, VB_COMPUTE_F32, key, case_name, &ref) != 0) return;
+  char path[256];
+  snprintf(path, sizeof path, "models.%s.cases.%s.generation.greedy_20", key, case_name);
+  cJSON *gen = tu_json_path(tu_expected(), path);
+  cJSON *want = cJSON_GetArrayItem(cJSON_GetObjectItem(gen, "sequences"), 0);
+  double margin = cJSON_GetObjectItem(gen, "min_margin")->valuedouble;
+  int n = cJSON_GetArraySize(want);
+  const struct {
+    const char *name;
+    vb_compute compute;
+  } modes[] = {{"bf16 compute (q4_0 kernels)", VB_COMPUTE_BF16}, {"f32 compute (dequantized)", VB_COMPUTE_F32}};
+  lm_out first = {0};
+  for (size_t k = 0; k < 2; k++) {
+    lm_out q;
+    if (run_lm(dir, gguf, modes[k].compute, key, case_name, &q) != 0) continue;
+    double rel = tu_rel_l2f(q.logits, ref.logits, (size_t)ref.vocab);
+    double err = tu_max_abs_diff(q.logits, ref.logits, (size_t)ref.vocab);
+    int same = q.n_greedy == n;
+    for (int i = 0; same && i < n; i++) same = q.greedy[i] == cJSON_GetArrayItem(want, i)->valueint;
+    int asserted = margin > 2 * err;
+    printf("%s %s q4_0, %s: first-step logits relative error %.2e (max abs %.3g); greedy_20 margin %.3g: "
+           "tokens %s%s\n",
+           key, case_name, modes[k].name, rel, err, margin, same ? "equal to transformers'" : "differ",
+           asserted ? "" : " (not asserted: the margin is under twice the logit error)");
+    /* measured 0.16-0.19 */
+    CHECK(rel < 0.25 && rel > 0, "%s %s q4_0 %s: logits relative error %g", key, case_name, modes[k].name, rel);
+    if (asserted)
+      CHECK(same, "%s %s q4_0 %s: greedy_20 differs though its margin %g is over twice the error %g", key,
+            case_name, modes[k].name, margin, err);
+    if (k == 0) {
+      first = q;
+      continue;
+    }
+    if (first.logits) { /* the kernels against the dequantized weights: measured 0.7-1.5% */
+      double kr = tu_rel_l2f(first.logits, q.logits, (size_t)ref.vocab);
+      printf("%s %s q4_0: the kernels' own error (bf16 compute vs f32 compute) %.2e\n", key, case_name, kr);
+      CHECK(kr < 3e-2, "%s %s q4_0: kernels vs dequantized weights %g", key, case_name, kr);
+    }
+    free(q.logits);
+  }
+  free(first.logits);
+  free(ref.logits);
+}
+
+int main(void) {
+  const char *models[][2] = {{"opt", "models/videoblip-opt-tiny"}, {"t5", "models/videoblip-flant5-tiny"}};
+  const char *cases[] = {"video1_uniform", "image"};
+  for (size_t i = 0; i < 2; i++) {
+    char gguf[512];
+    snprintf(gguf, sizeof gguf, "%s/%s-q4_0.gguf", tu_tmpdir(), models[i][0]);
+    if (!CHECK(vblip_convert(tu_fixture(models[i][1]), gguf, "q4_0", 0) == 0, "convert: %s", vblip_last_error()))
+      continue;
+    for (size_t j = 0; j < 2; j++) check_case(models[i][0], tu_fixture(models[i][1]), gguf, cases[j]);
+    remove(gguf);
+  }
+  return tu_finish();
+}
