@@ -390,10 +390,13 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
       if (ferror(f)) goto io_error;
       goto done;
     }
-    if (show) show_progress(i + 1, n, written, total_bytes, t0, &last, 0);
+    /* the file's length so far against its final length: the header, the metadata and
+     * the alignment padding count on both sides, so the bar ends at its total */
+    if (show) show_progress(i + 1, n, (uint64_t)ftello(f), total_bytes, t0, &last, 0);
   }
+  uint64_t final_bytes = (uint64_t)ftello(f);
   if (vb_outfile_commit(&out) != 0) goto done;
-  if (show) show_progress(n, n, written, total_bytes, t0, &last, 1);
+  if (show) show_progress(n, n, final_bytes, total_bytes, t0, &last, 1);
   rc = 0;
   goto done;
 io_error:

@@ -2,8 +2,12 @@
  * the Q-Former, the projection, the language model and generation. */
 #include <ctype.h>
 #include <omp.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "checkpoint/config.h"
 #include "checkpoint/model_source.h"
@@ -101,6 +105,37 @@ const char *vblip_layout_name(vblip_layout l) {
   return l == VBLIP_LAYOUT_INTERLEAVED ? "interleaved" : l == VBLIP_LAYOUT_BLIP2 ? "blip2" : "auto";
 }
 
+/* Loading a large model (mapping, converting and packing its weights) takes seconds: with
+ * progress on a terminal, one status row on stderr names the stage, cleared at the end. */
+typedef struct {
+  int show;
+  char name[48];
+  double t0;
+} load_status;
+
+static void load_stage(load_status *ls, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void load_stage(load_status *ls, const char *fmt, ...) {
+  if (!ls->show) return;
+  char what[128];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  char line[256];
+  snprintf(line, sizeof line, "vblip: loading %s: %s (%.1f s)", ls->name, what,
+           (vb_now_ms() - ls->t0) / 1e3);
+  /* within one terminal row: erasing the row must erase all of it */
+  struct winsize ws;
+  int cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 1 ? ws.ws_col : 80;
+  fprintf(stderr, "\r\033[K%.*s", cols - 1, line);
+  fflush(stderr);
+}
+
+static void load_done(load_status *ls) {
+  if (ls->show) fputs("\r\033[K", stderr);
+  ls->show = 0;
+}
+
 vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   vblip_load_options def;
   if (!o) {
@@ -118,6 +153,17 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
     return NULL;
   }
   const char *dir = m->source.path;
+  load_status ls = {.show = o->progress && isatty(STDERR_FILENO), .t0 = vb_now_ms()};
+  { /* the last part of the path: the row stays short */
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+      n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+      b--;
+    snprintf(ls.name, sizeof ls.name, "%.*s", (int)(n - b < 32 ? n - b : 32), path + b);
+  }
+  load_stage(&ls, "configuration and tokenizer");
   m->compute = o->dtype == VBLIP_DTYPE_BF16  ? VB_COMPUTE_BF16
                : o->dtype == VBLIP_DTYPE_F32 ? VB_COMPUTE_F32
                : vb_cpu_prefers_bf16()       ? VB_COMPUTE_BF16
@@ -137,6 +183,7 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   if (vb_tokenizer_load_pref(dir, m->layout == VBLIP_LAYOUT_INTERLEAVED, &m->tok) != 0) goto fail;
   if (m->layout == VBLIP_LAYOUT_INTERLEAVED && vb_icl_newline_id(m->tok, &m->newline_id) != 0)
     goto fail;
+  load_stage(&ls, "mapping the weights");
   if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
   /* before anything is converted or allocated: a model that does not fit is
    * refused with numbers, not killed by the OOM killer half-way */
@@ -160,7 +207,9 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
       goto fail;
     }
   }
+  load_stage(&ls, "vision encoder (%d layers)", m->cfg.vision.num_hidden_layers);
   if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
+  load_stage(&ls, "Q-Former");
   if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0) goto fail;
   m->weights.pack = 0;
   m->weights.int8 = 0;
@@ -168,11 +217,14 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden, m->cfg.qformer.hidden_size,
                         1, &m->projection) != 0)
     goto fail;
+  load_stage(&ls, "language model (%s)", m->cfg.lm_kind == VB_LM_OPT ? "OPT" : "T5");
   int rc = m->cfg.lm_kind == VB_LM_OPT ? vb_opt_create(&m->weights, &m->cfg, &m->lm)
                                        : vb_t5_create(&m->weights, &m->cfg, &m->lm);
   if (rc != 0) goto fail;
+  load_done(&ls);
   return m;
 fail:
+  load_done(&ls);
   vb_error_context("loading %s", path);
   vblip_model_free(m);
   return NULL;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "cli/cli_options.h"
+#include "cli/cli_status.h"
 #include "cli/cli_stdio.h"
 #include "vblip.h"
 #include "vblip_hub.h"

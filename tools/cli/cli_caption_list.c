@@ -108,7 +108,7 @@ int cli_caption_list_run(vblip_model *m, const cli_caption_list *l, const cli_ca
                            .gen = s->gen,
                            .raw = s->raw,
                            .prefetch = l->prefetch,
-                           .progress = isatty(STDERR_FILENO) && (l->output || !isatty(1))};
+                           .progress = cli_status_on() && (l->output || !isatty(1))};
   vb_caption_run_stats st = {0};
   int status = 0;
   if (vb_caption_run(m, &in, &done, out, &o, &st) != 0) status = cli_fail("%s", vblip_last_error());

@@ -196,15 +196,20 @@ int cli_check_sampling(const char *cmd, vblip_sampling *s) {
 }
 
 int cli_load_video(vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v) {
+  cli_status("reading %s...", path);
   if (vblip_video_load(m, path, s, v) != 0) {
+    cli_status_clear();
     cli_fail("%s", vblip_last_error()); /* names the file */
     return -1;
   }
+  cli_status("encoding %s (%d frame%s)...", path, v->n_frames, v->n_frames == 1 ? "" : "s");
   if (vblip_video_encode(m, v) != 0) {
+    cli_status_clear();
     cli_fail("%s: %s", path, vblip_last_error());
     vblip_video_free(v);
     return -1;
   }
+  cli_status_clear();
   return 0;
 }
 

@@ -8,11 +8,11 @@
 #include "cli/cli.h"
 #include "cli/cli_caption_list.h"
 #include "cli/cli_input.h"
+#include "cli/cli_tty_text.h"
 #include "runtime/escape.h"
 
 static int print_piece(void *user, const char *piece) {
-  (void)user;
-  fputs(piece, stdout);
+  cli_tty_text_put(user, stdout, piece);
   fflush(stdout);
   return 0;
 }
@@ -54,6 +54,7 @@ typedef struct {
   vblip_gen_params gen;
   int json, raw, interleaved;
   cli_caption_list list; /* --files-from and what goes with it */
+  int quiet;             /* --quiet: no progress on the terminal */
 } caption_opts;
 
 static const cli_option k_options[] = {
@@ -69,6 +70,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_frame_options, caption_opts, sampling),
     CLI_GROUP(cli_gen_options, caption_opts, gen),
     CLI_GROUP(cli_threads_option, caption_opts, load.n_threads),
+    CLI_GROUP(cli_quiet_option, caption_opts, quiet),
     CLI_DTYPE_GROUP(caption_opts, load),
     CLI_OPT_FLAG("--json", 0, caption_opts, json,
                  "one JSON object per answer per line: {video, frames:[{index,\n"
@@ -113,9 +115,13 @@ const cli_command cli_cmd_caption = {
 /* Generates the answer to in and prints it; 0, or 1 with the error printed. */
 static int answer(vblip_model *m, const caption_opts *o, vblip_input *in, const cli_videos *vs,
                   int first, int count, const char *label, bool stream) {
-  if (stream && label) printf("%s: ", label);
+  cli_tty_text tty;
+  if (stream) {
+    cli_tty_text_begin(&tty, stdout);
+    if (label) cli_tty_text_put(&tty, stdout, label), cli_tty_text_put(&tty, stdout, ": ");
+  }
   vblip_answer a;
-  if (vblip_generate_input(m, in, &o->gen, stream ? print_piece : NULL, NULL, &a) != 0) {
+  if (vblip_generate_input(m, in, &o->gen, stream ? print_piece : NULL, &tty, &a) != 0) {
     if (stream) putchar('\n');
     return cli_fail("%s%s%s", label ? label : "", label ? ": " : "", vblip_last_error());
   }
@@ -123,8 +129,9 @@ static int answer(vblip_model *m, const caption_opts *o, vblip_input *in, const 
   if (o->json) {
     print_json(vs, first, count, o->prompt, text ? text : "", &a);
   } else if (stream) {
-    /* the streamed text lacks the final touch; reprint the line whole */
-    printf("\r\033[K%s%s%s\n", label ? label : "", label ? ": " : "", text ? text : "");
+    /* the streamed text lacks the final touch: reprint it whole, from its first row */
+    cli_tty_text_rewind(&tty, stdout);
+    printf("%s%s%s\n", label ? label : "", label ? ": " : "", text ? text : "");
   } else {
     if (label) printf("%s: ", label);
     printf("%s\n", text ? text : "");
@@ -165,6 +172,7 @@ static int run(int argc, char **argv) {
   cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_videos, rc = cli_parse(&cli_cmd_caption, &o, argc, argv, &n_videos);
   if (rc != CLI_RUN) return rc;
+  cli_status_setup(o.quiet, &o.load);
   if (cli_check_sampling("caption", &o.sampling)) return 2;
   if ((rc = cli_caption_list_check("caption", &o.list, n_videos, o.interleaved)) != 0) return rc;
   size_t bad;

@@ -8,12 +8,14 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/cli_tty_text.h"
 
 typedef struct {
   const char *model;
   vblip_load_options load;
   vblip_sampling sampling;
   vblip_gen_params gen;
+  int quiet; /* --quiet: no progress on the terminal */
 } chat_opts;
 
 static const cli_option k_options[] = {CLI_GROUP(cli_model_option, chat_opts, model),
@@ -21,6 +23,7 @@ static const cli_option k_options[] = {CLI_GROUP(cli_model_option, chat_opts, mo
                                        CLI_GROUP(cli_frame_options, chat_opts, sampling),
                                        CLI_GROUP(cli_gen_options, chat_opts, gen),
                                        CLI_GROUP(cli_threads_option, chat_opts, load.n_threads),
+                                       CLI_GROUP(cli_quiet_option, chat_opts, quiet),
                                        CLI_DTYPE_GROUP(chat_opts, load),
                                        CLI_TABLE_END};
 
@@ -174,6 +177,7 @@ static int load_video(chat *c, const char *path) {
 typedef struct {
   int started;
   int leading;
+  cli_tty_text tty; /* the rows the streamed answer takes, to rewrite it whole */
 } stream_state;
 
 static int print_piece(void *user, const char *piece) {
@@ -183,7 +187,7 @@ static int print_piece(void *user, const char *piece) {
     if (!*piece) return g_interrupted;
     st->leading = 0;
   }
-  fputs(piece, stdout);
+  cli_tty_text_put(&st->tty, stdout, piece);
   fflush(stdout);
   st->started = 1;
   return g_interrupted;
@@ -218,10 +222,14 @@ static vblip_input *conversation_input(const chat *c, const char *message) {
 static int answer(chat *c, const char *message) {
   vblip_input *in = conversation_input(c, message);
   if (!in) return -1;
-  stream_state st = {0, 1};
+  stream_state st = {0, 1, {0}};
   vblip_answer a;
   struct sigaction sa = {0}, old;
   int interactive = c->tty_in && c->tty_out;
+  if (c->tty_out) {
+    cli_tty_text_begin(&st.tty, stdout);
+    if (interactive) cli_tty_text_count(&st.tty, "vblip> "); /* printed before the answer */
+  }
   if (interactive) {
     g_interrupted = 0;
     sa.sa_handler = on_sigint;
@@ -242,7 +250,7 @@ static int answer(chat *c, const char *message) {
   vblip_answer_free(&a);
   if (!text) return cli_fail("out of memory"), -1;
   if (c->tty_out) {
-    fputs("\r\033[K", stdout);
+    cli_tty_text_rewind(&st.tty, stdout); /* every row the streamed answer took */
     printf("%s%s%s\n", interactive ? "vblip> " : "", interactive && g_interrupted ? "[stopped] " : "", text);
   } else {
     for (char *p = text; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
@@ -391,6 +399,7 @@ static int run(int argc, char **argv) {
   cli_model_defaults_unset(&o.gen, &o.sampling);
   int n_pos, rc = cli_parse(&cli_cmd_chat, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
+  cli_status_setup(o.quiet, &o.load);
   const char *video = argv[0];
   for (int k = 0; k < n_pos; k++)
     if (strcmp(argv[k], "-") == 0)
@@ -407,7 +416,7 @@ static int run(int argc, char **argv) {
   c.tty_in = isatty(STDIN_FILENO);
   c.tty_out = isatty(STDOUT_FILENO);
   int interactive = c.tty_in && c.tty_out;
-  o.load.progress = interactive;
+  o.load.progress = o.load.progress && interactive;
   c.m = cli_load_model(o.model, &o.load);
   if (!c.m) return 1;
   cli_model_defaults_fill(c.m, &c.gen, &c.sampling);

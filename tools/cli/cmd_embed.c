@@ -9,6 +9,7 @@ typedef struct {
   const char *model, *out;
   vblip_load_options load;
   vblip_sampling sampling;
+  int quiet; /* --quiet: no progress on the terminal */
 } embed_opts;
 
 static const cli_option k_options[] = {
@@ -19,6 +20,7 @@ static const cli_option k_options[] = {
                    .flags = CLI_REQUIRED, .need = "needs a file name"),
     CLI_GROUP(cli_frame_options, embed_opts, sampling),
     CLI_GROUP(cli_threads_option, embed_opts, load.n_threads),
+    CLI_GROUP(cli_quiet_option, embed_opts, quiet),
     CLI_DTYPE_GROUP(embed_opts, load),
     CLI_TABLE_END};
 
@@ -46,6 +48,7 @@ static int run(int argc, char **argv) {
   vblip_sampling_default(&o.sampling);
   int n_pos, rc = cli_parse(&cli_cmd_embed, &o, argc, argv, &n_pos);
   if (rc != CLI_RUN) return rc;
+  cli_status_setup(o.quiet, &o.load);
   if (cli_check_sampling("embed", &o.sampling)) return 2;
   /* a --out that cannot be written fails before any work */
   if (strcmp(o.out, "-") != 0 && vb_outfile_check(o.out) != 0)

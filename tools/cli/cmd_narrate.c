@@ -18,6 +18,7 @@ typedef struct {
   vblip_narrate_options narrate;
   vblip_gen_params gen;
   int no_merge, raw;
+  int quiet; /* --quiet: no progress on the terminal */
 } narrate_opts;
 
 static const char *const k_formats[] = {"vtt", "srt", "jsonl", NULL};
@@ -56,6 +57,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_layout_option, narrate_opts, load.layout),
     CLI_GROUP(cli_gen_options, narrate_opts, gen),
     CLI_GROUP(cli_threads_option, narrate_opts, load.n_threads),
+    CLI_GROUP(cli_quiet_option, narrate_opts, quiet),
     CLI_DTYPE_GROUP(narrate_opts, load),
     CLI_OPT_FLAG("--raw", 0, narrate_opts, raw, "captions without post-processing"),
     CLI_TABLE_END};
@@ -174,6 +176,7 @@ static int run(int argc, char **argv) {
   o.narrate.live = !strcmp(o.live, "on") ? 1 : !strcmp(o.live, "off") ? 0 : -1;
   o.narrate.allow_network = 1; /* the user named the source */
   const char *source = argv[0];
+  cli_status_setup(o.quiet, &o.load);
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) return 1;
   cli_model_defaults_fill(m, &o.gen, NULL);

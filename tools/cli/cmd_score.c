@@ -21,6 +21,7 @@ typedef struct {
   vblip_sampling sampling;
   cand_list cands;
   int json, interleaved;
+  int quiet; /* --quiet: no progress on the terminal */
 } score_opts;
 
 /* --candidate may be given many times: each adds one. */
@@ -47,6 +48,7 @@ static const cli_option k_options[] = {
     CLI_GROUP(cli_layout_option, score_opts, load.layout),
     CLI_GROUP(cli_frame_options, score_opts, sampling),
     CLI_GROUP(cli_threads_option, score_opts, load.n_threads),
+    CLI_GROUP(cli_quiet_option, score_opts, quiet),
     CLI_DTYPE_GROUP(score_opts, load),
     CLI_OPT_FLAG("--json", 0, score_opts, json,
                  "one JSON object per context per line: {video | videos, prompt,\n"
@@ -185,6 +187,7 @@ static int run(int argc, char **argv) {
     free(o.cands.v);
     return rc;
   }
+  cli_status_setup(o.quiet, &o.load);
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) {
     free(o.cands.v);

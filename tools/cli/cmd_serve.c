@@ -12,6 +12,7 @@ typedef struct {
   vblip_load_options load;
   vblip_server_options server;
   double max_upload_mb, max_json_kb, header_timeout_s, body_timeout_s;
+  int quiet; /* --quiet: no progress on the terminal */
 } serve_opts;
 
 static const cli_option k_options[] = {
@@ -69,6 +70,7 @@ static const cli_option k_options[] = {
                 "close a connection idle for S seconds while answered (default 300)",
                 .need = "needs whole seconds from 1 to 86400"),
     CLI_GROUP(cli_threads_option, serve_opts, load.n_threads),
+    CLI_GROUP(cli_quiet_option, serve_opts, quiet),
     CLI_DTYPE_GROUP(serve_opts, load),
     CLI_HEADING("frame sampling of uploaded videos:"),
     CLI_GROUP(cli_frame_options, serve_opts, server.sampling),
@@ -142,6 +144,8 @@ static int run(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+
+  cli_status_setup(o.quiet, &o.load);
 
   vblip_model *m = cli_load_model(model, &o.load);
   if (!m) return 1;

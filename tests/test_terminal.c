@@ -1,0 +1,260 @@
+/* What the CLI shows on a terminal (issue 15): commands run on a pseudo-terminal of a
+ * given width, and what they print is replayed on a small model of a terminal (wrapping,
+ * \r, \n, erase line/screen, cursor up), so the assertions are about the screen a user
+ * sees: a streamed answer that wraps is replaced by the final one, not printed twice;
+ * loading and reading show progress on a terminal, never with --quiet or in a pipe;
+ * convert's progress ends at its total. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#define MODEL "tests/fixtures/models/videoblip-opt-tiny"
+#define VIDEO "tests/fixtures/media/video1_h264_320x240_30fps_12s.mp4"
+
+/* Runs cmd (sh -c) with stdin, stdout and stderr on a pseudo-terminal `cols` wide; returns
+ * its exit status and everything it wrote in *out. At most 60 s. */
+static int run_pty(const char *cmd, int cols, char **out) {
+  *out = calloc(1, 1);
+  int m = posix_openpt(O_RDWR | O_NOCTTY);
+  if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) return -1;
+  struct winsize ws = {.ws_row = 40, .ws_col = (unsigned short)cols};
+  ioctl(m, TIOCSWINSZ, &ws);
+  const char *slave = ptsname(m);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    int s = open(slave, O_RDWR);
+    if (s < 0) _exit(126);
+    ioctl(s, TIOCSCTTY, 0);
+    struct termios t;
+    if (tcgetattr(s, &t) == 0) { /* the bytes as written: no \n -> \r\n */
+      t.c_oflag &= ~(tcflag_t)OPOST;
+      tcsetattr(s, TCSANOW, &t);
+    }
+    dup2(s, 0), dup2(s, 1), dup2(s, 2);
+    if (s > 2) close(s);
+    close(m);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  size_t len = 0;
+  time_t deadline = time(NULL) + 60;
+  for (;;) {
+    struct pollfd p = {.fd = m, .events = POLLIN};
+    if (time(NULL) > deadline) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    if (poll(&p, 1, 500) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(m, buf, sizeof buf);
+    if (n <= 0) break; /* EIO: the child and its descendants closed the terminal */
+    *out = realloc(*out, len + (size_t)n + 1);
+    memcpy(*out + len, buf, (size_t)n);
+    len += (size_t)n;
+    (*out)[len] = 0;
+  }
+  close(m);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- a terminal: rows of `cols` characters (ASCII is enough here) ---- */
+#define ROWS 200
+typedef struct {
+  char cell[ROWS][256];
+  int cols, row, col, pending_wrap;
+} screen;
+
+static void screen_play(screen *s, int cols, const char *bytes) {
+  memset(s, 0, sizeof *s);
+  s->cols = cols;
+  for (const char *p = bytes; *p; p++) {
+    if (*p == '\033' && p[1] == '[') {
+      const char *q = p + 2;
+      int n = 0, have = 0;
+      while (*q >= '0' && *q <= '9')
+        n = n * 10 + (*q++ - '0'), have = 1;
+      if (*q == 'K') {
+        memset(s->cell[s->row] + s->col, 0, sizeof s->cell[0] - (size_t)s->col);
+      } else if (*q == 'J') {
+        memset(s->cell[s->row] + s->col, 0, sizeof s->cell[0] - (size_t)s->col);
+        for (int r = s->row + 1; r < ROWS; r++)
+          memset(s->cell[r], 0, sizeof s->cell[0]);
+      } else if (*q == 'A') {
+        s->row -= have ? n : 1;
+        if (s->row < 0) s->row = 0;
+      }
+      s->pending_wrap = 0;
+      p = q;
+      continue;
+    }
+    if (*p == '\r') {
+      s->col = 0, s->pending_wrap = 0;
+    } else if (*p == '\n') {
+      s->row = s->row + 1 < ROWS ? s->row + 1 : s->row, s->pending_wrap = 0;
+    } else if ((unsigned char)*p >= 0x20) {
+      if (s->pending_wrap) { /* a full row wraps before the next character */
+        s->row = s->row + 1 < ROWS ? s->row + 1 : s->row;
+        s->col = 0;
+        s->pending_wrap = 0;
+      }
+      s->cell[s->row][s->col] = *p;
+      if (s->col + 1 == s->cols)
+        s->pending_wrap = 1;
+      else
+        s->col++;
+    }
+  }
+}
+
+/* The screen as text, rows joined without line breaks where a row is full (a wrapped
+ * line reads as one) and with '\n' after shorter rows; empty rows at the end dropped. */
+static char *screen_text(const screen *s) {
+  char *t = calloc(ROWS, 258);
+  size_t len = 0;
+  int last = ROWS - 1;
+  while (last > 0 && !s->cell[last][0])
+    last--;
+  for (int r = 0; r <= last; r++) {
+    size_t n = strnlen(s->cell[r], (size_t)s->cols);
+    memcpy(t + len, s->cell[r], n);
+    len += n;
+    if ((int)n < s->cols) t[len++] = '\n';
+  }
+  t[len] = 0;
+  return t;
+}
+
+static int count(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
+    n++;
+  return n;
+}
+
+/* The final answer of `vblip caption --json` (the same run without a terminal) */
+static char *json_answer(const char *flags) {
+  char cmd[1024], *out = NULL;
+  snprintf(cmd, sizeof cmd, "%s caption --model %s --threads 2 --json %s %s 2>/dev/null",
+           VBLIP_BINARY, MODEL, flags, VIDEO);
+  tu_run(cmd, &out);
+  cJSON *j = cJSON_Parse(out ? out : "");
+  const char *t = cJSON_GetStringValue(cJSON_GetObjectItem(j, "text"));
+  char *r = strdup(t ? t : "");
+  cJSON_Delete(j);
+  free(out);
+  return r;
+}
+
+static void test_streamed_caption_wraps(void) {
+  const char *flags = "--beams 1 --max-new-tokens 16 --prompt 'What?'";
+  char *want = json_answer(flags);
+  CHECK(strlen(want) > 50, "a long answer to wrap: '%s'", want);
+  char cmd[1024], *out;
+  /* two videos: each answer is labelled "PATH: ", and each wraps on 24 columns */
+  snprintf(cmd, sizeof cmd, "%s caption --model %s --threads 2 %s %s %s", VBLIP_BINARY, MODEL,
+           flags, VIDEO, VIDEO);
+  int rc = run_pty(cmd, 24, &out);
+  CHECK(rc == 0, "caption on a terminal: %d", rc);
+  screen s;
+  screen_play(&s, 24, out);
+  char *text = screen_text(&s);
+  char line[1024];
+  snprintf(line, sizeof line, "%s: %s\n", VIDEO, want);
+  CHECK(count(text, line) == 2, "each answer once on the screen, whole:\n%s\n(want twice '%s')",
+        text, line);
+  char both[2100];
+  snprintf(both, sizeof both, "%s%s", line, line);
+  CHECK(strcmp(text, both) == 0,
+        "nothing else on the screen (no rows left of the streamed copies or the "
+        "progress):\n%s",
+        text);
+  CHECK(strstr(out, "\033[") != NULL && strstr(out, "vblip: loading") &&
+            strstr(out, "vblip: encoding"),
+        "progress was shown while loading and encoding");
+  free(text);
+  free(out);
+  free(want);
+}
+
+/* chat writing to a terminal (its messages from a pipe): the same rewrite */
+static void test_streamed_chat_wraps(void) {
+  char *want = json_answer("--beams 1 --max-new-tokens 16 --prompt 'What?'");
+  char cmd[1024], *out;
+  snprintf(cmd, sizeof cmd,
+           "printf 'What?\\n' | %s chat --model %s --threads 2 --beams 1 --max-new-tokens 16 %s",
+           VBLIP_BINARY, MODEL, VIDEO);
+  CHECK(run_pty(cmd, 20, &out) == 0, "chat on a terminal");
+  screen s;
+  screen_play(&s, 20, out);
+  char *text = screen_text(&s), line[1024];
+  snprintf(line, sizeof line, "%s\n", want);
+  CHECK(strcmp(text, line) == 0, "the answer once on the screen:\n%s\n(want '%s')", text, line);
+  free(text);
+  free(out);
+  free(want);
+}
+
+static void test_quiet_and_pipes(void) {
+  char cmd[1024], *out;
+  snprintf(cmd, sizeof cmd,
+           "%s caption --model %s --threads 2 --quiet --beams 1 --max-new-tokens 4 %s",
+           VBLIP_BINARY, MODEL, VIDEO);
+  CHECK(run_pty(cmd, 80, &out) == 0, "caption --quiet");
+  CHECK(!strstr(out, "loading") && !strstr(out, "reading") && !strstr(out, "encoding"),
+        "--quiet shows no progress: %s", out);
+  free(out);
+  /* stdout and stderr to a pipe: no progress, no escape sequences */
+  snprintf(cmd, sizeof cmd,
+           "%s caption --model %s --threads 2 --beams 1 --max-new-tokens 4 %s 2>&1", VBLIP_BINARY,
+           MODEL, VIDEO);
+  CHECK(tu_run(cmd, &out) == 0, "caption into a pipe");
+  CHECK(!strchr(out, '\033') && !strstr(out, "loading"), "a pipe gets the answer only: %s", out);
+  free(out);
+}
+
+static void test_convert_progress(void) {
+  char cmd[1024], *out;
+  snprintf(cmd, sizeof cmd, "%s convert --model %s --out %s/t.gguf --type q8_0", VBLIP_BINARY,
+           MODEL, tu_tmpdir());
+  CHECK(run_pty(cmd, 120, &out) == 0, "convert on a terminal");
+  /* the last progress line: N/N tensors  X/X MB (the header and padding count too) */
+  const char *last = NULL;
+  for (const char *p = out; (p = strstr(p, "vblip convert: ")); p++)
+    last = p;
+  int done = 0, total = -1;
+  double mb = 0, mb_total = -1;
+  CHECK(last &&
+            sscanf(last, "vblip convert: %d/%d tensors %lf/%lf MB", &done, &total, &mb,
+                   &mb_total) == 4 &&
+            done == total && mb == mb_total && mb > 1,
+        "convert's progress ends at its total: %s", last ? last : out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s convert --model %s --out %s/t.gguf --type q8_0 --quiet",
+           VBLIP_BINARY, MODEL, tu_tmpdir());
+  CHECK(run_pty(cmd, 120, &out) == 0 && !strstr(out, "tensors"), "convert --quiet: %s", out);
+  free(out);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  test_streamed_caption_wraps();
+  test_streamed_chat_wraps();
+  test_quiet_and_pipes();
+  test_convert_progress();
+  return tu_finish();
+}
