@@ -43,6 +43,7 @@
 #include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+#include "runtime/memory.h"
 #include "vision/qformer.h"
 #include "vision/vit.h"
 
@@ -225,7 +226,7 @@ static double rel_l2(const float *a, const float *ref, size_t n) {
 }
 
 static const char *dt_name(vb_dtype dt) {
-  return dt == VB_DT_Q8_0 ? "q8_0" : dt == VB_DT_BF16 ? "bf16" : "f32";
+  return dt == VB_DT_Q8_0 ? "q8_0" : dt == VB_DT_Q4_0 ? "q4_0" : dt == VB_DT_BF16 ? "bf16" : "f32";
 }
 
 /* ---- stages (each in a child; the structs live in shared memory) ---- */
@@ -335,8 +336,10 @@ static int row_peak(const visual_stage *s) {
 
 typedef struct {
   const vb_model_config *c;
+  const char *label; /* "opt", "t5-xxl", ... */
   vb_dtype dt;
   const float *queries; /* [Q, H] from a visual stage, or NULL: random */
+  double ms_load;       /* the model built from the mapped file (layers prepared, repacked) */
   int n_prompt, n_tokens, beams;
   double ms_prefill, ms_token, decode_gb, peak_gb;
   double peak_model_gb; /* VmHWM before the interleaved read buffer exists */
@@ -354,19 +357,21 @@ typedef struct {
  *        inner x 4 bytes, 20 MB for 52 inputs), an activation left out like
  *        the self-attention caches. */
 static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
-  double per = dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_BF16 ? 2 : 4;
+  double per = dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_Q4_0 ? 18.0 / 32 : dt == VB_DT_BF16 ? 2 : 4;
+  /* q4_0 models keep their vocabulary head in q8_0 (convert; OPT's tied head's copy) */
+  double head_per = dt == VB_DT_Q4_0 ? 34.0 / 32 : per;
   if (c->lm_kind == VB_LM_T5) {
     const vb_t5_config *t = &c->t5;
     double d = t->d_model, inner = (double)t->num_heads * t->d_kv;
     double lin = t->num_decoder_layers * (6 * d * inner + (t->gated ? 3 : 2) * d * t->d_ff);
-    return (lin + (double)t->vocab_size * d) * per;
+    return lin * per + (double)t->vocab_size * d * head_per;
   }
   const vb_opt_config *o = &c->opt;
   double lin = (double)o->num_hidden_layers *
                (4.0 * o->hidden_size * o->hidden_size + 2.0 * o->hidden_size * o->ffn_dim);
   /* the tied head: f32 with f32 compute, else its bf16 / q8_0 copy (lm_head.h;
    * the few rows it recomputes in f32 are not counted) */
-  return (lin + (double)o->vocab_size * o->hidden_size) * per;
+  return lin * per + (double)o->vocab_size * o->hidden_size * head_per;
 }
 
 /* The language model with weights stored as dt (computing in bf16 unless f32). */
@@ -380,6 +385,7 @@ static int run_lm(void *arg) {
   double t_load = vb_now_ms();
   if (bench_lm_create(&w, c, &lm) != 0) return -1;
   t_load = vb_now_ms() - t_load;
+  s->ms_load = t_load;
   int V = lm->vocab_size, Q = c->num_query_tokens, H = c->qformer.hidden_size, E = c->lm_hidden;
   float *q = vb_malloc((size_t)Q * H * sizeof(float));
   float *pw = vb_malloc((size_t)E * H * sizeof(float));
@@ -446,7 +452,7 @@ static int run_lm(void *arg) {
   fprintf(stderr,
           "  %s %s lm: model ready in %.0f ms (from the mapped file), prefill %.0f ms, decode %.1f "
           "ms/token\n",
-          bench_lm_name(c->lm_kind), dt_name(s->dt), t_load, s->ms_prefill, s->ms_token);
+          s->label, dt_name(s->dt), t_load, s->ms_prefill, s->ms_token);
   free(q), free(pw), free(in), free(logits), free(ids);
   lm->destroy(lm);
   vb_weights_close(&w);
@@ -602,8 +608,9 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
 
 static int usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [--lm opt|t5|both] [--frames N] [--prompt N] [--tokens N] [--beams N]\n"
-          "         [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8] [--no-bf16-lm]\n"
+          "usage: %s [--lm opt|t5|both|opt-6.7b|t5-xxl|big] [--frames N] [--prompt N] [--tokens N]\n"
+          "         [--beams N] [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8]\n"
+          "         [--no-q4] [--no-bf16-lm]\n"
           "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n",
           argv0);
   return 2;
@@ -611,7 +618,7 @@ static int usage(const char *argv0) {
 
 int main(int argc, char **argv) {
   int T = 8, n_prompt = 20, n_tokens = 20, beams = 1, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
-  int do_visual = 1, do_bf16_lm = 1, tiny = 0, do_int8 = 1, all_int8 = 0, peer = 0;
+  int do_visual = 1, do_bf16_lm = 1, tiny = 0, do_int8 = 1, all_int8 = 0, peer = 0, do_q4 = 1;
   const char *json_path = "bench.json", *video = NULL, *lm_arg = "opt";
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--frames") && i + 1 < argc)
@@ -636,6 +643,8 @@ int main(int argc, char **argv) {
       do_f32_lm = 0;
     else if (!strcmp(argv[i], "--no-q8"))
       do_q8 = 0;
+    else if (!strcmp(argv[i], "--no-q4"))
+      do_q4 = 0;
     else if (!strcmp(argv[i], "--no-visual"))
       do_visual = 0;
     else if (!strcmp(argv[i], "--no-bf16-lm"))
@@ -652,10 +661,18 @@ int main(int argc, char **argv) {
       return usage(argv[0]);
   }
   vb_lm_kind lms[2];
-  int n_lm = 0;
+  int n_lm = 0, big[2] = {0, 0};
   if (!strcmp(lm_arg, "opt") || !strcmp(lm_arg, "both")) lms[n_lm++] = VB_LM_OPT;
   if (!strcmp(lm_arg, "t5") || !strcmp(lm_arg, "both")) lms[n_lm++] = VB_LM_T5;
+  /* the bigger BLIP-2 language models: q8_0 and q4_0 rows only (bf16 and f32
+   * would need 13-45 GB) */
+  if (!strcmp(lm_arg, "opt-6.7b") || !strcmp(lm_arg, "big")) big[n_lm] = 1, lms[n_lm++] = VB_LM_OPT;
+  if (!strcmp(lm_arg, "t5-xxl") || !strcmp(lm_arg, "big")) big[n_lm] = 1, lms[n_lm++] = VB_LM_T5;
   if (n_lm == 0) return usage(argv[0]);
+  if (big[0] && video) {
+    fprintf(stderr, "--video runs VideoBLIP's own sizes: --lm opt, t5 or both\n");
+    return 2;
+  }
   if (T < 1 || n_prompt < 1 || n_tokens < 2 || beams < 1 || beams > VB_BENCH_MAX_BEAMS) {
     fprintf(stderr, "frames, prompt >= 1, tokens >= 2 and 1 <= beams <= %d please\n", VB_BENCH_MAX_BEAMS);
     return 2;
@@ -672,7 +689,7 @@ int main(int argc, char **argv) {
   if (threads > 0) omp_set_num_threads(threads);
   vb_model_config cfg[2];
   for (int i = 0; i < n_lm; i++)
-    if (bench_config(lms[i], tiny, &cfg[i]) != 0) {
+    if (bench_config_sized(lms[i], big[i], tiny, &cfg[i]) != 0) {
       fprintf(stderr, "config: %s\n", vb_error_message());
       return 1;
     }
@@ -748,23 +765,35 @@ int main(int argc, char **argv) {
   const visual_stage *vis_ref = vis_f32 ? vis_f32 : vis[0];
   /* every language model starts from the f32 pipeline's queries when there is one */
   const float *queries = vis_ref ? vis_ref->queries : NULL;
-  const vb_dtype lm_dt[3] = {VB_DT_BF16, VB_DT_Q8_0, VB_DT_F32};
-  const int lm_on[3] = {do_bf16_lm, do_q8, do_f32 && do_f32_lm};
-  lm_stage *lm[2][3] = {{0}};
+  enum { LM_DTS = 4 };
+  const vb_dtype lm_dt[LM_DTS] = {VB_DT_BF16, VB_DT_Q8_0, VB_DT_Q4_0, VB_DT_F32};
+  const int lm_on[LM_DTS] = {do_bf16_lm, do_q8, do_q4, do_f32 && do_f32_lm};
+  lm_stage *lm[2][LM_DTS] = {{0}};
   for (int i = 0; i < n_lm; i++) {
     int V = lms[i] == VB_LM_T5 ? cfg[i].t5.vocab_size : cfg[i].opt.vocab_size;
-    for (int k = 0; k < 3; k++) {
-      if (!lm_on[k]) continue;
+    for (int k = 0; k < LM_DTS; k++) {
+      if (!lm_on[k] || (big[i] && lm_dt[k] != VB_DT_Q8_0 && lm_dt[k] != VB_DT_Q4_0)) continue;
+      /* the weights are built in memory, written to a file and mapped back:
+       * a row that cannot fit is skipped with the numbers, not OOM-killed */
+      double need = decode_bytes(&cfg[i], lm_dt[k]) * 1.15 + 1e9;
+      uint64_t avail = 0;
+      const char *src = "";
+      if (vb_memory_available(&avail, &src) == 0 && need > (double)avail) {
+        fprintf(stderr, "%s %s lm: not run: needs about %.1f GB, %.1f GB available (%s)\n",
+                bench_lm_label(lms[i], big[i]), dt_name(lm_dt[k]), need / GB, avail / GB, src);
+        continue;
+      }
       lm_stage *s = lm[i][k] = shared_new(sizeof *s + (size_t)V * sizeof(float));
       if (!s) return 1;
       *s = (lm_stage){.c = &cfg[i],
+                      .label = bench_lm_label(lms[i], big[i]),
                       .dt = lm_dt[k],
                       .queries = queries,
                       .n_prompt = n_prompt,
                       .n_tokens = n_tokens,
                       .beams = beams};
       if (in_child(run_lm, s, &s->peak_gb) != 0) {
-        fprintf(stderr, "%s %s lm: %s\n", bench_lm_name(lms[i]), dt_name(lm_dt[k]),
+        fprintf(stderr, "%s %s lm: %s\n", bench_lm_label(lms[i], big[i]), dt_name(lm_dt[k]),
                 vb_error_message());
         return 1;
       }
@@ -867,7 +896,7 @@ int main(int argc, char **argv) {
   }
   int any_lm = 0;
   for (int i = 0; i < n_lm; i++)
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < LM_DTS; k++)
       any_lm |= lm[i][k] != NULL;
   if (any_lm) {
     printf("\nlanguage models: prompt %d+%d tokens (%s), %d decode steps timed, %d row%s per step%s;\n"
@@ -877,33 +906,34 @@ int main(int argc, char **argv) {
            beams > 1 ? "s" : "", beams > 1 ? " (as beam search)" : "");
     for (int i = 0; i < n_lm; i++)
       if (lms[i] == VB_LM_T5)
-        printf("  t5: %s, encoder %d + decoder %d x %d, d_ff %d, vocab %d; "
+        printf("  %s: %s, encoder %d + decoder %d x %d, %d heads, d_ff %d, vocab %d; "
                "prefill = encoder + first decoder step\n",
-               bench_model_name(lms[i]), cfg[i].t5.num_layers, cfg[i].t5.num_decoder_layers,
-               cfg[i].t5.d_model, cfg[i].t5.d_ff, cfg[i].t5.vocab_size);
+               bench_lm_label(lms[i], big[i]), bench_model_name_sized(lms[i], big[i]), cfg[i].t5.num_layers, cfg[i].t5.num_decoder_layers,
+               cfg[i].t5.d_model, cfg[i].t5.num_heads, cfg[i].t5.d_ff, cfg[i].t5.vocab_size);
       else
-        printf("  opt: %s, %d x %d, ffn %d, vocab %d\n", bench_model_name(lms[i]),
-               cfg[i].opt.num_hidden_layers, cfg[i].opt.hidden_size, cfg[i].opt.ffn_dim,
-               cfg[i].opt.vocab_size);
+        printf("  %s: %s, %d x %d, %d heads, ffn %d, vocab %d\n", bench_lm_label(lms[i], big[i]),
+               bench_model_name_sized(lms[i], big[i]), cfg[i].opt.num_hidden_layers, cfg[i].opt.hidden_size,
+               cfg[i].opt.num_attention_heads, cfg[i].opt.ffn_dim, cfg[i].opt.vocab_size);
     printf("ms/t/ideal: decode time over weight bytes / bandwidth, with the run's best read\n"
            "bandwidth (best) and with reads timed right before and after each step (median, "
            "interleaved)\n");
-    printf("%-4s %-6s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "prefill ms",
+    printf("%-8s %-6s %8s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "build ms", "prefill ms",
            "decode ms/t", "GB/token", "GB/s", "of bw", "best", "interleaved", "peak GB");
     cJSON *arr = cJSON_AddArrayToObject(root, "language_models");
     for (int i = 0; i < n_lm; i++) {
       int V = lms[i] == VB_LM_T5 ? cfg[i].t5.vocab_size : cfg[i].opt.vocab_size;
-      for (int k = 0; k < 3; k++) {
+      for (int k = 0; k < LM_DTS; k++) {
         lm_stage *s = lm[i][k];
         if (!s) continue;
         double gbs = s->decode_gb / (s->ms_token / 1e3), ideal = s->decode_gb / bw * 1e3;
-        printf("%-4s %-6s %10.0f %11.1f %9.2f %9.1f %6.0f%% %10.2f %11.2f %8.2f\n",
-               bench_lm_name(lms[i]), dt_name(s->dt), s->ms_prefill, s->ms_token, s->decode_gb, gbs,
-               100 * gbs / bw, s->ms_token / ideal, s->ratio_interleaved, s->peak_gb);
+        printf("%-8s %-6s %8.0f %10.0f %11.1f %9.2f %9.1f %6.0f%% %10.2f %11.2f %8.2f\n",
+               bench_lm_label(lms[i], big[i]), dt_name(s->dt), s->ms_load, s->ms_prefill, s->ms_token,
+               s->decode_gb, gbs, 100 * gbs / bw, s->ms_token / ideal, s->ratio_interleaved, s->peak_gb);
         cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "lm", bench_lm_name(lms[i]));
-        cJSON_AddStringToObject(o, "model", bench_model_name(lms[i]));
+        cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
+        cJSON_AddStringToObject(o, "model", bench_model_name_sized(lms[i], big[i]));
         cJSON_AddStringToObject(o, "dtype", dt_name(s->dt));
+        cJSON_AddNumberToObject(o, "build_ms", s->ms_load);
         cJSON_AddNumberToObject(o, "prefill_ms", s->ms_prefill);
         cJSON_AddNumberToObject(o, "decode_ms_per_token", s->ms_token);
         cJSON_AddNumberToObject(o, "decode_weight_gb", s->decode_gb);
@@ -911,14 +941,27 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "decode_ratio_to_ideal", s->ms_token / ideal);
         cJSON_AddNumberToObject(o, "decode_ratio_to_ideal_interleaved", s->ratio_interleaved);
         cJSON_AddNumberToObject(o, "peak_rss_gb", s->peak_gb);
-        /* first-step logits against f32 (q8_0 against bf16 when there is no f32 row) */
-        const lm_stage *ref = lm[i][2] ? lm[i][2] : k == 1 ? lm[i][0] : NULL;
+        /* first-step logits against f32 (q8_0 and q4_0 against bf16 when there
+         * is no f32 row, q4_0 against q8_0 when there is neither) */
+        const lm_stage *ref = lm[i][3]                ? lm[i][3]
+                              : k >= 1 && lm[i][0]    ? lm[i][0]
+                              : k == 2 && lm[i][1]    ? lm[i][1]
+                                                      : NULL;
         if (ref && ref != s) {
           double e = rel_l2(s->logits, ref->logits, (size_t)V);
           printf("     first-step logits vs %s: relative error %.3g\n", dt_name(ref->dt), e);
           cJSON_AddStringToObject(o, "logits_rel_err_against", dt_name(ref->dt));
           cJSON_AddNumberToObject(o, "logits_rel_err", e);
         }
+        cJSON_AddItemToArray(arr, o);
+      }
+      if (lm[i][1] && lm[i][2]) { /* 4-bit against 8-bit decoding, the same run */
+        double r = lm[i][2]->ms_token / lm[i][1]->ms_token;
+        printf("     %s q4_0 / q8_0 decode time: %.2f (bytes per token %.2f)\n", bench_lm_label(lms[i], big[i]), r,
+               lm[i][2]->decode_gb / lm[i][1]->decode_gb);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
+        cJSON_AddNumberToObject(o, "q4_0_over_q8_0_decode", r);
         cJSON_AddItemToArray(arr, o);
       }
     }

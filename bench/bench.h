@@ -13,8 +13,12 @@
 /* The full-size VideoBLIP-OPT-2.7b or VideoBLIP-Flan-T5-XL config; tiny: every
  * stack 2 layers deep and a 4096-token vocabulary (full widths), for smoke runs. */
 int bench_config(vb_lm_kind lm, int tiny, vb_model_config *c);
+/* big: BLIP-2 OPT-6.7b or Flan-T5-XXL instead (the same tiny shrinking). */
+int bench_config_sized(vb_lm_kind lm, int big, int tiny, vb_model_config *c);
 const char *bench_model_name(vb_lm_kind lm);
 const char *bench_lm_name(vb_lm_kind lm); /* "opt" or "t5" */
+const char *bench_model_name_sized(vb_lm_kind lm, int big);
+const char *bench_lm_label(vb_lm_kind lm, int big); /* "opt", "t5", "opt-6.7b", "t5-xxl" */
 
 /* Uniform values in [-scale, scale): element i of stream `seed` is the same
  * whatever the type it is stored as and however the threads split the work. */

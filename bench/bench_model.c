@@ -8,6 +8,7 @@
 
 #include "bench.h"
 #include "formats/gguf.h"
+#include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
 #include "lm/t5_tensors.h"
 #include "runtime/common.h"
@@ -28,11 +29,33 @@ static const char *T5_JSON =
     "\"relative_attention_max_distance\":128,\"tie_word_embeddings\":false,"
     "\"decoder_start_token_id\":0,\"eos_token_id\":1,\"pad_token_id\":0}}";
 
+/* BLIP-2 OPT-6.7b: 32 layers x 4096, 32 heads of 128, ffn 16384 */
+static const char *OPT_67_JSON =
+    "{\"model_type\":\"blip-2\",\"num_query_tokens\":32,\"vision_config\":{},\"qformer_config\":{},"
+    "\"text_config\":{\"model_type\":\"opt\",\"hidden_size\":4096,\"ffn_dim\":16384,"
+    "\"num_hidden_layers\":32,\"num_attention_heads\":32,\"max_position_embeddings\":2048,"
+    "\"word_embed_proj_dim\":4096,\"vocab_size\":50272,\"bos_token_id\":2,\"eos_token_id\":50118,"
+    "\"pad_token_id\":1}}";
+
+/* BLIP-2 Flan-T5-XXL: d_model 4096, 64 heads of 64, d_ff 10240, 24 + 24 blocks */
+static const char *T5_XXL_JSON =
+    "{\"model_type\":\"blip-2\",\"num_query_tokens\":32,\"vision_config\":{},\"qformer_config\":{},"
+    "\"text_config\":{\"model_type\":\"t5\",\"d_model\":4096,\"d_ff\":10240,\"num_layers\":24,"
+    "\"num_decoder_layers\":24,\"num_heads\":64,\"d_kv\":64,\"vocab_size\":32128,"
+    "\"feed_forward_proj\":\"gated-gelu\",\"relative_attention_num_buckets\":32,"
+    "\"relative_attention_max_distance\":128,\"tie_word_embeddings\":false,"
+    "\"decoder_start_token_id\":0,\"eos_token_id\":1,\"pad_token_id\":0}}";
+
 #define TINY_LAYERS 2
 #define TINY_VOCAB 4096
 
 int bench_config(vb_lm_kind lm, int tiny, vb_model_config *c) {
-  if (vb_config_parse(lm == VB_LM_T5 ? T5_JSON : OPT_JSON, c) != 0) return -1;
+  return bench_config_sized(lm, 0, tiny, c);
+}
+
+int bench_config_sized(vb_lm_kind lm, int big, int tiny, vb_model_config *c) {
+  const char *json = lm == VB_LM_T5 ? (big ? T5_XXL_JSON : T5_JSON) : (big ? OPT_67_JSON : OPT_JSON);
+  if (vb_config_parse(json, c) != 0) return -1;
   if (!tiny) return 0;
   c->vision.num_hidden_layers = c->qformer.num_hidden_layers = TINY_LAYERS;
   c->opt.num_hidden_layers = c->t5.num_layers = c->t5.num_decoder_layers = TINY_LAYERS;
@@ -46,6 +69,12 @@ const char *bench_model_name(vb_lm_kind lm) {
 }
 const char *bench_lm_name(vb_lm_kind lm) {
   return lm == VB_LM_T5 ? "t5" : "opt";
+}
+const char *bench_model_name_sized(vb_lm_kind lm, int big) {
+  return big ? (lm == VB_LM_T5 ? "BLIP-2-Flan-T5-XXL" : "BLIP-2-OPT-6.7b") : bench_model_name(lm);
+}
+const char *bench_lm_label(vb_lm_kind lm, int big) {
+  return big ? (lm == VB_LM_T5 ? "t5-xxl" : "opt-6.7b") : bench_lm_name(lm);
 }
 
 /* ---- random tensors ---- */
@@ -88,6 +117,19 @@ static void fill_random_q8(void *dst, size_t n, float scale, uint64_t seed) {
   }
 }
 
+/* The same for Q4_0. */
+static void fill_random_q4(void *dst, size_t n, float scale, uint64_t seed) {
+  size_t chunks = (n + 1023) / 1024;
+#pragma omp parallel for schedule(static)
+  for (size_t c = 0; c < chunks; c++) {
+    float f[1024];
+    size_t i0 = c * 1024, m = n - i0 < 1024 ? n - i0 : 1024;
+    for (size_t i = 0; i < m; i++)
+      f[i] = rnd(seed, i0 + i, scale);
+    vb_quantize_q4_0(f, (int64_t)m, (uint8_t *)dst + i0 / VB_Q4_BLOCK * VB_Q4_BLOCK_BYTES);
+  }
+}
+
 /* Looked up row by row rather than multiplied: convert keeps them unquantized. */
 static int is_embedding(const char *name) {
   size_t n = strlen(name);
@@ -104,9 +146,12 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   for (int i = 0; i < ndim; i++)
     n *= (size_t)shape[i];
   vb_dtype use = kind == 0 ? dt : VB_DT_F32;
-  /* q8_0: the linear layers' matrices (as convert does), embeddings in bf16 */
-  if (use == VB_DT_Q8_0 && (ndim != 2 || is_embedding(name) || shape[1] % VB_Q8_BLOCK != 0))
+  /* q8_0 / q4_0: the linear layers' matrices (as convert does), embeddings in
+   * bf16; with q4_0 a vocabulary head of its own stays q8_0 (as convert) */
+  if ((use == VB_DT_Q8_0 || use == VB_DT_Q4_0) &&
+      (ndim != 2 || is_embedding(name) || shape[1] % VB_Q8_BLOCK != 0))
     use = VB_DT_BF16;
+  if (use == VB_DT_Q4_0 && strstr(name, "lm_head")) use = VB_DT_Q8_0;
   size_t bytes;
   if (!vb_dtype_bytes(use, (int64_t)n, &bytes)) return vb_error("bad tensor size");
   /* the table frees what it keeps with free(); vb_malloc gives large blocks
@@ -115,6 +160,8 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   if (!h) return vb_error("out of memory");
   if (use == VB_DT_Q8_0)
     fill_random_q8(h, n, 0.035f, g_seed++);
+  else if (use == VB_DT_Q4_0)
+    fill_random_q4(h, n, 0.035f, g_seed++);
   else if (kind == 0)
     bench_fill_random(h, use, n, 0.035f, g_seed++);
   else if (kind == 1) {
