@@ -2,6 +2,7 @@
  * gradients of the watched parameters at the first step, three AdamW steps;
  * plus finite differences on a random input for parameters the fixture does
  * not watch, and a saved checkpoint that the inference API loads. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,9 +485,71 @@ static void cli_train(void) {
   free(o);
 }
 
+/* kill -9 at several moments of a run that saves every step: every checkpoint-N left
+ * behind loads (as a model, and with its optimizer state), and the newest resumes. */
+static void kill_during_saves(void) {
+  char data[600], out[600], cmd[4096];
+  snprintf(data, sizeof data, "%s/train.jsonl", tu_tmpdir()); /* written by cli_train */
+  const double delays[] = {0.6, 1.0, 1.4, 1.9};
+  int loaded = 0;
+  for (int k = 0; k < 4; k++) {
+    snprintf(out, sizeof out, "%s/killed-%d", tu_tmpdir(), k);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s train --model %s --data %s --video-dir %s --out %s --frames 2 --batch 1 --grad-accum 1 "
+        "--max-steps 400 --warmup-steps 0 --lr 1e-3 --logging-steps 0 --save-steps 1 "
+        "--save-total-limit 2 --threads 1 --quiet >/dev/null 2>&1 & p=$!; sleep %.1f; kill -9 $p; "
+        "wait $p",
+        VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data, tu_fixture("media"), out,
+        delays[k]);
+    char *o = NULL;
+    int rc = tu_run(cmd, &o);
+    free(o);
+    CHECK(rc != 0, "the run was killed (status %d)", rc);
+    DIR *d = opendir(out);
+    struct dirent *e;
+    long newest = -1;
+    while (d && (e = readdir(d))) {
+      long step;
+      char tail;
+      if (sscanf(e->d_name, "checkpoint-%ld%c", &step, &tail) != 1) continue;
+      char dir[1200];
+      snprintf(dir, sizeof dir, "%s/%s", out, e->d_name);
+      vblip_load_options lo;
+      vblip_load_options_default(&lo);
+      lo.progress = 0;
+      vblip_model *m = vblip_model_load(dir, &lo);
+      CHECK(m != NULL, "%s loads after kill -9: %s", dir, vblip_last_error());
+      vblip_model_free(m);
+      vblip_trainer *t = vblip_trainer_open(tu_fixture("models/videoblip-opt-tiny"), NULL);
+      CHECK(t && vblip_trainer_load_checkpoint(t, dir) == 0 && vblip_trainer_steps(t) == step,
+            "%s resumes: %s", dir, vblip_last_error());
+      vblip_trainer_free(t);
+      loaded++;
+      if (step > newest) newest = step;
+    }
+    if (d) closedir(d);
+    if (k == 3 && CHECK(newest > 0, "a checkpoint exists after %.1f s", delays[k])) {
+      snprintf(cmd, sizeof cmd,
+               "%s train --model %s --data %s --video-dir %s --out %s --frames 2 --batch 1 "
+               "--grad-accum 1 "
+               "--max-steps 400 --warmup-steps 0 --lr 1e-3 --logging-steps 0 --save-steps 1 "
+               "--save-total-limit 2 --threads 1 --quiet --resume %s/checkpoint-%ld --stop-after "
+               "%ld 2>&1",
+               VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data, tu_fixture("media"),
+               out, out, newest, newest + 1);
+      rc = tu_run(cmd, &o);
+      CHECK(rc == 130, "resuming after kill -9 runs a step and stops (exit %d): %s", rc, o);
+      free(o);
+    }
+  }
+  printf("kill -9: %d checkpoints left behind, all loadable\n", loaded);
+}
+
 int main(void) {
   ego4d_split();
   cli_train();
+  kill_during_saves();
   fixture_case("opt");
   fixture_case("t5");
   finite_differences("models/videoblip-opt-tiny");

@@ -242,11 +242,8 @@ static int list_checkpoints(const char *out, long *steps, int cap) {
   return n;
 }
 
-static void remove_checkpoint(const char *out, long step) {
-  char name[64];
-  snprintf(name, sizeof name, "checkpoint-%ld", step);
-  char *dir = vb_path_join(out, name);
-  DIR *d = dir ? opendir(dir) : NULL;
+static void remove_flat(const char *dir) {
+  DIR *d = opendir(dir);
   struct dirent *e;
   while (d && (e = readdir(d))) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
@@ -255,8 +252,37 @@ static void remove_checkpoint(const char *out, long step) {
     free(p);
   }
   if (d) closedir(d);
-  if (dir) rmdir(dir);
+  rmdir(dir);
+}
+
+/* Renamed out of the checkpoint-N pattern first, then emptied: a kill in between leaves
+ * no half-deleted checkpoint, only a stray directory the next run removes. */
+static void remove_checkpoint(const char *out, long step) {
+  char name[64], gone[96];
+  snprintf(name, sizeof name, "checkpoint-%ld", step);
+  snprintf(gone, sizeof gone, "checkpoint-%ld.deleting-%ld", step, (long)getpid());
+  char *dir = vb_path_join(out, name), *trash = vb_path_join(out, gone);
+  if (dir && trash && rename(dir, trash) == 0) remove_flat(trash);
   free(dir);
+  free(trash);
+}
+
+/* What killed runs left in OUT: checkpoint-N.tmp-PID, .old-PID and .deleting-PID. */
+static void remove_strays(const char *out) {
+  DIR *d = opendir(out);
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    long step;
+    int used = 0;
+    if (sscanf(e->d_name, "checkpoint-%ld%n", &step, &used) != 1 || !e->d_name[used]) continue;
+    const char *tail = e->d_name + used;
+    if (strncmp(tail, ".tmp-", 5) && strncmp(tail, ".old-", 5) && strncmp(tail, ".deleting-", 10))
+      continue;
+    char *p = vb_path_join(out, e->d_name);
+    if (p) remove_flat(p);
+    free(p);
+  }
+  if (d) closedir(d);
 }
 
 static char *info_json(const vb_train_run_options *o, long step, double loss) {
@@ -360,6 +386,7 @@ int vb_train_run(const vb_train_run_options *o) {
     }
     free(marker);
   }
+  remove_strays(o->out);
   if (o->log && !(log.f = fopen(o->log, o->resume ? "a" : "w"))) {
     vb_error("cannot write the log %s: %s", o->log, strerror(errno));
     goto done;
