@@ -268,6 +268,103 @@ static void test_cli(void) {
   unsetenv("VBLIP_CACHE");
 }
 
+/* A model that Python's huggingface_hub downloaded (HF_HOME) is used without the network;
+ * HF_HUB_OFFLINE=1 fails at once when a repo is in no cache; retries are shown. */
+static void test_hf_cache(void) {
+  const char *commit = "0123456789abcdef0123456789abcdef01234567";
+  char home[600], snap[900], p[1200], q[1200], cmd[4096], *out = NULL;
+  snprintf(home, sizeof home, "%s", sub("hf-home"));
+  snprintf(snap, sizeof snap, "%s/hub/models--hfowner--tiny/snapshots/%s", home, commit);
+  snprintf(cmd, sizeof cmd,
+           "mkdir -p '%s' '%s/hub/models--hfowner--tiny/refs' "
+           "'%s/hub/models--hfowner--half/snapshots/%s' "
+           "'%s/hub/models--hfowner--half/refs'",
+           snap, home, home, commit, home);
+  CHECK(tu_run(cmd, NULL) == 0, "make the HF cache");
+  const char *files[] = {"config.json",
+                         "preprocessor_config.json",
+                         "vocab.json",
+                         "merges.txt",
+                         "tokenizer.json",
+                         "tokenizer_config.json",
+                         "special_tokens_map.json",
+                         "model.safetensors"};
+  char cwd[512];
+  if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) { /* snapshots link to blobs */
+    snprintf(p, sizeof p, "%s/%s", tu_fixture("models/videoblip-opt-tiny"), files[i]);
+    snprintf(q, sizeof q, "%s/%s", snap, files[i]);
+    char abs[1400];
+    snprintf(abs, sizeof abs, "%s%s%s", p[0] == '/' ? "" : cwd, p[0] == '/' ? "" : "/", p);
+    CHECK(symlink(abs, q) == 0, "link %s", q);
+    if (i < 7) { /* "half": everything but the weights */
+      snprintf(q, sizeof q, "%s/hub/models--hfowner--half/snapshots/%s/%s", home, commit, files[i]);
+      CHECK(symlink(abs, q) == 0, "link %s", q);
+    }
+  }
+  FILE *f;
+  snprintf(p, sizeof p, "%s/hub/models--hfowner--tiny/refs/main", home);
+  if ((f = fopen(p, "w"))) fputs(commit, f), fclose(f);
+  snprintf(p, sizeof p, "%s/hub/models--hfowner--half/refs/main", home);
+  if ((f = fopen(p, "w"))) fputs(commit, f), fclose(f);
+
+  setenv("HF_HOME", home, 1);
+  setenv("VBLIP_CACHE", sub("empty-vblip-cache"), 1);
+  setenv("HF_HUB_OFFLINE", "1", 1);
+  const char *video = tu_fixture("media/video1_h264_320x240_30fps_12s.mp4");
+  char want[512] = "";
+  snprintf(cmd, sizeof cmd, "%s caption --model %s --beams 1 --max-new-tokens 4 %s 2>&1",
+           VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), video);
+  if (tu_run(cmd, &out) == 0) snprintf(want, sizeof want, "%s", out);
+  free(out);
+  fake_hub_clear_log();
+  snprintf(cmd, sizeof cmd, "%s caption --model hfowner/tiny --beams 1 --max-new-tokens 4 %s 2>&1",
+           VBLIP_BINARY, video);
+  CHECK(tu_run(cmd, &out) == 0 && want[0] && strcmp(out, want) == 0,
+        "caption from the HF cache: '%s' == '%s'", out, want);
+  free(out);
+  CHECK(fake_hub_count_logged("GET") == 0, "the HF cache's model asked the Hub %d times",
+        fake_hub_count_logged("GET"));
+  /* offline and in no cache (or only part of it): an error at once, without a request */
+  const char *missing[] = {"hfowner/half", "owner/opt"};
+  for (int i = 0; i < 2; i++) {
+    double t0 = vb_now_ms();
+    snprintf(cmd, sizeof cmd, "%s caption --model %s %s 2>&1", VBLIP_BINARY, missing[i], video);
+    CHECK(tu_run(cmd, &out) == 1 && strstr(out, "HF_HUB_OFFLINE") && strstr(out, missing[i]),
+          "offline, %s not cached: %s", missing[i], out);
+    free(out);
+    CHECK(vb_now_ms() - t0 < 5000 && fake_hub_count_logged("GET") == 0,
+          "no network, no wait (%.0f ms)", vb_now_ms() - t0);
+  }
+  snprintf(cmd, sizeof cmd, "%s pull owner/opt --dir %s 2>&1", VBLIP_BINARY, sub("offline-pull"));
+  CHECK(tu_run(cmd, &out) == 1 && strstr(out, "HF_HUB_OFFLINE"), "pull offline: %s", out);
+  free(out);
+  unsetenv("HF_HUB_OFFLINE");
+  unsetenv("HF_HOME");
+
+  /* retries are shown (VBLIP_PULL_RETRY_MS is 20 here), and --quiet hides them */
+  pthread_mutex_lock(&g_hub.mu);
+  g_hub.offline = 1;
+  pthread_mutex_unlock(&g_hub.mu);
+  snprintf(cmd, sizeof cmd, "%s pull owner/opt --dir %s 2>&1", VBLIP_BINARY, sub("retry-pull"));
+  CHECK(tu_run(cmd, &out) == 1, "pull from a server that is down");
+  int shown = 0;
+  for (const char *r = out; (r = strstr(r, "retrying in")); r++)
+    shown++;
+  CHECK(shown == 4 && strstr(out, "HTTP 503; retrying in 0.0 s (attempt 2 of 5)") &&
+            strstr(out, "(attempt 5 of 5)"),
+        "4 retries shown: %s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s pull owner/opt --quiet --dir %s 2>&1", VBLIP_BINARY,
+           sub("retry-pull"));
+  CHECK(tu_run(cmd, &out) == 1 && !strstr(out, "retrying"), "--quiet: %s", out);
+  free(out);
+  pthread_mutex_lock(&g_hub.mu);
+  g_hub.offline = 0;
+  pthread_mutex_unlock(&g_hub.mu);
+  unsetenv("VBLIP_CACHE");
+}
+
 int main(void) {
   fake_hub_start();
   test_full_pull();
@@ -276,6 +373,7 @@ int main(void) {
   test_corrupt();
   test_token_and_errors();
   test_cli();
+  test_hf_cache();
   fake_hub_stop();
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tu_tmpdir());

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "checkpoint/model_source.h"
+#include "hub/hf_cache.h"
 #include "runtime/common.h"
 #include "vblip_hub.h"
 
@@ -129,6 +130,7 @@ typedef struct {
   char *mem;       /* in-memory download */
   size_t mem_len, mem_cap, mem_max;
   int checked;     /* status looked at (first body bytes) */
+  int verbose;     /* say on stderr when a request is retried */
   int write_err;
   double t0, last;
 } hub;
@@ -217,6 +219,7 @@ static int hub_open(hub *h, int progress) {
   h->headers = curl_slist_append(h->headers, ua);
   free(ua);
   h->progress = progress && isatty(2);
+  h->verbose = progress;
   return 0;
 }
 
@@ -236,11 +239,21 @@ static bool transient(CURLcode r, long status) {
          r == CURLE_SSL_CONNECT_ERROR;
 }
 
-static void backoff(int attempt) {
+/* Waits before retrying a failed request, saying so (a slow network is not a hang) */
+static void backoff(hub *h, int attempt, const char *url, CURLcode r, long status) {
   const char *env = getenv("VBLIP_PULL_RETRY_MS");
   long ms = env ? atol(env) : 500;
   if (ms < 0) ms = 0;
   ms <<= attempt; /* 0.5, 1, 2, 4 s by default */
+  if (h->verbose) {
+    char why[128];
+    if (r != CURLE_OK)
+      snprintf(why, sizeof why, "%s", curl_easy_strerror(r));
+    else
+      snprintf(why, sizeof why, "HTTP %ld", status);
+    fprintf(stderr, "vblip: GET %s: %s; retrying in %.1f s (attempt %d of %d)\n", url, why,
+            ms / 1e3, attempt + 2, MAX_TRIES);
+  }
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
 }
@@ -297,7 +310,7 @@ static int get_mem(hub *h, const char *url, long *status) {
     CURLcode r = perform(h, url, 0, status);
     if (r == CURLE_OK && *status >= 200 && *status < 300) return 0;
     if (attempt + 1 < MAX_TRIES && transient(r, *status)) {
-      backoff(attempt);
+      backoff(h, attempt, url, r, *status);
       continue;
     }
     if (r != CURLE_OK) return vb_error("GET %s: %s", url, curl_easy_strerror(r));
@@ -569,7 +582,7 @@ static int download(hub *h, const char *url, const char *dir, const rfile *f) {
       }
       if (r != CURLE_OK || status < 200 || status >= 300) {
         if (attempt + 1 < MAX_TRIES && transient(r, status)) {
-          backoff(attempt);
+          backoff(h, attempt, url, r, status);
           continue;
         }
         if (r != CURLE_OK) vb_error("GET %s: %s (after %d attempts)", url, curl_easy_strerror(r), attempt + 1);
@@ -698,6 +711,9 @@ static int pull(const char *repo, const char *revision, const char *dir_arg, int
     return vb_error("\"%s\" is not a Hub repository id (owner/name: letters, digits, '.', '_', '-')",
                     repo ? repo : "");
   if (!valid_revision(rev)) return vb_error("\"%s\" is not a valid revision", rev);
+  if (vb_hf_offline())
+    return vb_error(
+        "cannot pull %s: HF_HUB_OFFLINE is set (no network access; unset it to download)", repo);
   hub h;
   listing l = {0};
   pull_state s = {0};
@@ -780,9 +796,25 @@ int vb_hub_ensure(const char *repo, int progress, char **dir) {
   *dir = NULL;
   char *d = default_dir(repo, "main");
   if (!d) return -1;
-  if (manifest_complete(d)) {
+  if (manifest_complete(d)) { /* vblip's own cache */
     *dir = d;
     return 0;
+  }
+  /* a complete snapshot that Python's huggingface_hub downloaded */
+  char *snap = vb_repo_id_valid(repo) ? vb_hf_cache_snapshot(repo, "main") : NULL;
+  if (snap) {
+    free(d);
+    *dir = snap;
+    return 0;
+  }
+  if (vb_hf_offline()) {
+    char *hf = vb_hf_cache_root();
+    vb_error("%s is in neither cache (%s, %s/models--...) and HF_HUB_OFFLINE is set: unset it to "
+             "download, or run `vblip pull %s` where the network is reachable",
+             repo, d, hf ? hf : "~/.cache/huggingface/hub", repo);
+    free(hf);
+    free(d);
+    return -1;
   }
   free(d);
   return pull(repo, "main", NULL, progress, dir);
