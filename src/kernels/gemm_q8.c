@@ -165,7 +165,11 @@ static int tile_rows(int N, int K, int unit) {
  * from the Q8_0 rows where they lie. */
 static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
                          float *d32) {
-  if (l->dtype == VB_DT_Q4_0 && d16)
+  if (l->dtype == VB_DT_Q4_0 && packed && d16)
+    vb_q4x16_rows_to_bf16(packed, l->in, n0, n1, d16);
+  else if (l->dtype == VB_DT_Q4_0 && packed)
+    vb_q4x16_rows_to_f32(packed, l->in, n0, n1, d32);
+  else if (l->dtype == VB_DT_Q4_0 && d16)
     vb_q4_rows_to_bf16(l->w, l->in, n0, n1, d16);
   else if (l->dtype == VB_DT_Q4_0)
     vb_q4_rows_to_f32(l->w, l->in, n0, n1, d32);
@@ -248,6 +252,14 @@ int vb_linear_prepare_q8(vb_linear *l) {
                                     l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
+  if (l->dtype == VB_DT_Q4_0 && vb_q4x16_supported() && !getenv("VBLIP_Q4_ROWS")) {
+    b->packed = vb_malloc_aligned(vb_q4x16_bytes(l->out, l->in));
+    if (!b->packed) {
+      free(b);
+      return vb_error("out of memory repacking a %dx%d Q4_0 weight", l->out, l->in);
+    }
+    vb_q4x16_pack(l->w, l->out, l->in, b->packed);
+  }
   if (l->dtype == VB_DT_Q8_0 && vb_q8x16_supported()) {
     b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
     if (!b->packed) {
@@ -285,6 +297,7 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
   if (M > VB_Q8_GEMV_MAX_M) return run_tiles(l, b, x, M, y);
+  if (l->dtype == VB_DT_Q4_0 && b->packed) return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);

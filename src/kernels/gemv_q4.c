@@ -117,19 +117,10 @@ void vb_q4_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
 
 /* ---- the quantized activations ---- */
 
-/* Per activation row: int8 values (rows of qstride bytes, zero past K), and
- * per block the scale d_a and c = 8 d_a sum(a). */
-typedef struct {
-  int8_t *q;
-  float *da, *c;
-  size_t qstride, bstride;
-} acts;
-
 static __thread void *tls_acts;
 static __thread size_t tls_acts_cap;
 
-/* pad_blocks: blocks per row rounded up to this (the VNNI kernel reads pairs). */
-static int quantize_acts(const float *x, int M, int K, int pad_blocks, acts *a) {
+int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts *a) {
   int nb = K / VB_Q4_BLOCK, nbp = (nb + pad_blocks - 1) / pad_blocks * pad_blocks;
   a->qstride = (size_t)nbp * VB_Q4_BLOCK;
   a->bstride = (size_t)nbp;
@@ -170,8 +161,8 @@ static int quantize_acts(const float *x, int M, int K, int pad_blocks, acts *a) 
 /* ---- portable C ---- */
 
 int vb_gemv_q4_c(const void *Wv, int N, int K, const float *x, int M, const float *bias, float *y) {
-  acts a;
-  if (quantize_acts(x, M, K, 1, &a) != 0) return -1;
+  vb_q4_acts a;
+  if (vb_q4_quantize_acts(x, M, K, 1, &a) != 0) return -1;
   const uint8_t *W = Wv;
   size_t rb = vb_q4_row_bytes(K);
   int nb = K / VB_Q4_BLOCK;
@@ -197,7 +188,7 @@ int vb_gemv_q4_c(const void *Wv, int N, int K, const float *x, int M, const floa
 
 /* ---- AVX2: one block per VPMADDUBSW ---- */
 
-TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K, const acts *a, int M,
+TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K, const vb_q4_acts *a, int M,
                                   const float *bias, float *y) {
   size_t rb = vb_q4_row_bytes(K);
   int nb = K / VB_Q4_BLOCK;
@@ -217,7 +208,7 @@ TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K
         memcpy(&h, blk, 2);
         __m256 dw = _mm256_set1_ps(_cvtsh_ss(h));
         for (int m = 0; m < mc; m++) {
-          const acts *A = a;
+          const vb_q4_acts *A = a;
           size_t r = (size_t)(m0 + m);
           __m256i av = _mm256_loadu_si256((const __m256i *)(A->q + r * A->qstride + 32 * (size_t)b));
           __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, av), ones));
@@ -238,8 +229,8 @@ TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K
 }
 
 int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
-  acts a;
-  if (quantize_acts(x, M, K, 1, &a) != 0) return -1;
+  vb_q4_acts a;
+  if (vb_q4_quantize_acts(x, M, K, 1, &a) != 0) return -1;
   VB_GEMV_FOR_ROW_BLOCKS(N, q4_rows_avx2(W, n0, n1, N, K, &a, M, bias, y));
   return 0;
 }
@@ -269,7 +260,7 @@ INLINE TGT_VNNI __m512 pair_scales(const uint8_t *p0, int two) {
   return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
 }
 
-TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K, const acts *a,
+TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K, const vb_q4_acts *a,
                                   const float *lanes, int M, const float *bias, float *y) {
   size_t rb = vb_q4_row_bytes(K);
   int nb = K / VB_Q4_BLOCK, np = (nb + 1) / 2;
@@ -304,8 +295,8 @@ TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K
 }
 
 int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
-  acts a;
-  if (quantize_acts(x, M, K, 2, &a) != 0) return -1;
+  vb_q4_acts a;
+  if (vb_q4_quantize_acts(x, M, K, 2, &a) != 0) return -1;
   int np = (K / VB_Q4_BLOCK + 1) / 2;
   size_t lstride = (size_t)np * 16;
   float *lanes = vb_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * 2 * lstride * sizeof(float));

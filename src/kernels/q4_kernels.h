@@ -40,4 +40,25 @@ int vb_gemv_q4_has_vnni(void);
 /* Which path vb_gemv_q4 takes here: "avx512-vnni", "avx2" or "c". */
 const char *vb_gemv_q4_path(void);
 
+/* Activation rows quantized for the products: int8 values (rows of qstride
+ * bytes, zero past K), and per 32-value block the scale d_a and c = 8 d_a
+ * sum(a). vb_q4_quantize_acts fills it in the calling thread's scratch (valid
+ * until its next call there); blocks per row are rounded up to pad_blocks. */
+typedef struct {
+  int8_t *q;
+  float *da, *c;
+  size_t qstride, bstride;
+} vb_q4_acts;
+int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts *a);
+
+/* The weights repacked for AVX512-VNNI (q4_vnni.c describes the layout): the
+ * Q4_0 rows' size plus padding to 16 rows. The decoding product on them is
+ * the fastest here; the unpackers' row ranges start at a multiple of 16. */
+int vb_q4x16_supported(void);
+size_t vb_q4x16_bytes(int N, int K);
+void vb_q4x16_pack(const void *W, int N, int K, void *P);
+int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
+void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
+void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+
 #endif

@@ -1,0 +1,185 @@
+/* Q4_0 weights repacked for AVX512-VNNI ("q4x16"), for CPUs that have it.
+ *
+ * Why: the row-major Q4_0 GEMV (gemv_q4.c) spends ~18 instructions per two
+ * 18-byte blocks (unpacking a block pair into lane order, building per-lane
+ * scales) and one core then reads only ~15 GB/s of weights, about as fast as
+ * the q8x16 kernel reads twice the bytes. Here one VPDPBUSD multiplies 16
+ * rows x 4 k of weights by 4 activation bytes broadcast to every lane, and
+ * the block scales are applied once per 16 rows x 32 k.
+ *
+ * Layout: rows in panels of 16 (the last padded with zero-scale rows), each
+ * panel a contiguous run of K/32 blocks of 288 bytes: the 16 rows' f16 scales
+ * (32 bytes), then 4 vectors of 64 bytes; in vector v, byte 4r + j holds in
+ * its low nibble the 4-bit q of row r at k = 32b + 8v + j and in its high
+ * nibble the one at k = 32b + 8v + 4 + j (two k-quads per vector). Same size
+ * as the Q4_0 rows, plus the padding.
+ *
+ * Activations: int8 per 32-value block with scale d_a and c = 8 d_a sum(a),
+ * as in gemv_q4.c; a row's block result is d_w (d_a sum q a - c). */
+#include <immintrin.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gemm_internal.h"
+#include "kernels/q4_kernels.h"
+#include "runtime/common.h"
+#include "runtime/cpu.h"
+#include "runtime/dtype.h"
+
+#define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
+#define INLINE static inline __attribute__((always_inline))
+#define PANEL 16
+#define SCALES 32                 /* bytes of a panel block's scales */
+#define PBLOCK (SCALES + 4 * 64) /* bytes of a panel block */
+#define PREFETCH 4096
+#define MB 4 /* activation rows per pass over a panel */
+
+static size_t panel_bytes(int K) { return (size_t)(K / VB_Q4_BLOCK) * PBLOCK; }
+
+size_t vb_q4x16_bytes(int N, int K) { return (size_t)((N + PANEL - 1) / PANEL) * panel_bytes(K); }
+
+int vb_q4x16_supported(void) { return vb_gemv_q4_has_vnni(); }
+
+/* The 4-bit q of value k (0..31) of a Q4_0 block. */
+static inline int block_q(const uint8_t *blk, int k) {
+  return k < 16 ? blk[2 + k] & 15 : blk[2 + k - 16] >> 4;
+}
+
+void vb_q4x16_pack(const void *W, int N, int K, void *P) {
+  int nb = K / VB_Q4_BLOCK, np = (N + PANEL - 1) / PANEL;
+  size_t rb = vb_q4_row_bytes(K);
+#pragma omp parallel for schedule(static)
+  for (int p = 0; p < np; p++)
+    for (int b = 0; b < nb; b++) {
+      uint8_t *o = (uint8_t *)P + (size_t)p * panel_bytes(K) + (size_t)b * PBLOCK;
+      memset(o, 0, PBLOCK);
+      for (int r = 0; r < PANEL; r++) {
+        int n = p * PANEL + r;
+        if (n >= N) continue; /* zero scale: the padding rows give 0 */
+        const uint8_t *blk = (const uint8_t *)W + (size_t)n * rb + (size_t)b * VB_Q4_BLOCK_BYTES;
+        memcpy(o + 2 * r, blk, 2);
+        for (int v = 0; v < 4; v++)
+          for (int j = 0; j < 4; j++)
+            o[SCALES + 64 * v + 4 * r + j] = (uint8_t)(block_q(blk, 8 * v + j) | block_q(blk, 8 * v + 4 + j) << 4);
+      }
+    }
+}
+
+/* Row r's block b of the packed weight as 32 values d (q - 8), in k order. */
+static void unpack_row_block(const uint8_t *blk, int r, float *out) {
+  uint16_t h;
+  memcpy(&h, blk + 2 * r, 2);
+  float d = vb_half_to_float(h);
+  for (int v = 0; v < 4; v++)
+    for (int j = 0; j < 4; j++) {
+      uint8_t byte = blk[SCALES + 64 * v + 4 * r + j];
+      out[8 * v + j] = d * (float)((byte & 15) - 8);
+      out[8 * v + 4 + j] = d * (float)((byte >> 4) - 8);
+    }
+}
+
+void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
+  for (int n = r0; n < r1; n++) {
+    const uint8_t *panel = (const uint8_t *)P + (size_t)(n / PANEL) * panel_bytes(K);
+    for (int b = 0; b < K / VB_Q4_BLOCK; b++)
+      unpack_row_block(panel + (size_t)b * PBLOCK, n % PANEL, dst + (size_t)(n - r0) * K + 32 * b);
+  }
+}
+
+TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) {
+  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), eight = _mm512_set1_epi32(8);
+  const __m128i m4 = _mm_set1_epi8(15);
+  for (int n = r0; n < r1; n++) {
+    const uint8_t *panel = (const uint8_t *)P + (size_t)(n / PANEL) * panel_bytes(K);
+    int r = n % PANEL;
+    uint16_t *d = dst + (size_t)(n - r0) * K;
+    for (int b = 0; b < K / VB_Q4_BLOCK; b++) {
+      const uint8_t *blk = panel + (size_t)b * PBLOCK;
+      uint16_t h;
+      memcpy(&h, blk + 2 * r, 2);
+      __m512 s = _mm512_set1_ps(_cvtsh_ss(h));
+      int32_t w[4];
+      for (int v = 0; v < 4; v++) memcpy(&w[v], blk + SCALES + 64 * v + 4 * r, 4);
+      __m128i q = _mm_setr_epi32(w[0], w[1], w[2], w[3]);
+      __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
+      /* [lo_v hi_v] per v: k = 8v..8v+3 then 8v+4..8v+7 */
+      __m128i half[2] = {_mm_unpacklo_epi32(lo, hi), _mm_unpackhi_epi32(lo, hi)};
+      for (int i = 0; i < 2; i++) {
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(half[i]), eight)), s);
+        __m512i u = _mm512_castps_si512(f); /* round to nearest even, as gemv_q8.c */
+        u = _mm512_add_epi32(u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+      }
+    }
+  }
+}
+
+/* Panels [p0, p1) against activation rows m0 .. m0 + mc (mc <= MB). */
+INLINE TGT_VNNI void q4x16_panels(const uint8_t *P, int p0, int p1, int N, int K, const vb_q4_acts *a, int m0,
+                                  const int mc, const float *bias, float *y) {
+  int nb = K / VB_Q4_BLOCK;
+  const __m512i m4 = _mm512_set1_epi8(15);
+  for (int p = p0; p < p1; p++) {
+    const uint8_t *panel = P + (size_t)p * panel_bytes(K);
+    __m512 accp[MB], accn[MB];
+    for (int m = 0; m < mc; m++) accp[m] = accn[m] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+      const uint8_t *blk = panel + (size_t)b * PBLOCK;
+      _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
+      _mm_prefetch((const char *)blk + PREFETCH + 64, _MM_HINT_T0);
+      _mm_prefetch((const char *)blk + PREFETCH + 128, _MM_HINT_T0);
+      _mm_prefetch((const char *)blk + PREFETCH + 192, _MM_HINT_T0);
+      _mm_prefetch((const char *)blk + PREFETCH + 256, _MM_HINT_T0);
+      __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+      __m512i q[8];
+      for (int v = 0; v < 4; v++) {
+        __m512i w = _mm512_loadu_si512((const void *)(blk + SCALES + 64 * v));
+        q[2 * v] = _mm512_and_si512(w, m4);
+        q[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+      }
+      for (int m = 0; m < mc; m++) {
+        size_t row = (size_t)(m0 + m);
+        const int8_t *xa = a->q + row * a->qstride + 32 * (size_t)b;
+        __m512i s = _mm512_setzero_si512();
+        for (int quad = 0; quad < 8; quad++) {
+          int32_t x4;
+          memcpy(&x4, xa + 4 * quad, 4);
+          s = _mm512_dpbusd_epi32(s, q[quad], _mm512_set1_epi32(x4));
+        }
+        __m512 da = _mm512_set1_ps(a->da[row * a->bstride + b]), c = _mm512_set1_ps(a->c[row * a->bstride + b]);
+        accp[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, da), accp[m]);
+        accn[m] = _mm512_fmadd_ps(dw, c, accn[m]);
+      }
+    }
+    int rows = N - p * PANEL < PANEL ? N - p * PANEL : PANEL;
+    __mmask16 keep = (__mmask16)((1u << rows) - 1);
+    __m512 b16 = bias ? _mm512_maskz_loadu_ps(keep, bias + (size_t)p * PANEL) : _mm512_setzero_ps();
+    for (int m = 0; m < mc; m++)
+      _mm512_mask_storeu_ps(y + (size_t)(m0 + m) * N + (size_t)p * PANEL, keep,
+                            _mm512_add_ps(_mm512_sub_ps(accp[m], accn[m]), b16));
+  }
+}
+
+/* Rows [n0, n1) (whole panels but at N) for every activation row. */
+TGT_VNNI static void q4x16_rows(const uint8_t *P, int n0, int n1, int N, int K, const vb_q4_acts *a, int M,
+                                const float *bias, float *y) {
+  int pa = n0 / PANEL, pb = (n1 + PANEL - 1) / PANEL;
+  for (int m0 = 0; m0 < M; m0 += MB) {
+    switch (M - m0 < MB ? M - m0 : MB) { /* constant trip counts for the inner loops */
+    case 1: q4x16_panels(P, pa, pb, N, K, a, m0, 1, bias, y); break;
+    case 2: q4x16_panels(P, pa, pb, N, K, a, m0, 2, bias, y); break;
+    case 3: q4x16_panels(P, pa, pb, N, K, a, m0, 3, bias, y); break;
+    default: q4x16_panels(P, pa, pb, N, K, a, m0, 4, bias, y); break;
+    }
+  }
+}
+
+int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y) {
+  vb_q4_acts a;
+  if (vb_q4_quantize_acts(x, M, K, 1, &a) != 0) return -1;
+  /* the GEMV helper's row blocks are multiples of 16 rows: whole panels */
+  VB_GEMV_FOR_ROW_BLOCKS(N, q4x16_rows(P, n0, n1, N, K, &a, M, bias, y));
+  return 0;
+}
