@@ -169,7 +169,7 @@ void vblip_sampling_default(vblip_sampling *s);
  * the caller's, usually on the stack). */
 typedef struct {
   int n_frames;
-  int64_t *frame_index; /* index within the decoded window */
+  int64_t *frame_index; /* the frame's index in the whole video (with a --start window too) */
   double *frame_time;   /* seconds */
   int image_size;
   uint8_t *frames;      /* (T, S, S, 3) resized RGB */

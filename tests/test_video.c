@@ -209,10 +209,11 @@ static void test_window(void) {
   cJSON *pts = tu_json_path(tu_expected(), "media.video1.decode_all.pts");
   int64_t lo = (int64_t)ceil(2.0 / (1.0 / 15360)), hi = (int64_t)ceil(6.0 / (1.0 / 15360));
   int64_t win[512];
-  int T = 0;
+  int T = 0, before = 0;
   for (int i = 0; i < cJSON_GetArraySize(pts); i++) {
     int64_t p = (int64_t)cJSON_GetArrayItem(pts, i)->valuedouble;
     if (p >= lo && p < hi && T < 512) win[T++] = p;
+    before += p < lo;
   }
   vb_sampling s;
   vb_sampling_default(&s);
@@ -233,9 +234,13 @@ static void test_window(void) {
     CHECK(f.index[i] == idx[i] && f.pts[i] == win[idx[i]], "window frame %d: index %lld pts %lld",
           i, (long long)f.index[i], (long long)f.pts[i]);
   CHECK(st.fast_path == 1, "window read took the fast path");
+  CHECK(f.first_index == before && before == 60, "frames before the window: %lld, expected %d",
+        (long long)f.first_index, before);
   o.force_full = 1;
   if (CHECK_OK(vb_video_read_ex(path, &s, &o, &g, NULL))) {
     CHECK(frames_equal(&f, &g), "window: fast path differs from full decode");
+    CHECK(g.first_index == before, "full decode: %lld frames before the window",
+          (long long)g.first_index);
     vb_frames_free(&g);
   }
   vb_frames_free(&f);

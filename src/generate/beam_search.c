@@ -125,7 +125,8 @@ static int sample_k_flat(const float *x, size_t n, int k, vb_rng *rng, float *w,
     if (pick < 0)
       return vb_error(
           "generate: beam sampling: fewer than 2*num_beams (%d) candidates have non-zero "
-          "probability (raise top_k/top_p)",
+          "probability; sampling with num_beams > 1 is beam sampling: for plain sampling set "
+          "num_beams to 1 (--beams 1), or raise top_k/top_p",
           k);
     total -= w[pick];
     if (total < 0) total = 0;

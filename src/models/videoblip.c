@@ -293,7 +293,7 @@ int vblip_video_load(const vblip_model *m, const char *path, const vblip_samplin
   int rc = -1;
   if (v->frame_index && v->frame_time && v->frames && v->pixel_values) {
     for (int i = 0; i < T; i++) {
-      v->frame_index[i] = f.index[i];
+      v->frame_index[i] = f.first_index + f.index[i]; /* in the whole video */
       v->frame_time[i] = f.seconds[i];
     }
     rc = vb_preprocess_frames(&f, &m->image, v->frames, v->pixel_values);

@@ -636,6 +636,7 @@ typedef struct {
   const window_t *w;
   int64_t *pts;
   size_t n, cap;
+  size_t before; /* frames before the window */
 } count_ctx;
 
 static int count_fn(void *ctx, AVFrame *f) {
@@ -643,7 +644,7 @@ static int count_fn(void *ctx, AVFrame *f) {
   int64_t p = frame_pts(c->d, f);
   if (p == AV_NOPTS_VALUE) return vb_error("a decoded frame has no timestamp");
   if (p >= c->w->end) return 1; /* pytorchvideo stops at the first frame past the clip */
-  if (p < c->w->start) return 0;
+  if (p < c->w->start) return c->before++, 0;
   return push_i64(&c->pts, &c->n, &c->cap, p);
 }
 
@@ -719,6 +720,7 @@ static int read_full(const char *path, const window_t *w, int threads, vb_video_
   xc.d = &d;
   if (decode_rest(&d, convert_fn, &xc) != 0) goto done;
   rc = assemble(out, count, idx, sel, need, m, bufs, ws, hs, d.tb, (int64_t)T);
+  if (rc == 0) out->first_index = (int64_t)cc.before;
 done:
   dec_close(&d);
   if (bufs)
@@ -1024,7 +1026,13 @@ static int read_fast(dec_t *d, const window_t *w, vb_frames *out) {
   F.cur = INT_MAX; /* the scan left the demuxer somewhere near the end */
   if ((rc = fast_decode(&F)) != 0) goto done;
   rc = assemble(out, count, idx, sel, need, m, F.bufs, F.ws, F.hs, F.d->tb, (int64_t)T);
-  if (rc == 0) d->stats->fast_path = 1;
+  if (rc == 0) {
+    d->stats->fast_path = 1;
+    int64_t before = 0; /* the scan listed every packet from the stream's start */
+    for (size_t i = 0; i < F.nrec; i++)
+      before += F.spts[i] < w->start;
+    out->first_index = before;
+  }
 done:
   dec_close(F.d);
   if (F.bufs)

@@ -27,6 +27,8 @@ typedef struct {
   int64_t *pts;    /* presentation timestamp in stream time_base units */
   double *seconds; /* pts * time_base */
   int64_t total_in_window; /* how many frames the window held */
+  int64_t first_index;     /* frames of the video before the window: index + first_index is
+                            * a frame's index in the whole video */
 } vb_frames;
 
 /* Decodes path (any container/codec FFmpeg reads; still images are 1 frame) and

@@ -136,7 +136,8 @@ const cli_option cli_gen_options[] = {
     CLI_OPT_INT("--min-new-tokens", 0, "N", vblip_gen_params, min_new_tokens, 0, 100000,
                 "no end-of-text before N tokens (default 0)", .need = "needs a whole number >= 0"),
     CLI_OPT_FLAG("--sample", 0, vblip_gen_params, do_sample,
-                 "sample instead of greedy/beam search"),
+                 "sample instead of greedy/beam search; with --beams > 1 (the\n"
+                 "default 4) it is beam sampling: add --beams 1 for plain sampling"),
     CLI_OPT_FLOAT("--temperature", 0, "T", vblip_gen_params, temperature, 1e-6, 100,
                   "with --sample (default 1.0); without it, like transformers,\n"
                   "it has no effect (the demo passes 0.7 that way)",

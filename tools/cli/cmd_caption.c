@@ -47,6 +47,27 @@ static void print_json(const cli_videos *vs, int first, int count, const char *p
   cJSON_Delete(o);
 }
 
+/* --json for an input that failed: its line says so (the message is on stderr too), so
+ * a batch's output names every input */
+static void print_json_error(char *const *names, int first, int count, const char *prompt) {
+  cJSON *o = cJSON_CreateObject();
+  if (count == 1) cJSON_AddStringToObject(o, "video", names[first]);
+  cJSON *list = cJSON_AddArrayToObject(o, "videos");
+  for (int k = first; k < first + count; k++) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "video", names[k]);
+    cJSON_AddItemToArray(list, e);
+  }
+  cJSON_AddStringToObject(o, "prompt", prompt);
+  const char *err = vblip_last_error();
+  cJSON_AddStringToObject(o, "error", err && *err ? err : "failed");
+  char *s = cJSON_PrintUnformatted(o);
+  if (s) puts(s);
+  fflush(stdout);
+  free(s);
+  cJSON_Delete(o);
+}
+
 typedef struct {
   const char *model, *prompt;
   vblip_load_options load;
@@ -75,7 +96,9 @@ static const cli_option k_options[] = {
     CLI_OPT_FLAG("--json", 0, caption_opts, json,
                  "one JSON object per answer per line: {video, frames:[{index,\n"
                  "time}], videos:[{video, frames}], prompt, text, token_ids,\n"
-                 "timings_ms} (with --interleaved: videos only, one per VIDEO)"),
+                 "timings_ms} (with --interleaved: videos only, one per VIDEO);\n"
+                 "a frame's index counts from the video's first frame; a VIDEO\n"
+                 "that fails gets {video, videos, prompt, error}"),
     CLI_OPT_FLAG("--raw", 0, caption_opts, raw, "print the decoded text without post-processing"),
     CLI_GROUP(cli_caption_list_options, caption_opts, list),
     CLI_TABLE_END};
@@ -199,11 +222,16 @@ static int run(int argc, char **argv) {
   }
   bool stream = !o.json && isatty(STDOUT_FILENO);
   int status = 0;
-  if (o.interleaved)
-    status = caption_one(m, &o, argv, 0, n_videos, stream);
-  else
+  if (o.interleaved) {
+    if ((status = caption_one(m, &o, argv, 0, n_videos, stream)) != 0 && o.json)
+      print_json_error(argv, 0, n_videos, o.prompt);
+  } else {
     for (int k = 0; k < n_videos; k++)
-      if (caption_one(m, &o, argv, k, n_videos, stream) != 0) status = 1;
+      if (caption_one(m, &o, argv, k, n_videos, stream) != 0) {
+        status = 1;
+        if (o.json) print_json_error(argv, k, 1, o.prompt);
+      }
+  }
   vblip_model_free(m);
   return status;
 }
