@@ -450,6 +450,29 @@ static void cli_train(void) {
   snprintf(m1, sizeof m1, "%s/checkpoint-6/optimizer.safetensors", out);
   snprintf(m2, sizeof m2, "%s/checkpoint-6/optimizer.safetensors", out2);
   CHECK(file_equal(m1, m2), "... and the same AdamW moments");
+
+  /* extracted frames train exactly as the videos they come from */
+  char frames[700];
+  snprintf(frames, sizeof frames, "%s/frames", tu_tmpdir());
+  snprintf(cmd, sizeof cmd,
+           "%s extract-frames --model %s --data %s --video-dir %s --out %s --frames 2 --workers 2 "
+           "--quiet 2>&1",
+           VBLIP_BINARY, tu_fixture("models/videoblip-opt-tiny"), data, tu_fixture("media"),
+           frames);
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 0 && strstr(o2, "4 clips: 4 extracted"), "extract-frames: %s", o2);
+  free(o2);
+  char *fo = strstr(common, " --data ");
+  if (CHECK(fo != NULL, "common args")) {
+    char with_frames[3000];
+    snprintf(with_frames, sizeof with_frames, "%.*s --data %s/frames.jsonl %s", (int)(fo - common),
+             common, frames, strchr(fo + 8, ' ') + 1);
+    snprintf(cmd, sizeof cmd, "%s --out %s-frames 2>&1", with_frames, out);
+    rc = tu_run(cmd, &o2);
+    CHECK(rc == 0 && !strcmp(o, o2),
+          "training on extracted frames logs what training on the videos does:\n%s", o2);
+    free(o2);
+  }
   free(o);
 
   /* a checkpoint is a model every command loads */

@@ -22,6 +22,7 @@
   X(chat)                                                                                          \
   X(convert)                                                                                       \
   X(embed)                                                                                         \
+  X(extract_frames)                                                                                \
   X(narrate)                                                                                       \
   X(pull)                                                                                          \
   X(score)                                                                                         \

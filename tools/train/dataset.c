@@ -96,6 +96,7 @@ char *vblip_clean_narration_eilev(const char *text) {
 void vb_dataset_free(vb_dataset *d) {
   for (int i = 0; i < d->n; i++) {
     free(d->items[i].video);
+    free(d->items[i].frames);
     free(d->items[i].text);
     free(d->items[i].prompt);
   }
@@ -135,10 +136,14 @@ int vb_dataset_load(const char *jsonl, const char *video_dir, vb_dataset *out) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "start");
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "end");
     const cJSON *pr = cJSON_GetObjectItemCaseSensitive(j, "prompt");
+    const cJSON *fr = cJSON_GetObjectItemCaseSensitive(j, "frames");
+    if (cJSON_IsString(fr) && !v) v = fr; /* a frames dataset line needs no video */
     if (!cJSON_IsObject(j) || !cJSON_IsString(v) || !cJSON_IsString(t) ||
-        (s && !cJSON_IsNumber(s)) || (e && !cJSON_IsNumber(e)) || (pr && !cJSON_IsString(pr))) {
+        (fr && !cJSON_IsString(fr)) || (s && !cJSON_IsNumber(s)) || (e && !cJSON_IsNumber(e)) ||
+        (pr && !cJSON_IsString(pr))) {
       cJSON_Delete(j);
-      vb_error("%s:%d: expected {\"video\": path, \"start\": s, \"end\": e, \"text\": narration}",
+      vb_error("%s:%d: expected {\"video\": path, \"start\": s, \"end\": e, \"text\": narration} "
+               "(or \"frames\": path)",
                jsonl, line_no);
       goto done;
     }
@@ -156,11 +161,12 @@ int vb_dataset_load(const char *jsonl, const char *video_dir, vb_dataset *out) {
     c->start = s ? s->valuedouble : 0;
     c->end = e ? e->valuedouble : -1;
     c->video = resolve(jsonl, video_dir, v->valuestring);
+    c->frames = fr ? resolve(jsonl, NULL, fr->valuestring) : NULL;
     c->text = vb_strdup(t->valuestring);
     c->prompt = pr ? vb_strdup(pr->valuestring) : NULL;
     out->n++;
     cJSON_Delete(j);
-    if (!c->video || !c->text || (pr && !c->prompt)) goto done;
+    if (!c->video || !c->text || (pr && !c->prompt) || (fr && !c->frames)) goto done;
     /* a start before 0 (VideoBLIP's window at the end of a short video) decodes from 0 */
     if (!isfinite(c->start) || (c->end >= 0 && c->end <= c->start)) {
       vb_error("%s:%d: bad clip window [%g, %g)", jsonl, line_no, c->start, c->end);
@@ -189,6 +195,23 @@ static uint64_t splitmix(uint64_t *s) {
 
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int vb_make_dirs(const char *path) {
+  char *p = vb_strdup(path);
+  if (!p) return -1;
+  int rc = 0;
+  for (char *q = p + 1; rc == 0; q++) {
+    if (*q != '/' && *q) continue;
+    char c = *q;
+    *q = 0;
+    if (mkdir(p, 0755) && errno != EEXIST)
+      rc = vb_error("cannot create %s: %s", p, strerror(errno));
+    *q = c;
+    if (!c) break;
+  }
+  free(p);
+  return rc;
 }
 
 FILE *vb_open_tmp(const char *path, char **tmp) {
@@ -236,10 +259,7 @@ int vb_ego4d_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st) {
   if (o->val_fraction > 0 && n_val == 0 && nv >= 2) n_val = 1;
   if (n_val >= nv && nv >= 2) n_val = nv - 1;
   for (int i = 0; i < n_val; i++) is_val[i] = 1;
-  if (mkdir(o->out_dir, 0755) && errno != EEXIST) {
-    vb_error("cannot create %s: %s", o->out_dir, strerror(errno));
-    goto done;
-  }
+  if (vb_make_dirs(o->out_dir)) goto done;
   /* `train` resolves relative video paths next to the JSONL, so the written paths
    * lead from out_dir to the videos */
   if (o->video_dir && !(rel_dir = vb_relative_path(o->out_dir, o->video_dir))) goto done;

@@ -8,6 +8,7 @@
 
 typedef struct {
   char *video;  /* resolved path */
+  char *frames; /* resolved path of extracted frames (frames.h), or NULL */
   double start, end;
   char *text;
   char *prompt; /* NULL: the run's prompt */
@@ -52,6 +53,8 @@ void vb_ego4d_clip_window(double t, double duration, double clip_seconds, double
                           double *end);
 /* The path of target as seen from from_dir (both must exist); malloc'd. */
 char *vb_relative_path(const char *from_dir, const char *target);
+/* mkdir -p. */
+int vb_make_dirs(const char *path);
 /* Opens "<path>.tmp-<pid>" for writing (*tmp gets its name, malloc'd), to rename later. */
 FILE *vb_open_tmp(const char *path, char **tmp);
 

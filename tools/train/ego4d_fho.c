@@ -222,10 +222,7 @@ int vb_ego4d_fho_split(const vb_ego4d_split_options *o, vb_ego4d_split_stats *st
   py_random r;
   py_random_seed(&r, o->seed);
   py_random_sample_all(&r, nv, order);
-  if (mkdir(o->out_dir, 0755) && errno != EEXIST) {
-    vb_error("cannot create %s: %s", o->out_dir, strerror(errno));
-    goto done;
-  }
+  if (vb_make_dirs(o->out_dir)) goto done;
   if (!(rel_dir = vb_relative_path(o->out_dir, o->video_dir))) goto done;
   if (!(ptrain = vb_path_join(o->out_dir, "train.jsonl")) ||
       !(pval = vb_path_join(o->out_dir, "val.jsonl")))

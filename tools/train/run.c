@@ -14,6 +14,7 @@
 
 #include "runtime/common.h"
 #include "train/dataset.h"
+#include "train/frames.h"
 #include "train/trainer.h"
 
 #define DEFAULT_PROMPT "Question: What is the camera wearer doing? Answer:"
@@ -54,8 +55,17 @@ static int get_example(example_source *s, int i, vblip_train_example **ex, int *
   }
   const vb_clip *c = &s->d->items[i];
   const char *prompt = c->prompt ? c->prompt : s->prompt;
-  if (vblip_trainer_example_video(s->t, c->video, c->start, c->end, s->frames, prompt, c->text, ex))
+  if (c->frames) { /* extracted by vblip extract-frames: no decoding */
+    float *px = NULL;
+    int n = 0;
+    int rc = vb_frames_file_read(c->frames, vb_trainer_config(s->t)->vision.image_size, &px, &n);
+    if (rc == 0) rc = vblip_trainer_example_pixels(s->t, px, n, prompt, c->text, ex);
+    free(px);
+    if (rc) return -1;
+  } else if (vblip_trainer_example_video(s->t, c->video, c->start, c->end, s->frames, prompt,
+                                         c->text, ex)) {
     return -1;
+  }
   if (s->used + s->per_example <= s->budget) {
     s->cache[i] = *ex;
     s->used += s->per_example;
