@@ -374,6 +374,22 @@ static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
   return lin * per + (double)o->vocab_size * o->hidden_size * head_per;
 }
 
+/* Bytes of the whole language model as built (the encoder too; embeddings
+ * bf16), for the memory a row needs. */
+static double model_bytes(const vb_model_config *c, vb_dtype dt) {
+  double per = dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_Q4_0 ? 18.0 / 32 : dt == VB_DT_BF16 ? 2 : 4;
+  if (c->lm_kind == VB_LM_T5) {
+    const vb_t5_config *t = &c->t5;
+    double d = t->d_model, inner = (double)t->num_heads * t->d_kv, ff = (t->gated ? 3 : 2) * d * t->d_ff;
+    double lin = t->num_layers * (4 * d * inner + ff) + t->num_decoder_layers * (8 * d * inner + ff);
+    return lin * per + 2.0 * t->vocab_size * d * (dt == VB_DT_F32 ? 4 : 2);
+  }
+  const vb_opt_config *o = &c->opt;
+  double lin = (double)o->num_hidden_layers *
+               (4.0 * o->hidden_size * o->hidden_size + 2.0 * o->hidden_size * o->ffn_dim);
+  return lin * per + (double)o->vocab_size * o->hidden_size * (dt == VB_DT_F32 ? 4 : 2);
+}
+
 /* The language model with weights stored as dt (computing in bf16 unless f32). */
 static int run_lm(void *arg) {
   lm_stage *s = arg;
@@ -775,7 +791,7 @@ int main(int argc, char **argv) {
       if (!lm_on[k] || (big[i] && lm_dt[k] != VB_DT_Q8_0 && lm_dt[k] != VB_DT_Q4_0)) continue;
       /* the weights are built in memory, written to a file and mapped back:
        * a row that cannot fit is skipped with the numbers, not OOM-killed */
-      double need = decode_bytes(&cfg[i], lm_dt[k]) * 1.15 + 1e9;
+      double need = model_bytes(&cfg[i], lm_dt[k]) * 1.15 + 1e9;
       uint64_t avail = 0;
       const char *src = "";
       if (vb_memory_available(&avail, &src) == 0 && need > (double)avail) {
