@@ -12,6 +12,7 @@
 #include "runtime/common.h"
 #include "testutil.h"
 #include "train/dataset.h"
+#include "train/plot.h"
 #include "train/py_random.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
@@ -549,6 +550,102 @@ static void rotation(void) {
   }
 }
 
+static uint32_t be(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Reads back a PNG as vb_png_encode writes it (stored deflate blocks): checks the
+ * signature, every chunk's CRC, the Adler-32, and returns the RGB pixels. */
+static uint8_t *png_decode(const uint8_t *d, size_t n, int *w, int *h) {
+  static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (!CHECK(n > 8 && !memcmp(d, sig, 8), "PNG signature")) return NULL;
+  uint8_t *z = malloc(n), *img = NULL;
+  size_t zn = 0;
+  for (size_t p = 8; p + 12 <= n;) {
+    uint32_t len = be(d + p);
+    if (!CHECK(p + 12 + len <= n, "chunk inside the file")) break;
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 4; i < 8 + len; i++) {
+      c ^= d[p + i];
+      for (int k = 0; k < 8; k++)
+        c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+    CHECK((c ^ 0xffffffffu) == be(d + p + 8 + len), "chunk %.4s CRC", (const char *)d + p + 4);
+    if (!memcmp(d + p + 4, "IHDR", 4)) *w = (int)be(d + p + 8), *h = (int)be(d + p + 12);
+    if (!memcmp(d + p + 4, "IDAT", 4)) memcpy(z + zn, d + p + 8, len), zn += len;
+    p += 12 + len;
+  }
+  size_t raw_n = (size_t)(*w * 3 + 1) * *h, q = 2, got = 0;
+  uint8_t *raw = malloc(raw_n + 1);
+  int final = 0;
+  while (!final && q + 5 <= zn) {
+    final = z[q] & 1;
+    size_t len = z[q + 1] | (size_t)z[q + 2] << 8;
+    CHECK(((len ^ (z[q + 3] | (size_t)z[q + 4] << 8)) & 0xffff) == 0xffff,
+          "stored block length check");
+    if (got + len > raw_n || q + 5 + len > zn) break;
+    memcpy(raw + got, z + q + 5, len);
+    got += len;
+    q += 5 + len;
+  }
+  uint32_t a = 1, b = 0;
+  for (size_t i = 0; i < got; i++)
+    a = (a + raw[i]) % 65521, b = (b + a) % 65521;
+  if (CHECK(got == raw_n && q + 4 <= zn && be(z + q) == (b << 16 | a),
+            "deflate data and Adler-32")) {
+    img = malloc((size_t)*w * *h * 3);
+    for (int y = 0; y < *h; y++) {
+      CHECK(raw[(size_t)y * (*w * 3 + 1)] == 0, "row filter none");
+      memcpy(img + (size_t)y * *w * 3, raw + (size_t)y * (*w * 3 + 1) + 1, (size_t)*w * 3);
+    }
+  }
+  free(raw);
+  free(z);
+  return img;
+}
+
+static void loss_plot(void) {
+  /* an image larger than one stored block round-trips */
+  int w0 = 150, h0 = 200;
+  uint8_t *rgb = malloc((size_t)w0 * h0 * 3), *png = NULL;
+  for (int i = 0; i < w0 * h0 * 3; i++)
+    rgb[i] = (uint8_t)(i * 7 + i / 13);
+  size_t len = 0;
+  int w = 0, h = 0;
+  if (CHECK_OK(vb_png_encode(rgb, w0, h0, &png, &len))) {
+    uint8_t *back = png_decode(png, len, &w, &h);
+    CHECK(back && w == w0 && h == h0 && !memcmp(back, rgb, (size_t)w0 * h0 * 3), "PNG round trip");
+    free(back);
+  }
+  free(png);
+  free(rgb);
+  /* a CSV log as vblip train writes it: both curves drawn */
+  char log[600], out[600];
+  snprintf(log, sizeof log, "%s/run.csv", tu_tmpdir());
+  snprintf(out, sizeof out, "%s/run.png", tu_tmpdir());
+  CHECK(write_text(log, "step,epoch,loss,learning_rate,grad_norm,eval_loss\n1,0.25,3.5,0.001,2,\n"
+                        "2,0.50,3.1,0.001,2,\n2,0.50,,,,3.3\n3,0.75,2.8,0.001,2,\n4,1.00,2.6,0,2,\n"
+                        "4,1.00,,,,2.9\n") == 0,
+        "write log");
+  if (CHECK_OK(vb_plot_log(log, out))) {
+    char *data = NULL;
+    size_t n = 0;
+    CHECK_OK(vb_read_file(out, 1 << 24, &data, &n));
+    uint8_t *img = data ? png_decode((const uint8_t *)data, n, &w, &h) : NULL;
+    int blue = 0, orange = 0;
+    for (int i = 0; img && i < w * h; i++) {
+      blue += img[i * 3] == 31 && img[i * 3 + 1] == 119 && img[i * 3 + 2] == 180;
+      orange += img[i * 3] == 255 && img[i * 3 + 1] == 127 && img[i * 3 + 2] == 14;
+    }
+    CHECK(blue > 100 && orange > 100, "training (%d blue pixels) and validation (%d orange) curves",
+          blue, orange);
+    free(img);
+    free(data);
+  }
+  CHECK(write_text(log, "step,epoch,loss,learning_rate,grad_norm,eval_loss\n") == 0, "write log");
+  CHECK(vb_plot_log(log, out) != 0, "a log without losses is an error");
+}
+
 int main(void) {
   narration_cleaning();
   python_random();
@@ -561,5 +658,6 @@ int main(void) {
   clip_and_adamw();
   weight_decay_groups();
   rotation();
+  loss_plot();
   return tu_finish();
 }

@@ -80,6 +80,8 @@ static const cli_option k_train_options[] = {
                    "also write the log lines to FILE (JSON lines; CSV if FILE ends in .csv)"),
     CLI_OPT_LONG("--stop-after", 0, "N", train_opts, run.stop_after, 0, 1L << 40,
                  "stop after step N as Ctrl-C does: checkpoint, exit 130 (to --resume)"),
+    CLI_OPT_STRING("--plot", 0, "FILE.png", train_opts, run.plot,
+                   "draw the --log's loss curves as a PNG, updated at every log line"),
     CLI_OPT_LONG("--cache-mb", 0, "N", train_opts, cache_mb, 0, 1L << 30,
                  "memory for cached vision features (default 4096)"),
     CLI_GROUP(cli_threads_option, train_opts, run.train.n_threads),

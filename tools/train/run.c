@@ -15,6 +15,7 @@
 #include "runtime/common.h"
 #include "train/dataset.h"
 #include "train/frames.h"
+#include "train/plot.h"
 #include "train/trainer.h"
 
 #define DEFAULT_PROMPT "Question: What is the camera wearer doing? Answer:"
@@ -369,6 +370,7 @@ int vb_train_run(const vb_train_run_options *o) {
   run_log log = {0};
   if (o->batch < 1 || o->grad_accum < 1 || o->eval_batch < 1 || o->logging_steps < 0)
     return vb_error("batch sizes and accumulation must be >= 1");
+  if (o->plot && !o->log) return vb_error("--plot draws the --log file: give --log too");
   if (vb_dataset_load(o->data, o->video_dir, &train)) return -1;
   if (o->val && vb_dataset_load(o->val, o->val_video_dir, &valset)) goto done;
   if (o->load_best_at_end &&
@@ -503,6 +505,11 @@ int vb_train_run(const vb_train_run_options *o) {
           s.best_step = s.global_step;
         }
       }
+      if (o->plot &&
+          ((o->logging_steps > 0 && s.global_step % o->logging_steps == 0) ||
+           (o->val && o->eval_steps > 0 && s.global_step % o->eval_steps == 0)) &&
+          vb_plot_log(o->log, o->plot) && !o->quiet)
+        fprintf(stderr, "vblip train: cannot draw %s: %s\n", o->plot, vblip_last_error());
       if (saving) {
         run_state after = s; /* the position after this step */
         if (++after.batch == plan.len_dataloader) after.epoch++, after.batch = 0;

@@ -15,6 +15,7 @@ typedef struct {
   const char *model, *data, *val, *out, *video_dir, *val_video_dir, *prompt;
   const char *resume; /* a checkpoint-N directory of an earlier run, or NULL */
   const char *log;    /* also write the log here: JSON lines, or CSV for a .csv name */
+  const char *plot;   /* and draw it as this PNG after every log line (needs log) */
   int frames;
   double epochs;
   long max_steps, batch, grad_accum, eval_batch;
