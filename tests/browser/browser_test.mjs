@@ -103,8 +103,9 @@ const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp,
 });
 const shot = (name) => page.screenshot({ path: path.join(artifacts, name), fullPage: true });
 const page = ctx.pages()[0] || await ctx.newPage();
-const errors = [];
+const errors = [], notFound = [];
 page.on("pageerror", (e) => errors.push(e.message));
+page.on("response", (r) => { if (r.status() === 404) notFound.push(r.url()); });
 try {
   page.setDefaultTimeout(60000);
   await page.goto(base);
@@ -152,14 +153,40 @@ try {
   check(!(await page.locator(".bot").last().textContent()).startsWith("Error"), "example answered");
   await shot("3-example.png");
 
-  // an unreadable video: the error is shown in the page
+  // an unreadable video: the error is shown once, and the video and conversation stay
+  const chatBefore = await page.locator("#chat .msg").allTextContents();
+  const framesBefore = await page.locator("#frames img").count();
+  const bodies = [];
+  page.on("request", (r) => { if (r.url().endsWith("/api/chat")) bodies.push(r.postData()); });
   const bad = path.join(tmp, "broken.mp4");
   fs.writeFileSync(bad, "this is not a video");
   await page.setInputFiles("#file", bad);
-  await page.waitForSelector(".bot.error");
-  check((await page.locator(".bot.error").textContent()).includes("Cannot use this video"), "error shown");
-  check((await page.locator("#status").getAttribute("class")) === "err", "error status");
+  await page.waitForSelector("#status.err");
+  const status = await page.locator("#status").textContent();
+  check(status.includes("Cannot use broken.mp4"), "the error names the file: " + status);
+  const shown = await page.evaluate(() => document.body.innerText.split("Cannot use broken.mp4").length - 1);
+  check(shown === 1, "the error shown once (" + shown + " times)");
+  check(JSON.stringify(await page.locator("#chat .msg").allTextContents()) === JSON.stringify(chatBefore),
+        "the conversation kept");
+  check(await page.locator("#frames img").count() === framesBefore && framesBefore > 0, "the frames kept");
   await shot("4-error.png");
+  await page.locator("#message").fill("And then?");
+  await page.locator("#send").click();
+  await page.waitForFunction(() => document.querySelectorAll(".bot").length === 2 && !document.querySelector(".bot.pending"));
+  check(!(await page.locator(".bot").last().textContent()).startsWith("Error"), "the kept video still answers");
+  const last = JSON.parse(bodies[bodies.length - 1] || "{}");
+  check(last.video_id && (last.messages || []).length === 3, "the same session: " + JSON.stringify(last).slice(0, 200));
+
+  // the favicon, and the link to the API page
+  check(notFound.length === 0, "no 404 while using the page: " + notFound.join(", "));
+  check(await page.evaluate(async () => (await fetch("/favicon.ico")).status) === 200, "/favicon.ico");
+  const apiHref = await page.locator("a.apilink").getAttribute("href");
+  const apiPage = await ctx.newPage();
+  await apiPage.goto(new URL(apiHref, base).href);
+  await apiPage.waitForFunction(() => document.getElementById("model").textContent !== "…");
+  check((await apiPage.locator("#model").textContent()) === "videoblip-opt-tiny" &&
+        (await apiPage.locator("#node").textContent()).includes(base + "v1"), "the API page with this server's address");
+  await apiPage.close();
 
   // clear: video, textbox and history
   await page.setInputFiles("#file", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
@@ -171,6 +198,24 @@ try {
   check(await page.locator("#frames img").count() === 0, "frames cleared");
   check(!(await page.locator("#player").isVisible()), "video cleared");
   await shot("5-cleared.png");
+
+  // a narrow screen (420 px): nothing scrolls sideways, the slider values are whole
+  await page.setViewportSize({ width: 420, height: 900 });
+  await page.goto(base);
+  await page.setInputFiles("#file", path.join(fixtures, "media/video1_h264_320x240_30fps_12s.mp4"));
+  await page.waitForFunction(() => document.querySelectorAll("#frames img").length === 8);
+  await page.locator("#maxtok").fill("256");
+  const narrow = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth, width: window.innerWidth,
+    outputs: ["beams-out", "maxtok-out", "temp-out"].map((id) => {
+      const o = document.getElementById(id), card = o.closest(".card").getBoundingClientRect(), r = o.getBoundingClientRect();
+      return o.scrollWidth <= o.clientWidth && r.right <= card.right && r.left >= card.left;
+    }),
+  }));
+  check(narrow.scroll <= narrow.width, `no horizontal scroll at 420 px (${narrow.scroll} > ${narrow.width})`);
+  check(narrow.outputs.every(Boolean), "slider values not clipped: " + JSON.stringify(narrow.outputs));
+  await shot("5b-narrow.png");
+  await page.setViewportSize({ width: 1280, height: 1000 });
   check(errors.length === 0, "no script errors: " + errors.join("; "));
   await interleaved();
 } catch (e) {

@@ -2099,6 +2099,8 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
   int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
   int post = strcmp(method, "POST") == 0;
   if (get && (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)) return serve_asset(c, "index.html");
+  /* browsers ask for /favicon.ico whatever the page names */
+  if (get && strcmp(url, "/favicon.ico") == 0) return serve_asset(c, "favicon.svg");
   if (get && (strcmp(url, "/api/health") == 0 || strcmp(url, "/health") == 0))
     return handle_health(s, c);
   if (get && strcmp(url, "/api/examples") == 0) return handle_examples(s, c);
@@ -2139,7 +2141,7 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
 
 /* The page's own files: public even when the server has an API key (the page asks for it) */
 static int is_public_path(const char *url) {
-  if (strcmp(url, "/") == 0) return 1;
+  if (strcmp(url, "/") == 0 || strcmp(url, "/favicon.ico") == 0) return 1;
   for (int i = 0; i < vb_web_n_assets; i++)
     if (strcmp(url + 1, vb_web_assets[i].path) == 0) return 1;
   return 0;
