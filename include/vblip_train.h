@@ -26,6 +26,9 @@ typedef struct {
   double beta1, beta2; /* default 0.9, 0.999 */
   double eps;          /* default 1e-8 */
   int n_threads;       /* 0: all cores */
+  int bf16; /* the frozen parts (vision encoder, language model forward and backward to its
+             * inputs) in bfloat16 products with float32 sums; trained tensors, gradients
+             * and AdamW stay float32. Needs a CPU with AMX-BF16 or AVX512-BF16. */
 } vblip_train_options;
 
 void vblip_train_options_default(vblip_train_options *o);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "runtime/common.h"
+#include "runtime/cpu.h"
 #include "testutil.h"
 #include "train/trainer.h"
 #include "vblip_train.h"
@@ -569,10 +570,51 @@ static void kill_during_saves(void) {
   printf("kill -9: %d checkpoints left behind, all loadable\n", loaded);
 }
 
+/* --bf16: the frozen parts in bfloat16 products, the trained tensors in float32. The loss
+ * and the gradients stay close to the float32 ones; the trained tensors are the same
+ * float32 tables either way. */
+static void bf16_mixed_precision(const char *model) {
+  if (!vb_cpu_prefers_bf16()) {
+    printf("bf16 %s: skipped (no AMX-BF16 / AVX512-BF16 here)\n", model);
+    return;
+  }
+  vblip_train_options o;
+  vblip_train_options_default(&o);
+  vblip_trainer *t[2];
+  double loss[2] = {0, 0};
+  for (int k = 0; k < 2; k++) {
+    o.bf16 = k;
+    t[k] = vblip_trainer_open(tu_fixture(model), &o);
+    if (!CHECK(t[k] != NULL, "open (bf16 %d): %s", k, vblip_last_error())) return;
+    vblip_train_example *ex = NULL;
+    CHECK_OK(vblip_trainer_example_video(t[k], tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0, 4, 4,
+                                         "Question: what? Answer:", "The camera wearer cuts bread.", &ex));
+    if (ex) CHECK_OK(vblip_trainer_accumulate(t[k], ex, 1.0, &loss[k]));
+    vblip_train_example_free(ex);
+  }
+  tr_params *p0 = vb_trainer_params(t[0]), *p1 = vb_trainer_params(t[1]);
+  double num = 0, den = 0;
+  for (int i = 0; i < p0->n && i < p1->n; i++)
+    for (size_t j = 0; j < p0->p[i].n; j++) {
+      double d = (double)p1->p[i].grad[j] - p0->p[i].grad[j];
+      num += d * d;
+      den += (double)p0->p[i].grad[j] * p0->p[i].grad[j];
+    }
+  double rel = sqrt(num / (den > 0 ? den : 1));
+  printf("bf16 %s: loss %.6f vs f32 %.6f, gradients' relative L2 difference %.3g\n", model, loss[1], loss[0], rel);
+  CHECK(p0->n == p1->n && fabs(loss[1] - loss[0]) <= 1e-2 * fabs(loss[0]),
+        "bf16 loss %g close to f32 %g", loss[1], loss[0]);
+  CHECK(rel > 0 && rel < 0.05, "bf16 gradients close to f32 ones and not identical (%g)", rel);
+  vblip_trainer_free(t[0]);
+  vblip_trainer_free(t[1]);
+}
+
 int main(void) {
   ego4d_split();
   cli_train();
   kill_during_saves();
+  bf16_mixed_precision("models/videoblip-opt-tiny");
+  bf16_mixed_precision("models/videoblip-flant5-tiny");
   fixture_case("opt");
   fixture_case("t5");
   finite_differences("models/videoblip-opt-tiny");

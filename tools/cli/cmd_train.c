@@ -80,6 +80,9 @@ static const cli_option k_train_options[] = {
                    "also write the log lines to FILE (JSON lines; CSV if FILE ends in .csv)"),
     CLI_OPT_LONG("--stop-after", 0, "N", train_opts, run.stop_after, 0, 1L << 40,
                  "stop after step N as Ctrl-C does: checkpoint, exit 130 (to --resume)"),
+    CLI_OPT_FLAG("--bf16", 0, train_opts, run.train.bf16,
+                 "frozen parts in bfloat16 products (needs AMX-BF16 or AVX512-BF16);\n"
+                 "trained tensors, gradients and AdamW stay float32 (the recipe's bf16)"),
     CLI_OPT_STRING("--plot", 0, "FILE.png", train_opts, run.plot,
                    "draw the --log's loss curves as a PNG, updated at every log line"),
     CLI_OPT_LONG("--cache-mb", 0, "N", train_opts, cache_mb, 0, 1L << 30,

@@ -24,7 +24,7 @@ typedef struct {
   vb_opt_config c;
   const float *embed, *pos, *head, *final_w, *final_b;
   int has_proj, relu;
-  tr_lin pin, pout;
+  tr_lin pin, pout, head_lin; /* head_lin: logits = e head^T */
   opt_tl *layers;
 } opt_t;
 
@@ -45,7 +45,7 @@ static int frozen_linear(vb_weights *w, const vb_opt_linear_desc *d, int bias, t
   }
   l->out = out;
   l->in = in;
-  return 0;
+  return w->compute == VB_COMPUTE_BF16 ? tr_lin_use_bf16(l) : 0;
 }
 
 #define ALLOC(p, n)                            \
@@ -141,7 +141,7 @@ static int opt_loss(tr_lm *lm, const float *prefix, int n_prefix, const int32_t 
   ALLOC(er, (size_t)R * E);
   ALLOC(logits, (size_t)R * V);
   for (int r = 0; r < R; r++) memcpy(er + (size_t)r * E, e + (size_t)rows[r] * E, (size_t)E * sizeof(float));
-  vb_gemm(R, V, E, er, E, m->head, E, 1, 1.0f, 0.0f, logits, V);
+  tr_lin_fwd(&m->head_lin, er, R, logits);
   int count;
   double sum = tr_cross_entropy(logits, R, V, tv, dprefix ? 1.0f / (float)R : 0.0f, &count);
   *loss = sum / count;
@@ -152,7 +152,7 @@ static int opt_loss(tr_lm *lm, const float *prefix, int n_prefix, const int32_t 
   /* backward */
   float *de, *dhf, *dx, *dt, *dh, *dff;
   ALLOC(de, (size_t)n * E);
-  vb_gemm(R, E, V, logits, V, m->head, E, 0, 1.0f, 0.0f, er, E);
+  if (tr_lin_bwd(&m->head_lin, NULL, logits, R, er, 0)) goto done;
   for (int r = 0; r < R; r++) memcpy(de + (size_t)rows[r] * E, er + (size_t)r * E, (size_t)E * sizeof(float));
   ALLOC(dhf, nH); ALLOC(dx, nH); ALLOC(dt, nH); ALLOC(dh, nH); ALLOC(dff, (size_t)n * F);
   if (m->has_proj) {
@@ -204,6 +204,14 @@ done:
 static void opt_destroy(tr_lm *lm) {
   opt_t *m = (opt_t *)lm;
   if (!m) return;
+  tr_lin_release(&m->pin);
+  tr_lin_release(&m->pout);
+  tr_lin_release(&m->head_lin);
+  for (int l = 0; m->layers && l < m->c.num_hidden_layers; l++) {
+    opt_tl *L = &m->layers[l];
+    tr_lin *all[] = {&L->q, &L->k, &L->v, &L->o, &L->fc1, &L->fc2};
+    for (int i = 0; i < 6; i++) tr_lin_release(all[i]);
+  }
   free(m->layers);
   free(m);
 }
@@ -224,6 +232,8 @@ int tr_opt_create(vb_weights *w, const vb_model_config *mc, tr_lm **out) {
   } else {
     m->head = m->embed;
   }
+  m->head_lin = (tr_lin){.w = m->head, .out = V, .in = E};
+  if (w->compute == VB_COMPUTE_BF16 && tr_lin_use_bf16(&m->head_lin)) goto fail;
   m->has_proj = E != c->hidden_size;
   if (m->has_proj) {
     vb_opt_linear_desc pin, pout;

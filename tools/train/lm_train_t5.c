@@ -35,6 +35,7 @@ typedef struct {
   t_act act;
   float eps, head_scale;
   const float *enc_embed, *dec_embed, *enc_rel, *dec_rel, *enc_ln, *dec_ln, *head;
+  tr_lin head_lin; /* logits = y head^T */
   t_block *enc, *dec;
 } t5t;
 
@@ -246,7 +247,7 @@ static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t 
   tr_rmsnorm_fwd(y, yh, L, d, m->dec_ln, m->eps, yr);
   if (m->head_scale != 1.0f)
     for (size_t i = 0; i < (size_t)L * d; i++) yh[i] *= m->head_scale;
-  vb_gemm(L, V, d, yh, d, m->head, d, 1, 1.0f, 0.0f, logits, V);
+  tr_lin_fwd(&m->head_lin, yh, L, logits);
   int count = 0;
   for (int i = 0; i < L; i++) count += labels[i] != -100;
   if (count == 0) return vb_error("T5 training: the example has no target tokens");
@@ -258,7 +259,9 @@ static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t 
   float *dyh, *dy, *dy2, *denc, *dx, *dx2;
   ALLOC(dyh, (size_t)L * d); ALLOC(dy, (size_t)L * d); ALLOC(dy2, (size_t)L * d);
   ALLOC(denc, (size_t)ne * d); ALLOC(dx, (size_t)ne * d); ALLOC(dx2, (size_t)ne * d);
-  vb_gemm(L, d, V, logits, V, m->head, d, 0, m->head_scale, 0.0f, dyh, d);
+  if (tr_lin_bwd(&m->head_lin, NULL, logits, L, dyh, 0)) return -1;
+  if (m->head_scale != 1.0f)
+    for (size_t i = 0; i < (size_t)L * d; i++) dyh[i] *= m->head_scale;
   tr_rmsnorm_bwd(y, dyh, L, d, m->dec_ln, yr, dy);
   for (int l = m->n_dec - 1; l >= 0; l--) {
     const t_block *b = &m->dec[l];
@@ -293,6 +296,14 @@ static int t5_loss(tr_lm *lm, const float *prefix, int n_prefix, const int32_t *
 static void t5_destroy(tr_lm *lm) {
   t5t *m = (t5t *)lm;
   if (!m) return;
+  tr_lin_release(&m->head_lin);
+  for (int k = 0; k < 2; k++)
+    for (int i = 0; i < (k ? m->n_dec : m->n_enc) && (k ? m->dec : m->enc); i++) {
+      t_block *b = k ? &m->dec[i] : &m->enc[i];
+      tr_lin *all[] = {&b->self.q,  &b->self.k,  &b->self.v,  &b->self.o, &b->cross.q, &b->cross.k,
+                       &b->cross.v, &b->cross.o, &b->wi0,     &b->wi1,    &b->wo};
+      for (int j = 0; j < 11; j++) tr_lin_release(all[j]);
+    }
   free(m->enc);
   free(m->dec);
   free(m);
@@ -307,7 +318,7 @@ static int bind_linear(vb_weights *w, const char *prefix, int out, int in, void 
   if (!(l->w = vb_weights_f32(w, n, 2, (int64_t)out, (int64_t)in))) return -1;
   l->out = out;
   l->in = in;
-  return 0;
+  return w->compute == VB_COMPUTE_BF16 ? tr_lin_use_bf16(l) : 0;
 }
 
 static int load_block(vb_weights *w, const vb_t5_config *c, const char *stack, int i, int decoder,
@@ -368,6 +379,8 @@ int tr_t5_create(vb_weights *w, const vb_model_config *cfg, tr_lm **out) {
     m->head_scale = 1.0f;
   }
   if (!m->head) goto fail;
+  m->head_lin = (tr_lin){.w = m->head, .out = m->vocab, .in = m->d};
+  if (w->compute == VB_COMPUTE_BF16 && tr_lin_use_bf16(&m->head_lin)) goto fail;
   m->base.kind = VB_LM_T5;
   m->base.embed_dim = m->d;
   m->base.loss = t5_loss;

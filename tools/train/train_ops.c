@@ -32,7 +32,48 @@ void tr_transpose(const float *src, int rows, int cols, int ld_src, float *dst) 
     for (int c = 0; c < cols; c++) dst[(size_t)c * rows + r] = src[(size_t)r * ld_src + c];
 }
 
+struct tr_lin_bf16 {
+  vb_linear fw, bw; /* W [out, in] with the bias; W^T [in, out] */
+  float *wt;
+};
+
+int tr_lin_use_bf16(tr_lin *l) {
+  if (l->gw || l->bf16) return 0; /* trained layers stay float32 */
+  tr_lin_bf16 *b = vb_calloc(1, sizeof *b);
+  if (!b) return -1;
+  b->wt = vb_malloc((size_t)l->out * l->in * sizeof(float));
+  if (!b->wt) {
+    free(b);
+    return -1;
+  }
+  tr_transpose(l->w, l->out, l->in, l->in, b->wt);
+  b->fw = (vb_linear){.out = l->out, .in = l->in, .dtype = VB_DT_F32, .w = l->w, .bias = l->b,
+                      .compute = VB_COMPUTE_BF16};
+  b->bw = (vb_linear){.out = l->in, .in = l->out, .dtype = VB_DT_F32, .w = b->wt,
+                      .compute = VB_COMPUTE_BF16};
+  l->bf16 = b;
+  if (vb_linear_prepare(&b->fw) || vb_linear_prepare(&b->bw)) {
+    tr_lin_release(l);
+    return -1;
+  }
+  if (!vb_linear_reads_stored(&b->bw)) { /* the transposed copy lives on in bf16 only */
+    free(b->wt);
+    b->wt = NULL;
+  }
+  return 0;
+}
+
+void tr_lin_release(tr_lin *l) {
+  if (!l->bf16) return;
+  vb_linear_release(&l->bf16->fw);
+  vb_linear_release(&l->bf16->bw);
+  free(l->bf16->wt);
+  free(l->bf16);
+  l->bf16 = NULL;
+}
+
 void tr_lin_fwd(const tr_lin *l, const float *x, int M, float *y) {
+  if (l->bf16 && vb_linear_forward(&l->bf16->fw, x, M, y) == 0) return;
   if (l->b) {
     for (int i = 0; i < M; i++) memcpy(y + (size_t)i * l->out, l->b, (size_t)l->out * sizeof(float));
     vb_gemm(M, l->out, l->in, x, l->in, l->w, l->in, 1, 1.0f, 1.0f, y, l->out);
@@ -42,6 +83,15 @@ void tr_lin_fwd(const tr_lin *l, const float *x, int M, float *y) {
 }
 
 int tr_lin_bwd(const tr_lin *l, const float *x, const float *dy, int M, float *dx, int accumulate) {
+  if (dx && l->bf16) {
+    size_t n = (size_t)M * l->in;
+    float *t = accumulate ? vb_malloc(n * sizeof(float)) : dx;
+    if (t && vb_linear_forward(&l->bf16->bw, dy, M, t) == 0) {
+      if (accumulate) vb_add(dx, t, n);
+      dx = NULL; /* done */
+    }
+    if (accumulate) free(t);
+  }
   if (dx) vb_gemm(M, l->in, l->out, dy, l->out, l->w, l->in, 0, 1.0f, accumulate ? 1.0f : 0.0f, dx, l->in);
   if (l->gw) {
     float *dyt = vb_malloc((size_t)M * l->out * sizeof(float) + 1);

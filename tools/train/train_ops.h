@@ -17,11 +17,19 @@ float *tr_alloc(tr_arena *a, size_t n);
 void tr_arena_free(tr_arena *a);
 
 /* A linear layer y = x W^T + b, W [out, in]. Frozen layers have gw = gb = NULL. */
+typedef struct tr_lin_bf16 tr_lin_bf16;
 typedef struct {
   const float *w, *b;
   float *gw, *gb; /* gradient accumulators, same shapes */
   int out, in;
+  tr_lin_bf16 *bf16; /* frozen layers: products in bfloat16 (tr_lin_use_bf16) */
 } tr_lin;
+
+/* Mixed precision for a frozen layer: its forward (x W^T + b) and its backward to the
+ * input (dy W) run as bf16 products with float32 sums, W rounded once. Falls back to
+ * float32 where a product cannot run. Release with tr_lin_release. */
+int tr_lin_use_bf16(tr_lin *l);
+void tr_lin_release(tr_lin *l);
 
 void tr_lin_fwd(const tr_lin *l, const float *x, int M, float *y);
 /* dx = dy W (overwritten, or added when accumulate; skipped when dx is NULL);

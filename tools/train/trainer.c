@@ -93,12 +93,21 @@ vblip_trainer *vblip_trainer_open(const char *model, const vblip_train_options *
   if (vb_config_load(dir, &t->cfg) || vb_image_config_load(dir, &t->image)) goto fail;
   if (vb_tokenizer_load(dir, &t->tok)) goto fail;
   if (vb_model_source_weights(&t->source, &t->w)) goto fail;
+  if (o->bf16) {
+    if (!vb_cpu_prefers_bf16()) {
+      vb_error("bf16 training needs a CPU with AMX-BF16 or AVX512-BF16");
+      goto fail;
+    }
+    t->w.compute = VB_COMPUTE_BF16; /* the frozen layers only: trained ones are tr_params */
+    t->w.pack = 1;
+  }
   if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) goto fail;
   t->vit_ready = 1;
   if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf)) goto fail;
   if (tr_params_linear(&t->params, &t->w, "language_projection", t->cfg.lm_hidden,
                        t->cfg.qformer.hidden_size, &t->proj))
     goto fail;
+  t->w.pack = 0;
   if ((t->cfg.lm_kind == VB_LM_OPT ? tr_opt_create : tr_t5_create)(&t->w, &t->cfg, &t->lm)) goto fail;
   t->eos_id = t->cfg.lm_kind == VB_LM_OPT ? find_token(t->tok, "</s>", t->cfg.eos_token_id)
                                           : t->cfg.eos_token_id;
