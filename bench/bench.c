@@ -357,7 +357,10 @@ typedef struct {
  *        inner x 4 bytes, 20 MB for 52 inputs), an activation left out like
  *        the self-attention caches. */
 static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
-  double per = dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_Q4_0 ? 18.0 / 32 : dt == VB_DT_BF16 ? 2 : 4;
+  double per = dt == VB_DT_Q8_0   ? 34.0 / 32
+               : dt == VB_DT_Q4_0 ? 18.0 / 32
+               : dt == VB_DT_BF16 ? 2
+                                  : 4;
   /* q4_0 models keep their vocabulary head in q8_0 (convert; OPT's tied head's copy) */
   double head_per = dt == VB_DT_Q4_0 ? 34.0 / 32 : per;
   if (c->lm_kind == VB_LM_T5) {
@@ -377,11 +380,16 @@ static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
 /* Bytes of the whole language model as built (the encoder too; embeddings
  * bf16), for the memory a row needs. */
 static double model_bytes(const vb_model_config *c, vb_dtype dt) {
-  double per = dt == VB_DT_Q8_0 ? 34.0 / 32 : dt == VB_DT_Q4_0 ? 18.0 / 32 : dt == VB_DT_BF16 ? 2 : 4;
+  double per = dt == VB_DT_Q8_0   ? 34.0 / 32
+               : dt == VB_DT_Q4_0 ? 18.0 / 32
+               : dt == VB_DT_BF16 ? 2
+                                  : 4;
   if (c->lm_kind == VB_LM_T5) {
     const vb_t5_config *t = &c->t5;
-    double d = t->d_model, inner = (double)t->num_heads * t->d_kv, ff = (t->gated ? 3 : 2) * d * t->d_ff;
-    double lin = t->num_layers * (4 * d * inner + ff) + t->num_decoder_layers * (8 * d * inner + ff);
+    double d = t->d_model, inner = (double)t->num_heads * t->d_kv,
+           ff = (t->gated ? 3 : 2) * d * t->d_ff;
+    double lin =
+        t->num_layers * (4 * d * inner + ff) + t->num_decoder_layers * (8 * d * inner + ff);
     return lin * per + 2.0 * t->vocab_size * d * (dt == VB_DT_F32 ? 4 : 2);
   }
   const vb_opt_config *o = &c->opt;
@@ -623,12 +631,13 @@ static int e2e_mode(const vb_model_config *cfg, const vb_lm_kind *lms, int n_lm,
 }
 
 static int usage(const char *argv0) {
-  fprintf(stderr,
-          "usage: %s [--lm opt|t5|both|opt-6.7b|t5-xxl|big] [--frames N] [--prompt N] [--tokens N]\n"
-          "         [--beams N] [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8]\n"
-          "         [--no-q4] [--no-bf16-lm]\n"
-          "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n",
-          argv0);
+  fprintf(
+      stderr,
+      "usage: %s [--lm opt|t5|both|opt-6.7b|t5-xxl|big] [--frames N] [--prompt N] [--tokens N]\n"
+      "         [--beams N] [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8]\n"
+      "         [--no-q4] [--no-bf16-lm]\n"
+      "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n",
+      argv0);
   return 2;
 }
 
@@ -924,17 +933,20 @@ int main(int argc, char **argv) {
       if (lms[i] == VB_LM_T5)
         printf("  %s: %s, encoder %d + decoder %d x %d, %d heads, d_ff %d, vocab %d; "
                "prefill = encoder + first decoder step\n",
-               bench_lm_label(lms[i], big[i]), bench_model_name_sized(lms[i], big[i]), cfg[i].t5.num_layers, cfg[i].t5.num_decoder_layers,
-               cfg[i].t5.d_model, cfg[i].t5.num_heads, cfg[i].t5.d_ff, cfg[i].t5.vocab_size);
+               bench_lm_label(lms[i], big[i]), bench_model_name_sized(lms[i], big[i]),
+               cfg[i].t5.num_layers, cfg[i].t5.num_decoder_layers, cfg[i].t5.d_model,
+               cfg[i].t5.num_heads, cfg[i].t5.d_ff, cfg[i].t5.vocab_size);
       else
         printf("  %s: %s, %d x %d, %d heads, ffn %d, vocab %d\n", bench_lm_label(lms[i], big[i]),
-               bench_model_name_sized(lms[i], big[i]), cfg[i].opt.num_hidden_layers, cfg[i].opt.hidden_size,
-               cfg[i].opt.num_attention_heads, cfg[i].opt.ffn_dim, cfg[i].opt.vocab_size);
+               bench_model_name_sized(lms[i], big[i]), cfg[i].opt.num_hidden_layers,
+               cfg[i].opt.hidden_size, cfg[i].opt.num_attention_heads, cfg[i].opt.ffn_dim,
+               cfg[i].opt.vocab_size);
     printf("ms/t/ideal: decode time over weight bytes / bandwidth, with the run's best read\n"
            "bandwidth (best) and with reads timed right before and after each step (median, "
            "interleaved)\n");
-    printf("%-8s %-6s %8s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "build ms", "prefill ms",
-           "decode ms/t", "GB/token", "GB/s", "of bw", "best", "interleaved", "peak GB");
+    printf("%-8s %-6s %8s %10s %11s %9s %9s %7s %10s %11s %8s\n", "lm", "dtype", "build ms",
+           "prefill ms", "decode ms/t", "GB/token", "GB/s", "of bw", "best", "interleaved",
+           "peak GB");
     cJSON *arr = cJSON_AddArrayToObject(root, "language_models");
     for (int i = 0; i < n_lm; i++) {
       int V = lms[i] == VB_LM_T5 ? cfg[i].t5.vocab_size : cfg[i].opt.vocab_size;
@@ -943,8 +955,9 @@ int main(int argc, char **argv) {
         if (!s) continue;
         double gbs = s->decode_gb / (s->ms_token / 1e3), ideal = s->decode_gb / bw * 1e3;
         printf("%-8s %-6s %8.0f %10.0f %11.1f %9.2f %9.1f %6.0f%% %10.2f %11.2f %8.2f\n",
-               bench_lm_label(lms[i], big[i]), dt_name(s->dt), s->ms_load, s->ms_prefill, s->ms_token,
-               s->decode_gb, gbs, 100 * gbs / bw, s->ms_token / ideal, s->ratio_interleaved, s->peak_gb);
+               bench_lm_label(lms[i], big[i]), dt_name(s->dt), s->ms_load, s->ms_prefill,
+               s->ms_token, s->decode_gb, gbs, 100 * gbs / bw, s->ms_token / ideal,
+               s->ratio_interleaved, s->peak_gb);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
         cJSON_AddStringToObject(o, "model", bench_model_name_sized(lms[i], big[i]));
@@ -959,10 +972,10 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "peak_rss_gb", s->peak_gb);
         /* first-step logits against f32 (q8_0 and q4_0 against bf16 when there
          * is no f32 row, q4_0 against q8_0 when there is neither) */
-        const lm_stage *ref = lm[i][3]                ? lm[i][3]
-                              : k >= 1 && lm[i][0]    ? lm[i][0]
-                              : k == 2 && lm[i][1]    ? lm[i][1]
-                                                      : NULL;
+        const lm_stage *ref = lm[i][3]             ? lm[i][3]
+                              : k >= 1 && lm[i][0] ? lm[i][0]
+                              : k == 2 && lm[i][1] ? lm[i][1]
+                                                   : NULL;
         if (ref && ref != s) {
           double e = rel_l2(s->logits, ref->logits, (size_t)V);
           printf("     first-step logits vs %s: relative error %.3g\n", dt_name(ref->dt), e);
@@ -973,8 +986,8 @@ int main(int argc, char **argv) {
       }
       if (lm[i][1] && lm[i][2]) { /* 4-bit against 8-bit decoding, the same run */
         double r = lm[i][2]->ms_token / lm[i][1]->ms_token;
-        printf("     %s q4_0 / q8_0 decode time: %.2f (bytes per token %.2f)\n", bench_lm_label(lms[i], big[i]), r,
-               lm[i][2]->decode_gb / lm[i][1]->decode_gb);
+        printf("     %s q4_0 / q8_0 decode time: %.2f (bytes per token %.2f)\n",
+               bench_lm_label(lms[i], big[i]), r, lm[i][2]->decode_gb / lm[i][1]->decode_gb);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
         cJSON_AddNumberToObject(o, "q4_0_over_q8_0_decode", r);

@@ -54,7 +54,8 @@ int bench_config(vb_lm_kind lm, int tiny, vb_model_config *c) {
 }
 
 int bench_config_sized(vb_lm_kind lm, int big, int tiny, vb_model_config *c) {
-  const char *json = lm == VB_LM_T5 ? (big ? T5_XXL_JSON : T5_JSON) : (big ? OPT_67_JSON : OPT_JSON);
+  const char *json =
+      lm == VB_LM_T5 ? (big ? T5_XXL_JSON : T5_JSON) : (big ? OPT_67_JSON : OPT_JSON);
   if (vb_config_parse(json, c) != 0) return -1;
   if (!tiny) return 0;
   c->vision.num_hidden_layers = c->qformer.num_hidden_layers = TINY_LAYERS;

@@ -93,15 +93,18 @@ static int t5_linear(vb_weights *w, const char *prefix, int out, int in, void *d
 static int build_t5(builder *b, const vb_t5_config *t) {
   char n[300];
   if (add(b, K_EMBED, VB_T5_LM "shared.weight", 2, t->vocab_size, t->d_model)) return -1;
-  if (!t->tie_word_embeddings && add(b, K_LINEAR, VB_T5_LM "lm_head.weight", 2, t->vocab_size, t->d_model))
+  if (!t->tie_word_embeddings &&
+      add(b, K_LINEAR, VB_T5_LM "lm_head.weight", 2, t->vocab_size, t->d_model))
     return -1;
   const char *stack[2] = {"encoder", "decoder"};
   void *lin[VB_T5_N_LINEAR];
-  for (int i = 0; i < VB_T5_N_LINEAR; i++) lin[i] = b;
+  for (int i = 0; i < VB_T5_N_LINEAR; i++)
+    lin[i] = b;
   const float *unused;
   const float **norm[VB_T5_N_NORM] = {&unused, &unused, &unused};
   for (int s = 0; s < 2; s++) {
-    snprintf(n, sizeof n, VB_T5_LM "%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight", stack[s]);
+    snprintf(n, sizeof n,
+             VB_T5_LM "%s.block.0.layer.0.SelfAttention.relative_attention_bias.weight", stack[s]);
     if (add(b, K_EMBED, n, 2, t->relative_attention_num_buckets, t->num_heads)) return -1;
     snprintf(n, sizeof n, VB_T5_LM "%s.final_layer_norm.weight", stack[s]);
     if (add(b, K_NORM, n, 1, t->d_model, 0)) return -1;
@@ -146,7 +149,8 @@ static int copy_model_files(const char *fixture, const char *out_dir, const char
   int rc = 0;
   struct dirent *e;
   while (rc == 0 && (e = readdir(d))) {
-    if (e->d_name[0] == '.' || is_weight_file(e->d_name) || strcmp(e->d_name, "config.json") == 0) continue;
+    if (e->d_name[0] == '.' || is_weight_file(e->d_name) || strcmp(e->d_name, "config.json") == 0)
+      continue;
     char *from = vb_path_join(fixture, e->d_name), *to = vb_path_join(out_dir, e->d_name);
     rc = from && to ? copy_file(from, to) : -1;
     free(from);
@@ -207,9 +211,11 @@ static int write_shards(const vb_tensor_table *tt, const char *out_dir, int n_sh
       snprintf(name, sizeof name, "model.safetensors");
     else
       snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, n_shards);
-    for (size_t i = first; i < last; i++) cJSON_AddStringToObject(map, e[i].name, name);
+    for (size_t i = first; i < last; i++)
+      cJSON_AddStringToObject(map, e[i].name, name);
     char *path = vb_path_join(out_dir, name);
-    rc = path && CHECK_OK(vb_safetensors_write(path, e + first, last - first, NULL, NULL, 0)) ? 0 : -1;
+    rc = path && CHECK_OK(vb_safetensors_write(path, e + first, last - first, NULL, NULL, 0)) ? 0
+                                                                                              : -1;
     free(path);
     first = last;
     done = bytes;
@@ -239,10 +245,14 @@ int tu_synth_model(const char *fixture, const char *out_dir, const char *text_js
   /* the fixture's vision encoder and Q-Former, borrowed from its mapping */
   for (size_t i = 0; i < fx.tt.count && rc == 0; i++) {
     const vb_tensor_info *t = &fx.tt.items[i];
-    if (strncmp(t->name, "language_", 9) == 0) continue; /* language_model.*, language_projection.* */
-    rc = CHECK_OK(vb_tt_add(&b.w.tt, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes)) ? 0 : -1;
+    if (strncmp(t->name, "language_", 9) == 0)
+      continue; /* language_model.*, language_projection.* */
+    rc = CHECK_OK(vb_tt_add(&b.w.tt, t->name, t->dtype, t->ndim, t->shape, t->data, t->nbytes))
+             ? 0
+             : -1;
   }
-  if (rc == 0) rc = add_linear(&b, "language_projection", cfg.lm_hidden, cfg.qformer.hidden_size, 1);
+  if (rc == 0)
+    rc = add_linear(&b, "language_projection", cfg.lm_hidden, cfg.qformer.hidden_size, 1);
   if (rc == 0) rc = cfg.lm_kind == VB_LM_OPT ? build_opt(&b, &cfg.opt) : build_t5(&b, &cfg.t5);
   if (rc == 0) rc = write_shards(&b.w.tt, out_dir, n_shards);
   vb_tt_free(&b.w.tt);

@@ -56,7 +56,8 @@ static int run(const char *model, outputs *o) {
       if (CHECK(in && vblip_input_add_video(in, &v) == 0 &&
                     vblip_input_add_text(in, "Question: what is it? Answer:") == 0,
                 "input: %s", vblip_last_error()) &&
-          CHECK(vblip_score_candidates(m, in, k_candidates, 2, sc) == 0, "score: %s", vblip_last_error())) {
+          CHECK(vblip_score_candidates(m, in, k_candidates, 2, sc) == 0, "score: %s",
+                vblip_last_error())) {
         o->score[0] = sc[0].mean_log_likelihood;
         o->score[1] = sc[1].mean_log_likelihood;
         vblip_score_free(&sc[0]);
@@ -72,7 +73,8 @@ static int run(const char *model, outputs *o) {
 }
 
 static int same_tokens(const outputs *a, const outputs *b) {
-  return a->n_tokens == b->n_tokens && memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof(int32_t)) == 0;
+  return a->n_tokens == b->n_tokens &&
+         memcmp(a->tokens, b->tokens, (size_t)a->n_tokens * sizeof(int32_t)) == 0;
 }
 
 typedef struct {
@@ -88,18 +90,18 @@ static void check_shape(const shape *s, outputs *dir_out) {
   outputs d;
   if (run(dir, &d) == 0) {
     *dir_out = d;
-    CHECK(d.info.lm_width == s->lm_width, "%s: lm width %d, config says %d", s->label, d.info.lm_width,
-          s->lm_width);
-    CHECK(d.n_tokens > 0 && isfinite(d.score[0]) && d.score[0] < 0, "%s: no answer or bad score %g", s->label,
-          d.score[0]);
-    printf("%s: directory (%d shards) answers %d tokens, scores %.6f %.6f\n", s->label, s->shards, d.n_tokens,
-           d.score[0], d.score[1]);
+    CHECK(d.info.lm_width == s->lm_width, "%s: lm width %d, config says %d", s->label,
+          d.info.lm_width, s->lm_width);
+    CHECK(d.n_tokens > 0 && isfinite(d.score[0]) && d.score[0] < 0, "%s: no answer or bad score %g",
+          s->label, d.score[0]);
+    printf("%s: directory (%d shards) answers %d tokens, scores %.6f %.6f\n", s->label, s->shards,
+           d.n_tokens, d.score[0], d.score[1]);
     const char *types[2] = {"f32", "q8_0"};
     for (int t = 0; t < 2; t++) {
       snprintf(gguf, sizeof gguf, "%s-%s.gguf", dir, types[t]);
       outputs g;
-      if (!CHECK(vblip_convert(dir, gguf, types[t], 0) == 0, "%s convert %s: %s", s->label, types[t],
-                 vblip_last_error()) ||
+      if (!CHECK(vblip_convert(dir, gguf, types[t], 0) == 0, "%s convert %s: %s", s->label,
+                 types[t], vblip_last_error()) ||
           run(gguf, &g) != 0) {
         remove(gguf);
         continue;
@@ -113,7 +115,8 @@ static void check_shape(const shape *s, outputs *dir_out) {
       } else {
         /* q8_0: the mean log-likelihoods within 2% of their size (measured < 0.5%) */
         CHECK(e0 < 0.02 * fabs(d.score[0]) && e1 < 0.02 * fabs(d.score[1]) && e0 + e1 > 0,
-              "%s q8_0 gguf scores %g %g vs %g %g", s->label, g.score[0], g.score[1], d.score[0], d.score[1]);
+              "%s q8_0 gguf scores %g %g vs %g %g", s->label, g.score[0], g.score[1], d.score[0],
+              d.score[1]);
       }
       CHECK(g.info.lm_width == d.info.lm_width && g.info.vocab_size == d.info.vocab_size,
             "%s %s gguf: other sizes", s->label, types[t]);
@@ -148,6 +151,7 @@ int main(void) {
   /* the same weights (same seed and shapes) with twice the heads: other attention */
   if (a.n_tokens && b.n_tokens)
     CHECK(a.score[0] != b.score[0] && a.score[1] != b.score[1],
-          "OPT with 4 and 8 heads scored alike (%g %g): the head count is not used", a.score[0], b.score[0]);
+          "OPT with 4 and 8 heads scored alike (%g %g): the head count is not used", a.score[0],
+          b.score[0]);
   return tu_finish();
 }

@@ -19,8 +19,8 @@
 
 /* Runs `vblip convert -m model -o out --type type --quiet`; its peak RSS in MB, or -1. */
 static double convert_peak_mb(const char *model, const char *out, const char *type) {
-  char *argv[] = {VBLIP_BINARY, "convert", "-m", (char *)model, "-o", (char *)out, "--type", (char *)type,
-                  "--quiet",    NULL};
+  char *argv[] = {VBLIP_BINARY, "convert", "-m",         (char *)model, "-o",
+                  (char *)out,  "--type",  (char *)type, "--quiet",     NULL};
   /* fork, not posix_spawn: a vfork-style child shares this process's memory
    * until exec and would start with this process's peak RSS as its own */
   pid_t pid = fork();
@@ -32,8 +32,8 @@ static double convert_peak_mb(const char *model, const char *out, const char *ty
   int status;
   struct rusage ru;
   if (!CHECK(wait4(pid, &status, 0, &ru) == pid, "wait4 failed")) return -1;
-  if (!CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "convert %s to %s failed (status %d)", model, type,
-             status))
+  if (!CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "convert %s to %s failed (status %d)",
+             model, type, status))
     return -1;
   return ru.ru_maxrss / 1024.0; /* ru_maxrss is in KiB */
 }
@@ -69,11 +69,13 @@ int main(void) {
     double peak = convert_peak_mb(dir, out, types[t]);
     if (base < 0 || peak < 0) continue;
     double bound = base + biggest / 1048576.0;
-    printf("convert %.0f MB checkpoint (4 shards, largest %.0f MB) to %s: peak RSS %.1f MB; the fixture's %.1f MB "
+    printf("convert %.0f MB checkpoint (4 shards, largest %.0f MB) to %s: peak RSS %.1f MB; the "
+           "fixture's %.1f MB "
            "(bound %.1f MB; output %.0f MB)\n",
-           total / 1048576.0, biggest / 1048576.0, types[t], peak, base, bound, file_size(out) / 1048576.0);
-    CHECK(peak <= bound, "%s: peak RSS %.1f MB over %.1f MB (the fixture's peak + one shard)", types[t], peak,
-          bound);
+           total / 1048576.0, biggest / 1048576.0, types[t], peak, base, bound,
+           file_size(out) / 1048576.0);
+    CHECK(peak <= bound, "%s: peak RSS %.1f MB over %.1f MB (the fixture's peak + one shard)",
+          types[t], peak, bound);
     remove(out);
   }
   tu_synth_remove(dir);

@@ -32,11 +32,13 @@ static void check_quantize(int N, int K, tu_rng *rng) {
   vb_quantize_q4_0(w, (int64_t)N * K, q);
   vb_q4_rows_to_f32(q, K, 0, N, f);
   CHECK_OK(vb_convert_to_f32(VB_DT_Q4_0, q, (int64_t)N * K, g));
-  CHECK(memcmp(f, g, (size_t)N * K * sizeof *f) == 0, "%dx%d: convert_to_f32 differs from rows_to_f32", N, K);
+  CHECK(memcmp(f, g, (size_t)N * K * sizeof *f) == 0,
+        "%dx%d: convert_to_f32 differs from rows_to_f32", N, K);
   vb_q4_rows_to_bf16(q, K, 1, N, h);
   int bf_bad = 0, step_bad = 0, extreme_bad = 0;
   for (int r = 1; r < N; r++)
-    for (int k = 0; k < K; k++) bf_bad += h[(size_t)(r - 1) * K + k] != vb_float_to_bf16(f[(size_t)r * K + k]);
+    for (int k = 0; k < K; k++)
+      bf_bad += h[(size_t)(r - 1) * K + k] != vb_float_to_bf16(f[(size_t)r * K + k]);
   for (int b = 0; b < N * K / 32; b++) {
     uint16_t hd;
     memcpy(&hd, q + (size_t)b * VB_Q4_BLOCK_BYTES, 2);
@@ -50,13 +52,15 @@ static void check_quantize(int N, int K, tu_rng *rng) {
       if (fabsf(x - f[(size_t)b * 32 + j]) > allowed) step_bad++;
     }
     int found = 0;
-    for (int j = 0; j < 32; j++) found |= big != 0 && f[(size_t)b * 32 + j] == -8 * vb_half_to_float(hd) &&
-                                          fabsf(w[(size_t)b * 32 + j]) == fabsf(big);
+    for (int j = 0; j < 32; j++)
+      found |= big != 0 && f[(size_t)b * 32 + j] == -8 * vb_half_to_float(hd) &&
+               fabsf(w[(size_t)b * 32 + j]) == fabsf(big);
     extreme_bad += !found;
   }
   CHECK(bf_bad == 0, "%dx%d: %d bf16 rows values differ from the rounded f32 ones", N, K, bf_bad);
   CHECK(step_bad == 0, "%dx%d: %d values off by more than half a step", N, K, step_bad);
-  CHECK(extreme_bad == 0, "%dx%d: %d blocks do not hold their extreme value as -8 d", N, K, extreme_bad);
+  CHECK(extreme_bad == 0, "%dx%d: %d blocks do not hold their extreme value as -8 d", N, K,
+        extreme_bad);
   free(w), free(q), free(f), free(g), free(h);
 }
 
@@ -66,7 +70,8 @@ static void quantized_acts(const float *x, int M, int K, float *xq) {
     for (int b = 0; b < K / 32; b++) {
       const float *v = x + (size_t)m * K + 32 * b;
       float amax = 0;
-      for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+      for (int j = 0; j < 32; j++)
+        amax = fmaxf(amax, fabsf(v[j]));
       float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
       for (int j = 0; j < 32; j++) {
         long r = lrintf(v[j] * id);
@@ -79,7 +84,8 @@ typedef int (*gemv_fn)(const void *, int, int, const float *, int, const float *
 
 /* The q4x16 product from Q4_0 rows: packed, run, and the packed copy's
  * unpackers checked against the rows' (they must give the same values). */
-static int gemv_q4x16_from_rows(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+static int gemv_q4x16_from_rows(const void *W, int N, int K, const float *x, int M,
+                                const float *bias, float *y) {
   void *P = vb_malloc_aligned(vb_q4x16_bytes(N, K));
   float *a = malloc((size_t)N * K * sizeof *a), *b = malloc((size_t)N * K * sizeof *b);
   uint16_t *c = malloc((size_t)N * K * sizeof *c), *d = malloc((size_t)N * K * sizeof *d);
@@ -135,8 +141,8 @@ static void check_gemv(int N, int K, int M, tu_rng *rng) {
       if (e > tol) bad++;
       worst = fmax(worst, e / (mag[i] + 1e-30));
     }
-    CHECK(bad == 0, "%s %dx%d M=%d: %d outputs off the reference (worst %.3g of the magnitude)", paths[p].name,
-          N, K, M, bad, worst);
+    CHECK(bad == 0, "%s %dx%d M=%d: %d outputs off the reference (worst %.3g of the magnitude)",
+          paths[p].name, N, K, M, bad, worst);
     if (p == 0) { /* the activations' 8 bits against f32 activations */
       double num = 0, den = 0;
       for (size_t i = 0; i < (size_t)M * N; i++) {
@@ -145,12 +151,13 @@ static void check_gemv(int N, int K, int M, tu_rng *rng) {
       }
       double rel = sqrt(num / den);
       if (M == 1 && K >= 1024)
-        printf("q4_0 %dx%d M=%d (%s): relative L2 error of int8 activations vs f32 ones %.2e\n", N, K, M,
-               vb_gemv_q4_path(), rel);
+        printf("q4_0 %dx%d M=%d (%s): relative L2 error of int8 activations vs f32 ones %.2e\n", N,
+               K, M, vb_gemv_q4_path(), rel);
       CHECK(rel < 1e-2, "%dx%d M=%d: int8 activations cost %.3g relative", N, K, M, rel);
     }
   }
-  free(w), free(x), free(bias), free(q), free(wd), free(xq), free(y), free(ref), free(exact), free(mag);
+  free(w), free(x), free(bias), free(q), free(wd), free(xq), free(y), free(ref), free(exact),
+      free(mag);
 }
 
 /* vb_linear_forward, bf16 compute: few rows through the GEMV, many through
@@ -164,7 +171,8 @@ static void check_linear(int N, int K, int M, tu_rng *rng) {
   vb_quantize_q4_0(w, (int64_t)N * K, q);
   vb_q4_rows_to_f32(q, K, 0, N, wd);
   tu_linear_ref(x, wd, bias, M, N, K, ref, NULL);
-  vb_linear l = {.out = N, .in = K, .dtype = VB_DT_Q4_0, .w = q, .bias = bias, .compute = VB_COMPUTE_BF16};
+  vb_linear l = {
+      .out = N, .in = K, .dtype = VB_DT_Q4_0, .w = q, .bias = bias, .compute = VB_COMPUTE_BF16};
   if (CHECK_OK(vb_linear_prepare(&l)) && CHECK_OK(vb_linear_forward(&l, x, M, y))) {
     double rel = tu_rel_l2(y, ref, (size_t)M * N);
     CHECK(rel < 1e-2 && rel > 0, "linear %dx%d M=%d: relative error %.3g", N, K, M, rel);
@@ -182,7 +190,8 @@ int main(void) {
   static const int shapes[][2] = {{37, 32}, {64, 96}, {130, 256}, {300, 2048}, {64, 4096}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     check_quantize(shapes[s][0], shapes[s][1], &rng);
-    for (int M = 1; M <= 15; M += (M < 5 ? 1 : 5)) check_gemv(shapes[s][0], shapes[s][1], M, &rng);
+    for (int M = 1; M <= 15; M += (M < 5 ? 1 : 5))
+      check_gemv(shapes[s][0], shapes[s][1], M, &rng);
   }
   check_linear(200, 512, 1, &rng);
   check_linear(200, 512, 4, &rng);

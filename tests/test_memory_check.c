@@ -20,10 +20,18 @@ static void check_parse(void) {
     const char *s;
     int ok;
     uint64_t v;
-  } cases[] = {{"123", 1, 123},          {"1K", 1, 1024},         {"512M", 1, 512ull << 20},
-               {"1.5G", 1, 3ull << 29},  {"2GiB", 1, 2ull << 30}, {"1T", 1, 1ull << 40},
-               {"", 0, 0},               {"x", 0, 0},             {"-1G", 0, 0},
-               {"1Q", 0, 0},             {"1GBx", 0, 0},          {"1e30", 0, 0}};
+  } cases[] = {{"123", 1, 123},
+               {"1K", 1, 1024},
+               {"512M", 1, 512ull << 20},
+               {"1.5G", 1, 3ull << 29},
+               {"2GiB", 1, 2ull << 30},
+               {"1T", 1, 1ull << 40},
+               {"", 0, 0},
+               {"x", 0, 0},
+               {"-1G", 0, 0},
+               {"1Q", 0, 0},
+               {"1GBx", 0, 0},
+               {"1e30", 0, 0}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     uint64_t v = 0;
     int rc = vb_parse_bytes(cases[i].s, &v);
@@ -33,26 +41,30 @@ static void check_parse(void) {
   uint64_t avail = 0;
   const char *src = NULL;
   unsetenv("VBLIP_MEMORY_AVAILABLE");
-  CHECK(vb_memory_available(&avail, &src) == 0 && avail > 0 && src, "available: %s", vb_error_message());
+  CHECK(vb_memory_available(&avail, &src) == 0 && avail > 0 && src, "available: %s",
+        vb_error_message());
 }
 
 /* The fixture's weights: bf16 compute holds the linear layers in half the f32 bytes. */
 static void check_estimate(void) {
   vb_model_config cfg;
   vb_weights w;
-  if (!CHECK_OK(vb_config_load(tu_fixture(MODEL), &cfg)) || !CHECK_OK(vb_weights_open(tu_fixture(MODEL), &w)))
+  if (!CHECK_OK(vb_config_load(tu_fixture(MODEL), &cfg)) ||
+      !CHECK_OK(vb_weights_open(tu_fixture(MODEL), &w)))
     return;
   vb_memory_need f32, bf16;
   vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, &f32);
   vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, &bf16);
   uint64_t stored = 0;
-  for (size_t i = 0; i < w.tt.count; i++) stored += w.tt.items[i].nbytes;
+  for (size_t i = 0; i < w.tt.count; i++)
+    stored += w.tt.items[i].nbytes;
   /* f32 checkpoint, f32 compute: every tensor once (the tied head is not stored in safetensors) */
   CHECK(f32.weights == stored, "f32 estimate %llu, stored %llu", (unsigned long long)f32.weights,
         (unsigned long long)stored);
   CHECK(bf16.weights > stored / 2 && bf16.weights != f32.weights, "bf16 estimate %llu vs f32 %llu",
         (unsigned long long)bf16.weights, (unsigned long long)f32.weights);
-  CHECK(f32.kv > 0 && f32.kv == bf16.kv && f32.vision > 0 && f32.total > f32.weights + f32.kv + f32.vision,
+  CHECK(f32.kv > 0 && f32.kv == bf16.kv && f32.vision > 0 &&
+            f32.total > f32.weights + f32.kv + f32.vision,
         "kv %llu vision %llu", (unsigned long long)f32.kv, (unsigned long long)f32.vision);
   vb_weights_close(&w);
 }
@@ -60,9 +72,11 @@ static void check_estimate(void) {
 static void check_cli(void) {
   char cmd[2048], *out = NULL;
   const char *base = "%s %s caption -m %s --max-new-tokens 2 --beams 1 %s 2>&1";
-  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=100M", VBLIP_BINARY, tu_fixture(MODEL), tu_fixture(IMAGE));
+  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=100M", VBLIP_BINARY, tu_fixture(MODEL),
+           tu_fixture(IMAGE));
   int rc = tu_run(cmd, &out);
-  CHECK(rc == 1 && out && strstr(out, "needs about") && strstr(out, "are available (VBLIP_MEMORY_AVAILABLE)") &&
+  CHECK(rc == 1 && out && strstr(out, "needs about") &&
+            strstr(out, "are available (VBLIP_MEMORY_AVAILABLE)") &&
             strstr(out, "VBLIP_MEMORY_CHECK=0") && strchr(out, '\n') == out + strlen(out) - 1,
         "too little memory: rc %d, %s", rc, out ? out : "");
   free(out);
@@ -71,13 +85,16 @@ static void check_cli(void) {
   rc = tu_run(cmd, &out);
   CHECK(rc == 0, "VBLIP_MEMORY_CHECK=0: rc %d, %s", rc, out ? out : "");
   free(out);
-  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=64G", VBLIP_BINARY, tu_fixture(MODEL), tu_fixture(IMAGE));
+  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=64G", VBLIP_BINARY, tu_fixture(MODEL),
+           tu_fixture(IMAGE));
   rc = tu_run(cmd, &out);
   CHECK(rc == 0, "enough memory: rc %d, %s", rc, out ? out : "");
   free(out);
-  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=lots", VBLIP_BINARY, tu_fixture(MODEL), tu_fixture(IMAGE));
+  snprintf(cmd, sizeof cmd, base, "VBLIP_MEMORY_AVAILABLE=lots", VBLIP_BINARY, tu_fixture(MODEL),
+           tu_fixture(IMAGE));
   rc = tu_run(cmd, &out);
-  CHECK(rc == 1 && out && strstr(out, "VBLIP_MEMORY_AVAILABLE=lots"), "malformed: rc %d, %s", rc, out ? out : "");
+  CHECK(rc == 1 && out && strstr(out, "VBLIP_MEMORY_AVAILABLE=lots"), "malformed: rc %d, %s", rc,
+        out ? out : "");
   free(out);
 }
 

@@ -30,8 +30,8 @@ typedef struct {
   int vocab;
 } lm_out;
 
-static int run_lm(const char *dir, const char *weights, vb_compute compute, const char *key, const char *case_name,
-                  lm_out *o) {
+static int run_lm(const char *dir, const char *weights, vb_compute compute, const char *key,
+                  const char *case_name, lm_out *o) {
   memset(o, 0, sizeof *o);
   vb_model_config cfg;
   vb_weights w;
@@ -39,13 +39,15 @@ static int run_lm(const char *dir, const char *weights, vb_compute compute, cons
   w.compute = compute;
   vb_lm *lm = NULL;
   int rc = -1;
-  if (CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm) : vb_opt_create(&w, &cfg, &lm))) {
+  if (CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm)
+                                       : vb_opt_create(&w, &cfg, &lm))) {
     char path[256];
     snprintf(path, sizeof path, "models.%s.cases.%s", key, case_name);
     cJSON *jids = cJSON_GetObjectItem(tu_json_path(tu_expected(), path), "input_ids");
     int n_ids = cJSON_GetArraySize(jids);
     int32_t ids[512];
-    for (int i = 0; i < n_ids && i < 512; i++) ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
+    for (int i = 0; i < n_ids && i < 512; i++)
+      ids[i] = cJSON_GetArrayItem(jids, i)->valueint;
     snprintf(path, sizeof path, "model/%s/%s/language_projection", key, case_name);
     const vb_tensor_info *rp = tu_ref_tensor(path);
     o->vocab = lm->vocab_size;
@@ -73,7 +75,8 @@ static void check_case(const char *key, const char *dir, const char *gguf, const
   const struct {
     const char *name;
     vb_compute compute;
-  } modes[] = {{"bf16 compute (q4_0 kernels)", VB_COMPUTE_BF16}, {"f32 compute (dequantized)", VB_COMPUTE_F32}};
+  } modes[] = {{"bf16 compute (q4_0 kernels)", VB_COMPUTE_BF16},
+               {"f32 compute (dequantized)", VB_COMPUTE_F32}};
   lm_out first = {0};
   for (size_t k = 0; k < 2; k++) {
     lm_out q;
@@ -81,16 +84,21 @@ static void check_case(const char *key, const char *dir, const char *gguf, const
     double rel = tu_rel_l2f(q.logits, ref.logits, (size_t)ref.vocab);
     double err = tu_max_abs_diff(q.logits, ref.logits, (size_t)ref.vocab);
     int same = q.n_greedy == n;
-    for (int i = 0; same && i < n; i++) same = q.greedy[i] == cJSON_GetArrayItem(want, i)->valueint;
+    for (int i = 0; same && i < n; i++)
+      same = q.greedy[i] == cJSON_GetArrayItem(want, i)->valueint;
     int asserted = margin > 2 * err;
-    printf("%s %s q4_0, %s: first-step logits relative error %.2e (max abs %.3g); greedy_20 margin %.3g: "
+    printf("%s %s q4_0, %s: first-step logits relative error %.2e (max abs %.3g); greedy_20 margin "
+           "%.3g: "
            "tokens %s%s\n",
-           key, case_name, modes[k].name, rel, err, margin, same ? "equal to transformers'" : "differ",
+           key, case_name, modes[k].name, rel, err, margin,
+           same ? "equal to transformers'" : "differ",
            asserted ? "" : " (not asserted: the margin is under twice the logit error)");
     /* measured 0.16-0.19 */
-    CHECK(rel < 0.25 && rel > 0, "%s %s q4_0 %s: logits relative error %g", key, case_name, modes[k].name, rel);
+    CHECK(rel < 0.25 && rel > 0, "%s %s q4_0 %s: logits relative error %g", key, case_name,
+          modes[k].name, rel);
     if (asserted)
-      CHECK(same, "%s %s q4_0 %s: greedy_20 differs though its margin %g is over twice the error %g", key,
+      CHECK(same,
+            "%s %s q4_0 %s: greedy_20 differs though its margin %g is over twice the error %g", key,
             case_name, modes[k].name, margin, err);
     if (k == 0) {
       first = q;
@@ -98,7 +106,8 @@ static void check_case(const char *key, const char *dir, const char *gguf, const
     }
     if (first.logits) { /* the kernels against the dequantized weights: measured 0.7-1.5% */
       double kr = tu_rel_l2f(first.logits, q.logits, (size_t)ref.vocab);
-      printf("%s %s q4_0: the kernels' own error (bf16 compute vs f32 compute) %.2e\n", key, case_name, kr);
+      printf("%s %s q4_0: the kernels' own error (bf16 compute vs f32 compute) %.2e\n", key,
+             case_name, kr);
       CHECK(kr < 3e-2, "%s %s q4_0: kernels vs dequantized weights %g", key, case_name, kr);
     }
     free(q.logits);
@@ -108,14 +117,17 @@ static void check_case(const char *key, const char *dir, const char *gguf, const
 }
 
 int main(void) {
-  const char *models[][2] = {{"opt", "models/videoblip-opt-tiny"}, {"t5", "models/videoblip-flant5-tiny"}};
+  const char *models[][2] = {{"opt", "models/videoblip-opt-tiny"},
+                             {"t5", "models/videoblip-flant5-tiny"}};
   const char *cases[] = {"video1_uniform", "image"};
   for (size_t i = 0; i < 2; i++) {
     char gguf[512];
     snprintf(gguf, sizeof gguf, "%s/%s-q4_0.gguf", tu_tmpdir(), models[i][0]);
-    if (!CHECK(vblip_convert(tu_fixture(models[i][1]), gguf, "q4_0", 0) == 0, "convert: %s", vblip_last_error()))
+    if (!CHECK(vblip_convert(tu_fixture(models[i][1]), gguf, "q4_0", 0) == 0, "convert: %s",
+               vblip_last_error()))
       continue;
-    for (size_t j = 0; j < 2; j++) check_case(models[i][0], tu_fixture(models[i][1]), gguf, cases[j]);
+    for (size_t j = 0; j < 2; j++)
+      check_case(models[i][0], tu_fixture(models[i][1]), gguf, cases[j]);
     remove(gguf);
   }
   return tu_finish();

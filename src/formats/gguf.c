@@ -333,7 +333,8 @@ int vb_gguf_parse(const uint8_t *buf, size_t len, const char *label, vb_gguf_met
     if (rd_u32(&c, &t, "tensor type")) goto fail_infos;
     if (tensor_type(t, &ti->dt) != 0) {
       vb_error("%s: tensor %s has ggml type %u, which vblip does not read "
-               "(F32, F16, BF16, Q8_0, Q4_0, I8-I64, F64)", label, nm, t);
+               "(F32, F16, BF16, Q8_0, Q4_0, I8-I64, F64)",
+               label, nm, t);
       goto fail_infos;
     }
     if ((ti->dt == VB_DT_Q8_0 || ti->dt == VB_DT_Q4_0) && ne0 % 32) {

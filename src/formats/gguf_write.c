@@ -100,7 +100,8 @@ int vb_gguf_add_tensor(vb_gguf_writer *w, const char *name, vb_dtype dt, int ndi
     numel *= shape[i];
   }
   size_t nbytes;
-  if (!vb_dtype_bytes(dt, numel, &nbytes) || ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32))
+  if (!vb_dtype_bytes(dt, numel, &nbytes) ||
+      ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32))
     return vb_error("tensor %s: shape does not fit %s", name, vb_dtype_name(dt));
   if (w->n_t == w->cap_t) {
     size_t cap = w->cap_t ? w->cap_t * 2 : 64;
@@ -181,7 +182,8 @@ int vb_gguf_write_part(FILE *f, const void *data, size_t n) {
 
 int vb_gguf_end_tensor(vb_gguf_writer *w, FILE *f, size_t i, uint64_t written) {
   if (i >= w->n_t || written != w->t[i].nbytes)
-    return vb_error("GGUF writer: tensor %zu written with %llu bytes", i, (unsigned long long)written);
+    return vb_error("GGUF writer: tensor %zu written with %llu bytes", i,
+                    (unsigned long long)written);
   size_t pad = (w->alignment - written % w->alignment) % w->alignment;
   return wr_zeros(f, pad) ? vb_error("write error") : 0;
 }

@@ -297,7 +297,8 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
   if (M > VB_Q8_GEMV_MAX_M) return run_tiles(l, b, x, M, y);
-  if (l->dtype == VB_DT_Q4_0 && b->packed) return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
+  if (l->dtype == VB_DT_Q4_0 && b->packed)
+    return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);

@@ -54,7 +54,8 @@ void vb_quantize_q4_0(const float *x, int64_t n, void *out) {
       float r = roundf(v[j] * id) + 8;
       q[j] = (uint8_t)(r < 0 ? 0 : r > 15 ? 15 : r);
     }
-    for (int j = 0; j < 16; j++) blk[2 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
+    for (int j = 0; j < 16; j++)
+      blk[2 + j] = (uint8_t)(q[j] | q[j + 16] << 4);
   }
 }
 
@@ -78,7 +79,8 @@ void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst) {
 
 TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q4_row_bytes(K);
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), eight = _mm512_set1_epi32(8);
+  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                eight = _mm512_set1_epi32(8);
   for (int r = r0; r < r1; r++) {
     const uint8_t *row = W + (size_t)r * rb;
     uint16_t *d = dst + (size_t)(r - r0) * K;
@@ -88,13 +90,17 @@ TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1
       memcpy(&h, blk, 2);
       __m512 s = _mm512_set1_ps(_cvtsh_ss(h));
       __m128i q = _mm_loadu_si128((const __m128i *)(blk + 2));
-      __m128i nib[2] = {_mm_and_si128(q, _mm_set1_epi8(15)), _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(15))};
+      __m128i nib[2] = {_mm_and_si128(q, _mm_set1_epi8(15)),
+                        _mm_and_si128(_mm_srli_epi16(q, 4), _mm_set1_epi8(15))};
       for (int half = 0; half < 2; half++) {
-        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(nib[half]), eight)), s);
+        __m512 f = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(nib[half]), eight)), s);
         /* round to nearest even on the bit pattern, as gemv_q8.c */
         __m512i u = _mm512_castps_si512(f);
-        u = _mm512_add_epi32(u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        u = _mm512_add_epi32(
+            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
       }
     }
   }
@@ -109,9 +115,11 @@ void vb_q4_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
   for (int r = r0; r < r1; r++)
     for (int k0 = 0; k0 < K; k0 += 512) { /* 512: a multiple of the block */
       int kc = K - k0 < 512 ? K - k0 : 512;
-      const uint8_t *blk = (const uint8_t *)W + (size_t)r * vb_q4_row_bytes(K) + vb_q4_row_bytes(k0);
+      const uint8_t *blk =
+          (const uint8_t *)W + (size_t)r * vb_q4_row_bytes(K) + vb_q4_row_bytes(k0);
       vb_q4_rows_to_f32(blk, kc, 0, 1, row);
-      for (int j = 0; j < kc; j++) dst[(size_t)(r - r0) * K + k0 + j] = vb_float_to_bf16(row[j]);
+      for (int j = 0; j < kc; j++)
+        dst[(size_t)(r - r0) * K + k0 + j] = vb_float_to_bf16(row[j]);
     }
 }
 
@@ -126,7 +134,8 @@ int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts
   a->bstride = (size_t)nbp;
   size_t qbytes = (size_t)M * a->qstride, fbytes = (size_t)M * nbp * sizeof(float);
   uint8_t *p = vb_scratch_grow(&tls_acts, &tls_acts_cap, qbytes + 2 * fbytes + 64);
-  if (!p) return vb_error("out of memory for the quantized activations of a %d-row Q4_0 product", M);
+  if (!p)
+    return vb_error("out of memory for the quantized activations of a %d-row Q4_0 product", M);
   a->da = (float *)p;
   a->c = (float *)(p + fbytes);
   a->q = (int8_t *)(p + 2 * fbytes);
@@ -142,7 +151,8 @@ int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts
       }
       const float *v = xr + 32 * b;
       float amax = 0;
-      for (int j = 0; j < 32; j++) amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
+      for (int j = 0; j < 32; j++)
+        amax = fabsf(v[j]) > amax ? fabsf(v[j]) : amax;
       float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
       int sum = 0;
       for (int j = 0; j < 32; j++) {
@@ -188,8 +198,8 @@ int vb_gemv_q4_c(const void *Wv, int N, int K, const float *x, int M, const floa
 
 /* ---- AVX2: one block per VPMADDUBSW ---- */
 
-TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K, const vb_q4_acts *a, int M,
-                                  const float *bias, float *y) {
+TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K,
+                                  const vb_q4_acts *a, int M, const float *bias, float *y) {
   size_t rb = vb_q4_row_bytes(K);
   int nb = K / VB_Q4_BLOCK;
   const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
@@ -198,7 +208,8 @@ TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K
     for (int m0 = 0; m0 < M; m0 += MB) {
       int mc = M - m0 < MB ? M - m0 : MB;
       __m256 acc[MB];
-      for (int m = 0; m < mc; m++) acc[m] = _mm256_setzero_ps();
+      for (int m = 0; m < mc; m++)
+        acc[m] = _mm256_setzero_ps();
       for (int b = 0; b < nb; b++) {
         const uint8_t *blk = row + (size_t)b * VB_Q4_BLOCK_BYTES;
         if ((b & 3) == 0) _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
@@ -210,7 +221,8 @@ TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K
         for (int m = 0; m < mc; m++) {
           const vb_q4_acts *A = a;
           size_t r = (size_t)(m0 + m);
-          __m256i av = _mm256_loadu_si256((const __m256i *)(A->q + r * A->qstride + 32 * (size_t)b));
+          __m256i av =
+              _mm256_loadu_si256((const __m256i *)(A->q + r * A->qstride + 32 * (size_t)b));
           __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(w, av), ones));
           /* 8 lanes share the block: c / 8 each */
           __m256 t = _mm256_fmsub_ps(f, _mm256_set1_ps(A->da[r * A->bstride + b]),
@@ -228,7 +240,8 @@ TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K
   }
 }
 
-int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y) {
   vb_q4_acts a;
   if (vb_q4_quantize_acts(x, M, K, 1, &a) != 0) return -1;
   VB_GEMV_FOR_ROW_BLOCKS(N, q4_rows_avx2(W, n0, n1, N, K, &a, M, bias, y));
@@ -244,7 +257,8 @@ static __thread size_t tls_lanes_cap;
 
 INLINE TGT_VNNI __m512i pair_weights(const uint8_t *p0, int two) {
   __m128i q0 = _mm_loadu_si128((const __m128i *)(p0 + 2));
-  __m128i q1 = two ? _mm_loadu_si128((const __m128i *)(p0 + VB_Q4_BLOCK_BYTES + 2)) : _mm_setzero_si128();
+  __m128i q1 =
+      two ? _mm_loadu_si128((const __m128i *)(p0 + VB_Q4_BLOCK_BYTES + 2)) : _mm_setzero_si128();
   __m256i q = _mm256_set_m128i(q1, q0);
   __m256i low = _mm256_and_si256(q, _mm256_set1_epi8(15));
   __m256i high = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm256_set1_epi8(15));
@@ -260,8 +274,9 @@ INLINE TGT_VNNI __m512 pair_scales(const uint8_t *p0, int two) {
   return _mm512_cvtph_ps(_mm256_set_m128i(_mm_set1_epi16((short)h1), _mm_set1_epi16((short)h0)));
 }
 
-TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K, const vb_q4_acts *a,
-                                  const float *lanes, int M, const float *bias, float *y) {
+TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K,
+                                  const vb_q4_acts *a, const float *lanes, int M, const float *bias,
+                                  float *y) {
   size_t rb = vb_q4_row_bytes(K);
   int nb = K / VB_Q4_BLOCK, np = (nb + 1) / 2;
   size_t lstride = (size_t)np * 16; /* floats per activation row, per kind (scale, c) */
@@ -271,7 +286,8 @@ TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K
       int mc = M - m0 < MB ? M - m0 : MB;
       /* two accumulators per activation row: independent FMA chains */
       __m512 acc[MB][2];
-      for (int m = 0; m < mc; m++) acc[m][0] = acc[m][1] = _mm512_setzero_ps();
+      for (int m = 0; m < mc; m++)
+        acc[m][0] = acc[m][1] = _mm512_setzero_ps();
       for (int p = 0; p < np; p++) {
         const uint8_t *p0 = row + (size_t)(2 * p) * VB_Q4_BLOCK_BYTES;
         if ((p & 1) == 0) _mm_prefetch((const char *)p0 + PREFETCH, _MM_HINT_T0);
@@ -294,18 +310,22 @@ TGT_VNNI static void q4_rows_vnni(const uint8_t *W, int n0, int n1, int N, int K
   }
 }
 
-int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y) {
   vb_q4_acts a;
   if (vb_q4_quantize_acts(x, M, K, 2, &a) != 0) return -1;
   int np = (K / VB_Q4_BLOCK + 1) / 2;
   size_t lstride = (size_t)np * 16;
-  float *lanes = vb_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * 2 * lstride * sizeof(float));
-  if (!lanes) return vb_error("out of memory for the activation scales of a %d-row Q4_0 product", M);
+  float *lanes =
+      vb_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * 2 * lstride * sizeof(float));
+  if (!lanes)
+    return vb_error("out of memory for the activation scales of a %d-row Q4_0 product", M);
   for (int m = 0; m < M; m++)
     for (int b = 0; b < 2 * np; b++)
       for (int l = 0; l < 8; l++) {
         lanes[(size_t)m * 2 * lstride + 8 * (size_t)b + l] = a.da[m * a.bstride + b];
-        lanes[(size_t)m * 2 * lstride + lstride + 8 * (size_t)b + l] = 0.125f * a.c[m * a.bstride + b];
+        lanes[(size_t)m * 2 * lstride + lstride + 8 * (size_t)b + l] =
+            0.125f * a.c[m * a.bstride + b];
       }
   VB_GEMV_FOR_ROW_BLOCKS(N, q4_rows_vnni(W, n0, n1, N, K, &a, lanes, M, bias, y));
   return 0;
@@ -315,7 +335,8 @@ int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const fl
 
 int vb_gemv_q4_has_vnni(void) {
   const vb_cpu_features *f = vb_cpu();
-  return vb_cpu_has_avx512() && f->avx512dq && f->avx512_vnni && f->fma && __builtin_cpu_supports("f16c");
+  return vb_cpu_has_avx512() && f->avx512dq && f->avx512_vnni && f->fma &&
+         __builtin_cpu_supports("f16c");
 }
 
 int vb_gemv_q4_has_avx2(void) {

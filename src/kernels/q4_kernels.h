@@ -12,7 +12,9 @@
 #define VB_Q4_BLOCK 32
 #define VB_Q4_BLOCK_BYTES 18
 
-static inline size_t vb_q4_row_bytes(int K) { return (size_t)(K / VB_Q4_BLOCK) * VB_Q4_BLOCK_BYTES; }
+static inline size_t vb_q4_row_bytes(int K) {
+  return (size_t)(K / VB_Q4_BLOCK) * VB_Q4_BLOCK_BYTES;
+}
 
 /* n values (a multiple of 32) to Q4_0 blocks: d = (the block's value of
  * largest magnitude) / -8 rounded to f16, q = clamp(round(x / d) + 8, 0, 15),
@@ -33,8 +35,10 @@ void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
  * quantized activations cannot grow. */
 int vb_gemv_q4(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
 int vb_gemv_q4_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
-int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
-int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y);
+int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y);
 int vb_gemv_q4_has_avx2(void);
 int vb_gemv_q4_has_vnni(void);
 /* Which path vb_gemv_q4 takes here: "avx512-vnni", "avx2" or "c". */

@@ -31,16 +31,24 @@
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #define INLINE static inline __attribute__((always_inline))
 #define PANEL 16
-#define SCALES 32                 /* bytes of a panel block's scales */
+#define SCALES 32                /* bytes of a panel block's scales */
 #define PBLOCK (SCALES + 4 * 64) /* bytes of a panel block */
+#ifndef PREFETCH
 #define PREFETCH 4096
+#endif
 #define MB 4 /* activation rows per pass over a panel */
 
-static size_t panel_bytes(int K) { return (size_t)(K / VB_Q4_BLOCK) * PBLOCK; }
+static size_t panel_bytes(int K) {
+  return (size_t)(K / VB_Q4_BLOCK) * PBLOCK;
+}
 
-size_t vb_q4x16_bytes(int N, int K) { return (size_t)((N + PANEL - 1) / PANEL) * panel_bytes(K); }
+size_t vb_q4x16_bytes(int N, int K) {
+  return (size_t)((N + PANEL - 1) / PANEL) * panel_bytes(K);
+}
 
-int vb_q4x16_supported(void) { return vb_gemv_q4_has_vnni(); }
+int vb_q4x16_supported(void) {
+  return vb_gemv_q4_has_vnni();
+}
 
 /* The 4-bit q of value k (0..31) of a Q4_0 block. */
 static inline int block_q(const uint8_t *blk, int k) {
@@ -62,7 +70,8 @@ void vb_q4x16_pack(const void *W, int N, int K, void *P) {
         memcpy(o + 2 * r, blk, 2);
         for (int v = 0; v < 4; v++)
           for (int j = 0; j < 4; j++)
-            o[SCALES + 64 * v + 4 * r + j] = (uint8_t)(block_q(blk, 8 * v + j) | block_q(blk, 8 * v + 4 + j) << 4);
+            o[SCALES + 64 * v + 4 * r + j] =
+                (uint8_t)(block_q(blk, 8 * v + j) | block_q(blk, 8 * v + 4 + j) << 4);
       }
     }
 }
@@ -89,7 +98,8 @@ void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
 }
 
 TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) {
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), eight = _mm512_set1_epi32(8);
+  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                eight = _mm512_set1_epi32(8);
   const __m128i m4 = _mm_set1_epi8(15);
   for (int n = r0; n < r1; n++) {
     const uint8_t *panel = (const uint8_t *)P + (size_t)(n / PANEL) * panel_bytes(K);
@@ -101,30 +111,36 @@ TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16
       memcpy(&h, blk + 2 * r, 2);
       __m512 s = _mm512_set1_ps(_cvtsh_ss(h));
       int32_t w[4];
-      for (int v = 0; v < 4; v++) memcpy(&w[v], blk + SCALES + 64 * v + 4 * r, 4);
+      for (int v = 0; v < 4; v++)
+        memcpy(&w[v], blk + SCALES + 64 * v + 4 * r, 4);
       __m128i q = _mm_setr_epi32(w[0], w[1], w[2], w[3]);
       __m128i lo = _mm_and_si128(q, m4), hi = _mm_and_si128(_mm_srli_epi16(q, 4), m4);
       /* [lo_v hi_v] per v: k = 8v..8v+3 then 8v+4..8v+7 */
       __m128i half[2] = {_mm_unpacklo_epi32(lo, hi), _mm_unpackhi_epi32(lo, hi)};
       for (int i = 0; i < 2; i++) {
-        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(half[i]), eight)), s);
+        __m512 f = _mm512_mul_ps(
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(half[i]), eight)), s);
         __m512i u = _mm512_castps_si512(f); /* round to nearest even, as gemv_q8.c */
-        u = _mm512_add_epi32(u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * i), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        u = _mm512_add_epi32(
+            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * i),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
       }
     }
   }
 }
 
 /* Panels [p0, p1) against activation rows m0 .. m0 + mc (mc <= MB). */
-INLINE TGT_VNNI void q4x16_panels(const uint8_t *P, int p0, int p1, int N, int K, const vb_q4_acts *a, int m0,
-                                  const int mc, const float *bias, float *y) {
+INLINE TGT_VNNI void q4x16_panels(const uint8_t *P, int p0, int p1, int N, int K,
+                                  const vb_q4_acts *a, int m0, const int mc, const float *bias,
+                                  float *y) {
   int nb = K / VB_Q4_BLOCK;
-  const __m512i m4 = _mm512_set1_epi8(15);
+  const __m512i lo4 = _mm512_set1_epi8(0x0f), hi4 = _mm512_set1_epi8((char)0xf0);
   for (int p = p0; p < p1; p++) {
     const uint8_t *panel = P + (size_t)p * panel_bytes(K);
     __m512 accp[MB], accn[MB];
-    for (int m = 0; m < mc; m++) accp[m] = accn[m] = _mm512_setzero_ps();
+    for (int m = 0; m < mc; m++)
+      accp[m] = accn[m] = _mm512_setzero_ps();
     for (int b = 0; b < nb; b++) {
       const uint8_t *blk = panel + (size_t)b * PBLOCK;
       _mm_prefetch((const char *)blk + PREFETCH, _MM_HINT_T0);
@@ -136,19 +152,27 @@ INLINE TGT_VNNI void q4x16_panels(const uint8_t *P, int p0, int p1, int N, int K
       __m512i q[8];
       for (int v = 0; v < 4; v++) {
         __m512i w = _mm512_loadu_si512((const void *)(blk + SCALES + 64 * v));
-        q[2 * v] = _mm512_and_si512(w, m4);
-        q[2 * v + 1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+        /* the high nibbles stay in place (16 q, still an unsigned byte):
+         * one AND each and no shift, whose port VPDPBUSD needs */
+        q[2 * v] = _mm512_and_si512(w, lo4);
+        q[2 * v + 1] = _mm512_and_si512(w, hi4);
       }
       for (int m = 0; m < mc; m++) {
         size_t row = (size_t)(m0 + m);
         const int8_t *xa = a->q + row * a->qstride + 32 * (size_t)b;
-        __m512i s = _mm512_setzero_si512();
-        for (int quad = 0; quad < 8; quad++) {
-          int32_t x4;
-          memcpy(&x4, xa + 4 * quad, 4);
-          s = _mm512_dpbusd_epi32(s, q[quad], _mm512_set1_epi32(x4));
+        /* low-nibble quads and high-nibble quads (16x theirs, exact: at most
+         * 4 x 4 x 240 x 127 per lane) in two chains */
+        __m512i sl = _mm512_setzero_si512(), sh = _mm512_setzero_si512();
+        for (int quad = 0; quad < 8; quad += 2) {
+          int32_t xl, xh;
+          memcpy(&xl, xa + 4 * quad, 4);
+          memcpy(&xh, xa + 4 * quad + 4, 4);
+          sl = _mm512_dpbusd_epi32(sl, q[quad], _mm512_set1_epi32(xl));
+          sh = _mm512_dpbusd_epi32(sh, q[quad + 1], _mm512_set1_epi32(xh));
         }
-        __m512 da = _mm512_set1_ps(a->da[row * a->bstride + b]), c = _mm512_set1_ps(a->c[row * a->bstride + b]);
+        __m512i s = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));
+        __m512 da = _mm512_set1_ps(a->da[row * a->bstride + b]),
+               c = _mm512_set1_ps(a->c[row * a->bstride + b]);
         accp[m] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, da), accp[m]);
         accn[m] = _mm512_fmadd_ps(dw, c, accn[m]);
       }
@@ -163,15 +187,23 @@ INLINE TGT_VNNI void q4x16_panels(const uint8_t *P, int p0, int p1, int N, int K
 }
 
 /* Rows [n0, n1) (whole panels but at N) for every activation row. */
-TGT_VNNI static void q4x16_rows(const uint8_t *P, int n0, int n1, int N, int K, const vb_q4_acts *a, int M,
-                                const float *bias, float *y) {
+TGT_VNNI static void q4x16_rows(const uint8_t *P, int n0, int n1, int N, int K, const vb_q4_acts *a,
+                                int M, const float *bias, float *y) {
   int pa = n0 / PANEL, pb = (n1 + PANEL - 1) / PANEL;
   for (int m0 = 0; m0 < M; m0 += MB) {
     switch (M - m0 < MB ? M - m0 : MB) { /* constant trip counts for the inner loops */
-    case 1: q4x16_panels(P, pa, pb, N, K, a, m0, 1, bias, y); break;
-    case 2: q4x16_panels(P, pa, pb, N, K, a, m0, 2, bias, y); break;
-    case 3: q4x16_panels(P, pa, pb, N, K, a, m0, 3, bias, y); break;
-    default: q4x16_panels(P, pa, pb, N, K, a, m0, 4, bias, y); break;
+    case 1:
+      q4x16_panels(P, pa, pb, N, K, a, m0, 1, bias, y);
+      break;
+    case 2:
+      q4x16_panels(P, pa, pb, N, K, a, m0, 2, bias, y);
+      break;
+    case 3:
+      q4x16_panels(P, pa, pb, N, K, a, m0, 3, bias, y);
+      break;
+    default:
+      q4x16_panels(P, pa, pb, N, K, a, m0, 4, bias, y);
+      break;
     }
   }
 }

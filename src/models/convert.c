@@ -44,7 +44,8 @@ static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
   if (tg == T_F16) return VB_DT_F16;
   if (tg == T_BF16) return VB_DT_BF16;
   /* Q8_0: the linear layers' [out, in] matrices, in whole 32-value blocks */
-  if (!(t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 && !is_embedding(t->name)))
+  if (!(t->ndim == 2 && ends_with(t->name, ".weight") && t->shape[1] % 32 == 0 &&
+        !is_embedding(t->name)))
     return VB_DT_F32;
   /* Q4_0: the language model's layers; its vocabulary head (where it has its
    * own), the vision encoder, Q-Former and projection stay Q8_0 (small next
@@ -140,19 +141,21 @@ static int cmp_name(const void *a, const void *b) {
 /* A tensor's row length: its last dimensions after the first (1 for 1-D). */
 static int64_t row_length(const vb_tensor_info *t) {
   int64_t k = 1;
-  for (int d = 1; d < t->ndim; d++) k *= t->shape[d];
+  for (int d = 1; d < t->ndim; d++)
+    k *= t->shape[d];
   return k;
 }
 
 /* n elements of t from element e0 (stored at src) -> bytes of type dt in dst
  * (dst has room for them); VB_DT_I8 is the per-row int8 of an int8 vision
  * weight, and scale_of the scales beside it (e0 and n whole rows). */
-static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, int64_t n, vb_dtype dt,
-                        int scale_of, float *f32, uint8_t *dst) {
+static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, int64_t n,
+                        vb_dtype dt, int scale_of, float *f32, uint8_t *dst) {
   if (vb_convert_to_f32(t->dtype, src, n, f32) != 0) return vb_error_context("tensor %s", t->name);
   for (int64_t i = 0; i < n; i++)
     if (!isfinite(f32[i]))
-      return vb_error("tensor %s holds a non-finite value at element %lld", t->name, (long long)(e0 + i));
+      return vb_error("tensor %s holds a non-finite value at element %lld", t->name,
+                      (long long)(e0 + i));
   if (scale_of) dt = VB_DT_I8;
   switch (dt) {
   case VB_DT_F32:
@@ -162,8 +165,8 @@ static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, in
     for (int64_t i = 0; i < n; i++) {
       uint16_t h = vb_float_to_half(f32[i]);
       if ((h & 0x7c00) == 0x7c00)
-        return vb_error("tensor %s: value %g at element %lld does not fit float16 (use bf16)", t->name,
-                        f32[i], (long long)(e0 + i));
+        return vb_error("tensor %s: value %g at element %lld does not fit float16 (use bf16)",
+                        t->name, f32[i], (long long)(e0 + i));
       memcpy(dst + 2 * i, &h, 2);
     }
     return 0;
@@ -262,8 +265,10 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   else if (strcmp(type, "f16") == 0) tg = T_F16, file_type = 1;
   else if (strcmp(type, "bf16") == 0) tg = T_BF16, file_type = 32;
   else if (strcmp(type, "q8_0") == 0) tg = T_Q8_0, file_type = 7;
-  else if (strcmp(type, "q4_0") == 0) tg = T_Q4_0, file_type = 2;
-  else return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0 or q4_0)", type);
+  else if (strcmp(type, "q4_0") == 0)
+    tg = T_Q4_0, file_type = 2;
+  else
+    return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0 or q4_0)", type);
 
   int opened = 0, rc = -1;
   vb_model_source src;

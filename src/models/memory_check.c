@@ -22,8 +22,8 @@ static int ends_with(const char *s, const char *suffix) {
 
 /* Tables looked up by row (kept float32), not multiplied. */
 static int is_lookup(const char *name) {
-  return strstr(name, "embed") || ends_with(name, "shared.weight") || strstr(name, "query_tokens") ||
-         strstr(name, "relative_attention_bias");
+  return strstr(name, "embed") || ends_with(name, "shared.weight") ||
+         strstr(name, "query_tokens") || strstr(name, "relative_attention_bias");
 }
 
 /* Copies of another tensor that .bin checkpoints store and the loaders skip. */
@@ -38,8 +38,9 @@ static int is_tied_copy(const vb_model_config *cfg, const vb_tensor_table *tt, c
 
 /* Bytes of n values of a linear layer stored as dt when run at compute. */
 static uint64_t linear_bytes(vb_dtype dt, uint64_t n, size_t stored, vb_compute compute) {
-  if (dt == VB_DT_I8) return stored;                               /* int8 vision: as stored */
-  if (compute == VB_COMPUTE_BF16 && (dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0)) return stored; /* run where it lies */
+  if (dt == VB_DT_I8) return stored; /* int8 vision: as stored */
+  if (compute == VB_COMPUTE_BF16 && (dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0))
+    return stored; /* run where it lies */
   return n * (compute == VB_COMPUTE_BF16 ? 2 : 4);
 }
 
@@ -97,15 +98,16 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
   char hint[320] = "";
   uint64_t q8_total = need.total - need.weights + need.weights_q8;
   if (need.weights_q8 < need.weights)
-    snprintf(hint, sizeof hint, "a smaller weight type (vblip convert --type q8_0: about %.1f GB in all); ",
+    snprintf(hint, sizeof hint,
+             "a smaller weight type (vblip convert --type q8_0: about %.1f GB in all); ",
              q8_total / GB);
   if (compute == VB_COMPUTE_F32)
     snprintf(hint + strlen(hint), sizeof hint - strlen(hint), "bf16 compute (--dtype bf16); ");
-  return vb_error("the model needs about %.1f GB of memory (weights %.1f GB with %s compute, KV caches "
-                  "%.1f GB for %d beams of %d tokens, vision %.1f GB for %d frames) but %.1f GB are "
-                  "available (%s). Options: %sor VBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
-                  "--beams and --frames need less than this estimate)",
-                  need.total / GB, need.weights / GB, compute == VB_COMPUTE_BF16 ? "bf16" : "f32",
-                  need.kv / GB, BEAMS, PROMPT_TOKENS + NEW_TOKENS, need.vision / GB, FRAMES, avail / GB,
-                  source, hint);
+  return vb_error(
+      "the model needs about %.1f GB of memory (weights %.1f GB with %s compute, KV caches "
+      "%.1f GB for %d beams of %d tokens, vision %.1f GB for %d frames) but %.1f GB are "
+      "available (%s). Options: %sor VBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
+      "--beams and --frames need less than this estimate)",
+      need.total / GB, need.weights / GB, compute == VB_COMPUTE_BF16 ? "bf16" : "f32", need.kv / GB,
+      BEAMS, PROMPT_TOKENS + NEW_TOKENS, need.vision / GB, FRAMES, avail / GB, source, hint);
 }

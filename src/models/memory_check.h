@@ -11,11 +11,11 @@
 #include "kernels/kernels.h"
 
 typedef struct {
-  uint64_t weights;   /* the tensors as held for this compute type */
+  uint64_t weights;    /* the tensors as held for this compute type */
   uint64_t weights_q8; /* the same with every linear layer in q8_0 (vblip convert --type q8_0) */
-  uint64_t kv;        /* KV caches: 4 beams of 64 prompt and 128 new tokens (the demo's settings) */
-  uint64_t vision;    /* the vision encoder's activations for 8 frames */
-  uint64_t total;     /* the above and a constant for the runtime */
+  uint64_t kv;     /* KV caches: 4 beams of 64 prompt and 128 new tokens (the demo's settings) */
+  uint64_t vision; /* the vision encoder's activations for 8 frames */
+  uint64_t total;  /* the above and a constant for the runtime */
 } vb_memory_need;
 
 void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,

@@ -13,8 +13,7 @@ static const struct {
     [VB_DT_F32] = {"F32", 4},   [VB_DT_F16] = {"F16", 2},   [VB_DT_BF16] = {"BF16", 2},
     [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},   [VB_DT_I32] = {"I32", 4},
     [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},     [VB_DT_U8] = {"U8", 1},
-    [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0},
-    [VB_DT_Q4_0] = {"Q4_0", 0},
+    [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0}, [VB_DT_Q4_0] = {"Q4_0", 0},
 };
 
 const char *vb_dtype_name(vb_dtype t) {

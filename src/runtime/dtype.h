@@ -19,7 +19,7 @@ typedef enum {
   VB_DT_U8,
   VB_DT_BOOL,
   VB_DT_Q8_0, /* GGUF block layout: per 32 values one f16 scale + 32 int8 */
-  VB_DT_Q4_0, /* GGUF block layout: per 32 values one f16 scale d + 16 bytes of nibbles q, d (q - 8) */
+  VB_DT_Q4_0, /* GGUF block layout: per 32 values an f16 scale d + 16 bytes of 4-bit q: d (q - 8) */
   VB_DT_COUNT
 } vb_dtype;
 

@@ -65,11 +65,13 @@ int vb_memory_available(uint64_t *bytes, const char **source) {
   const char *env = getenv("VBLIP_MEMORY_AVAILABLE");
   if (env && *env) {
     if (vb_parse_bytes(env, bytes) != 0)
-      return vb_error("VBLIP_MEMORY_AVAILABLE=%s: expected bytes, or a number with K, M, G or T", env);
+      return vb_error("VBLIP_MEMORY_AVAILABLE=%s: expected bytes, or a number with K, M, G or T",
+                      env);
     *source = "VBLIP_MEMORY_AVAILABLE";
     return 0;
   }
-  if (meminfo("MemAvailable", bytes) != 0) return vb_error("cannot read MemAvailable from /proc/meminfo");
+  if (meminfo("MemAvailable", bytes) != 0)
+    return vb_error("cannot read MemAvailable from /proc/meminfo");
   *source = "MemAvailable";
   /* a container's limit: cgroup v2, then v1 */
   uint64_t limit, used;

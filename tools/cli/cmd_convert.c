@@ -45,7 +45,8 @@ const cli_command cli_cmd_convert = {
     .name = "convert",
     .summary = "write a model as one GGUF file (f32, f16, bf16, q8_0 or q4_0 weights)",
     .run = run,
-    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--vision-type same|int8]",
+    .usage =
+        "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--vision-type same|int8]",
     .about = "Writes the model (a directory with safetensors, sharded or not, or PyTorch .bin; a\n"
              "GGUF file; or a Hub repo id) as one GGUF file with the configs, the preprocessor\n"
              "settings, the tokenizer and the weights. Every command's --model accepts the .gguf "
