@@ -13,6 +13,8 @@ void tr_adamw_step(const tr_adamw *o, tr_params *ps, int64_t t) {
   for (int i = 0; i < ps->n; i++) {
     tr_param *p = &ps->p[i];
     float decay = p->decay ? (float)(1.0 - o->lr * o->weight_decay) : 1.0f;
+    /* element-wise: the same result on any number of threads */
+#pragma omp parallel for schedule(static) if (p->n >= 65536)
     for (size_t j = 0; j < p->n; j++) {
       float g = p->grad[j];
       float x = p->data[j] * decay;

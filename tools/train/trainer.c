@@ -77,38 +77,48 @@ static int32_t find_token(const vb_tokenizer *tok, const char *s, int32_t fallba
   return fallback;
 }
 
+/* The trainable modules and the frozen ones' forms, once t->w and t->cfg are there. */
+static int build(vblip_trainer *t, const vblip_train_options *o) {
+  t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+  t->w.compute = VB_COMPUTE_F32;
+  t->w.pack = 0;
+  if (o->bf16) {
+    if (!vb_cpu_prefers_bf16())
+      return vb_error("bf16 training needs a CPU with AMX-BF16 or AVX512-BF16");
+    t->w.compute = VB_COMPUTE_BF16; /* the frozen layers only: trained ones are tr_params */
+    t->w.pack = 1;
+  }
+  if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) return -1;
+  t->vit_ready = 1;
+  if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf))
+    return -1;
+  if (tr_params_linear(&t->params, &t->w, "language_projection", t->cfg.lm_hidden,
+                       t->cfg.qformer.hidden_size, &t->proj))
+    return -1;
+  t->w.pack = 0;
+  return (t->cfg.lm_kind == VB_LM_OPT ? tr_opt_create : tr_t5_create)(&t->w, &t->cfg, &t->lm);
+}
+
+static const vblip_train_options *or_default(const vblip_train_options *o,
+                                             vblip_train_options *def) {
+  if (o) return o;
+  vblip_train_options_default(def);
+  return def;
+}
+
 vblip_trainer *vblip_trainer_open(const char *model, const vblip_train_options *o) {
   vblip_train_options def;
-  if (!o) {
-    vblip_train_options_default(&def);
-    o = &def;
-  }
+  o = or_default(o, &def);
   vb_cpu_init();
   if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
   vblip_trainer *t = vb_calloc(1, sizeof *t);
   if (!t) return NULL;
-  t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   if (vb_model_source_open(model, 1, &t->source)) goto fail;
   const char *dir = t->source.path;
   if (vb_config_load(dir, &t->cfg) || vb_image_config_load(dir, &t->image)) goto fail;
   if (vb_tokenizer_load(dir, &t->tok)) goto fail;
   if (vb_model_source_weights(&t->source, &t->w)) goto fail;
-  if (o->bf16) {
-    if (!vb_cpu_prefers_bf16()) {
-      vb_error("bf16 training needs a CPU with AMX-BF16 or AVX512-BF16");
-      goto fail;
-    }
-    t->w.compute = VB_COMPUTE_BF16; /* the frozen layers only: trained ones are tr_params */
-    t->w.pack = 1;
-  }
-  if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) goto fail;
-  t->vit_ready = 1;
-  if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf)) goto fail;
-  if (tr_params_linear(&t->params, &t->w, "language_projection", t->cfg.lm_hidden,
-                       t->cfg.qformer.hidden_size, &t->proj))
-    goto fail;
-  t->w.pack = 0;
-  if ((t->cfg.lm_kind == VB_LM_OPT ? tr_opt_create : tr_t5_create)(&t->w, &t->cfg, &t->lm)) goto fail;
+  if (build(t, o)) goto fail;
   t->eos_id = t->cfg.lm_kind == VB_LM_OPT ? find_token(t->tok, "</s>", t->cfg.eos_token_id)
                                           : t->cfg.eos_token_id;
   return t;
@@ -116,6 +126,50 @@ fail:
   vb_error_context("preparing %s for training", model);
   vblip_trainer_free(t);
   return NULL;
+}
+
+vblip_trainer *vb_trainer_open_table(vb_weights *w, const vb_model_config *cfg,
+                                     const vblip_train_options *o) {
+  vblip_train_options def;
+  o = or_default(o, &def);
+  vb_cpu_init();
+  if (o->n_threads > 0) omp_set_num_threads(o->n_threads);
+  vblip_trainer *t = vb_calloc(1, sizeof *t);
+  if (!t) return NULL;
+  t->w = *w;
+  memset(w, 0, sizeof *w);
+  t->cfg = *cfg;
+  vb_image_config_default(&t->image);
+  t->eos_id = cfg->eos_token_id;
+  if (build(t, o)) {
+    vb_error_context("preparing the weights for training");
+    vblip_trainer_free(t);
+    return NULL;
+  }
+  return t;
+}
+
+int vb_trainer_example_ids(vblip_trainer *t, const float *pixel_values, int n_frames,
+                           const int32_t *ids, int n_ids, const int32_t *labels, int n_labels,
+                           vblip_train_example **out) {
+  *out = NULL;
+  vblip_train_example *e = vb_calloc(1, sizeof *e);
+  if (!e) return -1;
+  e->n_vis = n_frames * t->vit.seq;
+  e->vision = vb_malloc((size_t)e->n_vis * t->cfg.vision.hidden_size * sizeof(float));
+  e->ids = vb_malloc((size_t)n_ids * sizeof *ids + 1);
+  e->labels = vb_malloc((size_t)n_labels * sizeof *labels + 1);
+  if (!e->vision || !e->ids || !e->labels ||
+      vb_vit_forward(&t->vit, pixel_values, n_frames, e->vision)) {
+    vblip_train_example_free(e);
+    return -1;
+  }
+  memcpy(e->ids, ids, (size_t)n_ids * sizeof *ids);
+  memcpy(e->labels, labels, (size_t)n_labels * sizeof *labels);
+  e->n_ids = n_ids;
+  e->n_labels = n_labels;
+  *out = e;
+  return 0;
 }
 
 tr_params *vb_trainer_params(vblip_trainer *t) { return &t->params; }

@@ -8,5 +8,13 @@
 tr_params *vb_trainer_params(vblip_trainer *t);
 tr_lm *vb_trainer_lm(vblip_trainer *t);
 const vb_model_config *vb_trainer_config(const vblip_trainer *t);
+/* A trainer over an in-memory weights table (taken over; *w is cleared) and config, with
+ * the default image settings and no tokenizer: benchmarks on synthesized weights. */
+vblip_trainer *vb_trainer_open_table(vb_weights *w, const vb_model_config *cfg,
+                                     const vblip_train_options *o);
+/* An example from pixel values and token ids directly (no tokenizer). */
+int vb_trainer_example_ids(vblip_trainer *t, const float *pixel_values, int n_frames,
+                           const int32_t *ids, int n_ids, const int32_t *labels, int n_labels,
+                           vblip_train_example **out);
 
 #endif
