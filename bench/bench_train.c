@@ -54,10 +54,16 @@ static int run(vb_lm_kind lm, int layers, int frames, int bf16, double *ms_visio
     bench_prompt_ids(&c, labels, 13);
     rc = 0;
   }
-  double t0 = vb_now_ms();
-  if (rc == 0)
+  /* the vision encoder twice: the first run packs the weights and creates oneDNN's
+   * primitives, the second is what every further clip costs */
+  double t0 = 0;
+  for (int k = 0; rc == 0 && k < 2; k++) {
+    vblip_train_example_free(ex);
+    ex = NULL;
+    t0 = vb_now_ms();
     rc = vb_trainer_example_ids(t, px, frames, ids, n_ids, labels, lm == VB_LM_OPT ? n_ids : 13,
                                 &ex);
+  }
   *ms_vision = vb_now_ms() - t0;
   const int steps = 3;
   double loss;
