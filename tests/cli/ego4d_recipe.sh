@@ -66,5 +66,13 @@ for m in opt:videoblip-opt-tiny t5:videoblip-flant5-tiny; do
   check "$?" 0 "caption --model my-videoblip-$name/checkpoint-6: $cap"
 done
 
+# --model takes a .gguf (vblip convert) like every command; --out's parents are made
+out=$("$BIN" convert --model "$FIX/models/videoblip-opt-tiny" --out tiny.gguf 2>&1)
+check "$?" 0 "convert: $out"
+out=$("$BIN" train --model tiny.gguf --data frames/train/frames.jsonl --out runs/gguf/out --batch 2 \
+  --max-steps 2 --warmup-steps 0 --save-steps 2 --threads 2 --quiet 2>&1)
+check "$?" 0 "train --model tiny.gguf: $out"
+check "$(ls runs/gguf/out/checkpoint-2/model.safetensors 2>/dev/null | wc -l | tr -d ' ')" 1 "checkpoint from a .gguf"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -382,6 +382,17 @@ int vb_train_run(const vb_train_run_options *o) {
   vb_train_plan_make(train.n, o->batch, o->grad_accum, o->epochs, o->max_steps, &plan);
   long warmup = vb_warmup_steps(o->warmup_steps, o->warmup_ratio, plan.total_steps);
   if (!(t = vblip_trainer_open(o->model, &o->train))) goto done;
+  {
+    /* OUT's parent directories are made, as ego4d-split and extract-frames make theirs */
+    char *parent = vb_strdup(o->out), *slash = parent ? strrchr(parent, '/') : NULL;
+    int mk = 0;
+    if (slash && slash != parent) {
+      *slash = 0;
+      mk = vb_make_dirs(parent);
+    }
+    free(parent);
+    if (mk) goto done;
+  }
   /* every output location is checked before the first step, not after the work */
   if (vblip_trainer_check_output(t, o->out)) goto done;
   if (mkdir(o->out, 0755) && errno != EEXIST) {
