@@ -108,7 +108,8 @@ const cli_command cli_cmd_train = {
         "of them per optimizer step, gradients clipped, a warmup-then-decay learning rate.\n"
         "Each line of the data file is\n"
         "  {\"video\": PATH, \"start\": S, \"end\": E, \"text\": \"narration\"}\n"
-        "(optional \"prompt\"), as 'vblip ego4d-split' writes them. Log lines (JSON) go to\n"
+        "(optional \"prompt\"), as 'vblip ego4d-split' writes them, or a frames dataset's\n"
+        "DIR/frames.jsonl from 'vblip extract-frames' (no decoding). Log lines (JSON) go to\n"
         "stdout. OUT gets checkpoint-N directories (complete models that every --model\n"
         "accepts, plus the optimizer state for --resume) and, at the end, the final model.\n"
         "Saves are atomic; Ctrl-C saves a checkpoint at the last step and exits 130.\n",
