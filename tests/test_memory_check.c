@@ -52,9 +52,12 @@ static void check_estimate(void) {
   if (!CHECK_OK(vb_config_load(tu_fixture(MODEL), &cfg)) ||
       !CHECK_OK(vb_weights_open(tu_fixture(MODEL), &w)))
     return;
-  vb_memory_need f32, bf16;
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, &f32);
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, &bf16);
+  vb_memory_need f32, bf16, q4;
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, VB_DT_F32, &f32);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_F32, &bf16);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_Q4_0, &q4);
+  CHECK(q4.weights < bf16.weights, "q4_0 at load %llu vs bf16 %llu", (unsigned long long)q4.weights,
+        (unsigned long long)bf16.weights);
   uint64_t stored = 0;
   for (size_t i = 0; i < w.tt.count; i++)
     stored += w.tt.items[i].nbytes;

@@ -20,6 +20,7 @@
 #include "checkpoint/weights.h"
 #include "lm/lm.h"
 #include "runtime/cpu.h"
+#include "runtime/dtype.h"
 #include "testutil.h"
 #include "vblip.h"
 
@@ -30,13 +31,15 @@ typedef struct {
   int vocab;
 } lm_out;
 
-static int run_lm(const char *dir, const char *weights, vb_compute compute, const char *key,
-                  const char *case_name, lm_out *o) {
+/* quant: the layers quantized at load (--dtype q8_0 / q4_0), or VB_DT_F32. */
+static int run_lm_q(const char *dir, const char *weights, vb_compute compute, vb_dtype quant,
+                    const char *key, const char *case_name, lm_out *o) {
   memset(o, 0, sizeof *o);
   vb_model_config cfg;
   vb_weights w;
   if (!CHECK_OK(vb_config_load(dir, &cfg)) || !CHECK_OK(vb_weights_open(weights, &w))) return -1;
   w.compute = compute;
+  w.quant = quant;
   vb_lm *lm = NULL;
   int rc = -1;
   if (CHECK_OK(cfg.lm_kind == VB_LM_T5 ? vb_t5_create(&w, &cfg, &lm)
@@ -61,6 +64,30 @@ static int run_lm(const char *dir, const char *weights, vb_compute compute, cons
   }
   vb_weights_close(&w);
   return rc;
+}
+
+static int run_lm(const char *dir, const char *weights, vb_compute compute, const char *key,
+                  const char *case_name, lm_out *o) {
+  return run_lm_q(dir, weights, compute, VB_DT_F32, key, case_name, o);
+}
+
+/* --dtype q8_0 / q4_0 on a directory: the language model quantized at load
+ * must be the converted file's, logit for logit. */
+static void check_quant_at_load(const char *key, const char *dir, const char *gguf, vb_dtype q,
+                                const char *case_name) {
+  lm_out a, b;
+  if (run_lm_q(dir, dir, VB_COMPUTE_BF16, q, key, case_name, &a) != 0) return;
+  if (run_lm(dir, gguf, VB_COMPUTE_BF16, key, case_name, &b) == 0) {
+    int same = memcmp(a.logits, b.logits, (size_t)a.vocab * sizeof(float)) == 0 &&
+               a.n_greedy == b.n_greedy &&
+               memcmp(a.greedy, b.greedy, (size_t)a.n_greedy * sizeof(int32_t)) == 0;
+    printf("%s %s: %s at load %s the converted file's logits and greedy tokens\n", key, case_name,
+           vb_dtype_name(q), same ? "gives" : "DIFFERS from");
+    CHECK(same, "%s %s: %s quantized at load differs from the converted file", key, case_name,
+          vb_dtype_name(q));
+    free(b.logits);
+  }
+  free(a.logits);
 }
 
 static void check_case(const char *key, const char *dir, const char *gguf, const char *case_name) {
@@ -128,6 +155,12 @@ int main(void) {
       continue;
     for (size_t j = 0; j < 2; j++)
       check_case(models[i][0], tu_fixture(models[i][1]), gguf, cases[j]);
+    check_quant_at_load(models[i][0], tu_fixture(models[i][1]), gguf, VB_DT_Q4_0, "image");
+    remove(gguf);
+    snprintf(gguf, sizeof gguf, "%s/%s-q8_0.gguf", tu_tmpdir(), models[i][0]);
+    if (CHECK(vblip_convert(tu_fixture(models[i][1]), gguf, "q8_0", 0) == 0, "convert: %s",
+              vblip_last_error()))
+      check_quant_at_load(models[i][0], tu_fixture(models[i][1]), gguf, VB_DT_Q8_0, "image");
     remove(gguf);
   }
   return tu_finish();

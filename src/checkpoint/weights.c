@@ -10,6 +10,8 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
+#include "kernels/q4_kernels.h"
+#include "kernels/q8_kernels.h"
 #include "runtime/common.h"
 #include "runtime/json.h"
 
@@ -215,6 +217,42 @@ static void drop_mapped_pages(const vb_weights *w, const void *data, size_t byte
   vb_tt_drop_pages(&w->tt, data, bytes);
 }
 
+/* Whether vb_weights_linear quantizes this layer's stored weight t at load,
+ * and to which type (VB_DT_F32: not). */
+static vb_dtype quant_type(const vb_weights *w, const vb_linear *l, const vb_tensor_info *t,
+                           const char *prefix) {
+  if (!w->quant || l->compute != VB_COMPUTE_BF16 || l->in % 32 != 0) return VB_DT_F32;
+  if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16) return VB_DT_F32;
+  if (strstr(prefix, "embed") || strstr(prefix, "shared")) return VB_DT_F32; /* tied tables */
+  return strstr(prefix, "lm_head") ? VB_DT_Q8_0 : w->quant;
+}
+
+/* The stored weight rows quantized to dt into a new buffer, a few rows at a
+ * time (no float32 copy of the whole matrix); NULL when out of memory. */
+static void *quantize_weight(const vb_tensor_info *t, int out, int in, vb_dtype dt) {
+  size_t bytes, rb = dt == VB_DT_Q8_0 ? vb_q8_row_bytes(in) : vb_q4_row_bytes(in),
+                esz = vb_dtype_size(t->dtype);
+  if (!vb_mul_ok(rb, (size_t)out, &bytes)) return NULL;
+  uint8_t *q = vb_malloc_aligned(bytes);
+  int rows = in >= 65536 ? 1 : 65536 / in;
+  float *f = vb_malloc_aligned((size_t)rows * in * sizeof(float));
+  if (!q || !f) {
+    vb_free_aligned(q), vb_free_aligned(f);
+    return NULL;
+  }
+  for (int r = 0; r < out; r += rows) {
+    int n = out - r < rows ? out - r : rows;
+    vb_convert_to_f32(t->dtype, (const uint8_t *)t->data + (size_t)r * in * esz, (int64_t)n * in,
+                      f);
+    if (dt == VB_DT_Q8_0)
+      vb_quantize_q8_0(f, (int64_t)n * in, q + (size_t)r * rb);
+    else
+      vb_quantize_q4_0(f, (int64_t)n * in, q + (size_t)r * rb);
+  }
+  vb_free_aligned(f);
+  return q;
+}
+
 int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int has_bias,
                       vb_linear *l) {
   char name[512];
@@ -244,8 +282,33 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
     l->bias = vb_weights_f32(w, name, 1, (int64_t)out);
     if (!l->bias) return -1;
   }
-  if (vb_linear_prepare(l) != 0) return -1;
-  if (!vb_linear_reads_stored(l)) drop_mapped_pages(w, t->data, t->nbytes);
+  vb_dtype qt = quant_type(w, l, t, prefix);
+  void *quantized = NULL;
+  if (qt != VB_DT_F32) {
+    if (!(quantized = quantize_weight(t, out, in, qt)))
+      return vb_error("out of memory quantizing %s.weight to %s", prefix, vb_dtype_name(qt));
+    l->dtype = qt;
+    l->w = quantized;
+  }
+  if (vb_linear_prepare(l) != 0) {
+    vb_free_aligned(quantized);
+    return -1;
+  }
+  if (quantized && !vb_linear_reads_stored(l)) { /* repacked: the quantized rows are not read */
+    vb_free_aligned(quantized);
+    l->w = NULL;
+    quantized = NULL;
+  }
+  if (quantized) { /* read where it lies: owned by the table like other conversions */
+    void **owned = vb_realloc(w->owned, (w->nowned + 1) * sizeof *owned);
+    if (!owned) {
+      vb_free_aligned(quantized);
+      return -1;
+    }
+    w->owned = owned;
+    w->owned[w->nowned++] = quantized;
+  }
+  if (qt != VB_DT_F32 || !vb_linear_reads_stored(l)) drop_mapped_pages(w, t->data, t->nbytes);
   return 0;
 }
 

@@ -21,6 +21,11 @@ typedef struct {
    * load; the others run at `compute`. */
   int int8;
   unsigned int8_kinds;
+  /* Quantization at load (--dtype q8_0 / q4_0): VB_DT_Q8_0 or VB_DT_Q4_0 makes
+   * vb_weights_linear store float weights of linear layers in that type (as
+   * vblip convert would: a vocabulary head q8_0, embeddings untouched), with
+   * bf16 compute; VB_DT_F32 (0) leaves them as stored. */
+  vb_dtype quant;
 } vb_weights;
 
 /* The vision encoder's and Q-Former's product kinds, for int8 selection. */

@@ -45,7 +45,7 @@ static uint64_t linear_bytes(vb_dtype dt, uint64_t n, size_t stored, vb_compute 
 }
 
 void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                        vb_memory_need *need) {
+                        vb_dtype lm_quant, vb_memory_need *need) {
   memset(need, 0, sizeof *need);
   const char *head = cfg->lm_kind == VB_LM_OPT
                          ? "language_model.model.decoder.embed_tokens.weight"
@@ -60,7 +60,11 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
       need->weights += b;
       need->weights_q8 += b;
     } else if (t->ndim == 2 && ends_with(t->name, ".weight") && !is_lookup(t->name)) {
-      need->weights += linear_bytes(t->dtype, n, t->nbytes, compute);
+      size_t qb = 0;
+      int quant =
+          lm_quant && strncmp(t->name, "language_model.", 15) == 0 && t->shape[1] % 32 == 0 &&
+          vb_dtype_bytes(strstr(t->name, "lm_head") ? VB_DT_Q8_0 : lm_quant, (int64_t)n, &qb);
+      need->weights += quant ? qb : linear_bytes(t->dtype, n, t->nbytes, compute);
       need->weights_q8 += t->shape[1] % 32 == 0 ? n / 32 * 34 : n * 4;
     } else {
       need->weights += n * 4;
@@ -83,7 +87,8 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
   need->total = need->weights + need->kv + need->vision + RUNTIME_BYTES;
 }
 
-int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute) {
+int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                    vb_dtype lm_quant) {
   const char *off = getenv("VBLIP_MEMORY_CHECK");
   if (off && strcmp(off, "0") == 0) return 0;
   uint64_t avail;
@@ -93,21 +98,27 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
     return getenv("VBLIP_MEMORY_AVAILABLE") ? -1 : 0;
   }
   vb_memory_need need;
-  vb_memory_estimate(cfg, tt, compute, &need);
+  vb_memory_estimate(cfg, tt, compute, lm_quant, &need);
   if (need.total <= avail) return 0;
   char hint[320] = "";
   uint64_t q8_total = need.total - need.weights + need.weights_q8;
   if (need.weights_q8 < need.weights)
     snprintf(hint, sizeof hint,
-             "a smaller weight type (vblip convert --type q8_0: about %.1f GB in all); ",
+             "a smaller weight type (--dtype q8_0 or q4_0, or vblip convert --type q8_0: "
+             "about %.1f GB in all at q8_0); ",
              q8_total / GB);
   if (compute == VB_COMPUTE_F32)
     snprintf(hint + strlen(hint), sizeof hint - strlen(hint), "bf16 compute (--dtype bf16); ");
   return vb_error(
-      "the model needs about %.1f GB of memory (weights %.1f GB with %s compute, KV caches "
+      "the model needs about %.1f GB of memory (weights %.1f GB %s, KV caches "
       "%.1f GB for %d beams of %d tokens, vision %.1f GB for %d frames) but %.1f GB are "
       "available (%s). Options: %sor VBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
       "--beams and --frames need less than this estimate)",
-      need.total / GB, need.weights / GB, compute == VB_COMPUTE_BF16 ? "bf16" : "f32", need.kv / GB,
-      BEAMS, PROMPT_TOKENS + NEW_TOKENS, need.vision / GB, FRAMES, avail / GB, source, hint);
+      need.total / GB, need.weights / GB,
+      lm_quant == VB_DT_Q4_0       ? "with the language model in q4_0"
+      : lm_quant == VB_DT_Q8_0     ? "with the language model in q8_0"
+      : compute == VB_COMPUTE_BF16 ? "for bf16 compute"
+                                   : "for f32 compute",
+      need.kv / GB, BEAMS, PROMPT_TOKENS + NEW_TOKENS, need.vision / GB, FRAMES, avail / GB, source,
+      hint);
 }

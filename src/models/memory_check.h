@@ -18,10 +18,13 @@ typedef struct {
   uint64_t total;  /* the above and a constant for the runtime */
 } vb_memory_need;
 
+/* lm_quant: VB_DT_Q8_0 / VB_DT_Q4_0 when the language model's layers are
+ * quantized at load (--dtype q8_0 / q4_0), else VB_DT_F32. */
 void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                        vb_memory_need *need);
+                        vb_dtype lm_quant, vb_memory_need *need);
 /* 0 when the model fits (or $VBLIP_MEMORY_CHECK=0 skips the check); else -1
  * with a message giving the numbers and what to change. */
-int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute);
+int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                    vb_dtype lm_quant);
 
 #endif

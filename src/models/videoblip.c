@@ -76,6 +76,10 @@ int vblip_dtype_parse(const char *s, vblip_dtype *out) {
   if (strcmp(s, "auto") == 0) *out = VBLIP_DTYPE_AUTO;
   else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) *out = VBLIP_DTYPE_F32;
   else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) *out = VBLIP_DTYPE_BF16;
+  else if (strcmp(s, "q8_0") == 0)
+    *out = VBLIP_DTYPE_Q8_0;
+  else if (strcmp(s, "q4_0") == 0)
+    *out = VBLIP_DTYPE_Q4_0;
   else return -1;
   return 0;
 }
@@ -164,10 +168,13 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
     snprintf(ls.name, sizeof ls.name, "%.*s", (int)(n - b < 32 ? n - b : 32), path + b);
   }
   load_stage(&ls, "configuration and tokenizer");
-  m->compute = o->dtype == VBLIP_DTYPE_BF16  ? VB_COMPUTE_BF16
-               : o->dtype == VBLIP_DTYPE_F32 ? VB_COMPUTE_F32
-               : vb_cpu_prefers_bf16()       ? VB_COMPUTE_BF16
-                                             : VB_COMPUTE_F32;
+  vb_dtype lm_quant = o->dtype == VBLIP_DTYPE_Q8_0   ? VB_DT_Q8_0
+                      : o->dtype == VBLIP_DTYPE_Q4_0 ? VB_DT_Q4_0
+                                                     : VB_DT_F32;
+  m->compute = o->dtype == VBLIP_DTYPE_BF16 || lm_quant ? VB_COMPUTE_BF16
+               : o->dtype == VBLIP_DTYPE_F32            ? VB_COMPUTE_F32
+               : vb_cpu_prefers_bf16()                  ? VB_COMPUTE_BF16
+                                                        : VB_COMPUTE_F32;
   if (vb_config_load(dir, &m->cfg) != 0 || vb_image_config_load(dir, &m->image) != 0) goto fail;
   if (m->image.width != m->cfg.vision.image_size || m->image.height != m->cfg.vision.image_size) {
     vb_error("%s: preprocessor size %dx%d differs from the vision model's image_size %d", dir,
@@ -187,7 +194,7 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
   /* before anything is converted or allocated: a model that does not fit is
    * refused with numbers, not killed by the OOM killer half-way */
-  if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute) != 0) goto fail;
+  if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute, lm_quant) != 0) goto fail;
   /* vision encoder and Q-Former always run with many rows: pack their bf16
    * weights for oneDNN; the language model also decodes row by row: plain. */
   m->weights.compute = m->compute;
@@ -218,8 +225,10 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
                         1, &m->projection) != 0)
     goto fail;
   load_stage(&ls, "language model (%s)", m->cfg.lm_kind == VB_LM_OPT ? "OPT" : "T5");
+  m->weights.quant = lm_quant; /* the language model's layers only */
   int rc = m->cfg.lm_kind == VB_LM_OPT ? vb_opt_create(&m->weights, &m->cfg, &m->lm)
                                        : vb_t5_create(&m->weights, &m->cfg, &m->lm);
+  m->weights.quant = VB_DT_F32;
   if (rc != 0) goto fail;
   load_done(&ls);
   return m;
