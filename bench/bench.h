@@ -18,6 +18,11 @@ int bench_config_sized(vb_lm_kind lm, int big, int tiny, vb_model_config *c);
 const char *bench_model_name(vb_lm_kind lm);
 const char *bench_lm_name(vb_lm_kind lm); /* "opt" or "t5" */
 const char *bench_model_name_sized(vb_lm_kind lm, int big);
+/* The config.json text behind bench_config_sized (full size). */
+const char *bench_config_json(vb_lm_kind lm, int big);
+/* on: bench_build_* only record names, types and shapes (data NULL), for
+ * writing a checkpoint tensor by tensor; OPT only (T5's builder reads norms). */
+void bench_shapes_only(int on);
 const char *bench_lm_label(vb_lm_kind lm, int big); /* "opt", "t5", "opt-6.7b", "t5-xxl" */
 
 /* Uniform values in [-scale, scale): element i of stream `seed` is the same

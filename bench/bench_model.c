@@ -53,6 +53,10 @@ int bench_config(vb_lm_kind lm, int tiny, vb_model_config *c) {
   return bench_config_sized(lm, 0, tiny, c);
 }
 
+const char *bench_config_json(vb_lm_kind lm, int big) {
+  return lm == VB_LM_T5 ? (big ? T5_XXL_JSON : T5_JSON) : (big ? OPT_67_JSON : OPT_JSON);
+}
+
 int bench_config_sized(vb_lm_kind lm, int big, int tiny, vb_model_config *c) {
   const char *json =
       lm == VB_LM_T5 ? (big ? T5_XXL_JSON : T5_JSON) : (big ? OPT_67_JSON : OPT_JSON);
@@ -139,6 +143,11 @@ static int is_embedding(const char *name) {
          (n >= 13 && strcmp(name + n - 13, "shared.weight") == 0);
 }
 
+static int g_shapes_only;
+void bench_shapes_only(int on) {
+  g_shapes_only = on;
+}
+
 /* kind: 0 random weight, 1 ones (norm weight), 2 zeros (bias) */
 static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, int ndim, int64_t d0,
                       int64_t d1, int64_t d2, int64_t d3) {
@@ -155,6 +164,7 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   if (use == VB_DT_Q4_0 && strstr(name, "lm_head")) use = VB_DT_Q8_0;
   size_t bytes;
   if (!vb_dtype_bytes(use, (int64_t)n, &bytes)) return vb_error("bad tensor size");
+  if (g_shapes_only) return vb_tt_add(&w->tt, name, use, ndim, shape, NULL, bytes);
   /* the table frees what it keeps with free(); vb_malloc gives large blocks
    * huge pages as the library does for the weights it converts at load */
   void *h = vb_malloc(bytes);

@@ -112,7 +112,7 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
   return vb_error(
       "the model needs about %.1f GB of memory (weights %.1f GB %s, KV caches "
       "%.1f GB for %d beams of %d tokens, vision %.1f GB for %d frames) but %.1f GB are "
-      "available (%s). Options: %sor VBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
+      "available (%s). Options: %s%sVBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
       "--beams and --frames need less than this estimate)",
       need.total / GB, need.weights / GB,
       lm_quant == VB_DT_Q4_0       ? "with the language model in q4_0"
@@ -120,5 +120,5 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
       : compute == VB_COMPUTE_BF16 ? "for bf16 compute"
                                    : "for f32 compute",
       need.kv / GB, BEAMS, PROMPT_TOKENS + NEW_TOKENS, need.vision / GB, FRAMES, avail / GB, source,
-      hint);
+      hint, hint[0] ? "or " : "");
 }
