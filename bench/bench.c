@@ -22,6 +22,10 @@
  * layers and the vocabulary to 4096 tokens (full widths): a smoke test of
  * seconds, not a benchmark.
  *
+ * --dataset MODEL (with --video PATH) measures dataset captioning instead
+ * (bench_dataset.c): clips per hour over --clips N (default 100) windows of the video,
+ * one at a time against --prefetch N (default 2) videos decoded ahead, --rounds N each.
+ *
  * Every configuration runs in a child process of its own, so its peak RSS is
  * its own and the f32 copies never sit beside the bf16 ones. */
 #include <cjson/cJSON.h>
@@ -636,15 +640,18 @@ static int usage(const char *argv0) {
       "usage: %s [--lm opt|t5|both|opt-6.7b|t5-xxl|big] [--frames N] [--prompt N] [--tokens N]\n"
       "         [--beams N] [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8]\n"
       "         [--no-q4] [--no-bf16-lm]\n"
-      "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n",
-      argv0);
+      "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n"
+      "       %s --dataset MODEL --video PATH [--clips N] [--prefetch N] [--rounds N]\n"
+      "         [--frames N] [--tokens N] [--threads N]\n",
+      argv0, argv0);
   return 2;
 }
 
 int main(int argc, char **argv) {
   int T = 8, n_prompt = 20, n_tokens = 20, beams = 1, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
   int do_visual = 1, do_bf16_lm = 1, tiny = 0, do_int8 = 1, all_int8 = 0, peer = 0, do_q4 = 1;
-  const char *json_path = "bench.json", *video = NULL, *lm_arg = "opt";
+  const char *json_path = "bench.json", *video = NULL, *lm_arg = "opt", *dataset = NULL;
+  int clips = 100, prefetch = 2, rounds = 2;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--frames") && i + 1 < argc)
       T = atoi(argv[++i]);
@@ -682,8 +689,23 @@ int main(int argc, char **argv) {
       all_int8 = 1;
     else if (!strcmp(argv[i], "--peer"))
       peer = 1;
+    else if (!strcmp(argv[i], "--dataset") && i + 1 < argc)
+      dataset = argv[++i];
+    else if (!strcmp(argv[i], "--clips") && i + 1 < argc)
+      clips = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--prefetch") && i + 1 < argc)
+      prefetch = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+      rounds = atoi(argv[++i]);
     else
       return usage(argv[0]);
+  }
+  if (dataset) {
+    if (clips < 1 || prefetch < 1 || rounds < 1 || T < 1 || n_tokens < 1) {
+      fprintf(stderr, "--clips, --prefetch, --rounds, --frames and --tokens must be >= 1\n");
+      return 2;
+    }
+    return bench_dataset(dataset, video, clips, prefetch, T, n_tokens, threads, rounds);
   }
   vb_lm_kind lms[2];
   int n_lm = 0, big[2] = {0, 0};

@@ -81,4 +81,10 @@ double bench_peak_vdpbf16ps(double ms);
 int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version,
                    size_t version_len);
 
+/* --dataset MODEL: caption --files-from over `clips` windows of video, one at a time
+ * against `prefetch` videos decoded ahead, `rounds` times each (bench_dataset.c). The exit
+ * status. */
+int bench_dataset(const char *model, const char *video, int clips, int prefetch, int frames,
+                  int tokens, int threads, int rounds);
+
 #endif
