@@ -77,78 +77,106 @@ static cached_frame *find_cached(narrator *n, long k) {
   return NULL;
 }
 
-/* Frees the frames no window from first_k on needs, and returns a free slot. */
-static cached_frame *free_slot(narrator *n, long first_k) {
-  cached_frame *slot = NULL;
+/* Frees the frames no window from first_k on needs. */
+static void drop_stale(narrator *n, long first_k) {
   for (int i = 0; i < n->F; i++) {
     cached_frame *c = &n->cache[i];
     if (c->k >= 0 && c->k < first_k) {
       vblip_video_free(&c->v);
       c->k = -1;
     }
-    if (c->k < 0 && !slot) slot = c;
   }
-  return slot;
 }
 
-/* Decodes, preprocesses and encodes grid frame k into a cache slot: 0, 1 when the source ended
- * before it, -1. */
-static int encode_frame(narrator *n, long k, long first_k, cached_frame **out) {
-  cached_frame *slot = free_slot(n, first_k);
-  if (!slot) return vb_error("internal: no free frame slot");
-  vb_frames f = {0};
+static cached_frame *free_slot(narrator *n) {
+  for (int i = 0; i < n->F; i++)
+    if (n->cache[i].k < 0) return &n->cache[i];
+  return NULL;
+}
+
+/* Decodes grid frame k and preprocesses it into plane t of batch ((3, T, S, S) pixel values):
+ * 0, 1 when the source ended before it, -1. */
+static int load_frame(narrator *n, long k, float *batch, int t, int T, double *shown) {
   uint8_t *rgb = NULL;
   int w = 0, h = 0;
-  double shown;
-  int r = vb_frame_stream_at(n->stream, grid_time(n, k), &rgb, &w, &h, &shown);
+  int r = vb_frame_stream_at(n->stream, grid_time(n, k), &rgb, &w, &h, shown);
   if (r != 0) return r;
-  f.count = 1;
-  f.width = w;
-  f.height = h;
-  f.rgb = &rgb;
-  f.seconds = &shown;
-  vblip_video *v = &slot->v;
-  memset(v, 0, sizeof *v);
-  int S = n->m->image.width;
-  v->n_frames = 1;
-  v->image_size = S;
-  v->frame_index = vb_malloc(sizeof *v->frame_index);
-  v->frame_time = vb_malloc(sizeof *v->frame_time);
-  v->pixel_values = vb_malloc((size_t)S * S * 3 * sizeof(float));
-  int rc = v->frame_index && v->frame_time && v->pixel_values ? 0 : -1;
-  if (rc == 0) {
-    v->frame_index[0] = k;
-    v->frame_time[0] = shown;
-    rc = vb_preprocess_frames(&f, &n->m->image, NULL, v->pixel_values);
-  }
+  vb_frames f = {.count = 1, .width = w, .height = h, .rgb = &rgb, .seconds = shown};
+  size_t plane = (size_t)n->m->image.width * n->m->image.height;
+  float *one = vb_malloc(plane * 3 * sizeof(float));
+  int rc = one ? vb_preprocess_frames(&f, &n->m->image, NULL, one) : -1;
+  for (int ch = 0; rc == 0 && ch < 3; ch++) /* (3, 1, S, S) into (3, T, S, S) */
+    memcpy(batch + ((size_t)ch * T + t) * plane, one + (size_t)ch * plane, plane * sizeof(float));
+  free(one);
   free(rgb);
-  if (rc == 0) rc = vblip_video_encode_vision(n->m, v);
-  if (rc != 0) {
-    vblip_video_free(v);
-    return -1;
+  return rc;
+}
+
+/* Decodes the grid frames first_k + missing[i] and runs the vision encoder once over all of them
+ * (the encoder treats each frame on its own), caching each frame's tokens: 0, 1 at the end of
+ * the source, -1. */
+static int encode_frames(narrator *n, long first_k, const int *missing, int T) {
+  vblip_video batch;
+  memset(&batch, 0, sizeof batch);
+  int S = n->m->image.width;
+  batch.n_frames = T;
+  batch.image_size = S;
+  batch.pixel_values = vb_malloc((size_t)T * S * S * 3 * sizeof(float));
+  double *shown = vb_calloc((size_t)T, sizeof *shown);
+  int rc = batch.pixel_values && shown ? 0 : -1;
+  for (int i = 0; i < T && rc == 0; i++)
+    rc = load_frame(n, first_k + missing[i], batch.pixel_values, i, T, &shown[i]);
+  if (rc == 0) rc = vblip_video_encode_vision(n->m, &batch);
+  size_t per_frame = rc == 0 ? (size_t)(batch.vision_tokens / T) * batch.vision_width : 0;
+  for (int i = 0; i < T && rc == 0; i++) {
+    cached_frame *slot = free_slot(n);
+    if (!slot) {
+      rc = vb_error("internal: no free frame slot");
+      break;
+    }
+    vblip_video *v = &slot->v;
+    memset(v, 0, sizeof *v);
+    v->n_frames = 1;
+    v->image_size = S;
+    v->frame_index = vb_malloc(sizeof *v->frame_index);
+    v->frame_time = vb_malloc(sizeof *v->frame_time);
+    v->vision = vb_malloc(per_frame * sizeof(float));
+    if (!v->frame_index || !v->frame_time || !v->vision) {
+      vblip_video_free(v);
+      rc = -1;
+      break;
+    }
+    v->frame_index[0] = first_k + missing[i];
+    v->frame_time[0] = shown[i];
+    memcpy(v->vision, batch.vision + (size_t)i * per_frame, per_frame * sizeof(float));
+    v->vision_tokens = batch.vision_tokens / T;
+    v->vision_width = batch.vision_width;
+    slot->k = first_k + missing[i];
   }
-  free(v->pixel_values); /* only the tokens are reused */
-  v->pixel_values = NULL;
-  n->ms_vision += v->ms_vision;
-  n->new_frames++;
-  slot->k = k;
-  *out = slot;
-  return 0;
+  if (rc == 0) {
+    n->ms_vision += batch.ms_vision;
+    n->new_frames += T;
+  }
+  free(shown);
+  vblip_video_free(&batch);
+  return rc;
 }
 
 /* The window's frames, from the cache or encoded now: 0, 1 at the end of the source, -1. */
 static int window_frames(narrator *n, long w, const vblip_video **parts, double *times) {
   long first = w * n->steps;
+  drop_stale(n, first);
+  int missing[MAX_WINDOW_FRAMES], T = 0;
   for (int j = 0; j < n->F; j++) {
-    long k = first + j;
-    times[j] = grid_time(n, k);
-    cached_frame *c = find_cached(n, k);
-    if (!c) {
-      int r = encode_frame(n, k, first, &c);
-      if (r != 0) return r;
-    }
-    parts[j] = &c->v;
+    times[j] = grid_time(n, first + j);
+    if (!find_cached(n, first + j)) missing[T++] = j;
   }
+  if (T > 0) {
+    int r = encode_frames(n, first, missing, T);
+    if (r != 0) return r;
+  }
+  for (int j = 0; j < n->F; j++)
+    parts[j] = &find_cached(n, first + j)->v;
   return 0;
 }
 
