@@ -39,6 +39,9 @@ typedef struct {
   /* Every request but the page's own files needs "Authorization: Bearer KEY" (401
    * otherwise). NULL: no key. */
   const char *api_key;
+  /* POST /api/narrate may name a URL (http, https, rtsp) for the server to open; 0
+   * (default): only uploads, a url gets 403 */
+  int allow_url_input;
 } vblip_server_options;
 
 void vblip_server_options_default(vblip_server_options *o);

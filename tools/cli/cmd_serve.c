@@ -49,6 +49,9 @@ static const cli_option k_options[] = {
                    "require 'Authorization: Bearer KEY' on every request but the\n"
                    "page's own files (default: $VBLIP_API_KEY)",
                    .flags = CLI_NONEMPTY, .need = "needs a key"),
+    CLI_OPT_FLAG("--allow-url-input", 0, serve_opts, server.allow_url_input,
+                 "let POST /api/narrate name a URL (http, https, rtsp) that the\n"
+                 "server opens itself (default: uploads only)"),
     CLI_GROUP(cli_layout_option, serve_opts, load.layout),
     CLI_HEADING("limits against slow and huge clients (README.md, 'Limits'):"),
     CLI_OPT_DOUBLE("--max-json-kb", 0, "N", serve_opts, max_json_kb, 1, 1e7,
@@ -96,6 +99,8 @@ const cli_command cli_cmd_serve = {
         "(video_ids in front, video parts between text parts).\n"
         "  GET  /health (or /api/health), GET /v1/models[/ID], GET /api/videos/ID,\n"
         "  GET  /api/videos/ID/frames/K, DELETE /api/videos/ID\n"
+        "  POST /api/narrate?window=S&stride=S&frames=N  the video as the body -> cues as\n"
+        "                              Server-Sent Events; GET /api/narrations/ID.vtt|.srt\n"
         "The model answers one request at a time; others wait in a bounded queue, served\n"
         "fairly (the client served least recently goes first; 503 + Retry-After when full).\n",
     .options = k_options,

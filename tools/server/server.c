@@ -36,12 +36,14 @@
 #include "server/openai_request.h"
 #include "server/server_util.h"
 #include "server/web_assets.h"
+#include "text/cues.h"
 #include "vblip_server.h"
 
 #define ID_BYTES 16
 #define MAX_EXAMPLES 16
 #define MAX_CHAT_VIDEOS 32 /* per conversation; each takes the queries + 1 positions */
 #define MAX_FAIR_CLIENTS 64 /* clients the fair queue remembers */
+#define MAX_NARRATIONS 16   /* finished narrations kept for download; the oldest go first */
 #define EXAMPLE_PROMPT_1 "What is the camera wearer doing?"
 #define EXAMPLE_PROMPT_2 "Question: What is the camera wearer doing? Answer:"
 
@@ -68,9 +70,25 @@ typedef struct entry {
   struct entry *next;
 } entry;
 
+/* ------------------------------------------------------------ narrations */
+
+enum { NF_VTT, NF_SRT, NF_JSONL };
+
+/* A narration's cues, as each format writes them (POST /api/narrate; downloads). Guarded by
+ * s->mu; the job that fills it holds a reference. */
+typedef struct narration {
+  char id[2 * ID_BYTES + 1];
+  char name[128]; /* the client's file name (or the URL), for display only */
+  vs_buf vtt, srt, jsonl;
+  int n_cues, n_windows;
+  int done, failed, cancelled, refs, listed;
+  vblip_narration_stats stats;
+  struct narration *next;
+} narration;
+
 /* ------------------------------------------------------------------ jobs */
 
-enum { JOB_ENCODE, JOB_CHAT, JOB_SCORE };
+enum { JOB_ENCODE, JOB_CHAT, JOB_SCORE, JOB_NARRATE };
 enum { FMT_NATIVE, FMT_OPENAI };
 
 /* One item of a chat's input, in order: a text, or a video (e, a reference held). */
@@ -106,6 +124,12 @@ typedef struct job {
   vs_openai_extras oa; /* /v1: stop strings, stream_options */
   vs_buf text;         /* with stop strings: the text so far (leading space dropped) */
   int stop_hit;        /* a stop string ended the answer */
+  /* JOB_NARRATE: the source (the upload e's path, or a URL), its options and its cues */
+  char *source;
+  vblip_narrate_options nopts;
+  int nformat, nmerge;
+  narration *nar;
+  vb_cue_merger merger;
 } job;
 
 struct vblip_server {
@@ -133,6 +157,8 @@ struct vblip_server {
   int test_delay_ms;
   vblip_model_info info;
   char *cors_origins, *api_key; /* copies of the options' */
+  narration *narrations;        /* newest first */
+  int n_narrations;
   /* the fair queue: when each client was last served (least recently served goes first) */
   struct {
     char name[64];
@@ -304,6 +330,56 @@ static int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+/* ---------------------------------------------------------- narrations */
+
+static void narration_free(narration *n) {
+  vs_buf_free(&n->vtt);
+  vs_buf_free(&n->srt);
+  vs_buf_free(&n->jsonl);
+  free(n);
+}
+
+/* locked */
+static void narration_release(vblip_server *s, narration *n) {
+  (void)s;
+  if (n && --n->refs == 0 && !n->listed) narration_free(n);
+}
+
+/* locked: a new narration, listed (refs 1: the caller's); the oldest unreferenced ones over
+ * the limit are dropped */
+static narration *narration_new(vblip_server *s, const char *name) {
+  narration *n = calloc(1, sizeof *n);
+  if (!n || vs_random_hex(n->id, ID_BYTES) != 0 || vs_buf_puts(&n->vtt, "WEBVTT\n\n") != 0 ||
+      vs_buf_puts(&n->srt, "") != 0 || vs_buf_puts(&n->jsonl, "") != 0) {
+    if (n) narration_free(n);
+    return NULL;
+  }
+  vb_escape_controls(name ? name : "", n->name, sizeof n->name);
+  n->refs = 1;
+  n->listed = 1;
+  n->next = s->narrations;
+  s->narrations = n;
+  s->n_narrations++;
+  while (s->n_narrations > MAX_NARRATIONS) {
+    narration **old = NULL;
+    for (narration **p = &s->narrations; *p; p = &(*p)->next)
+      if ((*p)->refs == 0) old = p; /* the last unreferenced one is the oldest */
+    if (!old) break;
+    narration *o = *old;
+    *old = o->next;
+    s->n_narrations--;
+    narration_free(o);
+  }
+  return n;
+}
+
+/* locked: a listed narration by id (no reference taken) */
+static narration *narration_find(vblip_server *s, const char *id) {
+  for (narration *n = s->narrations; n; n = n->next)
+    if (strcmp(n->id, id) == 0) return n;
+  return NULL;
+}
+
 /* ---------------------------------------------------------------- jobs */
 
 static job *job_new(int kind) {
@@ -338,6 +414,9 @@ static void job_release(vblip_server *s, job *j) {
   free(j->error);
   free(j->answer);
   free(j->raw);
+  free(j->source);
+  if (j->merger.has) vb_cue_free(&j->merger.open);
+  narration_release(s, j->nar);
   free(j);
 }
 
@@ -551,6 +630,21 @@ static void emit_done(vblip_server *s, job *j) {
 
 /* --------------------------------------------------------------- worker */
 
+/* A decoder's message about a stored file, as the client may see it: the server's path
+ * replaced by the client's file name. A new string (NULL when out of memory). */
+static char *hide_path(const char *msg, const char *path, const char *name) {
+  vs_buf b = {0};
+  const char *hit;
+  vs_buf_puts(&b, "");
+  while (*path && (hit = strstr(msg, path))) {
+    vs_buf_append(&b, msg, (size_t)(hit - msg));
+    vs_buf_puts(&b, name && *name ? name : "the upload");
+    msg = hit + strlen(path);
+  }
+  vs_buf_puts(&b, msg);
+  return b.data;
+}
+
 /* The worker thread only. Decodes and encodes e unless done already. */
 static int ensure_encoded(vblip_server *s, entry *e, job *j) {
   pthread_mutex_lock(&s->mu);
@@ -604,16 +698,8 @@ static int ensure_encoded(vblip_server *s, entry *e, job *j) {
   } else {
     e->state = V_FAILED;
     /* the decoder names the file: show the client its own name, never the server's path */
-    vs_buf b = {0};
-    const char *m = err && *err ? err : "cannot read the video", *hit;
-    while ((hit = strstr(m, e->path))) {
-      vs_buf_append(&b, m, (size_t)(hit - m));
-      vs_buf_puts(&b, e->name[0] ? e->name : "the upload");
-      m = hit + strlen(e->path);
-    }
-    vs_buf_puts(&b, m);
-    e->error = b.data;
-    job_fail(j, 422, e->error);
+    e->error = hide_path(err && *err ? err : "cannot read the video", e->path, e->name);
+    job_fail(j, 422, e->error ? e->error : "cannot read the video");
   }
   pthread_mutex_unlock(&s->mu);
   if (rc != 0) {
@@ -808,6 +894,144 @@ static void run_chat(vblip_server *s, job *j) {
   vblip_answer_free(&a);
 }
 
+/* ------------------------------------------------------------ narration */
+
+/* A cue as narrate's JSON Lines write it: start, end, text, windows [first, last],
+ * skipped_before, lag */
+static cJSON *cue_json(const vb_cue *c) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddNumberToObject(o, "start", c->start);
+  cJSON_AddNumberToObject(o, "end", c->end);
+  cJSON_AddStringToObject(o, "text", c->text);
+  cJSON *w = cJSON_AddArrayToObject(o, "windows");
+  cJSON_AddItemToArray(w, cJSON_CreateNumber(c->first_window));
+  cJSON_AddItemToArray(w, cJSON_CreateNumber(c->last_window));
+  cJSON_AddNumberToObject(o, "skipped_before", c->skipped_before);
+  cJSON_AddNumberToObject(o, "lag", c->lag);
+  return o;
+}
+
+/* locked: a finished cue: into the narration's three documents and, as an event, to the
+ * client (with the cue in the requested format) */
+static void emit_cue(job *j, const vb_cue *c) {
+  narration *n = j->nar;
+  cJSON *o = cue_json(c);
+  char *line = cJSON_PrintUnformatted(o);
+  char *vtt = vb_cue_vtt(c), *srt = vb_cue_srt(c, n->n_cues + 1);
+  int fail = !line || !vtt || !srt;
+  if (!fail) {
+    vs_buf_puts(&n->vtt, vtt);
+    vs_buf_puts(&n->srt, srt);
+    vs_buf_puts(&n->jsonl, line);
+    vs_buf_puts(&n->jsonl, "\n");
+    cJSON_AddNumberToObject(o, "index", n->n_cues);
+    const char *as = j->nformat == NF_VTT ? vtt : j->nformat == NF_SRT ? srt : line;
+    cJSON_AddStringToObject(o, "cue", as);
+    sse_event(j, "cue", o);
+    n->n_cues++;
+  }
+  if (fail) job_fail(j, 500, "out of memory");
+  cJSON_Delete(o);
+  free(line);
+  free(vtt);
+  free(srt);
+}
+
+static int on_narration_window(void *user, const vblip_narration_window *w) {
+  piece_ctx *c = user;
+  vblip_server *s = c->s;
+  job *j = c->j;
+  if (s->test_delay_ms > 0) sleep_ms(s->test_delay_ms);
+  char *text = vblip_postprocess(w->answer && w->answer->text ? w->answer->text : "");
+  pthread_mutex_lock(&s->mu);
+  int stop = j->cancelled || s->stopping || !text;
+  if (!stop) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "index", w->index);
+    cJSON_AddNumberToObject(o, "start", w->start_sec);
+    cJSON_AddNumberToObject(o, "end", w->end_sec);
+    cJSON_AddStringToObject(o, "text", text);
+    cJSON_AddNumberToObject(o, "skipped_before", w->skipped_before);
+    cJSON_AddNumberToObject(o, "lag", w->lag_sec);
+    cJSON_AddNumberToObject(o, "vision_frames", w->vision_frames);
+    sse_event(j, "window", o);
+    cJSON_Delete(o);
+    vb_cue done;
+    int got = vb_cues_add(&j->merger, w->index, w->start_sec, w->end_sec, text, w->skipped_before,
+                          w->lag_sec, &done);
+    if (got < 0) job_fail(j, 500, "out of memory"), stop = 1;
+    if (got > 0) {
+      emit_cue(j, &done);
+      vb_cue_free(&done);
+    }
+    j->nar->n_windows++;
+    pthread_cond_broadcast(&j->cv);
+  }
+  if (!text) job_fail(j, 500, "out of memory");
+  pthread_mutex_unlock(&s->mu);
+  free(text);
+  return stop;
+}
+
+static void run_narrate(vblip_server *s, job *j) {
+  piece_ctx ctx = {s, j, 0};
+  vblip_narration_stats st;
+  memset(&st, 0, sizeof st);
+  j->merger.merge = j->nmerge;
+  const char *prompt = j->prompt ? j->prompt : "";
+  int rc =
+      vblip_narrate(s->m, j->source, prompt, &j->nopts, &j->gen, on_narration_window, &ctx, &st);
+  pthread_mutex_lock(&s->mu);
+  if (rc != 0) {
+    /* the client's video (unreadable, shorter than a window) or prompt: 422 / 400 */
+    const char *err = vblip_last_error();
+    char *msg = hide_path(err && *err ? err : "cannot narrate the video", j->e ? j->e->path : "",
+                          j->e ? j->e->name : NULL);
+    /* what fails in the narration is the video's reading (or the prompt): the client's to
+     * fix, as an upload that cannot be decoded is; running out of memory is the server's */
+    int ours =
+        !msg || (strstr(msg, "out of memory") && vblip_last_error_kind() != VBLIP_ERROR_INPUT);
+    job_fail(j, ours ? 500 : 422, msg ? msg : "out of memory");
+    free(msg);
+  } else if (!j->cancelled && !s->stopping) {
+    vb_cue last;
+    if (vb_cues_finish(&j->merger, &last)) {
+      emit_cue(j, &last);
+      vb_cue_free(&last);
+    }
+    j->nar->stats = st;
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* locked: the last event of a finished narration */
+static void emit_narration_done(job *j) {
+  narration *n = j->nar;
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "id", n->id);
+  cJSON_AddNumberToObject(o, "windows", n->stats.windows);
+  cJSON_AddNumberToObject(o, "skipped", n->stats.skipped);
+  cJSON_AddNumberToObject(o, "cues", n->n_cues);
+  cJSON_AddNumberToObject(o, "vision_frames", n->stats.vision_frames);
+  cJSON_AddNumberToObject(o, "independent_frames", n->stats.windows * j->nopts.frames);
+  cJSON_AddNumberToObject(o, "media_sec", n->stats.media_sec);
+  cJSON_AddNumberToObject(o, "wall_ms", n->stats.wall_ms);
+  cJSON_AddNumberToObject(o, "max_lag", n->stats.max_lag_sec);
+  cJSON_AddNumberToObject(o, "real_time_factor",
+                          n->stats.media_sec > 0 ? n->stats.wall_ms / 1000.0 / n->stats.media_sec
+                                                 : 0);
+  char url[96];
+  cJSON *d = cJSON_AddObjectToObject(o, "downloads");
+  static const char *const ext[] = {"vtt", "srt", "jsonl"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(url, sizeof url, "/api/narrations/%s.%s", n->id, ext[i]);
+    cJSON_AddStringToObject(d, ext[i], url);
+  }
+  cJSON_AddNumberToObject(o, "queue_ms", j->ms_queue);
+  sse_event(j, "done", o);
+  cJSON_Delete(o);
+}
+
 /* locked: when client was last served (0: never, or forgotten) */
 static uint64_t client_served(vblip_server *s, const char *client) {
   for (int i = 0; i < MAX_FAIR_CLIENTS; i++)
@@ -863,6 +1087,7 @@ static void *worker_main(void *arg) {
     if (j->stream && j->format == FMT_NATIVE) {
       cJSON *o = cJSON_CreateObject();
       cJSON_AddNumberToObject(o, "queue_ms", j->ms_queue);
+      if (j->nar) cJSON_AddStringToObject(o, "id", j->nar->id);
       sse_event(j, "start", o);
       cJSON_Delete(o);
       pthread_cond_broadcast(&j->cv);
@@ -874,12 +1099,21 @@ static void *worker_main(void *arg) {
       if (j->kind == JOB_ENCODE) ensure_encoded(s, j->e, j);
       else if (j->kind == JOB_SCORE)
         run_score(s, j);
+      else if (j->kind == JOB_NARRATE)
+        run_narrate(s, j);
       else run_chat(s, j);
     }
     pthread_mutex_lock(&s->mu);
     if (j->cancelled) job_fail(j, 503, "cancelled");
     if (j->error) emit_error_event(s, j);
     else if (j->kind == JOB_CHAT) emit_done(s, j);
+    else if (j->kind == JOB_NARRATE)
+      emit_narration_done(j);
+    if (j->nar) {
+      j->nar->done = 1;
+      j->nar->failed = j->error != NULL;
+      j->nar->cancelled = j->cancelled;
+    }
     j->done = 1;
     s->running = NULL;
     pthread_cond_broadcast(&j->cv);
@@ -1885,6 +2119,324 @@ fail:
   return send_error_param(c, url, (unsigned)status, err_param[0] ? err_param : NULL, err_code, msg);
 }
 
+/* -------------------------------------------------------------- narrate */
+
+#define NARRATE_PROMPT "Question: What is the camera wearer doing? Answer:"
+#define NARRATE_MAX_FRAMES 64
+#define NARRATE_MAX_PROMPT 4096
+
+/* POST /api/narrate's query parameters */
+typedef struct {
+  vblip_gen_params gen;
+  vblip_narrate_options no;
+  const char *prompt, *url;
+  int format, merge;
+  char msg[512];
+  int bad;
+} narrate_args;
+
+/* a whole number or a decimal, nothing after it */
+static int parse_num(const char *v, double lo, double hi, int integral, double *out) {
+  char *end = NULL;
+  errno = 0;
+  double d = strtod(v, &end);
+  if (!*v || isspace((unsigned char)*v) || *end || errno || !isfinite(d) || d < lo || d > hi ||
+      (integral && d != floor(d)))
+    return 0;
+  *out = d;
+  return 1;
+}
+
+static enum MHD_Result narrate_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value) {
+  (void)kind;
+  narrate_args *a = cls;
+  if (a->bad) return MHD_NO;
+  char k[64];
+  vb_escape_controls(key ? key : "", k, sizeof k);
+  if (!value) value = "";
+  double d;
+  if (!strcmp(key, "window") || !strcmp(key, "stride") || !strcmp(key, "max_lag")) {
+    if (!parse_num(value, 1e-3, 86400, 0, &d)) {
+      snprintf(a->msg, sizeof a->msg, "'%s' must be a number of seconds from 0.001 to 86400", k);
+      a->bad = 1;
+    } else if (!strcmp(key, "window")) {
+      a->no.window_sec = d;
+    } else if (!strcmp(key, "stride")) {
+      a->no.stride_sec = d;
+    } else {
+      a->no.max_lag_sec = d;
+    }
+  } else if (!strcmp(key, "frames")) {
+    if (!parse_num(value, 1, NARRATE_MAX_FRAMES, 1, &d)) {
+      snprintf(a->msg, sizeof a->msg, "'frames' must be a whole number from 1 to %d",
+               NARRATE_MAX_FRAMES);
+      a->bad = 1;
+    } else {
+      a->no.frames = (int)d;
+    }
+  } else if (!strcmp(key, "prompt")) {
+    a->prompt = value;
+  } else if (!strcmp(key, "url")) {
+    a->url = value;
+  } else if (!strcmp(key, "format")) {
+    a->format = !strcmp(value, "vtt")     ? NF_VTT
+                : !strcmp(value, "srt")   ? NF_SRT
+                : !strcmp(value, "jsonl") ? NF_JSONL
+                                          : -1;
+    if (a->format < 0) {
+      snprintf(a->msg, sizeof a->msg, "'format' must be vtt, srt or jsonl");
+      a->bad = 1;
+    }
+  } else if (!strcmp(key, "merge")) {
+    a->merge = !strcmp(value, "true") || !strcmp(value, "1")    ? 1
+               : !strcmp(value, "false") || !strcmp(value, "0") ? 0
+                                                                : -1;
+    if (a->merge < 0) {
+      snprintf(a->msg, sizeof a->msg, "'merge' must be true or false");
+      a->bad = 1;
+    }
+  } else {
+    /* a generation setting of /api/chat's "settings", its value as JSON (4, 0.7, true) */
+    cJSON *v = cJSON_Parse(value);
+    int rc = v && !cJSON_IsObject(v) && !cJSON_IsArray(v)
+                 ? vs_apply_setting(&a->gen, v, key, a->msg, sizeof a->msg)
+                 : 0;
+    cJSON_Delete(v);
+    if (rc == 0 && !a->msg[0])
+      snprintf(a->msg, sizeof a->msg,
+               "unknown parameter '%s' (window, stride, frames, prompt, format, merge, url, "
+               "max_lag, or a generation setting: num_beams, max_new_tokens, ...)",
+               k);
+    if (rc <= 0) a->bad = 1;
+  }
+  return a->bad ? MHD_NO : MHD_YES;
+}
+
+static int url_source(const char *u) {
+  static const char *const ok[] = {"http://", "https://", "rtsp://", "rtsps://"};
+  for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
+    if (strncasecmp(u, ok[i], strlen(ok[i])) == 0 && u[strlen(ok[i])]) return 1;
+  return 0;
+}
+
+/* locked: takes n off the download list (a narration that failed before it streamed) */
+static void narration_unlist(vblip_server *s, narration *n) {
+  for (narration **p = &s->narrations; *p; p = &(*p)->next)
+    if (*p == n) {
+      *p = n->next;
+      s->n_narrations--;
+      n->listed = 0;
+      return;
+    }
+}
+
+/* POST /api/narrate: the uploaded video (or ?url= with --allow-url-input), narrated in the
+ * worker; cues stream as Server-Sent Events. The answer's status waits for the first window
+ * (or the end), so that a video the decoder cannot read, or one shorter than a window, is a
+ * 422 rather than an error event. */
+static enum MHD_Result handle_narrate(vblip_server *s, req *r, struct MHD_Connection *c,
+                                      const char *url) {
+  if (r->too_large) return send_error(c, url, 413, "%s", upload_too_large(s, r));
+  if (r->failed)
+    return send_error(c, url, 500, "cannot store the upload: %s", strerror(r->store_errno));
+  if (r->malformed) return send_error(c, url, 400, "malformed multipart upload");
+  narrate_args a;
+  memset(&a, 0, sizeof a);
+  a.gen = s->o.gen;
+  vblip_narrate_options_default(&a.no);
+  a.prompt = NARRATE_PROMPT;
+  a.merge = 1;
+  MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, narrate_arg, &a);
+  if (a.bad) return send_error(c, url, 400, "%s", a.msg);
+  size_t bad;
+  if (strlen(a.prompt) > NARRATE_MAX_PROMPT)
+    return send_error(c, url, 400, "'prompt' is longer than %d bytes", NARRATE_MAX_PROMPT);
+  if (!vb_utf8_valid(a.prompt, strlen(a.prompt), &bad))
+    return send_error(c, url, 400, "'prompt' is not valid UTF-8 (byte %zu)", bad);
+  if (vblip_narrate_options_check(&a.no) != 0)
+    return send_error(c, url, 400, "%s", vblip_last_error());
+  int have_file = r->e && r->bytes > 0;
+  if (a.url) {
+    if (!s->o.allow_url_input)
+      return send_error(c, url, 403,
+                        "this server does not open URLs: upload the video (or start the server "
+                        "with --allow-url-input)");
+    if (have_file) return send_error(c, url, 400, "give either an upload or 'url', not both");
+    if (!url_source(a.url) || strlen(a.url) > 2048)
+      return send_error(c, url, 400, "'url' must be an http://, https://, rtsp:// or rtsps:// URL");
+    a.no.allow_network = 1;
+    a.no.live = -1; /* a stream: skip windows rather than fall behind */
+  } else {
+    if (!have_file)
+      return send_error(c, url, 400,
+                        r->e ? "the upload is empty"
+                             : "no video: send it as the request body or as a multipart field "
+                               "'file'");
+    a.no.live = 0;
+    close(r->fd);
+    r->fd = -1;
+  }
+  pthread_mutex_lock(&s->mu);
+  job *j = job_new(JOB_NARRATE);
+  narration *n = j ? narration_new(s, a.url ? a.url : r->e->name) : NULL;
+  if (!j || !n || !(j->source = strdup(a.url ? a.url : r->e->path)) ||
+      !(j->prompt = strdup(a.prompt))) {
+    if (j) {
+      j->nar = n;
+      if (n) narration_unlist(s, n);
+      job_release(s, j);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 500, "out of memory");
+  }
+  j->nar = n; /* the job holds the narration's reference */
+  if (!a.url) {
+    j->e = r->e;
+    r->e->refs++;
+  }
+  j->gen = a.gen;
+  j->nopts = a.no;
+  j->nformat = a.format;
+  j->nmerge = a.merge;
+  j->stream = 1;
+  j->format = FMT_NATIVE;
+  snprintf(j->client, sizeof j->client, "%s", r->client_group);
+  if (job_enqueue(s, j) != 0) {
+    int stopping = s->stopping, waiting = s->q_count;
+    narration_unlist(s, n);
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 503,
+                      stopping ? "the server is shutting down"
+                               : "the server is busy: %d requests are waiting; retry later",
+                      waiting);
+  }
+  /* the first window, or the end */
+  while (!j->done && n->n_windows == 0) {
+    struct timespec ts;
+    deadline_in(&ts, 200);
+    pthread_cond_timedwait(&j->cv, &s->mu, &ts);
+    if (j->done || n->n_windows > 0) break;
+    if (s->stopping || peer_gone(c)) { /* the worker stops at its next window */
+      job_cancel(s, j);
+      j->cancelled = 1;
+      narration_unlist(s, n);
+      job_release(s, j);
+      pthread_mutex_unlock(&s->mu);
+      return MHD_NO;
+    }
+  }
+  if (j->done && j->error) {
+    char msg[1024];
+    unsigned status = j->status ? (unsigned)j->status : 500;
+    snprintf(msg, sizeof msg, "%s", j->error);
+    narration_unlist(s, n);
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, status, "%s", msg);
+  }
+  pthread_mutex_unlock(&s->mu);
+  stream_ctx *sc = malloc(sizeof *sc);
+  struct MHD_Response *resp = sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
+                                                                     stream_reader, sc, stream_free)
+                                 : NULL;
+  if (!resp) {
+    free(sc);
+    pthread_mutex_lock(&s->mu);
+    job_cancel(s, j);
+    j->cancelled = 1;
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return MHD_NO;
+  }
+  sc->s = s;
+  sc->j = j; /* the stream owns the reference now */
+  sc->r = r;
+  MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  char loc[96];
+  snprintf(loc, sizeof loc, "/api/narrations/%s", n->id);
+  MHD_add_response_header(resp, "X-Narration", loc);
+  return queue_response(c, 200, resp, 0);
+}
+
+/* GET /api/narrations/ID (a description) or ID.vtt, ID.srt, ID.jsonl (the cues so far; all of
+ * them once done) */
+static enum MHD_Result handle_narration_get(vblip_server *s, struct MHD_Connection *c,
+                                            const char *url, const char *rest) {
+  char id[2 * ID_BYTES + 1];
+  size_t len = strcspn(rest, ".");
+  if (len != 2 * ID_BYTES) return send_error(c, url, 404, "no such narration");
+  memcpy(id, rest, len);
+  id[len] = 0;
+  const char *ext = rest[len] ? rest + len + 1 : NULL;
+  int f = !ext                    ? -1
+          : !strcmp(ext, "vtt")   ? NF_VTT
+          : !strcmp(ext, "srt")   ? NF_SRT
+          : !strcmp(ext, "jsonl") ? NF_JSONL
+                                  : -2;
+  if (f == -2) return send_error(c, url, 404, "no such format: .vtt, .srt or .jsonl");
+  pthread_mutex_lock(&s->mu);
+  narration *n = valid_id(id) ? narration_find(s, id) : NULL;
+  if (!n) {
+    pthread_mutex_unlock(&s->mu);
+    return send_error(c, url, 404, "no narration with id %s (it may have expired)", id);
+  }
+  const char *st = !n->done       ? "running"
+                   : n->cancelled ? "cancelled"
+                   : n->failed    ? "failed"
+                                  : "done";
+  if (f < 0) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", n->id);
+    cJSON_AddStringToObject(o, "name", n->name);
+    cJSON_AddStringToObject(o, "state", st);
+    cJSON_AddNumberToObject(o, "windows", n->n_windows);
+    cJSON_AddNumberToObject(o, "cues", n->n_cues);
+    cJSON *d = cJSON_AddObjectToObject(o, "downloads");
+    static const char *const exts[] = {"vtt", "srt", "jsonl"};
+    for (int i = 0; i < 3; i++) {
+      char u[96];
+      snprintf(u, sizeof u, "/api/narrations/%s.%s", n->id, exts[i]);
+      cJSON_AddStringToObject(d, exts[i], u);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return send_json(c, 200, o);
+  }
+  const vs_buf *b = f == NF_VTT ? &n->vtt : f == NF_SRT ? &n->srt : &n->jsonl;
+  size_t blen = b->len;
+  char *copy = malloc(blen + 1);
+  if (copy) memcpy(copy, b->data ? b->data : "", blen);
+  char disp[256];
+  /* the client's name without its extension, made safe for a header */
+  char base[64];
+  size_t k = 0;
+  for (const char *p = n->name; *p && k + 1 < sizeof base; p++)
+    base[k++] = isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.' ? *p : '_';
+  base[k] = 0;
+  char *dot = strrchr(base, '.');
+  if (dot && dot != base) *dot = 0;
+  snprintf(disp, sizeof disp, "attachment; filename=\"%s.%s\"", *base ? base : "narration", ext);
+  pthread_mutex_unlock(&s->mu);
+  if (!copy) return send_error(c, url, 500, "out of memory");
+  struct MHD_Response *resp = MHD_create_response_from_buffer(blen, copy, MHD_RESPMEM_MUST_FREE);
+  if (!resp) {
+    free(copy);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, "Content-Type",
+                          f == NF_VTT   ? "text/vtt; charset=utf-8"
+                          : f == NF_SRT ? "application/x-subrip; charset=utf-8"
+                                        : "application/jsonl; charset=utf-8");
+  MHD_add_response_header(resp, "Content-Disposition", disp);
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+  MHD_add_response_header(resp, "X-Narration-State", st);
+  return queue_response(c, 200, resp, blen);
+}
+
 /* --------------------------------------------------------------- pages */
 
 static const char *mime_of(const char *name) {
@@ -1988,6 +2540,7 @@ static enum MHD_Result handle_health(vblip_server *s, struct MHD_Connection *c) 
   cJSON_AddNumberToObject(l, "header_timeout_ms", s->o.header_timeout_ms);
   cJSON_AddNumberToObject(l, "body_timeout_ms", s->o.body_timeout_ms);
   cJSON_AddNumberToObject(l, "idle_timeout_s", s->o.idle_timeout_s);
+  cJSON_AddBoolToObject(l, "allow_url_input", s->o.allow_url_input != 0);
   vs_guard_counts gc;
   vs_guard_get_counts(s->guard, &gc);
   cJSON *cn = cJSON_AddObjectToObject(o, "connections");
@@ -2124,6 +2677,14 @@ static enum MHD_Result dispatch(vblip_server *s, req *r, struct MHD_Connection *
     return finish_upload(s, r, c, url);
   }
   if (strncmp(url, "/api/videos/", 12) == 0) return handle_video_get(s, c, url, url + 12, method);
+  if (strcmp(url, "/api/narrate") == 0) {
+    if (!post) return send_error(c, url, 405, "use POST with the video as the body");
+    return handle_narrate(s, r, c, url);
+  }
+  if (strncmp(url, "/api/narrations/", 16) == 0) {
+    if (!get) return send_error(c, url, 405, "use GET");
+    return handle_narration_get(s, c, url, url + 16);
+  }
   if (strcmp(url, "/api/chat") == 0 || strcmp(url, "/v1/chat/completions") == 0 ||
       strcmp(url, "/api/score") == 0) {
     if (!post) return send_error(c, url, 405, "use POST");
@@ -2207,7 +2768,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     const char *cl = header(c, "Content-Length");
     unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
-    if (strcmp(method, "POST") == 0 && strcmp(url, "/api/videos") == 0) {
+    if (strcmp(method, "POST") == 0 &&
+        (strcmp(url, "/api/videos") == 0 || strcmp(url, "/api/narrate") == 0)) {
       r->body_kind = BODY_UPLOAD;
       const char *ct = header(c, "Content-Type");
       int multipart = ct && strncasecmp(ct, "multipart/form-data", 19) == 0;
@@ -2288,6 +2850,12 @@ static void server_free(vblip_server *s) {
     entry *e = s->videos;
     entry_unlist(s, e);
     if (e->refs == 0) entry_destroy(e);
+  }
+  while (s->narrations) {
+    narration *n = s->narrations;
+    s->narrations = n->next;
+    n->listed = 0;
+    if (n->refs == 0) narration_free(n);
   }
   if (s->dir[0]) remove_tree(s->dir);
   vs_guard_free(s->guard);
