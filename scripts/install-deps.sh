@@ -34,6 +34,7 @@ test_pkgs=(
   clang libclang-rt-14-dev python3                              # libFuzzer smoke runs (fuzz/run.sh)
   chromium nodejs jq                                            # browser test of the web demo, JSON in shell tests
   slurm-wlm munge                                               # the Slurm job-array test (tests/cli/slurm.sh)
+  parallel                                                      # the GNU parallel commands of docs/datasets.md (tests/cli/dataset.sh)
 )
 if [ "$runtime_only" = 0 ]; then pkgs+=("${test_pkgs[@]}"); fi
 SUDO=""

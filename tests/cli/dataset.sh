@@ -73,6 +73,27 @@ check "$got" "6" "an Indexed Job's completion index (lines 3 and 9 blank or abse
 JOB_COMPLETION_INDEX=0 cap --files-from "$TMP/list" >/dev/null 2>&1
 check $? 2 "JOB_COMPLETION_INDEX without --shards"
 
+# GNU parallel, as docs/datasets.md gives it: one process per shard, and blocks of stdin
+# (where "line" counts within each block, so the inputs carry ids)
+if command -v parallel >/dev/null; then
+  export BIN M
+  seq 0 2 | parallel -j 3 "\"\$BIN\" caption -m \"\$M\" --dtype f32 --threads 1 --beams 0 -n 4 --files-from $TMP/list --shard {}/3 -o $TMP/par{}.jsonl --resume" 2>/dev/null
+  check $? 0 "parallel over three shards"
+  cat "$TMP"/par?.jsonl | jq -c -s 'sort_by(.line)[]' >"$TMP/pmerged.jsonl"
+  cmp -s "$TMP/pmerged.jsonl" "$TMP/one.jsonl"
+  check $? 0 "parallel's merged shards equal the single run"
+  grep -v '^$' "$TMP/list" | grep '"id"' >"$TMP/ids.jsonl"
+  cap --files-from "$TMP/ids.jsonl" 2>/dev/null | jq -c 'del(.line)' >"$TMP/ids-one.jsonl"
+  parallel --pipe -N 2 --keep-order "\"\$BIN\" caption -m \"\$M\" --dtype f32 --threads 2 --beams 0 -n 4 --files-from -" \
+    <"$TMP/ids.jsonl" 2>/dev/null | jq -c 'del(.line)' >"$TMP/piped.jsonl"
+  check "$(wc -l <"$TMP/piped.jsonl")" 3 "parallel --pipe: a result per input"
+  cmp -s "$TMP/piped.jsonl" "$TMP/ids-one.jsonl"
+  check $? 0 "parallel --pipe gives the single run's results in order"
+else
+  fail=$((fail + 1))
+  echo "FAIL: GNU parallel is not installed (scripts/install-deps.sh installs it)"
+fi
+
 # resume: a run cut short (a torn last line) finishes with the same bytes
 head -c "$(($(head -3 "$TMP/one.jsonl" | wc -c) + 20))" "$TMP/one.jsonl" >"$TMP/r.jsonl"
 cap --files-from "$TMP/list" -o "$TMP/r.jsonl" --resume 2>"$TMP/err"
