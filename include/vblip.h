@@ -77,10 +77,11 @@ typedef enum {
   VBLIP_DTYPE_F32 = 1,  /* exact float32 (what the transformers parity tests use) */
   VBLIP_DTYPE_BF16 = 2, /* bfloat16 weights and inputs, float32 accumulation */
   /* bf16 compute with the language model's linear weights quantized at load, as
-   * `vblip convert --type q8_0 / q4_0` stores them (a directory then never holds
-   * them in float32; a file already quantized stays as it is) */
+   * `vblip convert --type q8_0 / q4_0 / q4_k` stores them (a directory then never
+   * holds them in float32; a file already quantized stays as it is) */
   VBLIP_DTYPE_Q8_0 = 3,
-  VBLIP_DTYPE_Q4_0 = 4
+  VBLIP_DTYPE_Q4_0 = 4,
+  VBLIP_DTYPE_Q4_K = 5
 } vblip_dtype;
 
 /* How videos and text are laid out for the language model.
@@ -116,7 +117,7 @@ typedef struct {
 /* Defaults: all cores, progress shown, dtype from $VBLIP_DTYPE (auto|f32|bf16), vision_dtype
  * from $VBLIP_VISION_DTYPE (auto|f32|bf16|int8), else auto. */
 void vblip_load_options_default(vblip_load_options *o);
-/* Parses "auto", "f32", "bf16", "q8_0" or "q4_0"; -1 for anything else. */
+/* Parses "auto", "f32", "bf16", "q8_0", "q4_0" or "q4_k"; -1 for anything else. */
 int vblip_dtype_parse(const char *s, vblip_dtype *out);
 /* The compute type a loaded model uses ("f32" or "bf16"). */
 const char *vblip_model_dtype(const vblip_model *m);

@@ -170,7 +170,7 @@ static void check_option_tables(const char *opt, const char *video) {
       {"caption -m %s -x %s", 2, "unknown option -x"},
       {"caption -m %s %s --beams", 2, "--beams needs"},
       {"caption -m %s -n 0 %s", 2, "--max-new-tokens needs a whole number >= 1, not '0'"},
-      {"caption -m %s --dtype f16 %s", 2, "--dtype needs auto, f32, bf16, q8_0 or q4_0"},
+      {"caption -m %s --dtype f16 %s", 2, "--dtype needs auto, f32, bf16, q8_0, q4_0 or q4_k"},
       {"caption -m %s --sampling random %s", 2, "--sampling takes 'uniform' or 'demo'"},
       {"train", 2, "--model, --data and --out are required"},
       {"embed -m %s -o x.safetensors a.mp4 b.mp4", 2, "one VIDEO at a time"},

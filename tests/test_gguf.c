@@ -603,6 +603,7 @@ static void test_hostile(void) {
       {"huge tensor", "past the end", {{"a", 2, {1u << 20, 1u << 20}, VB_GGML_F32, 0}}, 1, 32},
       {"Q4_1 type", "ggml type 3", {{"a", 1, {32}, 3, 0}}, 1, 32},
       {"Q4_0 row of 16", "32-value", {{"a", 2, {16, 2}, VB_GGML_Q4_0, 0}}, 1, 64},
+      {"Q4_K row of 32", "256-value", {{"a", 2, {32, 2}, VB_GGML_Q4_K, 0}}, 1, 64},
       {"type 99", "ggml type 99", {{"a", 1, {32}, 99, 0}}, 1, 32},
       {"Q8_0 row of 16", "32-value", {{"a", 2, {16, 2}, VB_GGML_Q8_0, 0}}, 1, 64},
       {"offset past end", "past the end", {{"a", 1, {8}, VB_GGML_F32, 64}}, 1, 64},

@@ -165,7 +165,7 @@ static const vb_tensor_info *find_v(vb_weights *w, const char *name, int ndim, v
   }
   if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16 &&
       t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0 && t->dtype != VB_DT_Q4_0 &&
-      t->dtype != VB_DT_I8) {
+      t->dtype != VB_DT_Q4_K && t->dtype != VB_DT_I8) {
     vb_error("weights: tensor %s has dtype %s, expected a floating-point type", name,
              vb_dtype_name(t->dtype));
     return NULL;
@@ -224,14 +224,20 @@ static vb_dtype quant_type(const vb_weights *w, const vb_linear *l, const vb_ten
   if (!w->quant || l->compute != VB_COMPUTE_BF16 || l->in % 32 != 0) return VB_DT_F32;
   if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16) return VB_DT_F32;
   if (strstr(prefix, "embed") || strstr(prefix, "shared")) return VB_DT_F32; /* tied tables */
-  return strstr(prefix, "lm_head") ? VB_DT_Q8_0 : w->quant;
+  if (strstr(prefix, "lm_head")) return VB_DT_Q8_0;
+  /* Q4_K needs whole 256-value super-blocks; narrower rows Q4_0 (as convert) */
+  if (w->quant == VB_DT_Q4_K && l->in % VB_Q4K_BLOCK != 0) return VB_DT_Q4_0;
+  return w->quant;
 }
 
 /* The stored weight rows quantized to dt into a new buffer, a few rows at a
  * time (no float32 copy of the whole matrix); NULL when out of memory. */
 static void *quantize_weight(const vb_tensor_info *t, int out, int in, vb_dtype dt) {
-  size_t bytes, rb = dt == VB_DT_Q8_0 ? vb_q8_row_bytes(in) : vb_q4_row_bytes(in),
-                esz = vb_dtype_size(t->dtype);
+  size_t bytes,
+      rb = dt == VB_DT_Q8_0   ? vb_q8_row_bytes(in)
+           : dt == VB_DT_Q4_K ? vb_q4k_row_bytes(in)
+                              : vb_q4_row_bytes(in),
+      esz = vb_dtype_size(t->dtype);
   if (!vb_mul_ok(rb, (size_t)out, &bytes)) return NULL;
   uint8_t *q = vb_malloc_aligned(bytes);
   int rows = in >= 65536 ? 1 : 65536 / in;
@@ -246,6 +252,8 @@ static void *quantize_weight(const vb_tensor_info *t, int out, int in, vb_dtype 
                       f);
     if (dt == VB_DT_Q8_0)
       vb_quantize_q8_0(f, (int64_t)n * in, q + (size_t)r * rb);
+    else if (dt == VB_DT_Q4_K)
+      vb_quantize_q4_k(f, (int64_t)n * in, q + (size_t)r * rb);
     else
       vb_quantize_q4_0(f, (int64_t)n * in, q + (size_t)r * rb);
   }

@@ -119,6 +119,9 @@ static int tensor_type(uint32_t t, vb_dtype *dt) {
   case VB_GGML_BF16: *dt = VB_DT_BF16; return 0;
   case VB_GGML_Q8_0: *dt = VB_DT_Q8_0; return 0;
   case VB_GGML_Q4_0: *dt = VB_DT_Q4_0; return 0;
+  case VB_GGML_Q4_K:
+    *dt = VB_DT_Q4_K;
+    return 0;
   case VB_GGML_I8: *dt = VB_DT_I8; return 0;
   case VB_GGML_I16: *dt = VB_DT_I16; return 0;
   case VB_GGML_I32: *dt = VB_DT_I32; return 0;
@@ -135,6 +138,8 @@ int vb_gguf_type_of(vb_dtype dt) {
   case VB_DT_BF16: return VB_GGML_BF16;
   case VB_DT_Q8_0: return VB_GGML_Q8_0;
   case VB_DT_Q4_0: return VB_GGML_Q4_0;
+  case VB_DT_Q4_K:
+    return VB_GGML_Q4_K;
   case VB_DT_I8: return VB_GGML_I8;
   case VB_DT_I16: return VB_GGML_I16;
   case VB_DT_I32: return VB_GGML_I32;
@@ -333,13 +338,18 @@ int vb_gguf_parse(const uint8_t *buf, size_t len, const char *label, vb_gguf_met
     if (rd_u32(&c, &t, "tensor type")) goto fail_infos;
     if (tensor_type(t, &ti->dt) != 0) {
       vb_error("%s: tensor %s has ggml type %u, which vblip does not read "
-               "(F32, F16, BF16, Q8_0, Q4_0, I8-I64, F64)",
+               "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, I8-I64, F64)",
                label, nm, t);
       goto fail_infos;
     }
     if ((ti->dt == VB_DT_Q8_0 || ti->dt == VB_DT_Q4_0) && ne0 % 32) {
       vb_error("%s: tensor %s: %s rows of %llu values are not whole 32-value blocks", label, nm,
                vb_dtype_name(ti->dt), (unsigned long long)ne0);
+      goto fail_infos;
+    }
+    if (ti->dt == VB_DT_Q4_K && ne0 % 256) {
+      vb_error("%s: tensor %s: Q4_K rows of %llu values are not whole 256-value super-blocks",
+               label, nm, (unsigned long long)ne0);
       goto fail_infos;
     }
     if (!vb_dtype_bytes(ti->dt, (int64_t)numel, &ti->nbytes)) {

@@ -45,6 +45,7 @@ enum {
   VB_GGML_F16 = 1,
   VB_GGML_Q4_0 = 2,
   VB_GGML_Q8_0 = 8,
+  VB_GGML_Q4_K = 12,
   VB_GGML_I8 = 24,
   VB_GGML_I16 = 25,
   VB_GGML_I32 = 26,

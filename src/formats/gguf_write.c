@@ -101,7 +101,8 @@ int vb_gguf_add_tensor(vb_gguf_writer *w, const char *name, vb_dtype dt, int ndi
   }
   size_t nbytes;
   if (!vb_dtype_bytes(dt, numel, &nbytes) ||
-      ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32))
+      ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32) ||
+      (dt == VB_DT_Q4_K && shape[ndim - 1] % 256))
     return vb_error("tensor %s: shape does not fit %s", name, vb_dtype_name(dt));
   if (w->n_t == w->cap_t) {
     size_t cap = w->cap_t ? w->cap_t * 2 : 64;

@@ -181,7 +181,7 @@ int vb_safetensors_write(const char *path, const vb_st_entry *entries, size_t n,
     int64_t numel = 1;
     for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
     if (!vb_dtype_bytes(e->dtype, numel, &sizes[i]) || e->dtype == VB_DT_Q8_0 ||
-        e->dtype == VB_DT_Q4_0) {
+        e->dtype == VB_DT_Q4_0 || e->dtype == VB_DT_Q4_K) {
       free(sizes);
       cJSON_Delete(root);
       return vb_error("cannot write tensor %s as safetensors", e->name);

@@ -42,10 +42,11 @@ static const float *linear_weight_f32(const vb_linear *cl) {
   return w;
 }
 
-/* bf16 compute keeps a Q8_0 or Q4_0 weight as it is stored (own kernels); f32 compute
+/* bf16 compute keeps a Q8_0, Q4_0 or Q4_K weight as it is stored (own kernels); f32 compute
  * dequantizes it once like any other dtype. */
 static int is_q8_engine(const vb_linear *l) {
-  return l->compute == VB_COMPUTE_BF16 && (l->dtype == VB_DT_Q8_0 || l->dtype == VB_DT_Q4_0);
+  return l->compute == VB_COMPUTE_BF16 &&
+         (l->dtype == VB_DT_Q8_0 || l->dtype == VB_DT_Q4_0 || l->dtype == VB_DT_Q4_K);
 }
 
 int vb_linear_forward(const vb_linear *l, const float *x, int M, float *y) {

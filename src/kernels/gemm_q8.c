@@ -165,7 +165,11 @@ static int tile_rows(int N, int K, int unit) {
  * from the Q8_0 rows where they lie. */
 static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
                          float *d32) {
-  if (l->dtype == VB_DT_Q4_0 && packed && d16)
+  if (l->dtype == VB_DT_Q4_K && d16)
+    vb_q4k_rows_to_bf16(l->w, l->in, n0, n1, d16);
+  else if (l->dtype == VB_DT_Q4_K)
+    vb_q4k_rows_to_f32(l->w, l->in, n0, n1, d32);
+  else if (l->dtype == VB_DT_Q4_0 && packed && d16)
     vb_q4x16_rows_to_bf16(packed, l->in, n0, n1, d16);
   else if (l->dtype == VB_DT_Q4_0 && packed)
     vb_q4x16_rows_to_f32(packed, l->in, n0, n1, d32);
@@ -244,6 +248,8 @@ int vb_linear_prepare_q8(vb_linear *l) {
   if (l->in % VB_Q8_BLOCK != 0)
     return vb_error("linear %dx%d: %s rows must be a multiple of 32 values", l->out, l->in,
                     vb_dtype_name(l->dtype));
+  if (l->dtype == VB_DT_Q4_K && l->in % VB_Q4K_BLOCK != 0)
+    return vb_error("linear %dx%d: Q4_K rows must be a multiple of 256 values", l->out, l->in);
   q8_backend *b = vb_calloc(1, sizeof *b);
   if (!b) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
@@ -300,6 +306,7 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (l->dtype == VB_DT_Q4_0 && b->packed)
     return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
+  if (l->dtype == VB_DT_Q4_K) return vb_gemv_q4k(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
   return 0;

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "runtime/dtype.h"
+
 #define VB_Q4_BLOCK 32
 #define VB_Q4_BLOCK_BYTES 18
 
@@ -64,5 +66,35 @@ void vb_q4x16_pack(const void *W, int N, int K, void *P);
 int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
 void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+
+/* ---- GGUF Q4_K (gemv_q4k.c): 256-value super-blocks of 144 bytes, the
+ * layout and value formula in runtime/dtype.h (vb_q4k_scales). K must be a
+ * multiple of 256. ---- */
+static inline size_t vb_q4k_row_bytes(int K) {
+  return (size_t)(K / VB_Q4K_BLOCK) * VB_Q4K_BLOCK_BYTES;
+}
+
+/* n values (a multiple of 256) to Q4_K super-blocks: per 32-value sub-block
+ * a float fit x ~ a q - b (a, b >= 0, q in 0..15) chosen by least squares
+ * over several grid spacings; then d = max a / 63, dmin = max b / 63 (f16)
+ * and, per sub-block, the 6-bit sc and m among the nearest few that give the
+ * smallest squared error with q requantized. Threaded for large n. */
+void vb_quantize_q4_k(const float *x, int64_t n, void *out);
+
+/* Rows [r0, r1) dequantized to bf16 / f32 (dst row stride K). */
+void vb_q4k_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst);
+void vb_q4k_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
+
+/* y[M, N] = x[M, K] W^T (+ bias) for few rows, as vb_gemv_q4: activations in
+ * int8 per 32 values (vb_q4_quantize_acts), each sub-block's integer sum
+ * scaled by d sc da, less dmin m da sum(a) (the per-32 sums of the
+ * activations). Paths: AVX512-VNNI (VPDPBUSD, two sub-blocks per
+ * instruction), AVX2 (VPMADDUBSW), portable C; the same CPU checks as Q4_0. */
+int vb_gemv_q4k(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4k_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+int vb_gemv_q4k_avx2(const void *W, int N, int K, const float *x, int M, const float *bias,
+                     float *y);
+int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
+                     float *y);
 
 #endif

@@ -362,14 +362,15 @@ static void opt_destroy(vb_lm *lm) {
 }
 
 /* The vocabulary head behind the logits: f32, or with bf16 compute a bf16
- * copy (q8_0 when the checkpoint's linear layers are q8_0 or q4_0) with exact top
+ * copy (q8_0 when the checkpoint's linear layers are q8_0, q4_0 or q4_k) with exact top
  * candidates. Called after the layers: their stored type decides. */
 static int head_logits(opt_model *m, vb_compute compute) {
   const float *w32 = m->head.w_f32 ? m->head.w_f32 : m->head.w;
   vb_dtype fast = VB_DT_F32;
   if (compute == VB_COMPUTE_BF16)
     fast = m->cfg.num_hidden_layers > 0 &&
-                   (m->layers[0].fc1.dtype == VB_DT_Q8_0 || m->layers[0].fc1.dtype == VB_DT_Q4_0)
+                   (m->layers[0].fc1.dtype == VB_DT_Q8_0 || m->layers[0].fc1.dtype == VB_DT_Q4_0 ||
+                    m->layers[0].fc1.dtype == VB_DT_Q4_K)
                ? VB_DT_Q8_0
                : VB_DT_BF16;
   return vb_lm_head_init(&m->logits, w32, m->head.bias, m->head.out, m->head.in, fast);

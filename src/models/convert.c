@@ -1,6 +1,6 @@
 /* vblip convert: any model directory vblip loads -> one GGUF file holding the
  * configs, the preprocessor settings, the tokenizer files and the weights
- * (f32, f16, bf16, Q8_0 or Q4_0 linear weights). */
+ * (f32, f16, bf16, Q8_0, Q4_0 or Q4_K linear weights). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -21,7 +21,7 @@
 #include "runtime/outfile.h"
 #include "vblip.h"
 
-typedef enum { T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0 } target;
+typedef enum { T_F32, T_F16, T_BF16, T_Q8_0, T_Q4_0, T_Q4_K } target;
 
 static bool ends_with(const char *s, const char *suffix) {
   size_t a = strlen(s), b = strlen(suffix);
@@ -50,8 +50,13 @@ static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
   /* Q4_0: the language model's layers; its vocabulary head (where it has its
    * own), the vision encoder, Q-Former and projection stay Q8_0 (small next
    * to the language model, and 4-bit costs them more accuracy) */
-  if (tg == T_Q4_0 && strncmp(t->name, "language_model.", 15) == 0 && !strstr(t->name, "lm_head"))
+  if ((tg == T_Q4_0 || tg == T_Q4_K) && strncmp(t->name, "language_model.", 15) == 0 &&
+      !strstr(t->name, "lm_head")) {
+    /* Q4_K: rows of whole 256-value super-blocks; narrower ones Q4_0, the
+     * same 4.5 bits per value */
+    if (tg == T_Q4_K && t->shape[1] % 256 == 0) return VB_DT_Q4_K;
     return VB_DT_Q4_0;
+  }
   return VB_DT_Q8_0;
 }
 
@@ -182,6 +187,9 @@ static int convert_part(const vb_tensor_info *t, const void *src, int64_t e0, in
   case VB_DT_Q4_0:
     vb_quantize_q4_0(f32, n, dst);
     return 0;
+  case VB_DT_Q4_K:
+    vb_quantize_q4_k(f32, n, dst);
+    return 0;
   case VB_DT_I8: {
     int64_t K = row_length(t);
     quantize_rows_i8(f32, n / K, K, scale_of, dst);
@@ -267,8 +275,10 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   else if (strcmp(type, "q8_0") == 0) tg = T_Q8_0, file_type = 7;
   else if (strcmp(type, "q4_0") == 0)
     tg = T_Q4_0, file_type = 2;
+  else if (strcmp(type, "q4_k") == 0)
+    tg = T_Q4_K, file_type = 14; /* llama.cpp's "mostly Q4_K_S" */
   else
-    return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0 or q4_0)", type);
+    return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0, q4_0 or q4_k)", type);
 
   int opened = 0, rc = -1;
   vb_model_source src;

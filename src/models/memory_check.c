@@ -39,7 +39,7 @@ static int is_tied_copy(const vb_model_config *cfg, const vb_tensor_table *tt, c
 /* Bytes of n values of a linear layer stored as dt when run at compute. */
 static uint64_t linear_bytes(vb_dtype dt, uint64_t n, size_t stored, vb_compute compute) {
   if (dt == VB_DT_I8) return stored; /* int8 vision: as stored */
-  if (compute == VB_COMPUTE_BF16 && (dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0))
+  if (compute == VB_COMPUTE_BF16 && (dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0 || dt == VB_DT_Q4_K))
     return stored; /* run where it lies */
   return n * (compute == VB_COMPUTE_BF16 ? 2 : 4);
 }
@@ -61,9 +61,13 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
       need->weights_q8 += b;
     } else if (t->ndim == 2 && ends_with(t->name, ".weight") && !is_lookup(t->name)) {
       size_t qb = 0;
-      int quant =
-          lm_quant && strncmp(t->name, "language_model.", 15) == 0 && t->shape[1] % 32 == 0 &&
-          vb_dtype_bytes(strstr(t->name, "lm_head") ? VB_DT_Q8_0 : lm_quant, (int64_t)n, &qb);
+      /* as weights.c quantizes: the head q8_0, Q4_K rows not of whole
+       * super-blocks Q4_0 */
+      vb_dtype qt = strstr(t->name, "lm_head")                         ? VB_DT_Q8_0
+                    : lm_quant == VB_DT_Q4_K && t->shape[1] % 256 != 0 ? VB_DT_Q4_0
+                                                                       : lm_quant;
+      int quant = lm_quant && strncmp(t->name, "language_model.", 15) == 0 &&
+                  t->shape[1] % 32 == 0 && vb_dtype_bytes(qt, (int64_t)n, &qb);
       need->weights += quant ? qb : linear_bytes(t->dtype, n, t->nbytes, compute);
       need->weights_q8 += t->shape[1] % 32 == 0 ? n / 32 * 34 : n * 4;
     } else {
@@ -104,7 +108,7 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
   uint64_t q8_total = need.total - need.weights + need.weights_q8;
   if (need.weights_q8 < need.weights)
     snprintf(hint, sizeof hint,
-             "a smaller weight type (--dtype q8_0 or q4_0, or vblip convert --type q8_0: "
+             "a smaller weight type (--dtype q8_0, q4_0 or q4_k, or vblip convert --type q8_0: "
              "about %.1f GB in all at q8_0); ",
              q8_total / GB);
   if (compute == VB_COMPUTE_F32)
@@ -115,7 +119,8 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
       "available (%s). Options: %s%sVBLIP_MEMORY_CHECK=0 to load it anyway (fewer "
       "--beams and --frames need less than this estimate)",
       need.total / GB, need.weights / GB,
-      lm_quant == VB_DT_Q4_0       ? "with the language model in q4_0"
+      lm_quant == VB_DT_Q4_K       ? "with the language model in q4_k"
+      : lm_quant == VB_DT_Q4_0     ? "with the language model in q4_0"
       : lm_quant == VB_DT_Q8_0     ? "with the language model in q8_0"
       : compute == VB_COMPUTE_BF16 ? "for bf16 compute"
                                    : "for f32 compute",

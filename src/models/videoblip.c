@@ -80,6 +80,8 @@ int vblip_dtype_parse(const char *s, vblip_dtype *out) {
     *out = VBLIP_DTYPE_Q8_0;
   else if (strcmp(s, "q4_0") == 0)
     *out = VBLIP_DTYPE_Q4_0;
+  else if (strcmp(s, "q4_k") == 0)
+    *out = VBLIP_DTYPE_Q4_K;
   else return -1;
   return 0;
 }
@@ -170,6 +172,7 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   load_stage(&ls, "configuration and tokenizer");
   vb_dtype lm_quant = o->dtype == VBLIP_DTYPE_Q8_0   ? VB_DT_Q8_0
                       : o->dtype == VBLIP_DTYPE_Q4_0 ? VB_DT_Q4_0
+                      : o->dtype == VBLIP_DTYPE_Q4_K ? VB_DT_Q4_K
                                                      : VB_DT_F32;
   m->compute = o->dtype == VBLIP_DTYPE_BF16 || lm_quant ? VB_COMPUTE_BF16
                : o->dtype == VBLIP_DTYPE_F32            ? VB_COMPUTE_F32

@@ -14,6 +14,7 @@ static const struct {
     [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},   [VB_DT_I32] = {"I32", 4},
     [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},     [VB_DT_U8] = {"U8", 1},
     [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0}, [VB_DT_Q4_0] = {"Q4_0", 0},
+    [VB_DT_Q4_K] = {"Q4_K", 0},
 };
 
 const char *vb_dtype_name(vb_dtype t) {
@@ -33,6 +34,10 @@ int vb_dtype_bytes(vb_dtype t, int64_t nelem, size_t *out) {
   if (t == VB_DT_Q4_0) {
     if (nelem % 32) return 0;
     return vb_mul_ok((size_t)nelem / 32, 18, out);
+  }
+  if (t == VB_DT_Q4_K) {
+    if (nelem % VB_Q4K_BLOCK) return 0;
+    return vb_mul_ok((size_t)nelem / VB_Q4K_BLOCK, VB_Q4K_BLOCK_BYTES, out);
   }
   return vb_mul_ok((size_t)nelem, vb_dtype_size(t), out);
 }
@@ -160,7 +165,31 @@ int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst) {
     }
     return 0;
   }
+  case VB_DT_Q4_K: {
+    if (n % VB_Q4K_BLOCK)
+      return vb_error("Q4_K tensor size %lld is not a multiple of 256", (long long)n);
+    for (int64_t b = 0; b < n / VB_Q4K_BLOCK; b++)
+      vb_q4k_block_to_f32((const uint8_t *)src + VB_Q4K_BLOCK_BYTES * b, dst + VB_Q4K_BLOCK * b);
+    return 0;
+  }
   default:
     return vb_error("cannot convert %s tensor to float32", vb_dtype_name(dt));
+  }
+}
+
+void vb_q4k_block_to_f32(const uint8_t *blk, float *out) {
+  uint16_t h[2];
+  memcpy(h, blk, 4);
+  float d = vb_half_to_float(h[0]), dmin = vb_half_to_float(h[1]);
+  uint8_t sc[8], m[8];
+  vb_q4k_scales(blk + 4, sc, m);
+  const uint8_t *q = blk + 16;
+  for (int c = 0; c < 4; c++) {
+    float d0 = d * sc[2 * c], m0 = dmin * m[2 * c], d1 = d * sc[2 * c + 1],
+          m1 = dmin * m[2 * c + 1];
+    for (int l = 0; l < 32; l++) {
+      out[64 * c + l] = d0 * (float)(q[32 * c + l] & 15) - m0;
+      out[64 * c + 32 + l] = d1 * (float)(q[32 * c + l] >> 4) - m1;
+    }
   }
 }

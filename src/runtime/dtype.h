@@ -20,6 +20,7 @@ typedef enum {
   VB_DT_BOOL,
   VB_DT_Q8_0, /* GGUF block layout: per 32 values one f16 scale + 32 int8 */
   VB_DT_Q4_0, /* GGUF block layout: per 32 values an f16 scale d + 16 bytes of 4-bit q: d (q - 8) */
+  VB_DT_Q4_K, /* GGUF super-blocks of 256 values (144 bytes): vb_q4k_block_to_f32 */
   VB_DT_COUNT
 } vb_dtype;
 
@@ -32,7 +33,28 @@ float vb_half_to_float(uint16_t h);
 uint16_t vb_float_to_half(float f);
 float vb_bf16_to_float(uint16_t b);
 uint16_t vb_float_to_bf16(float f); /* round to nearest even */
-/* Converts n elements of src (F32/F16/BF16/F64/Q8_0/Q4_0) to f32. */
+/* Converts n elements of src (F32/F16/BF16/F64/Q8_0/Q4_0/Q4_K) to f32. */
 int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst);
+
+/* GGUF Q4_K (ggml type 12): a super-block of 256 values is 144 bytes: f16 d,
+ * f16 dmin, 12 bytes of 6-bit scales sc[8] and mins m[8] (one pair per 32
+ * values), 128 bytes of 4-bit q. Bytes 32c..32c+31 of the q hold values
+ * 64c..64c+31 in their low nibbles (sub-block 2c) and 64c+32..64c+63 in their
+ * high nibbles (sub-block 2c+1). Value = d sc[s] q - dmin m[s]. The scale
+ * bytes: for s < 4, sc[s] and m[s] are the low 6 bits of bytes s and s + 4;
+ * for s >= 4, the low and high nibbles of byte s + 4 hold the low 4 bits of
+ * sc[s] and m[s], whose top 2 bits are the top 2 bits of bytes s - 4 and s. */
+#define VB_Q4K_BLOCK 256
+#define VB_Q4K_BLOCK_BYTES 144
+static inline void vb_q4k_scales(const uint8_t *s12, uint8_t sc[8], uint8_t m[8]) {
+  for (int s = 0; s < 4; s++) {
+    sc[s] = s12[s] & 63;
+    m[s] = s12[s + 4] & 63;
+    sc[s + 4] = (uint8_t)((s12[s + 8] & 15) | (s12[s] >> 6) << 4);
+    m[s + 4] = (uint8_t)((s12[s + 8] >> 4) | (s12[s + 4] >> 6) << 4);
+  }
+}
+/* The 256 values of one super-block. */
+void vb_q4k_block_to_f32(const uint8_t *blk, float *out);
 
 #endif

@@ -35,9 +35,9 @@ static int parse_vision_dtype(const char *v, void *field) {
 const cli_option cli_dtype_option[] = {
     CLI_OPT_CUSTOM("--dtype", 0, "T", vblip_load_options, dtype, vblip_dtype, parse_dtype,
                    "compute type: auto (default: bf16 on CPUs with AMX or\n"
-                   "AVX512-BF16, else f32), f32 (exact) or bf16; q8_0 / q4_0: bf16\n"
-                   "with the language model's linear weights quantized at load",
-                   .need = "needs auto, f32, bf16, q8_0 or q4_0"),
+                   "AVX512-BF16, else f32), f32 (exact) or bf16; q8_0 / q4_0 / q4_k:\n"
+                   "bf16 with the language model's linear weights quantized at load",
+                   .need = "needs auto, f32, bf16, q8_0, q4_0 or q4_k"),
     CLI_OPT_CUSTOM("--vision-dtype", 0, "T", vblip_load_options, vision_dtype, vblip_vision_dtype,
                    parse_vision_dtype,
                    "vision encoder: auto (default: int8 for a convert --vision-type\n"

@@ -15,7 +15,7 @@ typedef struct {
   int quiet;
 } convert_opts;
 
-static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
+static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", NULL};
 static const char *const k_vision_types[] = {"same", "int8", NULL};
 
 static const cli_option k_options[] = {
@@ -30,7 +30,10 @@ static const cli_option k_options[] = {
                    "q8_0: the linear layers' matrices in GGUF Q8_0 blocks (8-bit with a\n"
                    "float16 scale per 32 values); norms, biases, embeddings float32;\n"
                    "q4_0: the language model's linear layers in GGUF Q4_0 blocks (4-bit\n"
-                   "with a float16 scale per 32 values), the rest as q8_0"),
+                   "with a float16 scale per 32 values), the rest as q8_0;\n"
+                   "q4_k: as q4_0 but in GGUF Q4_K super-blocks (256 values: 6-bit\n"
+                   "scales and mins per 32, float16 d and dmin); rows not a multiple\n"
+                   "of 256 wide in Q4_0"),
     CLI_OPT_CHOICE("--vision-type", 0, "V", convert_opts, vision_type, k_vision_types,
                    "same (default): the vision encoder as --type;\n"
                    "int8: the ViT's linear weights in int8 with a float32 scale per\n"
@@ -43,10 +46,10 @@ static int run(int argc, char **argv);
 
 const cli_command cli_cmd_convert = {
     .name = "convert",
-    .summary = "write a model as one GGUF file (f32, f16, bf16, q8_0 or q4_0 weights)",
+    .summary = "write a model as one GGUF file (f32, f16, bf16, q8_0, q4_0 or q4_k weights)",
     .run = run,
-    .usage =
-        "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0] [--vision-type same|int8]",
+    .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k] [--vision-type "
+             "same|int8]",
     .about = "Writes the model (a directory with safetensors, sharded or not, or PyTorch .bin; a\n"
              "GGUF file; or a Hub repo id) as one GGUF file with the configs, the preprocessor\n"
              "settings, the tokenizer and the weights. Every command's --model accepts the .gguf "
