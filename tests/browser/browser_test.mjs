@@ -1,6 +1,7 @@
 // Drives the `vblip serve` demo page in headless Debian chromium (playwright-core):
 // upload a fixture video, chat with a streamed answer, use an example row, show an
-// error, clear. Screenshots go to the artifacts directory.
+// error, clear; narrate a video (cues as captions while they come, the downloads as valid
+// WebVTT and SRT). Screenshots go to the artifacts directory.
 // usage: node browser_test.mjs VBLIP_BINARY FIXTURES_DIR ARTIFACTS_DIR
 import { spawn } from "node:child_process";
 import fs from "node:fs";
@@ -93,6 +94,97 @@ async function interleaved() {
     srv.kill("SIGTERM");
     await new Promise((r) => srv.once("exit", r));
   }
+}
+
+// "HH:MM:SS.mmm" (sep ".") or "HH:MM:SS,mmm" (sep ","): seconds, or NaN
+function seconds(ts, sep) {
+  const m = ts.match(sep === "." ? /^(\d\d):([0-5]\d):([0-5]\d)\.(\d{3})$/ : /^(\d\d):([0-5]\d):([0-5]\d),(\d{3})$/);
+  return m ? Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]) + Number(m[4]) / 1000 : NaN;
+}
+// WebVTT (numbered: false) or SRT (numbered: true) parsed strictly: [{start, end, text}], or
+// a string saying what is wrong
+function parseCues(doc, srt) {
+  let blocks = doc.split("\n\n");
+  if (!srt) { if (blocks[0] !== "WEBVTT") return "no WEBVTT header"; blocks = blocks.slice(1); }
+  if (blocks[blocks.length - 1] !== "") return "does not end with a blank line";
+  const cues = [];
+  for (const b of blocks.slice(0, -1)) {
+    const lines = b.split("\n");
+    if (srt && lines.shift() !== String(cues.length + 1)) return "cue " + (cues.length + 1) + " is misnumbered";
+    const m = (lines[0] || "").match(/^(\S+) --> (\S+)$/);
+    if (!m || lines.length !== 2 || !lines[1]) return "malformed cue: " + JSON.stringify(b);
+    const start = seconds(m[1], srt ? "," : "."), end = seconds(m[2], srt ? "," : ".");
+    if (!(start < end)) return "bad times: " + lines[0];
+    if (cues.length && start < cues[cues.length - 1].end) return "cues overlap or go back: " + lines[0];
+    cues.push({ start, end, text: lines[1] });
+  }
+  return cues;
+}
+
+// Narrate mode: a video plays with its narration as captions that appear while the narration
+// runs; the cue list, the track and both downloads agree.
+async function narrateMode() {
+  await page.goto(base + "#narrate");
+  check(await page.locator("#narrate-main").isVisible() && !(await page.locator("#chat-main").isVisible()), "narrate mode shown");
+  // window 2 s, stride 1 s, 2 frames: 5 windows over the 6 s VP9 clip, one cue each
+  await page.locator("#nwindow").fill("2");
+  check(await page.locator("#nstride").inputValue() === "1", "the stride follows half the window");
+  await page.locator("#nframes").fill("2");
+  await page.locator("#nbeams").fill("1");
+  await page.locator("#nmaxtok").fill("8");
+  await page.locator("#nmerge").uncheck();
+  // what the page shows over time: cues in the track, and whether the narration has ended
+  await page.evaluate(() => {
+    window.__narr = [];
+    const tick = () => {
+      const t = document.getElementById("ntrack").track;
+      window.__narr.push({ cues: t && t.cues ? t.cues.length : 0, listed: document.querySelectorAll("#cues li[data-start]").length,
+                           done: !document.getElementById("downloads").hidden });
+    };
+    window.__narrTimer = setInterval(tick, 5);
+  });
+  await page.setInputFiles("#nfile", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
+  await page.waitForFunction(() => !document.getElementById("downloads").hidden || document.getElementById("nstatus").classList.contains("err"));
+  const status = await page.locator("#nstatus").textContent();
+  check(!(await page.locator("#nstatus").evaluate((e) => e.classList.contains("err"))), "narrated: " + status);
+  const seen = await page.evaluate(() => { clearInterval(window.__narrTimer); return window.__narr; });
+  check(seen.some((s) => s.cues > 0 && s.listed > 0 && !s.done), "captions appeared while the narration ran");
+  check(seen.some((s) => s.cues > 0 && s.cues < 5 && !s.done), "cues came one at a time (" + [...new Set(seen.map((s) => s.cues))].join(",") + ")");
+  const track = await page.evaluate(() => [...document.getElementById("ntrack").track.cues].map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })));
+  check(track.length === 5, "5 cues in the track: " + track.length);
+  check(track.every((c, i) => c.start === i && c.end === i + 1 + (i === 4 ? 1 : 0)), "cue times follow window / stride: " + JSON.stringify(track.map((c) => [c.start, c.end])));
+  check(await page.locator("#cues li[data-start]").count() === 5, "5 cues listed");
+  check(await page.evaluate(() => document.getElementById("ntrack").track.mode) === "showing", "the captions are showing");
+  check(status.includes("5 windows"), "the summary: " + status);
+  // playing: the cue of the current time is active, in the track and in the list
+  await page.evaluate(() => { const v = document.getElementById("nplayer"); v.pause(); v.currentTime = 2.5; return v.play().catch(() => {}); });
+  await page.waitForFunction(() => {
+    const t = document.getElementById("ntrack").track;
+    return t.activeCues && t.activeCues.length > 0 && document.querySelector("#cues li.active");
+  });
+  const active = await page.evaluate(() => ({ cue: document.getElementById("ntrack").track.activeCues[0].text,
+                                             playing: !document.getElementById("nplayer").paused }));
+  check(active.cue === track[2].text || active.cue === track[3].text, "the cue at 2.5 s is active while playing: " + active.cue);
+  await shot("7-narrate.png");
+  // the downloads: valid WebVTT and SRT with the track's cues
+  for (const [id, srt] of [["#dl-vtt", false], ["#dl-srt", true]]) {
+    const [dl] = await Promise.all([page.waitForEvent("download"), page.locator(id).click()]);
+    const file = await dl.path();
+    const doc = fs.readFileSync(file, "utf8");
+    const cues = parseCues(doc, srt);
+    check(Array.isArray(cues), (srt ? "SRT" : "WebVTT") + " download is valid: " + (Array.isArray(cues) ? "" : cues));
+    check(dl.suggestedFilename().endsWith(srt ? ".srt" : ".vtt"), "download name: " + dl.suggestedFilename());
+    if (Array.isArray(cues))
+      check(JSON.stringify(cues) === JSON.stringify(track), (srt ? "SRT" : "WebVTT") + " download equals the track's cues");
+  }
+  // a video shorter than a window: the error, and the chat mode still there
+  await page.locator("#nwindow").fill("20");
+  await page.setInputFiles("#nfile", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
+  await page.waitForSelector("#nstatus.err");
+  check((await page.locator("#nstatus").textContent()).includes("20-second window"), "too short: " + await page.locator("#nstatus").textContent());
+  await page.locator("#mode-chat").click();
+  check(await page.locator("#chat-main").isVisible() && !(await page.locator("#narrate-main").isVisible()), "back to chat");
+  check(errors.length === 0, "no script errors (narrate): " + errors.join("; "));
 }
 
 const ctx = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(tmp, "profile-")), {
@@ -217,6 +309,7 @@ try {
   await shot("5b-narrow.png");
   await page.setViewportSize({ width: 1280, height: 1000 });
   check(errors.length === 0, "no script errors: " + errors.join("; "));
+  await narrateMode();
   await interleaved();
 } catch (e) {
   failed++;
