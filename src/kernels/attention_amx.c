@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/profile.h"
 #include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 
@@ -102,8 +103,9 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
   size_t n_q = (size_t)Mp * Dp, n_k = (size_t)Np * Dp, n_s = (size_t)Mp * Np, n_o = (size_t)Mp * Dp;
   size_t bytes = (n_q + n_k + n_k) * 2 + n_s * 2 + (n_s + n_o) * 4 + 6 * 64;
   vb_tile_core_fn core = vb_tile_core(VB_TILE_BF16_AMX);
-  int fail = 0;
-#pragma omp parallel reduction(| : fail)
+  int fail = 0, prof = vb_prof_on();
+  double t_wall = prof ? vb_now_ms() : 0, pack = 0, prod = 0, soft = 0;
+#pragma omp parallel reduction(| : fail) reduction(+ : pack, prod, soft)
   {
     static __thread void *tls;
     static __thread size_t tls_cap;
@@ -124,22 +126,39 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
       const float *qs = q + (size_t)bi * nq * ld_q + (size_t)h * head_dim;
       const float *ks = k + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
       const float *vs = v + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
+      double t0 = prof ? vb_now_ms() : 0;
       for (int i = 0; i < nq; i++)
         row_bf16(qs + (size_t)i * ld_q, head_dim, Dp, scale, qb + (size_t)i * Dp);
       pack_rows(ks, (size_t)ld_kv, nk, head_dim, Np, Dp, kp);
       pack_cols(vs, (size_t)ld_kv, head_dim, nk, Dp, Np, vp);
+      double t1 = prof ? vb_now_ms() : 0;
       tile_product(core, qb, Mp, Dp, kp, Np, s, Np);
+      double t2 = prof ? vb_now_ms() : 0;
       for (int i = 0; i < nq; i++) {
         float *row = s + (size_t)i * Np;
         vb_softmax_row(row, nk);
         row_bf16(row, nk, Np, 1.0f, pb + (size_t)i * Np);
       }
+      double t3 = prof ? vb_now_ms() : 0;
       tile_product(core, pb, Mp, Np, vp, Dp, o, Dp);
+      double t4 = prof ? vb_now_ms() : 0;
       float *os = out + (size_t)bi * nq * ld_o + (size_t)h * head_dim;
       for (int i = 0; i < nq; i++)
         memcpy(os + (size_t)i * ld_o, o + (size_t)i * Dp, (size_t)head_dim * sizeof(float));
+      if (prof) {
+        pack += (t1 - t0) + (vb_now_ms() - t4);
+        prod += (t2 - t1) + (t4 - t3);
+        soft += t3 - t2;
+      }
     }
     vb_tile_thread_end(VB_TILE_BF16_AMX);
+  }
+  if (prof) {
+    double n = omp_get_max_threads(), wall = vb_now_ms() - t_wall;
+    vb_prof_add(VB_PROF_ATT_PACK, pack / n);
+    vb_prof_add(VB_PROF_ATT_PRODUCT, prod / n);
+    vb_prof_add(VB_PROF_ATT_SOFTMAX, soft / n);
+    vb_prof_add(VB_PROF_ATTENTION, wall - (pack + prod + soft) / n);
   }
   return fail ? vb_error("attention: out of memory") : 0;
 }

@@ -18,6 +18,7 @@
 
 #include "kernels/bf16_kernels.h"
 #include "kernels/kernels.h"
+#include "kernels/profile.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
@@ -328,7 +329,8 @@ to_bf16_avx512(const float *t, int n, uint16_t *d) {
 /* Rows m0.. (up to 32, < M) and columns [n0, n1) of the result, from the
  * partial sums c (row stride ldc, column n0 first): scales and bias, then the
  * activation, then into the output (f32, f32 added to it, or bf16). */
-static void output_block(const out_stage *o, int m0, int n0, int n1, const void *c, int ldc) {
+static void output_block(const out_stage *o, int m0, int n0, int n1, const void *c, int ldc,
+                         double *gelu_ms) {
   const vb_tile_weight *w = o->w;
   const vb_tile_io *io = o->io;
   int nn = (n1 < w->N ? n1 : w->N) - n0;
@@ -349,7 +351,11 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
         t[j] = (float)v * sc + (o->bias ? o->bias[n0 + j] : 0.0f);
       }
     }
-    if (io->act == VB_TILE_ACT_GELU_ERF) vb_gelu_erf(t, (size_t)nn);
+    if (io->act == VB_TILE_ACT_GELU_ERF) {
+      double g0 = gelu_ms ? vb_now_ms() : 0;
+      vb_gelu_erf(t, (size_t)nn);
+      if (gelu_ms) *gelu_ms += vb_now_ms() - g0;
+    }
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     if (io->y_bf16) {
 #if defined(__x86_64__)
@@ -401,6 +407,8 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   size_t a_bytes = a_rows * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
   uint8_t *scratch = vb_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
   if (!scratch) return -1;
+  int prof = vb_prof_on();
+  double t_prep = prof ? vb_now_ms() : 0;
   float *sx = (float *)(scratch + sx_off);
   if (in_place) {
     vb_tile_io tail = *io;
@@ -410,6 +418,11 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
       return vb_error("tile product: out of memory");
   } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, scratch, sx) != 0) {
     return vb_error("tile product: out of memory");
+  }
+  double t_run = 0, busy = 0, out_ms = 0, gelu = 0;
+  if (prof) {
+    t_run = vb_now_ms();
+    vb_prof_add(VB_PROF_ACT_PREP, t_run - t_prep);
   }
 
   /* K in chunks of about KC_BYTES per column, equal and whole 64-byte steps */
@@ -432,14 +445,15 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   out_stage o = {kind, w, bias, sx, io, M};
   const uint8_t *a_main = in_place ? (const uint8_t *)io->x_bf16 : scratch;
   int fail = 0;
-#pragma omp parallel reduction(| : fail)
+#pragma omp parallel reduction(| : fail) reduction(+ : busy, out_ms, gelu)
   {
+    double t_thr = prof ? vb_now_ms() : 0, t_out = 0, t_gelu = 0;
     static __thread void *tls_acc;
     static __thread size_t tls_acc_cap;
     uint8_t *acc = vb_scratch_grow(&tls_acc, &tls_acc_cap, acc_bytes);
     if (!acc) fail = 1;
     vb_tile_thread_begin(kind);
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(dynamic, 1) nowait
     for (int p = 0; p < npanels; p++) {
       if (!acc) continue;
       int n0 = p * nc, n1 = n0 + nc < Np ? n0 + nc : Np;
@@ -457,11 +471,31 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
               core(ab, lda, b0, b0 + group_bytes, se - ss, cb + (size_t)(n - n0) * 4, nc, ss > 0);
             }
           }
-          if (kc == nkc - 1) output_block(&o, m0, n0, n1, cb, nc);
+          if (kc == nkc - 1) {
+            if (!prof) {
+              output_block(&o, m0, n0, n1, cb, nc, NULL);
+              continue;
+            }
+            double o0 = vb_now_ms();
+            output_block(&o, m0, n0, n1, cb, nc, &t_gelu);
+            t_out += vb_now_ms() - o0;
+          }
         }
       }
     }
     vb_tile_thread_end(kind);
+    if (prof) {
+      busy += vb_now_ms() - t_thr;
+      out_ms += t_out;
+      gelu += t_gelu;
+    }
+  }
+  if (prof) {
+    double wall = vb_now_ms() - t_run, n = nthr;
+    vb_prof_add(vb_prof_product(), (busy - out_ms) / n);
+    vb_prof_add(VB_PROF_OUTPUT, (out_ms - gelu) / n);
+    vb_prof_add(VB_PROF_GELU, gelu / n);
+    vb_prof_add(VB_PROF_IDLE, wall - busy / n);
   }
   return fail ? vb_error("tile product: out of memory") : 0;
 }

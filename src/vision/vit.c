@@ -5,10 +5,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/profile.h"
 #include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 
 #define I64(x) ((int64_t)(x))
+
+/* VBLIP_PROFILE=1: a section's time less what its callees charged goes to
+ * class c (profile.h). */
+typedef struct {
+  int on;
+  double t0, c0;
+} prof_mark;
+
+static prof_mark prof_begin(int on) {
+  prof_mark m = {on, 0, 0};
+  if (on) m.t0 = vb_now_ms(), m.c0 = vb_prof_total();
+  return m;
+}
+
+static void prof_end(prof_mark m, vb_prof_class c) {
+  if (m.on) vb_prof_add(c, vb_now_ms() - m.t0 - (vb_prof_total() - m.c0));
+}
+
+/* The same for a product: the tile products charge their core time to c. */
+static prof_mark prof_begin_product(int on, vb_prof_class c) {
+  if (on) vb_prof_set_product(c);
+  return prof_begin(on);
+}
 
 int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
   memset(v, 0, sizeof *v);
@@ -28,8 +52,10 @@ int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
   v->patch.w = pw->data;
   v->patch.bias = vb_weights_f32(w, "vision_model.embeddings.patch_embedding.bias", 1, I64(D));
   if (!v->patch.bias || vb_linear_prepare(&v->patch)) return -1;
-  v->class_emb = vb_weights_f32(w, "vision_model.embeddings.class_embedding", 3, I64(1), I64(1), I64(D));
-  v->pos_emb = vb_weights_f32(w, "vision_model.embeddings.position_embedding", 3, I64(1), I64(v->seq), I64(D));
+  v->class_emb =
+      vb_weights_f32(w, "vision_model.embeddings.class_embedding", 3, I64(1), I64(1), I64(D));
+  v->pos_emb = vb_weights_f32(w, "vision_model.embeddings.position_embedding", 3, I64(1),
+                              I64(v->seq), I64(D));
   v->post_w = vb_weights_f32(w, "vision_model.post_layernorm.weight", 1, I64(D));
   v->post_b = vb_weights_f32(w, "vision_model.post_layernorm.bias", 1, I64(D));
   if (!v->class_emb || !v->pos_emb || !v->post_w || !v->post_b) return -1;
@@ -39,8 +65,8 @@ int vb_vit_init(vb_vit *v, vb_weights *w, const vb_vision_config *cfg) {
     vb_vit_layer *L = &v->layers[i];
     char p[160], n[200];
     snprintf(p, sizeof p, "vision_model.encoder.layers.%d", i);
-#define LN(dst, sub, part)                                                   \
-  snprintf(n, sizeof n, "%s.%s.%s", p, sub, part);                            \
+#define LN(dst, sub, part)                                                                         \
+  snprintf(n, sizeof n, "%s.%s.%s", p, sub, part);                                                 \
   if (!(dst = vb_weights_f32(w, n, 1, I64(D)))) return -1;
     LN(L->ln1_w, "layer_norm1", "weight");
     LN(L->ln1_b, "layer_norm1", "bias");
@@ -76,7 +102,8 @@ void vb_vit_free(vb_vit *v) {
 }
 
 /* Patch rows for one frame: [grid*grid, 3*P*P] in the conv weight's (c, ky, kx) order. */
-static void im2col(const float *pix, int frames, int t, int H, int W, int P, int grid, float *cols) {
+static void im2col(const float *pix, int frames, int t, int H, int W, int P, int grid,
+                   float *cols) {
   size_t plane = (size_t)H * W, chan_stride = (size_t)frames * plane;
   for (int gy = 0; gy < grid; gy++)
     for (int gx = 0; gx < grid; gx++) {
@@ -84,7 +111,8 @@ static void im2col(const float *pix, int frames, int t, int H, int W, int P, int
       for (int c = 0; c < 3; c++) {
         const float *src = pix + c * chan_stride + (size_t)t * plane;
         for (int ky = 0; ky < P; ky++)
-          memcpy(row + (c * P + ky) * P, src + (size_t)(gy * P + ky) * W + gx * P, P * sizeof(float));
+          memcpy(row + (c * P + ky) * P, src + (size_t)(gy * P + ky) * W + gx * P,
+                 P * sizeof(float));
       }
     }
 }
@@ -96,12 +124,20 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
   size_t M = (size_t)frames * S;
   /* one workspace: cols | pe | x | qkv | att | mlp */
-  size_t sizes[6] = {(size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
+  size_t sizes[6] = {
+      (size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
   float *bufs[6];
   pthread_mutex_lock(&v->ws_mu);
-  int rc = -1;
+  int rc = -1, prof = vb_prof_on();
+  double t_start = 0;
+  if (prof) {
+    vb_prof_reset();
+    t_start = vb_now_ms();
+  }
+  prof_mark pm = prof_begin(prof);
   if (vb_scratch_carve(&v->ws, &v->ws_cap, sizes, 6, bufs) != 0) goto done;
-  float *cols = bufs[0], *pe = bufs[1], *x = bufs[2], *qkv = bufs[3], *att = bufs[4], *mlp = bufs[5];
+  float *cols = bufs[0], *pe = bufs[1], *x = bufs[2], *qkv = bufs[3], *att = bufs[4],
+        *mlp = bufs[5];
   /* embeddings: [CLS; patches] + positions, frame by frame */
   for (int t = 0; t < frames; t++) {
     im2col(pixel_values, frames, t, H, W, P, v->grid, cols);
@@ -111,11 +147,17 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     memcpy(xt + D, pe, (size_t)npatch * D * sizeof(float));
     vb_add(xt, v->pos_emb, (size_t)S * D);
   }
+  prof_end(pm, VB_PROF_PATCH);
   float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const vb_vit_layer *L = &v->layers[l];
+    pm = prof_begin(prof);
     vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
+    prof_end(pm, VB_PROF_LAYERNORM);
+    pm = prof_begin_product(prof, VB_PROF_QKV);
     if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
+    prof_end(pm, VB_PROF_QKV);
+    pm = prof_begin(prof);
     /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
     if ((L->qkv.compute == VB_COMPUTE_F32 ||
          vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S,
@@ -123,6 +165,7 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
         vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd,
                            scale) != 0)
       goto done;
+    prof_end(pm, VB_PROF_ATTENTION);
     if (L->proj.tile && L->fc1.tile && L->fc2.tile) {
       /* on tiles: residual adds in the output stage, fc1's GELU output kept
        * bf16 for fc2 (half the bytes of the largest activation, no rounding
@@ -131,22 +174,52 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
       vb_tile_io proj = {.x = att, .y = out, .ldy = D, .residual = 1};
       vb_tile_io fc1 = {.x = x, .y_bf16 = mlp_b, .ldy = F, .act = VB_TILE_ACT_GELU_ERF};
       vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
+      pm = prof_begin_product(prof, VB_PROF_PROJ);
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
+      prof_end(pm, VB_PROF_PROJ);
+      pm = prof_begin(prof);
       vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-      if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0 ||
-          vb_linear_tile_io(&L->fc2, (int)M, &fc2) != 0)
-        goto done;
+      prof_end(pm, VB_PROF_LAYERNORM);
+      pm = prof_begin_product(prof, VB_PROF_FC1);
+      if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0) goto done;
+      prof_end(pm, VB_PROF_FC1);
+      pm = prof_begin_product(prof, VB_PROF_FC2);
+      if (vb_linear_tile_io(&L->fc2, (int)M, &fc2) != 0) goto done;
+      prof_end(pm, VB_PROF_FC2);
       continue;
     }
+    pm = prof_begin_product(prof, VB_PROF_PROJ);
     if (vb_linear_forward(&L->proj, att, (int)M, x) != 0) goto done;
+    prof_end(pm, VB_PROF_PROJ);
+    pm = prof_begin(prof);
     vb_add(out, x, M * D);
+    prof_end(pm, VB_PROF_OTHER);
+    pm = prof_begin(prof);
     vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
+    prof_end(pm, VB_PROF_LAYERNORM);
+    pm = prof_begin_product(prof, VB_PROF_FC1);
     if (vb_linear_forward_gelu(&L->fc1, x, (int)M, mlp) != 0) goto done;
+    prof_end(pm, VB_PROF_FC1);
+    pm = prof_begin_product(prof, VB_PROF_FC2);
     if (vb_linear_forward(&L->fc2, mlp, (int)M, x) != 0) goto done;
+    prof_end(pm, VB_PROF_FC2);
+    pm = prof_begin(prof);
     vb_add(out, x, M * D);
+    prof_end(pm, VB_PROF_OTHER);
   }
+  pm = prof_begin(prof);
   vb_layernorm(out, out, (int)M, D, v->post_w, v->post_b, c->layer_norm_eps);
+  prof_end(pm, VB_PROF_LAYERNORM);
   rc = 0;
+  if (prof) {
+    double total = vb_now_ms() - t_start;
+    vb_prof_add(VB_PROF_OTHER, total - vb_prof_total());
+    char title[160];
+    const char *kind = c->num_hidden_layers > 0 ? vb_linear_tile_kind(&v->layers[0].fc1) : NULL;
+    snprintf(title, sizeof title, "vision encoder, %d frames, fc1 on %s", frames,
+             kind ? kind : "oneDNN / sgemm");
+    vb_prof_print(title, total);
+  }
 done:
   pthread_mutex_unlock(&v->ws_mu);
   return rc;
