@@ -230,7 +230,11 @@ static double rel_l2(const float *a, const float *ref, size_t n) {
 }
 
 static const char *dt_name(vb_dtype dt) {
-  return dt == VB_DT_Q8_0 ? "q8_0" : dt == VB_DT_Q4_0 ? "q4_0" : dt == VB_DT_BF16 ? "bf16" : "f32";
+  return dt == VB_DT_Q8_0   ? "q8_0"
+         : dt == VB_DT_Q4_0 ? "q4_0"
+         : dt == VB_DT_Q4_K ? "q4_k"
+         : dt == VB_DT_BF16 ? "bf16"
+                            : "f32";
 }
 
 /* ---- stages (each in a child; the structs live in shared memory) ---- */
@@ -363,10 +367,11 @@ typedef struct {
 static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
   double per = dt == VB_DT_Q8_0   ? 34.0 / 32
                : dt == VB_DT_Q4_0 ? 18.0 / 32
+               : dt == VB_DT_Q4_K ? 144.0 / 256
                : dt == VB_DT_BF16 ? 2
                                   : 4;
-  /* q4_0 models keep their vocabulary head in q8_0 (convert; OPT's tied head's copy) */
-  double head_per = dt == VB_DT_Q4_0 ? 34.0 / 32 : per;
+  /* 4-bit models keep their vocabulary head in q8_0 (convert; OPT's tied head's copy) */
+  double head_per = dt == VB_DT_Q4_0 || dt == VB_DT_Q4_K ? 34.0 / 32 : per;
   if (c->lm_kind == VB_LM_T5) {
     const vb_t5_config *t = &c->t5;
     double d = t->d_model, inner = (double)t->num_heads * t->d_kv;
@@ -386,6 +391,7 @@ static double decode_bytes(const vb_model_config *c, vb_dtype dt) {
 static double model_bytes(const vb_model_config *c, vb_dtype dt) {
   double per = dt == VB_DT_Q8_0   ? 34.0 / 32
                : dt == VB_DT_Q4_0 ? 18.0 / 32
+               : dt == VB_DT_Q4_K ? 144.0 / 256
                : dt == VB_DT_BF16 ? 2
                                   : 4;
   if (c->lm_kind == VB_LM_T5) {
@@ -812,14 +818,14 @@ int main(int argc, char **argv) {
   const visual_stage *vis_ref = vis_f32 ? vis_f32 : vis[0];
   /* every language model starts from the f32 pipeline's queries when there is one */
   const float *queries = vis_ref ? vis_ref->queries : NULL;
-  enum { LM_DTS = 4 };
-  const vb_dtype lm_dt[LM_DTS] = {VB_DT_BF16, VB_DT_Q8_0, VB_DT_Q4_0, VB_DT_F32};
-  const int lm_on[LM_DTS] = {do_bf16_lm, do_q8, do_q4, do_f32 && do_f32_lm};
+  enum { LM_DTS = 5, LM_F32 = 4 };
+  const vb_dtype lm_dt[LM_DTS] = {VB_DT_BF16, VB_DT_Q8_0, VB_DT_Q4_0, VB_DT_Q4_K, VB_DT_F32};
+  const int lm_on[LM_DTS] = {do_bf16_lm, do_q8, do_q4, do_q4, do_f32 && do_f32_lm};
   lm_stage *lm[2][LM_DTS] = {{0}};
   for (int i = 0; i < n_lm; i++) {
     int V = lms[i] == VB_LM_T5 ? cfg[i].t5.vocab_size : cfg[i].opt.vocab_size;
     for (int k = 0; k < LM_DTS; k++) {
-      if (!lm_on[k] || (big[i] && lm_dt[k] != VB_DT_Q8_0 && lm_dt[k] != VB_DT_Q4_0)) continue;
+      if (!lm_on[k] || (big[i] && (lm_dt[k] == VB_DT_BF16 || lm_dt[k] == VB_DT_F32))) continue;
       /* the weights are built in memory, written to a file and mapped back:
        * a row that cannot fit is skipped with the numbers, not OOM-killed */
       double need = model_bytes(&cfg[i], lm_dt[k]) * 1.15 + 1e9;
@@ -992,11 +998,11 @@ int main(int argc, char **argv) {
         cJSON_AddNumberToObject(o, "decode_ratio_to_ideal", s->ms_token / ideal);
         cJSON_AddNumberToObject(o, "decode_ratio_to_ideal_interleaved", s->ratio_interleaved);
         cJSON_AddNumberToObject(o, "peak_rss_gb", s->peak_gb);
-        /* first-step logits against f32 (q8_0 and q4_0 against bf16 when there
-         * is no f32 row, q4_0 against q8_0 when there is neither) */
-        const lm_stage *ref = lm[i][3]             ? lm[i][3]
+        /* first-step logits against f32 (q8_0 and 4-bit against bf16 when there
+         * is no f32 row, 4-bit against q8_0 when there is neither) */
+        const lm_stage *ref = lm[i][LM_F32]        ? lm[i][LM_F32]
                               : k >= 1 && lm[i][0] ? lm[i][0]
-                              : k == 2 && lm[i][1] ? lm[i][1]
+                              : k >= 2 && lm[i][1] ? lm[i][1]
                                                    : NULL;
         if (ref && ref != s) {
           double e = rel_l2(s->logits, ref->logits, (size_t)V);
@@ -1006,13 +1012,26 @@ int main(int argc, char **argv) {
         }
         cJSON_AddItemToArray(arr, o);
       }
-      if (lm[i][1] && lm[i][2]) { /* 4-bit against 8-bit decoding, the same run */
-        double r = lm[i][2]->ms_token / lm[i][1]->ms_token;
-        printf("     %s q4_0 / q8_0 decode time: %.2f (bytes per token %.2f)\n",
-               bench_lm_label(lms[i], big[i]), r, lm[i][2]->decode_gb / lm[i][1]->decode_gb);
+      for (int k = 2; k <= 3; k++) /* 4-bit against 8-bit decoding, the same run */
+        if (lm[i][1] && lm[i][k]) {
+          double r = lm[i][k]->ms_token / lm[i][1]->ms_token;
+          printf("     %s %s / q8_0 decode time: %.2f (bytes per token %.2f)\n",
+                 bench_lm_label(lms[i], big[i]), dt_name(lm_dt[k]), r,
+                 lm[i][k]->decode_gb / lm[i][1]->decode_gb);
+          cJSON *o = cJSON_CreateObject();
+          cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
+          cJSON_AddNumberToObject(o, k == 2 ? "q4_0_over_q8_0_decode" : "q4_k_over_q8_0_decode", r);
+          cJSON_AddItemToArray(arr, o);
+        }
+      if (lm[i][2] && lm[i][3]) {
+        double r = lm[i][3]->ms_token / lm[i][2]->ms_token,
+               p = lm[i][3]->ms_prefill / lm[i][2]->ms_prefill;
+        printf("     %s q4_k / q4_0: decode time %.2f, prefill time %.2f\n",
+               bench_lm_label(lms[i], big[i]), r, p);
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "lm", bench_lm_label(lms[i], big[i]));
-        cJSON_AddNumberToObject(o, "q4_0_over_q8_0_decode", r);
+        cJSON_AddNumberToObject(o, "q4_k_over_q4_0_decode", r);
+        cJSON_AddNumberToObject(o, "q4_k_over_q4_0_prefill", p);
         cJSON_AddItemToArray(arr, o);
       }
     }

@@ -135,6 +135,19 @@ static void fill_random_q4(void *dst, size_t n, float scale, uint64_t seed) {
   }
 }
 
+/* The same for Q4_K (n a multiple of 256). */
+static void fill_random_q4k(void *dst, size_t n, float scale, uint64_t seed) {
+  size_t chunks = (n + 1023) / 1024;
+#pragma omp parallel for schedule(static)
+  for (size_t c = 0; c < chunks; c++) {
+    float f[1024];
+    size_t i0 = c * 1024, m = n - i0 < 1024 ? n - i0 : 1024;
+    for (size_t i = 0; i < m; i++)
+      f[i] = rnd(seed, i0 + i, scale);
+    vb_quantize_q4_k(f, (int64_t)m, (uint8_t *)dst + i0 / VB_Q4K_BLOCK * VB_Q4K_BLOCK_BYTES);
+  }
+}
+
 /* Looked up row by row rather than multiplied: convert keeps them unquantized. */
 static int is_embedding(const char *name) {
   size_t n = strlen(name);
@@ -158,10 +171,11 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   vb_dtype use = kind == 0 ? dt : VB_DT_F32;
   /* q8_0 / q4_0: the linear layers' matrices (as convert does), embeddings in
    * bf16; with q4_0 a vocabulary head of its own stays q8_0 (as convert) */
-  if ((use == VB_DT_Q8_0 || use == VB_DT_Q4_0) &&
+  if ((use == VB_DT_Q8_0 || use == VB_DT_Q4_0 || use == VB_DT_Q4_K) &&
       (ndim != 2 || is_embedding(name) || shape[1] % VB_Q8_BLOCK != 0))
     use = VB_DT_BF16;
-  if (use == VB_DT_Q4_0 && strstr(name, "lm_head")) use = VB_DT_Q8_0;
+  if ((use == VB_DT_Q4_0 || use == VB_DT_Q4_K) && strstr(name, "lm_head")) use = VB_DT_Q8_0;
+  if (use == VB_DT_Q4_K && shape[1] % VB_Q4K_BLOCK != 0) use = VB_DT_Q4_0; /* as convert */
   size_t bytes;
   if (!vb_dtype_bytes(use, (int64_t)n, &bytes)) return vb_error("bad tensor size");
   if (g_shapes_only) return vb_tt_add(&w->tt, name, use, ndim, shape, NULL, bytes);
@@ -173,6 +187,8 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
     fill_random_q8(h, n, 0.035f, g_seed++);
   else if (use == VB_DT_Q4_0)
     fill_random_q4(h, n, 0.035f, g_seed++);
+  else if (use == VB_DT_Q4_K)
+    fill_random_q4k(h, n, 0.035f, g_seed++);
   else if (kind == 0)
     bench_fill_random(h, use, n, 0.035f, g_seed++);
   else if (kind == 1) {
