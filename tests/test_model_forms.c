@@ -1,7 +1,8 @@
 /* Every command that takes --model accepts its three forms - a checkpoint directory, a
  * .gguf file (vblip convert) and a Hub repo id (pulled from the local fake Hub, then
  * read from the cache) - and gives the same result from each: caption, chat, score, embed,
- * tokenize, convert, serve and train on the OPT fixture, in f32. */
+ * tokenize, convert, narrate, serve (health, and a narration through POST /api/narrate) and
+ * train on the OPT fixture, in f32. */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -93,8 +94,29 @@ static void convert_each(const char *dir_caption) {
   }
 }
 
-/* vblip serve from each form answers /api/health with the model loaded. */
+/* The cue events of a narration stream (the lines after "event: cue"), or NULL */
+static char *cue_events(const char *sse) {
+  size_t n = 0;
+  char *acc = calloc(1, 1);
+  for (const char *p = sse; acc && (p = strstr(p, "event: cue\ndata: "));) {
+    p += strlen("event: cue\ndata: ");
+    size_t k = strcspn(p, "\n");
+    char *b = realloc(acc, n + k + 2);
+    if (!b) break;
+    acc = b;
+    memcpy(acc + n, p, k);
+    n += k;
+    acc[n++] = '\n';
+    acc[n] = 0;
+    p += k;
+  }
+  return acc;
+}
+
+/* vblip serve from each form answers /api/health with the model loaded, and narrates an
+ * upload with the same cues. */
 static void serve_each(void) {
+  char *first_cues = NULL;
   for (int k = 0; k < N_FORMS; k++) {
     int p[2];
     if (!CHECK(pipe(p) == 0, "pipe")) return;
@@ -118,6 +140,27 @@ static void serve_each(void) {
       CHECK(tu_run(cmd, &out) == 0 && out && strstr(out, "\"status\""),
             "serve from the %s: health '%s'", k_form_names[k], out ? out : "");
       free(out);
+      out = NULL;
+      char base[128];
+      snprintf(base, sizeof base, "%s", u);
+      base[strcspn(base, "\r\n")] = 0;
+      snprintf(cmd, sizeof cmd,
+               "curl -s --max-time 60 --data-binary @%s "
+               "'%sapi/narrate?window=4&frames=2&num_beams=1&max_new_tokens=6'",
+               tu_fixture(VIDEO), base);
+      int st = tu_run(cmd, &out);
+      char *cues = cue_events(out ? out : "");
+      CHECK(st == 0 && out && strstr(out, "event: done") && cues && *cues,
+            "serve from the %s: narrate '%s'", k_form_names[k], out ? out : "");
+      if (k == 0) {
+        first_cues = cues;
+      } else {
+        CHECK(first_cues && cues && strcmp(first_cues, cues) == 0,
+              "serve from the %s narrates '%s', from the directory '%s'", k_form_names[k],
+              cues ? cues : "", first_cues ? first_cues : "");
+        free(cues);
+      }
+      free(out);
     }
     kill(pid, SIGTERM);
     int status = 0;
@@ -126,6 +169,7 @@ static void serve_each(void) {
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "serve from the %s: exit status %d",
           k_form_names[k], status);
   }
+  free(first_cues);
 }
 
 /* vblip train from each form: the same loss (f32 throughout), and a checkpoint that loads. */
@@ -194,6 +238,10 @@ int main(void) {
       "score --dtype f32 -t 2 -m %s -p 'What is the camera wearer doing?' --candidate 'He cuts.' "
       "--candidate 'He walks.' " VBLIP_FIXTURES "/" VIDEO,
       NULL);
+  same_output("narrate",
+              "narrate --dtype f32 -t 2 --beams 1 -n 6 --window 4 --frames 2 --no-merge "
+              "--format jsonl -m %s " VBLIP_FIXTURES "/" VIDEO,
+              NULL);
   embed_each();
   convert_each(dir_caption ? dir_caption : "");
   serve_each();
