@@ -146,6 +146,12 @@ static long http(const server *s, const char *method, const char *path, const ch
   curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
   struct curl_slist *h = curl_slist_append(NULL, "Expect:");
   h = curl_slist_append(h, "Content-Type: video/mp4");
+  if (file) { /* the name the cues' "video" field gives */
+    char xf[600];
+    const char *base = strrchr(file, '/');
+    snprintf(xf, sizeof xf, "X-Filename: %s", base ? base + 1 : file);
+    h = curl_slist_append(h, xf);
+  }
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
   if (strcmp(method, "POST") == 0) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, data ? data : "");
@@ -212,8 +218,10 @@ static char *vblip(const char *args) {
   for (int i = 0; i < n_seen; i++)
     if (strcmp(seen[i].args, args) == 0) return strdup(seen[i].out);
   char cmd[4096], *out = NULL;
-  snprintf(cmd, sizeof cmd, "%s narrate --model %s --threads 2 %s 2>/dev/null", VBLIP_BINARY, MODEL,
-           args);
+  /* in the media directory: the video's name is the one the uploads give */
+  snprintf(cmd, sizeof cmd,
+           "cd %s && %s narrate --model ../models/videoblip-opt-tiny --threads 2 %s 2>/dev/null",
+           MEDIA, VBLIP_BINARY, args);
   int rc = tu_run(cmd, &out);
   CHECK(rc == 0, "%s: exit %d", cmd, rc);
   if (!out) out = strdup("");
@@ -225,7 +233,7 @@ static char *vblip(const char *args) {
 }
 
 /* The CLI's JSON Lines cues equal the stream's cue events (times, text, windows). */
-static void check_cues_equal_cli(event *ev, int n, const char *cli_args) {
+static void check_cues_equal_cli(event *ev, int n, const char *cli_args, int same_video) {
   char *out = vblip(cli_args);
   int k = 0;
   const char *line = out;
@@ -243,6 +251,12 @@ static void check_cues_equal_cli(event *ev, int n, const char *cli_args) {
           "cue %d: '%s', the CLI's '%s'", k, str(e, "text"), c ? str(c, "text") : "?");
     cJSON *cw = cJSON_GetObjectItem(c, "windows"), *ew = cJSON_GetObjectItem(e, "windows");
     CHECK(cJSON_Compare(cw, ew, 1), "cue %d: the same windows", k);
+    CHECK(c && str(c, "prompt") && str(e, "prompt") && !strcmp(str(c, "prompt"), str(e, "prompt")),
+          "cue %d: the same prompt", k);
+    CHECK(!same_video ||
+              (c && str(c, "video") && str(e, "video") &&
+               !strcmp(str(c, "video"), str(e, "video")) && !strcmp(str(e, "video"), VIDEO_NAME)),
+          "cue %d: video '%s', the CLI's '%s'", k, str(e, "video"), c ? str(c, "video") : "?");
     CHECK(num(e, "index") == k, "cue %d: index %g", k, num(e, "index"));
     cJSON_Delete(c);
     line = nl + 1;
@@ -319,8 +333,8 @@ static void test_stream(const server *s) {
         "done: vision frames %g (independent %g)", num(d, "vision_frames"),
         num(d, "independent_frames"));
   CHECK(num(d, "media_sec") == 12 && num(d, "max_lag") == 0, "done: 12 s, no lag");
-  check_cues_equal_cli(ev, n,
-                       "--window 4 --stride 2 --frames 4 --no-merge --format jsonl " GEN " " VIDEO);
+  check_cues_equal_cli(
+      ev, n, "--window 4 --stride 2 --frames 4 --no-merge --format jsonl " GEN " " VIDEO_NAME, 1);
   free_events(ev, n);
   free(r.body);
 
@@ -332,7 +346,7 @@ static void test_stream(const server *s) {
   for (int i = 0; i < n; i++)
     windows += strcmp(ev[i].name, "window") == 0;
   CHECK(windows == 5, "window 4 s, stride 2 s over 12 s: 5 windows, got %d", windows);
-  check_cues_equal_cli(ev, n, "--window 4 --frames 2 --format jsonl " GEN " " VIDEO);
+  check_cues_equal_cli(ev, n, "--window 4 --frames 2 --format jsonl " GEN " " VIDEO_NAME, 1);
   const cJSON *done = n ? ev[n - 1].data : NULL;
   const cJSON *dl = cJSON_GetObjectItem(done, "downloads");
   const char *kinds[] = {"vtt", "srt", "jsonl"};
@@ -344,7 +358,7 @@ static void test_stream(const server *s) {
     st = http(s, "GET", path, NULL, &g);
     CHECK(st == 200, "GET %s: %ld", path, st);
     char args[512];
-    snprintf(args, sizeof args, "--window 4 --frames 2 --format %s " GEN " " VIDEO, kinds[k]);
+    snprintf(args, sizeof args, "--window 4 --frames 2 --format %s " GEN " " VIDEO_NAME, kinds[k]);
     char *cli = vblip(args);
     CHECK(strcmp(g.body, cli) == 0, "%s download equals the CLI's:\n%s\n---\n%s", kinds[k], g.body,
           cli);
@@ -417,8 +431,8 @@ static void test_limits_and_urls(void) {
   int n = parse_events(r.body, ev, MAX_EV);
   CHECK(n > 0 && strcmp(ev[n - 1].name, "done") == 0 && num(ev[n - 1].data, "windows") == 5,
         "the URL's 5 windows");
-  check_cues_equal_cli(ev, n,
-                       "--window 4 --stride 2 --frames 4 --no-merge --format jsonl " GEN " " VIDEO);
+  check_cues_equal_cli(
+      ev, n, "--window 4 --stride 2 --frames 4 --no-merge --format jsonl " GEN " " VIDEO_NAME, 0);
   free_events(ev, n);
   free(r.body);
   CHECK(stop_server(&s) == 0, "server exits cleanly");
@@ -464,6 +478,54 @@ static void test_disconnect(void) {
   CHECK(stop_server(&s) == 0, "server exits cleanly");
 }
 
+/* narrate's JSON Lines and caption --files-from's share their fields: each narrate line is a
+ * valid list line for caption, whose result names the same video, window and prompt */
+static void test_shared_jsonl(void) {
+  char cmd[4600], path[1100], *out = NULL;
+  snprintf(path, sizeof path, "%s/narrate.jsonl", tu_tmpdir());
+  snprintf(cmd, sizeof cmd,
+           "cd %s && %s narrate --model ../models/videoblip-opt-tiny --threads 2 --window 4 "
+           "--frames 2 --no-merge --format jsonl " GEN " " VIDEO_NAME " 2>/dev/null | tee %s | "
+           "%s caption --model ../models/videoblip-opt-tiny --threads 2 --frames 2 " GEN
+           " --files-from - 2>/dev/null",
+           MEDIA, VBLIP_BINARY, path, VBLIP_BINARY);
+  int rc = tu_run(cmd, &out);
+  CHECK(rc == 0, "narrate | caption --files-from -: exit %d", rc);
+  char *narr = calloc(1, 1 << 16);
+  size_t len = 0;
+  FILE *f = fopen(path, "rb");
+  if (f && narr) {
+    len = fread(narr, 1, (1 << 16) - 1, f);
+    fclose(f);
+  }
+  CHECK(len > 0, "narrate wrote its lines");
+  int lines = 0;
+  const char *a = narr, *b = out;
+  while (a && b && *a && *b) {
+    const char *na = strchr(a, '\n'), *nb = strchr(b, '\n');
+    if (!na || !nb) break;
+    cJSON *x = cJSON_ParseWithLength(a, (size_t)(na - a));
+    cJSON *y = cJSON_ParseWithLength(b, (size_t)(nb - b));
+    CHECK(x && y, "line %d parses", lines + 1);
+    static const char *const shared[] = {"video", "start", "end", "prompt"};
+    for (int i = 0; i < 4; i++)
+      CHECK(cJSON_GetObjectItem(x, shared[i]) &&
+                cJSON_Compare(cJSON_GetObjectItem(x, shared[i]), cJSON_GetObjectItem(y, shared[i]),
+                              1),
+            "line %d: the same '%s' in narrate's line and caption's result", lines + 1, shared[i]);
+    CHECK(str(x, "text") && str(y, "text") && num(y, "line") == lines + 1,
+          "line %d: both have a text; caption numbers its input line", lines + 1);
+    cJSON_Delete(x);
+    cJSON_Delete(y);
+    a = na + 1;
+    b = nb + 1;
+    lines++;
+  }
+  CHECK(lines == 5 && a && !*a && b && !*b, "5 windows, one caption result each (%d)", lines);
+  free(narr);
+  free(out);
+}
+
 int main(void) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   signal(SIGPIPE, SIG_IGN);
@@ -476,6 +538,7 @@ int main(void) {
   }
   test_limits_and_urls();
   test_disconnect();
+  test_shared_jsonl();
   curl_global_cleanup();
   return tu_finish();
 }

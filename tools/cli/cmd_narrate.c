@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "dataset/jsonl_out.h"
 #include "runtime/escape.h"
 #include "text/cues.h"
 
@@ -93,6 +94,8 @@ const cli_command cli_cmd_narrate = {
 typedef struct {
   const narrate_opts *o;
   vblip_model *m;
+  const char *source;
+  vb_jsonl_out *jsonl; /* --format jsonl: the writer caption --files-from uses */
   vb_cue_merger merger;
   int format; /* 0 vtt, 1 srt, 2 jsonl */
   int cues;
@@ -107,23 +110,20 @@ static void print_cue(narrate_run *r, const vb_cue *c) {
   } else if (r->format == 1) {
     s = vb_cue_srt(c, r->cues + 1);
   } else {
+    /* the shared result fields (video, start, end, prompt, text), then the cue's own */
     cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "start", c->start);
-    cJSON_AddNumberToObject(j, "end", c->end);
+    vb_jsonl_add_input(j, r->source, c->start, c->end, r->o->prompt);
     cJSON_AddStringToObject(j, "text", c->text);
     cJSON *w = cJSON_AddArrayToObject(j, "windows");
     cJSON_AddItemToArray(w, cJSON_CreateNumber(c->first_window));
     cJSON_AddItemToArray(w, cJSON_CreateNumber(c->last_window));
     cJSON_AddNumberToObject(j, "skipped_before", c->skipped_before);
     cJSON_AddNumberToObject(j, "lag", c->lag);
-    char *t = cJSON_PrintUnformatted(j);
+    if (r->progress) fputs("\r\033[K", stderr);
+    if (vb_jsonl_write(r->jsonl, j) != 0) r->failed = 1;
     cJSON_Delete(j);
-    if (t) {
-      size_t n = strlen(t);
-      s = malloc(n + 2);
-      if (s) memcpy(s, t, n), s[n] = '\n', s[n + 1] = 0;
-      free(t);
-    }
+    r->cues++;
+    return;
   }
   if (r->progress) fputs("\r\033[K", stderr);
   if (!s || fputs(s, stdout) == EOF || fflush(stdout) != 0) r->failed = 1;
@@ -180,7 +180,7 @@ static int run(int argc, char **argv) {
   vblip_model *m = cli_load_model(o.model, &o.load);
   if (!m) return 1;
   cli_model_defaults_fill(m, &o.gen, NULL);
-  narrate_run r = {.o = &o, .m = m};
+  narrate_run r = {.o = &o, .m = m, .source = source};
   r.merger.merge = !o.no_merge;
   r.format = !strcmp(o.format, "vtt") ? 0 : !strcmp(o.format, "srt") ? 1 : 2;
   int live = o.narrate.live < 0 ? strcmp(source, "-") == 0 || strstr(source, "://") ||
@@ -191,6 +191,9 @@ static int run(int argc, char **argv) {
   if (r.format == 0) {
     fputs("WEBVTT\n\n", stdout);
     fflush(stdout);
+  } else if (r.format == 2 && !(r.jsonl = vb_jsonl_open(NULL, false, NULL, NULL))) {
+    vblip_model_free(m);
+    return cli_fail("%s", vblip_last_error());
   }
   vblip_narration_stats st;
   rc = vblip_narrate(m, source, o.prompt, &o.narrate, &o.gen, on_window, &r, &st);
@@ -217,6 +220,7 @@ static int run(int argc, char **argv) {
     if (live) fprintf(stderr, ", largest lag %.1f s", st.max_lag_sec);
     fputc('\n', stderr);
   }
+  if (r.jsonl) vb_jsonl_close(r.jsonl);
   vblip_model_free(m);
   return status;
 }

@@ -72,10 +72,8 @@ static cJSON *result_head(const vb_input_item *it, const char *prompt) {
   cJSON *r = cJSON_CreateObject();
   if (it->id) cJSON_AddItemToObject(r, "id", cJSON_Duplicate(it->id, 1));
   cJSON_AddNumberToObject(r, "line", (double)it->line);
-  if (it->video) cJSON_AddStringToObject(r, "video", it->video);
-  if (it->start >= 0) cJSON_AddNumberToObject(r, "start", it->start);
-  if (it->end >= 0) cJSON_AddNumberToObject(r, "end", it->end);
-  if (it->video) cJSON_AddStringToObject(r, "prompt", it->prompt ? it->prompt : prompt);
+  vb_jsonl_add_input(r, it->video, it->start, it->end,
+                     it->video ? (it->prompt ? it->prompt : prompt) : NULL);
   return r;
 }
 

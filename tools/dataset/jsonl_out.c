@@ -175,3 +175,10 @@ int vb_jsonl_close(vb_jsonl_out *o) {
   free(o);
   return rc;
 }
+
+void vb_jsonl_add_input(cJSON *o, const char *video, double start, double end, const char *prompt) {
+  if (video) cJSON_AddStringToObject(o, "video", video);
+  if (start >= 0) cJSON_AddNumberToObject(o, "start", start);
+  if (end >= 0) cJSON_AddNumberToObject(o, "end", end);
+  if (prompt) cJSON_AddStringToObject(o, "prompt", prompt);
+}

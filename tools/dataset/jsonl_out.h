@@ -24,6 +24,14 @@ vb_jsonl_out *vb_jsonl_open(const char *path, bool resume, vb_jsonl_line_fn on_l
 /* Writes obj as one line. 0, or -1 with the error. */
 int vb_jsonl_write(vb_jsonl_out *o, const cJSON *obj);
 
+/* The fields that say what a result line is about, with the names, meanings and order that
+ * every JSON Lines writer of vblip shares (caption --files-from's results, narrate's cues;
+ * the server's narration downloads write the same): "video" (the input as it was named;
+ * left out when NULL), "start" and "end" (seconds from the video's first frame; each left
+ * out when < 0), "prompt" (left out when NULL). The answer follows as "text" (or "error").
+ * So a narrate line is also a valid caption --files-from input line for its window. */
+void vb_jsonl_add_input(cJSON *o, const char *video, double start, double end, const char *prompt);
+
 /* Closes the file (not stdout); 0, or -1 when the last writes failed to reach it. */
 int vb_jsonl_close(vb_jsonl_out *o);
 

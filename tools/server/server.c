@@ -896,12 +896,16 @@ static void run_chat(vblip_server *s, job *j) {
 
 /* ------------------------------------------------------------ narration */
 
-/* A cue as narrate's JSON Lines write it: start, end, text, windows [first, last],
+/* A cue as narrate's JSON Lines write it: the fields every vblip JSONL result shares
+ * (tools/dataset/jsonl_out.h: video, start, end, prompt, text; "video" the client's name for
+ * the upload, or the URL, and left out when unnamed), then windows [first, last],
  * skipped_before, lag */
-static cJSON *cue_json(const vb_cue *c) {
+static cJSON *cue_json(const vb_cue *c, const char *video, const char *prompt) {
   cJSON *o = cJSON_CreateObject();
+  if (video && *video) cJSON_AddStringToObject(o, "video", video);
   cJSON_AddNumberToObject(o, "start", c->start);
   cJSON_AddNumberToObject(o, "end", c->end);
+  cJSON_AddStringToObject(o, "prompt", prompt ? prompt : "");
   cJSON_AddStringToObject(o, "text", c->text);
   cJSON *w = cJSON_AddArrayToObject(o, "windows");
   cJSON_AddItemToArray(w, cJSON_CreateNumber(c->first_window));
@@ -915,7 +919,7 @@ static cJSON *cue_json(const vb_cue *c) {
  * client (with the cue in the requested format) */
 static void emit_cue(job *j, const vb_cue *c) {
   narration *n = j->nar;
-  cJSON *o = cue_json(c);
+  cJSON *o = cue_json(c, n->name, j->prompt);
   char *line = cJSON_PrintUnformatted(o);
   char *vtt = vb_cue_vtt(c), *srt = vb_cue_srt(c, n->n_cues + 1);
   int fail = !line || !vtt || !srt;
