@@ -283,7 +283,8 @@ static void check_gemv_k(int N, int K, int M, tu_rng *rng) {
   } paths[] = {{"dispatch", vb_gemv_q4k, 1},
                {"c", vb_gemv_q4k_c, 1},
                {"avx2", vb_gemv_q4k_avx2, vb_gemv_q4_has_avx2()},
-               {"avx512-vnni", vb_gemv_q4k_vnni, vb_gemv_q4_has_vnni()}};
+               {"avx512-vnni", vb_gemv_q4k_vnni, vb_gemv_q4_has_vnni()},
+               {"amx-int8 (prefill)", vb_gemm_q4k_amx, vb_q4k_amx_usable()}};
   for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
     if (!paths[p].here) continue;
     for (size_t i = 0; i < (size_t)M * N; i++)
@@ -360,7 +361,8 @@ static void check_linear(int N, int K, int M, tu_rng *rng) {
 
 int main(void) {
   vb_cpu_init();
-  printf("q4_0 decoding path here: %s (%s)\n", vb_gemv_q4_path(), vb_cpu_describe());
+  printf("q4_0 decoding path here: %s (%s); Q4_K prefill on AMX-INT8: %s\n", vb_gemv_q4_path(),
+         vb_cpu_describe(), vb_q4k_amx_usable() ? "yes" : "no");
   tu_rng rng = {0x4b1d};
   static const int shapes[][2] = {{37, 32}, {64, 96}, {130, 256}, {300, 2048}, {64, 4096}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
@@ -377,8 +379,9 @@ int main(void) {
   static const int kshapes[][2] = {{37, 256}, {64, 512}, {130, 2560}, {100, 2048}, {16, 4096}};
   for (size_t s = 0; s < sizeof kshapes / sizeof kshapes[0]; s++) {
     check_quantize_k(kshapes[s][0], kshapes[s][1], &rng);
-    static const int ms[] = {1, 2, 4, 5, 15}; /* 4 rows per pass: whole, partial, both */
-    for (int i = 0; i < 5; i++)
+    /* 4 rows per pass in the GEMVs, 32 in the AMX product: whole, partial, both */
+    static const int ms[] = {1, 2, 4, 5, 15, 33};
+    for (int i = 0; i < 6; i++)
       check_gemv_k(kshapes[s][0], kshapes[s][1], ms[i], &rng);
   }
   check_linear_k(200, 512, 1, &rng);
@@ -387,6 +390,15 @@ int main(void) {
   check_linear_k(37, 768, 2, &rng);
   tu_rerun_with_cpu_paths_off();
   tu_rerun_with_env("VBLIP_NO_AVX2=1");
-  tu_rerun_with_env("VBLIP_Q4_ROWS=1"); /* linear layers on the Q4_0 rows, not repacked */
+  tu_rerun_with_env("VBLIP_Q4_ROWS=1");
+  /* AMX off: the Q4_K prefill product is not used (and refuses to run) */
+  tu_rerun_with_env("VBLIP_NO_AMX=1");
+  tu_rerun_with_env("VBLIP_Q4_AMX=1"); /* vb_linear_forward's many rows on AMX-INT8 */
+  if (getenv("VBLIP_NO_AMX")) {
+    float x[256] = {0}, y[16];
+    uint8_t q[16 * VB_Q4K_BLOCK_BYTES] = {0};
+    CHECK(!vb_q4k_amx_usable() && vb_gemm_q4k_amx(q, 16, 256, x, 1, NULL, y) != 0,
+          "VBLIP_NO_AMX=1: the AMX Q4_K product still runs");
+  } /* linear layers on the Q4_0 rows, not repacked */
   return tu_finish();
 }

@@ -298,11 +298,22 @@ int vb_linear_reads_stored_q8(const vb_linear *l) {
   return !b || !b->packed;
 }
 
+static int q4k_amx_wanted(void) {
+  const char *e = getenv("VBLIP_Q4_AMX");
+  return e && strcmp(e, "1") == 0 && vb_q4k_amx_usable();
+}
+
 int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   const q8_backend *b = l->backend;
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
-  if (M > VB_Q8_GEMV_MAX_M) return run_tiles(l, b, x, M, y);
+  if (M > VB_Q8_GEMV_MAX_M) {
+    /* Q4_K on AMX-INT8 on request: measured slower than the bf16 tiles here
+     * (bench/prefill_q4.c, docs/performance.md) */
+    if (l->dtype == VB_DT_Q4_K && q4k_amx_wanted())
+      return vb_gemm_q4k_amx(l->w, l->out, l->in, x, M, l->bias, y);
+    return run_tiles(l, b, x, M, y);
+  }
   if (l->dtype == VB_DT_Q4_0 && b->packed)
     return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);

@@ -130,8 +130,48 @@ void vb_q4k_rows_to_f32(const void *W, int K, int r0, int r1, float *dst) {
                           dst + (size_t)(r - r0) * K + (size_t)b * SB);
 }
 
+/* The scale bytes as 16 bytes sc[0..7], m[0..7] (defined below). */
+static inline void scale_bytes(const uint8_t *s12, uint32_t out[4]);
+
+/* 256 values of a super-block to bf16 (round to nearest even, as
+ * vb_float_to_bf16 on the f32 values: the same d sc q - dmin m in f32). */
+TGT_VNNI static void block_to_bf16_avx512(const uint8_t *blk, uint16_t *o) {
+  uint32_t sm[4];
+  scale_bytes(blk + 4, sm);
+  uint16_t h[2];
+  memcpy(h, blk, 4);
+  float d = _cvtsh_ss(h[0]), dmin = _cvtsh_ss(h[1]);
+  const uint8_t *b8 = (const uint8_t *)sm;
+  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+  const __m128i low = _mm_set1_epi8(15);
+  for (int c = 0; c < 4; c++)
+    for (int half = 0; half < 2; half++) {
+      __m128i q[2] = {_mm_loadu_si128((const __m128i *)(blk + 16 + 32 * c)),
+                      _mm_loadu_si128((const __m128i *)(blk + 16 + 32 * c + 16))};
+      int s = 2 * c + half;
+      __m512 sc = _mm512_set1_ps(d * (float)b8[s]), mn = _mm512_set1_ps(dmin * (float)b8[8 + s]);
+      for (int i = 0; i < 2; i++) {
+        __m128i v = half ? _mm_and_si128(_mm_srli_epi16(q[i], 4), low) : _mm_and_si128(q[i], low);
+        __m512 f =
+            _mm512_sub_ps(_mm512_mul_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))), mn);
+        __m512i u = _mm512_castps_si512(f);
+        u = _mm512_add_epi32(
+            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
+        _mm256_storeu_si256((__m256i *)(o + 64 * c + 32 * half + 16 * i),
+                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+      }
+    }
+}
+
 void vb_q4k_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q4k_row_bytes(K);
+  if (vb_gemv_q4_has_vnni()) {
+    for (int r = r0; r < r1; r++)
+      for (int b = 0; b < K / SB; b++)
+        block_to_bf16_avx512((const uint8_t *)W + (size_t)r * rb + (size_t)b * SBB,
+                             dst + (size_t)(r - r0) * K + (size_t)b * SB);
+    return;
+  }
   float v[SB];
   for (int r = r0; r < r1; r++)
     for (int b = 0; b < K / SB; b++) {

@@ -97,4 +97,13 @@ int vb_gemv_q4k_avx2(const void *W, int N, int K, const float *x, int M, const f
 int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
                      float *y);
 
+/* Q4_K with many activation rows on AMX-INT8 (q4k_amx.c): the same int8
+ * activations and integer block sums as vb_gemv_q4k, one TDPBSSD per block
+ * and 16 x 16 outputs, the block scales applied in f32 on the int32 sums.
+ * Usable where AMX-INT8 is (its permission granted, VBLIP_NO_AMX unset) and
+ * AVX512-VNNI too. -1 when not usable or out of memory. */
+int vb_q4k_amx_usable(void);
+int vb_gemm_q4k_amx(const void *W, int N, int K, const float *x, int M, const float *bias,
+                    float *y);
+
 #endif
