@@ -278,6 +278,7 @@ try {
   await apiPage.waitForFunction(() => document.getElementById("model").textContent !== "…");
   check((await apiPage.locator("#model").textContent()) === "videoblip-opt-tiny" &&
         (await apiPage.locator("#node").textContent()).includes(base + "v1"), "the API page with this server's address");
+  check((await apiPage.locator("#narrate").textContent()).includes(base + "api/narrate?window="), "the API page's narrate example");
   await apiPage.close();
 
   // clear: video, textbox and history
