@@ -17,7 +17,7 @@ const check = (ok, what) => { if (ok) passed++; else { failed++; console.log("FA
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "vblip-browser-"));
 const server = spawn(bin, ["serve", "--model", path.join(fixtures, "models/videoblip-opt-tiny"), "--host", "127.0.0.1",
-  "--port", "0", "--threads", "2", "--examples", path.join(fixtures, "media")],
+  "--port", "0", "--threads", "2", "--examples", path.join(fixtures, "media"), "--allow-url-input"],
   { env: { ...process.env, TMPDIR: tmp, VBLIP_SERVE_TEST_DELAY_MS: "40" }, stdio: ["ignore", "pipe", "inherit"] });
 const base = await new Promise((resolve, reject) => {
   let out = "";
@@ -177,6 +177,15 @@ async function narrateMode() {
     if (Array.isArray(cues))
       check(JSON.stringify(cues) === JSON.stringify(track), (srt ? "SRT" : "WebVTT") + " download equals the track's cues");
   }
+  // a URL the server opens (--allow-url-input): here its own example file, the same cues
+  check(await page.locator("#nurl-form").isVisible(), "the URL field (the server allows URLs)");
+  await page.locator("#nurl").fill(base + "examples/video2_vp9_180x320_25fps_6s.webm");
+  await page.locator("#nurl-go").click();
+  await page.waitForFunction(() => document.getElementById("downloads").hidden === false && document.querySelectorAll("#cues li[data-start]").length === 5 ||
+                                   document.getElementById("nstatus").classList.contains("err"));
+  const fromUrl = await page.evaluate(() => [...document.getElementById("ntrack").track.cues].map((c) => ({ start: c.startTime, end: c.endTime, text: c.text })));
+  check(JSON.stringify(fromUrl) === JSON.stringify(track), "the URL's cues equal the upload's: " + JSON.stringify(fromUrl).slice(0, 200));
+  check((await page.locator("#nplayer").getAttribute("src")).endsWith("video2_vp9_180x320_25fps_6s.webm"), "the player plays the URL");
   // a video shorter than a window: the error, and the chat mode still there
   await page.locator("#nwindow").fill("20");
   await page.setInputFiles("#nfile", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
