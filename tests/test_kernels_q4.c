@@ -261,6 +261,31 @@ static void check_gemv(int N, int K, int M, tu_rng *rng) {
       free(mag);
 }
 
+/* The q4kx16 product from Q4_K rows: packed, run, and the packed copy's
+ * unpackers checked against the rows' (the same values). */
+static int gemv_q4kx16_from_rows(const void *W, int N, int K, const float *x, int M,
+                                 const float *bias, float *y) {
+  void *P = vb_malloc_aligned(vb_q4kx16_bytes(N, K));
+  float *a = malloc((size_t)N * K * sizeof *a), *b = malloc((size_t)N * K * sizeof *b);
+  uint16_t *c = malloc((size_t)N * K * sizeof *c), *d = malloc((size_t)N * K * sizeof *d);
+  int rc = -1;
+  if (P && a && b && c && d) {
+    vb_q4kx16_pack(W, N, K, P);
+    int r0 = N > 16 ? 5 : 0;
+    vb_q4k_rows_to_f32(W, K, r0, N, a);
+    vb_q4kx16_rows_to_f32(P, K, r0, N, b);
+    vb_q4k_rows_to_bf16(W, K, r0, N, c);
+    vb_q4kx16_rows_to_bf16(P, K, r0, N, d);
+    size_t n = (size_t)(N - r0) * K;
+    CHECK(memcmp(a, b, n * sizeof *a) == 0 && memcmp(c, d, n * sizeof *c) == 0,
+          "%dx%d: q4kx16 unpackers differ from the rows'", N, K);
+    rc = vb_gemv_q4kx16(P, N, K, x, M, bias, y);
+  }
+  vb_free_aligned(P);
+  free(a), free(b), free(c), free(d);
+  return rc;
+}
+
 static void check_gemv_k(int N, int K, int M, tu_rng *rng) {
   float *w = tu_rand_buf(rng, (size_t)N * K, 0.5f), *x = tu_rand_buf(rng, (size_t)M * K, 2.0f);
   float *bias = tu_rand_buf(rng, (size_t)N, 0.1f);
@@ -284,7 +309,8 @@ static void check_gemv_k(int N, int K, int M, tu_rng *rng) {
                {"c", vb_gemv_q4k_c, 1},
                {"avx2", vb_gemv_q4k_avx2, vb_gemv_q4_has_avx2()},
                {"avx512-vnni", vb_gemv_q4k_vnni, vb_gemv_q4_has_vnni()},
-               {"amx-int8 (prefill)", vb_gemm_q4k_amx, vb_q4k_amx_usable()}};
+               {"amx-int8 (prefill)", vb_gemm_q4k_amx, vb_q4k_amx_usable()},
+               {"q4kx16 (avx512-vnni, repacked)", gemv_q4kx16_from_rows, vb_q4x16_supported()}};
   for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
     if (!paths[p].here) continue;
     for (size_t i = 0; i < (size_t)M * N; i++)
@@ -326,6 +352,8 @@ static void check_linear_k(int N, int K, int M, tu_rng *rng) {
   if (CHECK_OK(vb_linear_prepare(&l)) && CHECK_OK(vb_linear_forward(&l, x, M, y))) {
     double rel = tu_rel_l2(y, ref, (size_t)M * N);
     CHECK(rel < 1e-2 && rel > 0, "Q4_K linear %dx%d M=%d: relative error %.3g", N, K, M, rel);
+    CHECK(vb_linear_reads_stored(&l) == !vb_q4x16_supported() || getenv("VBLIP_Q4_ROWS"),
+          "Q4_K linear %dx%d: the rows are read unless repacked", N, K);
   }
   vb_linear_release(&l);
   /* a row width that is not whole super-blocks is refused, not misread */

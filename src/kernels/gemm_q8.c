@@ -165,7 +165,11 @@ static int tile_rows(int N, int K, int unit) {
  * from the Q8_0 rows where they lie. */
 static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
                          float *d32) {
-  if (l->dtype == VB_DT_Q4_K && d16)
+  if (l->dtype == VB_DT_Q4_K && packed && d16)
+    vb_q4kx16_rows_to_bf16(packed, l->in, n0, n1, d16);
+  else if (l->dtype == VB_DT_Q4_K && packed)
+    vb_q4kx16_rows_to_f32(packed, l->in, n0, n1, d32);
+  else if (l->dtype == VB_DT_Q4_K && d16)
     vb_q4k_rows_to_bf16(l->w, l->in, n0, n1, d16);
   else if (l->dtype == VB_DT_Q4_K)
     vb_q4k_rows_to_f32(l->w, l->in, n0, n1, d32);
@@ -266,6 +270,14 @@ int vb_linear_prepare_q8(vb_linear *l) {
     }
     vb_q4x16_pack(l->w, l->out, l->in, b->packed);
   }
+  if (l->dtype == VB_DT_Q4_K && vb_q4x16_supported() && !getenv("VBLIP_Q4_ROWS")) {
+    b->packed = vb_malloc_aligned(vb_q4kx16_bytes(l->out, l->in));
+    if (!b->packed) {
+      free(b);
+      return vb_error("out of memory repacking a %dx%d Q4_K weight", l->out, l->in);
+    }
+    vb_q4kx16_pack(l->w, l->out, l->in, b->packed);
+  }
   if (l->dtype == VB_DT_Q8_0 && vb_q8x16_supported()) {
     b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
     if (!b->packed) {
@@ -308,15 +320,18 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
   if (M > VB_Q8_GEMV_MAX_M) {
-    /* Q4_K on AMX-INT8 on request: measured slower than the bf16 tiles here
+    /* Q4_K on AMX-INT8 on request, from the rows (VBLIP_Q4_ROWS=1 where
+     * VNNI repacks them): measured slower than the bf16 tiles here
      * (bench/prefill_q4.c, docs/performance.md) */
-    if (l->dtype == VB_DT_Q4_K && q4k_amx_wanted())
+    if (l->dtype == VB_DT_Q4_K && !b->packed && q4k_amx_wanted())
       return vb_gemm_q4k_amx(l->w, l->out, l->in, x, M, l->bias, y);
     return run_tiles(l, b, x, M, y);
   }
   if (l->dtype == VB_DT_Q4_0 && b->packed)
     return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
+  if (l->dtype == VB_DT_Q4_K && b->packed)
+    return vb_gemv_q4kx16(b->packed, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_K) return vb_gemv_q4k(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);

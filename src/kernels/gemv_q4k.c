@@ -60,20 +60,24 @@ static void fit_sub(const float *x, float *pa, float *pb) {
     return;
   }
   float best_a = (hi - lo) / 15, best_b = -lo, best = sub_error(x, best_a, best_b, NULL);
+  float sx = 0, sxx = 0;
+  for (int j = 0; j < 32; j++)
+    sx += x[j], sxx += x[j] * x[j];
   for (int t = 0; t < 12; t++) {
     float steps = 13.5f + 0.25f * (float)t, ia = steps / (hi - lo);
-    float sq = 0, sqq = 0, sx = 0, sqx = 0;
+    float sq = 0, sqq = 0, sqx = 0;
     for (int j = 0; j < 32; j++) {
       float r = rintf((x[j] - lo) * ia);
       r = r < 0 ? 0 : r > 15 ? 15 : r;
-      sq += r, sqq += r * r, sx += x[j], sqx += r * x[j];
+      sq += r, sqq += r * r, sqx += r * x[j];
     }
     float den = 32 * sqq - sq * sq;
     if (den <= 0) continue;
     float a = (32 * sqx - sq * sx) / den, b = (a * sq - sx) / 32;
     if (b < 0) b = 0, a = sqq > 0 ? sqx / sqq : 0;
     if (!(a > 0)) continue;
-    float e = sub_error(x, a, b, NULL);
+    /* the fit's squared error on these q, in closed form */
+    float e = a * a * sqq + 32 * b * b + sxx - 2 * a * sqx + 2 * b * sx - 2 * a * b * sq;
     if (e < best) best = e, best_a = a, best_b = b;
   }
   *pa = best_a, *pb = best_b;

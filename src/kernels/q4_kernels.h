@@ -97,6 +97,15 @@ int vb_gemv_q4k_avx2(const void *W, int N, int K, const float *x, int M, const f
 int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
                      float *y);
 
+/* Q4_K repacked for AVX512-VNNI (q4k_vnni.c describes the layout; where
+ * vb_q4x16_supported): the Q4_K rows' size plus 2.8% and padding to 16 rows.
+ * The fastest decoding product here; the unpackers take any row range. */
+size_t vb_q4kx16_bytes(int N, int K);
+void vb_q4kx16_pack(const void *W, int N, int K, void *P);
+int vb_gemv_q4kx16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
+void vb_q4kx16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
+void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+
 /* Q4_K with many activation rows on AMX-INT8 (q4k_amx.c): the same int8
  * activations and integer block sums as vb_gemv_q4k, one TDPBSSD per block
  * and 16 x 16 outputs, the block scales applied in f32 on the int32 sums.
