@@ -351,8 +351,9 @@ typedef struct {
   int n_prompt, n_tokens, beams;
   double ms_prefill, ms_token, decode_gb, peak_gb;
   double peak_model_gb; /* VmHWM before the interleaved read buffer exists */
-  double ratio_interleaved; /* median over steps of step time / (bytes / bandwidth read around it) */
-  float logits[]; /* the first step's [vocab] */
+  double
+      ratio_interleaved; /* median over steps of step time / (bytes / bandwidth read around it) */
+  float logits[];        /* the first step's [vocab] */
 } lm_stage;
 
 /* Weight bytes one decoding step reads, which bounds it: every linear layer
@@ -646,7 +647,8 @@ static int usage(const char *argv0) {
       "usage: %s [--lm opt|t5|both|opt-6.7b|t5-xxl|big] [--frames N] [--prompt N] [--tokens N]\n"
       "         [--beams N] [--threads N] [--json PATH] [--no-f32] [--no-f32-lm] [--no-q8]\n"
       "         [--no-q4] [--no-bf16-lm]\n"
-      "         [--no-visual] [--no-int8] [--all-int8] [--peer] [--video PATH] [--tiny]\n"
+      "         [--no-visual] [--no-int8] [--all-int8] [--no-onednn] [--peer] [--video PATH]\n"
+      "         [--tiny]\n"
       "       %s --dataset MODEL --video PATH [--clips N] [--prefetch N] [--rounds N]\n"
       "         [--frames N] [--tokens N] [--threads N]\n",
       argv0, argv0);
@@ -654,7 +656,9 @@ static int usage(const char *argv0) {
 }
 
 int main(int argc, char **argv) {
-  int T = 8, n_prompt = 20, n_tokens = 20, beams = 1, threads = 0, do_f32 = 1, do_f32_lm = 1, do_q8 = 1;
+  int T = 8, n_prompt = 20, n_tokens = 20, beams = 1, threads = 0, do_f32 = 1, do_f32_lm = 1,
+      do_q8 = 1;
+  int do_onednn = 1; /* the "bf16 (oneDNN)" vision row on AMX CPUs */
   int do_visual = 1, do_bf16_lm = 1, tiny = 0, do_int8 = 1, all_int8 = 0, peer = 0, do_q4 = 1;
   const char *json_path = "bench.json", *video = NULL, *lm_arg = "opt", *dataset = NULL;
   int clips = 100, prefetch = 2, rounds = 2;
@@ -691,6 +695,8 @@ int main(int argc, char **argv) {
       tiny = 1;
     else if (!strcmp(argv[i], "--no-int8"))
       do_int8 = 0;
+    else if (!strcmp(argv[i], "--no-onednn"))
+      do_onednn = 0;
     else if (!strcmp(argv[i], "--all-int8"))
       all_int8 = 1;
     else if (!strcmp(argv[i], "--peer"))
@@ -727,7 +733,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (T < 1 || n_prompt < 1 || n_tokens < 2 || beams < 1 || beams > VB_BENCH_MAX_BEAMS) {
-    fprintf(stderr, "frames, prompt >= 1, tokens >= 2 and 1 <= beams <= %d please\n", VB_BENCH_MAX_BEAMS);
+    fprintf(stderr, "frames, prompt >= 1, tokens >= 2 and 1 <= beams <= %d please\n",
+            VB_BENCH_MAX_BEAMS);
     return 2;
   }
   if (video && beams != 1) {
@@ -778,7 +785,8 @@ int main(int argc, char **argv) {
   int amx = vb_tile_kind_usable(VB_TILE_BF16_AMX);
   confs[n_conf++] =
       (visual_conf){amx ? "bf16 (own AMX)" : "bf16", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 0};
-  if (amx) confs[n_conf++] = (visual_conf){"bf16 (oneDNN)", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 1};
+  if (amx && do_onednn)
+    confs[n_conf++] = (visual_conf){"bf16 (oneDNN)", VB_COMPUTE_BF16, 0, VB_TILE_KINDS, 1};
   if (do_int8) {
     confs[n_conf++] = (visual_conf){"int8", VB_COMPUTE_BF16, 1, VB_TILE_KINDS, 0};
     for (int k = VB_TILE_I8_AMX; all_int8 && k < VB_TILE_I8_C; k++)
@@ -952,11 +960,11 @@ int main(int argc, char **argv) {
     for (int k = 0; k < LM_DTS; k++)
       any_lm |= lm[i][k] != NULL;
   if (any_lm) {
-    printf("\nlanguage models: prompt %d+%d tokens (%s), %d decode steps timed, %d row%s per step%s;\n"
-           "GB/token: the weights a decoding step reads\n",
-           c0->num_query_tokens, n_prompt,
-           queries ? "queries from the visual rows" : "random queries", n_tokens - 1, beams,
-           beams > 1 ? "s" : "", beams > 1 ? " (as beam search)" : "");
+    printf(
+        "\nlanguage models: prompt %d+%d tokens (%s), %d decode steps timed, %d row%s per step%s;\n"
+        "GB/token: the weights a decoding step reads\n",
+        c0->num_query_tokens, n_prompt, queries ? "queries from the visual rows" : "random queries",
+        n_tokens - 1, beams, beams > 1 ? "s" : "", beams > 1 ? " (as beam search)" : "");
     for (int i = 0; i < n_lm; i++)
       if (lms[i] == VB_LM_T5)
         printf("  %s: %s, encoder %d + decoder %d x %d, %d heads, d_ff %d, vocab %d; "

@@ -12,12 +12,16 @@
  *  - fused GELU: exactly vb_gelu_erf of the plain result, row by row;
  *  - shapes: M, N, K not multiples of the blocks (1, 17, 33, 70 rows; N 16, 40,
  *    96; K 20 to 300), K split in several cache chunks (K = 2200 bf16, 4500
- *    int8), an output row stride wider than N, zero rows;
+ *    int8), an output row stride wider than N, zero rows; 600 and 1000 rows
+ *    over few columns (the work split into row ranges as well as panels);
  *  - int8 end to end against the f32 product: the relative error of per-row /
  *    per-channel int8 on random data (stated, bounded by 2e-2).
  *  - inputs and outputs (vb_tile_linear_io): adding into the output, bf16
  *    output, bf16 input read in place or copied: exactly the plain product's
  *    values, added or rounded; two inputs refused;
+ *  - a layer norm on the way in (io.ln_w): exactly the product of vb_layernorm's
+ *    rows, for every kind, plain and with GELU into bf16; refused on a bf16
+ *    input;
  *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
  *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
  *    without AMX.
@@ -210,6 +214,45 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
   free(x), free(w), free(b), free(y0), free(xb), free(yb), free(xr), free(plain), free(r), free(p2);
 }
 
+/* vb_tile_linear_io with a layer norm on the way in: exactly the plain
+ * product of vb_layernorm's output (the norm, rounding and quantization of
+ * each row are the same arithmetic, only fused). */
+static void test_ln(vb_tile_kind kind, int M, int N, int K) {
+  if (!vb_tile_kind_usable(kind)) return;
+  float *x = tu_rand_buf(&rng, (size_t)M * K, 3.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.3f);
+  float *b = tu_rand_buf(&rng, N, 0.5f), *lw = tu_rand_buf(&rng, K, 1.0f),
+        *lb = tu_rand_buf(&rng, K, 0.5f);
+  for (size_t i = 0; i < (size_t)M * K; i += 7)
+    x[i] += 5.0f; /* rows with a mean away from zero */
+  rows_ctx ctx = {w, K};
+  vb_tile_weight tw;
+  if (!CHECK_OK(vb_tile_weight_pack(&tw, N, K, kind != VB_TILE_BF16_AMX, get_row, &ctx))) return;
+  float *xn = malloc((size_t)M * K * sizeof(float)), *want = malloc((size_t)M * N * sizeof(float));
+  float *got = malloc((size_t)M * N * sizeof(float));
+  uint16_t *wb = malloc((size_t)M * N * 2), *gb = malloc((size_t)M * N * 2);
+  vb_layernorm(x, xn, M, K, lw, lb, 1e-6f);
+  for (int pass = 0; pass < 2; pass++) { /* plain f32 output; GELU into bf16 */
+    vb_tile_act act = pass ? VB_TILE_ACT_GELU_ERF : VB_TILE_ACT_NONE;
+    vb_tile_io ref = {.x = xn, .act = act, .ldy = N}, io = ref;
+    io.x = x, io.ln_w = lw, io.ln_b = lb, io.ln_eps = 1e-6f;
+    if (pass)
+      ref.y_bf16 = wb, io.y_bf16 = gb;
+    else
+      ref.y = want, io.y = got;
+    CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &ref));
+    CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &io));
+    int same = pass ? memcmp(wb, gb, (size_t)M * N * 2) == 0
+                    : memcmp(want, got, (size_t)M * N * sizeof(float)) == 0;
+    CHECK(same, "%s %dx%dx%d: layer norm on the way in differs (%s)", vb_tile_kind_name(kind), M, N,
+          K, pass ? "GELU, bf16 output" : "f32 output");
+  }
+  vb_tile_io bad = {.x_bf16 = wb, .ldx = K, .ln_w = lw, .y = got, .ldy = N};
+  if (K <= N) CHECK(vb_tile_linear_io(kind, &tw, M, b, &bad) == -1, "layer norm of bf16 refused");
+  vb_tile_weight_free(&tw);
+  free(x), free(w), free(b), free(lw), free(lb), free(xn), free(want), free(got), free(wb),
+      free(gb);
+}
+
 /* AMX attention against the f32 path: bf16 operands, so within 1e-2 relative. */
 static void test_attention(int batch, int n, int heads, int hd) {
   int D = heads * hd, ld = 3 * D;
@@ -248,9 +291,17 @@ int main(void) {
   }
   test_i8(40, 72, 4500, 1, 0); /* K in several cache chunks */
   test_bf16(40, 72, 2200, 1);
+  /* enough rows for the work to be split into row ranges too (few panels) */
+  test_i8(600, 72, 4500, 1, 0);
+  test_bf16(600, 72, 2200, 1);
+  test_bf16(1000, 40, 64, 0);
   for (int k = 0; k < VB_TILE_KINDS; k++) {
     test_io(k, 70, 64, 64);  /* K == Kp: bf16 input read in place, last block copied */
     test_io(k, 33, 40, 100); /* padded K: copied */
+    test_ln(k, 70, 72, 64);
+    test_ln(k, 33, 40, 100);
+    test_ln(k, 40, 136, 1408); /* ViT-g's width */
+    test_io(k, 700, 40, 64);   /* row ranges: residual and bf16 output */
   }
   test_attention(2, 257, 2, 88); /* ViT-g's shape */
   test_attention(3, 17, 3, 64);

@@ -28,13 +28,13 @@ typedef enum {
  * Set compute (and pack) before vb_linear_prepare; zero-initialized means f32. */
 typedef struct {
   int out, in;
-  vb_dtype dtype;    /* of the stored weight */
-  const void *w;     /* stored weight, [out, in] */
-  const float *bias; /* [out] or NULL */
+  vb_dtype dtype;       /* of the stored weight */
+  const void *w;        /* stored weight, [out, in] */
+  const float *bias;    /* [out] or NULL */
   const float *w_scale; /* dtype I8: w[n, k] = q[n, k] * w_scale[n] */
-  float *w_f32;      /* owned f32 copy when the stored weight is not aligned f32 */
-  void *backend;     /* backend-specific prepared form (oneDNN primitive cache etc.) */
-  void *tile;        /* or vblip's own tile product (linear_tile.c) */
+  float *w_f32;         /* owned f32 copy when the stored weight is not aligned f32 */
+  void *backend;        /* backend-specific prepared form (oneDNN primitive cache etc.) */
+  void *tile;           /* or vblip's own tile product (linear_tile.c) */
   vb_compute compute;
   int pack; /* BF16: keep the weight only in oneDNN's blocked layout, for layers
              * always run with many rows (vision encoder, Q-Former) */
@@ -65,7 +65,11 @@ void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, con
                   float eps);
 /* T5's RMS norm: w * x / sqrt(mean(x^2) + eps). */
 void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float eps);
+/* One row of vb_layernorm (no threads). */
+void vb_layernorm_row(const float *x, float *y, int n, const float *w, const float *b, float eps);
 void vb_gelu_erf(float *x, size_t n);
+/* vb_gelu_erf without threads, the same values (for short rows inside parallel code). */
+void vb_gelu_erf_serial(float *x, size_t n);
 void vb_gelu_tanh(float *x, size_t n);
 void vb_relu(float *x, size_t n);
 void vb_add(float *y, const float *x, size_t n); /* y += x */

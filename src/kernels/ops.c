@@ -16,6 +16,7 @@ static int use_avx512(void) {
 }
 
 void vb_gelu_erf_avx512(float *x, size_t n);
+void vb_gelu_erf_serial_avx512(float *x, size_t n);
 void vb_gelu_tanh_avx512(float *x, size_t n);
 void vb_softmax_row_avx512(float *x, int n);
 float vb_dot_avx512(const float *a, const float *b, int n);
@@ -23,33 +24,35 @@ void vb_axpy_avx512(float *y, float a, const float *x, int n);
 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
                              float eps);
 
+void vb_layernorm_row(const float *xr, float *yr, int n, const float *w, const float *b,
+                      float eps) {
+  if (use_avx512()) {
+    vb_layernorm_row_avx512(xr, yr, n, w, b, eps);
+    return;
+  }
+  /* two-pass mean/variance in double: stable for the large activations of ViT-g */
+  double mean = 0, var = 0;
+  for (int i = 0; i < n; i++)
+    mean += xr[i];
+  mean /= n;
+  for (int i = 0; i < n; i++) {
+    double d = xr[i] - mean;
+    var += d * d;
+  }
+  var /= n;
+  float inv = (float)(1.0 / sqrt(var + eps));
+  float m = (float)mean;
+  for (int i = 0; i < n; i++) {
+    float v = (xr[i] - m) * inv;
+    yr[i] = v * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
+  }
+}
+
 void vb_layernorm(const float *x, float *y, int rows, int n, const float *w, const float *b,
                   float eps) {
-  int fast = use_avx512();
 #pragma omp parallel for if (rows > 16)
-  for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * n;
-    float *yr = y + (size_t)r * n;
-    if (fast) {
-      vb_layernorm_row_avx512(xr, yr, n, w, b, eps);
-      continue;
-    }
-    /* two-pass mean/variance in double: stable for the large activations of ViT-g */
-    double mean = 0, var = 0;
-    for (int i = 0; i < n; i++) mean += xr[i];
-    mean /= n;
-    for (int i = 0; i < n; i++) {
-      double d = xr[i] - mean;
-      var += d * d;
-    }
-    var /= n;
-    float inv = (float)(1.0 / sqrt(var + eps));
-    float m = (float)mean;
-    for (int i = 0; i < n; i++) {
-      float v = (xr[i] - m) * inv;
-      yr[i] = v * (w ? w[i] : 1.0f) + (b ? b[i] : 0.0f);
-    }
-  }
+  for (int r = 0; r < rows; r++)
+    vb_layernorm_row(x + (size_t)r * n, y + (size_t)r * n, n, w, b, eps);
 }
 
 void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float eps) {
@@ -58,10 +61,21 @@ void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float
     const float *xr = x + (size_t)r * n;
     float *yr = y + (size_t)r * n;
     double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)xr[i] * xr[i];
+    for (int i = 0; i < n; i++)
+      ss += (double)xr[i] * xr[i];
     float inv = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * inv);
+    for (int i = 0; i < n; i++)
+      yr[i] = w[i] * (xr[i] * inv);
   }
+}
+
+void vb_gelu_erf_serial(float *x, size_t n) {
+  if (use_avx512()) {
+    vb_gelu_erf_serial_avx512(x, n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++)
+    x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void vb_gelu_erf(float *x, size_t n) {
@@ -70,7 +84,8 @@ void vb_gelu_erf(float *x, size_t n) {
     return;
   }
 #pragma omp parallel for if (n > 65536)
-  for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+  for (size_t i = 0; i < n; i++)
+    x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void vb_gelu_tanh(float *x, size_t n) {
@@ -86,12 +101,14 @@ void vb_gelu_tanh(float *x, size_t n) {
 }
 
 void vb_relu(float *x, size_t n) {
-  for (size_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
+  for (size_t i = 0; i < n; i++)
+    x[i] = x[i] > 0 ? x[i] : 0;
 }
 
 void vb_add(float *y, const float *x, size_t n) {
 #pragma omp parallel for if (n > 65536)
-  for (size_t i = 0; i < n; i++) y[i] += x[i];
+  for (size_t i = 0; i < n; i++)
+    y[i] += x[i];
 }
 
 void vb_softmax_row(float *x, int n) {
@@ -100,7 +117,8 @@ void vb_softmax_row(float *x, int n) {
     return;
   }
   float mx = -INFINITY;
-  for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  for (int i = 0; i < n; i++)
+    mx = x[i] > mx ? x[i] : mx;
   if (mx == -INFINITY) { /* fully masked row: uniform zeros rather than NaN */
     memset(x, 0, n * sizeof(float));
     return;
@@ -111,7 +129,8 @@ void vb_softmax_row(float *x, int n) {
     sum += x[i];
   }
   float inv = (float)(1.0 / sum);
-  for (int i = 0; i < n; i++) x[i] *= inv;
+  for (int i = 0; i < n; i++)
+    x[i] *= inv;
 }
 
 float vb_dot(const float *a, const float *b, int n) {
@@ -120,8 +139,10 @@ float vb_dot(const float *a, const float *b, int n) {
   float s[8] = {0};
   int i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) s[j] += a[i + j] * b[i + j];
-  for (; i < n; i++) s[0] += a[i] * b[i];
+    for (int j = 0; j < 8; j++)
+      s[j] += a[i + j] * b[i + j];
+  for (; i < n; i++)
+    s[0] += a[i] * b[i];
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
@@ -130,5 +151,6 @@ void vb_axpy(float *y, float a, const float *x, int n) {
     vb_axpy_avx512(y, a, x, n);
     return;
   }
-  for (int i = 0; i < n; i++) y[i] += a * x[i];
+  for (int i = 0; i < n; i++)
+    y[i] += a * x[i];
 }

@@ -19,7 +19,8 @@ INLINE TGT_512 __m512 exp512(__m512 x) {
   const __m512 log2e = _mm512_set1_ps(1.44269504088896341f);
   const __m512 ln2_hi = _mm512_set1_ps(0.693359375f), ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
   x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7f)), _mm512_set1_ps(-104.0f));
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 n =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, ln2_hi, x);
   r = _mm512_fnmadd_ps(n, ln2_lo, r);
   __m512 p = _mm512_set1_ps(1.3981999507e-3f);
@@ -35,7 +36,8 @@ INLINE TGT_512 __m512 erf512(__m512 x) {
   /* sign handling with integer ops: AVX-512F alone has no float and/or/xor */
   const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
   __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(x)));
-  __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1.0f)));
+  __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                           _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1.0f)));
   __m512 p = _mm512_set1_ps(1.061405429f);
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
   p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
@@ -47,23 +49,38 @@ INLINE TGT_512 __m512 erf512(__m512 x) {
       _mm512_or_si512(_mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(x), sign)));
 }
 
+INLINE TGT_512 __m512 gelu512(__m512 v) {
+  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f),
+               rs2 = _mm512_set1_ps(0.70710678118654752f);
+  return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf512(_mm512_mul_ps(v, rs2))));
+}
+
 TGT_512 void vb_gelu_erf_avx512(float *x, size_t n) {
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f), rs2 = _mm512_set1_ps(0.70710678118654752f);
 #pragma omp parallel for if (n > 65536) schedule(static)
-  for (size_t i = 0; i < n / 16; i++) {
-    __m512 v = _mm512_loadu_ps(x + 16 * i);
-    __m512 g = _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf512(_mm512_mul_ps(v, rs2))));
-    _mm512_storeu_ps(x + 16 * i, g);
-  }
-  for (size_t i = n / 16 * 16; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+  for (size_t i = 0; i < n / 16; i++)
+    _mm512_storeu_ps(x + 16 * i, gelu512(_mm512_loadu_ps(x + 16 * i)));
+  for (size_t i = n / 16 * 16; i < n; i++)
+    x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+
+/* The same without a parallel region: the tile products' output stage calls it
+ * per row of a block (a few hundred values), where entering even an if(0)
+ * OpenMP region per call showed up in the profile. */
+TGT_512 void vb_gelu_erf_serial_avx512(float *x, size_t n) {
+  for (size_t i = 0; i < n / 16; i++)
+    _mm512_storeu_ps(x + 16 * i, gelu512(_mm512_loadu_ps(x + 16 * i)));
+  for (size_t i = n / 16 * 16; i < n; i++)
+    x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 TGT_512 void vb_softmax_row_avx512(float *x, int n) {
   __m512 mv = _mm512_set1_ps(-INFINITY);
   int i = 0;
-  for (; i + 16 <= n; i += 16) mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+  for (; i + 16 <= n; i += 16)
+    mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
   float mx = _mm512_reduce_max_ps(mv);
-  for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+  for (; i < n; i++)
+    mx = x[i] > mx ? x[i] : mx;
   if (mx == -INFINITY) { /* fully masked row: zeros rather than NaN */
     memset(x, 0, n * sizeof(float));
     return;
@@ -81,35 +98,41 @@ TGT_512 void vb_softmax_row_avx512(float *x, int n) {
     sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mk, e));
   }
   __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-  for (i = 0; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
-  for (; i < n; i++) x[i] *= _mm512_cvtss_f32(inv);
+  for (i = 0; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
+  for (; i < n; i++)
+    x[i] *= _mm512_cvtss_f32(inv);
 }
 
 /* Layer norm of one row: two passes with the sums in double (8 lanes at a
  * time) as in ops.c's portable version, which stays stable for ViT-g's large
  * activations. */
-TGT_512 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
-                                     float eps) {
+TGT_512 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w,
+                                     const float *b, float eps) {
   __m512d s0 = _mm512_setzero_pd(), s1 = s0;
   int i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 v = _mm512_loadu_ps(x + i);
     s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    s1 = _mm512_add_pd(
+        s1, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
   }
   double mean = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
-  for (; i < n; i++) mean += x[i];
+  for (; i < n; i++)
+    mean += x[i];
   mean /= n;
   __m512d m = _mm512_set1_pd(mean), v0 = _mm512_setzero_pd(), v1 = v0;
   for (i = 0; i + 16 <= n; i += 16) {
     __m512 v = _mm512_loadu_ps(x + i);
     __m512d d0 = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)), m);
-    __m512d d1 = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), m);
+    __m512d d1 = _mm512_sub_pd(
+        _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))), m);
     v0 = _mm512_fmadd_pd(d0, d0, v0);
     v1 = _mm512_fmadd_pd(d1, d1, v1);
   }
   double var = _mm512_reduce_add_pd(_mm512_add_pd(v0, v1));
-  for (; i < n; i++) var += (x[i] - mean) * (x[i] - mean);
+  for (; i < n; i++)
+    var += (x[i] - mean) * (x[i] - mean);
   var /= n;
   float inv = (float)(1.0 / sqrt(var + eps)), mf = (float)mean;
   __m512 iv = _mm512_set1_ps(inv), mv = _mm512_set1_ps(mf);
@@ -136,7 +159,8 @@ TGT_512 float vb_dot_avx512(const float *a, const float *b, int n) {
     s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 32), _mm512_loadu_ps(b + i + 32), s2);
     s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 48), _mm512_loadu_ps(b + i + 48), s3);
   }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+  for (; i + 16 <= n; i += 16)
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
   if (i < n) {
     __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
     s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + i), _mm512_maskz_loadu_ps(mk, b + i), s1);
@@ -148,10 +172,13 @@ TGT_512 float vb_dot_avx512(const float *a, const float *b, int n) {
 TGT_512 void vb_axpy_avx512(float *y, float a, const float *x, int n) {
   __m512 av = _mm512_set1_ps(a);
   int i = 0;
-  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(av, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
   if (i < n) {
     __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
-    _mm512_mask_storeu_ps(y + i, mk, _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i)));
+    _mm512_mask_storeu_ps(
+        y + i, mk,
+        _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(mk, x + i), _mm512_maskz_loadu_ps(mk, y + i)));
   }
 }
 

@@ -118,6 +118,34 @@ TGT_512 static float quantize_row_avx512(const float *x, int K, int Kp, int bias
   memset(q + K, f, (size_t)(Kp - K));
   return amax / 127.0f;
 }
+
+TGT_512 static inline __m512 widen_bf16(const uint16_t *p, __mmask16 m) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+
+/* quantize_row_avx512 of a bf16 row (fc2's input: fc1's GELU output), read in
+ * place: the same values as widening the row to f32 first. */
+TGT_512 static float quantize_row_bf16_avx512(const uint16_t *x, int K, int Kp, int biased,
+                                              uint8_t *q) {
+  __m512 mx = _mm512_setzero_ps();
+  for (int k = 0; k < K; k += 16) {
+    __mmask16 m = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+    mx = _mm512_max_ps(mx, _mm512_abs_ps(widen_bf16(x + k, m)));
+  }
+  float amax = _mm512_reduce_max_ps(mx);
+  float inv = amax > 0 ? 127.0f / amax : 0;
+  __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  __m128i flip = _mm_set1_epi8(biased ? (char)0x80 : 0);
+  for (int k = 0; k < K; k += 16) {
+    __mmask16 m = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+    __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(widen_bf16(x + k, m), vi), lo), hi);
+    __m128i b = _mm_xor_si128(_mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)), flip);
+    _mm_mask_storeu_epi8(q + k, m, b);
+  }
+  memset(q + K, biased ? 0x80 : 0, (size_t)(Kp - K));
+  return amax / 127.0f;
+}
 #endif
 
 /* ---- weights ---- */
@@ -258,30 +286,77 @@ static const float *input_row(const vb_tile_io *io, int m, int K, float *buf) {
   return buf;
 }
 
-/* The input -> the core's activation rows [Mp, Kp] (and per-row scales). */
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
+to_bf16_avx512(const float *t, int n, uint16_t *d) {
+  int j = 0;
+  for (; j + 16 <= n; j += 16)
+    _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(t + j)));
+  for (; j < n; j++)
+    d[j] = vb_float_to_bf16(t[j]);
+}
+#endif
+
+/* f32 row -> bf16, zero-padded to Kp (round to nearest even). */
+static void row_to_bf16(const float *x, int K, int Kp, uint16_t *d) {
+#if defined(__x86_64__)
+  if (vb_cpu()->avx512_bf16) {
+    to_bf16_avx512(x, K, d);
+    memset(d + K, 0, (size_t)(Kp - K) * 2);
+    return;
+  }
+#endif
+  for (int k = 0; k < K; k++)
+    d[k] = vb_float_to_bf16(x[k]);
+  memset(d + K, 0, (size_t)(Kp - K) * 2);
+}
+
+/* The input -> the core's activation rows [Mp, Kp] (and per-row scales). An
+ * f32 input with io->ln_w is layer-normed row by row on the way (the normed
+ * row stays in L1 between the norm and the rounding). */
 static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp,
                                int Kp, uint8_t *a, float *sx) {
-  if (kind == VB_TILE_BF16_AMX && io->x) {
+  if (kind == VB_TILE_BF16_AMX && io->x && !io->ln_w) {
     vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, Kp); /* rows K apart: ldx is K here */
     memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
     return 0;
   }
   int biased = vb_tile_biased(kind), bf16 = kind == VB_TILE_BF16_AMX;
   int avx = vb_cpu_has_avx512(), fail = 0;
+  int need_buf = io->x ? io->ln_w != NULL : !bf16 && !avx;
 #pragma omp parallel reduction(| : fail) if ((size_t)M * K > 65536)
   {
-    float *buf = io->x ? NULL : vb_malloc((size_t)K * sizeof(float));
-    if (!io->x && !buf) fail = 1;
+    float *buf = need_buf ? vb_malloc((size_t)K * sizeof(float)) : NULL;
+    if (need_buf && !buf) fail = 1;
 #pragma omp for schedule(static)
     for (int m = 0; m < M; m++) {
-      if (!io->x && !buf) continue;
-      if (bf16) { /* a bf16 input that cannot be read in place: copied, padded */
+      if (need_buf && !buf) continue;
+      if (bf16 && io->x_bf16) { /* a bf16 input that cannot be read in place: copied, padded */
         uint16_t *d = (uint16_t *)a + (size_t)m * Kp;
         memcpy(d, io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), (size_t)K * 2);
         memset(d + K, 0, (size_t)(Kp - K) * 2);
         continue;
       }
-      const float *x = input_row(io, m, K, buf);
+      const float *x;
+      if (io->x && io->ln_w) {
+        vb_layernorm_row(io->x + (size_t)m * K, buf, K, io->ln_w, io->ln_b, io->ln_eps);
+        x = buf;
+      } else if (io->x) {
+        x = io->x + (size_t)m * K;
+      } else {
+#if defined(__x86_64__)
+        if (avx) {
+          sx[m] = quantize_row_bf16_avx512(io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), K, Kp,
+                                           biased, a + (size_t)m * Kp);
+          continue;
+        }
+#endif
+        x = input_row(io, m, K, buf);
+      }
+      if (bf16) {
+        row_to_bf16(x, K, Kp, (uint16_t *)a + (size_t)m * Kp);
+        continue;
+      }
 #if defined(__x86_64__)
       if (avx) {
         sx[m] = quantize_row_avx512(x, K, Kp, biased, a + (size_t)m * Kp);
@@ -316,13 +391,60 @@ typedef struct {
 #define MAX_NC 512 /* panel width cap: one row of a panel's results fits a stack buffer */
 
 #if defined(__x86_64__)
+/* output_block's arithmetic sixteen columns at a time, in the same order (a
+ * multiply, then an add: no fused multiply-add, so the values are the C
+ * loop's), the result of a row going straight to the output unless GELU
+ * needs the whole row first. */
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) static void
-to_bf16_avx512(const float *t, int n, uint16_t *d) {
-  int j = 0;
-  for (; j + 16 <= n; j += 16)
-    _mm256_storeu_si256((__m256i *)(d + j), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(t + j)));
-  for (; j < n; j++)
-    d[j] = vb_float_to_bf16(t[j]);
+output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, int ldc,
+                    double *gelu_ms) {
+  const vb_tile_weight *w = o->w;
+  const vb_tile_io *io = o->io;
+  int i8 = o->kind != VB_TILE_BF16_AMX, biased = vb_tile_biased(o->kind);
+  int gelu = io->act == VB_TILE_ACT_GELU_ERF, bf16_out = io->y_bf16 != NULL;
+  _Alignas(64) float t[MAX_NC];
+  for (int r = 0; r < VB_TILE_MB && m0 + r < o->M; r++) {
+    size_t off = (size_t)(m0 + r) * io->ldy + n0;
+    __m512 s = _mm512_set1_ps(i8 ? o->sx[m0 + r] : 0.0f);
+    for (int pass = 0; pass < (gelu ? 2 : 1); pass++) {
+      if (pass == 1) {
+        double g0 = gelu_ms ? vb_now_ms() : 0;
+        vb_gelu_erf_serial(t, (size_t)nn);
+        if (gelu_ms) *gelu_ms += vb_now_ms() - g0;
+      }
+      for (int j = 0; j < nn; j += 16) {
+        __mmask16 m = nn - j >= 16 ? 0xffff : (__mmask16)((1u << (nn - j)) - 1);
+        __m512 v;
+        if (pass == 1) {
+          v = _mm512_load_ps(t + j);
+        } else {
+          __m512 b = o->bias ? _mm512_maskz_loadu_ps(m, o->bias + n0 + j) : _mm512_setzero_ps();
+          if (!i8) {
+            v = _mm512_maskz_loadu_ps(m, (const float *)c + (size_t)r * ldc + j);
+          } else {
+            __m512i a = _mm512_maskz_loadu_epi32(m, (const int32_t *)c + (size_t)r * ldc + j);
+            if (biased)
+              a = _mm512_sub_epi32(
+                  a, _mm512_slli_epi32(_mm512_maskz_loadu_epi32(m, w->colsum + n0 + j), 7));
+            __m512 sc = _mm512_mul_ps(s, _mm512_maskz_loadu_ps(m, w->scale + n0 + j));
+            v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), sc);
+          }
+          v = _mm512_add_ps(v, b);
+          if (gelu) {
+            _mm512_store_ps(t + j, v);
+            continue;
+          }
+        }
+        if (bf16_out)
+          _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, (__m256i)_mm512_cvtneps_pbh(v));
+        else if (io->residual)
+          _mm512_mask_storeu_ps(io->y + off + j, m,
+                                _mm512_add_ps(_mm512_maskz_loadu_ps(m, io->y + off + j), v));
+        else
+          _mm512_mask_storeu_ps(io->y + off + j, m, v);
+      }
+    }
+  }
 }
 #endif
 
@@ -335,6 +457,12 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
   const vb_tile_io *io = o->io;
   int nn = (n1 < w->N ? n1 : w->N) - n0;
   if (nn <= 0) return;
+#if defined(__x86_64__)
+  if (vb_cpu()->avx512_bf16) {
+    output_block_avx512(o, m0, n0, nn, c, ldc, gelu_ms);
+    return;
+  }
+#endif
   int i8 = o->kind != VB_TILE_BF16_AMX, biased = vb_tile_biased(o->kind);
   float t[MAX_NC];
   for (int r = 0; r < VB_TILE_MB && m0 + r < o->M; r++) {
@@ -353,17 +481,11 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
     }
     if (io->act == VB_TILE_ACT_GELU_ERF) {
       double g0 = gelu_ms ? vb_now_ms() : 0;
-      vb_gelu_erf(t, (size_t)nn);
+      vb_gelu_erf_serial(t, (size_t)nn);
       if (gelu_ms) *gelu_ms += vb_now_ms() - g0;
     }
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     if (io->y_bf16) {
-#if defined(__x86_64__)
-      if (vb_cpu()->avx512_bf16) {
-        to_bf16_avx512(t, nn, io->y_bf16 + off);
-        continue;
-      }
-#endif
       for (int j = 0; j < nn; j++)
         io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
     } else if (io->residual) {
@@ -392,7 +514,8 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
     return vb_error("%s products do not run on this CPU", vb_tile_kind_name(kind));
   if ((kind == VB_TILE_BF16_AMX) == (w->is_i8 != 0))
     return vb_error("tile product: weight type mismatch");
-  if (!io->x == !io->x_bf16 || !io->y == !io->y_bf16 || (io->x && io->ldx && io->ldx != w->K))
+  if (!io->x == !io->x_bf16 || !io->y == !io->y_bf16 || (io->x && io->ldx && io->ldx != w->K) ||
+      (io->ln_w && !io->x))
     return vb_error("tile product: bad input / output description");
   if (M <= 0) return 0;
   int elem = w->is_i8 ? 1 : 2, Kp = w->Kp, Np = w->Np;
@@ -438,6 +561,19 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   if (nc > MAX_NC) nc = MAX_NC;
   if (nc < 32) nc = 32;
   int npanels = (Np + nc - 1) / nc;
+  /* Work items: panels x row ranges. A layer with few panels (proj: 4, fc2:
+   * 5-6 at M = 2056) left one of two threads waiting for the other's last
+   * panel (the profile's thread idle, 10-15% of the encoder); splitting the
+   * rows gives each thread about eight items to balance with, each range
+   * re-reading its panel's weights (at least 256 rows per range keeps that
+   * below a tenth of the activations' traffic). */
+  int mblocks = Mp / VB_TILE_MB;
+  int msplit = (8 * nthr + npanels - 1) / npanels;
+  if (msplit > mblocks / 8) msplit = mblocks / 8;
+  if (msplit < 1) msplit = 1;
+  int mb_per = (mblocks + msplit - 1) / msplit;
+  msplit = (mblocks + mb_per - 1) / mb_per;
+  int items = npanels * msplit;
   int acc_rows = nkc > 1 ? Mp : VB_TILE_MB;
   size_t acc_bytes = (size_t)acc_rows * nc * 4;
   vb_tile_core_fn core = vb_tile_core(kind);
@@ -454,12 +590,15 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
     if (!acc) fail = 1;
     vb_tile_thread_begin(kind);
 #pragma omp for schedule(dynamic, 1) nowait
-    for (int p = 0; p < npanels; p++) {
+    for (int it = 0; it < items; it++) {
       if (!acc) continue;
+      int p = it / msplit, mr = it % msplit;
       int n0 = p * nc, n1 = n0 + nc < Np ? n0 + nc : Np;
+      int mlo = mr * mb_per * VB_TILE_MB, mhi = mlo + mb_per * VB_TILE_MB;
+      if (mhi > Mp) mhi = Mp;
       for (int kc = 0; kc < nkc; kc++) {
         int s0 = kc * kc_steps, s1 = s0 + kc_steps < ksteps ? s0 + kc_steps : ksteps;
-        for (int m0 = 0; m0 < Mp; m0 += VB_TILE_MB) {
+        for (int m0 = mlo; m0 < mhi; m0 += VB_TILE_MB) {
           uint8_t *cb = acc + (size_t)(nkc > 1 ? m0 : 0) * nc * 4;
           const uint8_t *arow = in_place && m0 >= M_full ? scratch : a_main + (size_t)m0 * lda;
           for (int ss = s0; ss < s1; ss += kk_steps) {

@@ -81,6 +81,9 @@ typedef struct {
   float *y;         /* f32 output, rows ldy apart, or */
   uint16_t *y_bf16; /* bf16 output (rounded to nearest even) */
   int ldy;
+  const float *ln_w, *ln_b; /* f32 input x: when ln_w is set, each row is layer-normed
+                             * (weight ln_w, bias ln_b, ln_eps) before rounding */
+  float ln_eps;
   int residual; /* f32 output: y += result (a residual connection) */
   vb_tile_act act;
 } vb_tile_io;

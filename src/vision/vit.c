@@ -151,12 +151,27 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   float scale = 1.0f / sqrtf((float)hd);
   for (int l = 0; l < c->num_hidden_layers; l++) {
     const vb_vit_layer *L = &v->layers[l];
-    pm = prof_begin(prof);
-    vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
-    prof_end(pm, VB_PROF_LAYERNORM);
-    pm = prof_begin_product(prof, VB_PROF_QKV);
-    if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
-    prof_end(pm, VB_PROF_QKV);
+    /* on tiles the layer norms run inside the products' activation rounding
+     * (row by row, the normed row still in L1): same values, no f32 pass */
+    int tiles = L->qkv.tile && L->proj.tile && L->fc1.tile && L->fc2.tile;
+    if (tiles) {
+      vb_tile_io io = {.x = out,
+                       .ln_w = L->ln1_w,
+                       .ln_b = L->ln1_b,
+                       .ln_eps = c->layer_norm_eps,
+                       .y = qkv,
+                       .ldy = 3 * D};
+      pm = prof_begin_product(prof, VB_PROF_QKV);
+      if (vb_linear_tile_io(&L->qkv, (int)M, &io) != 0) goto done;
+      prof_end(pm, VB_PROF_QKV);
+    } else {
+      pm = prof_begin(prof);
+      vb_layernorm(out, x, (int)M, D, L->ln1_w, L->ln1_b, c->layer_norm_eps);
+      prof_end(pm, VB_PROF_LAYERNORM);
+      pm = prof_begin_product(prof, VB_PROF_QKV);
+      if (vb_linear_forward(&L->qkv, x, (int)M, qkv) != 0) goto done;
+      prof_end(pm, VB_PROF_QKV);
+    }
     pm = prof_begin(prof);
     /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
     if ((L->qkv.compute == VB_COMPUTE_F32 ||
@@ -166,20 +181,23 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
                            scale) != 0)
       goto done;
     prof_end(pm, VB_PROF_ATTENTION);
-    if (L->proj.tile && L->fc1.tile && L->fc2.tile) {
+    if (tiles) {
       /* on tiles: residual adds in the output stage, fc1's GELU output kept
        * bf16 for fc2 (half the bytes of the largest activation, no rounding
        * pass); the arithmetic is the same as below */
       uint16_t *mlp_b = (uint16_t *)mlp;
       vb_tile_io proj = {.x = att, .y = out, .ldy = D, .residual = 1};
-      vb_tile_io fc1 = {.x = x, .y_bf16 = mlp_b, .ldy = F, .act = VB_TILE_ACT_GELU_ERF};
+      vb_tile_io fc1 = {.x = out,
+                        .ln_w = L->ln2_w,
+                        .ln_b = L->ln2_b,
+                        .ln_eps = c->layer_norm_eps,
+                        .y_bf16 = mlp_b,
+                        .ldy = F,
+                        .act = VB_TILE_ACT_GELU_ERF};
       vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
       pm = prof_begin_product(prof, VB_PROF_PROJ);
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
       prof_end(pm, VB_PROF_PROJ);
-      pm = prof_begin(prof);
-      vb_layernorm(out, x, (int)M, D, L->ln2_w, L->ln2_b, c->layer_norm_eps);
-      prof_end(pm, VB_PROF_LAYERNORM);
       pm = prof_begin_product(prof, VB_PROF_FC1);
       if (vb_linear_tile_io(&L->fc1, (int)M, &fc1) != 0) goto done;
       prof_end(pm, VB_PROF_FC1);
