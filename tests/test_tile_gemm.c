@@ -13,7 +13,8 @@
  *  - shapes: M, N, K not multiples of the blocks (1, 17, 33, 70 rows; N 16, 40,
  *    96; K 20 to 300), K split in several cache chunks (K = 2200 bf16, 4500
  *    int8), an output row stride wider than N, zero rows; 600 and 1000 rows
- *    over few columns (the work split into row ranges as well as panels);
+ *    over few columns (the work split into row ranges as well as panels),
+ *    2100 columns over K = 64 (panels of up to 1024 columns);
  *  - int8 end to end against the f32 product: the relative error of per-row /
  *    per-channel int8 on random data (stated, bounded by 2e-2).
  *  - inputs and outputs (vb_tile_linear_io): adding into the output, bf16
@@ -295,6 +296,9 @@ int main(void) {
   test_i8(600, 72, 4500, 1, 0);
   test_bf16(600, 72, 2200, 1);
   test_bf16(1000, 40, 64, 0);
+  /* wide panels (up to 1024 columns per thread's item) */
+  test_i8(40, 2100, 64, 1, 3);
+  test_bf16(40, 2100, 64, 1);
   for (int k = 0; k < VB_TILE_KINDS; k++) {
     test_io(k, 70, 64, 64);  /* K == Kp: bf16 input read in place, last block copied */
     test_io(k, 33, 40, 100); /* padded K: copied */
@@ -302,6 +306,7 @@ int main(void) {
     test_ln(k, 33, 40, 100);
     test_ln(k, 40, 136, 1408); /* ViT-g's width */
     test_io(k, 700, 40, 64);   /* row ranges: residual and bf16 output */
+    test_ln(k, 70, 2100, 64);  /* wide panels */
   }
   test_attention(2, 257, 2, 88); /* ViT-g's shape */
   test_attention(3, 17, 3, 64);

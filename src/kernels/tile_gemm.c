@@ -388,7 +388,7 @@ typedef struct {
   int M;
 } out_stage;
 
-#define MAX_NC 512 /* panel width cap: one row of a panel's results fits a stack buffer */
+#define MAX_NC 1024 /* panel width cap: one row of a panel's results fits a stack buffer */
 
 #if defined(__x86_64__)
 /* output_block's arithmetic sixteen columns at a time, in the same order (a
