@@ -120,7 +120,7 @@ static long http(const server *s, const char *method, const char *path, const ch
   memset(r, 0, sizeof *r);
   r->hang_up_at = hang;
   r->body = calloc(1, 1);
-  char url[4096];
+  char url[8192];
   snprintf(url, sizeof url, "%s%s", s->base, path);
   char *data = NULL;
   long len = 0;
@@ -419,6 +419,19 @@ static void test_limits_and_urls(void) {
   check_error(&s, "POST", "/api/narrate", VIDEO, 413, "limit");
   check_error(&s, "POST", "/api/narrate?url=file:///etc/passwd", NULL, 400, "'url'");
   check_error(&s, "POST", "/api/narrate?url=ftp://127.0.0.1/x", NULL, 400, "'url'");
+  check_error(&s, "POST", "/api/narrate?url=http://127.0.0.1/x", MEDIA "/image_rgb_203x150.png",
+              400, "not both");
+  char long_q[5200];
+  int k = snprintf(long_q, sizeof long_q, "/api/narrate?url=http://127.0.0.1/");
+  while (k < 2200)
+    long_q[k++] = 'a';
+  long_q[k] = 0;
+  check_error(&s, "POST", long_q, NULL, 400, "'url'");
+  k = snprintf(long_q, sizeof long_q, "/api/narrate?prompt=");
+  while (k < 4200)
+    long_q[k++] = 'a';
+  long_q[k] = 0;
+  check_error(&s, "POST", long_q, NULL, 400, "longer than 4096 bytes");
   char q[1024];
   snprintf(q, sizeof q,
            "/api/narrate?window=4&stride=2&frames=4&merge=false&" GEN_Q
