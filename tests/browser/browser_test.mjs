@@ -191,6 +191,15 @@ async function narrateMode() {
   await page.setInputFiles("#nfile", path.join(fixtures, "media/video2_vp9_180x320_25fps_6s.webm"));
   await page.waitForSelector("#nstatus.err");
   check((await page.locator("#nstatus").textContent()).includes("20-second window"), "too short: " + await page.locator("#nstatus").textContent());
+  check(!(await page.locator("#downloads").isVisible()), "no download links for the failed narration");
+  check(await page.evaluate(() => { const t = document.getElementById("nplayer").textTracks; return t.length === 1 && t[0].cues.length === 0; }),
+        "one caption track, emptied for the new video");
+  // a narrow screen (420 px): the narrate mode does not scroll sideways either
+  await page.setViewportSize({ width: 420, height: 900 });
+  const nw = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+  check(nw.scroll <= nw.width, `narrate: no horizontal scroll at 420 px (${nw.scroll} > ${nw.width})`);
+  await shot("7b-narrate-narrow.png");
+  await page.setViewportSize({ width: 1280, height: 1000 });
   await page.locator("#mode-chat").click();
   check(await page.locator("#chat-main").isVisible() && !(await page.locator("#narrate-main").isVisible()), "back to chat");
   check(errors.length === 0, "no script errors (narrate): " + errors.join("; "));
