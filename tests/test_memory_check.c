@@ -58,6 +58,12 @@ static void check_estimate(void) {
   vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_Q4_0, &q4);
   CHECK(q4.weights < bf16.weights, "q4_0 at load %llu vs bf16 %llu", (unsigned long long)q4.weights,
         (unsigned long long)bf16.weights);
+  /* q4_k at load: counted at 4.5 bits a value like q4_0 (the fixture's 32- and 64-wide
+   * layers are quantized Q4_0: no whole 256-value super-block) */
+  vb_memory_need q4k;
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_Q4_K, &q4k);
+  CHECK(q4k.weights == q4.weights, "q4_k at load %llu vs q4_0 %llu on narrow layers",
+        (unsigned long long)q4k.weights, (unsigned long long)q4.weights);
   uint64_t stored = 0;
   for (size_t i = 0; i < w.tt.count; i++)
     stored += w.tt.items[i].nbytes;
