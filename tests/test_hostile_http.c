@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve_child.h"
 #include "server/http_head.h"
 #include "testutil.h"
 
@@ -108,69 +109,25 @@ static void test_head_parser(void) {
 
 /* ---- the server ---- */
 
-typedef struct {
-  pid_t pid;
-  int out_fd;
-  char log[640];
-} server;
+typedef tu_server server;
 
 static int start_server(server *s) {
-  memset(s, 0, sizeof *s);
-  char tmp[512];
-  snprintf(tmp, sizeof tmp, "%s/hostile-srv-XXXXXX", tu_tmpdir());
-  if (!mkdtemp(tmp)) return -1;
-  snprintf(s->log, sizeof s->log, "%s/stderr.log", tmp);
-  int p[2];
-  if (pipe(p) != 0) return -1;
-  char client[16], all[16];
+  char client[16], all[16], log[512];
   snprintf(client, sizeof client, "%d", MAX_CLIENT);
   snprintf(all, sizeof all, "%d", MAX_ALL);
-  const char *argv[] = {VBLIP_BINARY, "serve",
-                        "--model",    MODEL,
-                        "--host",     "127.0.0.1",
-                        "--port",     "0",
-                        "--threads",  "2",
-                        "--verbose",  "--max-client-connections",
-                        client,       "--max-connections",
-                        all,          "--header-timeout",
-                        "1",          "--body-timeout",
-                        "1",          "--max-json-kb",
-                        "8",          "--max-upload-mb",
-                        "1",          "--max-new-tokens",
-                        "3",          "--beams",
-                        "1",          NULL};
-  s->pid = fork();
-  if (s->pid == 0) {
-    dup2(p[1], 1);
-    int e = open(s->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (e >= 0) dup2(e, 2);
-    close(p[0]);
-    close(p[1]);
-    setenv("TMPDIR", tmp, 1);
-    setenv("VBLIP_SERVE_TEST_DELAY_MS", "150", 1); /* chats last long enough to hold connections */
-    execv(VBLIP_BINARY, (char *const *)argv);
-    _exit(127);
-  }
-  close(p[1]);
-  s->out_fd = p[0];
-  char line[512];
-  g_port = tu_serve_port(s->out_fd, line, sizeof line, 60);
-  return g_port > 0 ? 0 : -1;
+  snprintf(log, sizeof log, "%s/hostile-serve-stderr.log", tu_tmpdir());
+  const char *extra[] = {
+      "--verbose", "--max-client-connections", client, "--max-connections", all, "--header-timeout",
+      "1",         "--body-timeout",           "1",    "--max-json-kb",     "8", "--max-upload-mb",
+      "1",         "--max-new-tokens",         "3",    "--beams",           "1", NULL};
+  /* chats last 150 ms, long enough to hold connections */
+  if (tu_server_start(s, MODEL, extra, "150", log)) return -1;
+  g_port = s->port;
+  return 0;
 }
 
 static int stop_server(server *s) {
-  kill(s->pid, SIGTERM);
-  int st = 0;
-  for (int i = 0; i < 150; i++) {
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-      close(s->out_fd);
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
-    usleep(100000);
-  }
-  kill(s->pid, SIGKILL);
-  waitpid(s->pid, &st, 0);
-  return -1;
+  return tu_server_stop(s);
 }
 
 /* A connection from src (a 127.0.0.0/8 address) to the server, or -1. */

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serve_child.h"
 #include "testutil.h"
 
 #define MODEL "tests/fixtures/models/videoblip-opt-tiny"
@@ -27,60 +28,14 @@
 #define GEN_Q "num_beams=1&max_new_tokens=8"
 #define MAX_EV 256
 
-typedef struct {
-  pid_t pid;
-  int out_fd;
-  char base[128];
-} server;
+typedef tu_server server;
 
 static int start_server(server *s, const char *const *extra, const char *delay_ms) {
-  memset(s, 0, sizeof *s);
-  int p[2];
-  if (pipe(p) != 0) return -1;
-  const char *argv[32] = {VBLIP_BINARY, "serve",  "--model", MODEL,       "--host",
-                          "127.0.0.1",  "--port", "0",       "--threads", "2"};
-  int n = 10;
-  for (int i = 0; extra && extra[i]; i++)
-    argv[n++] = extra[i];
-  argv[n] = NULL;
-  s->pid = fork();
-  if (s->pid == 0) {
-    dup2(p[1], 1);
-    close(p[0]);
-    close(p[1]);
-    setenv("TMPDIR", tu_tmpdir(), 1);
-    if (delay_ms) setenv("VBLIP_SERVE_TEST_DELAY_MS", delay_ms, 1);
-    execv(VBLIP_BINARY, (char *const *)argv);
-    _exit(127);
-  }
-  close(p[1]);
-  s->out_fd = p[0];
-  char line[512];
-  int port = tu_serve_port(s->out_fd, line, sizeof line, 60);
-  if (!port) {
-    fprintf(stderr, "server did not start: '%s'\n", line);
-    return -1;
-  }
-  snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
-  return 0;
+  return tu_server_start(s, MODEL, extra, delay_ms, NULL);
 }
 
 static int stop_server(server *s) {
-  if (s->pid <= 0) return -1;
-  kill(s->pid, SIGTERM);
-  int st = 0;
-  for (int i = 0; i < 150; i++) {
-    if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-      close(s->out_fd);
-      s->pid = 0;
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
-    usleep(100000);
-  }
-  kill(s->pid, SIGKILL);
-  waitpid(s->pid, &st, 0);
-  s->pid = 0;
-  return -1;
+  return tu_server_stop(s);
 }
 
 /* ---- HTTP ---- */

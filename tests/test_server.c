@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "server/server_util.h"
+#include "serve_child.h"
 #include "testutil.h"
 #include "vblip_server.h"
 
@@ -29,12 +30,7 @@
 #define Q1 "What is the camera wearer doing?"
 #define Q2 "Question: What is the camera wearer doing? Answer:"
 
-typedef struct {
-  pid_t pid;
-  int out_fd;
-  char base[128]; /* http://127.0.0.1:PORT */
-  char tmp[256];
-} server;
+typedef tu_server server;
 
 /* When set: the next server's stderr goes to this file (its --verbose log) */
 static const char *g_server_log;
@@ -42,60 +38,10 @@ static const char *g_server_log;
 static const char *g_request_header;
 
 static int start_server(server *s, const char *const *extra, const char *delay_ms) {
-  memset(s, 0, sizeof *s);
-  snprintf(s->tmp, sizeof s->tmp, "%s/srv-XXXXXX", tu_tmpdir());
-  if (!mkdtemp(s->tmp)) return -1;
-  int p[2];
-  if (pipe(p) != 0) return -1;
-  const char *argv[40] = {VBLIP_BINARY, "serve", "--model", MODEL, "--host", "127.0.0.1", "--port", "0", "--threads", "2"};
-  int n = 10;
-  for (int i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
-  argv[n] = NULL;
-  s->pid = fork();
-  if (s->pid == 0) {
-    dup2(p[1], 1);
-    if (g_server_log) {
-      int e = open(g_server_log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (e >= 0) dup2(e, 2);
-    }
-    close(p[0]);
-    close(p[1]);
-    setenv("TMPDIR", s->tmp, 1);
-    if (delay_ms) setenv("VBLIP_SERVE_TEST_DELAY_MS", delay_ms, 1);
-    execv(VBLIP_BINARY, (char *const *)argv);
-    _exit(127);
-  }
-  close(p[1]);
-  s->out_fd = p[0];
-  char line[512];
-  int port = tu_serve_port(s->out_fd, line, sizeof line, 60);
-  if (!port) {
-    fprintf(stderr, "server did not start: '%s'\n", line);
-    return -1;
-  }
-  snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", port);
-  return 0;
+  return tu_server_start(s, MODEL, extra, delay_ms, g_server_log);
 }
 
-/* SIGTERM, then the exit status (or -1 after 15 s, with SIGKILL) */
-static int stop_server(server *s) {
-  if (s->pid <= 0) return -1;
-  kill(s->pid, SIGTERM);
-  int st = 0;
-  for (int i = 0; i < 150; i++) {
-    pid_t r = waitpid(s->pid, &st, WNOHANG);
-    if (r == s->pid) {
-      close(s->out_fd);
-      s->pid = 0;
-      return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    }
-    usleep(100000);
-  }
-  kill(s->pid, SIGKILL);
-  waitpid(s->pid, &st, 0);
-  s->pid = 0;
-  return -1;
-}
+static int stop_server(server *s) { return tu_server_stop(s); }
 
 static int dir_empty(const char *path) {
   DIR *d = opendir(path);
