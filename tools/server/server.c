@@ -1791,6 +1791,31 @@ static void stream_free(void *cls) {
   free(sc);
 }
 
+/* A text/event-stream response that sends job j's events as they come; it takes over the
+ * caller's reference to j. NULL when it cannot be made: the job is then cancelled and
+ * released. */
+static struct MHD_Response *event_stream_response(vblip_server *s, job *j, req *r) {
+  stream_ctx *sc = malloc(sizeof *sc);
+  struct MHD_Response *resp =
+      sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc, stream_free)
+         : NULL;
+  if (!resp) {
+    free(sc);
+    pthread_mutex_lock(&s->mu);
+    job_cancel(s, j);
+    job_release(s, j);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+  }
+  sc->s = s;
+  sc->j = j;
+  sc->r = r;
+  MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
+  MHD_add_response_header(resp, "Cache-Control", "no-store");
+  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  return resp;
+}
+
 /* The request's "video_id" (a string) and "video_ids" (an array of strings): videos that
  * come before the messages. */
 static int lead_videos(const cJSON *root, const char **lead, int *n, char *msg, size_t cap) {
@@ -2071,25 +2096,8 @@ static enum MHD_Result handle_chat(vblip_server *s, req *r, struct MHD_Connectio
                       waiting);
   }
   if (stream) {
-    stream_ctx *sc = malloc(sizeof *sc);
-    struct MHD_Response *resp = sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_reader, sc,
-                                                                       stream_free)
-                                   : NULL;
-    if (!resp) {
-      free(sc);
-      pthread_mutex_lock(&s->mu);
-      job_cancel(s, j);
-      job_release(s, j);
-      pthread_mutex_unlock(&s->mu);
-      return MHD_NO;
-    }
-    sc->s = s;
-    sc->j = j; /* the stream owns the reference now */
-    sc->r = r;
-    MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
-    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-    return queue_response(c, 200, resp, 0);
+    struct MHD_Response *resp = event_stream_response(s, j, r);
+    return resp ? queue_response(c, 200, resp, 0) : MHD_NO;
   }
   wait_job(s, j, c);
   pthread_mutex_lock(&s->mu);
@@ -2341,25 +2349,8 @@ static enum MHD_Result handle_narrate(vblip_server *s, req *r, struct MHD_Connec
     return send_error(c, url, status, "%s", msg);
   }
   pthread_mutex_unlock(&s->mu);
-  stream_ctx *sc = malloc(sizeof *sc);
-  struct MHD_Response *resp = sc ? MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384,
-                                                                     stream_reader, sc, stream_free)
-                                 : NULL;
-  if (!resp) {
-    free(sc);
-    pthread_mutex_lock(&s->mu);
-    job_cancel(s, j);
-    j->cancelled = 1;
-    job_release(s, j);
-    pthread_mutex_unlock(&s->mu);
-    return MHD_NO;
-  }
-  sc->s = s;
-  sc->j = j; /* the stream owns the reference now */
-  sc->r = r;
-  MHD_add_response_header(resp, "Content-Type", "text/event-stream; charset=utf-8");
-  MHD_add_response_header(resp, "Cache-Control", "no-store");
-  MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+  struct MHD_Response *resp = event_stream_response(s, j, r);
+  if (!resp) return MHD_NO;
   char loc[96];
   snprintf(loc, sizeof loc, "/api/narrations/%s", n->id);
   MHD_add_response_header(resp, "X-Narration", loc);
