@@ -23,9 +23,11 @@
  *  - a layer norm on the way in (io.ln_w): exactly the product of vb_layernorm's
  *    rows, for every kind, plain and with GELU into bf16; refused on a bf16
  *    input;
+ *  - output columns times a scale (io.scale_cols: the queries), f32 and bf16;
  *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
  *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
- *    without AMX.
+ *    without AMX; from bf16 operands (queries scaled, then rounded) exactly the
+ *    result from the f32 ones.
  * Runs itself again with AMX and with AVX-512 forced off. */
 #include <math.h>
 #include <stdio.h>
@@ -209,6 +211,26 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
         vb_tile_kind_name(kind), M, N, K, bad_r, bad_b);
   CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0, "%s %dx%dx%d: bf16 input differs",
         vb_tile_kind_name(kind), M, N, K);
+  /* the first columns times a scale (qkv's queries), f32 and bf16 output */
+  int sc_cols = N > 24 ? 24 : N / 2;
+  vb_tile_io scf = {.x = xr,
+                    .y = r,
+                    .ldy = N,
+                    .act = VB_TILE_ACT_GELU_ERF,
+                    .scale_cols = sc_cols,
+                    .col_scale = 0.3f};
+  vb_tile_io scb = scf;
+  scb.y = NULL, scb.y_bf16 = yb;
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &scf));
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &scb));
+  size_t bad_sf = 0, bad_sb = 0;
+  for (size_t i = 0; i < (size_t)M * N; i++) {
+    float want = (int)(i % N) < sc_cols ? plain[i] * 0.3f : plain[i];
+    bad_sf += memcmp(&r[i], &want, 4) != 0;
+    bad_sb += yb[i] != vb_float_to_bf16(want);
+  }
+  CHECK(bad_sf == 0 && bad_sb == 0, "%s %dx%dx%d: scaled columns: f32 %zu, bf16 %zu differ",
+        vb_tile_kind_name(kind), M, N, K, bad_sf, bad_sb);
   vb_tile_io bad = {.x = xr, .x_bf16 = xb, .y = p2, .ldy = N};
   CHECK(vb_tile_linear_io(kind, &tw, M, b, &bad) == -1, "two inputs refused");
   vb_tile_weight_free(&tw);
@@ -266,6 +288,9 @@ static void test_attention(int batch, int n, int heads, int hd) {
       vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {
     CHECK(rc == -1, "AMX attention refused without AMX");
+    uint16_t z[64] = {0};
+    CHECK(vb_attention_batch_amx_bf16(1, z, 3, z + 1, z + 2, 3, b, 1, 1, 1, 1, 1) == -1,
+          "AMX attention from bf16 refused without AMX");
   } else if (CHECK_OK(rc)) {
     double num = 0, den = 0;
     for (size_t i = 0; i < (size_t)batch * n * D; i++)
@@ -275,6 +300,17 @@ static void test_attention(int batch, int n, int heads, int hd) {
           heads, hd, e);
     if (n == 257)
       printf("AMX attention (257 tokens, head dim %d) vs f32: relative L2 %.3g\n", hd, e);
+    /* from bf16 operands (q scaled, then rounded): exactly the same result */
+    size_t nv = (size_t)batch * n * ld;
+    uint16_t *qb = malloc(nv * 2);
+    float *c = malloc((size_t)batch * n * D * sizeof(float));
+    for (size_t i = 0; i < nv; i++)
+      qb[i] = vb_float_to_bf16((int)(i % ld) < D ? qkv[i] * sc : qkv[i]);
+    if (CHECK_OK(vb_attention_batch_amx_bf16(batch, qb, ld, qb + D, qb + 2 * D, ld, c, D, n, n,
+                                             heads, hd)))
+      CHECK(memcmp(b, c, (size_t)batch * n * D * sizeof(float)) == 0,
+            "AMX attention %dx%d from bf16 operands differs", batch, n);
+    free(qb), free(c);
   }
   free(qkv), free(a), free(b);
 }

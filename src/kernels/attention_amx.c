@@ -32,14 +32,26 @@ TGT static void row_bf16(const float *src, int K, int Kp, float scale, uint16_t 
   }
 }
 
-/* Rows [n, k] (ld floats apart) into the tile layout [Np/16][Kp/2][16][2]:
+/* Row r of an f32 or bf16 (in_bf16) input, ld elements apart, as bf16
+ * zero-padded to Kp; a bf16 row is taken as it is (already rounded). */
+static void row_in(const void *src, int in_bf16, size_t r, size_t ld, int K, int Kp,
+                   uint16_t *dst) {
+  if (!in_bf16) {
+    row_bf16((const float *)src + r * ld, K, Kp, 1.0f, dst);
+    return;
+  }
+  memcpy(dst, (const uint16_t *)src + r * ld, (size_t)K * 2);
+  memset(dst + K, 0, (size_t)(Kp - K) * 2);
+}
+
+/* Rows [n, k] (ld elements apart) into the tile layout [Np/16][Kp/2][16][2]:
  * each k-pair of row n is one 32-bit slot, 16 slots per 64-byte tile row. */
-TGT static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int Kp,
+TGT static void pack_rows(const void *src, int in_bf16, size_t ld, int N, int K, int Np, int Kp,
                           uint16_t *dst) {
   memset(dst, 0, (size_t)Np * Kp * sizeof *dst);
   uint16_t tmp[MAX_TOKENS] __attribute__((aligned(64)));
   for (int n = 0; n < N; n++) {
-    row_bf16(src + (size_t)n * ld, K, Kp, 1.0f, tmp);
+    row_in(src, in_bf16, (size_t)n, ld, K, Kp, tmp);
     uint32_t *g = (uint32_t *)(dst + (size_t)(n / 16) * Kp * 16) + n % 16;
     const uint32_t *pairs = (const uint32_t *)tmp;
     for (int p = 0; p < Kp / 2; p++)
@@ -49,14 +61,14 @@ TGT static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int
 
 /* The transpose: element (n, k) = src[k * ld + n]; rows k, k+1 give one
  * k-pair, 16 columns n of which fill a tile row: two rounded rows interleaved. */
-TGT static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int Kp,
+TGT static void pack_cols(const void *src, int in_bf16, size_t ld, int N, int K, int Np, int Kp,
                           uint16_t *dst) {
   memset(dst, 0, (size_t)Np * Kp * sizeof *dst);
   uint16_t r0[MAX_TOKENS] __attribute__((aligned(64))), r1[MAX_TOKENS] __attribute__((aligned(64)));
   for (int k = 0; k < K; k += 2) {
-    row_bf16(src + (size_t)k * ld, N, Np, 1.0f, r0);
+    row_in(src, in_bf16, (size_t)k, ld, N, Np, r0);
     if (k + 1 < K)
-      row_bf16(src + (size_t)(k + 1) * ld, N, Np, 1.0f, r1);
+      row_in(src, in_bf16, (size_t)(k + 1), ld, N, Np, r1);
     else
       memset(r1, 0, (size_t)Np * 2);
     for (int n = 0; n < Np; n += 16) {
@@ -75,11 +87,14 @@ static void row_bf16(const float *src, int K, int Kp, float scale, uint16_t *dst
   for (int k = 0; k < Kp; k++)
     dst[k] = k < K ? vb_float_to_bf16(src[k] * scale) : 0;
 }
-static void pack_rows(const float *src, size_t ld, int N, int K, int Np, int Kp, uint16_t *dst) {
-  (void)src, (void)ld, (void)N, (void)K, (void)Np, (void)Kp, (void)dst; /* no AMX off x86-64 */
+static void pack_rows(const void *src, int in_bf16, size_t ld, int N, int K, int Np, int Kp,
+                      uint16_t *dst) {
+  (void)src, (void)in_bf16, (void)ld, (void)N, (void)K, (void)Np, (void)Kp,
+      (void)dst; /* no AMX off x86-64 */
 }
-static void pack_cols(const float *src, size_t ld, int N, int K, int Np, int Kp, uint16_t *dst) {
-  (void)src, (void)ld, (void)N, (void)K, (void)Np, (void)Kp, (void)dst;
+static void pack_cols(const void *src, int in_bf16, size_t ld, int N, int K, int Np, int Kp,
+                      uint16_t *dst) {
+  (void)src, (void)in_bf16, (void)ld, (void)N, (void)K, (void)Np, (void)Kp, (void)dst;
 }
 #endif
 
@@ -95,9 +110,11 @@ static void tile_product(vb_tile_core_fn core, const uint16_t *a, int Mp, int Kp
            ldc, 0);
 }
 
-int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v,
-                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
-                           float scale) {
+/* Both entry points: f32 q, k, v (q scaled here), or bf16 ones (q already
+ * scaled and rounded). */
+static int attention_amx(int batch, const void *q, int ld_q, const void *k, const void *v,
+                         int ld_kv, int in_bf16, float *out, int ld_o, int nq, int nk, int heads,
+                         int head_dim, float scale) {
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX) || nq > MAX_TOKENS || nk > MAX_TOKENS) return -1;
   int Mp = (nq + 31) / 32 * 32, Np = (nk + 31) / 32 * 32, Dp = (head_dim + 31) / 32 * 32;
   size_t n_q = (size_t)Mp * Dp, n_k = (size_t)Np * Dp, n_s = (size_t)Mp * Np, n_o = (size_t)Mp * Dp;
@@ -123,14 +140,22 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
     for (int task = 0; task < batch * heads; task++) {
       if (!base) continue;
       int bi = task / heads, h = task % heads;
-      const float *qs = q + (size_t)bi * nq * ld_q + (size_t)h * head_dim;
-      const float *ks = k + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
-      const float *vs = v + (size_t)bi * nk * ld_kv + (size_t)h * head_dim;
+      size_t es = in_bf16 ? 2 : 4; /* element size */
+      const uint8_t *qs = (const uint8_t *)q + ((size_t)bi * nq * ld_q + (size_t)h * head_dim) * es;
+      const uint8_t *ks =
+          (const uint8_t *)k + ((size_t)bi * nk * ld_kv + (size_t)h * head_dim) * es;
+      const uint8_t *vs =
+          (const uint8_t *)v + ((size_t)bi * nk * ld_kv + (size_t)h * head_dim) * es;
       double t0 = prof ? vb_now_ms() : 0;
-      for (int i = 0; i < nq; i++)
-        row_bf16(qs + (size_t)i * ld_q, head_dim, Dp, scale, qb + (size_t)i * Dp);
-      pack_rows(ks, (size_t)ld_kv, nk, head_dim, Np, Dp, kp);
-      pack_cols(vs, (size_t)ld_kv, head_dim, nk, Dp, Np, vp);
+      for (int i = 0; i < nq; i++) {
+        if (in_bf16)
+          memcpy(qb + (size_t)i * Dp, (const uint16_t *)qs + (size_t)i * ld_q,
+                 (size_t)head_dim * 2);
+        else
+          row_bf16((const float *)qs + (size_t)i * ld_q, head_dim, Dp, scale, qb + (size_t)i * Dp);
+      }
+      pack_rows(ks, in_bf16, (size_t)ld_kv, nk, head_dim, Np, Dp, kp);
+      pack_cols(vs, in_bf16, (size_t)ld_kv, head_dim, nk, Dp, Np, vp);
       double t1 = prof ? vb_now_ms() : 0;
       tile_product(core, qb, Mp, Dp, kp, Np, s, Np);
       double t2 = prof ? vb_now_ms() : 0;
@@ -161,4 +186,16 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
     vb_prof_add(VB_PROF_ATTENTION, wall - (pack + prod + soft) / n);
   }
   return fail ? vb_error("attention: out of memory") : 0;
+}
+
+int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v,
+                           int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
+                           float scale) {
+  return attention_amx(batch, q, ld_q, k, v, ld_kv, 0, out, ld_o, nq, nk, heads, head_dim, scale);
+}
+
+int vb_attention_batch_amx_bf16(int batch, const uint16_t *q, int ld_q, const uint16_t *k,
+                                const uint16_t *v, int ld_kv, float *out, int ld_o, int nq, int nk,
+                                int heads, int head_dim) {
+  return attention_amx(batch, q, ld_q, k, v, ld_kv, 1, out, ld_o, nq, nk, heads, head_dim, 1.0f);
 }

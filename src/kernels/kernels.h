@@ -102,5 +102,10 @@ vb_attention_batch(int batch, const float *q, int ld_q, const float *k, const fl
 int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, const float *v,
                            int ld_kv, float *out, int ld_o, int nq, int nk, int heads, int head_dim,
                            float scale);
+/* The same from bf16 q, k, v (q already multiplied by the scale and rounded:
+ * then the result equals vb_attention_batch_amx's on the f32 values). */
+int vb_attention_batch_amx_bf16(int batch, const uint16_t *q, int ld_q, const uint16_t *k,
+                                const uint16_t *v, int ld_kv, float *out, int ld_o, int nq, int nk,
+                                int heads, int head_dim);
 
 #endif

@@ -435,6 +435,11 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
             continue;
           }
         }
+        if (io->scale_cols > n0 + j) { /* q's columns: times the attention scale */
+          int rem = io->scale_cols - (n0 + j);
+          __mmask16 sm = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
+          v = _mm512_mask_mul_ps(v, sm, v, _mm512_set1_ps(io->col_scale));
+        }
         if (bf16_out)
           _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, (__m256i)_mm512_cvtneps_pbh(v));
         else if (io->residual)
@@ -484,6 +489,8 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
       vb_gelu_erf_serial(t, (size_t)nn);
       if (gelu_ms) *gelu_ms += vb_now_ms() - g0;
     }
+    for (int j = 0; j < nn && n0 + j < io->scale_cols; j++)
+      t[j] *= io->col_scale;
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     if (io->y_bf16) {
       for (int j = 0; j < nn; j++)

@@ -84,7 +84,9 @@ typedef struct {
   const float *ln_w, *ln_b; /* f32 input x: when ln_w is set, each row is layer-normed
                              * (weight ln_w, bias ln_b, ln_eps) before rounding */
   float ln_eps;
-  int residual; /* f32 output: y += result (a residual connection) */
+  int residual;    /* f32 output: y += result (a residual connection) */
+  int scale_cols;  /* output columns [0, scale_cols) times col_scale (after act, before the */
+  float col_scale; /* store): the qkv product's queries, pre-scaled for attention */
   vb_tile_act act;
 } vb_tile_io;
 /* vb_tile_linear with these inputs and outputs. */

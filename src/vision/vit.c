@@ -154,12 +154,20 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     /* on tiles the layer norms run inside the products' activation rounding
      * (row by row, the normed row still in L1): same values, no f32 pass */
     int tiles = L->qkv.tile && L->proj.tile && L->fc1.tile && L->fc2.tile;
+    /* on AMX the tile products write q (times the attention scale), k and v
+     * in bf16, which attention's tiles take as they are: half the bytes of
+     * the largest activation but one, and the same values as rounding there */
+    int qkv_bf16 = tiles && vb_tile_kind_usable(VB_TILE_BF16_AMX) && S <= 1024;
+    uint16_t *qkv_b = (uint16_t *)qkv;
     if (tiles) {
       vb_tile_io io = {.x = out,
                        .ln_w = L->ln1_w,
                        .ln_b = L->ln1_b,
                        .ln_eps = c->layer_norm_eps,
-                       .y = qkv,
+                       .y = qkv_bf16 ? NULL : qkv,
+                       .y_bf16 = qkv_bf16 ? qkv_b : NULL,
+                       .scale_cols = qkv_bf16 ? D : 0,
+                       .col_scale = scale,
                        .ldy = 3 * D};
       pm = prof_begin_product(prof, VB_PROF_QKV);
       if (vb_linear_tile_io(&L->qkv, (int)M, &io) != 0) goto done;
@@ -174,11 +182,15 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     }
     pm = prof_begin(prof);
     /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
-    if ((L->qkv.compute == VB_COMPUTE_F32 ||
-         vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S,
-                                heads, hd, scale) != 0) &&
-        vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S, heads, hd,
-                           scale) != 0)
+    if (qkv_bf16) {
+      if (vb_attention_batch_amx_bf16(frames, qkv_b, 3 * D, qkv_b + D, qkv_b + 2 * D, 3 * D, att, D,
+                                      S, S, heads, hd) != 0)
+        goto done;
+    } else if ((L->qkv.compute == VB_COMPUTE_F32 ||
+                vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S,
+                                       S, heads, hd, scale) != 0) &&
+               vb_attention_batch(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S, S,
+                                  heads, hd, scale) != 0)
       goto done;
     prof_end(pm, VB_PROF_ATTENTION);
     if (tiles) {
