@@ -21,6 +21,7 @@ esac
 pkgs=(
   build-essential cmake pkg-config
   libavformat-dev libavcodec-dev libswscale-dev libavutil-dev   # video/image decoding
+  libavdevice-dev                                               # capture devices (/dev/video*) for narrate
   libdnnl-dev                                                   # oneDNN 2.6: large matmuls
   libcjson-dev                                                  # JSON configs, tokenizer.json, API
   libutf8proc-dev                                               # Unicode classes / normalisation

@@ -260,11 +260,34 @@ static void test_live(void) {
   free(err);
 }
 
+/* A capture device goes through FFmpeg's v4l2 input (libavdevice): one that is missing, or a
+ * device that is not a camera, is a clear error naming it, never "built without" */
+static void test_capture_device(void) {
+  const char *devs[] = {"/dev/video97", "/dev/null"};
+  for (int i = 0; i < 2; i++) {
+    char args[1400], path[512], *out = NULL;
+    snprintf(args, sizeof args, "narrate -m %s --live on --format jsonl %s", g_model, devs[i]);
+    int rc = vblip(args, &out);
+    snprintf(path, sizeof path, "%s/stderr.txt", tu_tmpdir());
+    FILE *f = fopen(path, "rb");
+    char err[2048] = "";
+    size_t n = f ? fread(err, 1, sizeof err - 1, f) : 0;
+    err[n] = 0;
+    if (f) fclose(f);
+    CHECK(rc == 1, "%s: exit %d (want 1)", devs[i], rc);
+    CHECK(strstr(err, devs[i]) && !strstr(err, "built without"), "%s: the error names it: %s",
+          devs[i], err);
+    CHECK(out && !*out, "%s: no cues: %s", devs[i], out ? out : "");
+    free(out);
+  }
+}
+
 int main(void) {
   snprintf(g_model, sizeof g_model, "%s", tu_fixture("models/videoblip-opt-tiny"));
   if (make_video() == 0) {
     test_file();
     test_live();
   }
+  test_capture_device();
   return tu_finish();
 }
