@@ -29,14 +29,8 @@
 #define NR 32 /* weight rows per unpacked panel */
 #define MR 32 /* activation rows per pass */
 
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} tile_config;
-
 /* tmm0-3 C (16 x 16 int32), tmm4-5 A (16 x 32 int8), tmm6-7 B (8 x 64 int8) */
-static const tile_config k_config = {
+static const vb_amx_tile_config k_config = {
     .palette = 1,
     .colsb = {64, 64, 64, 64, 32, 32, 64, 64},
     .rows = {16, 16, 16, 16, 16, 16, 8, 8},

@@ -17,15 +17,9 @@
 
 #define TGT_AMX __attribute__((target("amx-tile,amx-bf16,amx-int8")))
 
-typedef struct {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} tile_config;
-
 /* A constant in memory: GCC 12 dropped the stores to a local configuration
  * (it does not see LDTILECFG read past the first 16 bytes). */
-static const tile_config k_config = {
+static const vb_amx_tile_config k_config = {
     .palette = 1,
     .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
     .rows = {16, 16, 16, 16, 16, 16, 16, 16},

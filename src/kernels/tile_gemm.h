@@ -115,6 +115,14 @@ void vb_linear_tile_force_i8(vb_tile_kind k);
 typedef void (*vb_tile_core_fn)(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,
                                 int ksteps, void *c, int ldc, int accumulate);
 vb_tile_core_fn vb_tile_core(vb_tile_kind k);
+/* LDTILECFG's 64-byte operand: palette 1, then each tile's bytes per row and rows. One
+ * layout for every AMX user (tile_cores_amx.c, q4k_amx.c); each loads its own shapes. */
+typedef struct {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} vb_amx_tile_config;
+
 /* Per-thread set-up and tear-down around cores (AMX tile configuration). */
 void vb_tile_thread_begin(vb_tile_kind k);
 void vb_tile_thread_end(vb_tile_kind k);
