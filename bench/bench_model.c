@@ -107,10 +107,13 @@ void bench_fill_random(void *dst, vb_dtype dt, size_t n, float scale, uint64_t s
   }
 }
 
-/* The same values quantized 1024 at a time (n a multiple of 32): a whole f32
- * copy per tensor would leave freed holes between the q8_0 tensors that glibc
- * keeps resident, inflating the measured peak RSS by gigabytes. */
-static void fill_random_q8(void *dst, size_t n, float scale, uint64_t seed) {
+/* The same values quantized 1024 at a time by quantize (blocks of `block` values stored in
+ * block_bytes; n a multiple of block): a whole f32 copy per tensor would leave freed holes
+ * between the quantized tensors that glibc keeps resident, inflating the measured peak RSS
+ * by gigabytes. */
+static void fill_random_quant(void *dst, size_t n, float scale, uint64_t seed,
+                              void (*quantize)(const float *, int64_t, void *), size_t block,
+                              size_t block_bytes) {
   size_t chunks = (n + 1023) / 1024;
 #pragma omp parallel for schedule(static)
   for (size_t c = 0; c < chunks; c++) {
@@ -118,33 +121,7 @@ static void fill_random_q8(void *dst, size_t n, float scale, uint64_t seed) {
     size_t i0 = c * 1024, m = n - i0 < 1024 ? n - i0 : 1024;
     for (size_t i = 0; i < m; i++)
       f[i] = rnd(seed, i0 + i, scale);
-    vb_quantize_q8_0(f, (int64_t)m, (uint8_t *)dst + i0 / VB_Q8_BLOCK * VB_Q8_BLOCK_BYTES);
-  }
-}
-
-/* The same for Q4_0. */
-static void fill_random_q4(void *dst, size_t n, float scale, uint64_t seed) {
-  size_t chunks = (n + 1023) / 1024;
-#pragma omp parallel for schedule(static)
-  for (size_t c = 0; c < chunks; c++) {
-    float f[1024];
-    size_t i0 = c * 1024, m = n - i0 < 1024 ? n - i0 : 1024;
-    for (size_t i = 0; i < m; i++)
-      f[i] = rnd(seed, i0 + i, scale);
-    vb_quantize_q4_0(f, (int64_t)m, (uint8_t *)dst + i0 / VB_Q4_BLOCK * VB_Q4_BLOCK_BYTES);
-  }
-}
-
-/* The same for Q4_K (n a multiple of 256). */
-static void fill_random_q4k(void *dst, size_t n, float scale, uint64_t seed) {
-  size_t chunks = (n + 1023) / 1024;
-#pragma omp parallel for schedule(static)
-  for (size_t c = 0; c < chunks; c++) {
-    float f[1024];
-    size_t i0 = c * 1024, m = n - i0 < 1024 ? n - i0 : 1024;
-    for (size_t i = 0; i < m; i++)
-      f[i] = rnd(seed, i0 + i, scale);
-    vb_quantize_q4_k(f, (int64_t)m, (uint8_t *)dst + i0 / VB_Q4K_BLOCK * VB_Q4K_BLOCK_BYTES);
+    quantize(f, (int64_t)m, (uint8_t *)dst + i0 / block * block_bytes);
   }
 }
 
@@ -184,11 +161,11 @@ static int add_tensor(vb_weights *w, vb_dtype dt, const char *name, int kind, in
   void *h = vb_malloc(bytes);
   if (!h) return vb_error("out of memory");
   if (use == VB_DT_Q8_0)
-    fill_random_q8(h, n, 0.035f, g_seed++);
+    fill_random_quant(h, n, 0.035f, g_seed++, vb_quantize_q8_0, VB_Q8_BLOCK, VB_Q8_BLOCK_BYTES);
   else if (use == VB_DT_Q4_0)
-    fill_random_q4(h, n, 0.035f, g_seed++);
+    fill_random_quant(h, n, 0.035f, g_seed++, vb_quantize_q4_0, VB_Q4_BLOCK, VB_Q4_BLOCK_BYTES);
   else if (use == VB_DT_Q4_K)
-    fill_random_q4k(h, n, 0.035f, g_seed++);
+    fill_random_quant(h, n, 0.035f, g_seed++, vb_quantize_q4_k, VB_Q4K_BLOCK, VB_Q4K_BLOCK_BYTES);
   else if (kind == 0)
     bench_fill_random(h, use, n, 0.035f, g_seed++);
   else if (kind == 1) {

@@ -414,7 +414,7 @@ static void test_openai_semantics(const server *s, const char *id, const char *a
   }
   free(greedy);
 
-  /* what is not implemented is refused, in OpenAI's error shape */
+  /* what vblip does not support is refused, in OpenAI's error shape */
   struct {
     const char *fields, *param;
   } refused[] = {
