@@ -79,8 +79,7 @@ void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst) {
 
 TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q4_row_bytes(K);
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
-                eight = _mm512_set1_epi32(8);
+  const __m512i eight = _mm512_set1_epi32(8);
   for (int r = r0; r < r1; r++) {
     const uint8_t *row = W + (size_t)r * rb;
     uint16_t *d = dst + (size_t)(r - r0) * K;
@@ -95,12 +94,7 @@ TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1
       for (int half = 0; half < 2; half++) {
         __m512 f = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(nib[half]), eight)), s);
-        /* round to nearest even on the bit pattern, as gemv_q8.c */
-        __m512i u = _mm512_castps_si512(f);
-        u = _mm512_add_epi32(
-            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half),
-                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half), vb_bf16x16_rne(f));
       }
     }
   }

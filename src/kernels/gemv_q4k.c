@@ -146,7 +146,6 @@ TGT_VNNI static void block_to_bf16_avx512(const uint8_t *blk, uint16_t *o) {
   memcpy(h, blk, 4);
   float d = _cvtsh_ss(h[0]), dmin = _cvtsh_ss(h[1]);
   const uint8_t *b8 = (const uint8_t *)sm;
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
   const __m128i low = _mm_set1_epi8(15);
   for (int c = 0; c < 4; c++)
     for (int half = 0; half < 2; half++) {
@@ -158,11 +157,7 @@ TGT_VNNI static void block_to_bf16_avx512(const uint8_t *blk, uint16_t *o) {
         __m128i v = half ? _mm_and_si128(_mm_srli_epi16(q[i], 4), low) : _mm_and_si128(q[i], low);
         __m512 f =
             _mm512_sub_ps(_mm512_mul_ps(sc, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v))), mn);
-        __m512i u = _mm512_castps_si512(f);
-        u = _mm512_add_epi32(
-            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(o + 64 * c + 32 * half + 16 * i),
-                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        _mm256_storeu_si256((__m256i *)(o + 64 * c + 32 * half + 16 * i), vb_bf16x16_rne(f));
       }
     }
 }

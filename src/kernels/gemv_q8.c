@@ -56,7 +56,6 @@ void vb_quantize_q8_0(const float *x, int64_t n, void *out) {
 TGT_512 static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q8_row_bytes(K);
   int nb = K / VB_Q8_BLOCK;
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
   for (int r = r0; r < r1; r++) {
     const uint8_t *row = W + (size_t)r * rb;
     uint16_t *d = dst + (size_t)(r - r0) * K;
@@ -68,11 +67,7 @@ TGT_512 static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1,
       for (int half = 0; half < 2; half++) {
         __m512 f = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2 + 16 * half)))), s);
-        /* round to nearest even on the bit pattern (values are finite or the
-         * scale's own inf/NaN, which this keeps) */
-        __m512i u = _mm512_castps_si512(f);
-        u = _mm512_add_epi32(u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half), _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * half), vb_bf16x16_rne(f));
       }
     }
   }

@@ -98,8 +98,7 @@ void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
 }
 
 TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) {
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
-                eight = _mm512_set1_epi32(8);
+  const __m512i eight = _mm512_set1_epi32(8);
   const __m128i m4 = _mm_set1_epi8(15);
   for (int n = r0; n < r1; n++) {
     const uint8_t *panel = (const uint8_t *)P + (size_t)(n / PANEL) * panel_bytes(K);
@@ -120,11 +119,7 @@ TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16
       for (int i = 0; i < 2; i++) {
         __m512 f = _mm512_mul_ps(
             _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(half[i]), eight)), s);
-        __m512i u = _mm512_castps_si512(f); /* round to nearest even, as gemv_q8.c */
-        u = _mm512_add_epi32(
-            u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * i),
-                            _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+        _mm256_storeu_si256((__m256i *)(d + 32 * b + 16 * i), vb_bf16x16_rne(f));
       }
     }
   }

@@ -346,14 +346,6 @@ INLINE TGT_VNNI __m512 widen(__m128i q, __m512 s) {
   return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), s);
 }
 
-/* round to nearest even on the bit pattern, as vb_float_to_bf16 */
-INLINE TGT_VNNI __m256i to_bf16(__m512 f) {
-  const __m512i round = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
-  __m512i u = _mm512_castps_si512(f);
-  u = _mm512_add_epi32(u, _mm512_add_epi32(round, _mm512_and_si512(_mm512_srli_epi32(u, 16), one)));
-  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
-}
-
 /* Rows [r0, r1) (r0 a multiple of 16) to bf16 or f32 rows of K values. */
 TGT_VNNI static void unpack_rows(const void *W, int K, int r0, int r1, uint16_t *d16, float *d32) {
   int nb = K / VB_Q8_BLOCK;
@@ -378,8 +370,8 @@ TGT_VNNI static void unpack_rows(const void *W, int K, int r0, int r1, uint16_t 
                  hi = widen(_mm256_extracti128_si256(row, 1), sv);
           size_t off = (size_t)(r - r0) * K + (size_t)b * VB_Q8_BLOCK;
           if (d16) {
-            _mm256_storeu_si256((__m256i *)(d16 + off), to_bf16(lo));
-            _mm256_storeu_si256((__m256i *)(d16 + off + 16), to_bf16(hi));
+            _mm256_storeu_si256((__m256i *)(d16 + off), vb_bf16x16_rne(lo));
+            _mm256_storeu_si256((__m256i *)(d16 + off + 16), vb_bf16x16_rne(hi));
           } else {
             _mm512_storeu_ps(d32 + off, lo);
             _mm512_storeu_ps(d32 + off + 16, hi);
@@ -418,8 +410,8 @@ TGT_VNNI static void unpack_blocked(const void *W, int K, int p0, int p1, uint16
           for (int j = 0; j < 4; j++)
             k[j] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
           for (int h = 0; h < 2; h++) {
-            __m512i lo = _mm512_cvtepu16_epi32(to_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h]), sc)));
-            __m512i hi = _mm512_cvtepu16_epi32(to_bf16(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h + 1]), sc)));
+            __m512i lo = _mm512_cvtepu16_epi32(vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h]), sc)));
+            __m512i hi = _mm512_cvtepu16_epi32(vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h + 1]), sc)));
             _mm512_store_si512((void *)(Db + (size_t)(2 * q + h) * PANEL * 2 + s * 32),
                                _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
           }
