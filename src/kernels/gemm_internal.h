@@ -113,9 +113,9 @@ static inline int vb_gemv_block_rows(int N, int nthreads) {
  * (finite values; a scale's inf or NaN is kept): the AVX-512 dequantizers' one rounding. */
 static inline __attribute__((always_inline, target("avx512f"))) __m256i vb_bf16x16_rne(__m512 f) {
   __m512i u = _mm512_castps_si512(f);
-  u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
-                                           _mm512_and_si512(_mm512_srli_epi32(u, 16),
-                                                            _mm512_set1_epi32(1))));
+  u = _mm512_add_epi32(
+      u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                          _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
   return _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16));
 }
 #endif
