@@ -30,7 +30,11 @@
 #define PANEL 16
 #define HEAD 320                /* bytes of a panel super-block's scales */
 #define PSB (HEAD + 8 * 4 * 64) /* bytes of a panel super-block */
-#define PREFETCH 4096
+/* Prefetched this far ahead into L2 (PREFETCHT1): with one thread a T0
+ * prefetch at 4096 bytes read 11.5 GB/s of weights against q8x16's 13.6,
+ * T1 at 2048 bytes 13.8 (gemv-q4-q8, docs/performance.md). */
+#define PREFETCH 2048
+#define PF_HINT _MM_HINT_T1
 #define MB 4
 
 static size_t panel_bytes(int K) {
@@ -145,13 +149,13 @@ INLINE TGT_VNNI void q4kx16_panels(const uint8_t *P, int p0, int p1, int N, int 
     for (int sb = 0; sb < nsb; sb++) {
       const uint8_t *blk = panel + (size_t)sb * PSB;
       for (int l = 0; l < HEAD; l += 64)
-        _mm_prefetch((const char *)blk + PREFETCH + l, _MM_HINT_T0);
+        _mm_prefetch((const char *)blk + PREFETCH + l, PF_HINT);
       __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk)),
              dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
       for (int s = 0; s < 8; s++) {
         const uint8_t *qb = blk + HEAD + 256 * s;
         for (int l = 0; l < 256; l += 64)
-          _mm_prefetch((const char *)qb + PREFETCH + l, _MM_HINT_T0);
+          _mm_prefetch((const char *)qb + PREFETCH + l, PF_HINT);
         __m512 ws = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                                          _mm_loadu_si128((const __m128i *)(blk + 64 + 16 * s)))));
         __m512 wm = _mm512_mul_ps(dm, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
