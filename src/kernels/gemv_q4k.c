@@ -1,6 +1,6 @@
-/* GGUF Q4_K weights: quantization (convert, --dtype q4_k), dequantization of
- * row tiles (the large-M path of gemm_q8.c) and the few-row products of
- * decoding.
+/* GGUF Q4_K weights: dequantization of row tiles (the large-M path of
+ * gemm_q8.c) and the few-row products of decoding (the quantizer is in
+ * q4k_quantize.c).
  *
  * A super-block of 256 values has one f16 pair (d, dmin) and per 32-value
  * sub-block s a 6-bit scale sc[s] and min m[s]: value = d sc[s] q - dmin m[s]
@@ -29,100 +29,7 @@
 #define SB VB_Q4K_BLOCK
 #define SBB VB_Q4K_BLOCK_BYTES
 
-/* ---- quantization ---- */
-
-/* Squared error of x ~ a q - b over a sub-block with q = round((x + b) / a)
- * clamped to 0..15 (all 0 when a is 0); q written when wanted. */
-static float sub_error(const float *x, float a, float b, uint8_t *q) {
-  float ia = a > 0 ? 1.0f / a : 0.0f, err = 0;
-  for (int j = 0; j < 32; j++) {
-    float r = a > 0 ? rintf((x[j] + b) * ia) : 0.0f;
-    r = r < 0 ? 0 : r > 15 ? 15 : r;
-    float e = a * r - b - x[j];
-    err += e * e;
-    if (q) q[j] = (uint8_t)r;
-  }
-  return err;
-}
-
-/* The float fit of one sub-block: the grid from min(x, 0) to max(x) split
- * in 15 steps and a few spacings around it; for each, q rounded on that grid
- * and (a, b) refitted by least squares on those q (b >= 0, a >= 0); the fit
- * with the smallest squared error wins. */
-static void fit_sub(const float *x, float *pa, float *pb) {
-  float lo = 0, hi = -INFINITY;
-  for (int j = 0; j < 32; j++) {
-    lo = x[j] < lo ? x[j] : lo;
-    hi = x[j] > hi ? x[j] : hi;
-  }
-  if (!(hi > lo)) { /* constant sub-block, at most 0 */
-    *pa = 0, *pb = -lo;
-    return;
-  }
-  float best_a = (hi - lo) / 15, best_b = -lo, best = sub_error(x, best_a, best_b, NULL);
-  float sx = 0, sxx = 0;
-  for (int j = 0; j < 32; j++)
-    sx += x[j], sxx += x[j] * x[j];
-  for (int t = 0; t < 12; t++) {
-    float steps = 13.5f + 0.25f * (float)t, ia = steps / (hi - lo);
-    float sq = 0, sqq = 0, sqx = 0;
-    for (int j = 0; j < 32; j++) {
-      float r = rintf((x[j] - lo) * ia);
-      r = r < 0 ? 0 : r > 15 ? 15 : r;
-      sq += r, sqq += r * r, sqx += r * x[j];
-    }
-    float den = 32 * sqq - sq * sq;
-    if (den <= 0) continue;
-    float a = (32 * sqx - sq * sx) / den, b = (a * sq - sx) / 32;
-    if (b < 0) b = 0, a = sqq > 0 ? sqx / sqq : 0;
-    if (!(a > 0)) continue;
-    /* the fit's squared error on these q, in closed form */
-    float e = a * a * sqq + 32 * b * b + sxx - 2 * a * sqx + 2 * b * sx - 2 * a * b * sq;
-    if (e < best) best = e, best_a = a, best_b = b;
-  }
-  *pa = best_a, *pb = best_b;
-}
-
-static void quantize_block(const float *x, uint8_t *o) {
-  float a[8], b[8], amax = 0, bmax = 0;
-  for (int s = 0; s < 8; s++) {
-    fit_sub(x + 32 * s, &a[s], &b[s]);
-    amax = a[s] > amax ? a[s] : amax;
-    bmax = b[s] > bmax ? b[s] : bmax;
-  }
-  uint16_t hd = vb_float_to_half(amax / 63), hm = vb_float_to_half(bmax / 63);
-  float d = vb_half_to_float(hd), dmin = vb_half_to_float(hm);
-  uint8_t sc[8], mn[8], q[256];
-  for (int s = 0; s < 8; s++) {
-    int s0 = d > 0 ? (int)lrintf(a[s] / d) : 0, m0 = dmin > 0 ? (int)lrintf(b[s] / dmin) : 0;
-    float best = INFINITY;
-    sc[s] = mn[s] = 0;
-    for (int i = s0 - 1; i <= s0 + 1; i++)
-      for (int k = m0 - 1; k <= m0 + 1; k++) {
-        if (i < 0 || i > 63 || k < 0 || k > 63) continue;
-        float e = sub_error(x + 32 * s, d * (float)i, dmin * (float)k, NULL);
-        if (e < best) best = e, sc[s] = (uint8_t)i, mn[s] = (uint8_t)k;
-      }
-    sub_error(x + 32 * s, d * sc[s], dmin * mn[s], q + 32 * s);
-  }
-  memcpy(o, &hd, 2);
-  memcpy(o + 2, &hm, 2);
-  for (int s = 0; s < 4; s++) {
-    o[4 + s] = (uint8_t)(sc[s] | (sc[s + 4] >> 4) << 6);
-    o[8 + s] = (uint8_t)(mn[s] | (mn[s + 4] >> 4) << 6);
-    o[12 + s] = (uint8_t)((sc[s + 4] & 15) | (mn[s + 4] & 15) << 4);
-  }
-  for (int c = 0; c < 4; c++)
-    for (int l = 0; l < 32; l++)
-      o[16 + 32 * c + l] = (uint8_t)(q[64 * c + l] | q[64 * c + 32 + l] << 4);
-}
-
-void vb_quantize_q4_k(const float *x, int64_t n, void *out) {
-  int64_t nb = n / SB;
-#pragma omp parallel for schedule(static) if (nb > 256)
-  for (int64_t b = 0; b < nb; b++)
-    quantize_block(x + b * SB, (uint8_t *)out + b * SBB);
-}
+/* Quantization (vb_quantize_q4_k) is in q4k_quantize.c. */
 
 /* ---- dequantization of row tiles ---- */
 
