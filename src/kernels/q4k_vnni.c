@@ -45,23 +45,39 @@ size_t vb_q4kx16_bytes(int N, int K) {
   return (size_t)((N + PANEL - 1) / PANEL) * panel_bytes(K);
 }
 
-/* The q of value k (0..255) of a Q4_K super-block. */
-static inline int sb_q(const uint8_t *blk, int k) {
-  int s = k / 32, l = k % 32;
-  return blk[16 + 32 * (s / 2) + l] >> (4 * (s & 1)) & 15;
+/* One row's sub-block s of a Q4_K super-block into the panel layout: the 32
+ * q (nibbles of bytes 16 + 32 (s / 2) .. + 31) as byte j of vector v =
+ * q[8v + j] | q[8v + 4 + j] << 4, stored at 64 v + 4 r. */
+TGT_VNNI static inline void pack_sub(const uint8_t *blk, int s, uint8_t *o) {
+  const __m128i m4 = _mm_set1_epi8(15);
+  const __m128i lo_idx = _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m128i hi_idx = _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1);
+  const uint8_t *src = blk + 16 + 32 * (s / 2);
+  __m128i sh = _mm_cvtsi32_si128(4 * (s & 1));
+  __m128i a = _mm_and_si128(_mm_srl_epi16(_mm_loadu_si128((const __m128i *)src), sh), m4);
+  __m128i b = _mm_and_si128(_mm_srl_epi16(_mm_loadu_si128((const __m128i *)(src + 16)), sh), m4);
+  __m128i lo = _mm_unpacklo_epi64(_mm_shuffle_epi8(a, lo_idx), _mm_shuffle_epi8(b, lo_idx));
+  __m128i hi = _mm_unpacklo_epi64(_mm_shuffle_epi8(a, hi_idx), _mm_shuffle_epi8(b, hi_idx));
+  __m128i q = _mm_or_si128(lo, _mm_slli_epi16(hi, 4)); /* hi <= 15: no carry between bytes */
+  uint32_t w[4];
+  _mm_storeu_si128((__m128i *)w, q);
+  for (int v = 0; v < 4; v++)
+    memcpy(o + 64 * v, &w[v], 4);
 }
 
-void vb_q4kx16_pack(const void *W, int N, int K, void *P) {
+/* Only called where vb_q4x16_supported (the packed layout's products need
+ * AVX512-VNNI too). */
+TGT_VNNI void vb_q4kx16_pack(const void *W, int N, int K, void *P) {
   int nsb = K / VB_Q4K_BLOCK, np = (N + PANEL - 1) / PANEL;
   size_t rb = vb_q4k_row_bytes(K);
 #pragma omp parallel for schedule(static)
   for (int p = 0; p < np; p++)
     for (int sb = 0; sb < nsb; sb++) {
       uint8_t *o = (uint8_t *)P + (size_t)p * panel_bytes(K) + (size_t)sb * PSB;
-      memset(o, 0, PSB);
+      if (N - p * PANEL < PANEL) memset(o, 0, PSB); /* zero scales: padding rows give 0 */
       for (int r = 0; r < PANEL; r++) {
         int n = p * PANEL + r;
-        if (n >= N) continue; /* zero scales: the padding rows give 0 */
+        if (n >= N) continue;
         const uint8_t *blk = (const uint8_t *)W + (size_t)n * rb + (size_t)sb * VB_Q4K_BLOCK_BYTES;
         memcpy(o + 2 * r, blk, 2);
         memcpy(o + 32 + 2 * r, blk + 2, 2);
@@ -70,10 +86,7 @@ void vb_q4kx16_pack(const void *W, int N, int K, void *P) {
         for (int s = 0; s < 8; s++) {
           o[64 + 16 * s + r] = sc[s];
           o[192 + 16 * s + r] = mn[s];
-          for (int v = 0; v < 4; v++)
-            for (int j = 0; j < 4; j++)
-              o[HEAD + 256 * s + 64 * v + 4 * r + j] =
-                  (uint8_t)(sb_q(blk, 32 * s + 8 * v + j) | sb_q(blk, 32 * s + 8 * v + 4 + j) << 4);
+          pack_sub(blk, s, o + HEAD + 256 * s + 4 * r);
         }
       }
     }
