@@ -4,12 +4,14 @@
  *
  * Per sub-block the search tries 12 grid spacings (one least-squares fit
  * each) and then, with the super-block's f16 d and dmin fixed, the 3 x 3
- * nearest 6-bit (sc, m): 21 passes over the 32 values with a rounding each,
+ * nearest 6-bit (sc, m): 22 passes over the 32 values with a rounding each,
  * which made the portable search ~6x slower than Q4_0's quantizer. The
- * AVX-512 search runs the candidates of one step side by side, a candidate
- * per lane: each lane adds its 32 terms in the same order as the portable
- * loop, with the same float operations (no FMA contraction in this file), so
- * every sum, comparison and byte is the same (tests/test_q4k_quantize.c
+ * AVX-512 search puts the candidates of a step in the lanes of a vector: a
+ * sub-block's 12 trials side by side, and the first fits and the (sc, m)
+ * candidates of the 8 sub-blocks of a super-block side by side (its values
+ * transposed). Each lane adds its 32 terms in the portable loop's order with
+ * the same float operations (no FMA contraction in this file), so every sum,
+ * comparison and byte is the same (tests/test_q4k_quantize.c
  * checks that against a plain copy of the search). */
 #pragma GCC optimize("fp-contract=off")
 #include <immintrin.h>
@@ -148,12 +150,13 @@ TGT_512 static inline __m512 round_clamp(__m512 v) {
   return _mm512_max_ps(_mm512_setzero_ps(), _mm512_min_ps(_mm512_set1_ps(15.0f), r));
 }
 
-/* sub_error(x, a[i], b[i]) for 16 pairs at once. */
-TGT_512 static __m512 sub_errors16(const float *x, __m512 a, __m512 b) {
+/* sub_error for 16 (a, b) pairs at once, lane l on sub-block l % 8 of a
+ * super-block given transposed (xt[8 j + s] = x[32 s + j]). */
+TGT_512 static __m512 sub_errors16(const float *xt, __m512 a, __m512 b) {
   __mmask16 pos = _mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ);
   __m512 ia = _mm512_maskz_div_ps(pos, _mm512_set1_ps(1.0f), a), err = _mm512_setzero_ps();
   for (int j = 0; j < 32; j++) {
-    __m512 xj = _mm512_set1_ps(x[j]);
+    __m512 xj = _mm512_broadcast_f32x8(_mm256_loadu_ps(xt + 8 * j));
     __m512 r = _mm512_maskz_mov_ps(pos, round_clamp(_mm512_mul_ps(_mm512_add_ps(xj, b), ia)));
     __m512 e = _mm512_sub_ps(_mm512_sub_ps(_mm512_mul_ps(a, r), b), xj);
     err = _mm512_add_ps(err, _mm512_mul_ps(e, e));
@@ -161,20 +164,13 @@ TGT_512 static __m512 sub_errors16(const float *x, __m512 a, __m512 b) {
   return err;
 }
 
-/* fit_sub with the 12 trials in lanes 0..11; lane 12 sums x (r = 1) and
- * lane 13 x^2 (r = x), in the portable loop's order. */
-TGT_512 static void fit_sub_avx512(const float *x, float *pa, float *pb) {
-  __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-  /* lo: +0 or a negative value per lane (never -0), as the portable loop;
-   * hi's zero sign does not matter (only hi > lo and hi - lo are used) */
-  float lo = _mm512_reduce_min_ps(_mm512_min_ps(x1, _mm512_min_ps(x0, _mm512_setzero_ps())));
-  float hi = _mm512_reduce_max_ps(_mm512_max_ps(x0, x1));
-  if (!(hi > lo)) {
-    *pa = 0, *pb = -lo;
-    return;
-  }
-  float best_a = (hi - lo) / 15, best_b = -lo, best;
-  _mm512_mask_storeu_ps(&best, 1, sub_errors16(x, _mm512_set1_ps(best_a), _mm512_set1_ps(best_b)));
+/* fit_sub's 12 trials for a sub-block whose range is lo .. hi (hi > lo),
+ * from the first fit (best_a, best_b) and its error best: the trials in lanes
+ * 0..11, lane 12 summing x (r = 1) and lane 13 x^2 (r = x), in the portable
+ * loop's order. */
+TGT_512 static void trials_avx512(const float *x, float lo, float hi, float best, float *pa,
+                                  float *pb) {
+  float best_a = *pa, best_b = *pb;
   const __m512 t = _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   __m512 steps = _mm512_add_ps(_mm512_set1_ps(13.5f), _mm512_mul_ps(_mm512_set1_ps(0.25f), t));
   __m512 ia = _mm512_div_ps(steps, _mm512_set1_ps(hi - lo)), vlo = _mm512_set1_ps(lo);
@@ -195,28 +191,56 @@ TGT_512 static void fit_sub_avx512(const float *x, float *pa, float *pb) {
   *pa = best_a, *pb = best_b;
 }
 
+/* The portable block's steps with the sub-blocks side by side where a step
+ * computes an error for each: fit_sub's first fit (8 lanes) and the 3 x 3
+ * (sc, m) candidates (two per sub-block in each of 5 passes). */
 TGT_512 static void quantize_block_avx512(const float *x, uint8_t *o) {
-  float a[8], b[8], d, dmin;
+  float xt[256];
+  for (int s = 0; s < 8; s++)
+    for (int j = 0; j < 32; j++)
+      xt[8 * j + s] = x[32 * s + j];
+  float lo[8], hi[8], a[8], b[8], fa[16] = {0}, fb[16] = {0}, fe[16], d, dmin;
+  for (int s = 0; s < 8; s++) {
+    __m512 x0 = _mm512_loadu_ps(x + 32 * s), x1 = _mm512_loadu_ps(x + 32 * s + 16);
+    /* lo: +0 or a negative value per lane (never -0), as the portable loop;
+     * hi's zero sign does not matter (only hi > lo and hi - lo are used) */
+    lo[s] = _mm512_reduce_min_ps(_mm512_min_ps(x1, _mm512_min_ps(x0, _mm512_setzero_ps())));
+    hi[s] = _mm512_reduce_max_ps(_mm512_max_ps(x0, x1));
+    if (hi[s] > lo[s]) fa[s] = (hi[s] - lo[s]) / 15, fb[s] = -lo[s];
+  }
+  _mm512_storeu_ps(fe, sub_errors16(xt, _mm512_loadu_ps(fa), _mm512_loadu_ps(fb)));
+  for (int s = 0; s < 8; s++) {
+    if (!(hi[s] > lo[s])) { /* constant sub-block, at most 0 */
+      a[s] = 0, b[s] = -lo[s];
+      continue;
+    }
+    a[s] = fa[s], b[s] = fb[s];
+    trials_avx512(x + 32 * s, lo[s], hi[s], fe[s], &a[s], &b[s]);
+  }
   int s0[8], m0[8];
   uint16_t hd, hm;
-  for (int s = 0; s < 8; s++)
-    fit_sub_avx512(x + 32 * s, &a[s], &b[s]);
   super_scales(a, b, &hd, &hm, &d, &dmin, s0, m0);
+  /* candidate c = 3 (i - s0 + 1) + (k - m0 + 1) of sub-block s in lane
+   * 8 (c % 2) + s of pass c / 2: the portable loop's order is c's */
+  float ca[5][16] = {{0}}, cb[5][16] = {{0}}, err[5][16];
+  for (int s = 0; s < 8; s++)
+    for (int c = 0; c < 9; c++) {
+      int i = s0[s] - 1 + c / 3, k = m0[s] - 1 + c % 3;
+      ca[c / 2][8 * (c % 2) + s] = d * (float)i;
+      cb[c / 2][8 * (c % 2) + s] = dmin * (float)k;
+    }
+  for (int p = 0; p < 5; p++)
+    _mm512_storeu_ps(err[p], sub_errors16(xt, _mm512_loadu_ps(ca[p]), _mm512_loadu_ps(cb[p])));
   uint8_t sc[8], mn[8], q[256];
   for (int s = 0; s < 8; s++) {
-    /* the 3 x 3 candidates in the portable loop's order, lanes 0..8 */
-    float ca[16] = {0}, cb[16] = {0}, err[16];
-    int ci[9], ck[9], nc = 0;
-    for (int i = s0[s] - 1; i <= s0[s] + 1; i++)
-      for (int k = m0[s] - 1; k <= m0[s] + 1; k++) {
-        if (i < 0 || i > 63 || k < 0 || k > 63) continue;
-        ca[nc] = d * (float)i, cb[nc] = dmin * (float)k, ci[nc] = i, ck[nc] = k, nc++;
-      }
-    _mm512_storeu_ps(err, sub_errors16(x + 32 * s, _mm512_loadu_ps(ca), _mm512_loadu_ps(cb)));
     float best = INFINITY;
     sc[s] = mn[s] = 0;
-    for (int c = 0; c < nc; c++)
-      if (err[c] < best) best = err[c], sc[s] = (uint8_t)ci[c], mn[s] = (uint8_t)ck[c];
+    for (int c = 0; c < 9; c++) {
+      int i = s0[s] - 1 + c / 3, k = m0[s] - 1 + c % 3;
+      if (i < 0 || i > 63 || k < 0 || k > 63) continue;
+      float e = err[c / 2][8 * (c % 2) + s];
+      if (e < best) best = e, sc[s] = (uint8_t)i, mn[s] = (uint8_t)k;
+    }
     /* q for the chosen pair: no sum, so the 32 values side by side */
     float qa = d * sc[s], qb = dmin * mn[s];
     __m512 vb = _mm512_set1_ps(qb), ia = _mm512_set1_ps(qa > 0 ? 1.0f / qa : 0.0f);
