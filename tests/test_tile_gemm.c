@@ -18,17 +18,12 @@
  *  - int8 end to end against the f32 product: the relative error of per-row /
  *    per-channel int8 on random data (stated, bounded by 2e-2).
  *  - inputs and outputs (vb_tile_linear_io): adding into the output, bf16
- *    output, bf16 rows as input: exactly the plain product's
+ *    output, bf16 input read in place or copied: exactly the plain product's
  *    values, added or rounded; two inputs refused;
  *  - a layer norm on the way in (io.ln_w): exactly the product of vb_layernorm's
  *    rows, for every kind, plain and with GELU into bf16; refused on a bf16
  *    input;
  *  - output columns times a scale (io.scale_cols: the queries), f32 and bf16;
- *  - the tiled activation layout (vb_tile_act_offset): a one-to-one map of
- *    every padded (row, k); a bf16 output written tiled (io.y_tiled) holds the
- *    row output's values where the map says, and a product reading it in
- *    place (io.x_tiled) gives exactly the rows' result; both refused where the
- *    layout cannot hold (int8 kinds, N or K not a multiple of 32, ldy != N);
  *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
  *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
  *    without AMX; from bf16 operands (queries scaled, then rounded) exactly the
@@ -242,73 +237,6 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
   free(x), free(w), free(b), free(y0), free(xb), free(yb), free(xr), free(plain), free(r), free(p2);
 }
 
-/* fc1 -> fc2 through the tiled layout: the same values as through rows. */
-static void test_tiled(int M, int N, int K, int N2) {
-  /* the layout is one-to-one on [Mp, Kp] for both element sizes */
-  for (int i8 = 0; i8 < 2; i8++) {
-    int Mp = 64, Kp = i8 ? 192 : 96;
-    unsigned char *seen = calloc((size_t)Mp * Kp, 1);
-    size_t bad = 0;
-    for (int m = 0; m < Mp; m++)
-      for (int k = 0; k < Kp; k++) {
-        size_t o = vb_tile_act_offset(m, k, Kp, i8);
-        if (o >= (size_t)Mp * Kp || seen[o]++) bad++;
-      }
-    CHECK(bad == 0, "tiled layout (%s): %zu offsets out of range or taken twice",
-          i8 ? "int8" : "bf16", bad);
-    free(seen);
-  }
-  if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) return;
-  float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.3f);
-  float *w2 = tu_rand_buf(&rng, (size_t)N2 * N, 0.3f), *b = tu_rand_buf(&rng, N, 0.5f);
-  rows_ctx c1 = {w, K}, c2 = {w2, N};
-  vb_tile_weight t1, t2;
-  if (!CHECK_OK(vb_tile_weight_pack(&t1, N, K, 0, get_row, &c1))) return;
-  if (!CHECK_OK(vb_tile_weight_pack(&t2, N2, N, 0, get_row, &c2))) return;
-  int Mp = (M + 31) / 32 * 32;
-  uint16_t *rows = malloc((size_t)M * N * 2), *tiles = malloc((size_t)Mp * N * 2);
-  float *y_rows = malloc((size_t)M * N2 * sizeof(float)), *y_tiles = malloc((size_t)M * N2 * 4);
-  vb_tile_io a = {.x = x, .y_bf16 = rows, .ldy = N, .act = VB_TILE_ACT_GELU_ERF};
-  vb_tile_io at = a;
-  at.y_bf16 = tiles, at.y_tiled = 1;
-  CHECK_OK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t1, M, b, &a));
-  CHECK_OK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t1, M, b, &at));
-  size_t bad = 0;
-  for (int m = 0; m < M; m++)
-    for (int n = 0; n < N; n++)
-      bad += tiles[vb_tile_act_offset(m, n, N, 0)] != rows[(size_t)m * N + n];
-  CHECK(bad == 0, "tiled output %dx%d: %zu values differ from the rows output", M, N, bad);
-  vb_tile_io r = {.x_bf16 = rows, .ldx = N, .y = y_rows, .ldy = N2};
-  vb_tile_io rt = {.x_bf16 = tiles, .x_tiled = 1, .y = y_tiles, .ldy = N2};
-  CHECK_OK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t2, M, NULL, &r));
-  CHECK_OK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t2, M, NULL, &rt));
-  CHECK(memcmp(y_rows, y_tiles, (size_t)M * N2 * sizeof(float)) == 0,
-        "tiled input %dx%dx%d: differs from the rows input", M, N2, N);
-  /* refused where the layout cannot hold */
-  vb_tile_io bad_ld = at;
-  bad_ld.ldy = N + 32;
-  CHECK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t1, M, b, &bad_ld) == -1, "tiled output, ldy != N");
-  vb_tile_io bad_f32 = {.x = x, .y = y_rows, .ldy = N, .y_tiled = 1};
-  CHECK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t1, M, b, &bad_f32) == -1, "tiled f32 output");
-  vb_tile_io bad_k = {.x_bf16 = tiles, .x_tiled = 1, .y = y_tiles, .ldy = N2};
-  vb_tile_weight t3;
-  rows_ctx c3 = {w2, N - 8};
-  if (N > 8 && CHECK_OK(vb_tile_weight_pack(&t3, N2, N - 8, 0, get_row, &c3))) {
-    CHECK(vb_tile_linear_io(VB_TILE_BF16_AMX, &t3, M, NULL, &bad_k) == -1,
-          "tiled input, K not a multiple of 32");
-    vb_tile_weight_free(&t3);
-  }
-  vb_tile_kind i8 = vb_tile_i8_best();
-  vb_tile_weight t4;
-  if (CHECK_OK(vb_tile_weight_pack(&t4, N2, N, 1, get_row, &c2))) {
-    CHECK(vb_tile_linear_io(i8, &t4, M, NULL, &rt) == -1, "tiled input on %s",
-          vb_tile_kind_name(i8));
-    vb_tile_weight_free(&t4);
-  }
-  vb_tile_weight_free(&t1), vb_tile_weight_free(&t2);
-  free(x), free(w), free(w2), free(b), free(rows), free(tiles), free(y_rows), free(y_tiles);
-}
-
 /* vb_tile_linear_io with a layer norm on the way in: exactly the plain
  * product of vb_layernorm's output (the norm, rounding and quantization of
  * each row are the same arithmetic, only fused). */
@@ -408,7 +336,7 @@ int main(void) {
   test_i8(40, 2100, 64, 1, 3);
   test_bf16(40, 2100, 64, 1);
   for (int k = 0; k < VB_TILE_KINDS; k++) {
-    test_io(k, 70, 64, 64);  /* K == Kp */
+    test_io(k, 70, 64, 64);  /* K == Kp: bf16 input read in place, last block copied */
     test_io(k, 33, 40, 100); /* padded K: copied */
     test_ln(k, 70, 72, 64);
     test_ln(k, 33, 40, 100);
@@ -416,9 +344,6 @@ int main(void) {
     test_io(k, 700, 40, 64);   /* row ranges: residual and bf16 output */
     test_ln(k, 70, 2100, 64);  /* wide panels */
   }
-  test_tiled(70, 64, 100, 40);   /* a partial last block of rows */
-  test_tiled(257, 96, 1408, 72); /* one frame of ViT-g's rows */
-  test_tiled(40, 1024, 64, 96);  /* several panels */
   test_attention(2, 257, 2, 88); /* ViT-g's shape */
   test_attention(3, 17, 3, 64);
   test_attention(1, 40, 1, 32);

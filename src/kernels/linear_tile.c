@@ -87,11 +87,6 @@ const char *vb_linear_tile_kind(const vb_linear *l) {
   return b ? vb_tile_kind_name(b->kind) : NULL;
 }
 
-int vb_linear_tile_is(const vb_linear *l, vb_tile_kind k) {
-  const tile_backend *b = l->tile;
-  return b && b->kind == k;
-}
-
 int vb_linear_tile_io(const vb_linear *l, int M, const vb_tile_io *io) {
   const tile_backend *b = l->tile;
   if (!b) return vb_error("linear %dx%d is not on tiles", l->out, l->in);

@@ -79,52 +79,6 @@ void vb_tile_thread_end(vb_tile_kind k) {
 AMX_CORE(core_bf16_amx, _tile_dpbf16ps)
 AMX_CORE(core_i8_amx, _tile_dpbssd)
 
-/* The product driver's cores: the same, with the activations in the tiled
- * layout (vb_tile_act_offset): k-step s of the 32-row block is 2 KB at
- * a + s * 2048, so each A tile is one contiguous KB (strided row loads made
- * ViT-g's products ~8% slower). lda is ignored. */
-#define AMX_CORE_TILED(name, DP)                                                                   \
-  TGT_AMX static void name(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,     \
-                           int ksteps, void *c, int ldc, int accumulate) {                         \
-    (void)lda;                                                                                     \
-    uint8_t *c0 = c, *c1 = c0 + (size_t)16 * ldc * 4;                                              \
-    size_t ldcb = (size_t)ldc * 4;                                                                 \
-    if (accumulate) {                                                                              \
-      _tile_loadd(0, c0, ldcb);                                                                    \
-      _tile_loadd(1, c0 + 64, ldcb);                                                               \
-      _tile_loadd(2, c1, ldcb);                                                                    \
-      _tile_loadd(3, c1 + 64, ldcb);                                                               \
-    } else {                                                                                       \
-      _tile_zero(0);                                                                               \
-      _tile_zero(1);                                                                               \
-      _tile_zero(2);                                                                               \
-      _tile_zero(3);                                                                               \
-    }                                                                                              \
-    for (int s = 0; s < ksteps; s++) {                                                             \
-      _tile_loadd(4, a + (size_t)s * 2048, 64);                                                    \
-      _tile_loadd(6, b0 + (size_t)s * 1024, 64);                                                   \
-      _tile_loadd(5, a + (size_t)s * 2048 + 1024, 64);                                             \
-      _tile_loadd(7, b1 + (size_t)s * 1024, 64);                                                   \
-      DP(0, 4, 6);                                                                                 \
-      DP(1, 4, 7);                                                                                 \
-      DP(2, 5, 6);                                                                                 \
-      DP(3, 5, 7);                                                                                 \
-    }                                                                                              \
-    _tile_stored(0, c0, ldcb);                                                                     \
-    _tile_stored(1, c0 + 64, ldcb);                                                                \
-    _tile_stored(2, c1, ldcb);                                                                     \
-    _tile_stored(3, c1 + 64, ldcb);                                                                \
-  }
-
-AMX_CORE_TILED(core_tiled_bf16_amx, _tile_dpbf16ps)
-AMX_CORE_TILED(core_tiled_i8_amx, _tile_dpbssd)
-
-vb_tile_core_fn vb_tile_core_tiled_amx(vb_tile_kind k) {
-  return k == VB_TILE_BF16_AMX ? core_tiled_bf16_amx
-         : k == VB_TILE_I8_AMX ? core_tiled_i8_amx
-                               : NULL;
-}
-
 vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
   return k == VB_TILE_BF16_AMX ? core_bf16_amx : k == VB_TILE_I8_AMX ? core_i8_amx : NULL;
 }
@@ -179,10 +133,6 @@ void vb_tile_thread_end(vb_tile_kind k) {
   (void)k;
 }
 vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
-  (void)k;
-  return NULL;
-}
-vb_tile_core_fn vb_tile_core_tiled_amx(vb_tile_kind k) {
   (void)k;
   return NULL;
 }

@@ -311,86 +311,70 @@ static void row_to_bf16(const float *x, int K, int Kp, uint16_t *d) {
   memset(d + K, 0, (size_t)(Kp - K) * 2);
 }
 
-/* Row m (row_bytes long, a multiple of 64) into the tiled layout: its 64-byte
- * pieces one k-step (2 KB) apart in its 32-row block. */
-static void scatter_row(const uint8_t *row, int m, size_t row_bytes, uint8_t *a) {
-  uint8_t *d =
-      a + (size_t)(m / VB_TILE_MB) * VB_TILE_MB * row_bytes + (size_t)(m % VB_TILE_MB) * 64;
-  for (size_t s = 0; s < row_bytes / 64; s++)
-    memcpy(d + s * 2048, row + s * 64, 64);
-}
-
-/* The input -> the core's activations [Mp, Kp] (and per-row scales): rows, or
- * for the AMX cores (tiled) the tiled layout, each row made in a buffer of its
- * own and scattered. An f32 input with io->ln_w is layer-normed row by row on
- * the way (the normed row stays in L1 between the norm and the rounding). */
+/* The input -> the core's activation rows [Mp, Kp] (and per-row scales). An
+ * f32 input with io->ln_w is layer-normed row by row on the way (the normed
+ * row stays in L1 between the norm and the rounding). */
 static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp,
-                               int Kp, int tiled, uint8_t *a, float *sx) {
-  int biased = vb_tile_biased(kind), bf16 = kind == VB_TILE_BF16_AMX;
-  size_t row_bytes = (size_t)Kp * (bf16 ? 2 : 1);
-  if (bf16 && io->x && !io->ln_w && !tiled) {
+                               int Kp, uint8_t *a, float *sx) {
+  if (kind == VB_TILE_BF16_AMX && io->x && !io->ln_w) {
     vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, Kp); /* rows K apart: ldx is K here */
-    memset(a + (size_t)M * row_bytes, 0, (size_t)(Mp - M) * row_bytes);
+    memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
     return 0;
   }
-  /* padding rows: zero (biased int8: the +128 offset of zero) */
-  uint8_t pad = biased ? 0x80 : 0;
-  if (tiled && Mp > M)
-    memset(a + (size_t)(M / VB_TILE_MB) * VB_TILE_MB * row_bytes, pad, VB_TILE_MB * row_bytes);
-  else
-    memset(a + (size_t)M * row_bytes, pad, (size_t)(Mp - M) * row_bytes);
+  int biased = vb_tile_biased(kind), bf16 = kind == VB_TILE_BF16_AMX;
   int avx = vb_cpu_has_avx512(), fail = 0;
   int need_buf = io->x ? io->ln_w != NULL : !bf16 && !avx;
 #pragma omp parallel reduction(| : fail) if ((size_t)M * K > 65536)
   {
     float *buf = need_buf ? vb_malloc((size_t)K * sizeof(float)) : NULL;
-    uint8_t *tmp = tiled ? vb_malloc_aligned(row_bytes) : NULL;
-    if ((need_buf && !buf) || (tiled && !tmp)) fail = 1;
+    if (need_buf && !buf) fail = 1;
 #pragma omp for schedule(static)
     for (int m = 0; m < M; m++) {
-      if ((need_buf && !buf) || (tiled && !tmp)) continue;
-      uint8_t *d = tiled ? tmp : a + (size_t)m * row_bytes;
+      if (need_buf && !buf) continue;
       if (bf16 && io->x_bf16) { /* a bf16 input that cannot be read in place: copied, padded */
+        uint16_t *d = (uint16_t *)a + (size_t)m * Kp;
         memcpy(d, io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), (size_t)K * 2);
-        memset(d + (size_t)K * 2, 0, (size_t)(Kp - K) * 2);
-      } else {
-        const float *x;
-        int done = 0;
-        if (io->x && io->ln_w) {
-          vb_layernorm_row(io->x + (size_t)m * K, buf, K, io->ln_w, io->ln_b, io->ln_eps);
-          x = buf;
-        } else if (io->x) {
-          x = io->x + (size_t)m * K;
-        } else {
-#if defined(__x86_64__)
-          if (avx) {
-            sx[m] = quantize_row_bf16_avx512(io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), K,
-                                             Kp, biased, d);
-            done = 1;
-          }
-#endif
-          x = done ? NULL : input_row(io, m, K, buf);
-        }
-        if (done) {
-        } else if (bf16) {
-          row_to_bf16(x, K, Kp, (uint16_t *)d);
-        } else {
-#if defined(__x86_64__)
-          if (avx)
-            sx[m] = quantize_row_avx512(x, K, Kp, biased, d);
-          else
-#endif
-            sx[m] = quantize_row_c(x, K, Kp, biased, d);
-        }
+        memset(d + K, 0, (size_t)(Kp - K) * 2);
+        continue;
       }
-      if (tiled) scatter_row(tmp, m, row_bytes, a);
+      const float *x;
+      if (io->x && io->ln_w) {
+        vb_layernorm_row(io->x + (size_t)m * K, buf, K, io->ln_w, io->ln_b, io->ln_eps);
+        x = buf;
+      } else if (io->x) {
+        x = io->x + (size_t)m * K;
+      } else {
+#if defined(__x86_64__)
+        if (avx) {
+          sx[m] = quantize_row_bf16_avx512(io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), K, Kp,
+                                           biased, a + (size_t)m * Kp);
+          continue;
+        }
+#endif
+        x = input_row(io, m, K, buf);
+      }
+      if (bf16) {
+        row_to_bf16(x, K, Kp, (uint16_t *)a + (size_t)m * Kp);
+        continue;
+      }
+#if defined(__x86_64__)
+      if (avx) {
+        sx[m] = quantize_row_avx512(x, K, Kp, biased, a + (size_t)m * Kp);
+        continue;
+      }
+#endif
+      (void)avx;
+      sx[m] = quantize_row_c(x, K, Kp, biased, a + (size_t)m * Kp);
     }
     free(buf);
-    vb_free_aligned(tmp);
   }
-  if (!bf16)
+  if (bf16) {
+    memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
+  } else {
+    memset(a + (size_t)M * Kp, biased ? 0x80 : 0, (size_t)(Mp - M) * Kp);
     for (int m = M; m < Mp; m++)
       sx[m] = 0;
+  }
   return fail ? -1 : 0;
 }
 
@@ -456,10 +440,7 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
           __mmask16 sm = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
           v = _mm512_mask_mul_ps(v, sm, v, _mm512_set1_ps(io->col_scale));
         }
-        if (bf16_out && io->y_tiled)
-          _mm256_mask_storeu_epi16(io->y_bf16 + vb_tile_act_offset(m0 + r, n0 + j, io->ldy, 0), m,
-                                   (__m256i)_mm512_cvtneps_pbh(v));
-        else if (bf16_out)
+        if (bf16_out)
           _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, (__m256i)_mm512_cvtneps_pbh(v));
         else if (io->residual)
           _mm512_mask_storeu_ps(io->y + off + j, m,
@@ -511,10 +492,7 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
     for (int j = 0; j < nn && n0 + j < io->scale_cols; j++)
       t[j] *= io->col_scale;
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
-    if (io->y_bf16 && io->y_tiled) {
-      for (int j = 0; j < nn; j++)
-        io->y_bf16[vb_tile_act_offset(m0 + r, n0 + j, io->ldy, 0)] = vb_float_to_bf16(t[j]);
-    } else if (io->y_bf16) {
+    if (io->y_bf16) {
       for (int j = 0; j < nn; j++)
         io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
     } else if (io->residual) {
@@ -550,22 +528,27 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   int elem = w->is_i8 ? 1 : 2, Kp = w->Kp, Np = w->Np;
   int Mp = (M + VB_TILE_MB - 1) / VB_TILE_MB * VB_TILE_MB;
   size_t lda = (size_t)Kp * elem;
+  /* a bf16 input whose rows are already padded is read in place, all but its
+   * last partial block of rows, which is copied (the core reads whole blocks) */
   int ldx = io->ldx ? io->ldx : w->K;
-  if (io->x_tiled && (kind != VB_TILE_BF16_AMX || !io->x_bf16 || w->K != Kp || ldx != Kp))
-    return vb_error("tile product: a tiled input needs amx-bf16 and K a multiple of 32");
-  if (io->y_tiled && (!io->y_bf16 || w->N % 32 != 0 || io->ldy != w->N))
-    return vb_error("tile product: a tiled output needs bf16, N a multiple of 32 and ldy == N");
-  /* the AMX cores read the tiled layout: made here, or a tiled bf16 input read in place */
-  vb_tile_core_fn tiled_core = vb_tile_core_tiled_amx(kind);
-  int tiled = tiled_core != NULL, in_place = io->x_tiled;
-  size_t a_bytes = in_place ? 0 : (size_t)Mp * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
+  int in_place = kind == VB_TILE_BF16_AMX && io->x_bf16 && w->K == Kp && ldx == Kp;
+  int M_full = in_place ? M / VB_TILE_MB * VB_TILE_MB : 0;
+  size_t a_rows = in_place ? (size_t)VB_TILE_MB : (size_t)Mp;
+  size_t a_bytes = a_rows * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
   uint8_t *scratch = vb_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
   if (!scratch) return -1;
   int prof = vb_prof_on();
   double t_prep = prof ? vb_now_ms() : 0;
   float *sx = (float *)(scratch + sx_off);
-  if (!in_place && prepare_activations(kind, io, M, w->K, Mp, Kp, tiled, scratch, sx) != 0)
+  if (in_place) {
+    vb_tile_io tail = *io;
+    tail.x_bf16 = io->x_bf16 + (size_t)M_full * ldx;
+    if (M > M_full &&
+        prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, scratch, sx) != 0)
+      return vb_error("tile product: out of memory");
+  } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, scratch, sx) != 0) {
     return vb_error("tile product: out of memory");
+  }
   double t_run = 0, busy = 0, out_ms = 0, gelu = 0;
   if (prof) {
     t_run = vb_now_ms();
@@ -600,8 +583,7 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   int items = npanels * msplit;
   int acc_rows = nkc > 1 ? Mp : VB_TILE_MB;
   size_t acc_bytes = (size_t)acc_rows * nc * 4;
-  vb_tile_core_fn core = tiled ? tiled_core : vb_tile_core(kind);
-  size_t astep = tiled ? 2048 : 64;            /* bytes from one k-step of a block to the next */
+  vb_tile_core_fn core = vb_tile_core(kind);
   size_t group_bytes = (size_t)Kp * 16 * elem; /* one 16-column group, all of K */
   out_stage o = {kind, w, bias, sx, io, M};
   const uint8_t *a_main = in_place ? (const uint8_t *)io->x_bf16 : scratch;
@@ -625,10 +607,10 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
         int s0 = kc * kc_steps, s1 = s0 + kc_steps < ksteps ? s0 + kc_steps : ksteps;
         for (int m0 = mlo; m0 < mhi; m0 += VB_TILE_MB) {
           uint8_t *cb = acc + (size_t)(nkc > 1 ? m0 : 0) * nc * 4;
-          const uint8_t *arow = a_main + (size_t)m0 * lda; /* rows or tiles: 32 * lda bytes */
+          const uint8_t *arow = in_place && m0 >= M_full ? scratch : a_main + (size_t)m0 * lda;
           for (int ss = s0; ss < s1; ss += kk_steps) {
             int se = ss + kk_steps < s1 ? ss + kk_steps : s1;
-            const uint8_t *ab = arow + (size_t)ss * astep;
+            const uint8_t *ab = arow + (size_t)ss * 64;
             for (int n = n0; n < n1; n += VB_TILE_NB) {
               const uint8_t *b0 =
                   (const uint8_t *)w->data + (size_t)(n / 16) * group_bytes + (size_t)ss * 1024;

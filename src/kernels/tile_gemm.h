@@ -75,7 +75,8 @@ int vb_tile_linear(vb_tile_kind kind, const vb_tile_weight *w, const float *x, i
 /* Where a product's input comes from and where its result goes. */
 typedef struct {
   const float *x;         /* f32 input [M, K] (rows K apart), or */
-  const uint16_t *x_bf16; /* bf16 input, rows ldx apart (K when 0), or tiled (x_tiled) */
+  const uint16_t *x_bf16; /* bf16 input, rows ldx apart (K when 0): the bf16 kind reads it in
+                           * place when ldx == K == Kp (fc1's output for fc2) */
   int ldx;
   float *y;         /* f32 output, rows ldy apart, or */
   uint16_t *y_bf16; /* bf16 output (rounded to nearest even) */
@@ -83,24 +84,11 @@ typedef struct {
   const float *ln_w, *ln_b; /* f32 input x: when ln_w is set, each row is layer-normed
                              * (weight ln_w, bias ln_b, ln_eps) before rounding */
   float ln_eps;
-  int x_tiled;     /* bf16 input already in the AMX activation layout (vb_tile_act_offset; rows
-                    * padded to a multiple of 32, K == Kp): read in place. amx-bf16 only */
-  int y_tiled;     /* bf16 output written in that layout, for a following amx-bf16 product whose
-                    * K is this N (N % 32 == 0, ldy == N; rows past M are left as they are) */
   int residual;    /* f32 output: y += result (a residual connection) */
   int scale_cols;  /* output columns [0, scale_cols) times col_scale (after act, before the */
   float col_scale; /* store): the qkv product's queries, pre-scaled for attention */
   vb_tile_act act;
 } vb_tile_io;
-/* The AMX cores' activation layout, in elements (bf16) or bytes (int8): 32-row
- * blocks, each a run of k-steps (32 bf16 / 64 int8 values) holding the block's
- * 32 rows one 64-byte line after another, so each A tile is one contiguous
- * kilobyte. Kp: the padded row length. */
-static inline size_t vb_tile_act_offset(int m, int k, int Kp, int is_i8) {
-  int step = is_i8 ? 64 : 32;
-  return (size_t)(m / 32) * 32 * Kp + (size_t)(k / step) * 32 * step + (size_t)(m % 32) * step +
-         (size_t)(k % step);
-}
 /* vb_tile_linear with these inputs and outputs. */
 int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const float *bias,
                       const vb_tile_io *io);
@@ -114,8 +102,6 @@ double vb_tile_peak(vb_tile_kind k, double ms);
  * (NULL: not on tiles), and an override of the int8 kind for layers prepared
  * afterwards (VB_TILE_KINDS: the fastest; benchmarks compare kinds with it). */
 const char *vb_linear_tile_kind(const vb_linear *l);
-/* Whether a prepared layer runs on tiles of kind k. */
-int vb_linear_tile_is(const vb_linear *l, vb_tile_kind k);
 /* vb_tile_linear_io on a prepared layer's tiles; -1 (error set) when l is not on tiles. */
 int vb_linear_tile_io(const vb_linear *l, int M, const vb_tile_io *io);
 void vb_linear_tile_force_i8(vb_tile_kind k);
@@ -123,15 +109,12 @@ void vb_linear_tile_force_i8(vb_tile_kind k);
 /* ---- internal to the tile files ---- */
 
 /* Core: C[32, 32] (ldc in elements, f32 or int32) (+)= A[32 rows from a, lda
- * bytes, k from 0; the AMX cores: a 32-row block in the tiled layout above] x the two 16-column
- * groups b0, b1 (k-step rows of 64 bytes from k = 0), over ksteps steps (32 k for bf16, 64 for
- * int8). accumulate: add to C instead of overwriting it. */
+ * bytes, k from 0] x the two 16-column groups b0, b1 (k-step rows of 64 bytes
+ * from k = 0), over ksteps steps (32 k for bf16, 64 for int8). accumulate: add
+ * to C instead of overwriting it. */
 typedef void (*vb_tile_core_fn)(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,
                                 int ksteps, void *c, int ldc, int accumulate);
 vb_tile_core_fn vb_tile_core(vb_tile_kind k);
-/* The AMX cores on a 32-row block of tiled activations (vb_tile_act_offset;
- * lda unused); NULL for the other kinds. The product driver runs these. */
-vb_tile_core_fn vb_tile_core_tiled_amx(vb_tile_kind k);
 /* LDTILECFG's 64-byte operand: palette 1, then each tile's bytes per row and rows. One
  * layout for every AMX user (tile_cores_amx.c, q4k_amx.c); each loads its own shapes. */
 typedef struct {

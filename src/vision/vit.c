@@ -124,10 +124,8 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
   size_t M = (size_t)frames * S;
   /* one workspace: cols | pe | x | qkv | att | mlp */
-  /* mlp: f32 rows, or bf16 rows padded to a multiple of 32 (the tiled layout) */
-  size_t Mp = (M + 31) / 32 * 32, mlp_n = M * F > Mp * F / 2 + 1 ? M * F : Mp * F / 2 + 1;
   size_t sizes[6] = {
-      (size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, mlp_n};
+      (size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
   float *bufs[6];
   pthread_mutex_lock(&v->ws_mu);
   int rc = -1, prof = vb_prof_on();
@@ -201,19 +199,14 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
        * pass); the arithmetic is the same as below */
       uint16_t *mlp_b = (uint16_t *)mlp;
       vb_tile_io proj = {.x = att, .y = out, .ldy = D, .residual = 1};
-      /* on amx-bf16, fc1 writes its output in the tiles' activation layout,
-       * which fc2 reads in place */
-      int mlp_tiled = vb_linear_tile_is(&L->fc2, VB_TILE_BF16_AMX) && F % 32 == 0;
       vb_tile_io fc1 = {.x = out,
                         .ln_w = L->ln2_w,
                         .ln_b = L->ln2_b,
                         .ln_eps = c->layer_norm_eps,
                         .y_bf16 = mlp_b,
-                        .y_tiled = mlp_tiled,
                         .ldy = F,
                         .act = VB_TILE_ACT_GELU_ERF};
-      vb_tile_io fc2 = {
-          .x_bf16 = mlp_b, .x_tiled = mlp_tiled, .ldx = F, .y = out, .ldy = D, .residual = 1};
+      vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
       pm = prof_begin_product(prof, VB_PROF_PROJ);
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
       prof_end(pm, VB_PROF_PROJ);
