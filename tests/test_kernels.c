@@ -10,6 +10,7 @@
  * itself again with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced
  * off (VBLIP_NO_AVX512=1, the portable paths): both must pass the same checks. */
 #include <dnnl.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,7 +283,9 @@ static void test_elementwise(void) {
  * (tiny, huge-negative and saturated inputs; the erf form's 1.5e-7 absolute
  * error is scaled by x/2 at the negative tail), softmax within 4e-6 relative on
  * rows of every length 1..70 (vector tails), with -inf entries (masking) and a
- * fully masked row (zeros); dot and axpy on every length 1..150. */
+ * fully masked row (zeros); softmax rounded to bf16 in its last pass
+ * (vb_softmax_row_bf16) exactly vb_softmax_row's values rounded; dot and axpy
+ * on every length 1..150. */
 static void test_transcendentals(void) {
   int n = 24001;
   float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
@@ -328,6 +331,34 @@ static void test_transcendentals(void) {
   int nz = 0;
   for (int i = 0; i < 37; i++) nz += y[i] != 0.0f;
   CHECK(nz == 0, "fully masked softmax row gives zeros (%d nonzero)", nz);
+  /* the same rounded to bf16 in its last pass (attention's probabilities):
+   * vb_softmax_row's values rounded to nearest even (a denormal may flush to
+   * zero), the padding up to np zeroed; lengths 1..70, 257 and 300 */
+  uint16_t *pb = malloc(340 * sizeof *pb);
+  for (int li = 1; li <= 72; li++) {
+    int len = li <= 70 ? li : li == 71 ? 257 : 300, np = (len + 31) / 32 * 32 + 3;
+    for (int i = 0; i < len; i++)
+      x[i] = (i % 11 == 3) ? -INFINITY : 30.0f * sinf(1.3f * i - len);
+    if (len == 1) x[0] = -1.5f;
+    memcpy(y, x, len * sizeof(float));
+    vb_softmax_row(y, len);
+    memset(pb, 0xff, 340 * sizeof *pb);
+    vb_softmax_row_bf16(x, len, np, pb);
+    int off = 0;
+    for (int i = 0; i < np; i++) {
+      uint16_t want = i < len ? vb_float_to_bf16(y[i]) : 0;
+      int flushed = i < len && fabsf(y[i]) < FLT_MIN && (pb[i] & 0x7fff) == 0;
+      if (pb[i] != want && !flushed) off++;
+    }
+    CHECK(off == 0, "softmax to bf16, length %d (padded to %d): %d values off", len, np, off);
+  }
+  for (int i = 0; i < 37; i++) x[i] = -INFINITY;
+  memset(pb, 0xff, 340 * sizeof *pb);
+  vb_softmax_row_bf16(x, 37, 40, pb);
+  nz = 0;
+  for (int i = 0; i < 40; i++) nz += pb[i] != 0;
+  CHECK(nz == 0, "fully masked softmax row to bf16 gives zeros (%d nonzero)", nz);
+  free(pb);
   /* dot and axpy (decoding attention) on every length 1..150: vector tails */
   for (int len = 1; len <= 150; len++) {
     double d = 0, mag = 0;

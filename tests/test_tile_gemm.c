@@ -25,15 +25,19 @@
  *    input;
  *  - output columns times a scale (io.scale_cols: the queries), f32 and bf16;
  *  - attention on AMX tiles against the f32 path (relative error below 1e-2,
- *    ViT-g's 257 tokens and head dim 88, and small odd sizes); refused
- *    without AMX; from bf16 operands (queries scaled, then rounded) exactly the
- *    result from the f32 ones.
+ *    ViT-g's 257 tokens and head dim 88, small odd sizes, more or fewer keys
+ *    than queries); refused without AMX; from bf16 operands (queries scaled,
+ *    then rounded) exactly the result from the f32 ones, and with a bf16
+ *    output exactly that result rounded; its packing of keys and values
+ *    element by element in the tile layout (vb_tile_weight_get), on odd
+ *    sizes.
  * Runs itself again with AMX and with AVX-512 forced off. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/attention_amx.h"
 #include "kernels/kernels.h"
 #include "kernels/tile_gemm.h"
 #include "runtime/cpu.h"
@@ -276,43 +280,94 @@ static void test_ln(vb_tile_kind kind, int M, int N, int K) {
       free(gb);
 }
 
-/* AMX attention against the f32 path: bf16 operands, so within 1e-2 relative. */
-static void test_attention(int batch, int n, int heads, int hd) {
-  int D = heads * hd, ld = 3 * D;
-  float *qkv = tu_rand_buf(&rng, (size_t)batch * n * ld, 2.0f);
-  float *a = malloc((size_t)batch * n * D * sizeof(float)),
-        *b = malloc((size_t)batch * n * D * sizeof(float));
+/* Attention's operand packing (attention_amx.h) on its own: every element of
+ * the padded tile layout where vb_tile_weight_get finds it, the source's bf16
+ * bits or zero (padding, and the next head's columns that share the rows);
+ * the destination starts as garbage, so every element is written. */
+static void test_att_pack(int nk, int hd) {
+  if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) return;
+  int Np = (nk + 31) / 32 * 32, Dp = (hd + 31) / 32 * 32;
+  size_t ld = (size_t)3 * hd + 5; /* odd: rows start at any 2-byte offset */
+  uint16_t *src = malloc((size_t)nk * ld * 2), *kp = malloc((size_t)Np * Dp * 2),
+           *vp = malloc((size_t)Np * Dp * 2);
+  for (size_t i = 0; i < (size_t)nk * ld; i++)
+    src[i] = vb_float_to_bf16(tu_frand(&rng) + 2.0f); /* never zero */
+  memset(kp, 0xa5, (size_t)Np * Dp * 2);
+  memset(vp, 0x5a, (size_t)Np * Dp * 2);
+  vb_att_pack_keys(src, ld, nk, hd, Np, Dp, kp);
+  vb_att_pack_values(src, ld, nk, hd, Np, Dp, vp);
+  vb_tile_weight wk = {.N = Np, .K = Dp, .Np = Np, .Kp = Dp, .data = kp};
+  vb_tile_weight wv = {.N = Dp, .K = Np, .Np = Dp, .Kp = Np, .data = vp};
+  int bad_k = 0, bad_v = 0;
+  for (int n = 0; n < Np; n++)
+    for (int d = 0; d < Dp; d++) {
+      int want = n < nk && d < hd ? src[(size_t)n * ld + d] : 0;
+      bad_k += vb_tile_weight_get(&wk, n, d) != want;
+      bad_v += vb_tile_weight_get(&wv, d, n) != want;
+    }
+  CHECK(bad_k == 0, "attention keys packed, %d keys of %d dims: %d elements off", nk, hd, bad_k);
+  CHECK(bad_v == 0, "attention values packed, %d keys of %d dims: %d elements off", nk, hd, bad_v);
+  free(src), free(kp), free(vp);
+}
+
+/* AMX attention against the f32 path: bf16 operands, so within 1e-2 relative.
+ * Queries [batch * nq, D] and keys | values [batch * nk, 2D] (nq == nk: one
+ * qkv buffer [., 3D] as the ViT has it). */
+static void test_attention(int batch, int nq, int nk, int heads, int hd) {
+  int D = heads * hd, same = nq == nk;
+  int ld_q = same ? 3 * D : D, ld_kv = same ? 3 * D : 2 * D;
+  float *qb_ = tu_rand_buf(&rng, (size_t)batch * nq * ld_q, 2.0f);
+  float *kv = same ? qb_ + D : tu_rand_buf(&rng, (size_t)batch * nk * ld_kv, 2.0f);
+  const float *qf = qb_, *kf = kv, *vf = kv + D;
+  size_t no = (size_t)batch * nq * D;
+  float *a = malloc(no * sizeof(float)), *b = malloc(no * sizeof(float));
   float sc = 1.0f / sqrtf((float)hd);
-  CHECK_OK(vb_attention_batch(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, a, D, n, n, heads, hd, sc));
-  int rc =
-      vb_attention_batch_amx(batch, qkv, ld, qkv + D, qkv + 2 * D, ld, b, D, n, n, heads, hd, sc);
+  CHECK_OK(vb_attention_batch(batch, qf, ld_q, kf, vf, ld_kv, a, D, nq, nk, heads, hd, sc));
+  int rc = vb_attention_batch_amx(batch, qf, ld_q, kf, vf, ld_kv, b, D, nq, nk, heads, hd, sc);
   if (!vb_tile_kind_usable(VB_TILE_BF16_AMX)) {
     CHECK(rc == -1, "AMX attention refused without AMX");
     uint16_t z[64] = {0};
     CHECK(vb_attention_batch_amx_bf16(1, z, 3, z + 1, z + 2, 3, b, 1, 1, 1, 1, 1) == -1,
           "AMX attention from bf16 refused without AMX");
+    CHECK(vb_attention_batch_amx_bf16_out(1, z, 3, z + 1, z + 2, 3, z + 3, 1, 1, 1, 1, 1) == -1,
+          "AMX attention to bf16 refused without AMX");
   } else if (CHECK_OK(rc)) {
     double num = 0, den = 0;
-    for (size_t i = 0; i < (size_t)batch * n * D; i++)
+    for (size_t i = 0; i < no; i++)
       num += (a[i] - b[i]) * (double)(a[i] - b[i]), den += (double)a[i] * a[i];
     double e = sqrt(num / den);
-    CHECK(e < 1e-2 && e > 0, "AMX attention %dx%d, %d heads of %d: relative error %g", batch, n,
-          heads, hd, e);
-    if (n == 257)
+    CHECK(e < 1e-2 && e > 0, "AMX attention %d x %d x %d, %d heads of %d: relative error %g", batch,
+          nq, nk, heads, hd, e);
+    if (nq == 257)
       printf("AMX attention (257 tokens, head dim %d) vs f32: relative L2 %.3g\n", hd, e);
-    /* from bf16 operands (q scaled, then rounded): exactly the same result */
-    size_t nv = (size_t)batch * n * ld;
-    uint16_t *qb = malloc(nv * 2);
-    float *c = malloc((size_t)batch * n * D * sizeof(float));
-    for (size_t i = 0; i < nv; i++)
-      qb[i] = vb_float_to_bf16((int)(i % ld) < D ? qkv[i] * sc : qkv[i]);
-    if (CHECK_OK(vb_attention_batch_amx_bf16(batch, qb, ld, qb + D, qb + 2 * D, ld, c, D, n, n,
-                                             heads, hd)))
-      CHECK(memcmp(b, c, (size_t)batch * n * D * sizeof(float)) == 0,
-            "AMX attention %dx%d from bf16 operands differs", batch, n);
-    free(qb), free(c);
+    /* from bf16 operands (q scaled, then rounded): exactly the same result,
+     * and with a bf16 output exactly that result rounded */
+    size_t nqv = (size_t)batch * nq * ld_q, nkv = (size_t)batch * nk * ld_kv;
+    uint16_t *q16 = malloc(nqv * 2), *kv16 = same ? NULL : malloc(nkv * 2);
+    for (size_t i = 0; i < nqv; i++)
+      q16[i] = vb_float_to_bf16((int)(i % ld_q) < D ? qb_[i] * sc : qb_[i]);
+    for (size_t i = 0; !same && i < nkv; i++)
+      kv16[i] = vb_float_to_bf16(kv[i]);
+    const uint16_t *k16 = same ? q16 + D : kv16, *v16 = k16 + D;
+    float *c = malloc(no * sizeof(float));
+    uint16_t *c16 = malloc(no * 2);
+    if (CHECK_OK(vb_attention_batch_amx_bf16(batch, q16, ld_q, k16, v16, ld_kv, c, D, nq, nk, heads,
+                                             hd)))
+      CHECK(memcmp(b, c, no * sizeof(float)) == 0,
+            "AMX attention %d x %d x %d from bf16 operands differs", batch, nq, nk);
+    memset(c16, 0xff, no * 2);
+    if (CHECK_OK(vb_attention_batch_amx_bf16_out(batch, q16, ld_q, k16, v16, ld_kv, c16, D, nq, nk,
+                                                 heads, hd))) {
+      size_t off = 0;
+      for (size_t i = 0; i < no; i++)
+        off += c16[i] != vb_float_to_bf16(c[i]);
+      CHECK(off == 0, "AMX attention %d x %d x %d to bf16: %zu values not the f32 ones rounded",
+            batch, nq, nk, off);
+    }
+    free(q16), free(kv16), free(c), free(c16);
   }
-  free(qkv), free(a), free(b);
+  free(qb_), free(a), free(b);
+  if (!same) free(kv);
 }
 
 int main(void) {
@@ -344,8 +399,18 @@ int main(void) {
     test_io(k, 700, 40, 64);   /* row ranges: residual and bf16 output */
     test_ln(k, 70, 2100, 64);  /* wide panels */
   }
-  test_attention(2, 257, 2, 88); /* ViT-g's shape */
-  test_attention(3, 17, 3, 64);
-  test_attention(1, 40, 1, 32);
+  const int packs[][2] = {{257, 88}, {1, 1},    {17, 33}, {31, 64}, {33, 17},
+                          {64, 100}, {300, 40}, {5, 128}, {96, 95}};
+  for (size_t i = 0; i < sizeof packs / sizeof packs[0]; i++)
+    test_att_pack(packs[i][0], packs[i][1]);
+  test_attention(2, 257, 257, 2, 88); /* ViT-g's shape */
+  test_attention(3, 17, 17, 3, 64);
+  test_attention(1, 40, 40, 1, 32);
+  /* query blocks in the pipeline with one or two key blocks, and with more
+   * key blocks than query blocks; odd head dims */
+  test_attention(2, 100, 20, 2, 20);
+  test_attention(1, 130, 40, 3, 33);
+  test_attention(1, 33, 300, 2, 72);
+  test_attention(1, 64, 64, 1, 96);
   return tu_finish();
 }

@@ -77,6 +77,9 @@ void vb_add(float *y, const float *x, size_t n); /* y += x */
 float vb_dot(const float *a, const float *b, int n);
 void vb_axpy(float *y, float a, const float *x, int n);
 void vb_softmax_row(float *x, int n);
+/* vb_softmax_row's probabilities rounded to bf16 (nearest even) into dst[0, n),
+ * dst[n, np) zeroed; x is left holding scratch values. */
+void vb_softmax_row_bf16(float *x, int n, int np, uint16_t *dst);
 
 /* Multi-head attention for one sequence:
  * q [nq, ld_q], k/v [nk, ld_kv], heads of head_dim laid out contiguously in each row;
@@ -107,5 +110,9 @@ int vb_attention_batch_amx(int batch, const float *q, int ld_q, const float *k, 
 int vb_attention_batch_amx_bf16(int batch, const uint16_t *q, int ld_q, const uint16_t *k,
                                 const uint16_t *v, int ld_kv, float *out, int ld_o, int nq, int nk,
                                 int heads, int head_dim);
+/* The same with the output rounded to bf16 (nearest even) as it is stored. */
+int vb_attention_batch_amx_bf16_out(int batch, const uint16_t *q, int ld_q, const uint16_t *k,
+                                    const uint16_t *v, int ld_kv, uint16_t *out, int ld_o, int nq,
+                                    int nk, int heads, int head_dim);
 
 #endif

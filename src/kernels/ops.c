@@ -19,6 +19,7 @@ void vb_gelu_erf_avx512(float *x, size_t n);
 void vb_gelu_erf_serial_avx512(float *x, size_t n);
 void vb_gelu_tanh_avx512(float *x, size_t n);
 void vb_softmax_row_avx512(float *x, int n);
+void vb_softmax_row_bf16_avx512(float *x, int n, int np, uint16_t *dst);
 float vb_dot_avx512(const float *a, const float *b, int n);
 void vb_axpy_avx512(float *y, float a, const float *x, int n);
 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
@@ -131,6 +132,22 @@ void vb_softmax_row(float *x, int n) {
   float inv = (float)(1.0 / sum);
   for (int i = 0; i < n; i++)
     x[i] *= inv;
+}
+
+void vb_softmax_row_bf16(float *x, int n, int np, uint16_t *dst) {
+  static _Atomic int fast = -1; /* AVX-512 and VCVTNEPS2BF16, looked up once */
+  int f = atomic_load_explicit(&fast, memory_order_relaxed);
+  if (f < 0)
+    atomic_store_explicit(&fast, f = use_avx512() && vb_cpu()->avx512_bf16, memory_order_relaxed);
+  if (f) {
+    vb_softmax_row_bf16_avx512(x, n, np, dst);
+    return;
+  }
+  vb_softmax_row(x, n);
+  for (int i = 0; i < n; i++)
+    dst[i] = vb_float_to_bf16(x[i]);
+  for (int i = n; i < np; i++)
+    dst[i] = 0;
 }
 
 float vb_dot(const float *a, const float *b, int n) {

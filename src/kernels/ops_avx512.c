@@ -104,6 +104,48 @@ TGT_512 void vb_softmax_row_avx512(float *x, int n) {
     x[i] *= _mm512_cvtss_f32(inv);
 }
 
+/* vb_softmax_row_avx512's values rounded to bf16 in its last pass: the same
+ * max, exponentials, sum and products, then VCVTNEPS2BF16 straight into dst
+ * (what rounding the f32 row afterwards gives) instead of a store of the f32
+ * probabilities and a second pass over them; x keeps the exponentials.
+ * dst[n, np) is zeroed (attention's padded keys). */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) void
+vb_softmax_row_bf16_avx512(float *x, int n, int np, uint16_t *dst) {
+  __m512 mv = _mm512_set1_ps(-INFINITY);
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
+    mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
+  float mx = _mm512_reduce_max_ps(mv);
+  for (; i < n; i++)
+    mx = x[i] > mx ? x[i] : mx;
+  if (mx == -INFINITY) { /* fully masked row: zeros rather than NaN */
+    memset(dst, 0, (size_t)np * sizeof *dst);
+    return;
+  }
+  __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
+  for (i = 0; i + 16 <= n; i += 16) {
+    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
+    _mm512_storeu_ps(x + i, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
+  if (i < n) {
+    __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), m));
+    _mm512_mask_storeu_ps(x + i, mk, e);
+    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mk, e));
+  }
+  __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  for (i = 0; i + 16 <= n; i += 16)
+    _mm256_storeu_si256((__m256i *)(dst + i),
+                        (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv)));
+  if (i < n) {
+    __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), inv);
+    _mm256_mask_storeu_epi16(dst + i, mk, (__m256i)_mm512_cvtneps_pbh(p));
+  }
+  for (i = n; i < np; i++)
+    dst[i] = 0;
+}
+
 /* Layer norm of one row: two passes with the sums in double (8 lanes at a
  * time) as in ops.c's portable version, which stays stable for ViT-g's large
  * activations. */

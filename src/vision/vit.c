@@ -183,8 +183,10 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     pm = prof_begin(prof);
     /* f32 compute keeps exact f32 attention; bf16 / int8 use the tiles where there are some */
     if (qkv_bf16) {
-      if (vb_attention_batch_amx_bf16(frames, qkv_b, 3 * D, qkv_b + D, qkv_b + 2 * D, 3 * D, att, D,
-                                      S, S, heads, hd) != 0)
+      /* ... and write bf16, which proj reads in place (D % 32 == 0; it
+       * rounded its input to bf16 anyway, with the same rounding) */
+      if (vb_attention_batch_amx_bf16_out(frames, qkv_b, 3 * D, qkv_b + D, qkv_b + 2 * D, 3 * D,
+                                          (uint16_t *)att, D, S, S, heads, hd) != 0)
         goto done;
     } else if ((L->qkv.compute == VB_COMPUTE_F32 ||
                 vb_attention_batch_amx(frames, qkv, 3 * D, qkv + D, qkv + 2 * D, 3 * D, att, D, S,
@@ -198,7 +200,12 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
        * bf16 for fc2 (half the bytes of the largest activation, no rounding
        * pass); the arithmetic is the same as below */
       uint16_t *mlp_b = (uint16_t *)mlp;
-      vb_tile_io proj = {.x = att, .y = out, .ldy = D, .residual = 1};
+      vb_tile_io proj = {.x = qkv_bf16 ? NULL : att,
+                         .x_bf16 = qkv_bf16 ? (const uint16_t *)att : NULL,
+                         .ldx = qkv_bf16 ? D : 0,
+                         .y = out,
+                         .ldy = D,
+                         .residual = 1};
       vb_tile_io fc1 = {.x = out,
                         .ln_w = L->ln2_w,
                         .ln_b = L->ln2_b,
