@@ -17,7 +17,7 @@ import zipfile
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
-for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files"):
+for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files", "narrate_args"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -192,6 +192,16 @@ http("health", "GET /api/health HTTP/1.0\r\n\r\n")
 http("version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n")
 http("badlen", "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
 http("escape", "GET /api/x%1b%5b31m HTTP/1.1\r\nHost: x\r\nX-Filename: a\xff.mp4\r\n\r\n")
+
+# --- POST /api/narrate query strings (decoded key=value pairs joined by "&") ---
+for i, q in enumerate([
+    "window=4&stride=2&frames=8&format=vtt&merge=true",
+    "prompt=Question: what? Answer:&num_beams=4&max_new_tokens=20&format=jsonl",
+    "max_lag=2.5&merge=0&temperature=0.7&url=rtsp://cam/1",
+    "frames=65&window=0",
+    "beams=1e3&format=mp4&unknown=\x1b[31m",
+]):
+    write("narrate_args", f"q{i}", q.encode())
 
 # --- model-file seeds: selector byte, config.json, tokenizer files ("\n@@\n" between) ---
 SEP = b"\n@@\n"

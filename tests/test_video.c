@@ -349,6 +349,10 @@ static void test_errors(void) {
   write_file(path, bad, sizeof bad - 1);
   CHECK(vb_image_config_load(cdir, &c) != 0 && strstr(vb_error_message(), "resample"),
         "resample 2 rejected: %s", vb_error_message());
+  const char huge[] = "{\"resample\": 3e100}"; /* beyond int: refused, not converted */
+  write_file(path, huge, sizeof huge - 1);
+  CHECK(vb_image_config_load(cdir, &c) != 0 && strstr(vb_error_message(), "resample"),
+        "resample 3e100 rejected: %s", vb_error_message());
   const char broken[] = "{\"resample\": 3, ";
   write_file(path, broken, sizeof broken - 1);
   CHECK(vb_image_config_load(cdir, &c) != 0, "broken JSON rejected");

@@ -4,6 +4,7 @@
 #include "checkpoint/config.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +70,9 @@ static void t5_defaults(vb_t5_config *t) {
 static int get_int(const cJSON *o, const char *section, const char *key, int *out, int min) {
   const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
   if (!v || cJSON_IsNull(v)) return 0;
-  if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int)v->valuedouble)
+  /* range first: converting a double outside int's range is undefined behaviour */
+  if (!cJSON_IsNumber(v) || !(v->valuedouble >= INT_MIN && v->valuedouble <= INT_MAX) ||
+      v->valuedouble != (double)(int)v->valuedouble)
     return vb_error("config.json: %s%s must be an integer", section, key);
   if ((int)v->valuedouble < min)
     return vb_error("config.json: %s%s = %d is out of range (minimum %d)", section, key,
@@ -133,13 +136,14 @@ static int parse_vision(const cJSON *o, vb_vision_config *v) {
       get_str(o, s, "hidden_act", v->hidden_act, sizeof v->hidden_act))
     return -1;
   if (v->hidden_size % v->num_attention_heads)
-    return vb_error("config.json: vision hidden_size %d is not divisible by %d heads", v->hidden_size,
-                    v->num_attention_heads);
+    return vb_error("config.json: vision hidden_size %d is not divisible by %d heads",
+                    v->hidden_size, v->num_attention_heads);
   if (v->image_size % v->patch_size)
     return vb_error("config.json: vision image_size %d is not a multiple of patch_size %d",
                     v->image_size, v->patch_size);
   if (v->num_channels != 3) return vb_error("config.json: vision num_channels must be 3");
-  if (v->image_size > 4096) return vb_error("config.json: vision image_size %d is too large", v->image_size);
+  if (v->image_size > 4096)
+    return vb_error("config.json: vision image_size %d is too large", v->image_size);
   return 0;
 }
 
@@ -155,15 +159,17 @@ static int parse_qformer(const cJSON *o, vb_qformer_config *q) {
       get_str(o, s, "hidden_act", q->hidden_act, sizeof q->hidden_act))
     return -1;
   if (q->hidden_size % q->num_attention_heads)
-    return vb_error("config.json: qformer hidden_size %d is not divisible by %d heads", q->hidden_size,
-                    q->num_attention_heads);
+    return vb_error("config.json: qformer hidden_size %d is not divisible by %d heads",
+                    q->hidden_size, q->num_attention_heads);
   return 0;
 }
 
 static int parse_opt(const cJSON *o, vb_opt_config *p) {
   const char *s = "text_config.";
-  if (get_int(o, s, "vocab_size", &p->vocab_size, 1) || get_int(o, s, "hidden_size", &p->hidden_size, 1) ||
-      get_int(o, s, "ffn_dim", &p->ffn_dim, 1) || get_int(o, s, "num_hidden_layers", &p->num_hidden_layers, 0) ||
+  if (get_int(o, s, "vocab_size", &p->vocab_size, 1) ||
+      get_int(o, s, "hidden_size", &p->hidden_size, 1) ||
+      get_int(o, s, "ffn_dim", &p->ffn_dim, 1) ||
+      get_int(o, s, "num_hidden_layers", &p->num_hidden_layers, 0) ||
       get_int(o, s, "num_attention_heads", &p->num_attention_heads, 1) ||
       get_int(o, s, "max_position_embeddings", &p->max_position_embeddings, 1) ||
       get_int(o, s, "word_embed_proj_dim", &p->word_embed_proj_dim, 1) ||
@@ -243,7 +249,8 @@ int vb_config_parse(const char *json_text, vb_model_config *c) {
   const cJSON *vis = cJSON_GetObjectItemCaseSensitive(root, "vision_config");
   const cJSON *qf = cJSON_GetObjectItemCaseSensitive(root, "qformer_config");
   const cJSON *txt = cJSON_GetObjectItemCaseSensitive(root, "text_config");
-  if ((vis && !cJSON_IsObject(vis) && !cJSON_IsNull(vis)) || (qf && !cJSON_IsObject(qf) && !cJSON_IsNull(qf)) ||
+  if ((vis && !cJSON_IsObject(vis) && !cJSON_IsNull(vis)) ||
+      (qf && !cJSON_IsObject(qf) && !cJSON_IsNull(qf)) ||
       (txt && !cJSON_IsObject(txt) && !cJSON_IsNull(txt))) {
     vb_error("config.json: vision_config, qformer_config and text_config must be objects");
     goto done;
@@ -274,15 +281,18 @@ int vb_config_parse(const char *json_text, vb_model_config *c) {
     if (parse_t5(txt, &c->t5)) goto done;
     c->lm_hidden = c->t5.d_model;
   } else {
-    vb_error("config.json: unsupported language model type \"%s\" (opt and t5 are supported)", lm_type);
+    vb_error("config.json: unsupported language model type \"%s\" (opt and t5 are supported)",
+             lm_type);
     goto done;
   }
-  if (get_id(txt, "bos_token_id", &c->bos_token_id) || get_id(txt, "eos_token_id", &c->eos_token_id) ||
+  if (get_id(txt, "bos_token_id", &c->bos_token_id) ||
+      get_id(txt, "eos_token_id", &c->eos_token_id) ||
       get_id(txt, "pad_token_id", &c->pad_token_id) ||
       get_id(txt, "decoder_start_token_id", &c->decoder_start_token_id))
     goto done;
   /* T5 checkpoints start decoding from the pad id by convention. */
-  if (c->lm_kind == VB_LM_T5 && c->decoder_start_token_id < 0) c->decoder_start_token_id = c->pad_token_id;
+  if (c->lm_kind == VB_LM_T5 && c->decoder_start_token_id < 0)
+    c->decoder_start_token_id = c->pad_token_id;
   if (c->qformer.encoder_hidden_size != c->vision.hidden_size) {
     vb_error("config.json: qformer encoder_hidden_size %d differs from vision hidden_size %d",
              c->qformer.encoder_hidden_size, c->vision.hidden_size);

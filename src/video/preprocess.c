@@ -89,7 +89,8 @@ static int parse_config(const cJSON *root, vb_image_config *c) {
     }
   }
   if ((v = cJSON_GetObjectItemCaseSensitive(root, "resample"))) {
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 0 ||
+        v->valuedouble > 255) /* PIL's filters are 0-5; the range keeps the cast defined */
       return vb_error("preprocessor_config.json: resample must be an integer");
     c->resample = (int)v->valuedouble;
   }

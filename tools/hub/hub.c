@@ -451,7 +451,7 @@ static bool manifest_has(const cJSON *m, const rfile *f) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "size");
     const cJSON *h = cJSON_GetObjectItemCaseSensitive(e, "sha256");
     const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "blob_id");
-    if (!cJSON_IsNumber(s) || (f->size >= 0 && (int64_t)s->valuedouble != f->size)) return false;
+    if (!cJSON_IsNumber(s) || (f->size >= 0 && s->valuedouble != (double)f->size)) return false;
     if (f->sha256[0] && !(cJSON_IsString(h) && strcmp(h->valuestring, f->sha256) == 0)) return false;
     if (f->blob[0] && !(cJSON_IsString(b) && strcmp(b->valuestring, f->blob) == 0)) return false;
     return true;

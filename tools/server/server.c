@@ -33,6 +33,7 @@
 #include "server/http_access.h"
 #include "server/http_error.h"
 #include "server/http_guard.h"
+#include "server/narrate_args.h"
 #include "server/openai_request.h"
 #include "server/server_util.h"
 #include "server/web_assets.h"
@@ -71,8 +72,6 @@ typedef struct entry {
 } entry;
 
 /* ------------------------------------------------------------ narrations */
-
-enum { NF_VTT, NF_SRT, NF_JSONL };
 
 /* A narration's cues, as each format writes them (POST /api/narrate; downloads). Guarded by
  * s->mu; the job that fills it holds a reference. */
@@ -929,7 +928,7 @@ static void emit_cue(job *j, const vb_cue *c) {
     vs_buf_puts(&n->jsonl, line);
     vs_buf_puts(&n->jsonl, "\n");
     cJSON_AddNumberToObject(o, "index", n->n_cues);
-    const char *as = j->nformat == NF_VTT ? vtt : j->nformat == NF_SRT ? srt : line;
+    const char *as = j->nformat == VS_NF_VTT ? vtt : j->nformat == VS_NF_SRT ? srt : line;
     cJSON_AddStringToObject(o, "cue", as);
     sse_event(j, "cue", o);
     n->n_cues++;
@@ -2134,95 +2133,13 @@ fail:
 /* -------------------------------------------------------------- narrate */
 
 #define NARRATE_PROMPT "Question: What is the camera wearer doing? Answer:"
-#define NARRATE_MAX_FRAMES 64
 #define NARRATE_MAX_PROMPT 4096
 
-/* POST /api/narrate's query parameters */
-typedef struct {
-  vblip_gen_params gen;
-  vblip_narrate_options no;
-  const char *prompt, *url;
-  int format, merge;
-  char msg[512];
-  int bad;
-} narrate_args;
-
-/* a whole number or a decimal, nothing after it */
-static int parse_num(const char *v, double lo, double hi, int integral, double *out) {
-  char *end = NULL;
-  errno = 0;
-  double d = strtod(v, &end);
-  if (!*v || isspace((unsigned char)*v) || *end || errno || !isfinite(d) || d < lo || d > hi ||
-      (integral && d != floor(d)))
-    return 0;
-  *out = d;
-  return 1;
-}
-
+/* POST /api/narrate's query parameters (narrate_args.c) */
 static enum MHD_Result narrate_arg(void *cls, enum MHD_ValueKind kind, const char *key,
                                    const char *value) {
   (void)kind;
-  narrate_args *a = cls;
-  if (a->bad) return MHD_NO;
-  char k[64];
-  vb_escape_controls(key ? key : "", k, sizeof k);
-  if (!value) value = "";
-  double d;
-  if (!strcmp(key, "window") || !strcmp(key, "stride") || !strcmp(key, "max_lag")) {
-    if (!parse_num(value, 1e-3, 86400, 0, &d)) {
-      snprintf(a->msg, sizeof a->msg, "'%s' must be a number of seconds from 0.001 to 86400", k);
-      a->bad = 1;
-    } else if (!strcmp(key, "window")) {
-      a->no.window_sec = d;
-    } else if (!strcmp(key, "stride")) {
-      a->no.stride_sec = d;
-    } else {
-      a->no.max_lag_sec = d;
-    }
-  } else if (!strcmp(key, "frames")) {
-    if (!parse_num(value, 1, NARRATE_MAX_FRAMES, 1, &d)) {
-      snprintf(a->msg, sizeof a->msg, "'frames' must be a whole number from 1 to %d",
-               NARRATE_MAX_FRAMES);
-      a->bad = 1;
-    } else {
-      a->no.frames = (int)d;
-    }
-  } else if (!strcmp(key, "prompt")) {
-    a->prompt = value;
-  } else if (!strcmp(key, "url")) {
-    a->url = value;
-  } else if (!strcmp(key, "format")) {
-    a->format = !strcmp(value, "vtt")     ? NF_VTT
-                : !strcmp(value, "srt")   ? NF_SRT
-                : !strcmp(value, "jsonl") ? NF_JSONL
-                                          : -1;
-    if (a->format < 0) {
-      snprintf(a->msg, sizeof a->msg, "'format' must be vtt, srt or jsonl");
-      a->bad = 1;
-    }
-  } else if (!strcmp(key, "merge")) {
-    a->merge = !strcmp(value, "true") || !strcmp(value, "1")    ? 1
-               : !strcmp(value, "false") || !strcmp(value, "0") ? 0
-                                                                : -1;
-    if (a->merge < 0) {
-      snprintf(a->msg, sizeof a->msg, "'merge' must be true or false");
-      a->bad = 1;
-    }
-  } else {
-    /* a generation setting of /api/chat's "settings", its value as JSON (4, 0.7, true) */
-    cJSON *v = cJSON_Parse(value);
-    int rc = v && !cJSON_IsObject(v) && !cJSON_IsArray(v)
-                 ? vs_apply_setting(&a->gen, v, key, a->msg, sizeof a->msg)
-                 : 0;
-    cJSON_Delete(v);
-    if (rc == 0 && !a->msg[0])
-      snprintf(a->msg, sizeof a->msg,
-               "unknown parameter '%s' (window, stride, frames, prompt, format, merge, url, "
-               "max_lag, or a generation setting: num_beams, max_new_tokens, ...)",
-               k);
-    if (rc <= 0) a->bad = 1;
-  }
-  return a->bad ? MHD_NO : MHD_YES;
+  return vs_narrate_arg(cls, key, value) == 0 ? MHD_YES : MHD_NO;
 }
 
 static int url_source(const char *u) {
@@ -2253,7 +2170,7 @@ static enum MHD_Result handle_narrate(vblip_server *s, req *r, struct MHD_Connec
   if (r->failed)
     return send_error(c, url, 500, "cannot store the upload: %s", strerror(r->store_errno));
   if (r->malformed) return send_error(c, url, 400, "malformed multipart upload");
-  narrate_args a;
+  vs_narrate_args a;
   memset(&a, 0, sizeof a);
   a.gen = s->o.gen;
   vblip_narrate_options_default(&a.no);
@@ -2368,9 +2285,9 @@ static enum MHD_Result handle_narration_get(vblip_server *s, struct MHD_Connecti
   id[len] = 0;
   const char *ext = rest[len] ? rest + len + 1 : NULL;
   int f = !ext                    ? -1
-          : !strcmp(ext, "vtt")   ? NF_VTT
-          : !strcmp(ext, "srt")   ? NF_SRT
-          : !strcmp(ext, "jsonl") ? NF_JSONL
+          : !strcmp(ext, "vtt")   ? VS_NF_VTT
+          : !strcmp(ext, "srt")   ? VS_NF_SRT
+          : !strcmp(ext, "jsonl") ? VS_NF_JSONL
                                   : -2;
   if (f == -2) return send_error(c, url, 404, "no such format: .vtt, .srt or .jsonl");
   pthread_mutex_lock(&s->mu);
@@ -2400,7 +2317,7 @@ static enum MHD_Result handle_narration_get(vblip_server *s, struct MHD_Connecti
     pthread_mutex_unlock(&s->mu);
     return send_json(c, 200, o);
   }
-  const vs_buf *b = f == NF_VTT ? &n->vtt : f == NF_SRT ? &n->srt : &n->jsonl;
+  const vs_buf *b = f == VS_NF_VTT ? &n->vtt : f == VS_NF_SRT ? &n->srt : &n->jsonl;
   size_t blen = b->len;
   char *copy = malloc(blen + 1);
   if (copy) memcpy(copy, b->data ? b->data : "", blen);
@@ -2422,8 +2339,8 @@ static enum MHD_Result handle_narration_get(vblip_server *s, struct MHD_Connecti
     return MHD_NO;
   }
   MHD_add_response_header(resp, "Content-Type",
-                          f == NF_VTT   ? "text/vtt; charset=utf-8"
-                          : f == NF_SRT ? "application/x-subrip; charset=utf-8"
+                          f == VS_NF_VTT   ? "text/vtt; charset=utf-8"
+                          : f == VS_NF_SRT ? "application/x-subrip; charset=utf-8"
                                         : "application/jsonl; charset=utf-8");
   MHD_add_response_header(resp, "Content-Disposition", disp);
   MHD_add_response_header(resp, "Cache-Control", "no-store");
