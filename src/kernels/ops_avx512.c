@@ -73,7 +73,10 @@ TGT_512 void vb_gelu_erf_serial_avx512(float *x, size_t n) {
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
-TGT_512 void vb_softmax_row_avx512(float *x, int n) {
+/* A softmax's first passes: the row's max, then x = exp(x - max) in place and
+ * their sum; returns the sum's reciprocal, or 0 for a fully masked row (every
+ * value -inf: its probabilities are zeros rather than NaN). */
+INLINE TGT_512 float softmax_exp(float *x, int n) {
   __m512 mv = _mm512_set1_ps(-INFINITY);
   int i = 0;
   for (; i + 16 <= n; i += 16)
@@ -81,10 +84,7 @@ TGT_512 void vb_softmax_row_avx512(float *x, int n) {
   float mx = _mm512_reduce_max_ps(mv);
   for (; i < n; i++)
     mx = x[i] > mx ? x[i] : mx;
-  if (mx == -INFINITY) { /* fully masked row: zeros rather than NaN */
-    memset(x, 0, n * sizeof(float));
-    return;
-  }
+  if (mx == -INFINITY) return 0;
   __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
   for (i = 0; i + 16 <= n; i += 16) {
     __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
@@ -97,11 +97,21 @@ TGT_512 void vb_softmax_row_avx512(float *x, int n) {
     _mm512_mask_storeu_ps(x + i, mk, e);
     sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mk, e));
   }
-  __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-  for (i = 0; i + 16 <= n; i += 16)
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+TGT_512 void vb_softmax_row_avx512(float *x, int n) {
+  float r = softmax_exp(x, n);
+  if (r == 0) {
+    memset(x, 0, n * sizeof(float));
+    return;
+  }
+  __m512 inv = _mm512_set1_ps(r);
+  int i = 0;
+  for (; i + 16 <= n; i += 16)
     _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
   for (; i < n; i++)
-    x[i] *= _mm512_cvtss_f32(inv);
+    x[i] *= r;
 }
 
 /* vb_softmax_row_avx512's values rounded to bf16 in its last pass: the same
@@ -167,30 +177,14 @@ vb_softmax_row_bf16_avx512(float *x, int n, int np, uint16_t *dst) {
     softmax_row_bf16_regs(x, n, np, dst);
     return;
   }
-  __m512 mv = _mm512_set1_ps(-INFINITY);
-  int i = 0;
-  for (; i + 16 <= n; i += 16)
-    mv = _mm512_max_ps(mv, _mm512_loadu_ps(x + i));
-  float mx = _mm512_reduce_max_ps(mv);
-  for (; i < n; i++)
-    mx = x[i] > mx ? x[i] : mx;
-  if (mx == -INFINITY) { /* fully masked row: zeros rather than NaN */
+  float r = softmax_exp(x, n);
+  if (r == 0) {
     memset(dst, 0, (size_t)np * sizeof *dst);
     return;
   }
-  __m512 m = _mm512_set1_ps(mx), sum = _mm512_setzero_ps();
-  for (i = 0; i + 16 <= n; i += 16) {
-    __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), m));
-    _mm512_storeu_ps(x + i, e);
-    sum = _mm512_add_ps(sum, e);
-  }
+  int i = n / 16 * 16;
   __mmask16 mk = (__mmask16)((1u << (n - i)) - 1);
-  if (i < n) {
-    __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, x + i), m));
-    _mm512_mask_storeu_ps(x + i, mk, e);
-    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mk, e));
-  }
-  __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+  __m512 inv = _mm512_set1_ps(r);
   for (i = 0; i + 16 <= n; i += 16)
     _mm256_storeu_si256((__m256i *)(dst + i),
                         (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv)));
