@@ -3,7 +3,9 @@
  * \r, \n, erase line/screen, cursor up), so the assertions are about the screen a user
  * sees: a streamed answer that wraps is replaced by the final one, not printed twice;
  * loading and reading show progress on a terminal, never with --quiet or in a pipe;
- * convert's progress ends at its total. */
+ * convert's progress ends at its total; Ctrl-C typed while chat streams an answer stops
+ * that answer only (marked [stopped], kept out of the conversation), and the next turn
+ * is answered whole. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -70,6 +72,95 @@ static int run_pty(const char *cmd, int cols, char **out) {
   int st = 0;
   waitpid(pid, &st, 0);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- an interactive session on a pseudo-terminal: wait for text, type ---- */
+typedef struct {
+  int m;
+  pid_t pid;
+  char *out;        /* everything read so far */
+  size_t len, seen; /* seen: where the next wait starts looking */
+} pty_session;
+
+static int session_start(pty_session *ps, const char *cmd, int cols) {
+  memset(ps, 0, sizeof *ps);
+  ps->out = calloc(1, 1);
+  ps->m = posix_openpt(O_RDWR | O_NOCTTY);
+  if (ps->m < 0 || grantpt(ps->m) != 0 || unlockpt(ps->m) != 0) return -1;
+  struct winsize ws = {.ws_row = 40, .ws_col = (unsigned short)cols};
+  ioctl(ps->m, TIOCSWINSZ, &ws);
+  const char *slave = ptsname(ps->m);
+  ps->pid = fork();
+  if (ps->pid == 0) {
+    setsid();
+    int s = open(slave, O_RDWR);
+    if (s < 0) _exit(126);
+    ioctl(s, TIOCSCTTY, 0); /* its controlling terminal: ^C becomes SIGINT */
+    dup2(s, 0), dup2(s, 1), dup2(s, 2);
+    if (s > 2) close(s);
+    close(ps->m);
+    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+    _exit(127);
+  }
+  return ps->pid > 0 ? 0 : -1;
+}
+
+/* Whether the child still runs (looked at without reaping it). */
+static int session_running(const pty_session *ps) {
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  return waitid(P_PID, (id_t)ps->pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == 0;
+}
+
+/* One read of what the terminal has (waiting at most `secs`); 0 when nothing came. */
+static int session_read(pty_session *ps, int secs) {
+  struct pollfd p = {.fd = ps->m, .events = POLLIN};
+  if (poll(&p, 1, secs * 1000) <= 0) return 0;
+  char buf[4096];
+  ssize_t n = read(ps->m, buf, sizeof buf);
+  if (n <= 0) return 0;
+  ps->out = realloc(ps->out, ps->len + (size_t)n + 1);
+  memcpy(ps->out + ps->len, buf, (size_t)n);
+  ps->len += (size_t)n;
+  ps->out[ps->len] = 0;
+  return 1;
+}
+
+/* Reads until `text` appears after what earlier waits consumed (then consumes up to its
+ * end), the terminal closes or `secs` pass; 1 if it appeared. */
+static int session_wait(pty_session *ps, const char *text, int secs) {
+  time_t deadline = time(NULL) + secs;
+  for (;;) {
+    char *hit = strstr(ps->out + ps->seen, text);
+    if (hit) {
+      ps->seen = (size_t)(hit - ps->out) + strlen(text);
+      return 1;
+    }
+    if (time(NULL) > deadline) return 0;
+    if (!session_read(ps, 1) && !session_running(ps)) return 0;
+  }
+}
+
+static void session_type(pty_session *ps, const char *keys) {
+  ssize_t n = write(ps->m, keys, strlen(keys));
+  (void)n;
+}
+
+/* Reads to the end (at most `secs`) and returns the exit status (-1: killed or a signal). */
+static int session_finish(pty_session *ps, int secs) {
+  time_t deadline = time(NULL) + secs;
+  while (time(NULL) <= deadline && (session_read(ps, 1) || session_running(ps))) {
+  }
+  int st = 0;
+  if (session_running(ps)) {
+    kill(ps->pid, SIGKILL);
+    waitpid(ps->pid, &st, 0);
+    close(ps->m);
+    return -1;
+  }
+  waitpid(ps->pid, &st, 0);
+  close(ps->m);
+  return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* ---- a terminal: rows of `cols` characters (ASCII is enough here) ---- */
@@ -209,6 +300,50 @@ static void test_streamed_chat_wraps(void) {
   free(want);
 }
 
+/* chat on a terminal, typed at: Ctrl-C while an answer streams. The answers are long
+ * (--min-new-tokens 400) so that the interrupt lands while tokens are still coming. */
+static void test_chat_interrupt(void) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "HOME=%s exec %s chat --model %s --threads 2 --frames 2 --beams 1 "
+           "--max-new-tokens 400 --min-new-tokens 400 %s",
+           tu_tmpdir(), VBLIP_BINARY, MODEL, VIDEO);
+  pty_session ps;
+  if (!CHECK(session_start(&ps, cmd, 200) == 0, "chat on a pseudo-terminal")) return;
+  int ok = CHECK(session_wait(&ps, "you> ", 60), "the first prompt: %s", ps.out);
+  if (ok) {
+    session_type(&ps, "What is happening?\r");
+    /* the answer has begun streaming: something after "vblip> " */
+    ok = CHECK(session_wait(&ps, "vblip> ", 60), "the answer starts: %s", ps.out);
+    while (ok && ps.len == ps.seen && session_read(&ps, 10)) {
+    }
+    size_t before = ps.len;
+    session_type(&ps, "\003"); /* Ctrl-C: the terminal sends SIGINT */
+    ok = ok && CHECK(session_wait(&ps, "[stopped]", 30), "Ctrl-C marks the answer stopped: %s",
+                     ps.out + before);
+  }
+  if (ok) {
+    ok = CHECK(session_wait(&ps, "you> ", 30), "chat goes on after Ctrl-C: %s", ps.out);
+    session_type(&ps, "/history\r");
+    ok = ok && CHECK(session_wait(&ps, "(no conversation yet)", 30),
+                     "the stopped answer is not in the conversation: %s", ps.out + ps.seen);
+  }
+  if (ok && CHECK(session_wait(&ps, "you> ", 30), "a prompt after /history")) {
+    session_type(&ps, "And now?\r");
+    ok = CHECK(session_wait(&ps, "you> ", 120), "the next answer: %s", ps.out + ps.seen);
+    const char *turn = ok ? strstr(ps.out, "And now?") : NULL;
+    CHECK(turn && !strstr(turn, "[stopped]"), "the next answer is whole, not stopped");
+    session_type(&ps, "/history\r");
+    CHECK(session_wait(&ps, "you: And now?", 30), "the whole answer joins the conversation: %s",
+          ps.out + ps.seen);
+    CHECK(!strstr(ps.out + ps.seen, "What is happening?"), "and the stopped one does not");
+    session_type(&ps, "/quit\r");
+  }
+  int rc = session_finish(&ps, 30);
+  CHECK(rc == 0, "chat ends with status 0 after /quit (got %d)", rc);
+  free(ps.out);
+}
+
 static void test_quiet_and_pipes(void) {
   char cmd[1024], *out;
   snprintf(cmd, sizeof cmd,
@@ -254,6 +389,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN);
   test_streamed_caption_wraps();
   test_streamed_chat_wraps();
+  test_chat_interrupt();
   test_quiet_and_pipes();
   test_convert_progress();
   return tu_finish();
