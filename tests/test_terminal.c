@@ -25,55 +25,6 @@
 #define MODEL "tests/fixtures/models/videoblip-opt-tiny"
 #define VIDEO "tests/fixtures/media/video1_h264_320x240_30fps_12s.mp4"
 
-/* Runs cmd (sh -c) with stdin, stdout and stderr on a pseudo-terminal `cols` wide; returns
- * its exit status and everything it wrote in *out. At most 60 s. */
-static int run_pty(const char *cmd, int cols, char **out) {
-  *out = calloc(1, 1);
-  int m = posix_openpt(O_RDWR | O_NOCTTY);
-  if (m < 0 || grantpt(m) != 0 || unlockpt(m) != 0) return -1;
-  struct winsize ws = {.ws_row = 40, .ws_col = (unsigned short)cols};
-  ioctl(m, TIOCSWINSZ, &ws);
-  const char *slave = ptsname(m);
-  pid_t pid = fork();
-  if (pid == 0) {
-    setsid();
-    int s = open(slave, O_RDWR);
-    if (s < 0) _exit(126);
-    ioctl(s, TIOCSCTTY, 0);
-    struct termios t;
-    if (tcgetattr(s, &t) == 0) { /* the bytes as written: no \n -> \r\n */
-      t.c_oflag &= ~(tcflag_t)OPOST;
-      tcsetattr(s, TCSANOW, &t);
-    }
-    dup2(s, 0), dup2(s, 1), dup2(s, 2);
-    if (s > 2) close(s);
-    close(m);
-    execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-    _exit(127);
-  }
-  size_t len = 0;
-  time_t deadline = time(NULL) + 60;
-  for (;;) {
-    struct pollfd p = {.fd = m, .events = POLLIN};
-    if (time(NULL) > deadline) {
-      kill(pid, SIGKILL);
-      break;
-    }
-    if (poll(&p, 1, 500) <= 0) continue;
-    char buf[4096];
-    ssize_t n = read(m, buf, sizeof buf);
-    if (n <= 0) break; /* EIO: the child and its descendants closed the terminal */
-    *out = realloc(*out, len + (size_t)n + 1);
-    memcpy(*out + len, buf, (size_t)n);
-    len += (size_t)n;
-    (*out)[len] = 0;
-  }
-  close(m);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* ---- an interactive session on a pseudo-terminal: wait for text, type ---- */
 typedef struct {
   int m;
@@ -82,6 +33,7 @@ typedef struct {
   size_t len, seen; /* seen: where the next wait starts looking */
 } pty_session;
 
+/* Starts cmd (sh -c) with stdin, stdout and stderr on a pseudo-terminal `cols` wide. */
 static int session_start(pty_session *ps, const char *cmd, int cols) {
   memset(ps, 0, sizeof *ps);
   ps->out = calloc(1, 1);
@@ -96,6 +48,11 @@ static int session_start(pty_session *ps, const char *cmd, int cols) {
     int s = open(slave, O_RDWR);
     if (s < 0) _exit(126);
     ioctl(s, TIOCSCTTY, 0); /* its controlling terminal: ^C becomes SIGINT */
+    struct termios t;
+    if (tcgetattr(s, &t) == 0) { /* the bytes as written: no \n -> \r\n */
+      t.c_oflag &= ~(tcflag_t)OPOST;
+      tcsetattr(s, TCSANOW, &t);
+    }
     dup2(s, 0), dup2(s, 1), dup2(s, 2);
     if (s > 2) close(s);
     close(ps->m);
@@ -161,6 +118,15 @@ static int session_finish(pty_session *ps, int secs) {
   waitpid(ps->pid, &st, 0);
   close(ps->m);
   return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs cmd on a pseudo-terminal to its end; returns its exit status and everything it
+ * wrote in *out. At most 60 s. */
+static int run_pty(const char *cmd, int cols, char **out) {
+  pty_session ps;
+  int rc = session_start(&ps, cmd, cols) == 0 ? session_finish(&ps, 60) : -1;
+  *out = ps.out;
+  return rc;
 }
 
 /* ---- a terminal: rows of `cols` characters (ASCII is enough here) ---- */
