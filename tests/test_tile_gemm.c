@@ -215,6 +215,20 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
         vb_tile_kind_name(kind), M, N, K, bad_r, bad_b);
   CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0, "%s %dx%dx%d: bf16 input differs",
         vb_tile_kind_name(kind), M, N, K);
+  /* the same input with rows further apart (fc1's output for fc2, an odd
+   * number of cache lines apart): NaN between the rows must never be read */
+  int ldw = (int)(vb_tile_row_stride((size_t)K * 2) / 2);
+  CHECK(ldw >= K && ldw % 32 == 0 && (ldw * 2 / 64) % 2 == 1, "row stride %d for K = %d", ldw, K);
+  uint16_t *xw = malloc((size_t)M * ldw * 2);
+  for (int m = 0; m < M; m++)
+    for (int k = 0; k < ldw; k++)
+      xw[(size_t)m * ldw + k] = k < K ? xb[(size_t)m * K + k] : 0x7fc1;
+  vb_tile_io inw = {.x_bf16 = xw, .ldx = ldw, .y = p2, .ldy = N, .act = VB_TILE_ACT_GELU_ERF};
+  memset(p2, 0, (size_t)M * N * sizeof(float));
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &inw));
+  CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0,
+        "%s %dx%dx%d: bf16 input with rows %d apart differs", vb_tile_kind_name(kind), M, N, K, ldw);
+  free(xw);
   /* the first columns times a scale (qkv's queries), f32 and bf16 output */
   int sc_cols = N > 24 ? 24 : N / 2;
   vb_tile_io scf = {.x = xr,

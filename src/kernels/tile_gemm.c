@@ -276,6 +276,14 @@ void vb_tile_weight_free(vb_tile_weight *w) {
 
 /* ---- activations ---- */
 
+size_t vb_tile_row_stride(size_t bytes) {
+  /* rows an even number of 64-byte lines apart share few L1 sets (at 4 KB
+   * multiples all 32 rows of a block share one 12-way set per line, and a
+   * block's slice no longer stays in L1): an odd number of lines spreads them */
+  size_t lines = (bytes + 63) / 64;
+  return (lines | 1) * 64;
+}
+
 /* Row m of the input as f32 (a bf16 input widened into buf). */
 static const float *input_row(const vb_tile_io *io, int m, int K, float *buf) {
   int ld = io->ldx ? io->ldx : K;
@@ -315,10 +323,10 @@ static void row_to_bf16(const float *x, int K, int Kp, uint16_t *d) {
  * f32 input with io->ln_w is layer-normed row by row on the way (the normed
  * row stays in L1 between the norm and the rounding). */
 static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, int K, int Mp,
-                               int Kp, uint8_t *a, float *sx) {
+                               int Kp, size_t lda, uint8_t *a, float *sx) {
   if (kind == VB_TILE_BF16_AMX && io->x && !io->ln_w) {
-    vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, Kp); /* rows K apart: ldx is K here */
-    memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
+    vb_f32_to_bf16_rows(io->x, M, K, (uint16_t *)a, (int)(lda / 2)); /* rows K apart here */
+    memset(a + (size_t)M * lda, 0, (size_t)(Mp - M) * lda);
     return 0;
   }
   int biased = vb_tile_biased(kind), bf16 = kind == VB_TILE_BF16_AMX;
@@ -332,7 +340,7 @@ static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, i
     for (int m = 0; m < M; m++) {
       if (need_buf && !buf) continue;
       if (bf16 && io->x_bf16) { /* a bf16 input that cannot be read in place: copied, padded */
-        uint16_t *d = (uint16_t *)a + (size_t)m * Kp;
+        uint16_t *d = (uint16_t *)(a + (size_t)m * lda);
         memcpy(d, io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), (size_t)K * 2);
         memset(d + K, 0, (size_t)(Kp - K) * 2);
         continue;
@@ -347,31 +355,32 @@ static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, i
 #if defined(__x86_64__)
         if (avx) {
           sx[m] = quantize_row_bf16_avx512(io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), K, Kp,
-                                           biased, a + (size_t)m * Kp);
+                                           biased, a + (size_t)m * lda);
           continue;
         }
 #endif
         x = input_row(io, m, K, buf);
       }
       if (bf16) {
-        row_to_bf16(x, K, Kp, (uint16_t *)a + (size_t)m * Kp);
+        row_to_bf16(x, K, Kp, (uint16_t *)(a + (size_t)m * lda));
         continue;
       }
 #if defined(__x86_64__)
       if (avx) {
-        sx[m] = quantize_row_avx512(x, K, Kp, biased, a + (size_t)m * Kp);
+        sx[m] = quantize_row_avx512(x, K, Kp, biased, a + (size_t)m * lda);
         continue;
       }
 #endif
       (void)avx;
-      sx[m] = quantize_row_c(x, K, Kp, biased, a + (size_t)m * Kp);
+      sx[m] = quantize_row_c(x, K, Kp, biased, a + (size_t)m * lda);
     }
     free(buf);
   }
   if (bf16) {
-    memset(a + (size_t)M * Kp * 2, 0, (size_t)(Mp - M) * Kp * 2);
+    memset(a + (size_t)M * lda, 0, (size_t)(Mp - M) * lda);
   } else {
-    memset(a + (size_t)M * Kp, biased ? 0x80 : 0, (size_t)(Mp - M) * Kp);
+    for (int m = M; m < Mp; m++)
+      memset(a + (size_t)m * lda, biased ? 0x80 : 0, (size_t)Kp);
     for (int m = M; m < Mp; m++)
       sx[m] = 0;
   }
@@ -527,11 +536,12 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   if (M <= 0) return 0;
   int elem = w->is_i8 ? 1 : 2, Kp = w->Kp, Np = w->Np;
   int Mp = (M + VB_TILE_MB - 1) / VB_TILE_MB * VB_TILE_MB;
-  size_t lda = (size_t)Kp * elem;
+  size_t lda = vb_tile_row_stride((size_t)Kp * elem);
   /* a bf16 input whose rows are already padded is read in place, all but its
    * last partial block of rows, which is copied (the core reads whole blocks) */
   int ldx = io->ldx ? io->ldx : w->K;
-  int in_place = kind == VB_TILE_BF16_AMX && io->x_bf16 && w->K == Kp && ldx == Kp;
+  int in_place = kind == VB_TILE_BF16_AMX && io->x_bf16 && w->K == Kp && ldx >= Kp;
+  size_t lda_main = in_place ? (size_t)ldx * 2 : lda;
   int M_full = in_place ? M / VB_TILE_MB * VB_TILE_MB : 0;
   size_t a_rows = in_place ? (size_t)VB_TILE_MB : (size_t)Mp;
   size_t a_bytes = a_rows * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
@@ -544,9 +554,9 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
     vb_tile_io tail = *io;
     tail.x_bf16 = io->x_bf16 + (size_t)M_full * ldx;
     if (M > M_full &&
-        prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, scratch, sx) != 0)
+        prepare_activations(kind, &tail, M - M_full, w->K, VB_TILE_MB, Kp, lda, scratch, sx) != 0)
       return vb_error("tile product: out of memory");
-  } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, scratch, sx) != 0) {
+  } else if (prepare_activations(kind, io, M, w->K, Mp, Kp, lda, scratch, sx) != 0) {
     return vb_error("tile product: out of memory");
   }
   double t_run = 0, busy = 0, out_ms = 0, gelu = 0;
@@ -556,8 +566,9 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   }
 
   /* K in chunks of about KC_BYTES per column, equal and whole 64-byte steps */
-  int ksteps = (int)(lda / 64);
-  int nkc = (int)((lda + KC_BYTES - 1) / KC_BYTES);
+  size_t kbytes = (size_t)Kp * elem;
+  int ksteps = (int)(kbytes / 64);
+  int nkc = (int)((kbytes + KC_BYTES - 1) / KC_BYTES);
   int kc_steps = (ksteps + nkc - 1) / nkc;
   int kk_steps = KK_BYTES / 64;
   int nthr = omp_get_max_threads();
@@ -582,7 +593,8 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   msplit = (mblocks + mb_per - 1) / mb_per;
   int items = npanels * msplit;
   int acc_rows = nkc > 1 ? Mp : VB_TILE_MB;
-  size_t acc_bytes = (size_t)acc_rows * nc * 4;
+  int ldc = (int)(vb_tile_row_stride((size_t)nc * 4) / 4);
+  size_t acc_bytes = (size_t)acc_rows * ldc * 4;
   vb_tile_core_fn core = vb_tile_core(kind);
   size_t group_bytes = (size_t)Kp * 16 * elem; /* one 16-column group, all of K */
   out_stage o = {kind, w, bias, sx, io, M};
@@ -606,24 +618,26 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
       for (int kc = 0; kc < nkc; kc++) {
         int s0 = kc * kc_steps, s1 = s0 + kc_steps < ksteps ? s0 + kc_steps : ksteps;
         for (int m0 = mlo; m0 < mhi; m0 += VB_TILE_MB) {
-          uint8_t *cb = acc + (size_t)(nkc > 1 ? m0 : 0) * nc * 4;
-          const uint8_t *arow = in_place && m0 >= M_full ? scratch : a_main + (size_t)m0 * lda;
+          uint8_t *cb = acc + (size_t)(nkc > 1 ? m0 : 0) * ldc * 4;
+          int tail = in_place && m0 >= M_full;
+          const uint8_t *arow = tail ? scratch : a_main + (size_t)m0 * lda_main;
+          size_t la = tail ? lda : lda_main;
           for (int ss = s0; ss < s1; ss += kk_steps) {
             int se = ss + kk_steps < s1 ? ss + kk_steps : s1;
             const uint8_t *ab = arow + (size_t)ss * 64;
             for (int n = n0; n < n1; n += VB_TILE_NB) {
               const uint8_t *b0 =
                   (const uint8_t *)w->data + (size_t)(n / 16) * group_bytes + (size_t)ss * 1024;
-              core(ab, lda, b0, b0 + group_bytes, se - ss, cb + (size_t)(n - n0) * 4, nc, ss > 0);
+              core(ab, la, b0, b0 + group_bytes, se - ss, cb + (size_t)(n - n0) * 4, ldc, ss > 0);
             }
           }
           if (kc == nkc - 1) {
             if (!prof) {
-              output_block(&o, m0, n0, n1, cb, nc, NULL);
+              output_block(&o, m0, n0, n1, cb, ldc, NULL);
               continue;
             }
             double o0 = vb_now_ms();
-            output_block(&o, m0, n0, n1, cb, nc, &t_gelu);
+            output_block(&o, m0, n0, n1, cb, ldc, &t_gelu);
             t_out += vb_now_ms() - o0;
           }
         }

@@ -59,6 +59,10 @@ void vb_tile_weight_free(vb_tile_weight *w);
  * max|x|) in [-127, 127]; returns the scale max|x| / 127 (x = q * scale).
  * `vblip convert --vision-type int8` writes exactly these values. */
 float vb_tile_quantize_row(const float *x, int K, int8_t *q);
+/* The row stride (bytes) for rows of `bytes` bytes that the cores read in
+ * 32-row blocks: an odd number of 64-byte lines, so a block's rows spread over
+ * the L1 sets. Producers of in-place bf16 inputs (fc1 for fc2) use it too. */
+size_t vb_tile_row_stride(size_t bytes);
 /* Element (n, k) of a packed weight (tests): the bf16 bits or the int8 value. */
 int vb_tile_weight_get(const vb_tile_weight *w, int n, int k);
 

@@ -200,6 +200,7 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
        * bf16 for fc2 (half the bytes of the largest activation, no rounding
        * pass); the arithmetic is the same as below */
       uint16_t *mlp_b = (uint16_t *)mlp;
+      int ld_mlp = (int)(vb_tile_row_stride((size_t)F * 2) / 2); /* <= 2F: fits the f32 buffer */
       vb_tile_io proj = {.x = qkv_bf16 ? NULL : att,
                          .x_bf16 = qkv_bf16 ? (const uint16_t *)att : NULL,
                          .ldx = qkv_bf16 ? D : 0,
@@ -211,9 +212,9 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
                         .ln_b = L->ln2_b,
                         .ln_eps = c->layer_norm_eps,
                         .y_bf16 = mlp_b,
-                        .ldy = F,
+                        .ldy = ld_mlp,
                         .act = VB_TILE_ACT_GELU_ERF};
-      vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = F, .y = out, .ldy = D, .residual = 1};
+      vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = ld_mlp, .y = out, .ldy = D, .residual = 1};
       pm = prof_begin_product(prof, VB_PROF_PROJ);
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
       prof_end(pm, VB_PROF_PROJ);
