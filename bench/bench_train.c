@@ -5,8 +5,10 @@
  * extrapolated to the real depths (ViT-g 39 layers; OPT 32; T5 24 + 24); the Q-Former
  * (trained), the embeddings and the vocabulary projection are full size.
  *
- *   vblip-bench-train [opt|t5] [L] [frames] [threads]     (defaults: opt 2 8 all)
+ *   vblip-bench-train [opt|t5] [L] [frames] [threads] [dropout]   (defaults: opt 2 8 all 1)
  *
+ * dropout 1 trains as `vblip train` does by default (the Trainer's train mode), 0 as with
+ * --no-dropout.
  * Prints, per configuration, the vision encoder's time per example (run once per clip)
  * and the step time (forward + backward + clip + AdamW, batch 1), then the extrapolation. */
 #include <omp.h>
@@ -19,7 +21,7 @@
 #include "runtime/cpu.h"
 #include "train/trainer.h"
 
-static int run(vb_lm_kind lm, int layers, int frames, int bf16, double *ms_vision,
+static int run(vb_lm_kind lm, int layers, int frames, int bf16, int dropout, double *ms_vision,
                double *ms_step) {
   vb_model_config c;
   if (bench_config(lm, 0, &c)) return -1;
@@ -33,6 +35,7 @@ static int run(vb_lm_kind lm, int layers, int frames, int bf16, double *ms_visio
   vblip_train_options o;
   vblip_train_options_default(&o);
   o.bf16 = bf16;
+  o.dropout = dropout;
   vblip_trainer *t = vb_trainer_open_table(&w, &c, &o);
   if (!t) return -1;
   int S = c.vision.image_size;
@@ -85,15 +88,17 @@ int main(int argc, char **argv) {
   vb_lm_kind lm = argc > 1 && !strcmp(argv[1], "t5") ? VB_LM_T5 : VB_LM_OPT;
   int L = argc > 2 ? atoi(argv[2]) : 2, frames = argc > 3 ? atoi(argv[3]) : 8;
   if (argc > 4) omp_set_num_threads(atoi(argv[4]));
-  if (L < 1 || frames < 1) {
-    fprintf(stderr, "usage: vblip-bench-train [opt|t5] [layers] [frames] [threads]\n");
+  int dropout = argc > 5 ? atoi(argv[5]) : 1;
+  if (L < 1 || frames < 1 || (dropout != 0 && dropout != 1)) {
+    fprintf(stderr,
+            "usage: vblip-bench-train [opt|t5] [layers] [frames] [threads] [dropout 0|1]\n");
     return 2;
   }
   vb_cpu_init();
   int depth_vit = 39, depth_lm = lm == VB_LM_OPT ? 32 : 24; /* T5: 24 encoder + 24 decoder */
   printf("vblip-bench-train: %s at full width, frozen stacks %d and %d layers deep, %d frames, "
-         "batch 1, %d threads, random weights\n",
-         bench_model_name(lm), L, 2 * L, frames, omp_get_max_threads());
+         "batch 1, %d threads, random weights, dropout %s\n",
+         bench_model_name(lm), L, 2 * L, frames, omp_get_max_threads(), dropout ? "on" : "off");
   for (int bf16 = 0; bf16 < 2; bf16++) {
     if (bf16 && !vb_cpu_prefers_bf16()) {
       printf("bf16: skipped (no AMX-BF16 / AVX512-BF16)\n");
@@ -101,7 +106,7 @@ int main(int argc, char **argv) {
     }
     double v[2], st[2];
     for (int k = 0; k < 2; k++) {
-      if (run(lm, L << k, frames, bf16, &v[k], &st[k])) {
+      if (run(lm, L << k, frames, bf16, dropout, &v[k], &st[k])) {
         fprintf(stderr, "vblip-bench-train: %s\n", vb_error_message());
         return 1;
       }

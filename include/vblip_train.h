@@ -15,7 +15,9 @@ extern "C" {
  * AdamW (torch.optim.AdamW semantics; no weight decay for biases and LayerNorm
  * parameters) on (video clip, prompt, text) examples. The loss is the language
  * model's mean cross-entropy on the text tokens, as Blip2ForConditionalGeneration
- * computes it (float32, dropout off). */
+ * computes it (float32). vblip_trainer_accumulate runs in the Trainer's train mode: dropout
+ * in the Q-Former and the frozen language model with the probabilities of config.json,
+ * unless the options turn it off; vblip_trainer_loss runs in eval mode (no dropout). */
 
 typedef struct vblip_trainer vblip_trainer;
 typedef struct vblip_train_example vblip_train_example;
@@ -26,9 +28,13 @@ typedef struct {
   double beta1, beta2; /* default 0.9, 0.999 */
   double eps;          /* default 1e-8 */
   int n_threads;       /* 0: all cores */
-  int bf16; /* the frozen parts (vision encoder, language model forward and backward to its
-             * inputs) in bfloat16 products with float32 sums; trained tensors, gradients
-             * and AdamW stay float32. Needs a CPU with AMX-BF16 or AVX512-BF16. */
+  int bf16;    /* the frozen parts (vision encoder, language model forward and backward to its
+                * inputs) in bfloat16 products with float32 sums; trained tensors, gradients
+                * and AdamW stay float32. Needs a CPU with AMX-BF16 or AVX512-BF16. */
+  int dropout; /* default 1: vblip_trainer_accumulate drops as the Trainer's train mode (the
+                * configs' probabilities); 0: off, the loss and gradients of eval mode */
+  unsigned long long seed; /* default 42: with the step count and the position set by
+                            * vblip_trainer_set_dropout_position, keys the dropout masks */
 } vblip_train_options;
 
 void vblip_train_options_default(vblip_train_options *o);
@@ -58,6 +64,11 @@ int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *l
 /* Loss, and gradients += weight * d loss / d parameters (weight 1/batch for a mean). */
 int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
                              double *loss);
+/* Where the next vblip_trainer_accumulate calls stand in the current optimizer step: the
+ * micro-batch of the window and the example in it (default 0, 0). The dropout masks are a
+ * function of (seed, optimizer steps done, micro_batch, example): a run resumed from a
+ * checkpoint draws the masks an uninterrupted one does, whatever the thread count. */
+void vblip_trainer_set_dropout_position(vblip_trainer *t, long micro_batch, long example);
 /* Label tokens the example's loss averages over (a micro-batch's loss is the mean over
  * all its tokens, as the Trainer's model computes it). */
 int vblip_train_example_tokens(const vblip_trainer *t, const vblip_train_example *e);

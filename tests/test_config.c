@@ -58,6 +58,21 @@ int main(void) {
   /* no text_config at all: Blip2Config's default language model is OPT */
   CHECK_OK(vb_config_parse("{}", &c));
   CHECK(c.lm_kind == VB_LM_OPT && c.opt.hidden_size == 768, "empty config defaults");
+  /* dropout (training only): the class defaults, and what a config sets */
+  CHECK(c.qformer.hidden_dropout_prob == 0.1f && c.qformer.attention_probs_dropout_prob == 0.1f &&
+            c.opt.dropout == 0.1f && c.opt.attention_dropout == 0.0f && c.opt.layerdrop == 0.0f &&
+            c.t5.dropout_rate == 0.1f,
+        "dropout defaults");
+  if (CHECK_OK(vb_config_parse("{\"qformer_config\":{\"hidden_dropout_prob\":0.25,"
+                               "\"attention_probs_dropout_prob\":0},\"text_config\":{"
+                               "\"dropout\":0.3,\"attention_dropout\":0.05}}",
+                               &c)))
+    CHECK(c.qformer.hidden_dropout_prob == 0.25f && c.qformer.attention_probs_dropout_prob == 0 &&
+              c.opt.dropout == 0.3f && c.opt.attention_dropout == 0.05f,
+          "dropout probabilities read");
+  if (CHECK_OK(
+          vb_config_parse("{\"text_config\":{\"model_type\":\"t5\",\"dropout_rate\":0.2}}", &c)))
+    CHECK(c.t5.dropout_rate == 0.2f, "t5 dropout_rate read");
 
   const char *bad[] = {
       "not json",
@@ -74,6 +89,9 @@ int main(void) {
       "{\"qformer_config\":{\"encoder_hidden_size\":1024}}",
       "{\"text_config\":{\"do_layer_norm_before\":\"yes\"}}",
       "{\"num_query_tokens\":0}",
+      "{\"qformer_config\":{\"hidden_dropout_prob\":1.5}}",
+      "{\"text_config\":{\"dropout\":-0.1}}",
+      "{\"text_config\":{\"model_type\":\"t5\",\"dropout_rate\":\"high\"}}",
       /* beyond int: refused before the conversion (undefined behaviour; found by fuzz_model_files)
        */
       "{\"vision_config\":{\"hidden_size\":2.22222e44}}",

@@ -1,5 +1,5 @@
-/* Fine-tuning against PyTorch (expected.json `training`): the loss, the
- * gradients of the watched parameters at the first step, three AdamW steps;
+/* Fine-tuning against PyTorch (expected.json `training`, eval mode: dropout off): the loss,
+ * the gradients of the watched parameters at the first step, three AdamW steps;
  * plus finite differences on a random input for parameters the fixture does
  * not watch, and a saved checkpoint that the inference API loads. */
 #include <dirent.h>
@@ -25,7 +25,9 @@ static const float *ref(const char *kind, const char *what, const char *param, s
   return t->data;
 }
 
-static int rel_ok(double got, double want, double rtol) { return fabs(got - want) <= rtol * fabs(want); }
+static int rel_ok(double got, double want, double rtol) {
+  return fabs(got - want) <= rtol * fabs(want);
+}
 
 static void fixture_case(const char *kind) {
   char path[128];
@@ -40,6 +42,7 @@ static void fixture_case(const char *kind) {
   o.eps = cJSON_GetObjectItem(opt, "eps")->valuedouble;
   o.beta1 = cJSON_GetArrayItem(cJSON_GetObjectItem(opt, "betas"), 0)->valuedouble;
   o.beta2 = cJSON_GetArrayItem(cJSON_GetObjectItem(opt, "betas"), 1)->valuedouble;
+  o.dropout = 0; /* the fixture's trace was taken in eval mode */
   char rel[256];
   snprintf(rel, sizeof rel, "%s", cJSON_GetObjectItem(c, "model_dir")->valuestring);
   vblip_trainer *t = vblip_trainer_open(tu_fixture(rel), &o);
@@ -49,8 +52,8 @@ static void fixture_case(const char *kind) {
   tr_params *ps = vb_trainer_params(t);
   cJSON *dec = cJSON_GetObjectItem(c, "weight_decay_applies_to");
   cJSON *nodec = cJSON_GetObjectItem(c, "no_weight_decay");
-  CHECK(ps->n == cJSON_GetObjectItem(c, "n_trainable_tensors")->valueint, "%s: %d trainable tensors",
-        kind, ps->n);
+  CHECK(ps->n == cJSON_GetObjectItem(c, "n_trainable_tensors")->valueint,
+        "%s: %d trainable tensors", kind, ps->n);
   CHECK(ps->n == cJSON_GetArraySize(dec) + cJSON_GetArraySize(nodec), "%s: decay lists", kind);
   cJSON *it;
   cJSON_ArrayForEach(it, dec) {
@@ -70,8 +73,10 @@ static void fixture_case(const char *kind) {
   CHECK_OK(vblip_trainer_tokens(t, prompt, target, &ids, &n_ids, &labels, &n_labels));
   cJSON *jids = cJSON_GetObjectItem(c, "input_ids"), *jlab = cJSON_GetObjectItem(c, "labels");
   int same = n_ids == cJSON_GetArraySize(jids) && n_labels == cJSON_GetArraySize(jlab);
-  for (int i = 0; same && i < n_ids; i++) same = ids[i] == cJSON_GetArrayItem(jids, i)->valueint;
-  for (int i = 0; same && i < n_labels; i++) same = labels[i] == cJSON_GetArrayItem(jlab, i)->valueint;
+  for (int i = 0; same && i < n_ids; i++)
+    same = ids[i] == cJSON_GetArrayItem(jids, i)->valueint;
+  for (int i = 0; same && i < n_labels; i++)
+    same = labels[i] == cJSON_GetArrayItem(jlab, i)->valueint;
   CHECK(same, "%s: input_ids / labels differ from the fixture", kind);
   free(ids);
   free(labels);
@@ -89,15 +94,18 @@ static void fixture_case(const char *kind) {
     if (!CHECK(p != NULL, "%s: watched %s not trainable", kind, it->valuestring)) continue;
     const float *before = ref(kind, "param_before", p->name, p->n);
     double mx, rl;
-    if (before) CHECK(tu_compare(p->data, before, p->n, 0, 0, &mx, &rl) == 0, "%s: %s initial value", kind, p->name);
+    if (before)
+      CHECK(tu_compare(p->data, before, p->n, 0, 0, &mx, &rl) == 0, "%s: %s initial value", kind,
+            p->name);
   }
   for (int step = 0; step < 3; step++) {
     double loss = 0;
     CHECK_OK(vblip_trainer_accumulate(t, ex, 1.0, &loss));
     double want = cJSON_GetArrayItem(losses, step)->valuedouble;
-    CHECK(rel_ok(loss, want, 1e-4), "%s: loss before step %d: %.6f, PyTorch %.6f", kind, step + 1, loss, want);
-    printf("%s loss before step %d: %.5f (PyTorch %.5f, rel diff %.2e)\n", kind, step + 1, loss, want,
-           fabs(loss - want) / fabs(want));
+    CHECK(rel_ok(loss, want, 1e-4), "%s: loss before step %d: %.6f, PyTorch %.6f", kind, step + 1,
+          loss, want);
+    printf("%s loss before step %d: %.5f (PyTorch %.5f, rel diff %.2e)\n", kind, step + 1, loss,
+           want, fabs(loss - want) / fabs(want));
     if (step == 0) {
       cJSON_ArrayForEach(it, watched) {
         tr_param *p = tr_params_find(ps, it->valuestring);
@@ -109,7 +117,8 @@ static void fixture_case(const char *kind) {
          * this one) differs by ~1e-5 of the scale here (gradients up to ~150, from
          * logits scaled to ~1e3), which the plain atol cannot absorb. */
         double gmax = 0;
-        for (size_t i = 0; i < p->n; i++) gmax = fmax(gmax, fabs(g[i]));
+        for (size_t i = 0; i < p->n; i++)
+          gmax = fmax(gmax, fabs(g[i]));
         double mx, rl;
         size_t strict = tu_compare(p->grad, g, p->n, 1e-4, 1e-3, &mx, &rl);
         size_t bad = tu_compare(p->grad, g, p->n, 1e-4 + 3e-5 * gmax, 1e-3, &mx, &rl);
@@ -147,9 +156,13 @@ static void fixture_case(const char *kind) {
 }
 
 /* Central differences on a random one-frame input, for one entry (the largest
- * gradient) of tensors of every kind, watched by the fixture or not. */
+ * gradient) of tensors of every kind, watched by the fixture or not (eval mode; with dropout
+ * in test_train_dropout.c). */
 static void finite_differences(const char *model) {
-  vblip_trainer *t = vblip_trainer_open(tu_fixture(model), NULL);
+  vblip_train_options fo;
+  vblip_train_options_default(&fo);
+  fo.dropout = 0;
+  vblip_trainer *t = vblip_trainer_open(tu_fixture(model), &fo);
   if (!CHECK(t != NULL, "open %s: %s", model, vblip_last_error())) return;
   int S = 224;
   float *px = malloc(sizeof(float) * 3 * S * S);
@@ -207,8 +220,10 @@ static void finite_differences(const char *model) {
   tr_param *vb = tr_params_find(ps, "qformer.encoder.layer.0.attention.attention.value.bias");
   if (CHECK(kb && vb, "bias tensors")) {
     double km = 0, vm = 0;
-    for (size_t i = 0; i < kb->n; i++) km = fmax(km, fabs(kb->grad[i]));
-    for (size_t i = 0; i < vb->n; i++) vm = fmax(vm, fabs(vb->grad[i]));
+    for (size_t i = 0; i < kb->n; i++)
+      km = fmax(km, fabs(kb->grad[i]));
+    for (size_t i = 0; i < vb->n; i++)
+      vm = fmax(vm, fabs(vb->grad[i]));
     CHECK(km < 1e-4 * vm, "%s: key bias gradient %g should vanish (value bias %g)", model, km, vm);
   }
   vblip_train_example_free(ex);
@@ -224,8 +239,8 @@ static void save_and_load(void) {
   vblip_trainer *t = vblip_trainer_open(tu_fixture("models/videoblip-opt-tiny"), &o);
   if (!CHECK(t != NULL, "open: %s", vblip_last_error())) return;
   vblip_train_example *ex = NULL;
-  CHECK_OK(vblip_trainer_example_video(t, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0, 4,
-                                       4, "Question: what? Answer:", "a person walks.", &ex));
+  CHECK_OK(vblip_trainer_example_video(t, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0,
+                                       4, 4, "Question: what? Answer:", "a person walks.", &ex));
   double l0, l1;
   CHECK_OK(vblip_trainer_accumulate(t, ex, 1.0, &l0));
   CHECK_OK(vblip_trainer_step(t));
@@ -262,8 +277,10 @@ static void save_and_load(void) {
     CHECK_OK(vblip_video_load(m0, tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), &s, &v0));
     CHECK_OK(vblip_video_encode(m0, &v0));
     double diff = 0;
-    for (int i = 0; i < v.n_query * v.lm_width; i++) diff = fmax(diff, fabs(v.projected[i] - v0.projected[i]));
-    CHECK(diff > 1e-4, "the trained checkpoint's projection should differ from the original (%g)", diff);
+    for (int i = 0; i < v.n_query * v.lm_width; i++)
+      diff = fmax(diff, fabs(v.projected[i] - v0.projected[i]));
+    CHECK(diff > 1e-4, "the trained checkpoint's projection should differ from the original (%g)",
+          diff);
     vblip_video_free(&v);
     vblip_video_free(&v0);
     vblip_model_free(m0);
@@ -323,7 +340,8 @@ static void ego4d_split(void) {
   const char *all[] = {train, val};
   int clips = 0;
   for (int k = 0; k < 2; k++)
-    for (const char *q = all[k]; (q = strchr(q, '\n')); q++) clips++;
+    for (const char *q = all[k]; (q = strchr(q, '\n')); q++)
+      clips++;
   CHECK(clips == 4, "4 clips expected (one narration is empty), got %d", clips);
   char *both = malloc(strlen(train) + strlen(val) + 1);
   strcpy(both, train);
@@ -362,7 +380,8 @@ static int dir_exists(const char *dir, const char *name) {
 
 /* vblip train under the Trainer's rules on four clips of the fixture videos: log lines,
  * evaluation, checkpoints and rotation, a run stopped after step 3 and resumed giving the
- * same log and the same weights as an uninterrupted one, outputs checked up front. */
+ * same log and the same weights as an uninterrupted one (dropout on, as by default),
+ * outputs checked up front. */
 static void cli_train(void) {
   char data[600], valf[600], out[600], cmd[4096];
   snprintf(data, sizeof data, "%s/train.jsonl", tu_tmpdir());
@@ -451,6 +470,25 @@ static void cli_train(void) {
   snprintf(m1, sizeof m1, "%s/checkpoint-6/optimizer.safetensors", out);
   snprintf(m2, sizeof m2, "%s/checkpoint-6/optimizer.safetensors", out2);
   CHECK(file_equal(m1, m2), "... and the same AdamW moments");
+
+  /* that run dropped: without dropout the log differs; resuming it with another dropout
+   * setting is refused; the flag takes no value */
+  snprintf(cmd, sizeof cmd, "%s --out %s-nodrop --no-dropout 2>&1", common, out);
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 0 && strcmp(o, o2) != 0, "--no-dropout trains (exit %d) and logs other losses:\n%s",
+        rc, o2);
+  free(o2);
+  snprintf(cmd, sizeof cmd, "%s --out %s --resume %s/checkpoint-6 --no-dropout 2>&1", common, out2,
+           out2);
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 1 && strstr(o2, "--no-dropout"), "resume without dropout refused: exit %d: %s", rc,
+        o2);
+  free(o2);
+  snprintf(cmd, sizeof cmd, "%s --out %s-x --no-dropout=1 2>&1", common, out);
+  rc = tu_run(cmd, &o2);
+  CHECK(rc == 2 && strstr(o2, "--no-dropout takes no value"), "--no-dropout=1: exit %d: %s", rc,
+        o2);
+  free(o2);
 
   /* extracted frames train exactly as the videos they come from */
   char frames[700];
@@ -587,8 +625,9 @@ static void bf16_mixed_precision(const char *model) {
     t[k] = vblip_trainer_open(tu_fixture(model), &o);
     if (!CHECK(t[k] != NULL, "open (bf16 %d): %s", k, vblip_last_error())) return;
     vblip_train_example *ex = NULL;
-    CHECK_OK(vblip_trainer_example_video(t[k], tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0, 4, 4,
-                                         "Question: what? Answer:", "The camera wearer cuts bread.", &ex));
+    CHECK_OK(vblip_trainer_example_video(
+        t[k], tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0, 4, 4,
+        "Question: what? Answer:", "The camera wearer cuts bread.", &ex));
     if (ex) CHECK_OK(vblip_trainer_accumulate(t[k], ex, 1.0, &loss[k]));
     vblip_train_example_free(ex);
   }
@@ -601,7 +640,8 @@ static void bf16_mixed_precision(const char *model) {
       den += (double)p0->p[i].grad[j] * p0->p[i].grad[j];
     }
   double rel = sqrt(num / (den > 0 ? den : 1));
-  printf("bf16 %s: loss %.6f vs f32 %.6f, gradients' relative L2 difference %.3g\n", model, loss[1], loss[0], rel);
+  printf("bf16 %s: loss %.6f vs f32 %.6f, gradients' relative L2 difference %.3g\n", model, loss[1],
+         loss[0], rel);
   CHECK(p0->n == p1->n && fabs(loss[1] - loss[0]) <= 1e-2 * fabs(loss[0]),
         "bf16 loss %g close to f32 %g", loss[1], loss[0]);
   CHECK(rel > 0 && rel < 0.05, "bf16 gradients close to f32 ones and not identical (%g)", rel);

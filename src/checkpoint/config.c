@@ -33,6 +33,8 @@ static void qformer_defaults(vb_qformer_config *q) {
   q->cross_attention_frequency = 2;
   q->encoder_hidden_size = 1408;
   q->layer_norm_eps = 1e-12f;
+  q->hidden_dropout_prob = 0.1f;
+  q->attention_probs_dropout_prob = 0.1f;
   strcpy(q->hidden_act, "gelu");
 }
 
@@ -47,6 +49,9 @@ static void opt_defaults(vb_opt_config *o) {
   o->do_layer_norm_before = true;
   o->enable_bias = true;
   o->layer_norm_elementwise_affine = true;
+  o->dropout = 0.1f;
+  o->attention_dropout = 0.0f;
+  o->layerdrop = 0.0f;
   strcpy(o->activation_function, "relu");
 }
 
@@ -61,6 +66,7 @@ static void t5_defaults(vb_t5_config *t) {
   t->relative_attention_num_buckets = 32;
   t->relative_attention_max_distance = 128;
   t->layer_norm_epsilon = 1e-6f;
+  t->dropout_rate = 0.1f;
   t->tie_word_embeddings = true;
   t->gated = false;
   strcpy(t->dense_act, "relu");
@@ -95,6 +101,15 @@ static int get_eps(const cJSON *o, const char *section, const char *key, float *
   if (get_float(o, section, key, out) != 0) return -1;
   if (!(*out > 0) || !isfinite(*out))
     return vb_error("config.json: %s%s = %g must be a positive number", section, key, (double)*out);
+  return 0;
+}
+
+/* A dropout probability: in [0, 1], as torch.nn.Dropout accepts it. */
+static int get_prob(const cJSON *o, const char *section, const char *key, float *out) {
+  if (get_float(o, section, key, out) != 0) return -1;
+  if (!(*out >= 0 && *out <= 1))
+    return vb_error("config.json: %s%s = %g must be a probability in [0, 1]", section, key,
+                    (double)*out);
   return 0;
 }
 
@@ -156,6 +171,8 @@ static int parse_qformer(const cJSON *o, vb_qformer_config *q) {
       get_int(o, s, "cross_attention_frequency", &q->cross_attention_frequency, 1) ||
       get_int(o, s, "encoder_hidden_size", &q->encoder_hidden_size, 1) ||
       get_eps(o, s, "layer_norm_eps", &q->layer_norm_eps) ||
+      get_prob(o, s, "hidden_dropout_prob", &q->hidden_dropout_prob) ||
+      get_prob(o, s, "attention_probs_dropout_prob", &q->attention_probs_dropout_prob) ||
       get_str(o, s, "hidden_act", q->hidden_act, sizeof q->hidden_act))
     return -1;
   if (q->hidden_size % q->num_attention_heads)
@@ -176,6 +193,9 @@ static int parse_opt(const cJSON *o, vb_opt_config *p) {
       get_bool(o, s, "do_layer_norm_before", &p->do_layer_norm_before) ||
       get_bool(o, s, "enable_bias", &p->enable_bias) ||
       get_bool(o, s, "layer_norm_elementwise_affine", &p->layer_norm_elementwise_affine) ||
+      get_prob(o, s, "dropout", &p->dropout) ||
+      get_prob(o, s, "attention_dropout", &p->attention_dropout) ||
+      get_prob(o, s, "layerdrop", &p->layerdrop) ||
       get_str(o, s, "activation_function", p->activation_function, sizeof p->activation_function))
     return -1;
   if (p->word_embed_proj_dim < 0) p->word_embed_proj_dim = p->hidden_size;
@@ -197,6 +217,7 @@ static int parse_t5(const cJSON *o, vb_t5_config *t) {
       get_int(o, s, "relative_attention_num_buckets", &t->relative_attention_num_buckets, 2) ||
       get_int(o, s, "relative_attention_max_distance", &t->relative_attention_max_distance, 1) ||
       get_eps(o, s, "layer_norm_epsilon", &t->layer_norm_epsilon) ||
+      get_prob(o, s, "dropout_rate", &t->dropout_rate) ||
       get_bool(o, s, "tie_word_embeddings", &t->tie_word_embeddings))
     return -1;
   if (t->num_decoder_layers < 0) t->num_decoder_layers = t->num_layers;

@@ -18,6 +18,7 @@ typedef struct { /* Blip2QFormerConfig */
   int hidden_size, intermediate_size, num_hidden_layers, num_attention_heads;
   int cross_attention_frequency, encoder_hidden_size;
   float layer_norm_eps;
+  float hidden_dropout_prob, attention_probs_dropout_prob; /* training (train mode) only */
   char hidden_act[32];
 } vb_qformer_config;
 
@@ -27,6 +28,7 @@ typedef struct { /* OPTConfig */
   int vocab_size, hidden_size, ffn_dim, num_hidden_layers, num_attention_heads;
   int max_position_embeddings, word_embed_proj_dim;
   bool do_layer_norm_before, enable_bias, layer_norm_elementwise_affine;
+  float dropout, attention_dropout, layerdrop; /* training (train mode) only */
   char activation_function[32];
 } vb_opt_config;
 
@@ -34,9 +36,10 @@ typedef struct { /* T5Config */
   int vocab_size, d_model, d_kv, d_ff, num_layers, num_decoder_layers, num_heads;
   int relative_attention_num_buckets, relative_attention_max_distance;
   float layer_norm_epsilon;
+  float dropout_rate; /* training (train mode) only */
   bool tie_word_embeddings;
-  bool gated;          /* feed_forward_proj "gated-*" */
-  char dense_act[32];  /* "gelu_new" (tanh) for gated-gelu, "relu" for relu */
+  bool gated;         /* feed_forward_proj "gated-*" */
+  char dense_act[32]; /* "gelu_new" (tanh) for gated-gelu, "relu" for relu */
 } vb_t5_config;
 
 typedef struct {

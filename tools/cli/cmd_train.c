@@ -19,6 +19,7 @@ typedef struct {
   vb_train_run_options run;
   const char *schedule;
   long cache_mb;
+  int no_dropout;
 } train_opts;
 
 static const char *const k_schedules[] = {"linear", "cosine", "constant_with_warmup", "constant",
@@ -63,7 +64,7 @@ static const cli_option k_train_options[] = {
     CLI_OPT_STRING("--prompt", 'p', "TEXT", train_opts, run.prompt,
                    "prompt (default \"Question: What is the camera wearer doing? Answer:\")"),
     CLI_OPT_LONG("--seed", 0, "S", train_opts, run.seed, 0, 1L << 62,
-                 "data order seed (default 42)"),
+                 "seed of the data order and the dropout masks (default 42)"),
     CLI_OPT_LONG("--logging-steps", 0, "N", train_opts, run.logging_steps, 0, 1L << 40,
                  "log the mean loss every N steps (default 10)"),
     CLI_OPT_LONG("--eval-steps", 0, "N", train_opts, run.eval_steps, 0, 1L << 40,
@@ -83,6 +84,10 @@ static const cli_option k_train_options[] = {
     CLI_OPT_FLAG("--bf16", 0, train_opts, run.train.bf16,
                  "frozen parts in bfloat16 products (needs AMX-BF16 or AVX512-BF16);\n"
                  "trained tensors, gradients and AdamW stay float32 (the recipe's bf16)"),
+    CLI_OPT_FLAG("--no-dropout", 0, train_opts, no_dropout,
+                 "train without dropout (eval mode's loss and gradients); by default the\n"
+                 "Q-Former and the language model drop with their config.json probabilities\n"
+                 "as the Trainer's train mode does"),
     CLI_OPT_STRING("--plot", 0, "FILE.png", train_opts, run.plot,
                    "draw the --log's loss curves as a PNG, updated at every log line"),
     CLI_OPT_LONG("--cache-mb", 0, "N", train_opts, cache_mb, 0, 1L << 30,
@@ -140,6 +145,7 @@ static int run_train(int argc, char **argv) {
   if (rc != CLI_RUN) return rc;
   if (vb_sched_parse(a.schedule, &o->schedule)) return cli_usage_error("train", "bad --schedule");
   o->cache_bytes = (size_t)a.cache_mb << 20;
+  o->train.dropout = !a.no_dropout;
   const char *data = o->data, *val = o->val;
   if (!(o->data = cli_input_path(data)) || (val && !(o->val = cli_input_path(val)))) return 1;
   /* clips read from stdin name their videos relative to the current directory */

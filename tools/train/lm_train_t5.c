@@ -42,9 +42,9 @@ typedef struct {
 /* Saved activations of one pre-norm sublayer: out = x + f(rms(x)). */
 typedef struct {
   const float *x;
-  float *h, *r;               /* normed input, its rstd */
-  float *q, *k, *v, *p, *c;   /* attention */
-  float *a0, *g0, *a1, *pr;   /* feed-forward */
+  float *h, *r;             /* normed input, its rstd */
+  float *q, *k, *v, *p, *c; /* attention */
+  float *a0, *g0, *a1, *pr; /* feed-forward */
   float *out;
 } t_sub;
 
@@ -78,53 +78,106 @@ static void make_bias(const t5t *m, const float *table, int bidirectional, int n
     for (int j = 0; j < n; j++) {
       int b = bucket(j - i, bidirectional, m->c.relative_attention_num_buckets,
                      m->c.relative_attention_max_distance);
-      for (int h = 0; h < m->heads; h++) bias[((size_t)h * n + i) * n + j] = table[(size_t)b * m->heads + h];
+      for (int h = 0; h < m->heads; h++)
+        bias[((size_t)h * n + i) * n + j] = table[(size_t)b * m->heads + h];
     }
 }
 
-#define ALLOC(p, n)                          \
-  do {                                       \
-    if (!((p) = tr_alloc(ar, (n)))) return -1; \
+#define ALLOC(p, n)                                                                                \
+  do {                                                                                             \
+    if (!((p) = tr_alloc(ar, (n)))) return -1;                                                     \
   } while (0)
 
+/* The dropout sites of one sublayer. */
+typedef struct {
+  tr_drop probs, out, hidden;
+} t_drops;
+
+static t_drops sub_drops(const t5t *m, const tr_drop_ctx *c, unsigned module, int l, unsigned probs,
+                         unsigned out, unsigned hidden) {
+  float p = m->c.dropout_rate;
+  t_drops d = {tr_drop_site(c, p, module, (unsigned)l, probs),
+               tr_drop_site(c, p, module, (unsigned)l, out),
+               tr_drop_site(c, p, module, (unsigned)l, hidden)};
+  return d;
+}
+
+static t_drops self_drops(const t5t *m, const tr_drop_ctx *c, unsigned module, int l) {
+  return sub_drops(m, c, module, l, TR_T5_SELF_PROBS, TR_T5_SELF_OUT, 0xffff);
+}
+static t_drops cross_drops(const t5t *m, const tr_drop_ctx *c, int l) {
+  return sub_drops(m, c, TR_DROP_T5_DECODER, l, TR_T5_CROSS_PROBS, TR_T5_CROSS_OUT, 0xffff);
+}
+static t_drops ff_drops(const t5t *m, const tr_drop_ctx *c, unsigned module, int l) {
+  return sub_drops(m, c, module, l, 0xffff, TR_T5_FF_OUT, TR_T5_FF_HIDDEN);
+}
+
 static tr_attn_shape shape(const t5t *m, int nq, int nk, const float *bias, int causal) {
-  tr_attn_shape s = {.nq = nq, .nk = nk, .heads = m->heads, .head_dim = m->dkv, .ld_q = m->inner,
-                     .ld_kv = m->inner, .ld_o = m->inner, .scale = 1.0f, .bias = bias,
+  tr_attn_shape s = {.nq = nq,
+                     .nk = nk,
+                     .heads = m->heads,
+                     .head_dim = m->dkv,
+                     .ld_q = m->inner,
+                     .ld_kv = m->inner,
+                     .ld_o = m->inner,
+                     .scale = 1.0f,
+                     .bias = bias,
                      .causal = causal};
   return s;
 }
 
 /* self-attention (kv = NULL) or cross-attention over kv [nk, d] */
 static int attn_fwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln, const float *x,
-                    int n, const float *kv, int nk, const float *bias, int causal, t_sub *s) {
+                    int n, const float *kv, int nk, const float *bias, int causal,
+                    const t_drops *dr, t_sub *s) {
   int d = m->d, in = m->inner;
   if (!kv) nk = n;
   s->x = x;
-  ALLOC(s->h, (size_t)n * d); ALLOC(s->r, n);
-  ALLOC(s->q, (size_t)n * in); ALLOC(s->k, (size_t)nk * in); ALLOC(s->v, (size_t)nk * in);
-  ALLOC(s->p, (size_t)m->heads * n * nk); ALLOC(s->c, (size_t)n * in); ALLOC(s->out, (size_t)n * d);
+  ALLOC(s->h, (size_t)n * d);
+  ALLOC(s->r, n);
+  ALLOC(s->q, (size_t)n * in);
+  ALLOC(s->k, (size_t)nk * in);
+  ALLOC(s->v, (size_t)nk * in);
+  ALLOC(s->p, (size_t)m->heads * n * nk);
+  ALLOC(s->c, (size_t)n * in);
+  ALLOC(s->out, (size_t)n * d);
   tr_rmsnorm_fwd(x, s->h, n, d, ln, m->eps, s->r);
   tr_lin_fwd(&A->q, s->h, n, s->q);
   tr_lin_fwd(&A->k, kv ? kv : s->h, nk, s->k);
   tr_lin_fwd(&A->v, kv ? kv : s->h, nk, s->v);
   tr_attn_shape sh = shape(m, n, nk, bias, causal);
+  sh.drop = dr->probs;
   if (tr_attention_fwd(&sh, s->q, s->k, s->v, s->p, s->c)) return -1;
   tr_lin_fwd(&A->o, s->c, n, s->out);
-  for (size_t i = 0; i < (size_t)n * d; i++) s->out[i] += x[i];
+  tr_drop_apply(&dr->out, s->out, (size_t)n * d, 0);
+  for (size_t i = 0; i < (size_t)n * d; i++)
+    s->out[i] += x[i];
   return 0;
 }
 
 /* dx = dout + d/dx through the sublayer; denc += d/dkv for cross-attention */
 static int attn_bwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln, const t_sub *s,
-                    int n, const float *kv, int nk, const float *bias, int causal, const float *dout,
-                    float *dx, float *denc) {
+                    int n, const float *kv, int nk, const float *bias, int causal,
+                    const t_drops *dr, const float *dout, float *dx, float *denc) {
   int d = m->d, in = m->inner;
   if (!kv) nk = n;
   float *dc, *dq, *dk, *dv, *dh;
-  ALLOC(dc, (size_t)n * in); ALLOC(dq, (size_t)n * in); ALLOC(dk, (size_t)nk * in);
-  ALLOC(dv, (size_t)nk * in); ALLOC(dh, (size_t)n * d);
-  if (tr_lin_bwd(&A->o, s->c, dout, n, dc, 0)) return -1;
+  ALLOC(dc, (size_t)n * in);
+  ALLOC(dq, (size_t)n * in);
+  ALLOC(dk, (size_t)nk * in);
+  ALLOC(dv, (size_t)nk * in);
+  ALLOC(dh, (size_t)n * d);
+  const float *dy = dout;
+  if (dr->out.on) { /* the residual takes dout as it is, the output through the mask */
+    float *t;
+    ALLOC(t, (size_t)n * d);
+    memcpy(t, dout, (size_t)n * d * sizeof(float));
+    tr_drop_apply(&dr->out, t, (size_t)n * d, 0);
+    dy = t;
+  }
+  if (tr_lin_bwd(&A->o, s->c, dy, n, dc, 0)) return -1;
   tr_attn_shape sh = shape(m, n, nk, bias, causal);
+  sh.drop = dr->probs;
   if (tr_attention_bwd(&sh, s->q, s->k, s->v, s->p, dc, dq, dk, dv)) return -1;
   if (tr_lin_bwd(&A->q, s->h, dq, n, dh, 0)) return -1;
   if (kv) {
@@ -133,50 +186,77 @@ static int attn_bwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln
     if (tr_lin_bwd(&A->k, s->h, dk, n, dh, 1) || tr_lin_bwd(&A->v, s->h, dv, n, dh, 1)) return -1;
   }
   tr_rmsnorm_bwd(s->x, dh, n, d, ln, s->r, dx);
-  for (size_t i = 0; i < (size_t)n * d; i++) dx[i] += dout[i];
+  for (size_t i = 0; i < (size_t)n * d; i++)
+    dx[i] += dout[i];
   return 0;
 }
 
 static void act_fwd(const t5t *m, const float *x, float *y, size_t n) {
-  if (m->act == T_RELU) tr_relu_fwd(x, y, n);
-  else if (m->act == T_GELU_TANH) tr_gelu_tanh_fwd(x, y, n);
-  else tr_gelu_erf_fwd(x, y, n);
+  if (m->act == T_RELU)
+    tr_relu_fwd(x, y, n);
+  else if (m->act == T_GELU_TANH)
+    tr_gelu_tanh_fwd(x, y, n);
+  else
+    tr_gelu_erf_fwd(x, y, n);
 }
 
 static void act_bwd(const t5t *m, const float *x, const float *dy, float *dx, size_t n) {
-  if (m->act == T_RELU) tr_relu_bwd(x, dy, dx, n);
-  else if (m->act == T_GELU_TANH) tr_gelu_tanh_bwd(x, dy, dx, n);
-  else tr_gelu_erf_bwd(x, dy, dx, n);
+  if (m->act == T_RELU)
+    tr_relu_bwd(x, dy, dx, n);
+  else if (m->act == T_GELU_TANH)
+    tr_gelu_tanh_bwd(x, dy, dx, n);
+  else
+    tr_gelu_erf_bwd(x, dy, dx, n);
 }
 
-static int ff_fwd(tr_arena *ar, const t5t *m, const t_block *b, const float *x, int n, t_sub *s) {
+static int ff_fwd(tr_arena *ar, const t5t *m, const t_block *b, const float *x, int n,
+                  const t_drops *dr, t_sub *s) {
   int d = m->d;
   size_t nf = (size_t)n * m->dff;
   s->x = x;
-  ALLOC(s->h, (size_t)n * d); ALLOC(s->r, n); ALLOC(s->a0, nf); ALLOC(s->g0, nf);
-  ALLOC(s->pr, nf); ALLOC(s->out, (size_t)n * d);
+  ALLOC(s->h, (size_t)n * d);
+  ALLOC(s->r, n);
+  ALLOC(s->a0, nf);
+  ALLOC(s->g0, nf);
+  ALLOC(s->pr, nf);
+  ALLOC(s->out, (size_t)n * d);
   tr_rmsnorm_fwd(x, s->h, n, d, b->ln_ff, m->eps, s->r);
   tr_lin_fwd(&b->wi0, s->h, n, s->a0);
   act_fwd(m, s->a0, s->g0, nf);
   if (m->c.gated) {
     ALLOC(s->a1, nf);
     tr_lin_fwd(&b->wi1, s->h, n, s->a1);
-    for (size_t i = 0; i < nf; i++) s->pr[i] = s->g0[i] * s->a1[i];
+    for (size_t i = 0; i < nf; i++)
+      s->pr[i] = s->g0[i] * s->a1[i];
   } else {
     memcpy(s->pr, s->g0, nf * sizeof(float));
   }
+  tr_drop_apply(&dr->hidden, s->pr, nf, 0);
   tr_lin_fwd(&b->wo, s->pr, n, s->out);
-  for (size_t i = 0; i < (size_t)n * d; i++) s->out[i] += x[i];
+  tr_drop_apply(&dr->out, s->out, (size_t)n * d, 0);
+  for (size_t i = 0; i < (size_t)n * d; i++)
+    s->out[i] += x[i];
   return 0;
 }
 
 static int ff_bwd(tr_arena *ar, const t5t *m, const t_block *b, const t_sub *s, int n,
-                  const float *dout, float *dx) {
+                  const t_drops *dr, const float *dout, float *dx) {
   int d = m->d;
   size_t nf = (size_t)n * m->dff;
   float *dpr, *da0, *dh;
-  ALLOC(dpr, nf); ALLOC(da0, nf); ALLOC(dh, (size_t)n * d);
-  if (tr_lin_bwd(&b->wo, s->pr, dout, n, dpr, 0)) return -1;
+  ALLOC(dpr, nf);
+  ALLOC(da0, nf);
+  ALLOC(dh, (size_t)n * d);
+  const float *dy = dout;
+  if (dr->out.on) {
+    float *t;
+    ALLOC(t, (size_t)n * d);
+    memcpy(t, dout, (size_t)n * d * sizeof(float));
+    tr_drop_apply(&dr->out, t, (size_t)n * d, 0);
+    dy = t;
+  }
+  if (tr_lin_bwd(&b->wo, s->pr, dy, n, dpr, 0)) return -1;
+  tr_drop_apply(&dr->hidden, dpr, nf, 0);
   if (m->c.gated) {
     float *da1;
     ALLOC(da1, nf);
@@ -192,12 +272,20 @@ static int ff_bwd(tr_arena *ar, const t5t *m, const t_block *b, const t_sub *s, 
     if (tr_lin_bwd(&b->wi0, s->h, da0, n, dh, 0)) return -1;
   }
   tr_rmsnorm_bwd(s->x, dh, n, d, b->ln_ff, s->r, dx);
-  for (size_t i = 0; i < (size_t)n * d; i++) dx[i] += dout[i];
+  for (size_t i = 0; i < (size_t)n * d; i++)
+    dx[i] += dout[i];
   return 0;
 }
 
 static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t *ids, int n_ids,
-               const int32_t *labels, int L, double *loss, float *dprefix) {
+               const int32_t *labels, int L, const tr_drop_ctx *drop, double *loss,
+               float *dprefix) {
+  const unsigned ENC = TR_DROP_T5_ENCODER, DEC = TR_DROP_T5_DECODER;
+  const float p = m->c.dropout_rate;
+  tr_drop enc_in = tr_drop_site(drop, p, ENC, 0, TR_T5_EMBEDDINGS);
+  tr_drop enc_fin = tr_drop_site(drop, p, ENC, 0, TR_T5_FINAL);
+  tr_drop dec_in = tr_drop_site(drop, p, DEC, 0, TR_T5_EMBEDDINGS);
+  tr_drop dec_fin = tr_drop_site(drop, p, DEC, 0, TR_T5_FINAL);
   int d = m->d, V = m->vocab, ne = np + n_ids;
   if (ne < 1 || L < 1) return vb_error("T5 training: empty encoder input or labels");
   for (int i = 0; i < n_ids; i++)
@@ -210,23 +298,29 @@ static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t 
       !(DA = (t_layer_act *)tr_alloc(ar, (size_t)m->n_dec * sizeof *DA / sizeof(float) + 1)))
     return -1;
   float *x0, *ebias, *dbias, *enc, *er, *y0, *yh, *yr, *logits;
-  ALLOC(x0, (size_t)ne * d); ALLOC(ebias, (size_t)m->heads * ne * ne);
+  ALLOC(x0, (size_t)ne * d);
+  ALLOC(ebias, (size_t)m->heads * ne * ne);
   ALLOC(dbias, (size_t)m->heads * L * L);
   if (np) memcpy(x0, prefix, (size_t)np * d * sizeof(float));
   for (int i = 0; i < n_ids; i++)
     memcpy(x0 + (size_t)(np + i) * d, m->enc_embed + (size_t)ids[i] * d, (size_t)d * sizeof(float));
   make_bias(m, m->enc_rel, 1, ne, ebias);
   make_bias(m, m->dec_rel, 0, L, dbias);
+  tr_drop_apply(&enc_in, x0, (size_t)ne * d, 0);
   const float *x = x0;
   for (int l = 0; l < m->n_enc; l++) {
     const t_block *b = &m->enc[l];
-    if (attn_fwd(ar, m, &b->self, b->ln_self, x, ne, NULL, 0, ebias, 0, &EA[l].self)) return -1;
-    if (ff_fwd(ar, m, b, EA[l].self.out, ne, &EA[l].ff)) return -1;
+    t_drops sd = self_drops(m, drop, ENC, l), fd = ff_drops(m, drop, ENC, l);
+    if (attn_fwd(ar, m, &b->self, b->ln_self, x, ne, NULL, 0, ebias, 0, &sd, &EA[l].self))
+      return -1;
+    if (ff_fwd(ar, m, b, EA[l].self.out, ne, &fd, &EA[l].ff)) return -1;
     x = EA[l].ff.out;
   }
   const float *xe = x;
-  ALLOC(enc, (size_t)ne * d); ALLOC(er, ne);
+  ALLOC(enc, (size_t)ne * d);
+  ALLOC(er, ne);
   tr_rmsnorm_fwd(xe, enc, ne, d, m->enc_ln, m->eps, er);
+  tr_drop_apply(&enc_fin, enc, (size_t)ne * d, 0);
   /* decoder input: labels shifted right, -100 replaced by the pad id */
   ALLOC(y0, (size_t)L * d);
   for (int i = 0; i < L; i++) {
@@ -234,22 +328,31 @@ static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t 
     if (t == -100) t = m->pad_id;
     memcpy(y0 + (size_t)i * d, m->dec_embed + (size_t)t * d, (size_t)d * sizeof(float));
   }
+  tr_drop_apply(&dec_in, y0, (size_t)L * d, 0);
   const float *y = y0;
   for (int l = 0; l < m->n_dec; l++) {
     const t_block *b = &m->dec[l];
-    if (attn_fwd(ar, m, &b->self, b->ln_self, y, L, NULL, 0, dbias, 1, &DA[l].self)) return -1;
-    if (attn_fwd(ar, m, &b->cross, b->ln_cross, DA[l].self.out, L, enc, ne, NULL, 0, &DA[l].cross))
+    t_drops sd = self_drops(m, drop, DEC, l), cd = cross_drops(m, drop, l),
+            fd = ff_drops(m, drop, DEC, l);
+    if (attn_fwd(ar, m, &b->self, b->ln_self, y, L, NULL, 0, dbias, 1, &sd, &DA[l].self)) return -1;
+    if (attn_fwd(ar, m, &b->cross, b->ln_cross, DA[l].self.out, L, enc, ne, NULL, 0, &cd,
+                 &DA[l].cross))
       return -1;
-    if (ff_fwd(ar, m, b, DA[l].cross.out, L, &DA[l].ff)) return -1;
+    if (ff_fwd(ar, m, b, DA[l].cross.out, L, &fd, &DA[l].ff)) return -1;
     y = DA[l].ff.out;
   }
-  ALLOC(yh, (size_t)L * d); ALLOC(yr, L); ALLOC(logits, (size_t)L * V);
+  ALLOC(yh, (size_t)L * d);
+  ALLOC(yr, L);
+  ALLOC(logits, (size_t)L * V);
   tr_rmsnorm_fwd(y, yh, L, d, m->dec_ln, m->eps, yr);
+  tr_drop_apply(&dec_fin, yh, (size_t)L * d, 0);
   if (m->head_scale != 1.0f)
-    for (size_t i = 0; i < (size_t)L * d; i++) yh[i] *= m->head_scale;
+    for (size_t i = 0; i < (size_t)L * d; i++)
+      yh[i] *= m->head_scale;
   tr_lin_fwd(&m->head_lin, yh, L, logits);
   int count = 0;
-  for (int i = 0; i < L; i++) count += labels[i] != -100;
+  for (int i = 0; i < L; i++)
+    count += labels[i] != -100;
   if (count == 0) return vb_error("T5 training: the example has no target tokens");
   double sum = tr_cross_entropy(logits, L, V, labels, dprefix ? 1.0f / (float)count : 0.0f, &count);
   *loss = sum / count;
@@ -257,38 +360,53 @@ static int run(tr_arena *ar, t5t *m, const float *prefix, int np, const int32_t 
 
   /* ---- backward ---- */
   float *dyh, *dy, *dy2, *denc, *dx, *dx2;
-  ALLOC(dyh, (size_t)L * d); ALLOC(dy, (size_t)L * d); ALLOC(dy2, (size_t)L * d);
-  ALLOC(denc, (size_t)ne * d); ALLOC(dx, (size_t)ne * d); ALLOC(dx2, (size_t)ne * d);
+  ALLOC(dyh, (size_t)L * d);
+  ALLOC(dy, (size_t)L * d);
+  ALLOC(dy2, (size_t)L * d);
+  ALLOC(denc, (size_t)ne * d);
+  ALLOC(dx, (size_t)ne * d);
+  ALLOC(dx2, (size_t)ne * d);
   if (tr_lin_bwd(&m->head_lin, NULL, logits, L, dyh, 0)) return -1;
   if (m->head_scale != 1.0f)
-    for (size_t i = 0; i < (size_t)L * d; i++) dyh[i] *= m->head_scale;
+    for (size_t i = 0; i < (size_t)L * d; i++)
+      dyh[i] *= m->head_scale;
+  tr_drop_apply(&dec_fin, dyh, (size_t)L * d, 0);
   tr_rmsnorm_bwd(y, dyh, L, d, m->dec_ln, yr, dy);
   for (int l = m->n_dec - 1; l >= 0; l--) {
     const t_block *b = &m->dec[l];
-    if (ff_bwd(ar, m, b, &DA[l].ff, L, dy, dy2)) return -1;
-    if (attn_bwd(ar, m, &b->cross, b->ln_cross, &DA[l].cross, L, enc, ne, NULL, 0, dy2, dy, denc))
+    t_drops sd = self_drops(m, drop, DEC, l), cd = cross_drops(m, drop, l),
+            fd = ff_drops(m, drop, DEC, l);
+    if (ff_bwd(ar, m, b, &DA[l].ff, L, &fd, dy, dy2)) return -1;
+    if (attn_bwd(ar, m, &b->cross, b->ln_cross, &DA[l].cross, L, enc, ne, NULL, 0, &cd, dy2, dy,
+                 denc))
       return -1;
-    if (attn_bwd(ar, m, &b->self, b->ln_self, &DA[l].self, L, NULL, 0, dbias, 1, dy, dy2, NULL))
+    if (attn_bwd(ar, m, &b->self, b->ln_self, &DA[l].self, L, NULL, 0, dbias, 1, &sd, dy, dy2,
+                 NULL))
       return -1;
     float *t = dy;
     dy = dy2;
     dy2 = t;
   }
+  tr_drop_apply(&enc_fin, denc, (size_t)ne * d, 0);
   tr_rmsnorm_bwd(xe, denc, ne, d, m->enc_ln, er, dx);
   for (int l = m->n_enc - 1; l >= 0; l--) {
     const t_block *b = &m->enc[l];
-    if (ff_bwd(ar, m, b, &EA[l].ff, ne, dx, dx2)) return -1;
-    if (attn_bwd(ar, m, &b->self, b->ln_self, &EA[l].self, ne, NULL, 0, ebias, 0, dx2, dx, NULL))
+    t_drops sd = self_drops(m, drop, ENC, l), fd = ff_drops(m, drop, ENC, l);
+    if (ff_bwd(ar, m, b, &EA[l].ff, ne, &fd, dx, dx2)) return -1;
+    if (attn_bwd(ar, m, &b->self, b->ln_self, &EA[l].self, ne, NULL, 0, ebias, 0, &sd, dx2, dx,
+                 NULL))
       return -1;
   }
+  tr_drop_apply(&enc_in, dx, (size_t)np * d, 0); /* the prefix rows of the embeddings' mask */
   memcpy(dprefix, dx, (size_t)np * d * sizeof(float));
   return 0;
 }
 
 static int t5_loss(tr_lm *lm, const float *prefix, int n_prefix, const int32_t *ids, int n_ids,
-                   const int32_t *labels, int n_labels, double *loss, float *dprefix) {
+                   const int32_t *labels, int n_labels, const tr_drop_ctx *drop, double *loss,
+                   float *dprefix) {
   tr_arena ar = {0};
-  int rc = run(&ar, (t5t *)lm, prefix, n_prefix, ids, n_ids, labels, n_labels, loss, dprefix);
+  int rc = run(&ar, (t5t *)lm, prefix, n_prefix, ids, n_ids, labels, n_labels, drop, loss, dprefix);
   tr_arena_free(&ar);
   return rc;
 }
@@ -300,9 +418,10 @@ static void t5_destroy(tr_lm *lm) {
   for (int k = 0; k < 2; k++)
     for (int i = 0; i < (k ? m->n_dec : m->n_enc) && (k ? m->dec : m->enc); i++) {
       t_block *b = k ? &m->dec[i] : &m->enc[i];
-      tr_lin *all[] = {&b->self.q,  &b->self.k,  &b->self.v,  &b->self.o, &b->cross.q, &b->cross.k,
-                       &b->cross.v, &b->cross.o, &b->wi0,     &b->wi1,    &b->wo};
-      for (int j = 0; j < 11; j++) tr_lin_release(all[j]);
+      tr_lin *all[] = {&b->self.q,  &b->self.k,  &b->self.v, &b->self.o, &b->cross.q, &b->cross.k,
+                       &b->cross.v, &b->cross.o, &b->wi0,    &b->wi1,    &b->wo};
+      for (int j = 0; j < 11; j++)
+        tr_lin_release(all[j]);
     }
   free(m->enc);
   free(m->dec);
@@ -323,11 +442,17 @@ static int bind_linear(vb_weights *w, const char *prefix, int out, int in, void 
 
 static int load_block(vb_weights *w, const vb_t5_config *c, const char *stack, int i, int decoder,
                       t_block *b) {
-  void *const lin[VB_T5_N_LINEAR] = {
-      [VB_T5_SELF_Q] = &b->self.q,   [VB_T5_SELF_K] = &b->self.k,   [VB_T5_SELF_V] = &b->self.v,
-      [VB_T5_SELF_O] = &b->self.o,   [VB_T5_CROSS_Q] = &b->cross.q, [VB_T5_CROSS_K] = &b->cross.k,
-      [VB_T5_CROSS_V] = &b->cross.v, [VB_T5_CROSS_O] = &b->cross.o, [VB_T5_WI0] = &b->wi0,
-      [VB_T5_WI1] = &b->wi1,         [VB_T5_WO] = &b->wo};
+  void *const lin[VB_T5_N_LINEAR] = {[VB_T5_SELF_Q] = &b->self.q,
+                                     [VB_T5_SELF_K] = &b->self.k,
+                                     [VB_T5_SELF_V] = &b->self.v,
+                                     [VB_T5_SELF_O] = &b->self.o,
+                                     [VB_T5_CROSS_Q] = &b->cross.q,
+                                     [VB_T5_CROSS_K] = &b->cross.k,
+                                     [VB_T5_CROSS_V] = &b->cross.v,
+                                     [VB_T5_CROSS_O] = &b->cross.o,
+                                     [VB_T5_WI0] = &b->wi0,
+                                     [VB_T5_WI1] = &b->wi1,
+                                     [VB_T5_WO] = &b->wo};
   const float **const norm[VB_T5_N_NORM] = {&b->ln_self, &b->ln_cross, &b->ln_ff};
   return vb_t5_load_block(w, c, stack, i, decoder, bind_linear, lin, norm);
 }
@@ -336,10 +461,14 @@ int tr_t5_create(vb_weights *w, const vb_model_config *cfg, tr_lm **out) {
   *out = NULL;
   const vb_t5_config *c = &cfg->t5;
   t_act act;
-  if (strcmp(c->dense_act, "relu") == 0) act = T_RELU;
-  else if (strcmp(c->dense_act, "gelu_new") == 0) act = T_GELU_TANH;
-  else if (strcmp(c->dense_act, "gelu") == 0) act = T_GELU_ERF;
-  else return vb_error("T5 training: unsupported dense activation %s", c->dense_act);
+  if (strcmp(c->dense_act, "relu") == 0)
+    act = T_RELU;
+  else if (strcmp(c->dense_act, "gelu_new") == 0)
+    act = T_GELU_TANH;
+  else if (strcmp(c->dense_act, "gelu") == 0)
+    act = T_GELU_ERF;
+  else
+    return vb_error("T5 training: unsupported dense activation %s", c->dense_act);
   if (c->relative_attention_num_buckets < 4 || c->num_heads < 1 || c->d_kv < 1)
     return vb_error("T5 training: unsupported config");
   t5t *m = vb_calloc(1, sizeof *m);

@@ -138,6 +138,7 @@ static char *state_json(const run_state *s, const vb_train_run_options *o, const
   cJSON_AddNumberToObject(r, "total_steps", (double)p->total_steps);
   cJSON_AddNumberToObject(r, "seed", (double)o->seed);
   cJSON_AddNumberToObject(r, "learning_rate", o->train.lr);
+  cJSON_AddBoolToObject(r, "dropout", o->train.dropout != 0);
   char *out = cJSON_Print(j);
   cJSON_Delete(j);
   return out;
@@ -182,6 +183,9 @@ static int load_state(const char *dir, run_state *s, const vb_train_run_options 
              (long)json_num(r, "grad_accum", &bad) != o->grad_accum ||
              (long)json_num(r, "total_steps", &bad) != p->total_steps ||
              (long)json_num(r, "seed", &bad) != o->seed;
+  /* runs before dropout existed trained without it */
+  int dropout_diff =
+      cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "dropout")) != (o->train.dropout != 0);
   cJSON_Delete(j);
   int rc = 0;
   if (bad)
@@ -190,6 +194,9 @@ static int load_state(const char *dir, run_state *s, const vb_train_run_options 
     rc = vb_error("%s was written by a run with other data, --batch, --grad-accum, step count "
                   "or --seed: resume with the same settings",
                   path);
+  else if (dropout_diff)
+    rc = vb_error("%s was written by a run %s dropout: resume with%s --no-dropout", path,
+                  o->train.dropout ? "without" : "with", o->train.dropout ? "" : "out");
   else if (s->epoch < 0 || s->batch < 0 || s->batch > p->len_dataloader || s->global_step < 0)
     rc = vb_error("%s: position out of range", path);
   free(path);
@@ -381,7 +388,9 @@ int vb_train_run(const vb_train_run_options *o) {
   vb_train_plan plan;
   vb_train_plan_make(train.n, o->batch, o->grad_accum, o->epochs, o->max_steps, &plan);
   long warmup = vb_warmup_steps(o->warmup_steps, o->warmup_ratio, plan.total_steps);
-  if (!(t = vblip_trainer_open(o->model, &o->train))) goto done;
+  vblip_train_options topt = o->train;
+  topt.seed = (unsigned long long)o->seed; /* --seed keys the dropout masks too */
+  if (!(t = vblip_trainer_open(o->model, &topt))) goto done;
   {
     /* OUT's parent directories are made, as ego4d-split and extract-frames make theirs */
     char *parent = vb_strdup(o->out), *slash = parent ? strrchr(parent, '/') : NULL;
@@ -457,6 +466,7 @@ int vb_train_run(const vb_train_run_options *o) {
   double t0 = vb_now_ms(), grad_norm = 0;
   long start_step = s.global_step;
   int at_step_boundary = 1; /* no micro-batch of a window accumulated yet */
+  long window_micro = 0;    /* micro-batches of the current window so far (dropout's key) */
   while (s.global_step < plan.total_steps && s.epoch < plan.epochs) {
     epoch_order(o->seed, s.epoch, train.n, order);
     for (; s.batch < plan.len_dataloader && s.global_step < plan.total_steps; s.batch++) {
@@ -483,6 +493,7 @@ int vb_train_run(const vb_train_run_options *o) {
       for (int k = 0; k < nb; k++) {
         int c = vblip_train_example_tokens(t, ex[k]);
         double w = tokens ? (double)c / (double)tokens / (double)o->grad_accum : 0, l = 0;
+        vblip_trainer_set_dropout_position(t, window_micro, k);
         if (!rc && c > 0) rc = vblip_trainer_accumulate(t, ex[k], w, &l);
         mb_loss += tokens ? l * c / (double)tokens : 0;
         if (owned[k]) vblip_train_example_free(ex[k]);
@@ -490,9 +501,11 @@ int vb_train_run(const vb_train_run_options *o) {
       if (rc) goto done;
       vb_loss_log_add(&s.log, mb_loss, o->grad_accum, s.global_step);
       s.counter++;
+      window_micro++;
       at_step_boundary = 0;
       if (!vb_train_window_ends(s.counter, o->grad_accum, s.batch, plan.len_dataloader)) continue;
       at_step_boundary = 1;
+      window_micro = 0;
       grad_norm = vblip_trainer_clip_grad_norm(t, o->max_grad_norm);
       vblip_trainer_set_lr(
           t, o->train.lr * vb_lr_multiplier(o->schedule, s.global_step, warmup, plan.total_steps));

@@ -38,6 +38,9 @@ struct vblip_trainer {
   tr_lm *lm;
   tr_adamw opt;
   int64_t step;
+  int dropout;                   /* train mode in vblip_trainer_accumulate */
+  uint64_t seed;                 /* of the dropout masks */
+  long drop_micro, drop_example; /* vblip_trainer_set_dropout_position */
 };
 
 struct vblip_train_example {
@@ -54,6 +57,8 @@ void vblip_train_options_default(vblip_train_options *o) {
   o->beta1 = 0.9;
   o->beta2 = 0.999;
   o->eps = 1e-8;
+  o->dropout = 1;
+  o->seed = 42;
 }
 
 void vblip_trainer_free(vblip_trainer *t) {
@@ -78,8 +83,35 @@ static int32_t find_token(const vb_tokenizer *tok, const char *s, int32_t fallba
 }
 
 /* The trainable modules and the frozen ones' forms, once t->w and t->cfg are there. */
+/* Dropout needs probabilities below 1 (1 would zero the layer and divide by 0) and no
+ * LayerDrop (whole OPT layers skipped at random), which this trainer does not do. */
+static int check_dropout(const vb_model_config *c) {
+  struct {
+    const char *name;
+    float p;
+  } ps[] = {
+      {"qformer_config.hidden_dropout_prob", c->qformer.hidden_dropout_prob},
+      {"qformer_config.attention_probs_dropout_prob", c->qformer.attention_probs_dropout_prob},
+      {"text_config.dropout", c->lm_kind == VB_LM_OPT ? c->opt.dropout : 0},
+      {"text_config.attention_dropout", c->lm_kind == VB_LM_OPT ? c->opt.attention_dropout : 0},
+      {"text_config.dropout_rate", c->lm_kind == VB_LM_T5 ? c->t5.dropout_rate : 0}};
+  for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
+    if (ps[i].p >= 1)
+      return vb_error("config.json: %s = %g: training with dropout needs a probability below 1 "
+                      "(or train without dropout)",
+                      ps[i].name, (double)ps[i].p);
+  if (c->lm_kind == VB_LM_OPT && c->opt.layerdrop > 0)
+    return vb_error("config.json: text_config.layerdrop = %g is not supported in training with "
+                    "dropout (train without dropout)",
+                    (double)c->opt.layerdrop);
+  return 0;
+}
+
 static int build(vblip_trainer *t, const vblip_train_options *o) {
   t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+  t->dropout = o->dropout != 0;
+  t->seed = o->seed;
+  if (t->dropout && check_dropout(&t->cfg)) return -1;
   t->w.compute = VB_COMPUTE_F32;
   t->w.pack = 0;
   if (o->bf16) {
@@ -172,9 +204,21 @@ int vb_trainer_example_ids(vblip_trainer *t, const float *pixel_values, int n_fr
   return 0;
 }
 
-tr_params *vb_trainer_params(vblip_trainer *t) { return &t->params; }
-tr_lm *vb_trainer_lm(vblip_trainer *t) { return t->lm; }
-const vb_model_config *vb_trainer_config(const vblip_trainer *t) { return &t->cfg; }
+tr_params *vb_trainer_params(vblip_trainer *t) {
+  return &t->params;
+}
+tr_lm *vb_trainer_lm(vblip_trainer *t) {
+  return t->lm;
+}
+tr_qformer *vb_trainer_qformer(vblip_trainer *t) {
+  return t->qf;
+}
+tr_lin *vb_trainer_projection(vblip_trainer *t) {
+  return &t->proj;
+}
+const vb_model_config *vb_trainer_config(const vblip_trainer *t) {
+  return &t->cfg;
+}
 
 int vblip_trainer_tokens(vblip_trainer *t, const char *prompt, const char *text, int32_t **ids,
                          int *n_ids, int32_t **labels, int *n_labels) {
@@ -201,7 +245,8 @@ int vblip_trainer_tokens(vblip_trainer *t, const char *prompt, const char *text,
     memcpy(a, p, np * sizeof *a);
     memcpy(a + np, x, nx * sizeof *a);
     a[n - 1] = t->eos_id;
-    for (size_t i = 0; i < n; i++) l[i] = i < np ? -100 : a[i];
+    for (size_t i = 0; i < n; i++)
+      l[i] = i < np ? -100 : a[i];
     *ids = a;
     *labels = l;
     *n_ids = *n_labels = (int)n;
@@ -266,20 +311,28 @@ void vblip_train_example_free(vblip_train_example *e) {
   free(e);
 }
 
-/* Forward (and backward with weight != 0: gradients += weight * d loss). */
-static int run_example(vblip_trainer *t, const vblip_train_example *e, double weight, double *loss) {
+/* Forward (and backward with weight != 0: gradients += weight * d loss); train_mode: with the
+ * dropout of the current step and position (when the trainer has dropout on). */
+static int run_example(vblip_trainer *t, const vblip_train_example *e, double weight,
+                       int train_mode, double *loss) {
   int Q = t->cfg.num_query_tokens, H = t->cfg.qformer.hidden_size, E = t->cfg.lm_hidden;
-  float *qo = vb_malloc((size_t)Q * H * sizeof(float)), *pr = vb_malloc((size_t)Q * E * sizeof(float));
+  float *qo = vb_malloc((size_t)Q * H * sizeof(float)),
+        *pr = vb_malloc((size_t)Q * E * sizeof(float));
   float *dpr = weight != 0 ? vb_malloc((size_t)Q * E * sizeof(float)) : NULL;
   float *dqo = weight != 0 ? vb_malloc((size_t)Q * H * sizeof(float)) : NULL;
   int rc = -1;
   if (!qo || !pr || (weight != 0 && (!dpr || !dqo))) goto done;
-  if (tr_qformer_forward(t->qf, e->vision, e->n_vis, qo)) goto done;
+  tr_drop_ctx drop = {0};
+  if (train_mode && t->dropout)
+    drop = (tr_drop_ctx){1, tr_drop_key(t->seed, t->step, t->drop_micro, t->drop_example)};
+  if (tr_qformer_forward(t->qf, e->vision, e->n_vis, &drop, qo)) goto done;
   tr_lin_fwd(&t->proj, qo, Q, pr);
-  if (t->lm->loss(t->lm, pr, Q, e->ids, e->n_ids, e->labels, e->n_labels, loss, dpr)) goto done;
+  if (t->lm->loss(t->lm, pr, Q, e->ids, e->n_ids, e->labels, e->n_labels, &drop, loss, dpr))
+    goto done;
   if (weight != 0) {
     if (weight != 1)
-      for (size_t i = 0; i < (size_t)Q * E; i++) dpr[i] *= (float)weight;
+      for (size_t i = 0; i < (size_t)Q * E; i++)
+        dpr[i] *= (float)weight;
     if (tr_lin_bwd(&t->proj, qo, dpr, Q, dqo, 0)) goto done;
     if (tr_qformer_backward(t->qf, dqo)) goto done;
   }
@@ -294,13 +347,26 @@ done:
 }
 
 int vblip_trainer_loss(vblip_trainer *t, const vblip_train_example *e, double *loss) {
-  return run_example(t, e, 0.0, loss);
+  return run_example(t, e, 0.0, 0, loss);
+}
+
+int vb_trainer_train_loss(vblip_trainer *t, const vblip_train_example *e, double *loss) {
+  return run_example(t, e, 0.0, 1, loss);
 }
 
 int vblip_trainer_accumulate(vblip_trainer *t, const vblip_train_example *e, double weight,
                              double *loss) {
   if (weight == 0) return vb_error("vblip_trainer_accumulate: zero weight");
-  return run_example(t, e, weight, loss);
+  return run_example(t, e, weight, 1, loss);
+}
+
+void vblip_trainer_set_dropout_position(vblip_trainer *t, long micro_batch, long example) {
+  t->drop_micro = micro_batch;
+  t->drop_example = example;
+}
+
+int vb_trainer_dropout(const vblip_trainer *t) {
+  return t->dropout;
 }
 
 int vblip_trainer_step(vblip_trainer *t) {
@@ -310,7 +376,9 @@ int vblip_trainer_step(vblip_trainer *t) {
   return 0;
 }
 
-void vblip_trainer_zero_grad(vblip_trainer *t) { tr_params_zero_grad(&t->params); }
+void vblip_trainer_zero_grad(vblip_trainer *t) {
+  tr_params_zero_grad(&t->params);
+}
 
 int vblip_train_example_tokens(const vblip_trainer *t, const vblip_train_example *e) {
   int n = 0;
@@ -327,8 +395,12 @@ double vblip_trainer_clip_grad_norm(vblip_trainer *t, double max_norm) {
 void vblip_trainer_set_steps(vblip_trainer *t, long steps) {
   t->step = steps;
 }
-long vblip_trainer_steps(const vblip_trainer *t) { return (long)t->step; }
-void vblip_trainer_set_lr(vblip_trainer *t, double lr) { t->opt.lr = lr; }
+long vblip_trainer_steps(const vblip_trainer *t) {
+  return (long)t->step;
+}
+void vblip_trainer_set_lr(vblip_trainer *t, double lr) {
+  t->opt.lr = lr;
+}
 
 /* ---- checkpoints ---- */
 
@@ -338,9 +410,12 @@ static int copy_file(const char *src, const char *dst) {
   if (vb_read_file(src, (size_t)1 << 31, &data, &len)) return -1;
   FILE *f = fopen(dst, "wb");
   int rc = -1;
-  if (!f) vb_error("cannot create %s: %s", dst, strerror(errno));
-  else if (fwrite(data, 1, len, f) != len || fflush(f) || fsync(fileno(f))) vb_error("cannot write %s", dst);
-  else rc = 0;
+  if (!f)
+    vb_error("cannot create %s: %s", dst, strerror(errno));
+  else if (fwrite(data, 1, len, f) != len || fflush(f) || fsync(fileno(f)))
+    vb_error("cannot write %s", dst);
+  else
+    rc = 0;
   if (f && fclose(f) && rc == 0) rc = vb_error("cannot write %s", dst);
   free(data);
   return rc;

@@ -7,11 +7,18 @@
 
 tr_params *vb_trainer_params(vblip_trainer *t);
 tr_lm *vb_trainer_lm(vblip_trainer *t);
+tr_qformer *vb_trainer_qformer(vblip_trainer *t);
+tr_lin *vb_trainer_projection(vblip_trainer *t);
 const vb_model_config *vb_trainer_config(const vblip_trainer *t);
 /* A trainer over an in-memory weights table (taken over; *w is cleared) and config, with
  * the default image settings and no tokenizer: benchmarks on synthesized weights. */
 vblip_trainer *vb_trainer_open_table(vb_weights *w, const vb_model_config *cfg,
                                      const vblip_train_options *o);
+/* The loss in train mode (the dropout vblip_trainer_accumulate would apply at the current
+ * step and position) without gradients: finite differences through the same masks. */
+int vb_trainer_train_loss(vblip_trainer *t, const vblip_train_example *e, double *loss);
+/* Whether vblip_trainer_accumulate drops (options.dropout). */
+int vb_trainer_dropout(const vblip_trainer *t);
 /* An example from pixel values and token ids directly (no tokenizer). */
 int vb_trainer_example_ids(vblip_trainer *t, const float *pixel_values, int n_frames,
                            const int32_t *ids, int n_ids, const int32_t *labels, int n_labels,
