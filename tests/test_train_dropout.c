@@ -80,6 +80,13 @@ static void mask_statistics(void) {
           "another %s: masks differ at %.5f (want %.5f), both drop %.5f (want %.5f)", other[k].what,
           fd, want_d, fb, want_b);
   }
+  /* neighbours (drawn from one hash) independent: both dropped p^2 of the time */
+  size_t pairs = 0;
+  for (size_t i = 0; i + 1 < n; i++)
+    pairs += !tr_drop_keep(&base, i) && !tr_drop_keep(&base, i + 1);
+  double fp = (double)pairs / (double)(n - 1), want_p = (double)p * p;
+  CHECK(fabs(fp - want_p) <= 5 * sqrt(want_p * (1 - want_p) / (double)n),
+        "neighbours both dropped %.5f of the time, want %.5f", fp, want_p);
   /* off: probability 0 or the context off (eval mode) */
   tr_drop z = tr_drop_site(&c, 0.0f, TR_DROP_QFORMER, 1, TR_QF_FFN_OUT);
   tr_drop e = tr_drop_site(&(tr_drop_ctx){0, c.key}, p, TR_DROP_QFORMER, 1, TR_QF_FFN_OUT);
@@ -99,8 +106,10 @@ static void mask_statistics(void) {
   omp_set_num_threads(2);
   tr_drop_apply(&base, x2, m, 0);
   omp_set_num_threads(threads);
-  tr_drop_apply(&base, x3, m / 2, 0);
-  tr_drop_apply(&base, x3 + m / 2, m - m / 2, m / 2);
+  /* in three pieces with odd lengths and offsets (the draws come in pairs of elements) */
+  tr_drop_apply(&base, x3, 12345, 0);
+  tr_drop_apply(&base, x3 + 12345, 777, 12345);
+  tr_drop_apply(&base, x3 + 13122, m - 13122, 13122);
   CHECK(memcmp(x1, x2, m * sizeof(float)) == 0, "1 and 2 threads apply the same mask");
   CHECK(memcmp(x1, x3, m * sizeof(float)) == 0, "an offset continues the element index");
   size_t bad = 0;
