@@ -1,7 +1,7 @@
 /* Dropout in training (the Trainer's train mode): the masks' law and determinism, dropout
  * off (flag or probabilities 0) leaving the loss and gradients bit for bit as without the
- * feature, the train-mode forward of the Q-Former, projection and OPT against a reference
- * written here from the math with the masks drawn explicitly, finite differences through
+ * feature, the train-mode forward of the Q-Former, projection and OPT or T5 against a
+ * reference written here from the math with the masks drawn explicitly, finite differences through
  * the same masks (Q-Former and language model dropping, OPT and T5), and a run stopped,
  * saved and resumed drawing the masks an uninterrupted one draws. */
 #include <math.h>
@@ -476,11 +476,224 @@ static double ref_opt_loss(vblip_trainer *t, const vb_tensor_table *w, const dou
   return total / count;
 }
 
-/* The modules' train-mode forward (Q-Former, projection, OPT loss) against the reference with
+/* ---- the reference T5 (T5ForConditionalGeneration's train mode, the tiny gated-GELU one) ---- */
+
+#define T5P "language_model."
+
+/* transformers' _relative_position_bucket for rel = key - query */
+static int t5_bucket(int rel, int bidirectional, int nb, int max_distance) {
+  int base = 0, n;
+  if (bidirectional) {
+    nb /= 2;
+    base = rel > 0 ? nb : 0;
+    n = abs(rel);
+  } else {
+    n = rel < 0 ? -rel : 0;
+  }
+  int exact = nb / 2;
+  if (n < exact) return base + n;
+  int large =
+      exact + (int)(log((double)n / exact) / log((double)max_distance / exact) * (nb - exact));
+  return base + (large < nb - 1 ? large : nb - 1);
+}
+
+static void rmsnorm(double *x, int M, int N, const float *w, double eps) {
+  for (int i = 0; i < M; i++) {
+    double *r = x + (size_t)i * N, s = 0;
+    for (int k = 0; k < N; k++)
+      s += r[k] * r[k];
+    double rs = 1 / sqrt(s / N + eps);
+    for (int k = 0; k < N; k++)
+      r[k] = w[k] * (r[k] * rs);
+  }
+}
+
+/* T5 attention of x [n, d] over kv [nk, d] (bias: the relative table or NULL), unscaled
+ * scores, dropout on the probabilities; ctx [n, inner] */
+static void t5_attention(const vb_t5_config *c, const vb_tensor_table *w, const char *pre,
+                         const double *x, int n, const double *kv, int nk, const float *table,
+                         int bidirectional, int causal, const ref_site *probs, double *out) {
+  int d = c->d_model, H = c->num_heads, dk = c->d_kv, in = H * dk;
+  char f[400];
+  double *q = malloc(sizeof(double) * n * in), *k = malloc(sizeof(double) * nk * in);
+  double *v = malloc(sizeof(double) * nk * in), *ctx = malloc(sizeof(double) * n * in);
+  double *row = malloc(sizeof(double) * nk);
+#define TW(name) (snprintf(f, sizeof f, "%s.%s.weight", pre, name), frozen(w, f, 0))
+  lin(x, n, d, TW("q"), NULL, in, q);
+  lin(kv, nk, d, TW("k"), NULL, in, k);
+  lin(kv, nk, d, TW("v"), NULL, in, v);
+  for (int h = 0; h < H; h++)
+    for (int i = 0; i < n; i++) {
+      int lim = causal ? i + 1 : nk;
+      double mx = -INFINITY, sum = 0;
+      for (int j = 0; j < lim; j++) {
+        double s = 0;
+        for (int e = 0; e < dk; e++)
+          s += q[(size_t)i * in + h * dk + e] * k[(size_t)j * in + h * dk + e];
+        if (table)
+          s += table[(size_t)t5_bucket(j - i, bidirectional, c->relative_attention_num_buckets,
+                                       c->relative_attention_max_distance) *
+                         H +
+                     h];
+        row[j] = s;
+        mx = fmax(mx, s);
+      }
+      for (int j = 0; j < lim; j++)
+        sum += (row[j] = exp(row[j] - mx));
+      for (int j = 0; j < lim; j++)
+        row[j] = row[j] / sum * mval(probs, ((size_t)h * n + i) * nk + j);
+      for (int e = 0; e < dk; e++) {
+        double s = 0;
+        for (int j = 0; j < lim; j++)
+          s += row[j] * v[(size_t)j * in + h * dk + e];
+        ctx[(size_t)i * in + h * dk + e] = s;
+      }
+    }
+  lin(ctx, n, in, TW("o"), NULL, d, out);
+#undef TW
+  free(q);
+  free(k);
+  free(v);
+  free(ctx);
+  free(row);
+}
+
+/* x += dropout(attention(rms(x), kv)) in (stack, block l, sublayer idx) */
+static void t5_attn_sub(const vb_t5_config *c, const vb_tensor_table *w, const char *stack, int l,
+                        int idx, const char *kind, double *x, int n, const double *kv, int nk,
+                        const float *table, int causal, const tr_drop_ctx *dc, unsigned module,
+                        unsigned s_probs, unsigned s_out) {
+  int d = c->d_model;
+  char pre[200], f[300];
+  snprintf(pre, sizeof pre, T5P "%s.block.%d.layer.%d", stack, l, idx);
+  snprintf(f, sizeof f, "%s.layer_norm.weight", pre);
+  double *h = malloc(sizeof(double) * n * d), *o = malloc(sizeof(double) * n * d);
+  memcpy(h, x, sizeof(double) * n * d);
+  rmsnorm(h, n, d, frozen(w, f, 0), c->layer_norm_epsilon);
+  snprintf(f, sizeof f, "%s.%s", pre, kind);
+  ref_site sp = {dc, module, (unsigned)l, s_probs, c->dropout_rate};
+  ref_site so = {dc, module, (unsigned)l, s_out, c->dropout_rate};
+  t5_attention(c, w, f, h, n, kv ? kv : h, kv ? nk : n, table, module == TR_DROP_T5_ENCODER, causal,
+               &sp, o);
+  apply_mask(o, (size_t)n * d, &so);
+  for (int i = 0; i < n * d; i++)
+    x[i] += o[i];
+  free(h);
+  free(o);
+}
+
+/* x += dropout(wo(dropout(gelu_tanh(wi_0 h) * wi_1 h))), h = rms(x) */
+static void t5_ff_sub(const vb_t5_config *c, const vb_tensor_table *w, const char *stack, int l,
+                      int idx, double *x, int n, const tr_drop_ctx *dc, unsigned module) {
+  int d = c->d_model, F = c->d_ff;
+  char pre[200], f[300];
+  snprintf(pre, sizeof pre, T5P "%s.block.%d.layer.%d", stack, l, idx);
+  double *h = malloc(sizeof(double) * n * d), *a = malloc(sizeof(double) * n * F);
+  double *b = malloc(sizeof(double) * n * F), *o = malloc(sizeof(double) * n * d);
+  memcpy(h, x, sizeof(double) * n * d);
+  snprintf(f, sizeof f, "%s.layer_norm.weight", pre);
+  rmsnorm(h, n, d, frozen(w, f, 0), c->layer_norm_epsilon);
+  snprintf(f, sizeof f, "%s.DenseReluDense.wi_0.weight", pre);
+  lin(h, n, d, frozen(w, f, 0), NULL, F, a);
+  snprintf(f, sizeof f, "%s.DenseReluDense.wi_1.weight", pre);
+  lin(h, n, d, frozen(w, f, 0), NULL, F, b);
+  for (int i = 0; i < n * F; i++) {
+    double v = a[i];
+    a[i] = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))) * b[i];
+  }
+  ref_site sh = {dc, module, (unsigned)l, TR_T5_FF_HIDDEN, c->dropout_rate};
+  apply_mask(a, (size_t)n * F, &sh);
+  snprintf(f, sizeof f, "%s.DenseReluDense.wo.weight", pre);
+  lin(a, n, F, frozen(w, f, 0), NULL, d, o);
+  ref_site so = {dc, module, (unsigned)l, TR_T5_FF_OUT, c->dropout_rate};
+  apply_mask(o, (size_t)n * d, &so);
+  for (int i = 0; i < n * d; i++)
+    x[i] += o[i];
+  free(h);
+  free(a);
+  free(b);
+  free(o);
+}
+
+static double ref_t5_loss(vblip_trainer *t, const vb_tensor_table *w, const double *prefix, int np,
+                          const int32_t *ids, int n_ids, const int32_t *labels, int L,
+                          const tr_drop_ctx *dc) {
+  const vb_model_config *mc = vb_trainer_config(t);
+  const vb_t5_config *c = &mc->t5;
+  int d = c->d_model, V = c->vocab_size, ne = np + n_ids;
+  CHECK(c->gated && !strcmp(c->dense_act, "gelu_new") && !c->tie_word_embeddings,
+        "the reference is for the tiny gated-GELU T5");
+  const float *shared = frozen(w, T5P "shared.weight", 0);
+  const unsigned ENC = TR_DROP_T5_ENCODER, DEC = TR_DROP_T5_DECODER;
+  double *x = malloc(sizeof(double) * ne * d), *y = malloc(sizeof(double) * L * d);
+  for (int i = 0; i < ne; i++)
+    for (int j = 0; j < d; j++)
+      x[(size_t)i * d + j] =
+          i < np ? prefix[(size_t)i * d + j] : shared[(size_t)ids[i - np] * d + j];
+  ref_site s = {dc, ENC, 0, TR_T5_EMBEDDINGS, c->dropout_rate};
+  apply_mask(x, (size_t)ne * d, &s);
+  const float *etab =
+      frozen(w, T5P "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 0);
+  const float *dtab =
+      frozen(w, T5P "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 0);
+  for (int l = 0; l < c->num_layers; l++) {
+    t5_attn_sub(c, w, "encoder", l, 0, "SelfAttention", x, ne, NULL, 0, etab, 0, dc, ENC,
+                TR_T5_SELF_PROBS, TR_T5_SELF_OUT);
+    t5_ff_sub(c, w, "encoder", l, 1, x, ne, dc, ENC);
+  }
+  rmsnorm(x, ne, d, frozen(w, T5P "encoder.final_layer_norm.weight", 0), c->layer_norm_epsilon);
+  s = (ref_site){dc, ENC, 0, TR_T5_FINAL, c->dropout_rate};
+  apply_mask(x, (size_t)ne * d, &s);
+  for (int i = 0; i < L; i++) {
+    int32_t tok = i == 0 ? mc->decoder_start_token_id : labels[i - 1];
+    if (tok == -100) tok = mc->pad_token_id;
+    for (int j = 0; j < d; j++)
+      y[(size_t)i * d + j] = shared[(size_t)tok * d + j];
+  }
+  s = (ref_site){dc, DEC, 0, TR_T5_EMBEDDINGS, c->dropout_rate};
+  apply_mask(y, (size_t)L * d, &s);
+  for (int l = 0; l < c->num_decoder_layers; l++) {
+    t5_attn_sub(c, w, "decoder", l, 0, "SelfAttention", y, L, NULL, 0, dtab, 1, dc, DEC,
+                TR_T5_SELF_PROBS, TR_T5_SELF_OUT);
+    t5_attn_sub(c, w, "decoder", l, 1, "EncDecAttention", y, L, x, ne, NULL, 0, dc, DEC,
+                TR_T5_CROSS_PROBS, TR_T5_CROSS_OUT);
+    t5_ff_sub(c, w, "decoder", l, 2, y, L, dc, DEC);
+  }
+  rmsnorm(y, L, d, frozen(w, T5P "decoder.final_layer_norm.weight", 0), c->layer_norm_epsilon);
+  s = (ref_site){dc, DEC, 0, TR_T5_FINAL, c->dropout_rate};
+  apply_mask(y, (size_t)L * d, &s);
+  double total = 0, *logits = malloc(sizeof(double) * V);
+  int count = 0;
+  for (int i = 0; i < L; i++) {
+    if (labels[i] == -100) continue;
+    lin(y + (size_t)i * d, 1, d, frozen(w, T5P "lm_head.weight", 0), NULL, V, logits);
+    double mx = -INFINITY, sum = 0;
+    for (int k = 0; k < V; k++)
+      mx = fmax(mx, logits[k]);
+    for (int k = 0; k < V; k++)
+      sum += exp(logits[k] - mx);
+    total += log(sum) + mx - logits[labels[i]];
+    count++;
+  }
+  free(logits);
+  free(x);
+  free(y);
+  return total / count;
+}
+
+/* The modules' train-mode forward (Q-Former, projection, OPT or T5 loss) against the reference with
  * the masks drawn explicitly: equal within float32 rounding; the reference without the
  * masks (eval mode) or with another key is far off. */
-static void decomposition(void) {
-  vblip_trainer *t = open_model(tu_fixture(OPT_TINY), 1);
+static double ref_lm_loss(vblip_trainer *t, const vb_tensor_table *w, const double *prefix, int np,
+                          const int32_t *ids, int n_ids, const int32_t *labels, int n_labels,
+                          const tr_drop_ctx *c) {
+  return vb_trainer_config(t)->lm_kind == VB_LM_OPT
+             ? ref_opt_loss(t, w, prefix, np, ids, n_ids, labels, c)
+             : ref_t5_loss(t, w, prefix, np, ids, n_ids, labels, n_labels, c);
+}
+
+static void decomposition(const char *model) {
+  vblip_trainer *t = open_model(tu_fixture(model), 1);
   if (!t) return;
   const vb_model_config *mc = vb_trainer_config(t);
   int Q = mc->num_query_tokens, H = mc->qformer.hidden_size, E = mc->lm_hidden;
@@ -493,7 +706,7 @@ static void decomposition(void) {
   CHECK_OK(vblip_trainer_tokens(t, "Question: what? Answer:", "The camera wearer cuts bread.", &ids,
                                 &n_ids, &labels, &n_labels));
   char path[700];
-  snprintf(path, sizeof path, "%s/model.safetensors", tu_fixture(OPT_TINY));
+  snprintf(path, sizeof path, "%s/model.safetensors", tu_fixture(model));
   vb_tensor_table w;
   vb_tt_init(&w);
   CHECK_OK(vb_safetensors_load(&w, path));
@@ -510,31 +723,32 @@ static void decomposition(void) {
   /* the reference */
   double *ro = malloc(sizeof(double) * Q * H), *rp = malloc(sizeof(double) * Q * E);
   ref_qformer(t, vision, nv, &c, ro, rp);
-  double ref = ref_opt_loss(t, &w, rp, Q, ids, n_ids, labels, &c);
+  double ref = ref_lm_loss(t, &w, rp, Q, ids, n_ids, labels, n_labels, &c);
   float *rof = malloc(sizeof(float) * Q * H);
   for (int i = 0; i < Q * H; i++)
     rof[i] = (float)ro[i];
   double rel_q = tu_rel_l2f(qo, rof, (size_t)Q * H);
-  CHECK(rel_q < 1e-5, "Q-Former train-mode output vs the reference: rel L2 %.3g", rel_q);
-  CHECK(fabs(loss - ref) <= 1e-5 * fabs(ref), "train-mode loss %.9g, reference %.9g", loss, ref);
-  printf("decomposition: loss %.9f, reference %.9f (rel %.2e); Q-Former output rel L2 %.2e\n", loss,
-         ref, fabs(loss - ref) / fabs(ref), rel_q);
+  CHECK(rel_q < 1e-5, "%s: Q-Former train-mode output vs the reference: rel L2 %.3g", model, rel_q);
+  CHECK(fabs(loss - ref) <= 1e-5 * fabs(ref), "%s: train-mode loss %.9g, reference %.9g", model,
+        loss, ref);
+  printf("decomposition %s: loss %.9f, reference %.9f (rel %.2e); Q-Former output rel L2 %.2e\n",
+         model, loss, ref, fabs(loss - ref) / fabs(ref), rel_q);
   /* the reference can tell: without masks, or with another step's */
   double *eo = malloc(sizeof(double) * Q * H), *ep = malloc(sizeof(double) * Q * E);
   ref_qformer(t, vision, nv, &eval, eo, ep);
-  double ref_eval = ref_opt_loss(t, &w, ep, Q, ids, n_ids, labels, &eval);
+  double ref_eval = ref_lm_loss(t, &w, ep, Q, ids, n_ids, labels, n_labels, &eval);
   ref_qformer(t, vision, nv, &other, eo, ep);
-  double ref_other = ref_opt_loss(t, &w, ep, Q, ids, n_ids, labels, &other);
+  double ref_other = ref_lm_loss(t, &w, ep, Q, ids, n_ids, labels, n_labels, &other);
   CHECK(fabs(loss - ref_eval) > 1e-3 * fabs(ref) && fabs(loss - ref_other) > 1e-3 * fabs(ref),
-        "the masks matter: eval-mode reference %.6f, another step's %.6f, train mode %.6f",
-        ref_eval, ref_other, loss);
+        "%s: the masks matter: eval-mode reference %.6f, another step's %.6f, train mode %.6f",
+        model, ref_eval, ref_other, loss);
   double eval_loss;
   CHECK_OK(tr_qformer_forward(vb_trainer_qformer(t), vision, nv, &eval, qo));
   tr_qformer_release(vb_trainer_qformer(t));
   tr_lin_fwd(vb_trainer_projection(t), qo, Q, pr);
   CHECK_OK(lm->loss(lm, pr, Q, ids, n_ids, labels, n_labels, &eval, &eval_loss, NULL));
-  CHECK(fabs(eval_loss - ref_eval) <= 1e-5 * fabs(ref_eval), "eval mode %.9g, reference %.9g",
-        eval_loss, ref_eval);
+  CHECK(fabs(eval_loss - ref_eval) <= 1e-5 * fabs(ref_eval), "%s: eval mode %.9g, reference %.9g",
+        model, eval_loss, ref_eval);
   free(eo);
   free(ep);
   free(ro);
@@ -684,7 +898,8 @@ int main(void) {
   mask_statistics();
   dropout_off(OPT_TINY, "opt-zero-dropout");
   dropout_off(T5_TINY, "t5-zero-dropout");
-  decomposition();
+  decomposition(OPT_TINY);
+  decomposition(T5_TINY);
   finite_differences(OPT_TINY);
   finite_differences(T5_TINY);
   resume();
