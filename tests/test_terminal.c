@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -29,8 +30,11 @@
 typedef struct {
   int m;
   pid_t pid;
-  char *out;        /* everything read so far */
-  size_t len, seen; /* seen: where the next wait starts looking */
+  char *out;             /* everything read so far */
+  size_t len, seen;      /* seen: where the next wait starts looking */
+  struct termios at_end; /* the terminal's mode when the command had ended */
+  int have_end_mode;
+  int status; /* waitpid's */
 } pty_session;
 
 /* Starts cmd (sh -c) with stdin, stdout and stderr on a pseudo-terminal `cols` wide. */
@@ -116,8 +120,15 @@ static int session_finish(pty_session *ps, int secs) {
     return -1;
   }
   waitpid(ps->pid, &st, 0);
+  ps->status = st;
+  ps->have_end_mode = tcgetattr(ps->m, &ps->at_end) == 0;
   close(ps->m);
   return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Whether the terminal reads lines with echo (as a shell expects to get it back) */
+static int cooked_with_echo(const struct termios *t) {
+  return (t->c_lflag & ECHO) && (t->c_lflag & ICANON);
 }
 
 /* Runs cmd on a pseudo-terminal to its end; returns its exit status and everything it
@@ -310,6 +321,198 @@ static void test_chat_interrupt(void) {
   free(ps.out);
 }
 
+/* Whether `text` was read between `from` and what the last wait consumed */
+static int seen_between(const pty_session *ps, size_t from, const char *text) {
+  const char *hit = strstr(ps->out + from, text);
+  return hit && (size_t)(hit - ps->out) + strlen(text) <= ps->seen;
+}
+
+/* Whether the terminal comes to be in line editing's mode (no echo, no lines: the program
+ * echoes and edits) within `secs`; chat sets it when it waits for the first key (libedit
+ * prints the prompt first). */
+static int wait_editing_mode(const pty_session *ps, int secs) {
+  for (int i = 0; i < secs * 20; i++) {
+    struct termios t;
+    if (tcgetattr(ps->m, &t) == 0 && !(t.c_lflag & (ECHO | ICANON))) return 1;
+    usleep(50000);
+  }
+  return 0;
+}
+
+static char *read_text(const char *path) {
+  char cmd[1100], *out = NULL;
+  snprintf(cmd, sizeof cmd, "cat '%s'", path);
+  if (tu_run(cmd, &out) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* chat with its own HOME (the history file) on a pseudo-terminal; answers of 8 tokens */
+static int chat_session(pty_session *ps, const char *name, char *home, size_t cap) {
+  char cmd[2048];
+  snprintf(home, cap, "%s/%s", tu_tmpdir(), name);
+  mkdir(home, 0700);
+  snprintf(cmd, sizeof cmd,
+           "HOME=%s exec %s chat --model %s --threads 2 --frames 2 --beams 1 --max-new-tokens 8 %s",
+           home, VBLIP_BINARY, MODEL, VIDEO);
+  return session_start(ps, cmd, 200);
+}
+
+#define CTRL_C_ROUNDS 60
+
+/* Ctrl-C typed at chat's prompt discards the line being typed and prompts again; the chat
+ * goes on; /quit exits 0 with the history saved and the terminal as it was. The Ctrl-C is
+ * typed CTRL_C_ROUNDS times three ways: after the echo of a draft (chat waits for a key),
+ * with the draft in one write (the signal comes while chat has the keys or reads them) and
+ * right after it (anywhere between): a SIGINT that comes while chat is not waiting for a key
+ * must not be lost (no fresh prompt) nor end chat. */
+static void test_chat_prompt_ctrl_c(void) {
+  char home[1024];
+  pty_session ps;
+  if (!CHECK(chat_session(&ps, "ctrl-c-prompt", home, sizeof home) == 0, "chat on a pty")) return;
+  int ok = CHECK(session_wait(&ps, "you> ", 60), "the first prompt: %s", ps.out);
+  for (int i = 0; ok && i < CTRL_C_ROUNDS; i++) {
+    char draft[64], keys[80];
+    snprintf(draft, sizeof draft, "draft%d-to-discard", i);
+    size_t from = ps.seen;
+    if (i % 3 == 0) {
+      session_type(&ps, draft);
+      ok = CHECK(session_wait(&ps, draft, 30), "round %d: the draft is echoed: %s", i,
+                 ps.out + from);
+      from = ps.seen;
+      session_type(&ps, "\003");
+    } else if (i % 3 == 1) {
+      snprintf(keys, sizeof keys, "%s\003", draft);
+      session_type(&ps, keys);
+    } else {
+      session_type(&ps, draft);
+      session_type(&ps, "\003");
+    }
+    ok = ok && CHECK(session_wait(&ps, "you> ", 30),
+                     "round %d: Ctrl-C at the prompt gives a fresh prompt (chat %s): %s", i,
+                     session_running(&ps) ? "runs" : "has ended", ps.out + from);
+    if (ok && i == 0)
+      CHECK(seen_between(&ps, from, "^C"), "the discarded line is marked ^C: %s", ps.out + from);
+  }
+  /* a burst, then twice on an empty line: prompts, and chat goes on */
+  if (ok) {
+    session_type(&ps, "\003\003\003");
+    ok = CHECK(session_wait(&ps, "you> ", 30), "a prompt after three Ctrl-C at once");
+  }
+  for (int i = 0; ok && i < 2; i++) {
+    session_type(&ps, "\003");
+    ok = CHECK(session_wait(&ps, "you> ", 30), "Ctrl-C %d on an empty line: a prompt", i + 1);
+  }
+  if (ok) {
+    session_type(&ps, "/history\r");
+    ok = CHECK(session_wait(&ps, "(no conversation yet)", 30), "no discarded line was sent: %s",
+               ps.out + ps.seen);
+    CHECK(!strstr(ps.out, "vblip> "), "nothing was answered before the first message sent");
+  }
+  if (ok && CHECK(session_wait(&ps, "you> ", 30), "a prompt after /history")) {
+    size_t from = ps.seen;
+    session_type(&ps, "Summary-please\r");
+    ok = CHECK(session_wait(&ps, "vblip> ", 60) && session_wait(&ps, "you> ", 120),
+               "the message sent is answered: %s", ps.out + from);
+    CHECK(!seen_between(&ps, from, "[stopped]"), "and not stopped: %s", ps.out + from);
+  }
+  if (ok) {
+    session_type(&ps, "/history\r");
+    size_t from = ps.seen;
+    ok = CHECK(session_wait(&ps, "you: Summary-please", 30) && session_wait(&ps, "you> ", 30),
+               "the message is in the conversation: %s", ps.out + from);
+    CHECK(!seen_between(&ps, from, "discard"), "and no discarded line: %s", ps.out + from);
+  }
+  if (ok) { /* after an answer too */
+    session_type(&ps, "more-to-discard\003");
+    ok = CHECK(session_wait(&ps, "you> ", 30), "Ctrl-C after an answer: a prompt");
+  }
+  if (ok) session_type(&ps, "/quit\r");
+  int rc = session_finish(&ps, 30);
+  CHECK(ok && rc == 0, "/quit ends chat with status 0 (got %d)", rc);
+  CHECK(ps.have_end_mode && cooked_with_echo(&ps.at_end),
+        "the terminal is left reading lines with echo");
+  char path[1100];
+  snprintf(path, sizeof path, "%s/.vblip_history", home);
+  char *hist = read_text(path);
+  CHECK(hist && strstr(hist, "Summary-please") && strstr(hist, "/history"),
+        "the history file has the lines sent: %s", hist ? hist : "(none)");
+  CHECK(hist && !strstr(hist, "discard"), "and no discarded line: %s", hist ? hist : "(none)");
+  free(hist);
+  free(ps.out);
+}
+
+/* The other signals libedit handled while a line is edited, now that chat handles them:
+ * SIGCONT (after the shell had the terminal: fg) edits the line again, with the terminal
+ * back in chat's mode and the line kept; Ctrl-D after a Ctrl-C exits 0 and saves the
+ * history; SIGTERM at the prompt ends chat by the signal with the terminal as it was. */
+static void test_chat_prompt_signals(void) {
+  char home[1024];
+  pty_session ps;
+  if (!CHECK(chat_session(&ps, "prompt-signals", home, sizeof home) == 0, "chat on a pty")) return;
+  int ok = CHECK(session_wait(&ps, "you> ", 60), "the first prompt: %s", ps.out);
+  if (ok) {
+    session_type(&ps, "/help\r");
+    ok = CHECK(session_wait(&ps, "settings:", 30) && session_wait(&ps, "you> ", 30), "/help");
+  }
+  struct termios t;
+  if (ok) {
+    session_type(&ps, "abc");
+    ok = CHECK(session_wait(&ps, "abc", 30), "typed abc");
+    ok = ok && CHECK(wait_editing_mode(&ps, 10) && tcgetattr(ps.m, &t) == 0,
+                     "chat echoes the keys itself while a line is edited");
+  }
+  if (ok) { /* what a shell does between ^Z and fg: its own mode, then SIGCONT */
+    struct termios shell = t;
+    shell.c_lflag |= ECHO | ICANON;
+    tcsetattr(ps.m, TCSANOW, &shell);
+    kill(ps.pid, SIGCONT);
+    ok = CHECK(session_wait(&ps, "you> abc", 30), "the line is drawn again: %s", ps.out + ps.seen);
+    ok = ok && CHECK(wait_editing_mode(&ps, 10), "and edited in chat's mode again");
+  }
+  if (ok) {
+    session_type(&ps, "def\r");
+    ok = CHECK(session_wait(&ps, "vblip> ", 60) && session_wait(&ps, "you> ", 120),
+               "the line is answered");
+    session_type(&ps, "/history\r");
+    ok = ok && CHECK(session_wait(&ps, "you: abcdef", 30), "whole (typed before and after): %s",
+                     ps.out + ps.seen);
+    ok = ok && CHECK(session_wait(&ps, "you> ", 30), "a prompt");
+  }
+  if (ok) {
+    session_type(&ps, "partial\003");
+    ok = CHECK(session_wait(&ps, "you> ", 30), "a prompt after Ctrl-C");
+  }
+  if (ok) session_type(&ps, "\004");
+  int rc = session_finish(&ps, 30);
+  CHECK(ok && rc == 0, "Ctrl-D ends chat with status 0 (got %d)", rc);
+  CHECK(ps.have_end_mode && cooked_with_echo(&ps.at_end),
+        "the terminal is left reading lines with echo");
+  char path[1100];
+  snprintf(path, sizeof path, "%s/.vblip_history", home);
+  char *hist = read_text(path);
+  CHECK(hist && strstr(hist, "abcdef") && strstr(hist, "/help") && !strstr(hist, "partial"),
+        "the history file has the lines sent, not the discarded one: %s", hist ? hist : "(none)");
+  free(hist);
+  free(ps.out);
+
+  if (!CHECK(chat_session(&ps, "prompt-sigterm", home, sizeof home) == 0, "chat on a pty")) return;
+  ok = CHECK(session_wait(&ps, "you> ", 60), "the first prompt: %s", ps.out);
+  if (ok) {
+    session_type(&ps, "xyz");
+    ok = CHECK(session_wait(&ps, "xyz", 30), "typed xyz");
+  }
+  if (ok) kill(ps.pid, SIGTERM);
+  session_finish(&ps, 30);
+  CHECK(ok && WIFSIGNALED(ps.status) && WTERMSIG(ps.status) == SIGTERM,
+        "SIGTERM at the prompt ends chat by the signal (status %d)", ps.status);
+  CHECK(ps.have_end_mode && cooked_with_echo(&ps.at_end),
+        "the terminal is left reading lines with echo");
+  free(ps.out);
+}
+
 static void test_quiet_and_pipes(void) {
   char cmd[1024], *out;
   snprintf(cmd, sizeof cmd,
@@ -356,6 +559,8 @@ int main(void) {
   test_streamed_caption_wraps();
   test_streamed_chat_wraps();
   test_chat_interrupt();
+  test_chat_prompt_ctrl_c();
+  test_chat_prompt_signals();
   test_quiet_and_pipes();
   test_convert_progress();
   return tu_finish();

@@ -1,11 +1,16 @@
 /* vblip chat: a conversation about a video, in the terminal or through a pipe. */
 #include <ctype.h>
 #include <editline/readline.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "cli/cli.h"
 #include "cli/cli_tty_text.h"
@@ -47,7 +52,8 @@ const cli_command cli_cmd_chat = {
         "\n"
         "On a terminal: line editing and history (~/.vblip_history), answers streamed as they\n"
         "are generated (greedy or sampling; beam search shows the answer when done), Ctrl-C\n"
-        "stops an answer, Ctrl-D quits. From a pipe: one message per line (blank lines\n"
+        "stops an answer, Ctrl-C at the prompt discards the line typed, Ctrl-D or /quit quits\n"
+        "(and saves the history). From a pipe: one message per line (blank lines\n"
         "skipped), one answer per line on stdout (line breaks inside an answer become spaces),\n"
         "nothing else on stdout.\n"
         "\n"
@@ -70,7 +76,7 @@ const cli_command cli_cmd_chat = {
 
 static const char *k_commands =
     "/reset  /video PATH  /add TEXT  /set NAME VALUE  /set  /history  /help  /quit   (Ctrl-D "
-    "quits)\n";
+    "quits; Ctrl-C stops an answer or discards the line typed)\n";
 
 /* The interleaved conversation: texts (messages, answers, added text) and videos in order. */
 enum { ITEM_USER, ITEM_ANSWER, ITEM_VIDEO };
@@ -99,11 +105,229 @@ typedef struct {
   int tty_in, tty_out;
 } chat;
 
+/* Signals on a terminal. libedit's own handlers (rl_catch_signals) are off: they end the
+ * program at Ctrl-C (they re-raise SIGINT with the default action). Instead:
+ *
+ * - SIGINT, for the whole session, sets g_interrupted, which stays set until someone acts on
+ *   it: the answer being generated stops ([stopped]), or the line being typed at the prompt
+ *   is discarded (Ctrl-C typed between the two is not lost either).
+ * - While a line is edited (read_line), the signals libedit would handle there are caught
+ *   too and acted on between two keys (prompt_signals): SIGTSTP puts the terminal back and
+ *   stops, SIGCONT re-enters line editing and redraws the line, SIGWINCH re-reads the size,
+ *   SIGTERM, SIGQUIT and SIGHUP put the terminal back and end the program by the signal.
+ *
+ * Every handler also writes a byte into g_wake, which wakes the wait for a key (prompt_getc)
+ * whichever thread the signal was delivered to: OpenMP's workers have these signals
+ * unblocked, the main thread blocks them while it edits a line except inside pselect(),
+ * which unblocks them atomically. So a signal that comes while libedit redraws the line is
+ * pending and ends the next wait, one that another thread took wakes it; none is lost. */
 static volatile sig_atomic_t g_interrupted;
+static const int k_line_signals[] = {SIGTSTP, SIGCONT, SIGWINCH, SIGTERM, SIGQUIT, SIGHUP};
+enum { N_LINE_SIGNALS = sizeof k_line_signals / sizeof k_line_signals[0] };
+static volatile sig_atomic_t g_caught[N_LINE_SIGNALS];
+static struct sigaction g_saved[N_LINE_SIGNALS]; /* the actions read_line replaced */
+static int g_replaced[N_LINE_SIGNALS];           /* not those that were ignored */
+static int g_wake[2] = {-1, -1};
+/* The terminal opened once more, non-blocking, to read keys from: a key pselect() saw can be
+ * gone when it is read (Ctrl-C flushes the terminal's input), and a blocking read() would
+ * then wait past the Ctrl-C for the next key. -1: stdin is made non-blocking for each read. */
+static int g_key_fd = -1;
+static sigset_t g_wait_mask; /* the main thread's mask while it waits for a key */
 
-static void on_sigint(int sig) {
-  (void)sig;
-  g_interrupted = 1;
+static void on_signal(int sig) {
+  int e = errno;
+  if (sig == SIGINT) g_interrupted = 1;
+  for (int k = 0; k < N_LINE_SIGNALS; k++)
+    if (k_line_signals[k] == sig) g_caught[k] = 1;
+  if (g_wake[1] >= 0) {
+    ssize_t n = write(g_wake[1], "", 1); /* non-blocking: a full pipe wakes the wait too */
+    (void)n;
+  }
+  errno = e;
+}
+
+static void set_handler(int sig, struct sigaction *old) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART; /* pselect() still returns EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, old);
+}
+
+/* The main thread, editing a line: gives signal k_line_signals[k] its former action and
+ * lets it act (stop, end the program); back here if it did neither. */
+static void deliver(int k) {
+  int sig = k_line_signals[k];
+  sigset_t one;
+  sigemptyset(&one);
+  sigaddset(&one, sig);
+  sigaction(sig, &g_saved[k], NULL);
+  raise(sig); /* pending: the main thread blocks it */
+  pthread_sigmask(SIG_UNBLOCK, &one, NULL);
+  pthread_sigmask(SIG_BLOCK, &one, NULL);
+  set_handler(sig, NULL);
+}
+
+/* Acts on the signals caught while a line is edited (called between two keys). */
+static void prompt_signals(void) {
+  for (int k = 0; k < N_LINE_SIGNALS; k++) {
+    if (!g_caught[k]) continue;
+    g_caught[k] = 0;
+    int sig = k_line_signals[k];
+    if (sig == SIGWINCH) {
+      rl_resize_terminal();
+      continue;
+    }
+    if (sig != SIGCONT) { /* stop or end with the terminal as it was before editing */
+      rl_deprep_terminal();
+      deliver(k);
+    }
+    /* continued (SIGCONT, or after SIGTSTP): the shell had the terminal meanwhile; the
+     * line is drawn again from the start of the row (twice is harmless) */
+    rl_deprep_terminal();
+    rl_prep_terminal(0);
+    fputc('\r', stdout);
+    rl_forced_update_display();
+  }
+}
+
+/* One byte of the terminal without waiting (-1 with EAGAIN when there is none) */
+static ssize_t read_key(int fd, char *c) {
+  if (g_key_fd >= 0) return read(g_key_fd, c, 1);
+  int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  ssize_t n = read(fd, c, 1);
+  int e = errno;
+  fcntl(fd, F_SETFL, flags);
+  errno = e;
+  return n;
+}
+
+/* libedit's key reader while editing a line (rl_getc_function): one byte of the terminal,
+ * or EOF when Ctrl-C was typed, which makes readline() return NULL with the line dropped.
+ * Bytes are decoded in the current locale like libedit's own reader does (libedit takes
+ * what this returns as one wide character); an invalid byte is dropped as it drops it. */
+static int prompt_getc(FILE *in) {
+  int fd = fileno(in), wait_fd = g_key_fd >= 0 ? g_key_fd : fd;
+  char mb[MB_LEN_MAX];
+  size_t len = 0;
+  for (;;) {
+    prompt_signals();
+    if (g_interrupted) return EOF;
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(wait_fd, &rd);
+    FD_SET(g_wake[0], &rd);
+    int top = wait_fd > g_wake[0] ? wait_fd : g_wake[0];
+    int n = pselect(top + 1, &rd, NULL, NULL, NULL, &g_wait_mask);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return EOF;
+    }
+    if (FD_ISSET(g_wake[0], &rd)) {
+      char drain[64];
+      while (read(g_wake[0], drain, sizeof drain) > 0) {
+      }
+      continue; /* the flags say what came */
+    }
+    ssize_t got = read_key(fd, mb + len);
+    if (got == 0) return EOF;
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return EOF;
+    }
+    len++;
+    for (;;) {
+      mbstate_t st;
+      memset(&st, 0, sizeof st);
+      wchar_t wc;
+      size_t r = mbrtowc(&wc, mb, len, &st);
+      if (r == (size_t)-2 && len < sizeof mb) break; /* incomplete: one more byte */
+      if (r == (size_t)-1 && len > 1) {              /* the last byte may start a new one */
+        mb[0] = mb[len - 1];
+        len = 1;
+        continue;
+      }
+      if (r == (size_t)-1 || r == (size_t)-2) {
+        len = 0;
+        break;
+      }
+      return (int)wc;
+    }
+  }
+}
+
+/* Called by readline() before it prints the prompt: the terminal in line editing's mode
+ * first, so that keys typed as soon as the prompt shows are not echoed by the terminal too,
+ * nor a Ctrl-D taken as the end of a cooked line (libedit switches when it reads a key). */
+static int prompt_pre_input(void) {
+  rl_prep_terminal(0);
+  return 0;
+}
+
+/* The SIGINT handler for an interactive session, and the key reader; 0 or -1 */
+static int interrupt_setup(struct sigaction *old) {
+  if (pipe(g_wake) != 0) return -1;
+  for (int k = 0; k < 2; k++) {
+    fcntl(g_wake[k], F_SETFD, FD_CLOEXEC);
+    fcntl(g_wake[k], F_SETFL, fcntl(g_wake[k], F_GETFL) | O_NONBLOCK);
+  }
+  const char *tty = ttyname(STDIN_FILENO);
+  int flags = O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC;
+  g_key_fd = tty ? open(tty, flags) : -1;
+  if (g_key_fd < 0) g_key_fd = open("/proc/self/fd/0", flags);
+  set_handler(SIGINT, old);
+  rl_getc_function = prompt_getc; /* both read when libedit starts (using_history) */
+  rl_catch_signals = 0;
+  rl_pre_input_hook = prompt_pre_input;
+  return 0;
+}
+
+static void interrupt_end(const struct sigaction *old) {
+  sigaction(SIGINT, old, NULL);
+  close(g_wake[0]);
+  close(g_wake[1]);
+  if (g_key_fd >= 0) close(g_key_fd);
+  g_key_fd = -1;
+  g_wake[0] = g_wake[1] = -1;
+}
+
+/* readline() with the signals above: NULL with *interrupted = 1 when Ctrl-C discarded the
+ * line being typed (it stays on the screen), NULL with *interrupted = 0 at Ctrl-D. */
+static char *read_line(const char *prompt, int *interrupted) {
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  for (int k = 0; k < N_LINE_SIGNALS; k++)
+    sigaddset(&block, k_line_signals[k]);
+  pthread_sigmask(SIG_BLOCK, &block, &old);
+  for (int k = 0; k < N_LINE_SIGNALS; k++) {
+    sigaction(k_line_signals[k], NULL, &g_saved[k]);
+    g_replaced[k] = g_saved[k].sa_handler != SIG_IGN;
+    if (g_replaced[k]) set_handler(k_line_signals[k], NULL);
+  }
+  g_wait_mask = old;
+  for (int k = 0; k < N_LINE_SIGNALS; k++)
+    sigdelset(&g_wait_mask, k_line_signals[k]);
+  sigdelset(&g_wait_mask, SIGINT);
+  char *line = readline(prompt);
+  for (int k = 0; k < N_LINE_SIGNALS; k++) {
+    if (!g_replaced[k]) continue;
+    sigaction(k_line_signals[k], &g_saved[k], NULL);
+    /* caught after the last key: it acts now (the terminal is back), by its own action */
+    if (g_caught[k] && k_line_signals[k] != SIGCONT && k_line_signals[k] != SIGWINCH)
+      raise(k_line_signals[k]);
+    g_caught[k] = 0;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  *interrupted = g_interrupted;
+  if (*interrupted) { /* even with a whole line: Ctrl-C came before it was sent */
+    g_interrupted = 0;
+    free(line);
+    line = NULL;
+  }
+  return line;
 }
 
 static void history_clear(chat *c) {
@@ -183,7 +407,8 @@ typedef struct {
 static int print_piece(void *user, const char *piece) {
   stream_state *st = user;
   if (st->leading) {
-    while (*piece && isspace((unsigned char)*piece)) piece++;
+    while (*piece && isspace((unsigned char)*piece))
+      piece++;
     if (!*piece) return g_interrupted;
     st->leading = 0;
   }
@@ -224,20 +449,16 @@ static int answer(chat *c, const char *message) {
   if (!in) return -1;
   stream_state st = {0, 1, {0}};
   vblip_answer a;
-  struct sigaction sa = {0}, old;
   int interactive = c->tty_in && c->tty_out;
   if (c->tty_out) {
     cli_tty_text_begin(&st.tty, stdout);
     if (interactive) cli_tty_text_count(&st.tty, "vblip> "); /* printed before the answer */
   }
-  if (interactive) {
-    g_interrupted = 0;
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
-  }
+  /* interactive: the session's SIGINT handler sets g_interrupted (a Ctrl-C typed since the
+   * line was sent counts too); print_piece stops the answer */
   int rc = vblip_generate_input(c->m, in, &c->gen, c->tty_out ? print_piece : NULL, &st, &a);
-  if (interactive) sigaction(SIGINT, &old, NULL);
+  int stopped = interactive && g_interrupted;
+  if (interactive) g_interrupted = 0;
   vblip_input_free(in);
   if (rc != 0) {
     if (st.started) putchar('\n');
@@ -251,13 +472,14 @@ static int answer(chat *c, const char *message) {
   if (!text) return cli_fail("out of memory"), -1;
   if (c->tty_out) {
     cli_tty_text_rewind(&st.tty, stdout); /* every row the streamed answer took */
-    printf("%s%s%s\n", interactive ? "vblip> " : "", interactive && g_interrupted ? "[stopped] " : "", text);
+    printf("%s%s%s\n", interactive ? "vblip> " : "", stopped ? "[stopped] " : "", text);
   } else {
-    for (char *p = text; *p; p++) putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
+    for (char *p = text; *p; p++)
+      putchar(*p == '\n' || *p == '\r' ? ' ' : *p);
     putchar('\n');
   }
   fflush(stdout);
-  if (interactive && g_interrupted) { /* an interrupted answer does not join the history */
+  if (stopped) { /* an interrupted answer does not join the history */
     free(text);
     return 0;
   }
@@ -286,16 +508,21 @@ static int answer(chat *c, const char *message) {
 }
 
 /* Informational output: stdout on a terminal, else stderr (stdout carries answers only). */
-static FILE *info(const chat *c) { return c->tty_in && c->tty_out ? stdout : stderr; }
+static FILE *info(const chat *c) {
+  return c->tty_in && c->tty_out ? stdout : stderr;
+}
 
 /* Returns 1 to quit, 0 to go on, -1 on a failed command */
 static int command(chat *c, char *line) {
   char *cmd = line + 1, *arg = cmd;
-  while (*arg && !isspace((unsigned char)*arg)) arg++;
+  while (*arg && !isspace((unsigned char)*arg))
+    arg++;
   if (*arg) *arg++ = 0;
-  while (isspace((unsigned char)*arg)) arg++;
+  while (isspace((unsigned char)*arg))
+    arg++;
   size_t n = strlen(arg);
-  while (n > 0 && isspace((unsigned char)arg[n - 1])) arg[--n] = 0;
+  while (n > 0 && isspace((unsigned char)arg[n - 1]))
+    arg[--n] = 0;
   if (!strcmp(cmd, "quit") || !strcmp(cmd, "exit") || !strcmp(cmd, "q")) return 1;
   if (!strcmp(cmd, "help") || !strcmp(cmd, "?")) {
     char names[512];
@@ -311,7 +538,8 @@ static int command(chat *c, char *line) {
     return 0;
   }
   if (!strcmp(cmd, "history")) {
-    for (size_t i = 0; i < c->n; i++) fprintf(info(c), "you: %s\nvblip: %s\n", c->users[i], c->answers[i]);
+    for (size_t i = 0; i < c->n; i++)
+      fprintf(info(c), "you: %s\nvblip: %s\n", c->users[i], c->answers[i]);
     for (size_t i = 0; i < c->n_items; i++) {
       const conv_item *it = &c->items[i];
       if (it->kind == ITEM_VIDEO)
@@ -353,9 +581,11 @@ static int command(chat *c, char *line) {
       return 0;
     }
     char *val = arg;
-    while (*val && !isspace((unsigned char)*val)) val++;
+    while (*val && !isspace((unsigned char)*val))
+      val++;
     if (*val) *val++ = 0;
-    while (isspace((unsigned char)*val)) val++;
+    while (isspace((unsigned char)*val))
+      val++;
     char err[256];
     /* accept the flag spelling and underscores too: --max-new-tokens, max_new_tokens */
     char name[64];
@@ -433,10 +663,15 @@ static int run(int argc, char **argv) {
     }
   c.n_initial = c.n_videos;
   char hist[4096] = "";
+  struct sigaction old_sigint;
+  if (interactive && interrupt_setup(&old_sigint) != 0) {
+    chat_free(&c);
+    return cli_fail("cannot create a pipe: %s", strerror(errno)), 1;
+  }
   if (interactive) {
     const char *home = getenv("HOME");
     if (home && *home) snprintf(hist, sizeof hist, "%s/.vblip_history", home);
-    using_history();
+    using_history(); /* after interrupt_setup: libedit takes rl_getc_function here */
     stifle_history(1000);
     if (*hist) read_history(hist);
     if (c.interleaved)
@@ -453,8 +688,14 @@ static int run(int argc, char **argv) {
   for (;;) {
     char *msg;
     if (interactive) {
+      int interrupted;
       free(line);
-      line = readline("you> ");
+      line = read_line("you> ", &interrupted);
+      if (!line && interrupted) { /* Ctrl-C: drop the line, a fresh prompt */
+        fputs("^C\n", stdout);
+        fflush(stdout);
+        continue;
+      }
       if (!line) {
         putchar('\n');
         break;
@@ -464,11 +705,13 @@ static int run(int argc, char **argv) {
     } else {
       ssize_t got = getline(&line, &cap, stdin);
       if (got < 0) break;
-      while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r')) line[--got] = 0;
+      while (got > 0 && (line[got - 1] == '\n' || line[got - 1] == '\r'))
+        line[--got] = 0;
       msg = line;
     }
     char *t = msg;
-    while (isspace((unsigned char)*t)) t++;
+    while (isspace((unsigned char)*t))
+      t++;
     if (!*t) continue;
     if (t[0] == '/' && t[1] != '/') {
       int r = command(&c, t);
@@ -481,6 +724,7 @@ static int run(int argc, char **argv) {
     if (answer(&c, msg) != 0) rc = 1;
   }
   if (interactive && *hist) write_history(hist);
+  if (interactive) interrupt_end(&old_sigint);
   free(line);
   chat_free(&c);
   return rc;
