@@ -1,9 +1,10 @@
 /* Dropout in training (the Trainer's train mode): the masks' law and determinism, dropout
  * off (flag or probabilities 0) leaving the loss and gradients bit for bit as without the
  * feature, the train-mode forward of the Q-Former, projection and OPT or T5 against a
- * reference written here from the math with the masks drawn explicitly, finite differences through
- * the same masks (Q-Former and language model dropping, OPT and T5), and a run stopped,
- * saved and resumed drawing the masks an uninterrupted one draws. */
+ * reference written here from the math with the masks drawn explicitly, finite differences
+ * through the same masks (Q-Former and language model dropping, OPT and T5), one thread or
+ * two training alike, and a run stopped, saved and resumed drawing the masks an
+ * uninterrupted one draws. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -153,7 +154,7 @@ static const char *zero_dropout_copy(const char *model, const char *name) {
   static char dir[2][700];
   char *out = dir[name[0] == 't'];
   snprintf(out, sizeof dir[0], "%s/%s", tu_tmpdir(), name);
-  char cmd[2000];
+  char cmd[4096];
   snprintf(cmd, sizeof cmd, "mkdir -p %s && cp %s/* %s/ && rm -f %s/pytorch_model.bin", out,
            tu_fixture(model), out, out);
   CHECK(system(cmd) == 0, "%s", cmd);
@@ -835,6 +836,30 @@ static void finite_differences(const char *model) {
   vblip_trainer_free(t);
 }
 
+/* ---- one thread or two: the same loss and gradients, bit for bit, dropout on ---- */
+
+static void threads_identical(const char *model) {
+  vblip_trainer *t[2] = {open_model(tu_fixture(model), 1), open_model(tu_fixture(model), 1)};
+  if (!t[0] || !t[1]) return;
+  int threads = omp_get_max_threads();
+  double loss[2];
+  for (int k = 0; k < 2; k++) {
+    omp_set_num_threads(k + 1);
+    vblip_train_example *ex = random_example(t[k], 31);
+    if (!ex) return;
+    vblip_trainer_set_steps(t[k], 3);
+    vblip_trainer_set_dropout_position(t[k], 1, 0);
+    CHECK_OK(vblip_trainer_accumulate(t[k], ex, 1.0, &loss[k]));
+    vblip_train_example_free(ex);
+  }
+  omp_set_num_threads(threads);
+  CHECK(memcmp(&loss[0], &loss[1], sizeof loss[0]) == 0 && grads_equal(t[0], t[1]),
+        "%s: 1 and 2 threads train alike with dropout (loss %.9g vs %.9g)", model, loss[0],
+        loss[1]);
+  vblip_trainer_free(t[0]);
+  vblip_trainer_free(t[1]);
+}
+
 /* ---- resume: stopped after 2 steps, saved, reloaded, 2 more: as 4 steps straight ---- */
 
 static void train_steps(vblip_trainer *t, vblip_train_example **ex, int from, int to) {
@@ -902,6 +927,8 @@ int main(void) {
   decomposition(T5_TINY);
   finite_differences(OPT_TINY);
   finite_differences(T5_TINY);
+  threads_identical(OPT_TINY);
+  threads_identical(T5_TINY);
   resume();
   return tu_finish();
 }
