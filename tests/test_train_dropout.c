@@ -3,8 +3,8 @@
  * feature, the train-mode forward of the Q-Former, projection and OPT or T5 against a
  * reference written here from the math with the masks drawn explicitly, finite differences
  * through the same masks (Q-Former and language model dropping, OPT and T5), one thread or
- * two training alike, and a run stopped, saved and resumed drawing the masks an
- * uninterrupted one draws. */
+ * two training alike, vblip train keying each example of a step's window apart, and a run
+ * stopped, saved and resumed drawing the masks an uninterrupted one draws. */
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -867,6 +867,57 @@ static void threads_identical(const char *model) {
   vblip_trainer_free(t[1]);
 }
 
+/* ---- vblip train keys every example of a step's window apart ---- */
+
+/* The loss vblip train logs after its first step over DATA (one clip, or the same clip
+ * twice) with the given batch and accumulation; NAN on failure. */
+static double first_step_loss(const char *data, int batch, int accum, const char *extra) {
+  static int run;
+  char cmd[4096], *o = NULL;
+  snprintf(cmd, sizeof cmd,
+           "%s train --model %s --data %s --out %s/window-%d --frames 2 --batch %d --grad-accum %d "
+           "--max-steps 1 --warmup-steps 0 --logging-steps 1 --save-steps 0 --threads 2 --quiet "
+           "%s 2>&1",
+           VBLIP_BINARY, tu_fixture(OPT_TINY), data, tu_tmpdir(), run++, batch, accum, extra);
+  int rc = tu_run(cmd, &o);
+  const char *l = o ? strstr(o, "\"loss\": ") : NULL;
+  double v = l ? strtod(l + 8, NULL) : NAN;
+  CHECK(rc == 0 && l, "vblip train (exit %d): %s", rc, o ? o : "");
+  free(o);
+  return v;
+}
+
+/* The same clip twice in one micro-batch, or in two micro-batches of one step, draws other
+ * masks for each: the logged mean differs from the one clip's loss (the first example's key
+ * is the same in all three runs), and without dropout it equals it. */
+static void window_positions(void) {
+  char one[600], two[600], line[1200];
+  snprintf(one, sizeof one, "%s/one-clip.jsonl", tu_tmpdir());
+  snprintf(two, sizeof two, "%s/two-clips.jsonl", tu_tmpdir());
+  snprintf(line, sizeof line,
+           "{\"video\": \"%s\", \"start\": 0, \"end\": 4, \"text\": \"The camera wearer cuts "
+           "bread.\"}\n",
+           tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"));
+  FILE *f = fopen(one, "w"), *g = fopen(two, "w");
+  CHECK(f && g && fputs(line, f) >= 0 && fputs(line, g) >= 0 && fputs(line, g) >= 0, "write lists");
+  if (f) fclose(f);
+  if (g) fclose(g);
+  double single = first_step_loss(one, 1, 1, ""), batch = first_step_loss(two, 2, 1, "");
+  double accum = first_step_loss(two, 1, 2, "");
+  CHECK(batch != single && accum != single,
+        "two examples of a micro-batch (%.4f) or two micro-batches of a step (%.4f) get other "
+        "masks than one (%.4f)",
+        batch, accum, single);
+  double s0 = first_step_loss(one, 1, 1, "--no-dropout"),
+         b0 = first_step_loss(two, 2, 1, "--no-dropout");
+  double a0 = first_step_loss(two, 1, 2, "--no-dropout");
+  CHECK(s0 == b0 && s0 == a0, "without dropout the same clip gives the same loss: %.4f %.4f %.4f",
+        s0, b0, a0);
+  printf("first-step loss, one clip / twice in a batch / in two micro-batches: %.4f %.4f %.4f "
+         "(no dropout: %.4f %.4f %.4f)\n",
+         single, batch, accum, s0, b0, a0);
+}
+
 /* ---- resume: stopped after 1 step, saved, reloaded, 2 more: as 3 steps straight ---- */
 
 static void train_steps(vblip_trainer *t, vblip_train_example **ex, int from, int to) {
@@ -936,6 +987,7 @@ int main(void) {
   finite_differences(T5_TINY);
   threads_identical(OPT_TINY);
   threads_identical(T5_TINY);
+  window_positions();
   resume();
   return tu_finish();
 }
