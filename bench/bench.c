@@ -813,9 +813,12 @@ int main(int argc, char **argv) {
   visual_stage *vis[8] = {0}, *vis_f32 = NULL;
   /* the peer runs between vblip's rows (after each of the first two), so both
    * see the same state of a shared machine */
-  double peer_ms[8] = {0}, peer_qf_ms[8] = {0};
+  enum { MAX_PEERS = 4 };
+  char peer_py[MAX_PEERS][512];
+  int n_py = peer ? bench_peer_pythons(peer_py, MAX_PEERS) : 0;
+  double peer_ms[MAX_PEERS][8] = {{0}}, peer_qf_ms[MAX_PEERS][8] = {{0}};
   int n_peer = 0;
-  char peer_version[64] = "";
+  char peer_version[MAX_PEERS][64] = {""};
   for (int k = 0; k < n_conf && do_visual; k++) {
     visual_stage *s = vis[k] = shared_new(sizeof *s + qn * sizeof(float));
     if (!s) return 1;
@@ -828,14 +831,16 @@ int main(int argc, char **argv) {
     }
     if (confs[k].compute == VB_COMPUTE_F32) vis_f32 = s;
     if (peer && k < 2) {
-      fprintf(stderr, "PyTorch peer, %d frames\n", T);
-      if (bench_peer_run(T, nthr, &peer_ms[n_peer], &peer_qf_ms[n_peer], peer_version,
-                         sizeof peer_version) != 0) {
-        fprintf(stderr, "peer: %s\n", vb_error_message());
-        return 1;
+      for (int p = 0; p < n_py; p++) {
+        fprintf(stderr, "PyTorch peer (%s), %d frames\n", peer_py[p], T);
+        if (bench_peer_run(peer_py[p], T, nthr, &peer_ms[p][n_peer], &peer_qf_ms[p][n_peer],
+                           peer_version[p], sizeof peer_version[p]) != 0) {
+          fprintf(stderr, "peer: %s\n", vb_error_message());
+          return 1;
+        }
+        fprintf(stderr, "  peer: vision %.0f ms, qformer %.0f ms\n", peer_ms[p][n_peer],
+                peer_qf_ms[p][n_peer]);
       }
-      fprintf(stderr, "  peer: vision %.0f ms, qformer %.0f ms\n", peer_ms[n_peer],
-              peer_qf_ms[n_peer]);
       n_peer++;
     }
   }
@@ -945,30 +950,34 @@ int main(int argc, char **argv) {
       printf("int8 / bf16 vision time: %.2f\n", ms_int8 / ms_bf16);
       cJSON_AddNumberToObject(root, "vision_int8_over_bf16", ms_int8 / ms_bf16);
     }
-    if (n_peer > 0) {
-      double best = peer_ms[0], best_qf = peer_qf_ms[0];
+    cJSON *peers = n_peer > 0 ? cJSON_AddArrayToObject(root, "peers") : NULL;
+    for (int p = 0; p < n_py && n_peer > 0; p++) {
+      double best = peer_ms[p][0], best_qf = peer_qf_ms[p][0];
       for (int i = 1; i < n_peer; i++)
-        best = fmin(best, peer_ms[i]), best_qf = fmin(best_qf, peer_qf_ms[i]);
-      printf("PyTorch peer (torch %s, bf16, %d threads, bench/peer/vit_qformer.py), runs between "
-             "the rows above:\n"
+        best = fmin(best, peer_ms[p][i]), best_qf = fmin(best_qf, peer_qf_ms[p][i]);
+      printf("PyTorch peer (torch %s, %s, bf16, %d threads, bench/peer/vit_qformer.py), runs "
+             "between the rows above:\n"
              "  vision",
-             peer_version, nthr);
+             peer_version[p], peer_py[p], nthr);
       for (int i = 0; i < n_peer; i++)
-        printf(" %.0f", peer_ms[i]);
+        printf(" %.0f", peer_ms[p][i]);
       printf(" ms, Q-Former");
       for (int i = 0; i < n_peer; i++)
-        printf(" %.0f", peer_qf_ms[i]);
+        printf(" %.0f", peer_qf_ms[p][i]);
       printf(" ms; peer vision time over each row's (best peer run):");
       for (int k = 0; k < n_conf; k++)
         printf(" %s %.2fx;", vis[k]->conf.name, best / vis[k]->ms_vision);
       printf("\n");
-      cJSON *pj = cJSON_AddObjectToObject(root, "peer");
-      cJSON_AddStringToObject(pj, "torch", peer_version);
-      cJSON_AddItemToObject(pj, "vision_ms", cJSON_CreateDoubleArray(peer_ms, n_peer));
-      cJSON_AddItemToObject(pj, "qformer_ms", cJSON_CreateDoubleArray(peer_qf_ms, n_peer));
+      /* "peer": the first interpreter (as before several could be given); "peers": all */
+      cJSON *pj = p == 0 ? cJSON_AddObjectToObject(root, "peer") : cJSON_CreateObject();
+      cJSON_AddStringToObject(pj, "torch", peer_version[p]);
+      cJSON_AddStringToObject(pj, "python", peer_py[p]);
+      cJSON_AddItemToObject(pj, "vision_ms", cJSON_CreateDoubleArray(peer_ms[p], n_peer));
+      cJSON_AddItemToObject(pj, "qformer_ms", cJSON_CreateDoubleArray(peer_qf_ms[p], n_peer));
       cJSON_AddNumberToObject(pj, "vision_speedup_bf16", best / ms_bf16);
       if (ms_int8 > 0) cJSON_AddNumberToObject(pj, "vision_speedup_int8", best / ms_int8);
       cJSON_AddNumberToObject(pj, "qformer_ms_best", best_qf);
+      cJSON_AddItemToArray(peers, p == 0 ? cJSON_Duplicate(pj, 1) : pj);
     }
   }
   int any_lm = 0;

@@ -78,8 +78,13 @@ double bench_peak_vdpbf16ps(double ms);
  * with random weights in PyTorch bf16, T frames, `threads` threads. 0 with the
  * second run's vision and Q-Former times (its first run is a warm-up), -1
  * (error set) when it could not run (no python3 with torch, say). */
-int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version,
-                   size_t version_len);
+int bench_peer_run(const char *python, int T, int threads, double *ms_vision, double *ms_qformer,
+                   char *version, size_t version_len);
+/* The peer's interpreters: $VBLIP_PEER_PYTHON, several separated by ':' (each
+ * runs in turn, e.g. Debian's PyTorch and a current one from PyPI), else
+ * Debian's /usr/bin/python3 (where apt's python3-torch lives), else python3 on
+ * PATH. The count (at most max, each path cut to len bytes). */
+int bench_peer_pythons(char (*out)[512], int max);
 
 /* --dataset MODEL: caption --files-from over `clips` windows of video, one at a time
  * against `prefetch` videos decoded ahead, `rounds` times each (bench_dataset.c). The exit

@@ -1,6 +1,5 @@
 /* Runs the PyTorch peer (bench/peer/vit_qformer.py) for vblip-bench and reads
- * its one JSON line. The interpreter is $VBLIP_PEER_PYTHON, else Debian's
- * /usr/bin/python3 (where apt's python3-torch lives), else python3 on PATH. */
+ * its one JSON line. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,10 +9,28 @@
 #include "bench.h"
 #include "runtime/common.h"
 
-int bench_peer_run(int T, int threads, double *ms_vision, double *ms_qformer, char *version,
-                   size_t version_len) {
-  const char *py = getenv("VBLIP_PEER_PYTHON");
-  if (!py || !py[0]) py = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+int bench_peer_pythons(char (*out)[512], int max) {
+  const char *env = getenv("VBLIP_PEER_PYTHON");
+  int n = 0;
+  if (env && env[0]) {
+    for (const char *p = env; *p && n < max;) {
+      size_t len = strcspn(p, ":");
+      if (len > 0 && len < 512) {
+        memcpy(out[n], p, len);
+        out[n++][len] = 0;
+      }
+      p += len + (p[len] == ':');
+    }
+    if (n > 0) return n;
+  }
+  snprintf(out[0], 512, "%s",
+           access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3");
+  return 1;
+}
+
+int bench_peer_run(const char *py, int T, int threads, double *ms_vision, double *ms_qformer,
+                   char *version, size_t version_len) {
+  if (strchr(py, '\'') != NULL) return vb_error("peer interpreter path with a quote: %s", py);
   char cmd[2048];
   snprintf(cmd, sizeof cmd, "'%s' '%s' --frames %d --threads %d 2>&1", py, VBLIP_PEER_SCRIPT, T,
            threads);

@@ -227,7 +227,8 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
   memset(p2, 0, (size_t)M * N * sizeof(float));
   CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &inw));
   CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0,
-        "%s %dx%dx%d: bf16 input with rows %d apart differs", vb_tile_kind_name(kind), M, N, K, ldw);
+        "%s %dx%dx%d: bf16 input with rows %d apart differs", vb_tile_kind_name(kind), M, N, K,
+        ldw);
   free(xw);
   /* the first columns times a scale (qkv's queries), f32 and bf16 output */
   int sc_cols = N > 24 ? 24 : N / 2;
