@@ -3,13 +3,13 @@
  * frame batch, softmax over 257-wide score rows): libm's scalar erff/expf took
  * about a fifth of the encoder's non-matmul time. exp: range reduction to
  * 2^n * e^r with |r| <= ln2/2 and a degree-6 polynomial (max error ~2 ulp);
- * erf: the Abramowitz-Stegun 7.1.26 form 1 - t*P(t)*exp(-x^2), t = 1/(1+p|x|)
- * (absolute error <= 1.5e-7, what oneDNN's gelu_erf also uses). ops.c picks
+ * GELU: piecewise polynomials of the normal CDF (gelu512 below). ops.c picks
  * these at run time. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels/gelu_table.h"
 #include "kernels/kernels.h"
 
 #define TGT_512 __attribute__((target("avx512f")))
@@ -32,27 +32,36 @@ INLINE TGT_512 __m512 exp512(__m512 x) {
   return _mm512_scalef_ps(p, n); /* p * 2^n, flushing to 0 below the range */
 }
 
-INLINE TGT_512 __m512 erf512(__m512 x) {
-  /* sign handling with integer ops: AVX-512F alone has no float and/or/xor */
-  const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-  __m512 ax = _mm512_castsi512_ps(_mm512_andnot_si512(sign, _mm512_castps_si512(x)));
-  __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f),
-                           _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1.0f)));
-  __m512 p = _mm512_set1_ps(1.061405429f);
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-  __m512 e = exp512(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
-  __m512 y = _mm512_fnmadd_ps(_mm512_mul_ps(p, t), e, _mm512_set1_ps(1.0f));
-  return _mm512_castsi512_ps(
-      _mm512_or_si512(_mm512_castps_si512(y), _mm512_and_si512(_mm512_castps_si512(x), sign)));
-}
-
+/* GELU(x) = x * Phi(x) with Phi from 32 degree-6 polynomial pieces
+ * (gelu_table.h, fitted by scripts/fit-gelu-table.py): the segment index comes
+ * from the low mantissa bits of x * 2.5 + (1.5 * 2^23 + 16) and picks each
+ * coefficient with one two-table permute. No division, rounding, scaling or
+ * conversion instruction: only FMAs, compares, min/max and permutes, which
+ * the vector units run beside the AMX tile products (a division-based erf
+ * there ran as if alone). Error against double erfc: below 1.4e-5 relative
+ * for |x| < 6 and far better away from the negative tail; beyond 6.2 Phi
+ * rounds to 1, below -6.6 GELU is taken as 0 (|GELU| < 3e-10 there). */
 INLINE TGT_512 __m512 gelu512(__m512 v) {
-  const __m512 half = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f),
-               rs2 = _mm512_set1_ps(0.70710678118654752f);
-  return _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(one, erf512(_mm512_mul_ps(v, rs2))));
+  const float *cn = k_gelu_centre;
+  __m512 xc = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-6.6f)), _mm512_set1_ps(6.19f));
+  __m512i idx =
+      _mm512_castps_si512(_mm512_fmadd_ps(xc, _mm512_set1_ps(2.5f), _mm512_set1_ps(12582928.0f)));
+  __m512 u = _mm512_sub_ps(
+      xc, _mm512_permutex2var_ps(_mm512_load_ps(cn), idx, _mm512_load_ps(cn + 16)));
+#define GELU_COEF(d)                                                                               \
+  _mm512_permutex2var_ps(_mm512_load_ps(k_gelu_coef[d]), idx, _mm512_load_ps(k_gelu_coef[d] + 16))
+  __m512 p = GELU_COEF(6);
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(5));
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(4));
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(3));
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(2));
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(1));
+  p = _mm512_fmadd_ps(p, u, GELU_COEF(0));
+#undef GELU_COEF
+  /* below the table: Phi = 0 (-inf * 0 gives NaN, as x * Phi(x) does) */
+  p = _mm512_mask_mov_ps(p, _mm512_cmp_ps_mask(v, _mm512_set1_ps(-6.6f), _CMP_LT_OQ),
+                         _mm512_setzero_ps());
+  return _mm512_mul_ps(v, p);
 }
 
 TGT_512 void vb_gelu_erf_avx512(float *x, size_t n) {
