@@ -230,6 +230,39 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
         "%s %dx%dx%d: bf16 input with rows %d apart differs", vb_tile_kind_name(kind), M, N, K,
         ldw);
   free(xw);
+  /* a bf16 output's row maxima (y_amax) are the stored values' max |y|, and an
+   * int8 product given them (x_amax) rounds exactly as when it finds them */
+  float *amax = malloc((size_t)M * sizeof(float)), *p3 = malloc((size_t)M * N * sizeof(float));
+  uint16_t *yb2 = malloc((size_t)M * N * 2);
+  for (int m = 0; m < M; m++)
+    amax[m] = m % 3 ? 0.0f : 1e-30f; /* the caller zeroes; a tiny start must not matter */
+  vb_tile_io outa = {.x = xr, .y_bf16 = yb2, .ldy = N, .act = VB_TILE_ACT_GELU_ERF, .y_amax = amax};
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &outa));
+  size_t bad_a = 0;
+  for (int m = 0; m < M; m++) {
+    float want = m % 3 ? 0.0f : 1e-30f;
+    for (int n = 0; n < N; n++)
+      want = fmaxf(want, fabsf(vb_bf16_to_float(yb2[(size_t)m * N + n])));
+    bad_a += memcmp(&amax[m], &want, 4) != 0;
+  }
+  CHECK(bad_a == 0 && memcmp(yb2, yb, (size_t)M * N * 2) == 0,
+        "%s %dx%dx%d: %zu row maxima of the bf16 output differ", vb_tile_kind_name(kind), M, N, K,
+        bad_a);
+  if (M == N) { /* the output as the next product's input, with and without its maxima */
+    for (int m = 0; m < M; m++)
+      amax[m] = 0;
+    outa.y_amax = amax;
+    CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &outa));
+    vb_tile_io in1 = {.x_bf16 = yb2, .ldx = N, .y = p2, .ldy = N};
+    vb_tile_io in2 = {.x_bf16 = yb2, .ldx = N, .y = p3, .ldy = N, .x_amax = amax};
+    CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &in1));
+    CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &in2));
+    CHECK(memcmp(p2, p3, (size_t)M * N * sizeof(float)) == 0,
+          "%s %dx%dx%d: given row maxima change the product", vb_tile_kind_name(kind), M, N, K);
+  }
+  vb_tile_io bad_amax = {.x = xr, .y = p2, .ldy = N, .y_amax = amax};
+  CHECK(vb_tile_linear_io(kind, &tw, M, b, &bad_amax) == -1, "row maxima of an f32 output refused");
+  free(amax), free(p3), free(yb2);
   /* the first columns times a scale (qkv's queries), f32 and bf16 output */
   int sc_cols = N > 24 ? 24 : N / 2;
   vb_tile_io scf = {.x = xr,
@@ -412,6 +445,8 @@ int main(void) {
     test_ln(k, 33, 40, 100);
     test_ln(k, 40, 136, 1408); /* ViT-g's width */
     test_io(k, 700, 40, 64);   /* row ranges: residual and bf16 output */
+    test_io(k, 96, 96, 96);    /* square: an output fed back as input, with its row maxima */
+    test_io(k, 300, 300, 300); /* several panels and row ranges share the rows' maxima */
     test_ln(k, 70, 2100, 64);  /* wide panels */
   }
   const int packs[][2] = {{257, 88}, {1, 1},    {17, 33}, {31, 64}, {33, 17},

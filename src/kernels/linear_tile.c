@@ -82,6 +82,11 @@ int vb_linear_forward_tile(const vb_linear *l, const float *x, int M, float *y, 
                         gelu ? VB_TILE_ACT_GELU_ERF : VB_TILE_ACT_NONE, y, l->out);
 }
 
+int vb_linear_tile_is_i8(const vb_linear *l) {
+  const tile_backend *b = l->tile;
+  return b && b->kind != VB_TILE_BF16_AMX;
+}
+
 const char *vb_linear_tile_kind(const vb_linear *l) {
   const tile_backend *b = l->tile;
   return b ? vb_tile_kind_name(b->kind) : NULL;

@@ -127,13 +127,18 @@ TGT_512 static inline __m512 widen_bf16(const uint16_t *p, __mmask16 m) {
 /* quantize_row_avx512 of a bf16 row (fc2's input: fc1's GELU output), read in
  * place: the same values as widening the row to f32 first. */
 TGT_512 static float quantize_row_bf16_avx512(const uint16_t *x, int K, int Kp, int biased,
-                                              uint8_t *q) {
-  __m512 mx = _mm512_setzero_ps();
-  for (int k = 0; k < K; k += 16) {
-    __mmask16 m = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
-    mx = _mm512_max_ps(mx, _mm512_abs_ps(widen_bf16(x + k, m)));
+                                              const float *given_amax, uint8_t *q) {
+  float amax;
+  if (given_amax) {
+    amax = *given_amax;
+  } else {
+    __m512 mx = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 16) {
+      __mmask16 m = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+      mx = _mm512_max_ps(mx, _mm512_abs_ps(widen_bf16(x + k, m)));
+    }
+    amax = _mm512_reduce_max_ps(mx);
   }
-  float amax = _mm512_reduce_max_ps(mx);
   float inv = amax > 0 ? 127.0f / amax : 0;
   __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
   __m128i flip = _mm_set1_epi8(biased ? (char)0x80 : 0);
@@ -355,7 +360,8 @@ static int prepare_activations(vb_tile_kind kind, const vb_tile_io *io, int M, i
 #if defined(__x86_64__)
         if (avx) {
           sx[m] = quantize_row_bf16_avx512(io->x_bf16 + (size_t)m * (io->ldx ? io->ldx : K), K, Kp,
-                                           biased, a + (size_t)m * lda);
+                                           biased, io->x_amax ? io->x_amax + m : NULL,
+                                           a + (size_t)m * lda);
           continue;
         }
 #endif
@@ -399,6 +405,18 @@ typedef struct {
 
 #define MAX_NC 1024 /* panel width cap: one row of a panel's results fits a stack buffer */
 
+/* y_amax[m] = max(y_amax[m], v) for v >= 0: as integers, non-negative floats
+ * order as their values; rows are shared by the threads' column panels. */
+static void row_amax_update(float *y_amax, int m, float v) {
+  uint32_t want, cur;
+  memcpy(&want, &v, 4);
+  uint32_t *slot = (uint32_t *)(y_amax + m);
+  cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  while (want > cur &&
+         !__atomic_compare_exchange_n(slot, &cur, want, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
 #if defined(__x86_64__)
 /* output_block's arithmetic sixteen columns at a time, in the same order (a
  * multiply, then an add: no fused multiply-add, so the values are the C
@@ -415,6 +433,8 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
   for (int r = 0; r < VB_TILE_MB && m0 + r < o->M; r++) {
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     __m512 s = _mm512_set1_ps(i8 ? o->sx[m0 + r] : 0.0f);
+    /* |bf16| orders as its bits without the sign: the row max from the stored values */
+    __m256i bmax = _mm256_setzero_si256();
     for (int pass = 0; pass < (gelu ? 2 : 1); pass++) {
       if (pass == 1) {
         double g0 = gelu_ms ? vb_now_ms() : 0;
@@ -449,14 +469,29 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
           __mmask16 sm = rem >= 16 ? 0xffff : (__mmask16)((1u << rem) - 1);
           v = _mm512_mask_mul_ps(v, sm, v, _mm512_set1_ps(io->col_scale));
         }
-        if (bf16_out)
-          _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, (__m256i)_mm512_cvtneps_pbh(v));
-        else if (io->residual)
+        if (bf16_out) {
+          __m256i hb = (__m256i)_mm512_cvtneps_pbh(v);
+          _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, hb);
+          if (io->y_amax)
+            bmax = _mm256_max_epu16(
+                bmax, _mm256_and_si256(_mm256_maskz_mov_epi16(m, hb), _mm256_set1_epi16(0x7fff)));
+        } else if (io->residual)
           _mm512_mask_storeu_ps(io->y + off + j, m,
                                 _mm512_add_ps(_mm512_maskz_loadu_ps(m, io->y + off + j), v));
         else
           _mm512_mask_storeu_ps(io->y + off + j, m, v);
       }
+    }
+    if (bf16_out && io->y_amax) {
+      _Alignas(32) uint16_t lanes[16];
+      _mm256_store_si256((__m256i *)lanes, bmax);
+      uint16_t hi = 0;
+      for (int l = 0; l < 16; l++)
+        hi = lanes[l] > hi ? lanes[l] : hi;
+      uint32_t bits = (uint32_t)hi << 16;
+      float f;
+      memcpy(&f, &bits, 4);
+      row_amax_update(io->y_amax, m0 + r, f);
     }
   }
 }
@@ -502,8 +537,12 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
       t[j] *= io->col_scale;
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     if (io->y_bf16) {
-      for (int j = 0; j < nn; j++)
+      float amax = 0;
+      for (int j = 0; j < nn; j++) {
         io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
+        amax = fmaxf(amax, fabsf(vb_bf16_to_float(io->y_bf16[off + j])));
+      }
+      if (io->y_amax) row_amax_update(io->y_amax, m0 + r, amax);
     } else if (io->residual) {
       for (int j = 0; j < nn; j++)
         io->y[off + j] += t[j];
@@ -531,7 +570,7 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   if ((kind == VB_TILE_BF16_AMX) == (w->is_i8 != 0))
     return vb_error("tile product: weight type mismatch");
   if (!io->x == !io->x_bf16 || !io->y == !io->y_bf16 || (io->x && io->ldx && io->ldx != w->K) ||
-      (io->ln_w && !io->x))
+      (io->ln_w && !io->x) || (io->y_amax && !io->y_bf16) || (io->x_amax && !io->x_bf16))
     return vb_error("tile product: bad input / output description");
   if (M <= 0) return 0;
   int elem = w->is_i8 ? 1 : 2, Kp = w->Kp, Np = w->Np;

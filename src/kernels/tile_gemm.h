@@ -85,6 +85,10 @@ typedef struct {
   float *y;         /* f32 output, rows ldy apart, or */
   uint16_t *y_bf16; /* bf16 output (rounded to nearest even) */
   int ldy;
+  float *y_amax;            /* bf16 output, when set: each row's max |y| over the stored values is
+                             * max'ed into y_amax[m] (the caller zeroes it first) */
+  const float *x_amax;      /* bf16 input, int8 kinds: each row's max |x| (y_amax of the product
+                             * that wrote it): quantizing skips its first pass, same values */
   const float *ln_w, *ln_b; /* f32 input x: when ln_w is set, each row is layer-normed
                              * (weight ln_w, bias ln_b, ln_eps) before rounding */
   float ln_eps;
@@ -106,6 +110,8 @@ double vb_tile_peak(vb_tile_kind k, double ms);
  * (NULL: not on tiles), and an override of the int8 kind for layers prepared
  * afterwards (VB_TILE_KINDS: the fastest; benchmarks compare kinds with it). */
 const char *vb_linear_tile_kind(const vb_linear *l);
+/* Whether a prepared layer's tiles are int8 (0 for bf16 or when not on tiles). */
+int vb_linear_tile_is_i8(const vb_linear *l);
 /* vb_tile_linear_io on a prepared layer's tiles; -1 (error set) when l is not on tiles. */
 int vb_linear_tile_io(const vb_linear *l, int M, const vb_tile_io *io);
 void vb_linear_tile_force_i8(vb_tile_kind k);

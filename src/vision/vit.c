@@ -123,10 +123,10 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
   int heads = c->num_attention_heads, hd = D / heads;
   int H = c->image_size, W = c->image_size, npatch = v->grid * v->grid;
   size_t M = (size_t)frames * S;
-  /* one workspace: cols | pe | x | qkv | att | mlp */
-  size_t sizes[6] = {
-      (size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F};
-  float *bufs[6];
+  /* one workspace: cols | pe | x | qkv | att | mlp | mlp_amax */
+  size_t sizes[7] = {
+      (size_t)npatch * 3 * P * P, (size_t)npatch * D, M * D, M * 3 * D, M * D, M * F, M};
+  float *bufs[7];
   pthread_mutex_lock(&v->ws_mu);
   int rc = -1, prof = vb_prof_on();
   double t_start = 0;
@@ -135,9 +135,9 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
     t_start = vb_now_ms();
   }
   prof_mark pm = prof_begin(prof);
-  if (vb_scratch_carve(&v->ws, &v->ws_cap, sizes, 6, bufs) != 0) goto done;
+  if (vb_scratch_carve(&v->ws, &v->ws_cap, sizes, 7, bufs) != 0) goto done;
   float *cols = bufs[0], *pe = bufs[1], *x = bufs[2], *qkv = bufs[3], *att = bufs[4],
-        *mlp = bufs[5];
+        *mlp = bufs[5], *mlp_amax = bufs[6];
   /* embeddings: [CLS; patches] + positions, frame by frame */
   for (int t = 0; t < frames; t++) {
     im2col(pixel_values, frames, t, H, W, P, v->grid, cols);
@@ -215,6 +215,12 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
                         .ldy = ld_mlp,
                         .act = VB_TILE_ACT_GELU_ERF};
       vb_tile_io fc2 = {.x_bf16 = mlp_b, .ldx = ld_mlp, .y = out, .ldy = D, .residual = 1};
+      if (vb_linear_tile_is_i8(&L->fc2)) {
+        /* fc1's output stage finds each row's max |GELU| for fc2's int8 rounding */
+        memset(mlp_amax, 0, M * sizeof(float));
+        fc1.y_amax = mlp_amax;
+        fc2.x_amax = mlp_amax;
+      }
       pm = prof_begin_product(prof, VB_PROF_PROJ);
       if (vb_linear_tile_io(&L->proj, (int)M, &proj) != 0) goto done;
       prof_end(pm, VB_PROF_PROJ);
