@@ -444,6 +444,50 @@ static void test_chat_prompt_ctrl_c(void) {
   free(ps.out);
 }
 
+/* Text beyond ASCII typed at the prompt reaches the conversation and the history file as the
+ * UTF-8 it was typed in, whatever the locale says (LC_ALL=C, or a UTF-8 one): the key reader
+ * decodes in LC_CTYPE's character set, and chat takes UTF-8 when the locale's is another. */
+static void test_chat_utf8_typed(const char *locale_env) {
+  char home[1024], name[64], cmd[2200];
+  snprintf(name, sizeof name, "utf8-%s", locale_env + 7);
+  snprintf(home, sizeof home, "%s/%s", tu_tmpdir(), name);
+  mkdir(home, 0700);
+  snprintf(cmd, sizeof cmd,
+           "HOME=%s %s exec %s chat --model %s --threads 2 --frames 2 --beams 1 "
+           "--max-new-tokens 4 %s",
+           home, locale_env, VBLIP_BINARY, MODEL, VIDEO);
+  pty_session ps;
+  if (!CHECK(session_start(&ps, cmd, 200) == 0, "chat on a pty (%s)", locale_env)) return;
+  const char *text = "Qu'est-ce que c'est, \xc3\xa9t\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac?";
+  int ok = CHECK(session_wait(&ps, "you> ", 60), "the first prompt (%s): %s", locale_env, ps.out);
+  if (ok) {
+    size_t from = ps.seen;
+    session_type(&ps, text);
+    session_type(&ps, "\r");
+    ok = CHECK(session_wait(&ps, "vblip> ", 60) && session_wait(&ps, "you> ", 120),
+               "%s: the message is answered: %s", locale_env, ps.out + from);
+  }
+  if (ok) {
+    char want[200];
+    snprintf(want, sizeof want, "you: %s", text);
+    size_t from = ps.seen;
+    session_type(&ps, "/history\r");
+    ok = CHECK(session_wait(&ps, want, 30) && session_wait(&ps, "you> ", 30),
+               "%s: the conversation has the text as typed: %s", locale_env, ps.out + from);
+  }
+  if (ok) session_type(&ps, "/quit\r");
+  int rc = session_finish(&ps, 30);
+  CHECK(ok && rc == 0, "%s: /quit ends chat with status 0 (got %d)", locale_env, rc);
+  char path[1100];
+  snprintf(path, sizeof path, "%s/.vblip_history", home);
+  char *hist = read_text(path);
+  /* libedit's file escapes spaces (\040) but keeps other text as it is */
+  CHECK(hist && strstr(hist, "\xc3\xa9t\xc3\xa9") && strstr(hist, "\xe6\x97\xa5\xe6\x9c\xac?"),
+        "%s: the history file has the text as typed: %s", locale_env, hist ? hist : "(none)");
+  free(hist);
+  free(ps.out);
+}
+
 /* The other signals libedit handled while a line is edited, now that chat handles them:
  * SIGCONT (after the shell had the terminal: fg) edits the line again, with the terminal
  * back in chat's mode and the line kept; Ctrl-D after a Ctrl-C exits 0 and saves the
@@ -561,6 +605,8 @@ int main(void) {
   test_chat_interrupt();
   test_chat_prompt_ctrl_c();
   test_chat_prompt_signals();
+  test_chat_utf8_typed("LC_ALL=C");
+  test_chat_utf8_typed("LC_ALL=C.UTF-8");
   test_quiet_and_pipes();
   test_convert_progress();
   return tu_finish();

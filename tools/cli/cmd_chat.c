@@ -3,7 +3,9 @@
 #include <editline/readline.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <langinfo.h>
 #include <limits.h>
+#include <locale.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -671,6 +673,10 @@ static int run(int argc, char **argv) {
   if (interactive) {
     const char *home = getenv("HOME");
     if (home && *home) snprintf(hist, sizeof hist, "%s/.vblip_history", home);
+    /* libedit decodes the keys and encodes the line in LC_CTYPE's character set, ASCII in
+     * the C locale (a typed "é" was dropped); vblip's text is UTF-8 */
+    const char *loc = setlocale(LC_CTYPE, "");
+    if (!loc || strcmp(nl_langinfo(CODESET), "UTF-8") != 0) setlocale(LC_CTYPE, "C.UTF-8");
     using_history(); /* after interrupt_setup: libedit takes rl_getc_function here */
     stifle_history(1000);
     if (*hist) read_history(hist);
