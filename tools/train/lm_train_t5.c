@@ -88,6 +88,17 @@ static void make_bias(const t5t *m, const float *table, int bidirectional, int n
     if (!((p) = tr_alloc(ar, (n)))) return -1;                                                     \
   } while (0)
 
+/* A sublayer's output gradient through its output dropout's mask, in a copy (the residual
+ * takes dout as it is); dout itself without dropout; NULL when memory runs out. */
+static const float *masked_grad(tr_arena *ar, const tr_drop *out, const float *dout, size_t n) {
+  if (!out->on) return dout;
+  float *t = tr_alloc(ar, n);
+  if (!t) return NULL;
+  memcpy(t, dout, n * sizeof(float));
+  tr_drop_apply(out, t, n, 0);
+  return t;
+}
+
 /* The dropout sites of one sublayer. */
 typedef struct {
   tr_drop probs, out, hidden;
@@ -167,14 +178,8 @@ static int attn_bwd(tr_arena *ar, const t5t *m, const t_attn *A, const float *ln
   ALLOC(dk, (size_t)nk * in);
   ALLOC(dv, (size_t)nk * in);
   ALLOC(dh, (size_t)n * d);
-  const float *dy = dout;
-  if (dr->out.on) { /* the residual takes dout as it is, the output through the mask */
-    float *t;
-    ALLOC(t, (size_t)n * d);
-    memcpy(t, dout, (size_t)n * d * sizeof(float));
-    tr_drop_apply(&dr->out, t, (size_t)n * d, 0);
-    dy = t;
-  }
+  const float *dy = masked_grad(ar, &dr->out, dout, (size_t)n * d);
+  if (!dy) return -1;
   if (tr_lin_bwd(&A->o, s->c, dy, n, dc, 0)) return -1;
   tr_attn_shape sh = shape(m, n, nk, bias, causal);
   sh.drop = dr->probs;
@@ -247,14 +252,8 @@ static int ff_bwd(tr_arena *ar, const t5t *m, const t_block *b, const t_sub *s, 
   ALLOC(dpr, nf);
   ALLOC(da0, nf);
   ALLOC(dh, (size_t)n * d);
-  const float *dy = dout;
-  if (dr->out.on) {
-    float *t;
-    ALLOC(t, (size_t)n * d);
-    memcpy(t, dout, (size_t)n * d * sizeof(float));
-    tr_drop_apply(&dr->out, t, (size_t)n * d, 0);
-    dy = t;
-  }
+  const float *dy = masked_grad(ar, &dr->out, dout, (size_t)n * d);
+  if (!dy) return -1;
   if (tr_lin_bwd(&b->wo, s->pr, dy, n, dpr, 0)) return -1;
   tr_drop_apply(&dr->hidden, dpr, nf, 0);
   if (m->c.gated) {
