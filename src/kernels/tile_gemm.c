@@ -537,12 +537,14 @@ static void output_block(const out_stage *o, int m0, int n0, int n1, const void 
       t[j] *= io->col_scale;
     size_t off = (size_t)(m0 + r) * io->ldy + n0;
     if (io->y_bf16) {
-      float amax = 0;
-      for (int j = 0; j < nn; j++) {
+      for (int j = 0; j < nn; j++)
         io->y_bf16[off + j] = vb_float_to_bf16(t[j]);
-        amax = fmaxf(amax, fabsf(vb_bf16_to_float(io->y_bf16[off + j])));
+      if (io->y_amax) { /* only when asked: the row's max |y| over the stored values */
+        float amax = 0;
+        for (int j = 0; j < nn; j++)
+          amax = fmaxf(amax, fabsf(vb_bf16_to_float(io->y_bf16[off + j])));
+        row_amax_update(io->y_amax, m0 + r, amax);
       }
-      if (io->y_amax) row_amax_update(io->y_amax, m0 + r, amax);
     } else if (io->residual) {
       for (int j = 0; j < nn; j++)
         io->y[off + j] += t[j];
