@@ -155,6 +155,16 @@ static void fixture_case(const char *kind) {
   vblip_trainer_free(t);
 }
 
+typedef struct {
+  vblip_trainer *t;
+  vblip_train_example *ex;
+} eval_loss_ctx;
+
+static int eval_loss(void *ctx, double *out) {
+  eval_loss_ctx *c = ctx;
+  return vblip_trainer_loss(c->t, c->ex, out);
+}
+
 /* Central differences on a random one-frame input, for one entry (the largest
  * gradient) of tensors of every kind, watched by the fixture or not (eval mode; with dropout
  * in test_train_dropout.c). */
@@ -198,18 +208,9 @@ static void finite_differences(const char *model) {
     size_t best = 0;
     for (size_t i = 1; i < p->n; i++)
       if (fabsf(p->grad[i]) > fabsf(p->grad[best])) best = i;
-    double g = p->grad[best];
-    float x0 = p->data[best];
-    float h = 1e-2f * fmaxf(fabsf(x0), 0.1f);
-    double lp, lm;
-    p->data[best] = x0 + h;
-    float hp = p->data[best] - x0;
-    CHECK_OK(vblip_trainer_loss(t, ex, &lp));
-    p->data[best] = x0 - h;
-    float hm = x0 - p->data[best];
-    CHECK_OK(vblip_trainer_loss(t, ex, &lm));
-    p->data[best] = x0;
-    double fd = (lp - lm) / ((double)hp + hm);
+    double g = p->grad[best], fd = 0;
+    eval_loss_ctx lc = {t, ex};
+    CHECK_OK(tu_central_difference(&p->data[best], 1e-2f, eval_loss, &lc, &fd));
     int ok = fabs(fd - g) <= 2e-2 * fabs(g) + 1e-3;
     CHECK(ok, "%s %s[%zu]: analytic %.6g, finite difference %.6g", model, names[k], best, g, fd);
     printf("fd %s %-60s analytic %12.6g  numeric %12.6g\n", strstr(model, "opt") ? "opt" : "t5 ",

@@ -764,6 +764,17 @@ static void decomposition(const char *model) {
   vblip_trainer_free(t);
 }
 
+typedef struct {
+  vblip_trainer *t;
+  vblip_train_example *ex;
+} train_loss_ctx;
+
+/* The train-mode loss (dropout on, the masks of the trainer's step and position). */
+static int train_loss(void *ctx, double *out) {
+  train_loss_ctx *c = ctx;
+  return vb_trainer_train_loss(c->t, c->ex, out);
+}
+
 /* ---- finite differences through the same masks ---- */
 
 static void finite_differences(const char *model) {
@@ -807,17 +818,9 @@ static void finite_differences(const char *model) {
       if (i != best[0] && fabsf(p->grad[i]) > fabsf(p->grad[best[1]])) best[1] = i;
     for (int b = 0; b < (p->n > 1 ? 2 : 1); b++) {
       size_t i = best[b];
-      double g = p->grad[i];
-      float x0 = p->data[i], h = 5e-3f * fmaxf(fabsf(x0), 0.1f);
-      double lp, lm;
-      p->data[i] = x0 + h;
-      float hp = p->data[i] - x0;
-      CHECK_OK(vb_trainer_train_loss(t, ex, &lp));
-      p->data[i] = x0 - h;
-      float hm = x0 - p->data[i];
-      CHECK_OK(vb_trainer_train_loss(t, ex, &lm));
-      p->data[i] = x0;
-      double fd = (lp - lm) / ((double)hp + hm);
+      double g = p->grad[i], fd = 0;
+      train_loss_ctx lc = {t, ex};
+      CHECK_OK(tu_central_difference(&p->data[i], 5e-3f, train_loss, &lc, &fd));
       int ok = fabs(fd - g) <= 2e-2 * fabs(g) + 1e-3;
       CHECK(ok, "%s %s[%zu]: analytic %.6g, finite difference %.6g (dropout on)", model, names[k],
             i, g, fd);

@@ -45,7 +45,8 @@ static char **g_paths;
 static size_t g_npaths;
 
 static void free_paths(void) {
-  for (size_t i = 0; i < g_npaths; i++) free(g_paths[i]);
+  for (size_t i = 0; i < g_npaths; i++)
+    free(g_paths[i]);
   free(g_paths);
 }
 
@@ -133,8 +134,10 @@ int tu_run(const char *cmd, char **output) {
   }
   buf[len] = 0;
   int st = pclose(p);
-  if (output) *output = buf;
-  else free(buf);
+  if (output)
+    *output = buf;
+  else
+    free(buf);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -173,7 +176,8 @@ float tu_frand(tu_rng *r) {
 
 float *tu_rand_buf(tu_rng *r, size_t n, float scale) {
   float *p = malloc(n * sizeof(float));
-  for (size_t i = 0; i < n; i++) p[i] = tu_frand(r) * scale;
+  for (size_t i = 0; i < n; i++)
+    p[i] = tu_frand(r) * scale;
   return p;
 }
 
@@ -202,6 +206,22 @@ double tu_max_abs_diff(const float *a, const float *b, size_t n) {
   for (size_t i = 0; i < n; i++)
     m = fmax(m, fabs((double)a[i] - b[i]));
   return m;
+}
+
+int tu_central_difference(float *x, float rel, int (*loss)(void *ctx, double *out), void *ctx,
+                          double *fd) {
+  float x0 = *x, h = rel * fmaxf(fabsf(x0), 0.1f);
+  double lp, lm;
+  *x = x0 + h;
+  float hp = *x - x0;
+  int rc = loss(ctx, &lp);
+  *x = x0 - h;
+  float hm = x0 - *x;
+  if (rc == 0) rc = loss(ctx, &lm);
+  *x = x0;
+  if (rc != 0) return -1;
+  *fd = (lp - lm) / ((double)hp + hm);
+  return 0;
 }
 
 int tu_greedy(vb_lm *lm, const vb_model_config *cfg, const float *proj, int Q, const int32_t *ids,

@@ -17,8 +17,9 @@
  * arguments: function arguments are evaluated in an unspecified order, and
  * messages often print what the condition just produced (a command's output). */
 extern _Thread_local bool tu_cond;
-#define CHECK(cond, ...) (tu_cond = (cond), tu_check(tu_cond, __FILE__, __LINE__, #cond, __VA_ARGS__))
-#define CHECK_OK(expr) \
+#define CHECK(cond, ...)                                                                           \
+  (tu_cond = (cond), tu_check(tu_cond, __FILE__, __LINE__, #cond, __VA_ARGS__))
+#define CHECK_OK(expr)                                                                             \
   (tu_cond = (expr) == 0, tu_check(tu_cond, __FILE__, __LINE__, #expr, "%s", vb_error_message()))
 
 bool tu_check(bool ok, const char *file, int line, const char *expr, const char *fmt, ...)
@@ -68,6 +69,10 @@ double tu_rel_l2(const float *got, const double *ref, size_t n);
 /* The same against a float reference, and the largest |a - b|. */
 double tu_rel_l2f(const float *got, const float *ref, size_t n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
+/* Central difference of loss() in *x with the step rel * max(|x|, 0.1): the loss at x + h and
+ * x - h, divided by the two steps as float rounded them; *x is put back. -1 when loss fails. */
+int tu_central_difference(float *x, float rel, int (*loss)(void *ctx, double *out), void *ctx,
+                          double *fd);
 /* ref[M,N] = x W^T + b (b may be NULL) in double and, when mag is not NULL, the
  * per-element scale sum |x w| (+ |b|) for error bounds. */
 void tu_linear_ref(const float *x, const float *w, const float *b, int M, int N, int K, double *ref,
