@@ -3,13 +3,13 @@
  * frame batch, softmax over 257-wide score rows): libm's scalar erff/expf took
  * about a fifth of the encoder's non-matmul time. exp: range reduction to
  * 2^n * e^r with |r| <= ln2/2 and a degree-6 polynomial (max error ~2 ulp);
- * GELU: piecewise polynomials of the normal CDF (gelu512 below). ops.c picks
+ * GELU: piecewise polynomials of the normal CDF (gelu512.h). ops.c picks
  * these at run time. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
-#include "kernels/gelu_table.h"
+#include "kernels/gelu512.h"
 #include "kernels/kernels.h"
 
 #define TGT_512 __attribute__((target("avx512f")))
@@ -32,42 +32,10 @@ INLINE TGT_512 __m512 exp512(__m512 x) {
   return _mm512_scalef_ps(p, n); /* p * 2^n, flushing to 0 below the range */
 }
 
-/* GELU(x) = x * Phi(x) with Phi from 32 degree-6 polynomial pieces
- * (gelu_table.h, fitted by scripts/fit-gelu-table.py): the segment index comes
- * from the low mantissa bits of x * 2.5 + (1.5 * 2^23 + 16) and picks each
- * coefficient with one two-table permute. No division, rounding, scaling or
- * conversion instruction: only FMAs, compares, min/max and permutes, which
- * the vector units run beside the AMX tile products (a division-based erf
- * there ran as if alone). Error against double erfc: below 1.4e-5 relative
- * for |x| < 6 and far better away from the negative tail; beyond 6.2 Phi
- * rounds to 1, below -6.6 GELU is taken as 0 (|GELU| < 3e-10 there). */
-INLINE TGT_512 __m512 gelu512(__m512 v) {
-  const float *cn = k_gelu_centre;
-  __m512 xc = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-6.6f)), _mm512_set1_ps(6.19f));
-  __m512i idx =
-      _mm512_castps_si512(_mm512_fmadd_ps(xc, _mm512_set1_ps(2.5f), _mm512_set1_ps(12582928.0f)));
-  __m512 u = _mm512_sub_ps(
-      xc, _mm512_permutex2var_ps(_mm512_load_ps(cn), idx, _mm512_load_ps(cn + 16)));
-#define GELU_COEF(d)                                                                               \
-  _mm512_permutex2var_ps(_mm512_load_ps(k_gelu_coef[d]), idx, _mm512_load_ps(k_gelu_coef[d] + 16))
-  __m512 p = GELU_COEF(6);
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(5));
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(4));
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(3));
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(2));
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(1));
-  p = _mm512_fmadd_ps(p, u, GELU_COEF(0));
-#undef GELU_COEF
-  /* below the table: Phi = 0 (-inf * 0 gives NaN, as x * Phi(x) does) */
-  p = _mm512_mask_mov_ps(p, _mm512_cmp_ps_mask(v, _mm512_set1_ps(-6.6f), _CMP_LT_OQ),
-                         _mm512_setzero_ps());
-  return _mm512_mul_ps(v, p);
-}
-
 TGT_512 void vb_gelu_erf_avx512(float *x, size_t n) {
 #pragma omp parallel for if (n > 65536) schedule(static)
   for (size_t i = 0; i < n / 16; i++)
-    _mm512_storeu_ps(x + 16 * i, gelu512(_mm512_loadu_ps(x + 16 * i)));
+    _mm512_storeu_ps(x + 16 * i, vb_gelu512(_mm512_loadu_ps(x + 16 * i)));
   for (size_t i = n / 16 * 16; i < n; i++)
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
@@ -77,7 +45,7 @@ TGT_512 void vb_gelu_erf_avx512(float *x, size_t n) {
  * OpenMP region per call showed up in the profile. */
 TGT_512 void vb_gelu_erf_serial_avx512(float *x, size_t n) {
   for (size_t i = 0; i < n / 16; i++)
-    _mm512_storeu_ps(x + 16 * i, gelu512(_mm512_loadu_ps(x + 16 * i)));
+    _mm512_storeu_ps(x + 16 * i, vb_gelu512(_mm512_loadu_ps(x + 16 * i)));
   for (size_t i = n / 16 * 16; i < n; i++)
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }

@@ -18,7 +18,7 @@ typedef enum {
   VB_PROF_FC2,
   VB_PROF_ACT_PREP,    /* activations rounded to bf16 / quantized to int8 (and copies) */
   VB_PROF_OUTPUT,      /* output stage: scales, bias, residual add, bf16 / f32 store */
-  VB_PROF_GELU,        /* fc1's GELU (in the output stage) */
+  VB_PROF_GELU,        /* fc1's GELU (portable output stage; AVX-512: inside OUTPUT) */
   VB_PROF_IDLE,        /* threads waiting at the end of a product's parallel region */
   VB_PROF_ATT_PACK,    /* attention: Q, K, V rounded / packed for the tiles, output copied */
   VB_PROF_ATT_PRODUCT, /* attention: Q K^T and P V */
