@@ -16,6 +16,7 @@
  * The matmul primitives depend only on the shape, so one small cache serves
  * every layer. */
 #include <dnnl.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #include "kernels/kernels.h"
 #include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
+#include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
@@ -34,6 +36,7 @@
 #define PRIM_CACHE 16
 
 typedef struct {
+  int amx;       /* tiles from packed straight into AMX bf16 tiles (run_amx) */
   int onednn_ok; /* oneDNN runs bf16 matmuls here */
   void *packed;  /* the q8x16 copy where AVX512-VNNI runs, else NULL */
   int blocked;   /* tiles from packed go to oneDNN in its blocked layout */
@@ -247,6 +250,92 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
   return failed ? vb_error("out of memory for the scratch tiles of a %dx%d Q8_0 product", N, K) : 0;
 }
 
+/* ---- the AMX path: dequantized straight into B tiles, vblip's own core ----
+ *
+ * Measured first (2560 x 10240 and 10240 x 2560, 16-512 rows, 2 threads):
+ * the oneDNN tiles above spent 90-170 us per 1 MB tile dequantizing and
+ * 20-1300 us in the matmul call, so at prompt sizes (16-52 rows) the
+ * dequantization was over half of the time. Here:
+ *  - a unit of `ug` groups of 16 output channels (16 * ug columns of y) goes
+ *    to one thread (dynamic schedule);
+ *  - per chunk of KC values of k the thread dequantizes its unit's weights
+ *    straight into the AMX B-tile layout (vb_q8x16_to_tiles and the Q4
+ *    variants: one VCVTNE2PS2BF16 per two k-pair rows, no row layout, no
+ *    reorder), a chunk small enough to stay in the core's L2;
+ *  - the chunk is multiplied at once by every 32-row block of the activations
+ *    (bf16, rounded once per call, zero rows up to a multiple of 32) with the
+ *    bf16 AMX core of tile_gemm.h, accumulating 32 x 32 f32 blocks of the
+ *    unit's output in a per-thread buffer;
+ *  - after the last chunk the buffer plus bias goes to y.
+ * Wider units for more rows (the activations are re-read once per unit). */
+
+#ifndef VB_Q_AMX_KC
+#define VB_Q_AMX_KC 1024
+#endif
+
+static __thread void *tls_b, *tls_c;
+static __thread size_t tls_b_cap, tls_c_cap;
+
+typedef void (*to_tiles_fn)(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
+
+static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
+  int N = l->out, K = l->in, Mp = (M + 31) & ~31, ng = (N + 15) / 16;
+  to_tiles_fn fn = l->dtype == VB_DT_Q4_K   ? vb_q4kx16_to_tiles
+                   : l->dtype == VB_DT_Q4_0 ? vb_q4x16_to_tiles
+                                            : vb_q8x16_to_tiles;
+  int ug = Mp <= 64 ? 4 : Mp <= 128 ? 8 : 16, nthr = omp_get_max_threads();
+  while (ug > 2 && (ng + ug - 1) / ug < 4 * nthr) /* enough units to share out */
+    ug /= 2;
+  int nu = (ng + ug - 1) / ug, KC = K <= VB_Q_AMX_KC + VB_Q_AMX_KC / 2 ? K : VB_Q_AMX_KC;
+  size_t lda = vb_tile_row_stride((size_t)K * sizeof(uint16_t)), ldx = lda / sizeof(uint16_t);
+  uint16_t *xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)Mp * lda);
+  if (!xs) return vb_error("out of memory for the activations of a %dx%d product", N, K);
+  vb_f32_to_bf16_rows(x, M, K, xs, (int)ldx);
+  if (Mp > M) memset(xs + (size_t)M * ldx, 0, (size_t)(Mp - M) * lda);
+  vb_tile_core_fn core = vb_tile_core(VB_TILE_BF16_AMX);
+  const void *P = be->packed;
+  int ldc = ug * 16, failed = 0;
+#pragma omp parallel reduction(| : failed)
+  {
+    uint16_t *B = vb_scratch_grow(&tls_b, &tls_b_cap, (size_t)ldc * KC * sizeof(uint16_t));
+    float *C = vb_scratch_grow(&tls_c, &tls_c_cap, (size_t)Mp * ldc * sizeof(float));
+    int ok = B && C;
+    if (!ok) failed = 1;
+    if (ok) vb_tile_thread_begin(VB_TILE_BF16_AMX);
+#pragma omp for schedule(dynamic, 1)
+    for (int u = 0; u < nu; u++) {
+      if (!ok) continue;
+      int g0 = u * ug, g1 = g0 + ug < ng ? g0 + ug : ng, pairs = (g1 - g0 + 1) / 2;
+      for (int k0 = 0; k0 < K; k0 += KC) {
+        int k1 = K - k0 < KC ? K : k0 + KC;
+        size_t gl = (size_t)(k1 - k0) * 16;
+        fn(P, K, g0, g1, k0, k1, B);
+        if ((g1 - g0) & 1) /* the odd group's partner: zero columns */
+          memset(B + (size_t)(g1 - g0) * gl, 0, gl * sizeof(uint16_t));
+        for (int mb = 0; mb < Mp; mb += 32)
+          for (int c = 0; c < pairs; c++)
+            core((const uint8_t *)(xs + (size_t)mb * ldx + k0), lda,
+                 (const uint8_t *)(B + (size_t)(2 * c) * gl),
+                 (const uint8_t *)(B + (size_t)(2 * c + 1) * gl), (k1 - k0) / 32,
+                 C + (size_t)mb * ldc + 32 * c, ldc, k0 > 0);
+      }
+      int n0 = g0 * 16, nn = N - n0 < ldc ? N - n0 : ldc;
+      const float *bias = l->bias ? l->bias + n0 : NULL;
+      for (int m = 0; m < M; m++) {
+        const float *c = C + (size_t)m * ldc;
+        float *o = y + (size_t)m * N + n0;
+        if (bias)
+          for (int j = 0; j < nn; j++)
+            o[j] = c[j] + bias[j];
+        else
+          memcpy(o, c, (size_t)nn * sizeof(float));
+      }
+    }
+    if (ok) vb_tile_thread_end(VB_TILE_BF16_AMX);
+  }
+  return failed ? vb_error("out of memory for the scratch tiles of a %dx%d product", N, K) : 0;
+}
+
 int vb_linear_prepare_q8(vb_linear *l) {
   if (l->backend) return 0;
   if (l->in % VB_Q8_BLOCK != 0)
@@ -258,8 +347,8 @@ int vb_linear_prepare_q8(vb_linear *l) {
   if (!b) return -1;
   /* probe once whether oneDNN runs bf16 matmuls on this CPU */
   int slot;
-  dnnl_primitive_t p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, tile_rows(l->out, l->in, 16), l->in, l->out,
-                                    l->bias != NULL, 0, &slot);
+  dnnl_primitive_t p = acquire_prim(VB_Q8_GEMV_MAX_M + 1, tile_rows(l->out, l->in, 16), l->in,
+                                    l->out, l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
   if (l->dtype == VB_DT_Q4_0 && vb_q4x16_supported() && !getenv("VBLIP_Q4_ROWS")) {
@@ -294,6 +383,11 @@ int vb_linear_prepare_q8(vb_linear *l) {
       if (p) release_prim(p, slot);
     }
   }
+  /* AMX bf16 on the packed copies (not while VBLIP_Q8_AMX=0: the oneDNN
+   * tiles, for comparison) */
+  const char *e = getenv("VBLIP_Q8_AMX");
+  b->amx = b->packed && vb_tile_kind_usable(VB_TILE_BF16_AMX) && vb_q_tiles_supported() &&
+           !(e && strcmp(e, "0") == 0);
   l->backend = b;
   return 0;
 }
@@ -308,6 +402,11 @@ void vb_linear_release_q8(vb_linear *l) {
 int vb_linear_reads_stored_q8(const vb_linear *l) {
   const q8_backend *b = l->backend;
   return !b || !b->packed;
+}
+
+const char *vb_linear_q8_prefill_path(const vb_linear *l) {
+  const q8_backend *b = l->backend;
+  return !b ? NULL : b->amx ? "amx-bf16" : b->onednn_ok ? "onednn-bf16" : "f32";
 }
 
 static int q4k_amx_wanted(void) {
@@ -325,6 +424,7 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
      * (bench/prefill_q4.c, docs/performance.md) */
     if (l->dtype == VB_DT_Q4_K && !b->packed && q4k_amx_wanted())
       return vb_gemm_q4k_amx(l->w, l->out, l->in, x, M, l->bias, y);
+    if (b->amx) return run_amx(l, b, x, M, y);
     return run_tiles(l, b, x, M, y);
   }
   if (l->dtype == VB_DT_Q4_0 && b->packed)

@@ -66,6 +66,8 @@ void vb_q4x16_pack(const void *W, int N, int K, void *P);
 int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
 void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+/* Groups of 16 rows as AMX bf16 B tiles, as vb_q8x16_to_tiles (q8_kernels.h). */
+void vb_q4x16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
 
 /* ---- GGUF Q4_K (gemv_q4k.c): 256-value super-blocks of 144 bytes, the
  * layout and value formula in runtime/dtype.h (vb_q4k_scales). K must be a
@@ -105,6 +107,9 @@ void vb_q4kx16_pack(const void *W, int N, int K, void *P);
 int vb_gemv_q4kx16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q4kx16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
 void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+/* Groups of 16 rows as AMX bf16 B tiles, as vb_q8x16_to_tiles (q8_kernels.h);
+ * k0, k1 multiples of 32 (sub-blocks). */
+void vb_q4kx16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
 
 /* Q4_K with many activation rows on AMX-INT8 (q4k_amx.c): the same int8
  * activations and integer block sums as vb_gemv_q4k, one TDPBSSD per block

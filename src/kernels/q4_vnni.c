@@ -24,6 +24,7 @@
 
 #include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
+#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
@@ -210,4 +211,29 @@ int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const floa
   /* the GEMV helper's row blocks are multiples of 16 rows: whole panels */
   VB_GEMV_FOR_ROW_BLOCKS(N, q4x16_rows(P, n0, n1, N, K, &a, M, bias, y));
   return 0;
+}
+
+/* ---- straight into AMX bf16 tiles (q_tiles.h; the tiled path on AMX) ---- */
+
+/* A panel is one group; each vector's low nibbles are the quad k = 8v..8v+3,
+ * its high nibbles k = 8v+4..8v+7, taken as signed q - 8 bytes. */
+VB_TGT_QTILES void vb_q4x16_to_tiles(const void *W, int K, int g0, int g1, int k0, int k1,
+                                     uint16_t *dst) {
+  const __m512i idx = vb_qt_interleave_idx(), m4 = _mm512_set1_epi8(15), e8 = _mm512_set1_epi8(8);
+  size_t gl = (size_t)(k1 - k0) * 16;
+  for (int g = g0; g < g1; g++) {
+    const uint8_t *P = (const uint8_t *)W + (size_t)g * panel_bytes(K);
+    for (int b = k0 / VB_Q4_BLOCK; b < k1 / VB_Q4_BLOCK; b++) {
+      const uint8_t *blk = P + (size_t)b * PBLOCK;
+      __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+      uint16_t *D = dst + (size_t)(g - g0) * gl + (size_t)(b * VB_Q4_BLOCK - k0) / 2 * 32;
+      for (int v = 0; v < 4; v++) {
+        __m512i x = _mm512_loadu_si512((const void *)(blk + SCALES + 64 * v));
+        __m512i lo = _mm512_sub_epi8(_mm512_and_si512(x, m4), e8);
+        __m512i hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), e8);
+        vb_qt_quad_s8(lo, sc, idx, D + (size_t)(4 * v) * 32);
+        vb_qt_quad_s8(hi, sc, idx, D + (size_t)(4 * v + 2) * 32);
+      }
+    }
+  }
 }

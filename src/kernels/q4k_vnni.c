@@ -21,6 +21,7 @@
 
 #include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
+#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
@@ -236,4 +237,35 @@ int vb_gemv_q4kx16(const void *P, int N, int K, const float *x, int M, const flo
   /* the GEMV helper's row blocks are multiples of 16 rows: whole panels */
   VB_GEMV_FOR_ROW_BLOCKS(N, q4kx16_rows(P, n0, n1, N, K, &a, M, bias, y));
   return 0;
+}
+
+/* ---- straight into AMX bf16 tiles (q_tiles.h; the tiled path on AMX) ---- */
+
+/* A panel is one group; per 32-value sub-block the lanes' sc = d sc6 and
+ * mn = dmin m6 (exact products, as the row unpackers compute them), then the
+ * vectors' nibbles as in q4_vnni.c, value sc q - mn. */
+VB_TGT_QTILES void vb_q4kx16_to_tiles(const void *W, int K, int g0, int g1, int k0, int k1,
+                                      uint16_t *dst) {
+  const __m512i idx = vb_qt_interleave_idx(), m4 = _mm512_set1_epi8(15);
+  size_t gl = (size_t)(k1 - k0) * 16;
+  for (int g = g0; g < g1; g++) {
+    const uint8_t *P = (const uint8_t *)W + (size_t)g * panel_bytes(K);
+    for (int kb = k0 / 32; kb < k1 / 32; kb++) {
+      const uint8_t *blk = P + (size_t)(kb / 8) * PSB;
+      int s = kb % 8;
+      __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+      __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(blk + 32)));
+      __m512 sc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                       _mm_loadu_si128((const __m128i *)(blk + 64 + 16 * s)))));
+      __m512 mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                          _mm_loadu_si128((const __m128i *)(blk + 192 + 16 * s)))));
+      uint16_t *D = dst + (size_t)(g - g0) * gl + (size_t)(kb * 32 - k0) / 2 * 32;
+      for (int v = 0; v < 4; v++) {
+        __m512i x = _mm512_loadu_si512((const void *)(blk + HEAD + 256 * s + 64 * v));
+        vb_qt_quad_u8(_mm512_and_si512(x, m4), sc, mn, idx, D + (size_t)(4 * v) * 32);
+        vb_qt_quad_u8(_mm512_and_si512(_mm512_srli_epi16(x, 4), m4), sc, mn, idx,
+                      D + (size_t)(4 * v + 2) * 32);
+      }
+    }
+  }
 }

@@ -8,11 +8,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
+
 #define VB_Q8_BLOCK 32
 #define VB_Q8_BLOCK_BYTES 34
 
 /* Bytes of one Q8_0 row of K values (K a multiple of 32). */
-static inline size_t vb_q8_row_bytes(int K) { return (size_t)(K / VB_Q8_BLOCK) * VB_Q8_BLOCK_BYTES; }
+static inline size_t vb_q8_row_bytes(int K) {
+  return (size_t)(K / VB_Q8_BLOCK) * VB_Q8_BLOCK_BYTES;
+}
 
 /* n values (a multiple of 32) to Q8_0 blocks as GGUF/convert write them:
  * d = max|x| / 127 rounded to f16, q = round(x / d). Threaded for large n. */
@@ -49,6 +53,22 @@ void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
 /* Panels [p0, p1) (64 rows each, padding rows included) as bf16 in the blocked
  * layout of vb_gemv_bf16b (bf16_kernels.h), dst 64-byte aligned. */
 void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *dst);
+/* Weight rows 16 g0 .. 16 g1 ("groups" of 16; g1 at most ceil(N / 16)) at
+ * k0 <= k < k1 (multiples of 32) as AMX bf16 B tiles (q_tiles.h): group g's
+ * k-pair rows at dst + (g - g0) (k1 - k0) 16, the pair (k, k + 1) at
+ * + (k - k0) 16, each row 16 x 2 bf16; dst 64-byte aligned. The values equal
+ * vb_q8x16_rows_to_bf16's. Only where vb_q_tiles_supported. The same for the
+ * Q4_0 and Q4_K copies: vb_q4x16_to_tiles, vb_q4kx16_to_tiles (q4_kernels.h). */
+void vb_q8x16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
+/* Whether the *_to_tiles unpackers run here (AVX512-BF16 with the VNNI
+ * layouts' own requirements). */
+int vb_q_tiles_supported(void);
+
+/* The many-row path a prepared Q8_0 / Q4_0 / Q4_K layer takes (gemm_q8.c):
+ * "amx-bf16" (the packed copy dequantized straight into AMX tiles),
+ * "onednn-bf16" (bf16 tiles through oneDNN; f32 sgemm for a shape it
+ * refuses) or "f32" (f32 tiles through sgemm); NULL before prepare. */
+const char *vb_linear_q8_prefill_path(const vb_linear *l);
 
 /* Products with M up to this go to vb_gemv_q8, larger ones to the tiled
  * dequantize-then-matmul path (gemm_q8.c). */

@@ -30,7 +30,9 @@
 #include <string.h>
 
 #include "kernels/gemm_internal.h"
+#include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
+#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
@@ -151,7 +153,8 @@ INLINE TGT_VNNI void row_block_sums(const uint8_t *B, const q8x16_act *a, int b,
     if (PREFETCH)
       for (int c = 0; c < 4; c++)
         _mm_prefetch((const char *)Bq + PREFETCH + c * 64, _MM_HINT_T0);
-    __m512i h = _mm512_set1_epi32(a->hi[b * QUADS + q]), l = _mm512_set1_epi32(a->lo[b * QUADS + q]);
+    __m512i h = _mm512_set1_epi32(a->hi[b * QUADS + q]),
+            l = _mm512_set1_epi32(a->lo[b * QUADS + q]);
     for (int s = 0; s < 4; s++) {
       __m512i w = _mm512_load_si512((const void *)(Bq + s * 64));
       ah[s] = _mm512_dpbusd_epi32(ah[s], w, h);
@@ -161,8 +164,8 @@ INLINE TGT_VNNI void row_block_sums(const uint8_t *B, const q8x16_act *a, int b,
 }
 
 /* f[s] += the block's scaled sums (its scales were read with it, now in cache). */
-INLINE TGT_VNNI void row_block_scale(const uint8_t *B, const q8x16_act *a, int b, const __m512i ah[4],
-                                     const __m512i al[4], __m512 f[4]) {
+INLINE TGT_VNNI void row_block_scale(const uint8_t *B, const q8x16_act *a, int b,
+                                     const __m512i ah[4], const __m512i al[4], __m512 f[4]) {
   __m512i c = _mm512_set1_epi32(a->corr[b]);
   __m512 d = _mm512_set1_ps(a->step[b]);
   for (int s = 0; s < 4; s++) {
@@ -232,8 +235,8 @@ INLINE TGT_VNNI void vnni_panel_rows(const uint8_t *P, int nb, const q8x16_act *
       for (int m = 0; m < MC; m++) {
         __m512i t = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(ah[m], 8), al[m]),
                                      _mm512_set1_epi32(a[m].corr[b]));
-        f[m][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(ws, _mm512_set1_ps(a[m].step[b])),
-                                  f[m][s]);
+        f[m][s] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t),
+                                  _mm512_mul_ps(ws, _mm512_set1_ps(a[m].step[b])), f[m][s]);
       }
     }
   }
@@ -405,13 +408,16 @@ TGT_VNNI static void unpack_blocked(const void *W, int K, int p0, int p1, uint16
       for (int s = 0; s < 4; s++) {
         __m512 sc = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(B + s * 32)));
         for (int q = 0; q < QUADS; q++) {
-          __m512i v = _mm512_xor_si512(_mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64)), flip);
+          __m512i v = _mm512_xor_si512(
+              _mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64)), flip);
           __m512i k[4]; /* byte j of every lane, sign-extended: row r's weight at k = 4q + j */
           for (int j = 0; j < 4; j++)
             k[j] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24);
           for (int h = 0; h < 2; h++) {
-            __m512i lo = _mm512_cvtepu16_epi32(vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h]), sc)));
-            __m512i hi = _mm512_cvtepu16_epi32(vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h + 1]), sc)));
+            __m512i lo = _mm512_cvtepu16_epi32(
+                vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h]), sc)));
+            __m512i hi = _mm512_cvtepu16_epi32(
+                vb_bf16x16_rne(_mm512_mul_ps(_mm512_cvtepi32_ps(k[2 * h + 1]), sc)));
             _mm512_store_si512((void *)(Db + (size_t)(2 * q + h) * PANEL * 2 + s * 32),
                                _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
           }
@@ -423,4 +429,35 @@ TGT_VNNI static void unpack_blocked(const void *W, int K, int p0, int p1, uint16
 
 void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *dst) {
   unpack_blocked(P, K, p0, p1, dst);
+}
+
+/* ---- straight into AMX bf16 tiles (q_tiles.h; the tiled path on AMX) ---- */
+
+/* A block's 4 slices (groups) x 8 quads are read in storage order, each
+ * quad vector written as two k-pair rows of its group's tiles. */
+VB_TGT_QTILES void vb_q8x16_to_tiles(const void *W, int K, int g0, int g1, int k0, int k1,
+                                     uint16_t *dst) {
+  const __m512i flip = _mm512_set1_epi8((char)0x80), idx = vb_qt_interleave_idx();
+  size_t gl = (size_t)(k1 - k0) * 16; /* elements per group */
+  for (int p = g0 / 4; p * 4 < g1; p++) {
+    const uint8_t *P = (const uint8_t *)W + (size_t)p * panel_bytes(K);
+    int s0 = p * 4 < g0 ? g0 - p * 4 : 0, s1 = p * 4 + 4 > g1 ? g1 - p * 4 : 4;
+    for (int b = k0 / VB_Q8_BLOCK; b < k1 / VB_Q8_BLOCK; b++) {
+      const uint8_t *B = P + (size_t)b * BLOCK_BYTES;
+      size_t kp = (size_t)(b * VB_Q8_BLOCK - k0) / 2; /* first k-pair row of the block */
+      for (int s = s0; s < s1; s++) {
+        __m512 sc = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(B + s * 32)));
+        uint16_t *D = dst + (size_t)(p * 4 + s - g0) * gl + kp * 32;
+        for (int q = 0; q < QUADS; q++) {
+          __m512i v = _mm512_xor_si512(
+              _mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64)), flip);
+          vb_qt_quad_s8(v, sc, idx, D + (size_t)q * 64);
+        }
+      }
+    }
+  }
+}
+
+int vb_q_tiles_supported(void) {
+  return vb_q8x16_supported() && vb_gemv_q4_has_vnni() && vb_cpu()->avx512_bf16;
 }
