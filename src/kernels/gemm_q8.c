@@ -16,6 +16,7 @@
  * The matmul primitives depend only on the shape, so one small cache serves
  * every layer. */
 #include <dnnl.h>
+#include <immintrin.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -263,9 +264,10 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
  *    variants: one VCVTNE2PS2BF16 per two k-pair rows, no row layout, no
  *    reorder), a chunk small enough to stay in the core's L2;
  *  - the chunk is multiplied at once by every 32-row block of the activations
- *    (bf16, rounded once per call, zero rows up to a multiple of 32) with the
- *    bf16 AMX core of tile_gemm.h, accumulating 32 x 32 f32 blocks of the
- *    unit's output in a per-thread buffer;
+ *    (bf16, rounded once per call, zero rows up to a multiple of 16) with the
+ *    bf16 AMX core of tile_gemm.h (a last block of 16 rows with core16),
+ *    accumulating 32 x 32 f32 blocks of the unit's output in a per-thread
+ *    buffer;
  *  - after the last chunk the buffer plus bias goes to y.
  * Wider units for more rows (the activations are re-read once per unit). */
 
@@ -278,8 +280,37 @@ static __thread size_t tls_b_cap, tls_c_cap;
 
 typedef void (*to_tiles_fn)(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
 
+/* A 16-row block (the last of an M that is 16 past a multiple of 32: the 33
+ * rows of a caption's prefill take 48 rows of products instead of 64): the
+ * core of tile_gemm.h with one A tile, i.e. accumulators in tiles 0-1, A in
+ * tile 4, B in tiles 6-7, all of them 16 rows x 64 bytes as
+ * vb_tile_thread_begin(VB_TILE_BF16_AMX) configures them. */
+__attribute__((target("amx-tile,amx-bf16"))) static void core16(const uint8_t *a, size_t lda,
+                                                                const uint8_t *b0,
+                                                                const uint8_t *b1, int ksteps,
+                                                                void *cv, int ldc, int accumulate) {
+  float *c = cv;
+  size_t ldcb = (size_t)ldc * sizeof(float);
+  if (accumulate) {
+    _tile_loadd(0, c, ldcb);
+    _tile_loadd(1, c + 16, ldcb);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+  }
+  for (int s = 0; s < ksteps; s++) {
+    _tile_loadd(4, a + (size_t)s * 64, lda);
+    _tile_loadd(6, b0 + (size_t)s * 1024, 64);
+    _tile_loadd(7, b1 + (size_t)s * 1024, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+  }
+  _tile_stored(0, c, ldcb);
+  _tile_stored(1, c + 16, ldcb);
+}
+
 static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
-  int N = l->out, K = l->in, Mp = (M + 31) & ~31, ng = (N + 15) / 16;
+  int N = l->out, K = l->in, Mp = (M + 15) & ~15, ng = (N + 15) / 16;
   to_tiles_fn fn = l->dtype == VB_DT_Q4_K   ? vb_q4kx16_to_tiles
                    : l->dtype == VB_DT_Q4_0 ? vb_q4x16_to_tiles
                                             : vb_q8x16_to_tiles;
@@ -314,10 +345,11 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
           memset(B + (size_t)(g1 - g0) * gl, 0, gl * sizeof(uint16_t));
         for (int mb = 0; mb < Mp; mb += 32)
           for (int c = 0; c < pairs; c++)
-            core((const uint8_t *)(xs + (size_t)mb * ldx + k0), lda,
-                 (const uint8_t *)(B + (size_t)(2 * c) * gl),
-                 (const uint8_t *)(B + (size_t)(2 * c + 1) * gl), (k1 - k0) / 32,
-                 C + (size_t)mb * ldc + 32 * c, ldc, k0 > 0);
+            (Mp - mb >= 32 ? core : core16)((const uint8_t *)(xs + (size_t)mb * ldx + k0), lda,
+                                            (const uint8_t *)(B + (size_t)(2 * c) * gl),
+                                            (const uint8_t *)(B + (size_t)(2 * c + 1) * gl),
+                                            (k1 - k0) / 32, C + (size_t)mb * ldc + 32 * c, ldc,
+                                            k0 > 0);
       }
       int n0 = g0 * 16, nn = N - n0 < ldc ? N - n0 : ldc;
       const float *bias = l->bias ? l->bias + n0 : NULL;
