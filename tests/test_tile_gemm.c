@@ -30,7 +30,9 @@
  *    then rounded) exactly the result from the f32 ones, and with a bf16
  *    output exactly that result rounded; its packing of keys and values
  *    element by element in the tile layout (vb_tile_weight_get), on odd
- *    sizes.
+ *    sizes;
+ *  - a linear layer on tiles refuses a weight holding inf or NaN (anywhere in
+ *    a row, the vectorized check's last element included), naming the row.
  * Runs itself again with AMX and with AVX-512 forced off. */
 #include <math.h>
 #include <stdio.h>
@@ -418,6 +420,41 @@ static void test_attention(int batch, int nq, int nk, int heads, int hd) {
   if (!same) free(kv);
 }
 
+/* vb_linear_prepare on tiles (int8 everywhere; bf16 on AMX) refuses a
+ * non-finite weight value and names its row. */
+static void test_nonfinite_weight(int is_i8) {
+  int N = 40, K = 100;
+  const float bad_values[] = {INFINITY, -INFINITY, NAN};
+  const int where[][2] = {{0, 0}, {17, 50}, {39, 99}, {31, 64}};
+  for (size_t b = 0; b < 3; b++)
+    for (size_t p = 0; p < 4; p++) {
+      float *w = tu_rand_buf(&rng, (size_t)N * K, 1.0f);
+      w[(size_t)where[p][0] * K + where[p][1]] = bad_values[b];
+      vb_linear l = {.out = N,
+                     .in = K,
+                     .dtype = VB_DT_F32,
+                     .w = w,
+                     .pack = 1,
+                     .compute = is_i8 ? VB_COMPUTE_INT8 : VB_COMPUTE_BF16};
+      char want[64];
+      snprintf(want, sizeof want, "weight row %d holds a non-finite value", where[p][0]);
+      int rc = vb_linear_prepare(&l);
+      CHECK(rc != 0 && strstr(vb_error_message(), want),
+            "%s weight with %g at (%d, %d): rc %d, \"%s\"", is_i8 ? "int8" : "bf16",
+            (double)bad_values[b], where[p][0], where[p][1], rc, rc ? vb_error_message() : "");
+      if (rc == 0) vb_linear_release(&l);
+      w[(size_t)where[p][0] * K + where[p][1]] = 0.5f; /* finite again: accepted */
+      vb_linear ok = {.out = N,
+                      .in = K,
+                      .dtype = VB_DT_F32,
+                      .w = w,
+                      .pack = 1,
+                      .compute = is_i8 ? VB_COMPUTE_INT8 : VB_COMPUTE_BF16};
+      if (CHECK_OK(vb_linear_prepare(&ok))) vb_linear_release(&ok);
+      free(w);
+    }
+}
+
 int main(void) {
   tu_rerun_with_cpu_paths_off();
   printf("cpu: %s; int8 kinds:", vb_cpu_describe());
@@ -462,5 +499,7 @@ int main(void) {
   test_attention(1, 130, 40, 3, 33);
   test_attention(1, 33, 300, 2, 72);
   test_attention(1, 64, 64, 1, 96);
+  test_nonfinite_weight(1);
+  if (vb_tile_kind_usable(VB_TILE_BF16_AMX)) test_nonfinite_weight(0);
   return tu_finish();
 }

@@ -24,6 +24,9 @@
 #include "kernels/kernels.h"
 #include "kernels/profile.h"
 #include "kernels/tile_gemm.h"
+#if defined(__x86_64__)
+#include "kernels/transpose512.h"
+#endif
 #include "runtime/common.h"
 
 #define MAX_TOKENS 1024 /* per sequence: bounds each thread's scratch */
@@ -59,34 +62,6 @@ TGT static void row_bf16(const float *src, int K, int Kp, float scale, uint16_t 
   }
 }
 
-/* r[j] lane i = r[i] lane j (32-bit lanes). */
-TGT static inline void transpose16(__m512i r[16]) {
-  __m512i t[16];
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  /* r[4q + e], 128-bit lane L: element 4L + e of rows 4q..4q+3 */
-  for (int q = 0; q < 16; q += 4) {
-    r[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
-    r[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
-    r[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
-    r[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
-  }
-  for (int e = 0; e < 4; e++) {
-    __m512i a = _mm512_shuffle_i32x4(r[e], r[4 + e], 0x88),
-            b = _mm512_shuffle_i32x4(r[e], r[4 + e], 0xdd),
-            c = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0x88),
-            d = _mm512_shuffle_i32x4(r[8 + e], r[12 + e], 0xdd);
-    t[e] = _mm512_shuffle_i32x4(a, c, 0x88);
-    t[8 + e] = _mm512_shuffle_i32x4(a, c, 0xdd);
-    t[4 + e] = _mm512_shuffle_i32x4(b, d, 0x88);
-    t[12 + e] = _mm512_shuffle_i32x4(b, d, 0xdd);
-  }
-  for (int i = 0; i < 16; i++)
-    r[i] = t[i];
-}
-
 /* Each group of 16 keys, 32 head dims (16 k-pairs) at a time: the keys' pairs
  * are 16 rows of 16 32-bit slots, whose transpose is 16 tile rows. */
 TGT void vb_att_pack_keys(const uint16_t *k, size_t ld, int nk, int head_dim, int Np, int Dp,
@@ -104,7 +79,7 @@ TGT void vb_att_pack_keys(const uint16_t *k, size_t ld, int nk, int head_dim, in
         r[i] = n < nk ? _mm512_maskz_loadu_epi16(m, k + (size_t)n * ld + 32 * c)
                       : _mm512_setzero_si512();
       }
-      transpose16(r);
+      vb_transpose16_epi32(r);
       uint16_t *d = dst + (size_t)g * Dp * 16 + (size_t)c * 512;
       for (int j = 0; j < 16; j++)
         _mm512_storeu_si512(d + j * 32, r[j]);

@@ -13,12 +13,14 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/bf16_kernels.h"
 #if defined(__x86_64__)
 #include "kernels/gelu512.h"
+#include "kernels/transpose512.h"
 #endif
 #include "kernels/kernels.h"
 #include "kernels/profile.h"
@@ -179,9 +181,8 @@ static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
   w->Np = (N + 31) / 32 * 32;
   w->Kp = is_i8 ? (K + 63) / 64 * 64 : (K + 31) / 32 * 32;
   size_t bytes = (size_t)w->Np * w->Kp * (is_i8 ? 1 : 2);
-  w->data = vb_malloc_aligned(bytes);
+  w->data = vb_malloc_aligned(bytes); /* every byte is written by the packing: no clearing pass */
   if (!w->data) return -1;
-  memset(w->data, 0, bytes);
   if (is_i8) {
     w->scale = vb_calloc((size_t)w->Np, sizeof *w->scale);
     w->colsum = vb_calloc((size_t)w->Np, sizeof *w->colsum);
@@ -193,24 +194,82 @@ static int weight_alloc(vb_tile_weight *w, int N, int K, int is_i8) {
   return 0;
 }
 
-/* Places row n, given as 32-bit slots (int8 quads or bf16 pairs, zero-padded
- * to Kp): slot p goes to 64-byte row p of the row's 16-column group. */
-static void put_slots(vb_tile_weight *w, int n, const uint32_t *slots) {
-  int per = w->is_i8 ? 4 : 2;
-  uint32_t *g = (uint32_t *)w->data + (size_t)(n / 16) * (w->Kp / per) * 16 + n % 16;
-  for (int p = 0; p < w->Kp / per; p++)
-    g[(size_t)p * 16] = slots[p];
+/* A 16-row group's slots (int8 quads or bf16 pairs) from rows[r * S + p],
+ * row r's slot p, into the packed group: slot p of the 16 rows is one 64-byte
+ * row, dst[p * 16 + r]. A 16 x 16 transpose per 16 slots, not a scattered
+ * 4-byte store per slot (the loader's packing time was mostly those). */
+#if defined(__x86_64__)
+TGT_512 static void put_group_avx512(uint32_t *dst, const uint32_t *rows, int S) {
+  for (int p = 0; p < S; p += 16) {
+    __m512i r[16];
+    for (int i = 0; i < 16; i++)
+      r[i] = _mm512_loadu_si512(rows + (size_t)i * S + p);
+    vb_transpose16_epi32(r);
+    for (int j = 0; j < 16; j++)
+      _mm512_stream_si512((void *)(dst + (size_t)(p + j) * 16), r[j]);
+  }
+}
+#endif
+
+static void put_group(uint32_t *dst, const uint32_t *rows, int S) {
+#if defined(__x86_64__)
+  if (vb_cpu_has_avx512()) {
+    put_group_avx512(dst, rows, S); /* S % 16 == 0: Kp is a multiple of 32 (bf16) / 64 (int8) */
+    return;
+  }
+#endif
+  for (int r = 0; r < 16; r++)
+    for (int p = 0; p < S; p++)
+      dst[(size_t)p * 16 + r] = rows[(size_t)r * S + p];
 }
 
-/* Places int8 row n (q has room for Kp values) and its column sum. */
-static void put_row_i8(vb_tile_weight *w, int n, int8_t *q, float scale) {
+/* Int8 row n's padding (q has room for Kp values), column sum and scale. */
+static void finish_row_i8(vb_tile_weight *w, int n, int8_t *q, float scale) {
   int32_t sum = 0;
   for (int k = 0; k < w->K; k++)
     sum += q[k];
   memset(q + w->K, 0, (size_t)(w->Kp - w->K));
-  put_slots(w, n, (const uint32_t *)q);
   w->scale[n] = scale;
   w->colsum[n] = sum;
+}
+
+/* Packs the weight by 16-row groups: fill(ctx, n, slots) writes row n's Kp / per slots (0 /
+ * -1); rows past N are zeros. */
+typedef int (*group_row_fn)(vb_tile_weight *w, int n, void *ctx, float *buf, uint32_t *slots);
+
+static int pack_groups(vb_tile_weight *w, group_row_fn fill, void *ctx) {
+  int S = w->Kp / (w->is_i8 ? 4 : 2), groups = w->Np / 16, fail = 0;
+  /* error messages are per thread: the first failing row's, for the caller */
+  char first_error[512] = "";
+#pragma omp parallel reduction(| : fail)
+  {
+    float *buf = vb_malloc((size_t)w->K * sizeof(float));
+    uint32_t *rows = vb_malloc_aligned((size_t)16 * S * sizeof(uint32_t));
+    if (!buf || !rows) fail = 1;
+#pragma omp for schedule(static)
+    for (int g = 0; g < groups; g++) {
+      if (!buf || !rows || fail) continue;
+      for (int r = 0; r < 16; r++) {
+        int n = g * 16 + r;
+        uint32_t *slots = rows + (size_t)r * S;
+        if (n >= w->N)
+          memset(slots, 0, (size_t)S * sizeof(uint32_t));
+        else if (fill(w, n, ctx, buf, slots) != 0) {
+#pragma omp critical(vb_tile_pack_error)
+          if (!first_error[0]) snprintf(first_error, sizeof first_error, "%s", vb_error_message());
+          fail = 1;
+        }
+      }
+      if (!fail) put_group((uint32_t *)w->data + (size_t)g * S * 16, rows, S);
+    }
+#if defined(__x86_64__)
+    _mm_sfence(); /* the streaming stores, before another thread reads the weight */
+#endif
+    free(buf);
+    vb_free_aligned(rows);
+  }
+  if (fail && first_error[0]) return vb_error("%s", first_error);
+  return fail ? vb_error("tile weight: out of memory") : 0;
 }
 
 float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
@@ -220,33 +279,37 @@ float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
   return quantize_row_c(x, K, K, 0, (uint8_t *)q);
 }
 
+typedef struct {
+  vb_tile_row_fn row;
+  void *ctx;
+  const int8_t *q;
+  const float *scale;
+} pack_src;
+
+static int fill_from_f32(vb_tile_weight *w, int n, void *ctx, float *buf, uint32_t *slots) {
+  const pack_src *src = ctx;
+  if (src->row(src->ctx, n, buf) != 0) return -1;
+  if (w->is_i8) {
+    int8_t *q = (int8_t *)slots;
+    finish_row_i8(w, n, q, vb_tile_quantize_row(buf, w->K, q));
+  } else {
+    vb_f32_to_bf16_rows(buf, 1, w->K, (uint16_t *)slots, w->Kp); /* zero-padded to Kp */
+  }
+  return 0;
+}
+
+static int fill_from_i8(vb_tile_weight *w, int n, void *ctx, float *buf, uint32_t *slots) {
+  const pack_src *src = ctx;
+  (void)buf;
+  memcpy(slots, src->q + (size_t)n * w->K, (size_t)w->K);
+  finish_row_i8(w, n, (int8_t *)slots, src->scale[n]);
+  return 0;
+}
+
 int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_fn row, void *ctx) {
   if (weight_alloc(w, N, K, is_i8) != 0) return -1;
-  int fail = 0;
-#pragma omp parallel reduction(| : fail)
-  {
-    float *buf = vb_malloc((size_t)K * sizeof(float));
-    uint32_t *slots =
-        vb_malloc((size_t)w->Kp * 2 + 64); /* a row as int8 (Kp bytes) or bf16 (2 Kp) */
-    if (!buf || !slots) fail = 1;
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; n++) {
-      if (!buf || !slots || row(ctx, n, buf) != 0) {
-        fail = 1;
-        continue;
-      }
-      if (is_i8) {
-        int8_t *q = (int8_t *)slots;
-        put_row_i8(w, n, q, vb_tile_quantize_row(buf, K, q));
-        continue;
-      }
-      vb_f32_to_bf16_rows(buf, 1, K, (uint16_t *)slots, w->Kp); /* zero-padded to Kp */
-      put_slots(w, n, slots);
-    }
-    free(buf);
-    free(slots);
-  }
-  if (fail) {
+  pack_src src = {.row = row, .ctx = ctx};
+  if (pack_groups(w, fill_from_f32, &src) != 0) {
     vb_tile_weight_free(w);
     return -1;
   }
@@ -255,20 +318,8 @@ int vb_tile_weight_pack(vb_tile_weight *w, int N, int K, int is_i8, vb_tile_row_
 
 int vb_tile_weight_pack_i8(vb_tile_weight *w, int N, int K, const int8_t *q, const float *scale) {
   if (weight_alloc(w, N, K, 1) != 0) return -1;
-  int fail = 0;
-#pragma omp parallel reduction(| : fail)
-  {
-    int8_t *row = vb_malloc((size_t)w->Kp);
-    if (!row) fail = 1;
-#pragma omp for schedule(static)
-    for (int n = 0; n < N; n++) {
-      if (!row) continue;
-      memcpy(row, q + (size_t)n * K, (size_t)K);
-      put_row_i8(w, n, row, scale[n]);
-    }
-    free(row);
-  }
-  if (fail) {
+  pack_src src = {.q = q, .scale = scale};
+  if (pack_groups(w, fill_from_i8, &src) != 0) {
     vb_tile_weight_free(w);
     return -1;
   }
