@@ -279,6 +279,8 @@ float vb_tile_quantize_row(const float *x, int K, int8_t *q) {
   return quantize_row_c(x, K, K, 0, (uint8_t *)q);
 }
 
+static void row_to_bf16(const float *x, int K, int Kp, uint16_t *d);
+
 typedef struct {
   vb_tile_row_fn row;
   void *ctx;
@@ -293,7 +295,9 @@ static int fill_from_f32(vb_tile_weight *w, int n, void *ctx, float *buf, uint32
     int8_t *q = (int8_t *)slots;
     finish_row_i8(w, n, q, vb_tile_quantize_row(buf, w->K, q));
   } else {
-    vb_f32_to_bf16_rows(buf, 1, w->K, (uint16_t *)slots, w->Kp); /* zero-padded to Kp */
+    /* not vb_f32_to_bf16_rows: its OpenMP region, even with if(0) and nested in the
+     * packing's, cost more than the conversion (bf16 packing took 3-5x int8's) */
+    row_to_bf16(buf, w->K, w->Kp, (uint16_t *)slots);
   }
   return 0;
 }
