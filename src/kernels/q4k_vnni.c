@@ -259,6 +259,9 @@ VB_TGT_QTILES void vb_q4kx16_to_tiles(const void *W, int K, int g0, int g1, int 
                                        _mm_loadu_si128((const __m128i *)(blk + 64 + 16 * s)))));
       __m512 mn = _mm512_mul_ps(dmin, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
                                           _mm_loadu_si128((const __m128i *)(blk + 192 + 16 * s)))));
+      /* -mn, the sign flipped exactly (a zero keeps the reference's sign of zero) */
+      mn = _mm512_castsi512_ps(
+          _mm512_xor_si512(_mm512_castps_si512(mn), _mm512_set1_epi32((int)0x80000000u)));
       uint16_t *D = dst + (size_t)(g - g0) * gl + (size_t)(kb * 32 - k0) / 2 * 32;
       for (int v = 0; v < 4; v++) {
         __m512i x = _mm512_loadu_si512((const void *)(blk + HEAD + 256 * s + 64 * v));

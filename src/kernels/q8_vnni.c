@@ -445,7 +445,7 @@ void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *ds
  * quad vector written as two k-pair rows of its group's tiles. */
 VB_TGT_QTILES void vb_q8x16_to_tiles(const void *W, int K, int g0, int g1, int k0, int k1,
                                      uint16_t *dst) {
-  const __m512i flip = _mm512_set1_epi8((char)0x80), idx = vb_qt_interleave_idx();
+  const __m512i idx = vb_qt_interleave_idx();
   size_t gl = (size_t)(k1 - k0) * 16; /* elements per group */
   for (int p = g0 / 4; p * 4 < g1; p++) {
     const uint8_t *P = (const uint8_t *)W + (size_t)p * panel_bytes(K);
@@ -458,11 +458,11 @@ VB_TGT_QTILES void vb_q8x16_to_tiles(const void *W, int K, int g0, int g1, int k
           _mm_prefetch((const char *)B + TILES_PF + c, TILES_PF_HINT);
       for (int s = s0; s < s1; s++) {
         __m512 sc = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(B + s * 32)));
+        __m512 off = _mm512_mul_ps(sc, _mm512_set1_ps(-128.0f)); /* the stored bytes are q + 128 */
         uint16_t *D = dst + (size_t)(p * 4 + s - g0) * gl + kp * 32;
         for (int q = 0; q < QUADS; q++) {
-          __m512i v = _mm512_xor_si512(
-              _mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64)), flip);
-          vb_qt_quad_s8(v, sc, idx, D + (size_t)q * 64);
+          __m512i v = _mm512_load_si512((const void *)(B + SCALE_BYTES + (q * 4 + s) * 64));
+          vb_qt_quad_u8(v, sc, off, idx, D + (size_t)q * 64);
         }
       }
     }

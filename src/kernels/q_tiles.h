@@ -32,7 +32,9 @@ VB_QTILES_INLINE void vb_qt_pair(__m512 fk0, __m512 fk1, __m512i idx, uint16_t *
 }
 
 /* A vector of 16 lanes x 4 signed int8 (k = 0..3 of a quad) times the lanes'
- * scales sc, as the tile rows of its two k-pairs (row0, row0 + 32). */
+ * scales sc, as the tile rows of its two k-pairs (row0, row0 + 32). Q4_0
+ * takes this one: d (q - 8) as a product keeps the sign of a zero when d < 0
+ * (the quantizer's d is the extreme value / -8), where d q - 8 d would not. */
 VB_QTILES_INLINE void vb_qt_quad_s8(__m512i v, __m512 sc, __m512i idx, uint16_t *row0) {
   __m512 f0 =
       _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24)), sc);
@@ -44,17 +46,25 @@ VB_QTILES_INLINE void vb_qt_quad_s8(__m512i v, __m512 sc, __m512i idx, uint16_t 
   vb_qt_pair(f2, f3, idx, row0 + 32);
 }
 
-/* The same for 4 unsigned bytes per lane, value sc q - mn (Q4_K). The
- * product sc q is exact in f32, so a contracted multiply-subtract rounds the
- * same as the separate ones. */
-VB_QTILES_INLINE void vb_qt_quad_u8(__m512i v, __m512 sc, __m512 mn, __m512i idx, uint16_t *row0) {
-  const __m512i ff = _mm512_set1_epi32(0xff);
+/* Byte j of every 32-bit lane, zero-extended (VPSHUFB, within 128-bit lanes):
+ * lane i of a 128-bit lane takes byte 4 i + j, its upper three bytes zeroed. */
+VB_QTILES_INLINE __m512i vb_qt_byte_sel(int j) {
+  return _mm512_add_epi32(_mm512_set1_epi32((int)(0x80808000u | (unsigned)j)),
+                          _mm512_set_epi32(12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0, 12, 8, 4, 0));
+}
+
+/* A vector of 16 lanes x 4 unsigned bytes u (k = 0..3 of a quad) as the tile
+ * rows of its two k-pairs (row0, row0 + 32), value a u + b per lane: one
+ * VPSHUFB, one conversion and one FMA per k. Every caller's a u + b is exact
+ * in f32 (q8_0: a = d, b = -128 d for the stored u = q + 128; Q4_K: a = d sc,
+ * b = -dmin m, where d sc u is exact), so the single rounding of the FMA gives
+ * the row unpackers' values, which round the exact product d q (and Q4_K's
+ * exact d sc u less dmin m) the same way; only a zero from a negative scale
+ * would come out +0 here (q8_0's d = max |x| / 127 is never negative). */
+VB_QTILES_INLINE void vb_qt_quad_u8(__m512i v, __m512 a, __m512 b, __m512i idx, uint16_t *row0) {
   __m512 f[4];
-  for (int j = 0; j < 4; j++) {
-    __m512i q =
-        j == 3 ? _mm512_srli_epi32(v, 24) : _mm512_and_si512(_mm512_srli_epi32(v, 8 * j), ff);
-    f[j] = _mm512_sub_ps(_mm512_mul_ps(sc, _mm512_cvtepi32_ps(q)), mn);
-  }
+  for (int j = 0; j < 4; j++)
+    f[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_shuffle_epi8(v, vb_qt_byte_sel(j))), a, b);
   vb_qt_pair(f[0], f[1], idx, row0);
   vb_qt_pair(f[2], f[3], idx, row0 + 32);
 }
