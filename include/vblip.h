@@ -97,7 +97,10 @@ typedef enum {
 /* Compute type of the vision encoder's and Q-Former's matrix products. */
 typedef enum {
   VBLIP_VISION_AUTO = 0, /* int8 when the checkpoint's vision weights are int8
-                          * (vblip convert --vision-type int8), else as dtype */
+                          * (vblip convert --vision-type int8) and the CPU has int8
+                          * dot products (AMX-INT8, AVX512-VNNI, AVX-VNNI); else as
+                          * dtype (int8 weights dequantized: the portable int8 core
+                          * is far slower than f32 there) */
   VBLIP_VISION_F32 = 1,
   VBLIP_VISION_BF16 = 2,
   VBLIP_VISION_INT8 = 3 /* int8 weights (per output channel; quantized at load

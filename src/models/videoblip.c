@@ -14,6 +14,7 @@
 #include "checkpoint/weights.h"
 #include "formats/gguf.h"
 #include "generate/generate.h"
+#include "kernels/tile_gemm.h"
 #include "models/input.h"
 #include "models/interleave.h"
 #include "models/memory_check.h"
@@ -25,11 +26,15 @@
 #include "video/frame_stream.h"
 #include "video/video.h"
 
-const char *vblip_last_error(void) { return vb_error_message(); }
+const char *vblip_last_error(void) {
+  return vb_error_message();
+}
 vblip_error_kind vblip_last_error_kind(void) {
   return vb_error_is_input() ? VBLIP_ERROR_INPUT : VBLIP_ERROR_OTHER;
 }
-const char *vblip_version(void) { return VBLIP_VERSION; }
+const char *vblip_version(void) {
+  return VBLIP_VERSION;
+}
 
 void vblip_load_options_default(vblip_load_options *o) {
   memset(o, 0, sizeof *o);
@@ -73,16 +78,20 @@ static int has_int8_vision(const vb_weights *w) {
 
 int vblip_dtype_parse(const char *s, vblip_dtype *out) {
   if (!s) return -1;
-  if (strcmp(s, "auto") == 0) *out = VBLIP_DTYPE_AUTO;
-  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0) *out = VBLIP_DTYPE_F32;
-  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0) *out = VBLIP_DTYPE_BF16;
+  if (strcmp(s, "auto") == 0)
+    *out = VBLIP_DTYPE_AUTO;
+  else if (strcmp(s, "f32") == 0 || strcmp(s, "float32") == 0)
+    *out = VBLIP_DTYPE_F32;
+  else if (strcmp(s, "bf16") == 0 || strcmp(s, "bfloat16") == 0)
+    *out = VBLIP_DTYPE_BF16;
   else if (strcmp(s, "q8_0") == 0)
     *out = VBLIP_DTYPE_Q8_0;
   else if (strcmp(s, "q4_0") == 0)
     *out = VBLIP_DTYPE_Q4_0;
   else if (strcmp(s, "q4_k") == 0)
     *out = VBLIP_DTYPE_Q4_K;
-  else return -1;
+  else
+    return -1;
   return 0;
 }
 
@@ -205,7 +214,12 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   vblip_vision_dtype vd = o->vision_dtype;
   if (vd == VBLIP_VISION_F32 || vd == VBLIP_VISION_BF16) /* int8 weights dequantized */
     m->weights.compute = vd == VBLIP_VISION_F32 ? VB_COMPUTE_F32 : VB_COMPUTE_BF16;
-  if (vd == VBLIP_VISION_INT8 || (vd == VBLIP_VISION_AUTO && has_int8_vision(&m->weights))) {
+  /* auto takes an int8 checkpoint's products as int8 only where the CPU has int8 dot products
+   * (AMX-INT8, AVX512-VNNI, AVX-VNNI): the portable int8 core ran the ViT ~15x slower than f32
+   * sgemm on an AVX2 CPU, so there the int8 weights are dequantized to the compute type */
+  int auto_int8 =
+      vd == VBLIP_VISION_AUTO && has_int8_vision(&m->weights) && vb_tile_i8_best() != VB_TILE_I8_C;
+  if (vd == VBLIP_VISION_INT8 || auto_int8) {
     m->weights.int8 = m->vision_int8 = 1;
     /* quantized at load: the default kinds, or VBLIP_INT8_LAYERS (a tuning aid) */
     m->weights.int8_kinds = vd == VBLIP_VISION_INT8 ? VB_I8_DEFAULT : 0;
@@ -220,12 +234,13 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   load_stage(&ls, "vision encoder (%d layers)", m->cfg.vision.num_hidden_layers);
   if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
   load_stage(&ls, "Q-Former");
-  if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0) goto fail;
+  if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0)
+    goto fail;
   m->weights.pack = 0;
   m->weights.int8 = 0;
   m->weights.compute = m->compute;
-  if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden, m->cfg.qformer.hidden_size,
-                        1, &m->projection) != 0)
+  if (vb_weights_linear(&m->weights, "language_projection", m->cfg.lm_hidden,
+                        m->cfg.qformer.hidden_size, 1, &m->projection) != 0)
     goto fail;
   load_stage(&ls, "language model (%s)", m->cfg.lm_kind == VB_LM_OPT ? "OPT" : "T5");
   m->weights.quant = lm_quant; /* the language model's layers only */
@@ -276,7 +291,8 @@ void vblip_sampling_default(vblip_sampling *s) {
   s->times = NULL;
 }
 
-int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s, vblip_video *v) {
+int vblip_video_load(const vblip_model *m, const char *path, const vblip_sampling *s,
+                     vblip_video *v) {
   memset(v, 0, sizeof *v);
   vb_sampling vs;
   vb_sampling_default(&vs);
@@ -646,7 +662,8 @@ static int on_token(void *user, int32_t token) {
   char *text = NULL;
   if (vb_tokenizer_decode(s->m->tok, s->ids, (size_t)s->n, true, true, &text) != 0) return 0;
   size_t len = strlen(text);
-  while (len > 0 && isspace((unsigned char)text[len - 1])) len--;
+  while (len > 0 && isspace((unsigned char)text[len - 1]))
+    len--;
   /* an unfinished multi-byte character decodes to U+FFFD (EF BF BD): wait for the rest */
   if (len >= 3 && memcmp(text + len - 3, "\xef\xbf\xbd", 3) == 0) len -= 3;
   int rc = 0;
@@ -700,7 +717,8 @@ int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_
   if (m->layout == VBLIP_LAYOUT_INTERLEAVED && m->cfg.lm_kind == VB_LM_OPT)
     g.eos_token_id = m->newline_id;
   g.pad_token_id = m->cfg.pad_token_id;
-  g.start_token_id = m->cfg.lm_kind == VB_LM_OPT ? m->cfg.bos_token_id : m->cfg.decoder_start_token_id;
+  g.start_token_id =
+      m->cfg.lm_kind == VB_LM_OPT ? m->cfg.bos_token_id : m->cfg.decoder_start_token_id;
   if (vb_gen_config_check(&g) != 0) return -1;
   float *emb = NULL;
   size_t n_emb = 0;
@@ -712,7 +730,8 @@ int vblip_generate_input(vblip_model *m, const vblip_input *in, const vblip_gen_
     int room = m->lm->max_positions - (int)n_emb;
     if (g.max_new_tokens > room) g.max_new_tokens = room;
     if (g.max_new_tokens <= 0) {
-      vb_error("the prompt leaves no room to generate within the model's %d positions", m->lm->max_positions);
+      vb_error("the prompt leaves no room to generate within the model's %d positions",
+               m->lm->max_positions);
       goto done;
     }
   }
@@ -779,9 +798,11 @@ void vblip_answer_free(vblip_answer *a) {
 
 char *vblip_postprocess(const char *text) {
   const char *b = text;
-  while (*b && isspace((unsigned char)*b)) b++;
+  while (*b && isspace((unsigned char)*b))
+    b++;
   size_t len = strlen(b);
-  while (len > 0 && isspace((unsigned char)b[len - 1])) len--;
+  while (len > 0 && isspace((unsigned char)b[len - 1]))
+    len--;
   char *out = vb_malloc(len + 2);
   if (!out) return NULL;
   memcpy(out, b, len);
@@ -794,10 +815,12 @@ char *vblip_postprocess(const char *text) {
   return out;
 }
 
-int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids, size_t *n) {
+int vblip_tokenize(const vblip_model *m, const char *text, int add_special, int32_t **ids,
+                   size_t *n) {
   return vb_tokenizer_encode(m->tok, text, strlen(text), add_special != 0, ids, n);
 }
 
-int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special, char **text) {
+int vblip_detokenize(const vblip_model *m, const int32_t *ids, size_t n, int skip_special,
+                     char **text) {
   return vb_tokenizer_decode(m->tok, ids, n, skip_special != 0, true, text);
 }

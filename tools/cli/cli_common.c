@@ -41,7 +41,8 @@ const cli_option cli_dtype_option[] = {
     CLI_OPT_CUSTOM("--vision-dtype", 0, "T", vblip_load_options, vision_dtype, vblip_vision_dtype,
                    parse_vision_dtype,
                    "vision encoder: auto (default: int8 for a convert --vision-type\n"
-                   "int8 model, else as --dtype), f32, bf16 or int8",
+                   "int8 model on a CPU with int8 dot products (AMX-INT8, AVX512-VNNI,\n"
+                   "AVX-VNNI), else as --dtype), f32, bf16 or int8",
                    .need = "needs auto, f32, bf16 or int8"),
     CLI_TABLE_END};
 
