@@ -422,6 +422,13 @@ static void test_attention(int batch, int nq, int nk, int heads, int hd) {
 
 /* vb_linear_prepare on tiles (int8 everywhere; bf16 on AMX) refuses a
  * non-finite weight value and names its row. */
+/* An f32 linear layer that vb_linear_prepare puts on tiles. */
+static vb_linear tile_linear(const float *w, int N, int K, int is_i8) {
+  vb_linear l = {.out = N, .in = K, .dtype = VB_DT_F32, .w = w, .pack = 1};
+  l.compute = is_i8 ? VB_COMPUTE_INT8 : VB_COMPUTE_BF16;
+  return l;
+}
+
 static void test_nonfinite_weight(int is_i8) {
   int N = 40, K = 100;
   const float bad_values[] = {INFINITY, -INFINITY, NAN};
@@ -430,12 +437,7 @@ static void test_nonfinite_weight(int is_i8) {
     for (size_t p = 0; p < 4; p++) {
       float *w = tu_rand_buf(&rng, (size_t)N * K, 1.0f);
       w[(size_t)where[p][0] * K + where[p][1]] = bad_values[b];
-      vb_linear l = {.out = N,
-                     .in = K,
-                     .dtype = VB_DT_F32,
-                     .w = w,
-                     .pack = 1,
-                     .compute = is_i8 ? VB_COMPUTE_INT8 : VB_COMPUTE_BF16};
+      vb_linear l = tile_linear(w, N, K, is_i8);
       char want[64];
       snprintf(want, sizeof want, "weight row %d holds a non-finite value", where[p][0]);
       int rc = vb_linear_prepare(&l);
@@ -444,12 +446,7 @@ static void test_nonfinite_weight(int is_i8) {
             (double)bad_values[b], where[p][0], where[p][1], rc, rc ? vb_error_message() : "");
       if (rc == 0) vb_linear_release(&l);
       w[(size_t)where[p][0] * K + where[p][1]] = 0.5f; /* finite again: accepted */
-      vb_linear ok = {.out = N,
-                      .in = K,
-                      .dtype = VB_DT_F32,
-                      .w = w,
-                      .pack = 1,
-                      .compute = is_i8 ? VB_COMPUTE_INT8 : VB_COMPUTE_BF16};
+      vb_linear ok = tile_linear(w, N, K, is_i8);
       if (CHECK_OK(vb_linear_prepare(&ok))) vb_linear_release(&ok);
       free(w);
     }
