@@ -5,8 +5,13 @@
  *  - M <= 15 rows (decoding, beams): the weight streamed once for all rows,
  *    vb_gemv_q8x16 (activations quantized to 16 bits) or vb_gemv_q8
  *    (activations in f32).
- *  - more rows (prompt prefill, vision encoder, Q-Former): tiles of weight rows
- *    (about 1 MB of bf16) handed out to the threads; each thread dequantizes
+ *  - more rows (prompt prefill, vision encoder, Q-Former) on AMX CPUs with a
+ *    packed copy (q8x16, and Q4_0 / Q4_K's q4x16 / q4kx16): run_amx below,
+ *    the copy dequantized chunk by chunk straight into AMX bf16 tiles and
+ *    multiplied by vblip's AMX core, no oneDNN call.
+ *  - otherwise (no AMX, VBLIP_NO_AMX=1 or VBLIP_Q8_AMX=0, no packed copy):
+ *    tiles of weight rows (about 1 MB of bf16) handed out to the threads; each
+ *    thread dequantizes
  *    its tile to bf16 and multiplies it at once, while it is in its core's
  *    cache, with a single-threaded oneDNN bf16 matmul that writes its columns
  *    of y in place (strided destination). From the q8x16 copy on AVX512-BF16
