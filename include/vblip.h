@@ -110,10 +110,10 @@ typedef enum {
 } vblip_vision_dtype;
 
 typedef struct {
-  int n_threads; /* 0: all cores */
-  int progress;  /* show loading progress on stderr when it is a terminal */
-  vblip_dtype dtype; /* default VBLIP_DTYPE_AUTO */
-  vblip_layout layout; /* default VBLIP_LAYOUT_AUTO: the checkpoint decides */
+  int n_threads;                   /* 0: all cores */
+  int progress;                    /* show loading progress on stderr when it is a terminal */
+  vblip_dtype dtype;               /* default VBLIP_DTYPE_AUTO */
+  vblip_layout layout;             /* default VBLIP_LAYOUT_AUTO: the checkpoint decides */
   vblip_vision_dtype vision_dtype; /* default VBLIP_VISION_AUTO (env VBLIP_VISION_DTYPE) */
 } vblip_load_options;
 
@@ -164,9 +164,9 @@ typedef enum {
 
 typedef struct {
   vblip_sample_mode mode;
-  int n_frames;     /* uniform: how many frames (default 8); times: how many times */
-  double start_sec; /* uniform: window start (default 0) */
-  double end_sec;   /* uniform: window end; < 0 = end of video (default) */
+  int n_frames;        /* uniform: how many frames (default 8); times: how many times */
+  double start_sec;    /* uniform: window start (default 0) */
+  double end_sec;      /* uniform: window end; < 0 = end of video (default) */
   const double *times; /* times mode: ascending seconds after the video's first frame; the
                         * frame shown at t is the last one whose time is <= t (borrowed) */
 } vblip_sampling;
@@ -181,15 +181,15 @@ typedef struct {
   int64_t *frame_index; /* the frame's index in the whole video (with a --start window too) */
   double *frame_time;   /* seconds */
   int image_size;
-  uint8_t *frames;      /* (T, S, S, 3) resized RGB */
-  float *pixel_values;  /* (3, T, S, S) */
+  uint8_t *frames;     /* (T, S, S, 3) resized RGB */
+  float *pixel_values; /* (3, T, S, S) */
   /* filled by vblip_video_encode */
   int vision_tokens, vision_width;
-  float *vision;        /* (T*frame_tokens, vision_width) */
+  float *vision; /* (T*frame_tokens, vision_width) */
   int n_query, qformer_width;
-  float *qformer;       /* (n_query, qformer_width) */
+  float *qformer; /* (n_query, qformer_width) */
   int lm_width;
-  float *projected;     /* (n_query, lm_width) */
+  float *projected; /* (n_query, lm_width) */
   double ms_decode, ms_preprocess, ms_vision, ms_qformer;
 } vblip_video;
 
@@ -229,13 +229,13 @@ typedef enum {
 } vblip_early_stopping;
 
 typedef struct {
-  int num_beams;           /* 0 or 1: greedy (or sampling) */
-  int max_new_tokens;      /* default 128 (the demo) */
+  int num_beams;      /* 0 or 1: greedy (or sampling) */
+  int max_new_tokens; /* default 128 (the demo) */
   int min_new_tokens;
-  int do_sample;           /* sampling instead of greedy/beam search */
-  float temperature;       /* with do_sample */
-  int top_k;               /* with do_sample; 0 = off */
-  float top_p;             /* with do_sample; 1 = off */
+  int do_sample;     /* sampling instead of greedy/beam search */
+  float temperature; /* with do_sample */
+  int top_k;         /* with do_sample; 0 = off */
+  float top_p;       /* with do_sample; 1 = off */
   uint64_t seed;
   float repetition_penalty;            /* 1 = off */
   int no_repeat_ngram_size;            /* 0 = off */
@@ -248,8 +248,8 @@ void vblip_gen_params_default(vblip_gen_params *p);
 
 /* An answer; its buffers are owned by the struct (vblip_answer_free). */
 typedef struct {
-  char *text;          /* decoded with special tokens skipped, not post-processed */
-  int32_t *token_ids;  /* the generated ids (without the prompt and the start token) */
+  char *text;         /* decoded with special tokens skipped, not post-processed */
+  int32_t *token_ids; /* the generated ids (without the prompt and the start token) */
   int n_tokens;
   float score;        /* beam search: the sequence score */
   double ms_generate; /* wall time of the whole generation (prefill and decoding) */
