@@ -25,6 +25,7 @@
 #include "kernels/kernels.h"
 #include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
+#include "kernels/tile_gemm.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
@@ -172,6 +173,14 @@ int main(void) {
          : getenv("VBLIP_Q4_ROWS")   ? "VBLIP_Q4_ROWS"
          : getenv("VBLIP_Q8_AMX")    ? "VBLIP_Q8_AMX=0"
                                      : "");
+  /* on an AMX CPU with AVX512-BF16 and -VNNI (the packed copy) the AMX path must be taken,
+   * not a silent fallback, unless VBLIP_Q8_AMX=0 asks for the oneDNN tiles */
+  const vb_cpu_features *cpu = vb_cpu();
+  const char *q8amx = getenv("VBLIP_Q8_AMX");
+  int want_amx = vb_tile_kind_usable(VB_TILE_BF16_AMX) && cpu->avx512_bf16 && cpu->avx512_vnni &&
+                 !(q8amx && strcmp(q8amx, "0") == 0);
+  CHECK((strcmp(path, "amx-bf16") == 0) == want_amx, "q8_0 prefill path %s where AMX %s expected",
+        path, want_amx ? "is" : "is not");
   vb_linear_release(&probe);
   free(pq);
   static const vb_dtype dts[] = {VB_DT_Q8_0, VB_DT_Q4_0, VB_DT_Q4_K};
