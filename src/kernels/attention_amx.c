@@ -173,8 +173,8 @@ typedef struct {
 } pipe_bufs;
 
 typedef struct {
-  vb_tile_core_fn core;
-  const uint16_t *q; /* the head's queries, rows ldq apart */
+  vb_tile_core_fn core, core16; /* core16: a last query block of at most 16 rows */
+  const uint16_t *q;            /* the head's queries, rows ldq apart */
   size_t ldq;
   const uint16_t *kp, *vp; /* packed keys and values */
   uint8_t *out;            /* the head's output (f32 or bf16), rows ld_out elements apart */
@@ -185,6 +185,12 @@ typedef struct {
 static int block_rows(const pipe_task *t, int b) {
   int r = t->nq - 32 * b;
   return r < 32 ? r : 32;
+}
+
+/* The core for query block b's products: ViT-g's 257 queries end in a block
+ * of one row, which the 16-row core does at half the cost. */
+static vb_tile_core_fn block_core(const pipe_task *t, int b) {
+  return block_rows(t, b) <= 16 && t->core16 ? t->core16 : t->core;
 }
 
 /* The query blocks in a software pipeline: step b runs block b's softmax
@@ -198,10 +204,11 @@ static void run_pipelined(const pipe_task *t, pipe_bufs *B) {
   size_t kgroup = (size_t)t->Dp * 16, vgroup = (size_t)t->Np * 16;
   size_t out_block = (size_t)32 * t->ld_out * (t->out_bf16 ? 2 : 4); /* bytes per block */
   copy_q(t->q, t->ldq, block_rows(t, 0), t->head_dim, t->Dp, B->qb[0]);
+  vb_tile_core_fn core0 = block_core(t, 0);
   for (int j = 0; j < nsc; j++)
-    t->core((const uint8_t *)B->qb[0], lq, (const uint8_t *)(t->kp + (size_t)2 * j * kgroup),
-            (const uint8_t *)(t->kp + (size_t)(2 * j + 1) * kgroup), t->Dp / 32, B->s[0] + 32 * j,
-            t->Np, 0);
+    core0((const uint8_t *)B->qb[0], lq, (const uint8_t *)(t->kp + (size_t)2 * j * kgroup),
+          (const uint8_t *)(t->kp + (size_t)(2 * j + 1) * kgroup), t->Dp / 32, B->s[0] + 32 * j,
+          t->Np, 0);
   if (nb > 1) copy_q(t->q + 32 * t->ldq, t->ldq, block_rows(t, 1), t->head_dim, t->Dp, B->qb[1]);
   for (int b = 0; b <= nb; b++) {
     int sc = b + 1 < nb ? nsc : 0, pv = b >= 1 ? npv : 0, calls = sc + pv;
@@ -211,16 +218,16 @@ static void run_pipelined(const pipe_task *t, pipe_bufs *B) {
     for (int c = 0; c < calls; c++) {
       if (c < sc) {
         int j = c;
-        t->core((const uint8_t *)B->qb[(b + 1) & 1], lq,
-                (const uint8_t *)(t->kp + (size_t)2 * j * kgroup),
-                (const uint8_t *)(t->kp + (size_t)(2 * j + 1) * kgroup), t->Dp / 32,
-                B->s[(b + 1) & 1] + 32 * j, t->Np, 0);
+        block_core(t, b + 1)((const uint8_t *)B->qb[(b + 1) & 1], lq,
+                             (const uint8_t *)(t->kp + (size_t)2 * j * kgroup),
+                             (const uint8_t *)(t->kp + (size_t)(2 * j + 1) * kgroup), t->Dp / 32,
+                             B->s[(b + 1) & 1] + 32 * j, t->Np, 0);
       } else {
         int d = c - sc;
-        t->core((const uint8_t *)B->pb[(b - 1) & 1], lp,
-                (const uint8_t *)(t->vp + (size_t)2 * d * vgroup),
-                (const uint8_t *)(t->vp + (size_t)(2 * d + 1) * vgroup), t->Np / 32,
-                B->o[(b - 1) & 1] + 32 * d, t->Dp, 0);
+        block_core(t, b - 1)((const uint8_t *)B->pb[(b - 1) & 1], lp,
+                             (const uint8_t *)(t->vp + (size_t)2 * d * vgroup),
+                             (const uint8_t *)(t->vp + (size_t)(2 * d + 1) * vgroup), t->Np / 32,
+                             B->o[(b - 1) & 1] + 32 * d, t->Dp, 0);
       }
       if (c == 0 && b >= 2)
         store_out(B->o[b & 1], block_rows(t, b - 2), t->head_dim, t->Dp,
@@ -314,6 +321,7 @@ static int attention_amx(int batch, const void *q, int ld_q, const void *k, cons
       double t1 = prof ? vb_now_ms() : 0;
       size_t oes = out_bf16 ? 2 : 4;
       pipe_task t = {.core = core,
+                     .core16 = vb_tile_core16(VB_TILE_BF16_AMX),
                      .q = (const uint16_t *)qs,
                      .ldq = ldq,
                      .kp = kp,

@@ -270,7 +270,7 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
  *    reorder), a chunk small enough to stay in the core's L2;
  *  - the chunk is multiplied at once by every 32-row block of the activations
  *    (bf16, rounded once per call, zero rows up to a multiple of 16) with the
- *    bf16 AMX core of tile_gemm.h (a last block of 16 rows with core16),
+ *    bf16 AMX core of tile_gemm.h (a last block of 16 rows on vb_tile_core16),
  *    accumulating 32 x 32 f32 blocks of the unit's output in a per-thread
  *    buffer;
  *  - after the last chunk the buffer plus bias goes to y.
@@ -284,35 +284,6 @@ static __thread void *tls_b, *tls_c;
 static __thread size_t tls_b_cap, tls_c_cap;
 
 typedef void (*to_tiles_fn)(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
-
-/* A 16-row block (the last of an M that is 16 past a multiple of 32: the 33
- * rows of a caption's prefill take 48 rows of products instead of 64): the
- * core of tile_gemm.h with one A tile, i.e. accumulators in tiles 0-1, A in
- * tile 4, B in tiles 6-7, all of them 16 rows x 64 bytes as
- * vb_tile_thread_begin(VB_TILE_BF16_AMX) configures them. */
-__attribute__((target("amx-tile,amx-bf16"))) static void core16(const uint8_t *a, size_t lda,
-                                                                const uint8_t *b0,
-                                                                const uint8_t *b1, int ksteps,
-                                                                void *cv, int ldc, int accumulate) {
-  float *c = cv;
-  size_t ldcb = (size_t)ldc * sizeof(float);
-  if (accumulate) {
-    _tile_loadd(0, c, ldcb);
-    _tile_loadd(1, c + 16, ldcb);
-  } else {
-    _tile_zero(0);
-    _tile_zero(1);
-  }
-  for (int s = 0; s < ksteps; s++) {
-    _tile_loadd(4, a + (size_t)s * 64, lda);
-    _tile_loadd(6, b0 + (size_t)s * 1024, 64);
-    _tile_loadd(7, b1 + (size_t)s * 1024, 64);
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-  }
-  _tile_stored(0, c, ldcb);
-  _tile_stored(1, c + 16, ldcb);
-}
 
 static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int M, float *y) {
   int N = l->out, K = l->in, Mp = (M + 15) & ~15, ng = (N + 15) / 16;
@@ -328,7 +299,8 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
   if (!xs) return vb_error("out of memory for the activations of a %dx%d product", N, K);
   vb_f32_to_bf16_rows(x, M, K, xs, (int)ldx);
   if (Mp > M) memset(xs + (size_t)M * ldx, 0, (size_t)(Mp - M) * lda);
-  vb_tile_core_fn core = vb_tile_core(VB_TILE_BF16_AMX);
+  /* a last block of 16 rows (33 rows: 48 rows of products, not 64) on the 16-row core */
+  vb_tile_core_fn core = vb_tile_core(VB_TILE_BF16_AMX), core16 = vb_tile_core16(VB_TILE_BF16_AMX);
   const void *P = be->packed;
   int ldc = ug * 16, failed = 0;
 #pragma omp parallel reduction(| : failed)

@@ -79,8 +79,40 @@ void vb_tile_thread_end(vb_tile_kind k) {
 AMX_CORE(core_bf16_amx, _tile_dpbf16ps)
 AMX_CORE(core_i8_amx, _tile_dpbssd)
 
+/* 16 rows: accumulators in tiles 0-1, A in tile 4, B in tiles 6-7 (the same
+ * configuration); half the products of the 32-row core for a short last block. */
+#define AMX_CORE16(name, DP)                                                                       \
+  TGT_AMX static void name(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,     \
+                           int ksteps, void *c, int ldc, int accumulate) {                         \
+    uint8_t *c0 = c;                                                                               \
+    size_t ldcb = (size_t)ldc * 4;                                                                 \
+    if (accumulate) {                                                                              \
+      _tile_loadd(0, c0, ldcb);                                                                    \
+      _tile_loadd(1, c0 + 64, ldcb);                                                               \
+    } else {                                                                                       \
+      _tile_zero(0);                                                                               \
+      _tile_zero(1);                                                                               \
+    }                                                                                              \
+    for (int s = 0; s < ksteps; s++) {                                                             \
+      _tile_loadd(4, a + (size_t)s * 64, lda);                                                     \
+      _tile_loadd(6, b0 + (size_t)s * 1024, 64);                                                   \
+      _tile_loadd(7, b1 + (size_t)s * 1024, 64);                                                   \
+      DP(0, 4, 6);                                                                                 \
+      DP(1, 4, 7);                                                                                 \
+    }                                                                                              \
+    _tile_stored(0, c0, ldcb);                                                                     \
+    _tile_stored(1, c0 + 64, ldcb);                                                                \
+  }
+
+AMX_CORE16(core16_bf16_amx, _tile_dpbf16ps)
+AMX_CORE16(core16_i8_amx, _tile_dpbssd)
+
 vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
   return k == VB_TILE_BF16_AMX ? core_bf16_amx : k == VB_TILE_I8_AMX ? core_i8_amx : NULL;
+}
+
+vb_tile_core_fn vb_tile_core16(vb_tile_kind k) {
+  return k == VB_TILE_BF16_AMX ? core16_bf16_amx : k == VB_TILE_I8_AMX ? core16_i8_amx : NULL;
 }
 
 /* Register peak: six independent accumulators fed from two source tiles. */
@@ -133,6 +165,10 @@ void vb_tile_thread_end(vb_tile_kind k) {
   (void)k;
 }
 vb_tile_core_fn vb_tile_core_amx(vb_tile_kind k) {
+  (void)k;
+  return NULL;
+}
+vb_tile_core_fn vb_tile_core16(vb_tile_kind k) {
   (void)k;
   return NULL;
 }

@@ -125,6 +125,10 @@ void vb_linear_tile_force_i8(vb_tile_kind k);
 typedef void (*vb_tile_core_fn)(const uint8_t *a, size_t lda, const uint8_t *b0, const uint8_t *b1,
                                 int ksteps, void *c, int ldc, int accumulate);
 vb_tile_core_fn vb_tile_core(vb_tile_kind k);
+/* The same for C[16, 32] from 16 rows of a (one A tile; AMX kinds only, else
+ * NULL): a last block of at most 16 rows costs half a 32-row one (prefill's
+ * 33 rows, attention's 257th query). */
+vb_tile_core_fn vb_tile_core16(vb_tile_kind k);
 /* LDTILECFG's 64-byte operand: palette 1, then each tile's bytes per row and rows. One
  * layout for every AMX user (tile_cores_amx.c, q4k_amx.c); each loads its own shapes. */
 typedef struct {
