@@ -215,6 +215,15 @@ static void test_io(vb_tile_kind kind, int M, int N, int K) {
   }
   CHECK(bad_r == 0 && bad_b == 0, "%s %dx%dx%d: residual %zu, bf16 output %zu differ",
         vb_tile_kind_name(kind), M, N, K, bad_r, bad_b);
+  /* streaming stores (aligned whole vectors) and plain ones (the rest) write the same */
+  uint16_t *ys = malloc((size_t)M * N * 2);
+  memset(ys, 0xff, (size_t)M * N * 2);
+  vb_tile_io outs = outb;
+  outs.y_bf16 = ys, outs.stream_out = 1;
+  CHECK_OK(vb_tile_linear_io(kind, &tw, M, b, &outs));
+  CHECK(memcmp(ys, yb, (size_t)M * N * 2) == 0, "%s %dx%dx%d: streamed bf16 output differs",
+        vb_tile_kind_name(kind), M, N, K);
+  free(ys);
   CHECK(memcmp(p2, plain, (size_t)M * N * sizeof(float)) == 0, "%s %dx%dx%d: bf16 input differs",
         vb_tile_kind_name(kind), M, N, K);
   /* the same input with rows further apart (fc1's output for fc2, an odd

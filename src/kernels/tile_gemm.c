@@ -523,7 +523,11 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
       }
       if (bf16_out) {
         __m256i hb = (__m256i)_mm512_cvtneps_pbh(v);
-        _mm256_mask_storeu_epi16(io->y_bf16 + off + j, m, hb);
+        uint16_t *dst = io->y_bf16 + off + j;
+        if (io->stream_out && m == 0xffff && !((uintptr_t)dst & 31))
+          _mm256_stream_si256((__m256i *)dst, hb);
+        else
+          _mm256_mask_storeu_epi16(dst, m, hb);
         if (io->y_amax)
           bmax = _mm256_max_epu16(
               bmax, _mm256_and_si256(_mm256_maskz_mov_epi16(m, hb), _mm256_set1_epi16(0x7fff)));
@@ -545,6 +549,7 @@ output_block_avx512(const out_stage *o, int m0, int n0, int nn, const void *c, i
       row_amax_update(io->y_amax, m0 + r, f);
     }
   }
+  if (bf16_out && io->stream_out) _mm_sfence(); /* streamed stores before other threads read */
 }
 #endif
 

@@ -93,6 +93,8 @@ typedef struct {
                              * (weight ln_w, bias ln_b, ln_eps) before rounding */
   float ln_eps;
   int residual;    /* f32 output: y += result (a residual connection) */
+  int stream_out;  /* bf16 output: streaming stores, past the caches (the ViT's qkv, read
+                    * much later by attention: the caches keep the layer's other data) */
   int scale_cols;  /* output columns [0, scale_cols) times col_scale (after act, before the */
   float col_scale; /* store): the qkv product's queries, pre-scaled for attention */
   vb_tile_act act;

@@ -159,6 +159,9 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
      * the largest activation but one, and the same values as rounding there */
     int qkv_bf16 = tiles && vb_tile_kind_usable(VB_TILE_BF16_AMX) && S <= 1024;
     uint16_t *qkv_b = (uint16_t *)qkv;
+    /* qkv's bf16 output goes past the caches (streaming stores): attention
+     * reads it head by head later, and the caches keep the layer's other data
+     * (Sapphire Rapids: int8 vision 1-4% faster, bf16 within the noise) */
     if (tiles) {
       vb_tile_io io = {.x = out,
                        .ln_w = L->ln1_w,
@@ -168,6 +171,7 @@ int vb_vit_forward(vb_vit *v, const float *pixel_values, int frames, float *out)
                        .y_bf16 = qkv_bf16 ? qkv_b : NULL,
                        .scale_cols = qkv_bf16 ? D : 0,
                        .col_scale = scale,
+                       .stream_out = qkv_bf16,
                        .ldy = 3 * D};
       pm = prof_begin_product(prof, VB_PROF_QKV);
       if (vb_linear_tile_io(&L->qkv, (int)M, &io) != 0) goto done;
