@@ -434,6 +434,20 @@ int vblip_convert(const char *model, const char *out_path, const char *type, int
  * the products --vision-dtype int8 quantizes) or NULL / "same" (as type). */
 int vblip_convert_ex(const char *model, const char *out_path, const char *type,
                      const char *vision_type, int progress);
+/* Every conversion setting (vblip_convert_with; zero-initialize, then set). */
+typedef struct {
+  const char *type;        /* as vblip_convert's type (NULL: "f32") */
+  const char *vision_type; /* as vblip_convert_ex's (NULL: "same") */
+  /* with type "q8_0": the language model's linear layers (not its embeddings
+   * or vocabulary head) stored in vblip's own GGUF tensor type Q8X16 (id
+   * 0x5642): Q8_0 already in the layout of vblip's AVX512-VNNI kernels,
+   * which a load on such a CPU uses where the file is mapped (no copy, no
+   * repacking); elsewhere it is unpacked to Q8_0 at load. Other GGUF tools
+   * cannot read such files. Any other type with packed is an error. */
+  int packed;
+  int progress; /* as vblip_convert's */
+} vblip_convert_options;
+int vblip_convert_with(const char *model, const char *out_path, const vblip_convert_options *o);
 
 #ifdef __cplusplus
 }

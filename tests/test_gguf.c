@@ -629,10 +629,52 @@ static void test_hostile(void) {
        2,
        96},
       {"empty name", "empty name", {{"", 1, {8}, VB_GGML_F32, 0}}, 1, 64},
+      /* vblip's packed Q8_0 (Q8X16): 2-D, whole blocks, its padded size inside the file
+       * (the data section of these files starts at byte 96: offset 32 is 64-byte
+       * aligned, so that only the size refuses the last two) */
+      {"Q8X16 1-D", "2-D", {{"a", 1, {32}, VB_GGML_Q8X16, 0}}, 1, 2176},
+      {"Q8X16 row of 16", "32-value", {{"a", 2, {16, 2}, VB_GGML_Q8X16, 0}}, 1, 2176},
+      {"Q8X16 row of 0", "32-value", {{"a", 2, {0, 2}, VB_GGML_Q8X16, 0}}, 1, 2176},
+      {"Q8X16 size overflow",
+       "absurd",
+       {{"a", 2, {(uint64_t)1 << 60, 1}, VB_GGML_Q8X16, 0}},
+       1,
+       32},
+      {"Q8X16 truncated data", "past the end", {{"a", 2, {32, 1}, VB_GGML_Q8X16, 32}}, 1, 2207},
+      /* 65 rows are 4420 bytes of Q8_0 but two padded 64-row panels packed */
+      {"Q8X16 without its padding rows",
+       "past the end",
+       {{"a", 2, {64, 65}, VB_GGML_Q8X16, 32}},
+       1,
+       4512},
   };
   for (size_t i = 0; i < sizeof tcases / sizeof tcases[0]; i++) {
     tu_bytes f = build(3, 0, NULL, tcases[i].t, (uint64_t)tcases[i].nt, tcases[i].data);
     expect_error(tcases[i].what, &f, tcases[i].needle);
+    free(f.p);
+  }
+
+  /* Q8X16 data must lie at a file offset that is a multiple of 64 (the data
+   * section starts at a multiple of 32: the tensor's offset chosen so that it
+   * is not), and is accepted where it does */
+  for (int aligned = 0; aligned < 2; aligned++) {
+    tdesc pk[2] = {{"f", 1, {8}, VB_GGML_F32, 0}, {"q", 2, {32, 1}, VB_GGML_Q8X16, 32}};
+    tu_bytes f = build(3, 0, NULL, pk, 2, 64 + 2176);
+    size_t data_off = f.n - (64 + 2176);
+    free(f.p);
+    if (((data_off + 32) % 64 == 0) != aligned) pk[1].offset = 64;
+    f = build(3, 0, NULL, pk, 2, 64 + 2176);
+    if (aligned) {
+      vb_tt_init(&tt);
+      int rc = vb_gguf_parse(f.p, f.n, "packed.gguf", NULL, &tt);
+      const vb_tensor_info *q = rc == 0 ? vb_tt_find(&tt, "q") : NULL;
+      CHECK(q && q->dtype == VB_DT_Q8X16 && q->nbytes == 2176 && q->shape[0] == 1 &&
+                q->shape[1] == 32,
+            "an aligned Q8X16 tensor: %s", rc ? vb_error_message() : "wrong info");
+      vb_tt_free(&tt);
+    } else {
+      expect_error("Q8X16 at a file offset not a multiple of 64", &f, "64-byte aligned");
+    }
     free(f.p);
   }
 

@@ -10,6 +10,7 @@
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "formats/torch_bin.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
 #include "runtime/common.h"
@@ -165,7 +166,7 @@ static const vb_tensor_info *find_v(vb_weights *w, const char *name, int ndim, v
   }
   if (t->dtype != VB_DT_F32 && t->dtype != VB_DT_F16 && t->dtype != VB_DT_BF16 &&
       t->dtype != VB_DT_F64 && t->dtype != VB_DT_Q8_0 && t->dtype != VB_DT_Q4_0 &&
-      t->dtype != VB_DT_Q4_K && t->dtype != VB_DT_I8) {
+      t->dtype != VB_DT_Q4_K && t->dtype != VB_DT_I8 && t->dtype != VB_DT_Q8X16) {
     vb_error("weights: tensor %s has dtype %s, expected a floating-point type", name,
              vb_dtype_name(t->dtype));
     return NULL;
@@ -182,8 +183,9 @@ const vb_tensor_info *vb_weights_find(vb_weights *w, const char *name, int ndim,
 }
 
 static const float *as_f32(vb_weights *w, const vb_tensor_info *t) {
-  if (t->dtype == VB_DT_I8) {
-    vb_error("weights: tensor %s is int8, which only linear layers' weights may be", t->name);
+  if (t->dtype == VB_DT_I8 || t->dtype == VB_DT_Q8X16) {
+    vb_error("weights: tensor %s is %s, which only linear layers' weights may be", t->name,
+             t->dtype == VB_DT_I8 ? "int8" : "packed Q8_0 (Q8X16)");
     return NULL;
   }
   if (t->dtype == VB_DT_F32 && ((uintptr_t)t->data & 3) == 0) return t->data;
@@ -292,7 +294,23 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
   }
   vb_dtype qt = quant_type(w, l, t, prefix);
   void *quantized = NULL;
-  if (qt != VB_DT_F32) {
+  int in_place = 0;              /* a packed weight used where it lies: its pages stay */
+  if (t->dtype == VB_DT_Q8X16) { /* vblip convert --packed: Q8_0 in the q8x16 layout */
+    if ((uintptr_t)t->data & 63)
+      return vb_error("weights: packed tensor %s.weight is not 64-byte aligned in memory", prefix);
+    l->dtype = VB_DT_Q8_0;
+    if (l->compute == VB_COMPUTE_BF16 && !vb_linear_wants_tile(l) && vb_q8x16_supported()) {
+      l->w = NULL;
+      l->w_packed = t->data;
+      in_place = 1;
+    } else { /* no AVX512-VNNI (or another compute): the Q8_0 rows, as a q8_0 file holds them */
+      if (!(quantized = vb_malloc_aligned(vb_q8_row_bytes(in) * (size_t)out)))
+        return vb_error("out of memory unpacking %s.weight", prefix);
+      vb_q8x16_unpack(t->data, out, in, quantized);
+      l->w = quantized;
+      qt = VB_DT_Q8_0; /* the stored bytes are not read again */
+    }
+  } else if (qt != VB_DT_F32) {
     if (!(quantized = quantize_weight(t, out, in, qt)))
       return vb_error("out of memory quantizing %s.weight to %s", prefix, vb_dtype_name(qt));
     l->dtype = qt;
@@ -316,7 +334,8 @@ int vb_weights_linear(vb_weights *w, const char *prefix, int out, int in, int ha
     w->owned = owned;
     w->owned[w->nowned++] = quantized;
   }
-  if (qt != VB_DT_F32 || !vb_linear_reads_stored(l)) drop_mapped_pages(w, t->data, t->nbytes);
+  if (!in_place && (qt != VB_DT_F32 || !vb_linear_reads_stored(l)))
+    drop_mapped_pages(w, t->data, t->nbytes);
   return 0;
 }
 

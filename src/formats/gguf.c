@@ -122,6 +122,9 @@ static int tensor_type(uint32_t t, vb_dtype *dt) {
   case VB_GGML_Q4_K:
     *dt = VB_DT_Q4_K;
     return 0;
+  case VB_GGML_Q8X16:
+    *dt = VB_DT_Q8X16;
+    return 0;
   case VB_GGML_I8: *dt = VB_DT_I8; return 0;
   case VB_GGML_I16: *dt = VB_DT_I16; return 0;
   case VB_GGML_I32: *dt = VB_DT_I32; return 0;
@@ -140,6 +143,8 @@ int vb_gguf_type_of(vb_dtype dt) {
   case VB_DT_Q4_0: return VB_GGML_Q4_0;
   case VB_DT_Q4_K:
     return VB_GGML_Q4_K;
+  case VB_DT_Q8X16:
+    return VB_GGML_Q8X16;
   case VB_DT_I8: return VB_GGML_I8;
   case VB_DT_I16: return VB_GGML_I16;
   case VB_DT_I32: return VB_GGML_I32;
@@ -338,7 +343,7 @@ int vb_gguf_parse(const uint8_t *buf, size_t len, const char *label, vb_gguf_met
     if (rd_u32(&c, &t, "tensor type")) goto fail_infos;
     if (tensor_type(t, &ti->dt) != 0) {
       vb_error("%s: tensor %s has ggml type %u, which vblip does not read "
-               "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, I8-I64, F64)",
+               "(F32, F16, BF16, Q8_0, Q4_0, Q4_K, I8-I64, F64, vblip's Q8X16)",
                label, nm, t);
       goto fail_infos;
     }
@@ -352,7 +357,18 @@ int vb_gguf_parse(const uint8_t *buf, size_t len, const char *label, vb_gguf_met
                label, nm, (unsigned long long)ne0);
       goto fail_infos;
     }
-    if (!vb_dtype_bytes(ti->dt, (int64_t)numel, &ti->nbytes)) {
+    if (ti->dt == VB_DT_Q8X16) { /* vblip's packed Q8_0: [N, K] only, the size from both */
+      if (nd != 2 || ne0 % 32 || ne0 == 0) {
+        vb_error("%s: tensor %s: a Q8X16 (packed Q8_0) tensor must be 2-D with rows of whole "
+                 "32-value blocks (%u dimensions, rows of %llu values)",
+                 label, nm, nd, (unsigned long long)ne0);
+        goto fail_infos;
+      }
+      if (!vb_q8x16_size(ti->shape[0], ti->shape[1], &ti->nbytes)) {
+        vb_error("%s: tensor %s: absurd dimensions (the byte size overflows)", label, nm);
+        goto fail_infos;
+      }
+    } else if (!vb_dtype_bytes(ti->dt, (int64_t)numel, &ti->nbytes)) {
       vb_error("%s: tensor %s: absurd dimensions (the byte size overflows)", label, nm);
       goto fail_infos;
     }
@@ -377,6 +393,13 @@ int vb_gguf_parse(const uint8_t *buf, size_t len, const char *label, vb_gguf_met
     if (ti->nbytes && (data_off > len || ti->offset > data_len || ti->nbytes > data_len - ti->offset)) {
       vb_error("%s: tensor %s: data [%llu, +%zu) lies past the end of the file (%zu data bytes)",
                label, nm, (unsigned long long)ti->offset, ti->nbytes, data_len);
+      goto fail_infos;
+    }
+    /* the kernels read a packed matrix where it lies, in 64-byte vectors */
+    if (ti->dt == VB_DT_Q8X16 && (data_off + ti->offset) % VB_GGUF_PACKED_ALIGNMENT) {
+      vb_error("%s: tensor %s: packed Q8X16 data at file offset %llu is not 64-byte aligned "
+               "(general.alignment %zu; vblip convert --packed writes 64)",
+               label, nm, (unsigned long long)(data_off + ti->offset), meta.alignment);
       goto fail_infos;
     }
     ranges[i] = (trange){ti->offset, ti->offset + ti->nbytes, (size_t)i};

@@ -51,8 +51,15 @@ enum {
   VB_GGML_I32 = 26,
   VB_GGML_I64 = 27,
   VB_GGML_F64 = 28,
-  VB_GGML_BF16 = 30
+  VB_GGML_BF16 = 30,
+  /* vblip's own, far from ggml's ids ("VB"): a Q8_0 [N, K] matrix (ne0 = K,
+   * ne1 = N) stored in the q8x16 layout of vblip's VNNI kernels
+   * (runtime/dtype.h), vb_q8x16_size bytes, 64-byte aligned in the file.
+   * Written by vblip convert --packed only; other GGUF readers do not know it. */
+  VB_GGML_Q8X16 = 0x5642
 };
+/* The data alignment of files with VB_GGML_Q8X16 tensors. */
+#define VB_GGUF_PACKED_ALIGNMENT 64
 
 typedef struct {
   char *key;

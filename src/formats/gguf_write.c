@@ -100,9 +100,15 @@ int vb_gguf_add_tensor(vb_gguf_writer *w, const char *name, vb_dtype dt, int ndi
     numel *= shape[i];
   }
   size_t nbytes;
-  if (!vb_dtype_bytes(dt, numel, &nbytes) ||
-      ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32) ||
-      (dt == VB_DT_Q4_K && shape[ndim - 1] % 256))
+  if (dt == VB_DT_Q8X16) { /* vblip's packed Q8_0: read where it lies, in 64-byte vectors */
+    if (ndim != 2 || !vb_q8x16_size(shape[0], shape[1], &nbytes))
+      return vb_error("tensor %s: shape does not fit %s", name, vb_dtype_name(dt));
+    if (w->alignment % VB_GGUF_PACKED_ALIGNMENT)
+      return vb_error("tensor %s: %s needs general.alignment %d or a multiple", name,
+                      vb_dtype_name(dt), VB_GGUF_PACKED_ALIGNMENT);
+  } else if (!vb_dtype_bytes(dt, numel, &nbytes) ||
+             ((dt == VB_DT_Q8_0 || dt == VB_DT_Q4_0) && shape[ndim - 1] % 32) ||
+             (dt == VB_DT_Q4_K && shape[ndim - 1] % 256))
     return vb_error("tensor %s: shape does not fit %s", name, vb_dtype_name(dt));
   if (w->n_t == w->cap_t) {
     size_t cap = w->cap_t ? w->cap_t * 2 : 64;

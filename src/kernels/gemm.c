@@ -5,8 +5,11 @@
 
 #include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
+#include "kernels/q8_kernels.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
+
+static int is_q8_engine(const vb_linear *l);
 
 int vb_linear_weight_row(const vb_linear *l, int r, float *row) {
   int K = l->in;
@@ -17,6 +20,23 @@ int vb_linear_weight_row(const vb_linear *l, int r, float *row) {
       row[k] = (float)q[k] * l->w_scale[r];
     return 0;
   }
+  if (!l->w && l->w_f32) { /* the stored form was freed after the f32 conversion */
+    memcpy(row, l->w_f32 + (size_t)r * K, (size_t)K * sizeof(float));
+    return 0;
+  }
+  /* a Q8_0 weight only in the q8x16 layout (stored so, or repacked and its
+   * rows freed): the row unpacked first */
+  const void *packed = l->w || !is_q8_engine(l) ? NULL : vb_linear_q8_packed(l);
+  if (!l->w && !packed) packed = l->w_packed;
+  if (packed) {
+    uint8_t *q = vb_malloc(vb_q8_row_bytes(K));
+    if (!q) return -1;
+    vb_q8x16_unpack_rows(packed, K, r, r + 1, q);
+    int rc = vb_convert_to_f32(VB_DT_Q8_0, q, K, row);
+    free(q);
+    return rc;
+  }
+  if (!l->w) return vb_error("linear %dx%d: no stored weight to read row %d from", l->out, K, r);
   size_t off;
   if (!vb_dtype_bytes(l->dtype, (int64_t)r * K, &off))
     return vb_error("linear %dx%d: bad row %d", l->out, K, r);

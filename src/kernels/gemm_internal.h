@@ -40,6 +40,9 @@ int vb_linear_prepare_q8(vb_linear *l);
 void vb_linear_release_q8(vb_linear *l);
 int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y);
 int vb_linear_reads_stored_q8(const vb_linear *l);
+/* The q8x16 copy a prepared Q8_0 layer runs from (repacked, or the mapped
+ * w_packed), or NULL. */
+const void *vb_linear_q8_packed(const vb_linear *l);
 
 /* y[M, N] = x[M, K] W^T (+ bias) for small M with f32 weights [N, K], streaming
  * W once (gemv_f32.c). Returns -1 (nothing done) where the CPU lacks AVX-512. */

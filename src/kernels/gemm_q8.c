@@ -1,7 +1,10 @@
 /* Q8_0 linear layers with bf16 compute: the weight stays in its 8-bit blocks,
  * where it lies (usually the mapped GGUF file) or, on CPUs with AVX512-VNNI,
  * repacked once at load into the q8x16 layout (q8_vnni.c; same size, and the
- * loader then drops the file's pages).
+ * loader then drops the file's pages). A file written with `vblip convert
+ * --packed` holds the language model's matrices in that layout already
+ * (vb_linear.w_packed): the mapped bytes are the packed copy, nothing is
+ * allocated or repacked, and the file's pages stay.
  *  - M <= 15 rows (decoding, beams): the weight streamed once for all rows,
  *    vb_gemv_q8x16 (activations quantized to 16 bits) or vb_gemv_q8
  *    (activations in f32).
@@ -45,6 +48,7 @@ typedef struct {
   int amx;       /* tiles from packed straight into AMX bf16 tiles (run_amx) */
   int onednn_ok; /* oneDNN runs bf16 matmuls here */
   void *packed;  /* the q8x16 copy where AVX512-VNNI runs, else NULL */
+  int mapped;    /* packed is the layer's w_packed (a packed file's mapping), not owned */
   int blocked;   /* tiles from packed go to oneDNN in its blocked layout */
 } q8_backend;
 
@@ -376,13 +380,26 @@ int vb_linear_prepare_q8(vb_linear *l) {
     }
     vb_q4kx16_pack(l->w, l->out, l->in, b->packed);
   }
+  if (l->dtype == VB_DT_Q8_0 && l->w_packed && !vb_q8x16_supported()) {
+    free(b); /* the loader unpacks such a weight into rows (vb_q8x16_unpack) first */
+    return vb_error("a packed %dx%d Q8_0 weight needs AVX512-VNNI; unpack it first", l->out, l->in);
+  }
+  if (l->dtype == VB_DT_Q8_0 && l->w_packed && ((uintptr_t)l->w_packed & 63)) {
+    free(b);
+    return vb_error("a packed %dx%d Q8_0 weight is not 64-byte aligned", l->out, l->in);
+  }
   if (l->dtype == VB_DT_Q8_0 && vb_q8x16_supported()) {
-    b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
-    if (!b->packed) {
-      free(b);
-      return vb_error("out of memory repacking a %dx%d Q8_0 weight", l->out, l->in);
+    if (l->w_packed) { /* stored packed (vblip convert --packed): used where it lies */
+      b->packed = (void *)l->w_packed;
+      b->mapped = 1;
+    } else {
+      b->packed = vb_malloc_aligned(vb_q8x16_bytes(l->out, l->in));
+      if (!b->packed) {
+        free(b);
+        return vb_error("out of memory repacking a %dx%d Q8_0 weight", l->out, l->in);
+      }
+      vb_q8x16_pack(l->w, l->out, l->in, b->packed);
     }
-    vb_q8x16_pack(l->w, l->out, l->in, b->packed);
     /* blocked tiles: whole panels, so N a multiple of 64, and a matmul that
      * takes them with a JIT kernel */
     if (b->onednn_ok && vb_bf16b_supported() && vb_bf16b_fits(l->out, l->in)) {
@@ -403,7 +420,7 @@ int vb_linear_prepare_q8(vb_linear *l) {
 
 void vb_linear_release_q8(vb_linear *l) {
   q8_backend *b = l->backend;
-  if (b) vb_free_aligned(b->packed);
+  if (b && !b->mapped) vb_free_aligned(b->packed);
   free(b);
   l->backend = NULL;
 }
@@ -411,6 +428,11 @@ void vb_linear_release_q8(vb_linear *l) {
 int vb_linear_reads_stored_q8(const vb_linear *l) {
   const q8_backend *b = l->backend;
   return !b || !b->packed;
+}
+
+const void *vb_linear_q8_packed(const vb_linear *l) {
+  const q8_backend *b = l->dtype == VB_DT_Q8_0 ? l->backend : NULL;
+  return b ? b->packed : NULL;
 }
 
 const char *vb_linear_q8_prefill_path(const vb_linear *l) {

@@ -30,6 +30,9 @@ typedef struct {
   int out, in;
   vb_dtype dtype;       /* of the stored weight */
   const void *w;        /* stored weight, [out, in] */
+  const void *w_packed; /* Q8_0 only: the weight stored already in the q8x16 layout (a
+                         * `vblip convert --packed` file, 64-byte aligned), used in place
+                         * as the packed copy where AVX512-VNNI runs; w is then NULL */
   const float *bias;    /* [out] or NULL */
   const float *w_scale; /* dtype I8: w[n, k] = q[n, k] * w_scale[n] */
   float *w_f32;         /* owned f32 copy when the stored weight is not aligned f32 */

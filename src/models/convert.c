@@ -30,7 +30,8 @@ static bool ends_with(const char *s, const char *suffix) {
 
 static bool is_float(vb_dtype d) {
   return d == VB_DT_F32 || d == VB_DT_F16 || d == VB_DT_BF16 || d == VB_DT_F64 || d == VB_DT_Q8_0 ||
-         d == VB_DT_I8; /* an int8 vision weight (its scales beside it) */
+         d == VB_DT_Q8X16 || /* a packed file's language model */
+         d == VB_DT_I8;      /* an int8 vision weight (its scales beside it) */
 }
 
 /* Embedding tables and learned tokens: looked up row by row, not multiplied. */
@@ -58,6 +59,16 @@ static vb_dtype target_dtype(const vb_tensor_info *t, target tg) {
     return VB_DT_Q4_0;
   }
   return VB_DT_Q8_0;
+}
+
+/* Whether --packed stores this Q8_0 matrix in the q8x16 layout: the language
+ * model's linear layers, which the VNNI kernels read only through that layout.
+ * Not its vocabulary head (T5's own lm_head, OPT's where a checkpoint has
+ * one): the head is also read row by row in float32 (lm_head.h); nor the
+ * embeddings (target_dtype keeps them float32), read row by row. */
+static bool is_packable(const vb_tensor_info *t) {
+  return strncmp(t->name, "language_model.", 15) == 0 && !strstr(t->name, "lm_head") &&
+         !is_embedding(t->name);
 }
 
 /* Whether an int8 vision conversion stores this tensor as int8: the vision
@@ -209,26 +220,68 @@ static int write_entry(vb_gguf_writer *gw, FILE *f, size_t i, const vb_tensor_ta
                        uint64_t *written) {
   int64_t numel = vb_tensor_numel(t), K = row_length(t);
   int copy = !scale_of && t->dtype == dt; /* stored as written: copy the bytes */
+  if (copy && dt == VB_DT_Q8X16) {        /* packed to packed: the mapped bytes as they are */
+    if (vb_gguf_write_part(f, t->data, t->nbytes) != 0) return -1;
+    vb_tt_drop_pages(tt, t->data, t->nbytes);
+    *written += t->nbytes;
+    return vb_gguf_end_tensor(gw, f, i, t->nbytes);
+  }
+  /* a packed source is read as its Q8_0 rows (unpacked part by part); a
+   * packed target is written in whole 64-row panels, each part packed from
+   * its Q8_0 rows */
+  vb_tensor_info rows = *t;
+  if (t->dtype == VB_DT_Q8X16) rows.dtype = VB_DT_Q8_0;
   int64_t rows_per = K >= CHUNK_ELEMS ? 1 : CHUNK_ELEMS / K;
+  if (dt == VB_DT_Q8X16)
+    rows_per = rows_per < VB_Q8X16_PANEL ? VB_Q8X16_PANEL : rows_per - rows_per % VB_Q8X16_PANEL;
+  uint8_t *unpacked = NULL, *packed = NULL;
+  size_t part_rows_bytes = vb_q8_row_bytes((int)K) * (size_t)rows_per, packed_bytes = 0;
+  if ((t->dtype == VB_DT_Q8X16 && !(unpacked = vb_malloc(part_rows_bytes))) ||
+      (dt == VB_DT_Q8X16 && (!vb_q8x16_size(rows_per, K, &packed_bytes) ||
+                             !(packed = vb_malloc_aligned(packed_bytes))))) {
+    free(unpacked);
+    return vb_error("out of memory converting tensor %s", t->name);
+  }
+  int rc = -1;
   uint64_t out = 0;
   for (int64_t e0 = 0; e0 < numel;) {
     int64_t n = rows_per * K < numel - e0 ? rows_per * K : numel - e0;
-    size_t src_off, src_bytes, out_bytes;
-    if (!vb_dtype_bytes(t->dtype, e0, &src_off) || !vb_dtype_bytes(t->dtype, n, &src_bytes) ||
-        !vb_dtype_bytes(dt, n, &out_bytes))
-      return vb_error("tensor %s: bad size", t->name);
+    size_t src_off = 0, src_bytes = 0, out_bytes;
+    if ((t->dtype != VB_DT_Q8X16 &&
+         (!vb_dtype_bytes(t->dtype, e0, &src_off) || !vb_dtype_bytes(t->dtype, n, &src_bytes))) ||
+        (dt == VB_DT_Q8X16 ? !vb_q8x16_size(n / K, K, &out_bytes)
+                           : !vb_dtype_bytes(dt, n, &out_bytes))) {
+      vb_error("tensor %s: bad size", t->name);
+      goto out;
+    }
     if (scale_of) out_bytes = (size_t)(n / K) * 4;
     const uint8_t *src = (const uint8_t *)t->data + src_off;
+    if (unpacked) {
+      vb_q8x16_unpack_rows(t->data, K, e0 / K, (e0 + n) / K, unpacked);
+      src = unpacked;
+    }
     const void *part = src;
-    if (!copy && convert_part(t, src, e0, n, dt, scale_of, f32, buf) != 0) return -1;
-    if (!copy) part = buf;
-    if (vb_gguf_write_part(f, part, out_bytes) != 0) return -1;
-    vb_tt_drop_pages(tt, src, src_bytes);
+    vb_dtype rows_dt = dt == VB_DT_Q8X16 ? VB_DT_Q8_0 : dt;
+    if (rows.dtype != rows_dt || scale_of) { /* converted (else: the Q8_0 rows as they are) */
+      if (convert_part(&rows, src, e0, n, rows_dt, scale_of, f32, buf) != 0) goto out;
+      part = buf;
+    }
+    if (dt == VB_DT_Q8X16) {
+      vb_q8x16_pack(part, (int)(n / K), (int)K, packed);
+      part = packed;
+    }
+    if (vb_gguf_write_part(f, part, out_bytes) != 0) goto out;
+    if (!unpacked) vb_tt_drop_pages(tt, src, src_bytes);
     out += out_bytes;
     e0 += n;
   }
+  if (unpacked) vb_tt_drop_pages(tt, t->data, t->nbytes);
   *written += out;
-  return vb_gguf_end_tensor(gw, f, i, out);
+  rc = vb_gguf_end_tensor(gw, f, i, out);
+out:
+  free(unpacked);
+  vb_free_aligned(packed);
+  return rc;
 }
 
 static void show_progress(size_t done, size_t total, uint64_t bytes, uint64_t total_bytes, double t0,
@@ -262,6 +315,14 @@ int vblip_convert(const char *model_dir, const char *out_path, const char *type,
 
 int vblip_convert_ex(const char *model_dir, const char *out_path, const char *type,
                      const char *vision_type, int progress) {
+  vblip_convert_options o = {.type = type, .vision_type = vision_type, .progress = progress};
+  return vblip_convert_with(model_dir, out_path, &o);
+}
+
+int vblip_convert_with(const char *model_dir, const char *out_path,
+                       const vblip_convert_options *opts) {
+  const char *type = opts ? opts->type : NULL, *vision_type = opts ? opts->vision_type : NULL;
+  int progress = opts ? opts->progress : 0, packed = opts ? opts->packed : 0;
   target tg;
   bool vision_i8 = false;
   if (vision_type && strcmp(vision_type, "int8") == 0)
@@ -279,6 +340,8 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
     tg = T_Q4_K, file_type = 14; /* llama.cpp's "mostly Q4_K_S" */
   else
     return vb_error("unknown weight type \"%s\" (f32, f16, bf16, q8_0, q4_0 or q4_k)", type);
+  if (packed && tg != T_Q8_0)
+    return vb_error("packed weights (--packed) are for --type q8_0, not %s", type ? type : "f32");
 
   int opened = 0, rc = -1;
   vb_model_source src;
@@ -308,7 +371,8 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   if (!(gw = vb_gguf_writer_new()) || !(name = base_name(model_dir))) goto done;
   if (vb_gguf_add_string(gw, "general.architecture", VB_GGUF_ARCH, strlen(VB_GGUF_ARCH)) ||
       vb_gguf_add_string(gw, "general.name", name, strlen(name)) ||
-      vb_gguf_add_u32(gw, "general.alignment", VB_GGUF_DEFAULT_ALIGNMENT) ||
+      vb_gguf_add_u32(gw, "general.alignment",
+                      packed ? VB_GGUF_PACKED_ALIGNMENT : VB_GGUF_DEFAULT_ALIGNMENT) ||
       vb_gguf_add_u32(gw, "general.file_type", file_type) ||
       vb_gguf_add_u32(gw, "vblip.format_version", 1) ||
       vb_gguf_add_string(gw, "vblip.language_model", cfg.lm_kind == VB_LM_OPT ? "opt" : "t5",
@@ -364,9 +428,10 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
       dts[i] = VB_DT_F32;
       if (vb_gguf_add_tensor(gw, sname, VB_DT_F32, 1, t->shape) != 0) goto done;
     } else {
-      dts[i] = t->dtype == VB_DT_Q8_0 && tg == T_Q8_0                     ? VB_DT_Q8_0
-               : (vision_i8 && is_int8_vision(t)) || t->dtype == VB_DT_I8 ? VB_DT_I8
+      dts[i] = (t->dtype == VB_DT_Q8_0 || t->dtype == VB_DT_Q8X16) && tg == T_Q8_0 ? VB_DT_Q8_0
+               : (vision_i8 && is_int8_vision(t)) || t->dtype == VB_DT_I8          ? VB_DT_I8
                                                                           : target_dtype(t, tg);
+      if (packed && dts[i] == VB_DT_Q8_0 && is_packable(t)) dts[i] = VB_DT_Q8X16;
       if (vb_gguf_add_tensor(gw, t->name, dts[i], t->ndim, t->shape) != 0) goto done;
     }
     size_t numel = (size_t)vb_tensor_numel(t);
@@ -377,6 +442,8 @@ int vblip_convert_ex(const char *model_dir, const char *out_path, const char *ty
   for (size_t i = 0; i < n; i++) { /* a row longer than a chunk is one part of its own */
     int64_t K = row_length(list[i]);
     if (K > chunk) chunk = K;
+    /* packed parts are whole 64-row panels */
+    if (dts[i] == VB_DT_Q8X16 && K * VB_Q8X16_PANEL > chunk) chunk = K * VB_Q8X16_PANEL;
   }
   f32 = vb_malloc_aligned((size_t)(chunk ? chunk : 1) * sizeof(float));
   buf = vb_malloc((size_t)(chunk ? chunk : 1) * sizeof(float));

@@ -2,6 +2,7 @@
 #include "runtime/dtype.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/common.h"
@@ -10,11 +11,11 @@ static const struct {
   const char *name;
   size_t size;
 } k_dtypes[VB_DT_COUNT] = {
-    [VB_DT_F32] = {"F32", 4},   [VB_DT_F16] = {"F16", 2},   [VB_DT_BF16] = {"BF16", 2},
-    [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},   [VB_DT_I32] = {"I32", 4},
-    [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},     [VB_DT_U8] = {"U8", 1},
-    [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0}, [VB_DT_Q4_0] = {"Q4_0", 0},
-    [VB_DT_Q4_K] = {"Q4_K", 0},
+    [VB_DT_F32] = {"F32", 4},   [VB_DT_F16] = {"F16", 2},     [VB_DT_BF16] = {"BF16", 2},
+    [VB_DT_F64] = {"F64", 8},   [VB_DT_I64] = {"I64", 8},     [VB_DT_I32] = {"I32", 4},
+    [VB_DT_I16] = {"I16", 2},   [VB_DT_I8] = {"I8", 1},       [VB_DT_U8] = {"U8", 1},
+    [VB_DT_BOOL] = {"BOOL", 1}, [VB_DT_Q8_0] = {"Q8_0", 0},   [VB_DT_Q4_0] = {"Q4_0", 0},
+    [VB_DT_Q4_K] = {"Q4_K", 0}, [VB_DT_Q8X16] = {"Q8X16", 0},
 };
 
 const char *vb_dtype_name(vb_dtype t) {
@@ -39,7 +40,50 @@ int vb_dtype_bytes(vb_dtype t, int64_t nelem, size_t *out) {
     if (nelem % VB_Q4K_BLOCK) return 0;
     return vb_mul_ok((size_t)nelem / VB_Q4K_BLOCK, VB_Q4K_BLOCK_BYTES, out);
   }
+  if (t == VB_DT_Q8X16) return 0; /* the size depends on the shape: vb_q8x16_size */
   return vb_mul_ok((size_t)nelem, vb_dtype_size(t), out);
+}
+
+int vb_q8x16_size(int64_t N, int64_t K, size_t *out) {
+  if (N < 0 || K <= 0 || K % 32) return 0;
+  size_t panels = (size_t)((N + VB_Q8X16_PANEL - 1) / VB_Q8X16_PANEL), per;
+  return vb_mul_ok((size_t)K / 32, VB_Q8X16_BLOCK_BYTES, &per) && vb_mul_ok(panels, per, out);
+}
+
+void vb_q8x16_unpack_rows(const void *P, int64_t K, int64_t r0, int64_t r1, void *dst) {
+  const uint8_t *src = P;
+  int64_t nb = K / 32;
+  size_t panel = (size_t)nb * VB_Q8X16_BLOCK_BYTES, rb = (size_t)nb * 34;
+  for (int64_t n = r0; n < r1; n++) {
+    int64_t p = n / VB_Q8X16_PANEL, r = n % VB_Q8X16_PANEL, s = r / 16, rs = r % 16;
+    uint8_t *row = (uint8_t *)dst + (size_t)(n - r0) * rb;
+    for (int64_t b = 0; b < nb; b++) {
+      const uint8_t *B = src + (size_t)p * panel + (size_t)b * VB_Q8X16_BLOCK_BYTES;
+      const uint8_t *Q = B + 2 * VB_Q8X16_PANEL;
+      uint8_t *blk = row + (size_t)b * 34;
+      memcpy(blk, B + 2 * r, 2);
+      for (int q = 0; q < 8; q++)
+        for (int j = 0; j < 4; j++)
+          blk[2 + 4 * q + j] = Q[(q * 4 + s) * 64 + rs * 4 + j] ^ 0x80;
+    }
+  }
+}
+
+void vb_q8x16_unpack(const void *P, int N, int K, void *dst) {
+  vb_q8x16_unpack_rows(P, K, 0, N, dst);
+}
+
+int vb_q8x16_to_f32(const void *P, int64_t N, int64_t K, float *dst) {
+  if (K <= 0 || K % 32)
+    return vb_error("Q8X16 rows of %lld values are not whole blocks", (long long)K);
+  uint8_t *row = vb_malloc((size_t)K / 32 * 34);
+  if (!row) return -1;
+  for (int64_t n = 0; n < N; n++) {
+    vb_q8x16_unpack_rows(P, K, n, n + 1, row);
+    vb_convert_to_f32(VB_DT_Q8_0, row, K, dst + (size_t)n * K);
+  }
+  free(row);
+  return 0;
 }
 
 float vb_half_to_float(uint16_t h) {
@@ -172,6 +216,9 @@ int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst) {
       vb_q4k_block_to_f32((const uint8_t *)src + VB_Q4K_BLOCK_BYTES * b, dst + VB_Q4K_BLOCK * b);
     return 0;
   }
+  case VB_DT_Q8X16:
+    return vb_error("a Q8X16 (packed Q8_0) tensor converts to float32 only with its shape "
+                    "(vb_q8x16_to_f32)");
   default:
     return vb_error("cannot convert %s tensor to float32", vb_dtype_name(dt));
   }

@@ -21,6 +21,9 @@ typedef enum {
   VB_DT_Q8_0, /* GGUF block layout: per 32 values one f16 scale + 32 int8 */
   VB_DT_Q4_0, /* GGUF block layout: per 32 values an f16 scale d + 16 bytes of 4-bit q: d (q - 8) */
   VB_DT_Q4_K, /* GGUF super-blocks of 256 values (144 bytes): vb_q4k_block_to_f32 */
+  VB_DT_Q8X16, /* vblip's own: a Q8_0 [N, K] matrix already in the q8x16 layout of the VNNI
+                * kernels (kernels/q8_vnni.c); its size depends on the shape (vb_q8x16_size),
+                * so vb_dtype_bytes and vb_convert_to_f32 refuse it: unpack it first */
   VB_DT_COUNT
 } vb_dtype;
 
@@ -35,6 +38,25 @@ float vb_bf16_to_float(uint16_t b);
 uint16_t vb_float_to_bf16(float f); /* round to nearest even */
 /* Converts n elements of src (F32/F16/BF16/F64/Q8_0/Q4_0/Q4_K) to f32. */
 int vb_convert_to_f32(vb_dtype dt, const void *src, int64_t n, float *dst);
+
+/* The q8x16 layout (vblip convert --packed; kernels/q8_vnni.c explains it):
+ * rows in panels of 64 (the last padded with zero rows), each panel K/32
+ * blocks of 2176 bytes: the 64 rows' f16 scales, then per k-quad q (8) and
+ * 16-row slice s (4) 64 bytes whose byte 4r + j is the int8 weight of row
+ * 64p + 16s + r at k = 32b + 4q + j, XOR 0x80. */
+#define VB_Q8X16_PANEL 64
+#define VB_Q8X16_BLOCK_BYTES (VB_Q8X16_PANEL * 34)
+/* Bytes of an [N, K] matrix in the q8x16 layout; false when K is not a
+ * positive multiple of 32, N is negative or the size overflows. */
+int vb_q8x16_size(int64_t N, int64_t K, size_t *out);
+/* Rows [r0, r1) of a q8x16 matrix of K columns back to GGUF Q8_0 rows (K/32
+ * blocks of 34 bytes each) at dst: the exact inverse of vb_q8x16_pack.
+ * Portable C, for CPUs without AVX512-VNNI and for the converters. */
+void vb_q8x16_unpack_rows(const void *P, int64_t K, int64_t r0, int64_t r1, void *dst);
+/* All N rows (vb_q8x16_unpack_rows(P, K, 0, N, dst)). */
+void vb_q8x16_unpack(const void *P, int N, int K, void *dst);
+/* A q8x16 matrix [N, K] as float32 (the values of its Q8_0 rows); -1 when out of memory. */
+int vb_q8x16_to_f32(const void *P, int64_t N, int64_t K, float *dst);
 
 /* GGUF Q4_K (ggml type 12): a super-block of 256 values is 144 bytes: f16 d,
  * f16 dmin, 12 bytes of 6-bit scales sc[8] and mins m[8] (one pair per 32

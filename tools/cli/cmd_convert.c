@@ -12,7 +12,7 @@
 
 typedef struct {
   const char *model, *out, *type, *vision_type;
-  int quiet;
+  int quiet, packed;
 } convert_opts;
 
 static const char *const k_types[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", NULL};
@@ -39,6 +39,13 @@ static const cli_option k_options[] = {
                    "int8: the ViT's linear weights in int8 with a float32 scale per\n"
                    "output channel (\"<name>_scale\"); such a model runs its vision\n"
                    "encoder in int8 (--vision-dtype auto)"),
+    CLI_OPT_FLAG("--packed", 0, convert_opts, packed,
+                 "with --type q8_0: the language model's linear layers stored\n"
+                 "already in the layout of vblip's AVX512-VNNI kernels (vblip's own\n"
+                 "GGUF tensor type Q8X16, which other GGUF tools cannot read): on such\n"
+                 "CPUs they are used where the file is mapped, not copied and\n"
+                 "repacked at load (faster loads, less memory); elsewhere they are\n"
+                 "unpacked at load"),
     CLI_OPT_FLAG("--quiet", 0, convert_opts, quiet, "no progress bar"),
     CLI_TABLE_END};
 
@@ -49,7 +56,7 @@ const cli_command cli_cmd_convert = {
     .summary = "write a model as one GGUF file (f32, f16, bf16, q8_0, q4_0 or q4_k weights)",
     .run = run,
     .usage = "--model MODEL --out FILE.gguf [--type f32|f16|bf16|q8_0|q4_0|q4_k] [--vision-type "
-             "same|int8]",
+             "same|int8] [--packed]",
     .about = "Writes the model (a directory with safetensors, sharded or not, or PyTorch .bin; a\n"
              "GGUF file; or a Hub repo id) as one GGUF file with the configs, the preprocessor\n"
              "settings, the tokenizer and the weights. Every command's --model accepts the .gguf "
@@ -86,8 +93,9 @@ static int run(int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     t0 = ts.tv_sec + ts.tv_nsec / 1e9;
   }
-  if (vblip_convert_ex(o.model, out, o.type, o.vision_type, !o.quiet) != 0)
-    return cli_fail("%s", vblip_last_error());
+  vblip_convert_options co = {
+      .type = o.type, .vision_type = o.vision_type, .packed = o.packed, .progress = !o.quiet};
+  if (vblip_convert_with(o.model, out, &co) != 0) return cli_fail("%s", vblip_last_error());
   g_tmp[0] = 0;
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

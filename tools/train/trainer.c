@@ -522,10 +522,14 @@ static int write_model_dir(vblip_trainer *t, const char *tmp, const char *info_j
     ents[i].dtype = p ? VB_DT_F32 : ti->dtype;
     ents[i].data = p ? p->data : ti->data;
     /* safetensors has no block types: a GGUF's frozen layers as float32 */
-    if (!p && (ti->dtype == VB_DT_Q8_0 || ti->dtype == VB_DT_Q4_0 || ti->dtype == VB_DT_Q4_K)) {
+    if (!p && (ti->dtype == VB_DT_Q8_0 || ti->dtype == VB_DT_Q4_0 || ti->dtype == VB_DT_Q4_K ||
+               ti->dtype == VB_DT_Q8X16)) {
       int64_t n = vb_tensor_numel(ti);
       float *f32 = vb_malloc((size_t)n * sizeof *f32);
-      if (!f32 || vb_tt_keep(&converted, f32) || vb_convert_to_f32(ti->dtype, ti->data, n, f32))
+      if (!f32 || vb_tt_keep(&converted, f32) ||
+          (ti->dtype == VB_DT_Q8X16 /* vblip convert --packed */
+               ? vb_q8x16_to_f32(ti->data, ti->shape[0], ti->shape[1], f32)
+               : vb_convert_to_f32(ti->dtype, ti->data, n, f32)))
         goto done;
       ents[i].dtype = VB_DT_F32;
       ents[i].data = f32;
