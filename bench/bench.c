@@ -35,7 +35,6 @@
 #include <cjson/cJSON.h>
 #include <dnnl.h>
 #include <errno.h>
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdio.h>
@@ -45,6 +44,9 @@
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "bench.h"
 #include "kernels/kernels.h"
@@ -117,6 +119,7 @@ static double rss_now_gb(void) {
 
 /* ---- ceilings ---- */
 
+#if defined(__x86_64__)
 __attribute__((target("avx512f"))) static double read_sum_avx512(const float *p, size_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   for (size_t i = 0; i + 64 <= n; i += 64) {
@@ -127,12 +130,20 @@ __attribute__((target("avx512f"))) static double read_sum_avx512(const float *p,
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
+#endif
 static double read_sum_c(const float *p, size_t n) {
   float s[8] = {0};
   for (size_t i = 0; i + 8 <= n; i += 8)
     for (int j = 0; j < 8; j++)
       s[j] += p[i + j];
   return s[0] + s[1] + s[2] + s[3] + s[4] + s[5] + s[6] + s[7];
+}
+static double read_sum(const float *p, size_t n, int avx) {
+#if defined(__x86_64__)
+  if (avx) return read_sum_avx512(p, n);
+#endif
+  (void)avx;
+  return read_sum_c(p, n);
 }
 
 /* One all-thread read of buf (n floats), ms. */
@@ -143,7 +154,7 @@ static double read_once_ms(const float *buf, size_t n) {
   {
     int t = omp_get_thread_num(), nt = omp_get_num_threads();
     size_t a = (n / 64) * t / nt * 64, b = (n / 64) * (t + 1) / nt * 64;
-    sink += avx ? read_sum_avx512(buf + a, b - a) : read_sum_c(buf + a, b - a);
+    sink += read_sum(buf + a, b - a, avx);
   }
   double ms = vb_now_ms() - t0;
   if (sink == 12345.0) fprintf(stderr, " ");

@@ -87,7 +87,9 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+#if defined(__x86_64__)
   syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */);
+#endif
   const dnnl_version_t *v = dnnl_version();
   printf("oneDNN %d.%d.%d, %d frames, %s destination\n", v->major, v->minor, v->patch, T,
          dst_bf16 ? "bf16" : "f32");

@@ -66,8 +66,10 @@ static void test_linear_shape(int M, int N, int K, int with_bias) {
       if (impl == 2 && !vb_cpu()->avx512_bf16) continue;
       memset(y, 0xff, (size_t)M * N * sizeof(float));
       if (impl == 0) vb_gemv_bf16_c(wb, N, K, x, M, b, y);
+#if defined(__x86_64__)
       if (impl == 1) vb_gemv_bf16_avx512(wb, N, K, x, M, b, y);
       if (impl == 2) vb_gemv_bf16_avx512bf16(wb, N, K, x, M, b, y);
+#endif
       double e = tu_rel_l2(y, ref, (size_t)M * N);
       CHECK(e < 1e-2, "gemv %s M=%d N=%d K=%d: relative error %g", names[impl], M, N, K, e);
     }
@@ -91,6 +93,7 @@ static void test_linear(void) {
     test_linear_shape(shapes[i][0], shapes[i][1], shapes[i][2], (int)(i % 2 == 0));
 }
 
+#if defined(__x86_64__) /* the blocked layout's kernel: AVX512-BF16 */
 /* oneDNN's own reorder of plain [N, K] bf16 rows to BA16a64b2a, for comparison. */
 static int onednn_blocked(const uint16_t *w, int N, int K, uint16_t *dst) {
   dnnl_engine_t eng;
@@ -197,14 +200,18 @@ static void test_bf16_blocked_shape(int N, int K) {
   vb_free_aligned(P), vb_free_aligned(R);
 }
 
+#endif
+
 static void test_bf16_blocked(void) {
   if (!vb_bf16b_supported()) {
     printf("bf16 blocked layout (AVX512-BF16) not available here: its tests are skipped\n");
     return;
   }
+#if defined(__x86_64__)
   CHECK(!vb_bf16b_fits(96, 64) && !vb_bf16b_fits(64, 48), "shapes off the 64 x 32 grid must not fit");
   static const int shapes[][2] = {{64, 32}, {128, 96}, {192, 2560}, {2560, 64}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) test_bf16_blocked_shape(shapes[i][0], shapes[i][1]);
+#endif
 }
 
 static void test_gemm(void) {

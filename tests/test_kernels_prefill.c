@@ -118,6 +118,7 @@ done:
   free(w), free(x), free(bias), free(q), free(y), free(wr), free(xr), free(ref), free(mag);
 }
 
+#if defined(__x86_64__) /* the AMX tile unpackers (AVX512-BF16) */
 /* The AMX tile unpackers against the row unpackers, bit for bit. */
 static void check_to_tiles(vb_dtype dt, int N, int K, int g0, int k0, int k1) {
   float *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
@@ -158,6 +159,7 @@ static void check_to_tiles(vb_dtype dt, int N, int K, int g0, int k0, int k1) {
   vb_free_aligned(P), vb_free_aligned(t);
   free(w), free(q), free(rows);
 }
+#endif
 
 int main(void) {
   vb_cpu_init();
@@ -198,12 +200,14 @@ int main(void) {
   check_prefill(VB_DT_Q8_0, 70, 96, 40, 1);
   check_prefill(VB_DT_Q4_0, 70, 1056, 33, 0);
   if (vb_q_tiles_supported()) {
+#if defined(__x86_64__)
     for (int d = 0; d < 3; d++) {
       check_to_tiles(dts[d], 130, 512, 0, 0, 512);
       check_to_tiles(dts[d], 130, 512, 1, 256, 512); /* not at a panel or at k = 0 */
       check_to_tiles(dts[d], 37, 768, 2, 32, 288);
       check_to_tiles(dts[d], 200, 1024, 5, 512, 1024);
     }
+#endif
   } else {
     printf("AMX tile unpackers (AVX512-BF16) not available here: their tests are skipped\n");
   }

@@ -183,6 +183,7 @@ static void check_quantize_k(int N, int K, tu_rng *rng) {
   free(w), free(q), free(f), free(g), free(h);
 }
 
+#if defined(__x86_64__) /* the repacked copies' kernels: AVX512-VNNI */
 /* The q4x16 product from Q4_0 rows: packed, run, and the packed copy's
  * unpackers checked against the rows' (they must give the same values). */
 static int gemv_q4x16_from_rows(const void *W, int N, int K, const float *x, int M,
@@ -207,6 +208,7 @@ static int gemv_q4x16_from_rows(const void *W, int N, int K, const float *x, int
   free(a), free(b), free(c), free(d);
   return rc;
 }
+#endif
 
 static void check_gemv(int N, int K, int M, tu_rng *rng) {
   float *w = tu_rand_buf(rng, (size_t)N * K, 0.5f), *x = tu_rand_buf(rng, (size_t)M * K, 2.0f);
@@ -225,11 +227,15 @@ static void check_gemv(int N, int K, int M, tu_rng *rng) {
     const char *name;
     gemv_fn fn;
     int here;
-  } paths[] = {{"dispatch", vb_gemv_q4, 1},
-               {"c", vb_gemv_q4_c, 1},
-               {"avx2", vb_gemv_q4_avx2, vb_gemv_q4_has_avx2()},
-               {"avx512-vnni", vb_gemv_q4_vnni, vb_gemv_q4_has_vnni()},
-               {"q4x16 (avx512-vnni, repacked)", gemv_q4x16_from_rows, vb_q4x16_supported()}};
+  } paths[] = {
+    {"dispatch", vb_gemv_q4, 1},
+    {"c", vb_gemv_q4_c, 1},
+#if defined(__x86_64__)
+    {"avx2", vb_gemv_q4_avx2, vb_gemv_q4_has_avx2()},
+    {"avx512-vnni", vb_gemv_q4_vnni, vb_gemv_q4_has_vnni()},
+    {"q4x16 (avx512-vnni, repacked)", gemv_q4x16_from_rows, vb_q4x16_supported()},
+#endif
+  };
   for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
     if (!paths[p].here) continue;
     if (!CHECK_OK(paths[p].fn(q, N, K, x, M, bias, y))) continue;
@@ -261,6 +267,7 @@ static void check_gemv(int N, int K, int M, tu_rng *rng) {
       free(mag);
 }
 
+#if defined(__x86_64__)
 /* The q4kx16 product from Q4_K rows: packed, run, and the packed copy's
  * unpackers checked against the rows' (the same values). */
 static int gemv_q4kx16_from_rows(const void *W, int N, int K, const float *x, int M,
@@ -285,6 +292,7 @@ static int gemv_q4kx16_from_rows(const void *W, int N, int K, const float *x, in
   free(a), free(b), free(c), free(d);
   return rc;
 }
+#endif
 
 static void check_gemv_k(int N, int K, int M, tu_rng *rng) {
   float *w = tu_rand_buf(rng, (size_t)N * K, 0.5f), *x = tu_rand_buf(rng, (size_t)M * K, 2.0f);
@@ -305,12 +313,16 @@ static void check_gemv_k(int N, int K, int M, tu_rng *rng) {
     const char *name;
     gemv_fn fn;
     int here;
-  } paths[] = {{"dispatch", vb_gemv_q4k, 1},
-               {"c", vb_gemv_q4k_c, 1},
-               {"avx2", vb_gemv_q4k_avx2, vb_gemv_q4_has_avx2()},
-               {"avx512-vnni", vb_gemv_q4k_vnni, vb_gemv_q4_has_vnni()},
-               {"amx-int8 (prefill)", vb_gemm_q4k_amx, vb_q4k_amx_usable()},
-               {"q4kx16 (avx512-vnni, repacked)", gemv_q4kx16_from_rows, vb_q4x16_supported()}};
+  } paths[] = {
+    {"dispatch", vb_gemv_q4k, 1},
+    {"c", vb_gemv_q4k_c, 1},
+#if defined(__x86_64__)
+    {"avx2", vb_gemv_q4k_avx2, vb_gemv_q4_has_avx2()},
+    {"avx512-vnni", vb_gemv_q4k_vnni, vb_gemv_q4_has_vnni()},
+    {"amx-int8 (prefill)", vb_gemm_q4k_amx, vb_q4k_amx_usable()},
+    {"q4kx16 (avx512-vnni, repacked)", gemv_q4kx16_from_rows, vb_q4x16_supported()},
+#endif
+  };
   for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
     if (!paths[p].here) continue;
     for (size_t i = 0; i < (size_t)M * N; i++)
@@ -422,11 +434,13 @@ int main(void) {
   /* AMX off: the Q4_K prefill product is not used (and refuses to run) */
   tu_rerun_with_env("VBLIP_NO_AMX=1");
   tu_rerun_with_env("VBLIP_Q4_AMX=1"); /* vb_linear_forward's many rows on AMX-INT8 */
+#if defined(__x86_64__)                /* (no AMX product elsewhere) */
   if (getenv("VBLIP_NO_AMX")) {
     float x[256] = {0}, y[16];
     uint8_t q[16 * VB_Q4K_BLOCK_BYTES] = {0};
     CHECK(!vb_q4k_amx_usable() && vb_gemm_q4k_amx(q, 16, 256, x, 1, NULL, y) != 0,
           "VBLIP_NO_AMX=1: the AMX Q4_K product still runs");
   } /* linear layers on the Q4_0 rows, not repacked */
+#endif
   return tu_finish();
 }

@@ -78,6 +78,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
       /* the tiles (plain or blocked) multiply bf16(w) by bf16(x) in f32: the
        * plain AVX512-BF16 GEMV on the dequantized rows does the same sums in
        * another order (sum |x w| x 1.01 covers the roundings of x and w) */
+#if defined(__x86_64__)
       if (vb_cpu()->avx512_bf16 && vb_cpu_has_avx512()) {
         uint16_t *w16 = malloc((size_t)N * K * sizeof(uint16_t));
         float *yp = malloc(n * sizeof(float));
@@ -90,6 +91,7 @@ static void test_shape(int M, int N, int K, int with_bias) {
               with_bias, bad);
         free(w16), free(yp);
       }
+#endif
     }
     /* again: cached primitives / scratch reuse give the same result */
     float *y2 = malloc(n * sizeof(float));
@@ -115,7 +117,9 @@ static void test_shape(int M, int N, int K, int with_bias) {
       if (impl == 1 && !vb_gemv_q8_has_avx512()) continue;
       memset(y, 0xff, n * sizeof(float));
       if (impl == 0) vb_gemv_q8_c(wq, N, K, x, M, b, y);
+#if defined(__x86_64__)
       else vb_gemv_q8_avx512(wq, N, K, x, M, b, y);
+#endif
       size_t bad = count_off(y, ref, mag, n);
       CHECK(bad == 0, "gemv_q8 %s M=%d N=%d K=%d: %zu values off", impl ? "avx512" : "c", M, N, K, bad);
     }
@@ -136,6 +140,7 @@ static void test_shapes(void) {
     for (int bias = 0; bias < 2; bias++) test_shape(shapes[i][0], shapes[i][1], shapes[i][2], bias);
 }
 
+#if defined(__x86_64__) /* the q8x16 kernels: AVX512-VNNI */
 /* The q8x16 GEMV: |y - ref| <= 1e-5 sum|x w| + 1e-6 + sum over blocks of
  * (max|x| of the block / 32639 / 2) * sum|w| over the block (its activation step). */
 static void test_q8x16_shape(int M, int N, int K, int spiky) {
@@ -213,16 +218,20 @@ static void test_q8x16_shape(int M, int N, int K, int spiky) {
   free(u16), free(e16), free(u32), free(e32);
 }
 
+#endif
+
 static void test_q8x16(void) {
   if (!vb_q8x16_supported()) {
     printf("q8x16 (AVX512-VNNI) not available here: its tests are skipped\n");
     return;
   }
+#if defined(__x86_64__)
   static const int shapes[][3] = {{1, 1, 32},   {1, 64, 64},   {1, 100, 2560}, {2, 65, 96},
                                   {3, 130, 256}, {4, 129, 320}, {5, 17, 1024},  {8, 200, 160},
                                   {15, 77, 224}, {1, 2560, 512}, {1, 70, 96},  {5, 33, 160}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     for (int spiky = 0; spiky < 2; spiky++) test_q8x16_shape(shapes[i][0], shapes[i][1], shapes[i][2], spiky);
+#endif
 }
 
 /* Quantization itself, and what it costs against the original f32 weights. */

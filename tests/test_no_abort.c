@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,6 +48,14 @@ static int attention_out_of_memory_child(void) {
   struct rlimit lim = {.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (16u << 20)};
   lim.rlim_max = RLIM_INFINITY;
   if (setrlimit(RLIMIT_AS, &lim) != 0) return 5;
+  /* qemu-user (a cross build's tests, VBLIP_TEST_EMULATOR) accepts the cap and
+   * enforces nothing, so there the test cannot run: 8. Anywhere else a cap that
+   * does not hold fails below as before. */
+  void *probe = mmap(NULL, 64u << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe != MAP_FAILED) {
+    munmap(probe, 64u << 20);
+    if (getenv("VBLIP_TEST_EMULATOR")) return 8;
+  }
   int rc = vb_attention(q, D, q, q, D, o, D, N, N, 1, D, 1.0f, NULL, 0, 0);
   if (rc != -1) return 6;
   if (!strstr(vb_error_message(), "out of memory")) {
@@ -67,10 +76,14 @@ int main(void) {
   if (pid == 0) _exit(attention_out_of_memory_child());
   int status = 0;
   waitpid(pid, &status, 0);
-  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-        "attention without memory: child %s %d (0 = returned -1 with the message)",
-        WIFEXITED(status) ? "exited" : "killed by signal",
-        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 8)
+    printf("attention out of memory: skipped, the emulator (%s) does not enforce RLIMIT_AS\n",
+           getenv("VBLIP_TEST_EMULATOR"));
+  else
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+          "attention without memory: child %s %d (0 = returned -1 with the message)",
+          WIFEXITED(status) ? "exited" : "killed by signal",
+          WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 #endif
   unprepared_layers();
   return tu_finish();

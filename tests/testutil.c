@@ -276,8 +276,11 @@ void tu_put_le(tu_bytes *b, uint64_t v, int n) {
 }
 
 static int run_child(const char *self, const char *env) {
-  char cmd[4200];
-  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s", env, self);
+  char cmd[4600];
+  /* a cross build's tests run emulated (tests/CMakeLists.txt): so does the child */
+  const char *emu = getenv("VBLIP_TEST_EMULATOR");
+  snprintf(cmd, sizeof cmd, "%s VBLIP_KERNELS_CHILD=1 %s%s%s", env, emu ? emu : "", emu ? " " : "",
+           self);
   char *out = NULL;
   int rc = tu_run(cmd, &out);
   if (rc != 0) fprintf(stderr, "--- %s:\n%s\n", env, out ? out : "");

@@ -16,12 +16,14 @@ int vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const f
                  float *y);
 void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                     float *y);
+#if defined(__x86_64__)
 /* AVX-512F: weights widened to f32, activations kept in f32. */
 int vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                         float *y);
 /* AVX512-BF16: activations rounded to bf16, VDPBF16PS with f32 accumulation. */
 int vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
                             const float *bias, float *y);
+#endif
 
 /* The blocked layout (gemv_bf16_blocked.c; oneDNN's BA16a64b2a for the [K, N]
  * weight, N K bf16 values) that weights converted at load are kept in on
@@ -35,8 +37,10 @@ int vb_bf16b_supported(void);
 size_t vb_bf16b_offset(int K, int n, int k);
 void vb_bf16b_pack(const uint16_t *W, int N, int K, uint16_t *dst);
 void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst);
+#if defined(__x86_64__) /* vb_bf16b_supported() is never true elsewhere */
 int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                   float *y);
+#endif
 
 /* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */
 #define VB_BF16_GEMV_MAX_M 15

@@ -325,7 +325,9 @@ int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) 
   if (!b) return vb_error("a %dx%d bf16 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
   if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return 0;
+#if defined(__x86_64__)
   if (b->blocked) return vb_gemv_bf16b(b->packed, l->out, l->in, x, M, l->bias, y);
+#endif
   if (b->w) return run_plain(l, b->w, x, M, y);
   uint16_t *w = unpack(b, l->out, l->in);
   if (!w) return -1;

@@ -45,9 +45,18 @@ int vb_linear_reads_stored_q8(const vb_linear *l);
 const void *vb_linear_q8_packed(const vb_linear *l);
 
 /* y[M, N] = x[M, K] W^T (+ bias) for small M with f32 weights [N, K], streaming
- * W once (gemv_f32.c). Returns -1 (nothing done) where the CPU lacks AVX-512. */
+ * W once (gemv_f32.c, x86-64 only). Returns -1 (nothing done) where the CPU
+ * lacks AVX-512, and always on other processors. */
 #define VB_F32_GEMV_MAX_M 15
+#if defined(__x86_64__)
 int vb_gemv_f32(const float *W, int N, int K, const float *x, int M, const float *bias, float *y);
+#else
+static inline int vb_gemv_f32(const float *W, int N, int K, const float *x, int M,
+                              const float *bias, float *y) {
+  (void)W, (void)N, (void)K, (void)x, (void)M, (void)bias, (void)y;
+  return -1;
+}
+#endif
 
 /* The GEMV kernels compute up to 4 output columns (n .. n+nr-1) for up to 4
  * activation rows (m0 ..) at a time; this writes that block of results plus bias. */

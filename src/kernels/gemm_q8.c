@@ -24,7 +24,6 @@
  * The matmul primitives depend only on the shape, so one small cache serves
  * every layer. */
 #include <dnnl.h>
-#include <immintrin.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -63,8 +62,12 @@ static struct {
   int next;
 } g_cache = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static __thread void *tls_x, *tls_tile, *tls_tile_f32, *tls_out;
-static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap, tls_out_cap;
+static __thread void *tls_x, *tls_tile, *tls_tile_f32;
+static __thread size_t tls_x_cap, tls_tile_cap, tls_tile_f32_cap;
+#if defined(__x86_64__)
+static __thread void *tls_out; /* blocked tiles' output */
+static __thread size_t tls_out_cap;
+#endif
 
 /* Descriptors of y[M, 0..N) (row stride ldy) = x[M, K] W_tile + b, the tile
  * given as plain bf16 [N, K] rows or in the blocked layout. */
@@ -178,26 +181,33 @@ static int tile_rows(int N, int K, int unit) {
  * from the Q8_0 rows where they lie. */
 static void dequant_rows(const vb_linear *l, const void *packed, int n0, int n1, uint16_t *d16,
                          float *d32) {
-  if (l->dtype == VB_DT_Q4_K && packed && d16)
-    vb_q4kx16_rows_to_bf16(packed, l->in, n0, n1, d16);
-  else if (l->dtype == VB_DT_Q4_K && packed)
-    vb_q4kx16_rows_to_f32(packed, l->in, n0, n1, d32);
-  else if (l->dtype == VB_DT_Q4_K && d16)
+#if defined(__x86_64__) /* packed copies exist only there (AVX512-VNNI) */
+  if (packed) {
+    if (l->dtype == VB_DT_Q4_K && d16)
+      vb_q4kx16_rows_to_bf16(packed, l->in, n0, n1, d16);
+    else if (l->dtype == VB_DT_Q4_K)
+      vb_q4kx16_rows_to_f32(packed, l->in, n0, n1, d32);
+    else if (l->dtype == VB_DT_Q4_0 && d16)
+      vb_q4x16_rows_to_bf16(packed, l->in, n0, n1, d16);
+    else if (l->dtype == VB_DT_Q4_0)
+      vb_q4x16_rows_to_f32(packed, l->in, n0, n1, d32);
+    else if (d16)
+      vb_q8x16_rows_to_bf16(packed, l->in, n0, n1, d16);
+    else
+      vb_q8x16_rows_to_f32(packed, l->in, n0, n1, d32);
+    return;
+  }
+#else
+  (void)packed;
+#endif
+  if (l->dtype == VB_DT_Q4_K && d16)
     vb_q4k_rows_to_bf16(l->w, l->in, n0, n1, d16);
   else if (l->dtype == VB_DT_Q4_K)
     vb_q4k_rows_to_f32(l->w, l->in, n0, n1, d32);
-  else if (l->dtype == VB_DT_Q4_0 && packed && d16)
-    vb_q4x16_rows_to_bf16(packed, l->in, n0, n1, d16);
-  else if (l->dtype == VB_DT_Q4_0 && packed)
-    vb_q4x16_rows_to_f32(packed, l->in, n0, n1, d32);
   else if (l->dtype == VB_DT_Q4_0 && d16)
     vb_q4_rows_to_bf16(l->w, l->in, n0, n1, d16);
   else if (l->dtype == VB_DT_Q4_0)
     vb_q4_rows_to_f32(l->w, l->in, n0, n1, d32);
-  else if (packed && d16)
-    vb_q8x16_rows_to_bf16(packed, l->in, n0, n1, d16);
-  else if (packed)
-    vb_q8x16_rows_to_f32(packed, l->in, n0, n1, d32);
   else if (d16)
     vb_q8_rows_to_bf16(l->w, l->in, n0, n1, d16);
   else
@@ -233,7 +243,9 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
       if (!blocked) {
         dequant_rows(l, packed, n0, n0 + nt, t, NULL);
         if (matmul_tile(xs, M, t, nt, K, bias, y + n0, N, 0) == 0) continue;
-      } else {
+      }
+#if defined(__x86_64__) /* blocked tiles come from a packed copy */
+      else {
         /* oneDNN runs blocked weights with a JIT kernel only into a
          * contiguous destination: the tile's [M, nt], then copied to y */
         float *o = vb_scratch_grow(&tls_out, &tls_out_cap, (size_t)M * NT * sizeof(float));
@@ -244,6 +256,7 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
           continue;
         }
       }
+#endif
     }
     float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
     if (!tf) {
@@ -260,6 +273,7 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
   return failed ? vb_error("out of memory for the scratch tiles of a %dx%d Q8_0 product", N, K) : 0;
 }
 
+#if defined(__x86_64__)
 /* ---- the AMX path: dequantized straight into B tiles, vblip's own core ----
  *
  * Measured first (2560 x 10240 and 10240 x 2560, 16-512 rows, 2 threads):
@@ -349,6 +363,8 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
   return failed ? vb_error("out of memory for the scratch tiles of a %dx%d product", N, K) : 0;
 }
 
+#endif /* x86-64 */
+
 int vb_linear_prepare_q8(vb_linear *l) {
   if (l->backend) return 0;
   if (l->in % VB_Q8_BLOCK != 0)
@@ -364,6 +380,7 @@ int vb_linear_prepare_q8(vb_linear *l) {
                                     l->out, l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
+#if defined(__x86_64__) /* the packed copies are for AVX512-VNNI */
   if (l->dtype == VB_DT_Q4_0 && vb_q4x16_supported() && !getenv("VBLIP_Q4_ROWS")) {
     b->packed = vb_malloc_aligned(vb_q4x16_bytes(l->out, l->in));
     if (!b->packed) {
@@ -409,6 +426,7 @@ int vb_linear_prepare_q8(vb_linear *l) {
       if (p) release_prim(p, slot);
     }
   }
+#endif
   /* AMX bf16 on the packed copies (not while VBLIP_Q8_AMX=0: the oneDNN
    * tiles, for comparison) */
   const char *e = getenv("VBLIP_Q8_AMX");
@@ -440,10 +458,12 @@ const char *vb_linear_q8_prefill_path(const vb_linear *l) {
   return !b ? NULL : b->amx ? "amx-bf16" : b->onednn_ok ? "onednn-bf16" : "f32";
 }
 
+#if defined(__x86_64__)
 static int q4k_amx_wanted(void) {
   const char *e = getenv("VBLIP_Q4_AMX");
   return e && strcmp(e, "1") == 0 && vb_q4k_amx_usable();
 }
+#endif
 
 int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   const q8_backend *b = l->backend;
@@ -453,18 +473,22 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
     /* Q4_K on AMX-INT8 on request, from the rows (VBLIP_Q4_ROWS=1 where
      * VNNI repacks them): measured slower than the bf16 tiles here
      * (bench/prefill_q4.c, docs/performance.md) */
+#if defined(__x86_64__)
     if (l->dtype == VB_DT_Q4_K && !b->packed && q4k_amx_wanted())
       return vb_gemm_q4k_amx(l->w, l->out, l->in, x, M, l->bias, y);
     if (b->amx) return run_amx(l, b, x, M, y);
+#endif
     return run_tiles(l, b, x, M, y);
   }
+#if defined(__x86_64__) /* the packed copies' kernels (AVX512-VNNI) */
   if (l->dtype == VB_DT_Q4_0 && b->packed)
     return vb_gemv_q4x16(b->packed, l->out, l->in, x, M, l->bias, y);
-  if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
   if (l->dtype == VB_DT_Q4_K && b->packed)
     return vb_gemv_q4kx16(b->packed, l->out, l->in, x, M, l->bias, y);
-  if (l->dtype == VB_DT_Q4_K) return vb_gemv_q4k(l->w, l->out, l->in, x, M, l->bias, y);
   if (b->packed) return vb_gemv_q8x16(b->packed, l->out, l->in, x, M, l->bias, y);
+#endif
+  if (l->dtype == VB_DT_Q4_0) return vb_gemv_q4(l->w, l->out, l->in, x, M, l->bias, y);
+  if (l->dtype == VB_DT_Q4_K) return vb_gemv_q4k(l->w, l->out, l->in, x, M, l->bias, y);
   vb_gemv_q8(l->w, l->out, l->in, x, M, l->bias, y);
   return 0;
 }

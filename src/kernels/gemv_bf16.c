@@ -4,7 +4,6 @@
  * time: AVX512-BF16 dot products, AVX-512F widening, and portable C. The
  * AVX-512 code is compiled with function-level target attributes so the build
  * needs no -march flag. */
-#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,9 +14,12 @@
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 #define TGT_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 static inline float bf16f(uint16_t b) {
   uint32_t u = (uint32_t)b << 16;
@@ -26,6 +28,7 @@ static inline float bf16f(uint16_t b) {
   return f;
 }
 
+#if defined(__x86_64__)
 TGT_BF16 static void cvt_row_bf16(const float *x, int K, uint16_t *dst, int ld) {
   int k = 0;
   for (; k + 16 <= K; k += 16)
@@ -33,20 +36,25 @@ TGT_BF16 static void cvt_row_bf16(const float *x, int K, uint16_t *dst, int ld) 
   for (; k < K; k++) dst[k] = vb_float_to_bf16(x[k]);
   for (; k < ld; k++) dst[k] = 0;
 }
+#endif
 
 void vb_f32_to_bf16_rows(const float *x, int M, int K, uint16_t *dst, int ld) {
+#if defined(__x86_64__)
   int fast = vb_cpu()->avx512_bf16;
+#endif
 #pragma omp parallel for if ((size_t)M * K > 65536) schedule(static)
   for (int m = 0; m < M; m++) {
     const float *xr = x + (size_t)m * K;
     uint16_t *d = dst + (size_t)m * ld;
+#if defined(__x86_64__)
     if (fast) {
       cvt_row_bf16(xr, K, d, ld);
-    } else {
-      int k = 0;
-      for (; k < K; k++) d[k] = vb_float_to_bf16(xr[k]);
-      for (; k < ld; k++) d[k] = 0;
+      continue;
     }
+#endif
+    int k = 0;
+    for (; k < K; k++) d[k] = vb_float_to_bf16(xr[k]);
+    for (; k < ld; k++) d[k] = 0;
   }
 }
 
@@ -81,6 +89,7 @@ void vb_gemv_bf16_c(const uint16_t *W, int N, int K, const float *x, int M, cons
   }
 }
 
+#if defined(__x86_64__)
 /* ---- AVX-512 kernels ----
  * Four weight rows are streamed side by side against up to 4 activation rows:
  * with a single activation row (greedy decoding) that still gives four
@@ -190,11 +199,15 @@ int vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int
   return 0;
 }
 
+#endif /* x86-64 */
+
 int vb_gemv_bf16(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                  float *y) {
+#if defined(__x86_64__)
   const vb_cpu_features *f = vb_cpu();
   if (f->avx512_bf16) return vb_gemv_bf16_avx512bf16(W, N, K, x, M, bias, y);
   if (vb_cpu_has_avx512()) return vb_gemv_bf16_avx512(W, N, K, x, M, bias, y);
+#endif
   vb_gemv_bf16_c(W, N, K, x, M, bias, y);
   return 0;
 }

@@ -16,7 +16,6 @@
  * k-pair, VDPBF16PS's operand against a broadcast activation pair. oneDNN picks
  * this layout itself on AVX512-BF16 for every shape the models use (checked
  * with format_tag_any), and it needs N % 64 == 0 and K % 32 == 0 here. */
-#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +25,11 @@
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_BF16B __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 #define PANEL 64
 #define KBLOCK 32
@@ -40,7 +42,7 @@ int vb_bf16b_fits(int N, int K) {
 }
 
 int vb_bf16b_supported(void) {
-  return vb_cpu()->avx512_bf16 && vb_cpu_has_avx512();
+  return vb_cpu()->avx512_bf16 && vb_cpu_has_avx512(); /* never off x86-64 */
 }
 
 size_t vb_bf16b_offset(int K, int n, int k) {
@@ -73,6 +75,7 @@ void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst) {
   }
 }
 
+#if defined(__x86_64__)
 /* ---- the GEMV ---- */
 
 /* One block of one activation row: acc[s] += the block's products for the
@@ -179,3 +182,4 @@ int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const 
                          panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2, M, bias, y));
   return 0;
 }
+#endif /* x86-64 */

@@ -9,7 +9,6 @@
  *   sum_j d (q_j - 8) d_a a_j = d (d_a sum_j q_j a_j - 8 d_a sum_j a_j),
  * with q_j the unsigned nibble (VPDPBUSD's and VPMADDUBSW's unsigned operand)
  * and the last term (c below) the same for every weight row. */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -21,9 +20,12 @@
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #define TGT_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 /* bytes ahead along a weight row (as gemv_q8.c) */
 #define PREFETCH 4096
 #define MB 4 /* activation rows per pass over a weight row */
@@ -77,6 +79,7 @@ void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst) {
   }
 }
 
+#if defined(__x86_64__)
 TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q4_row_bytes(K);
   const __m512i eight = _mm512_set1_epi32(8);
@@ -100,11 +103,15 @@ TGT_VNNI static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1
   }
 }
 
+#endif
+
 void vb_q4_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
+#if defined(__x86_64__)
   if (vb_gemv_q4_has_vnni()) {
     rows_to_bf16_avx512(W, K, r0, r1, dst);
     return;
   }
+#endif
   float row[512];
   for (int r = r0; r < r1; r++)
     for (int k0 = 0; k0 < K; k0 += 512) { /* 512: a multiple of the block */
@@ -190,6 +197,7 @@ int vb_gemv_q4_c(const void *Wv, int N, int K, const float *x, int M, const floa
   return 0;
 }
 
+#if defined(__x86_64__)
 /* ---- AVX2: one block per VPMADDUBSW ---- */
 
 TGT_AVX2 static void q4_rows_avx2(const uint8_t *W, int n0, int n1, int N, int K,
@@ -325,17 +333,27 @@ int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const fl
   return 0;
 }
 
+#endif /* x86-64 */
+
 /* ---- dispatch ---- */
 
 int vb_gemv_q4_has_vnni(void) {
+#if defined(__x86_64__)
   const vb_cpu_features *f = vb_cpu();
   return vb_cpu_has_avx512() && f->avx512dq && f->avx512_vnni && f->fma &&
          __builtin_cpu_supports("f16c");
+#else
+  return 0;
+#endif
 }
 
 int vb_gemv_q4_has_avx2(void) {
+#if defined(__x86_64__)
   const vb_cpu_features *f = vb_cpu();
   return f->avx2 && f->fma && __builtin_cpu_supports("f16c");
+#else
+  return 0;
+#endif
 }
 
 const char *vb_gemv_q4_path(void) {
@@ -343,7 +361,9 @@ const char *vb_gemv_q4_path(void) {
 }
 
 int vb_gemv_q4(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+#if defined(__x86_64__)
   if (vb_gemv_q4_has_vnni()) return vb_gemv_q4_vnni(W, N, K, x, M, bias, y);
   if (vb_gemv_q4_has_avx2()) return vb_gemv_q4_avx2(W, N, K, x, M, bias, y);
+#endif
   return vb_gemv_q4_c(W, N, K, x, M, bias, y);
 }

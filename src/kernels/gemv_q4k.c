@@ -10,7 +10,6 @@
  * the first an integer sum of 4-bit x 8-bit products (VPDPBUSD / VPMADDUBSW,
  * q the unsigned operand), the second the activations' per-32 sums, the same
  * for every weight row (vb_q4_acts keeps c = 8 d_a sum a; c / 8 here). */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -22,8 +21,11 @@
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #define TGT_AVX2 __attribute__((target("avx2,fma,f16c")))
+#endif
 #define PREFETCH 4096 /* bytes ahead along a weight row (as gemv_q4.c) */
 #define MB 4          /* activation rows per pass over a weight row */
 #define SB VB_Q4K_BLOCK
@@ -41,6 +43,7 @@ void vb_q4k_rows_to_f32(const void *W, int K, int r0, int r1, float *dst) {
                           dst + (size_t)(r - r0) * K + (size_t)b * SB);
 }
 
+#if defined(__x86_64__)
 /* The scale bytes as 16 bytes sc[0..7], m[0..7] (defined below). */
 static inline void scale_bytes(const uint8_t *s12, uint32_t out[4]);
 
@@ -69,8 +72,11 @@ TGT_VNNI static void block_to_bf16_avx512(const uint8_t *blk, uint16_t *o) {
     }
 }
 
+#endif
+
 void vb_q4k_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q4k_row_bytes(K);
+#if defined(__x86_64__)
   if (vb_gemv_q4_has_vnni()) {
     for (int r = r0; r < r1; r++)
       for (int b = 0; b < K / SB; b++)
@@ -78,6 +84,7 @@ void vb_q4k_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
                              dst + (size_t)(r - r0) * K + (size_t)b * SB);
     return;
   }
+#endif
   float v[SB];
   for (int r = r0; r < r1; r++)
     for (int b = 0; b < K / SB; b++) {
@@ -131,6 +138,7 @@ int vb_gemv_q4k_c(const void *Wv, int N, int K, const float *x, int M, const flo
   return 0;
 }
 
+#if defined(__x86_64__)
 /* The 6-bit scales and mins of a super-block as 16 bytes: sc[0..7], m[0..7]. */
 static inline void scale_bytes(const uint8_t *s12, uint32_t out[4]) {
   uint32_t s0, s1, s2;
@@ -312,10 +320,14 @@ int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const f
   return 0;
 }
 
+#endif /* x86-64 */
+
 /* ---- dispatch ---- */
 
 int vb_gemv_q4k(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
+#if defined(__x86_64__)
   if (vb_gemv_q4_has_vnni()) return vb_gemv_q4k_vnni(W, N, K, x, M, bias, y);
   if (vb_gemv_q4_has_avx2()) return vb_gemv_q4k_avx2(W, N, K, x, M, bias, y);
+#endif
   return vb_gemv_q4k_c(W, N, K, x, M, bias, y);
 }

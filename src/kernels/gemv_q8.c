@@ -8,7 +8,6 @@
  * code uses function-level target attributes so the build needs no -march.
  * Also: Q8_0 quantization and row dequantization (to bf16 / f32) for the
  * tiled large-M path and for tests and the benchmark. */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -20,8 +19,11 @@
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,f16c")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 static inline float block_scale(const uint8_t *blk) {
   uint16_t h;
@@ -53,6 +55,7 @@ void vb_quantize_q8_0(const float *x, int64_t n, void *out) {
 
 /* ---- dequantization of whole rows ---- */
 
+#if defined(__x86_64__)
 TGT_512 static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1, uint16_t *dst) {
   size_t rb = vb_q8_row_bytes(K);
   int nb = K / VB_Q8_BLOCK;
@@ -73,11 +76,15 @@ TGT_512 static void rows_to_bf16_avx512(const uint8_t *W, int K, int r0, int r1,
   }
 }
 
+#endif
+
 void vb_q8_rows_to_bf16(const void *W, int K, int r0, int r1, uint16_t *dst) {
+#if defined(__x86_64__)
   if (vb_gemv_q8_has_avx512()) {
     rows_to_bf16_avx512(W, K, r0, r1, dst);
     return;
   }
+#endif
   size_t rb = vb_q8_row_bytes(K);
   for (int r = r0; r < r1; r++) {
     const uint8_t *row = (const uint8_t *)W + (size_t)r * rb;
@@ -135,6 +142,7 @@ void vb_gemv_q8_c(const void *Wv, int N, int K, const float *x, int M, const flo
   }
 }
 
+#if defined(__x86_64__)
 /* ---- AVX-512 ---- */
 
 /* Software prefetch distance in bytes along a weight row (measured on the
@@ -244,14 +252,23 @@ void vb_gemv_q8_avx512(const void *W, int N, int K, const float *x, int M, const
   VB_GEMV_FOR_ROW_BLOCKS(N, q8_rows(W, n0, n1, N, K, x, M, bias, y));
 }
 
+#endif /* x86-64 */
+
 int vb_gemv_q8_has_avx512(void) {
+#if defined(__x86_64__)
   /* F16C (the block scales) comes with every AVX-512 CPU so far; checked anyway */
   return vb_cpu_has_avx512() && __builtin_cpu_supports("f16c");
+#else
+  return 0;
+#endif
 }
 
 void vb_gemv_q8(const void *W, int N, int K, const float *x, int M, const float *bias, float *y) {
-  if (vb_gemv_q8_has_avx512())
+#if defined(__x86_64__)
+  if (vb_gemv_q8_has_avx512()) {
     vb_gemv_q8_avx512(W, N, K, x, M, bias, y);
-  else
-    vb_gemv_q8_c(W, N, K, x, M, bias, y);
+    return;
+  }
+#endif
+  vb_gemv_q8_c(W, N, K, x, M, bias, y);
 }

@@ -6,8 +6,9 @@
 #include "kernels/kernels.h"
 #include "runtime/cpu.h"
 
-/* Whether the AVX-512 versions run, looked up once: vb_dot and vb_axpy are
- * called per cached key in decoding attention. */
+#if defined(__x86_64__)
+/* Whether the AVX-512 versions (ops_avx512.c, x86-64 only) run, looked up
+ * once: vb_dot and vb_axpy are called per cached key in decoding attention. */
 static int use_avx512(void) {
   static _Atomic int v = -1; /* threads may race to fill it in, with the same value */
   int x = atomic_load_explicit(&v, memory_order_relaxed);
@@ -24,13 +25,16 @@ float vb_dot_avx512(const float *a, const float *b, int n);
 void vb_axpy_avx512(float *y, float a, const float *x, int n);
 void vb_layernorm_row_avx512(const float *x, float *y, int n, const float *w, const float *b,
                              float eps);
+#endif
 
 void vb_layernorm_row(const float *xr, float *yr, int n, const float *w, const float *b,
                       float eps) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_layernorm_row_avx512(xr, yr, n, w, b, eps);
     return;
   }
+#endif
   /* two-pass mean/variance in double: stable for the large activations of ViT-g */
   double mean = 0, var = 0;
   for (int i = 0; i < n; i++)
@@ -71,29 +75,35 @@ void vb_rmsnorm(const float *x, float *y, int rows, int n, const float *w, float
 }
 
 void vb_gelu_erf_serial(float *x, size_t n) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_gelu_erf_serial_avx512(x, n);
     return;
   }
+#endif
   for (size_t i = 0; i < n; i++)
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void vb_gelu_erf(float *x, size_t n) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_gelu_erf_avx512(x, n);
     return;
   }
+#endif
 #pragma omp parallel for if (n > 65536)
   for (size_t i = 0; i < n; i++)
     x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
 }
 
 void vb_gelu_tanh(float *x, size_t n) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_gelu_tanh_avx512(x, n);
     return;
   }
+#endif
 #pragma omp parallel for if (n > 65536)
   for (size_t i = 0; i < n; i++) {
     float v = x[i];
@@ -113,10 +123,12 @@ void vb_add(float *y, const float *x, size_t n) {
 }
 
 void vb_softmax_row(float *x, int n) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_softmax_row_avx512(x, n);
     return;
   }
+#endif
   float mx = -INFINITY;
   for (int i = 0; i < n; i++)
     mx = x[i] > mx ? x[i] : mx;
@@ -135,6 +147,7 @@ void vb_softmax_row(float *x, int n) {
 }
 
 void vb_softmax_row_bf16(float *x, int n, int np, uint16_t *dst) {
+#if defined(__x86_64__)
   static _Atomic int fast = -1; /* AVX-512 and VCVTNEPS2BF16, looked up once */
   int f = atomic_load_explicit(&fast, memory_order_relaxed);
   if (f < 0)
@@ -143,6 +156,7 @@ void vb_softmax_row_bf16(float *x, int n, int np, uint16_t *dst) {
     vb_softmax_row_bf16_avx512(x, n, np, dst);
     return;
   }
+#endif
   vb_softmax_row(x, n);
   for (int i = 0; i < n; i++)
     dst[i] = vb_float_to_bf16(x[i]);
@@ -151,7 +165,9 @@ void vb_softmax_row_bf16(float *x, int n, int np, uint16_t *dst) {
 }
 
 float vb_dot(const float *a, const float *b, int n) {
+#if defined(__x86_64__)
   if (use_avx512()) return vb_dot_avx512(a, b, n);
+#endif
   /* eight partial sums: a single one is a chain of dependent adds */
   float s[8] = {0};
   int i = 0;
@@ -164,10 +180,12 @@ float vb_dot(const float *a, const float *b, int n) {
 }
 
 void vb_axpy(float *y, float a, const float *x, int n) {
+#if defined(__x86_64__)
   if (use_avx512()) {
     vb_axpy_avx512(y, a, x, n);
     return;
   }
+#endif
   for (int i = 0; i < n; i++)
     y[i] += a * x[i];
 }

@@ -37,10 +37,13 @@ void vb_q4_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
  * quantized activations cannot grow. */
 int vb_gemv_q4(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
 int vb_gemv_q4_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+#if defined(__x86_64__)
 int vb_gemv_q4_avx2(const void *W, int N, int K, const float *x, int M, const float *bias,
                     float *y);
 int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
                     float *y);
+#endif
+/* Whether those run here (never on other processors than x86-64). */
 int vb_gemv_q4_has_avx2(void);
 int vb_gemv_q4_has_vnni(void);
 /* Which path vb_gemv_q4 takes here: "avx512-vnni", "avx2" or "c". */
@@ -60,14 +63,16 @@ int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts
 /* The weights repacked for AVX512-VNNI (q4_vnni.c describes the layout): the
  * Q4_0 rows' size plus padding to 16 rows. The decoding product on them is
  * the fastest here; the unpackers' row ranges start at a multiple of 16. */
-int vb_q4x16_supported(void);
+int vb_q4x16_supported(void); /* never on other processors than x86-64 */
 size_t vb_q4x16_bytes(int N, int K);
 void vb_q4x16_pack(const void *W, int N, int K, void *P);
+void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+#if defined(__x86_64__)
 int vb_gemv_q4x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
-void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
 /* Groups of 16 rows as AMX bf16 B tiles, as vb_q8x16_to_tiles (q8_kernels.h). */
 void vb_q4x16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
+#endif
 
 /* ---- GGUF Q4_K (gemv_q4k.c): 256-value super-blocks of 144 bytes, the
  * layout and value formula in runtime/dtype.h (vb_q4k_scales). K must be a
@@ -94,30 +99,40 @@ void vb_q4k_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
  * instruction), AVX2 (VPMADDUBSW), portable C; the same CPU checks as Q4_0. */
 int vb_gemv_q4k(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
 int vb_gemv_q4k_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+#if defined(__x86_64__)
 int vb_gemv_q4k_avx2(const void *W, int N, int K, const float *x, int M, const float *bias,
                      float *y);
 int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const float *bias,
                      float *y);
+#endif
 
 /* Q4_K repacked for AVX512-VNNI (q4k_vnni.c describes the layout; where
  * vb_q4x16_supported): the Q4_K rows' size plus 2.8% and padding to 16 rows.
  * The fastest decoding product here; the unpackers take any row range. */
 size_t vb_q4kx16_bytes(int N, int K);
+void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
+#if defined(__x86_64__)
 void vb_q4kx16_pack(const void *W, int N, int K, void *P);
 int vb_gemv_q4kx16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q4kx16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
-void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
 /* Groups of 16 rows as AMX bf16 B tiles, as vb_q8x16_to_tiles (q8_kernels.h);
  * k0, k1 multiples of 32 (sub-blocks). */
 void vb_q4kx16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
+#endif
 
 /* Q4_K with many activation rows on AMX-INT8 (q4k_amx.c): the same int8
  * activations and integer block sums as vb_gemv_q4k, one TDPBSSD per block
  * and 16 x 16 outputs, the block scales applied in f32 on the int32 sums.
  * Usable where AMX-INT8 is (its permission granted, VBLIP_NO_AMX unset) and
  * AVX512-VNNI too. -1 when not usable or out of memory. */
+#if defined(__x86_64__)
 int vb_q4k_amx_usable(void);
 int vb_gemm_q4k_amx(const void *W, int N, int K, const float *x, int M, const float *bias,
                     float *y);
+#else /* q4k_amx.c is built for x86-64 only */
+static inline int vb_q4k_amx_usable(void) {
+  return 0;
+}
+#endif
 
 #endif

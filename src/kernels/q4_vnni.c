@@ -16,7 +16,6 @@
  *
  * Activations: int8 per 32-value block with scale d_a and c = 8 d_a sum(a),
  * as in gemv_q4.c; a row's block result is d_w (d_a sum q a - c). */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -24,13 +23,17 @@
 
 #include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
-#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/q_tiles.h"
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 #define PANEL 16
 #define SCALES 32                /* bytes of a panel block's scales */
 #define PBLOCK (SCALES + 4 * 64) /* bytes of a panel block */
@@ -99,6 +102,7 @@ void vb_q4x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
   }
 }
 
+#if defined(__x86_64__)
 TGT_VNNI void vb_q4x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) {
   const __m512i eight = _mm512_set1_epi32(8);
   const __m128i m4 = _mm_set1_epi8(15);
@@ -237,3 +241,4 @@ VB_TGT_QTILES void vb_q4x16_to_tiles(const void *W, int K, int g0, int g1, int k
     }
   }
 }
+#endif /* x86-64 */

@@ -14,7 +14,6 @@
  * comparison and byte is the same (tests/test_q4k_quantize.c
  * checks that against a plain copy of the search). */
 #pragma GCC optimize("fp-contract=off")
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -23,7 +22,10 @@
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define TGT_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+#endif
 #define TRIALS 12 /* grid spacings 13.5, 13.75, ... 16.25 steps over the range */
 
 /* ---- portable C ---- */
@@ -141,6 +143,7 @@ static void quantize_block_c(const float *x, uint8_t *o) {
   write_block(hd, hm, sc, mn, q, o);
 }
 
+#if defined(__x86_64__)
 /* ---- AVX-512: the candidates of a step in lanes ---- */
 
 /* rintf and the clamp r < 0 ? 0 : r > 15 ? 15 : r, lane by lane (VMINPS /
@@ -255,14 +258,21 @@ TGT_512 static void quantize_block_avx512(const float *x, uint8_t *o) {
   write_block(hd, hm, sc, mn, q, o);
 }
 
+#endif /* x86-64 */
+
 void vb_quantize_q4_k(const float *x, int64_t n, void *out) {
   int64_t nb = n / VB_Q4K_BLOCK;
+#if defined(__x86_64__)
   int avx512 = vb_cpu_has_avx512();
+#endif
 #pragma omp parallel for schedule(static) if (nb > 256)
   for (int64_t b = 0; b < nb; b++) {
-    if (avx512)
+#if defined(__x86_64__)
+    if (avx512) {
       quantize_block_avx512(x + b * VB_Q4K_BLOCK, (uint8_t *)out + b * VB_Q4K_BLOCK_BYTES);
-    else
-      quantize_block_c(x + b * VB_Q4K_BLOCK, (uint8_t *)out + b * VB_Q4K_BLOCK_BYTES);
+      continue;
+    }
+#endif
+    quantize_block_c(x + b * VB_Q4K_BLOCK, (uint8_t *)out + b * VB_Q4K_BLOCK_BYTES);
   }
 }

@@ -14,20 +14,23 @@
  *
  * A row's sub-block result is d sc (d_a sum q a) - dmin m (d_a sum a), the
  * activations in int8 per 32 values as in gemv_q4.c. */
-#include <immintrin.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
-#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 #include "runtime/dtype.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/q_tiles.h"
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,fma")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 #define PANEL 16
 #define HEAD 320                /* bytes of a panel super-block's scales */
 #define PSB (HEAD + 8 * 4 * 64) /* bytes of a panel super-block */
@@ -46,6 +49,7 @@ size_t vb_q4kx16_bytes(int N, int K) {
   return (size_t)((N + PANEL - 1) / PANEL) * panel_bytes(K);
 }
 
+#if defined(__x86_64__)
 /* One row's sub-block s of a Q4_K super-block into the panel layout: the 32
  * q (nibbles of bytes 16 + 32 (s / 2) .. + 31) as byte j of vector v =
  * q[8v + j] | q[8v + 4 + j] << 4, stored at 64 v + 4 r. */
@@ -93,6 +97,8 @@ TGT_VNNI void vb_q4kx16_pack(const void *W, int N, int K, void *P) {
     }
 }
 
+#endif /* x86-64 */
+
 void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
   for (int n = r0; n < r1; n++) {
     const uint8_t *panel = (const uint8_t *)P + (size_t)(n / PANEL) * panel_bytes(K);
@@ -117,6 +123,7 @@ void vb_q4kx16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst) {
   }
 }
 
+#if defined(__x86_64__)
 TGT_VNNI void vb_q4kx16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst) {
   const __m128i m4 = _mm_set1_epi8(15);
   for (int n = r0; n < r1; n++) {
@@ -272,3 +279,4 @@ VB_TGT_QTILES void vb_q4kx16_to_tiles(const void *W, int K, int g0, int g1, int 
     }
   }
 }
+#endif /* x86-64 */

@@ -29,9 +29,12 @@ void vb_quantize_q8_0(const float *x, int64_t n, void *out);
  * implementation (for tests). */
 void vb_gemv_q8(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_gemv_q8_c(const void *W, int N, int K, const float *x, int M, const float *bias, float *y);
+#if defined(__x86_64__)
 void vb_gemv_q8_avx512(const void *W, int N, int K, const float *x, int M, const float *bias,
                        float *y);
-/* Whether vb_gemv_q8_avx512 can run here (AVX-512F/BW/VL + F16C, not disabled). */
+#endif
+/* Whether vb_gemv_q8_avx512 can run here (AVX-512F/BW/VL + F16C, not disabled; never
+ * on other processors than x86-64, where only the portable kernels are built). */
 int vb_gemv_q8_has_avx512(void);
 
 /* Rows [r0, r1) of a Q8_0 weight dequantized to bf16 / f32, dst row stride K. */
@@ -43,9 +46,10 @@ void vb_q8_rows_to_f32(const void *W, int K, int r0, int r1, float *dst);
  * vb_gemv_q8x16 quantizes the activations to 16 bits per 32-value block
  * (error <= max|x of the block| / 65278 per value). P must be 64-byte aligned;
  * the row ranges of the unpackers start at a multiple of 16. */
-int vb_q8x16_supported(void);
+int vb_q8x16_supported(void); /* never on other processors than x86-64 */
 size_t vb_q8x16_bytes(int N, int K);
 void vb_q8x16_pack(const void *W, int N, int K, void *P);
+#if defined(__x86_64__)
 /* -1 when the per-thread quantized-activation scratch cannot grow. */
 int vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const float *bias, float *y);
 void vb_q8x16_rows_to_bf16(const void *P, int K, int r0, int r1, uint16_t *dst);
@@ -53,15 +57,18 @@ void vb_q8x16_rows_to_f32(const void *P, int K, int r0, int r1, float *dst);
 /* Panels [p0, p1) (64 rows each, padding rows included) as bf16 in the blocked
  * layout of vb_gemv_bf16b (bf16_kernels.h), dst 64-byte aligned. */
 void vb_q8x16_panels_to_bf16b(const void *P, int K, int p0, int p1, uint16_t *dst);
+#endif
 /* Weight rows 16 g0 .. 16 g1 ("groups" of 16; g1 at most ceil(N / 16)) at
  * k0 <= k < k1 (multiples of 32) as AMX bf16 B tiles (q_tiles.h): group g's
  * k-pair rows at dst + (g - g0) (k1 - k0) 16, the pair (k, k + 1) at
  * + (k - k0) 16, each row 16 x 2 bf16; dst 64-byte aligned. The values equal
  * vb_q8x16_rows_to_bf16's. Only where vb_q_tiles_supported. The same for the
  * Q4_0 and Q4_K copies: vb_q4x16_to_tiles, vb_q4kx16_to_tiles (q4_kernels.h). */
+#if defined(__x86_64__)
 void vb_q8x16_to_tiles(const void *P, int K, int g0, int g1, int k0, int k1, uint16_t *dst);
+#endif
 /* Whether the *_to_tiles unpackers run here (AVX512-BF16 with the VNNI
- * layouts' own requirements). */
+ * layouts' own requirements; never on other processors than x86-64). */
 int vb_q_tiles_supported(void);
 
 /* The many-row path a prepared Q8_0 / Q4_0 / Q4_K layer takes (gemm_q8.c):

@@ -23,7 +23,6 @@
  * the last term is the same for every row and subtracted once. Block sums
  * stay below 2^31 (8 k-quads x 4 x 255 x 128 x 257), so only the per-block
  * scaling is in float. */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -32,12 +31,16 @@
 #include "kernels/gemm_internal.h"
 #include "kernels/q4_kernels.h"
 #include "kernels/q8_kernels.h"
-#include "kernels/q_tiles.h"
 #include "runtime/common.h"
 #include "runtime/cpu.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/q_tiles.h"
 #define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c")))
 #define INLINE static inline __attribute__((always_inline))
+#endif
 
 #define SLICE 16 /* rows per VPDPBUSD */
 #define PANEL 64 /* rows per stream: 4 slices */
@@ -58,8 +61,12 @@ size_t vb_q8x16_bytes(int N, int K) {
 }
 
 int vb_q8x16_supported(void) {
+#if defined(__x86_64__)
   const vb_cpu_features *f = vb_cpu();
   return vb_cpu_has_avx512() && f->avx512dq && f->avx512_vnni && __builtin_cpu_supports("f16c");
+#else
+  return 0;
+#endif
 }
 
 void vb_q8x16_pack(const void *Wv, int N, int K, void *dst) {
@@ -86,6 +93,7 @@ void vb_q8x16_pack(const void *Wv, int N, int K, void *dst) {
   }
 }
 
+#if defined(__x86_64__)
 /* ---- activations ---- */
 
 /* One activation row quantized for the kernel: hi/lo bytes (4 per int32, the
@@ -468,6 +476,8 @@ VB_TGT_QTILES void vb_q8x16_to_tiles(const void *W, int K, int g0, int g1, int k
     }
   }
 }
+
+#endif /* x86-64 */
 
 int vb_q_tiles_supported(void) {
   return vb_q8x16_supported() && vb_gemv_q4_has_vnni() && vb_cpu()->avx512_bf16;

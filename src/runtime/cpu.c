@@ -1,5 +1,6 @@
 /* CPU features from cpuid/xgetbv, AMX permission from the kernel, and the
- * matching cap on oneDNN's instruction set. */
+ * matching cap on oneDNN's instruction set. On other processors (aarch64)
+ * every x86 feature reads false and every kernel takes its portable path. */
 #include "runtime/cpu.h"
 
 #include <dnnl.h>
@@ -12,11 +13,11 @@
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#endif
 
 #define VB_ARCH_GET_XCOMP_PERM 0x1022
 #define VB_ARCH_REQ_XCOMP_PERM 0x1023
 #define VB_XFEATURE_XTILEDATA 18
+#endif
 
 static vb_cpu_features g_cpu;
 static char g_desc[256];
@@ -92,8 +93,10 @@ static void detect(void) {
     g_cpu.avx512f = g_cpu.avx512bw = g_cpu.avx512vl = g_cpu.avx512dq = false;
     g_cpu.avx512_bf16 = g_cpu.avx512_vnni = false;
   }
+#if defined(__x86_64__)
   /* oneDNN must never emit AMX instructions without the permission, and its
-   * ISA choice is fixed at its first primitive: cap it now. */
+   * ISA choice is fixed at its first primitive: cap it now. (Elsewhere the
+   * cap's values are not the CPU's ISAs: oneDNN picks its own.) */
   if (!g_cpu.amx_usable) {
     dnnl_cpu_isa_t cap = g_cpu.avx512_bf16 ? dnnl_cpu_isa_avx512_core_bf16
                          : g_cpu.avx512bw  ? dnnl_cpu_isa_avx512_core
@@ -101,6 +104,7 @@ static void detect(void) {
                                            : dnnl_cpu_isa_sse41;
     dnnl_set_max_cpu_isa(cap); /* fails only after a primitive exists: nothing to do then */
   }
+#endif
   snprintf(g_desc, sizeof g_desc,
            "avx2=%d avx_vnni=%d avx512=%d avx512_bf16=%d avx512_vnni=%d amx=%s amx_int8=%d",
            g_cpu.avx2, g_cpu.avx_vnni, g_cpu.avx512f && g_cpu.avx512bw && g_cpu.avx512vl,
