@@ -380,6 +380,14 @@ int vb_linear_prepare_q8(vb_linear *l) {
                                     l->out, l->bias != NULL, 0, &slot);
   b->onednn_ok = p != NULL;
   if (p) release_prim(p, slot);
+  if (l->dtype == VB_DT_Q8_0 && l->w_packed && !vb_q8x16_supported()) {
+    free(b); /* the loader unpacks such a weight into rows (vb_q8x16_unpack) first */
+    return vb_error("a packed %dx%d Q8_0 weight needs AVX512-VNNI; unpack it first", l->out, l->in);
+  }
+  if (l->dtype == VB_DT_Q8_0 && l->w_packed && ((uintptr_t)l->w_packed & 63)) {
+    free(b);
+    return vb_error("a packed %dx%d Q8_0 weight is not 64-byte aligned", l->out, l->in);
+  }
 #if defined(__x86_64__) /* the packed copies are for AVX512-VNNI */
   if (l->dtype == VB_DT_Q4_0 && vb_q4x16_supported() && !getenv("VBLIP_Q4_ROWS")) {
     b->packed = vb_malloc_aligned(vb_q4x16_bytes(l->out, l->in));
@@ -396,14 +404,6 @@ int vb_linear_prepare_q8(vb_linear *l) {
       return vb_error("out of memory repacking a %dx%d Q4_K weight", l->out, l->in);
     }
     vb_q4kx16_pack(l->w, l->out, l->in, b->packed);
-  }
-  if (l->dtype == VB_DT_Q8_0 && l->w_packed && !vb_q8x16_supported()) {
-    free(b); /* the loader unpacks such a weight into rows (vb_q8x16_unpack) first */
-    return vb_error("a packed %dx%d Q8_0 weight needs AVX512-VNNI; unpack it first", l->out, l->in);
-  }
-  if (l->dtype == VB_DT_Q8_0 && l->w_packed && ((uintptr_t)l->w_packed & 63)) {
-    free(b);
-    return vb_error("a packed %dx%d Q8_0 weight is not 64-byte aligned", l->out, l->in);
   }
   if (l->dtype == VB_DT_Q8_0 && vb_q8x16_supported()) {
     if (l->w_packed) { /* stored packed (vblip convert --packed): used where it lies */
