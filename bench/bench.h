@@ -62,15 +62,20 @@ typedef struct {
 
 typedef struct {
   int frames, width, height;
-  double weight_bytes;
+  double weight_bytes; /* as stored */
+  double held_bytes; /* as the pipeline holds them: f32 vision widens the 16-bit ViT and Q-Former */
   bench_e2e_run runs[2];
 } bench_e2e_result;
 
-/* vision_int8: the ViT's products in int8 (quantized at load, as
- * --vision-dtype int8), else bf16. */
-int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video,
+/* The vision encoder's and Q-Former's products: bf16; the ViT's in int8
+ * (quantized at load, as --vision-dtype int8); or f32 (--vision-dtype f32,
+ * what the defaults pick where bf16 products are slow). */
+typedef enum { BENCH_VISION_BF16, BENCH_VISION_INT8, BENCH_VISION_F32 } bench_vision;
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, bench_vision vision, const char *video,
               int n_frames, int n_tokens, bench_e2e_result *r);
 
+/* AVX-512 VFMADD231PS register peak on all threads, TFLOP/s (0 without AVX-512). */
+double bench_peak_fma_f32(double ms);
 /* VDPBF16PS register peak on all threads, TFLOP/s (0 without AVX512-BF16). */
 double bench_peak_vdpbf16ps(double ms);
 

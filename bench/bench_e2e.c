@@ -108,24 +108,34 @@ static int caption(pipeline *p, const vb_model_config *c, const char *video, int
   return 0;
 }
 
-int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, int vision_int8, const char *video,
+int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, bench_vision vision, const char *video,
               int n_frames, int n_tokens, bench_e2e_result *r) {
+  int vision_int8 = vision == BENCH_VISION_INT8;
   vb_weights w;
   pipeline p;
   bench_weights_new(&w, VB_COMPUTE_BF16, 1);
   if (bench_build_vision(&w, c, VB_DT_BF16) != 0 || bench_build_qformer(&w, c, VB_DT_BF16) != 0 ||
       bench_build_lm(&w, c, lm_dt) != 0)
     return -1;
-  r->weight_bytes = bench_weight_bytes(&w);
+  r->weight_bytes = r->held_bytes = bench_weight_bytes(&w);
+  for (size_t i = 0; vision == BENCH_VISION_F32 && i < w.tt.count; i++) {
+    const vb_tensor_info *t = &w.tt.items[i];
+    if (t->dtype == VB_DT_BF16 && t->ndim == 2 &&
+        (strncmp(t->name, "vision_model.", 13) == 0 || strncmp(t->name, "qformer.", 8) == 0))
+      r->held_bytes += (double)t->nbytes; /* 2 more bytes per value */
+  }
   if (bench_weights_via_file(&w) != 0) return -1;
   /* prepared as vblip_model_load does: vision and Q-Former packed (int8 as
    * --vision-dtype int8 quantizes at load), the projection and the language
    * model plain */
   w.int8 = vision_int8;
   w.int8_kinds = vision_int8 ? VB_I8_DEFAULT : 0;
+  vb_compute lm_compute = w.compute;
+  if (vision == BENCH_VISION_F32) w.compute = VB_COMPUTE_F32;
   if (vb_vit_init(&p.vit, &w, &c->vision) != 0 ||
       vb_qformer_init(&p.qf, &w, &c->qformer, c->num_query_tokens) != 0)
     return -1;
+  w.compute = lm_compute;
   w.pack = 0;
   w.int8 = 0;
   if (vb_weights_linear(&w, "language_projection", c->lm_hidden, c->qformer.hidden_size, 1,

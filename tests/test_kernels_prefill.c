@@ -16,7 +16,13 @@
  * past y. Where the AMX tile unpackers run, their tiles equal the row
  * unpackers' bf16 values bit for bit (group ranges not starting at a panel,
  * k ranges not starting at 0). The program runs itself again with AMX off,
- * AVX-512 off, AVX2 off, the Q4 rows not repacked and VBLIP_Q8_AMX=0. */
+ * AVX-512 off, AVX2 off, the Q4 rows not repacked, VBLIP_Q8_AMX=0 and each
+ * many-row path of CPUs without AMX (VBLIP_Q_PREFILL=tiles, =gemv). Where bf16
+ * products are slow (vb_cpu_bf16_products_fast) and the CPU has AVX512-VNNI,
+ * the path must be "vnni-gemv":
+ *  - "vnni-gemv": the packed copy's GEMV (decoding's kernels), activations
+ *    quantized per 32 values: within half an activation step per value of
+ *    the double-precision product of the f32 weight values. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,7 +88,12 @@ static void check_prefill(vb_dtype dt, int N, int K, int M, int with_bias) {
   double *ref = malloc(n * sizeof *ref), *mag = malloc(n * sizeof *mag);
   if (!CHECK_OK(vb_linear_prepare(&l))) goto done;
   const char *path = vb_linear_q8_prefill_path(&l);
-  int bf = strcmp(path, "f32") != 0;
+  /* the VNNI GEMV multiplies the f32 weight values by activations quantized
+   * per 32-value block: 16 bits for Q8_0 (step max|x| / 32639), 8 for Q4_0
+   * and Q4_K (max|x| / 127); each value off by at most half its block's step */
+  int gemv = strcmp(path, "vnni-gemv") == 0;
+  int bf = strcmp(path, "f32") != 0 && !gemv;
+  double act_levels = dt == VB_DT_Q8_0 ? 32639.0 : 127.0;
   if (bf) {
     uint16_t *h = malloc((size_t)N * K * sizeof *h);
     rows_bf16(dt, q, K, N, h);
@@ -102,8 +113,20 @@ static void check_prefill(vb_dtype dt, int N, int K, int M, int with_bias) {
     size_t bad = 0;
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
-      double e = fabs(y[i] - ref[i]);
-      if (!(e <= 1e-6 * mag[i] + 1e-6)) bad++;
+      double e = fabs(y[i] - ref[i]), act = 0, tol = 1e-6 * mag[i] + 1e-6;
+      if (gemv) {
+        size_t m = i / N, j = i % N;
+        for (int b = 0; b < K / 32; b++) {
+          double amax = 0, sw = 0;
+          for (int k = b * 32; k < b * 32 + 32; k++) {
+            amax = fmax(amax, fabs(x[m * K + k]));
+            sw += fabs(wr[j * K + k]);
+          }
+          act += amax / act_levels / 2 * sw;
+        }
+        tol = 1e-5 * mag[i] + 1e-6 + act * 1.001;
+      }
+      if (!(e <= tol)) bad++;
       if (mag[i] > 0 && e / mag[i] > worst) worst = e / mag[i];
     }
     CHECK(bad == 0, "%s %dx%d M=%d bias=%d (%s): %zu of %zu values off (worst %.3g of sum|xw|)",
@@ -174,6 +197,7 @@ int main(void) {
          : getenv("VBLIP_NO_AVX2")   ? "VBLIP_NO_AVX2"
          : getenv("VBLIP_Q4_ROWS")   ? "VBLIP_Q4_ROWS"
          : getenv("VBLIP_Q8_AMX")    ? "VBLIP_Q8_AMX=0"
+         : getenv("VBLIP_Q_PREFILL") ? getenv("VBLIP_Q_PREFILL")
                                      : "");
   /* on an AMX CPU with AVX512-BF16 and -VNNI (the packed copy) the AMX path must be taken,
    * not a silent fallback, unless VBLIP_Q8_AMX=0 asks for the oneDNN tiles */
@@ -183,6 +207,15 @@ int main(void) {
                  !(q8amx && strcmp(q8amx, "0") == 0);
   CHECK((strcmp(path, "amx-bf16") == 0) == want_amx, "q8_0 prefill path %s where AMX %s expected",
         path, want_amx ? "is" : "is not");
+  /* without AMX, a CPU with the packed copy (AVX512-VNNI) takes the GEMV
+   * exactly where bf16 products are slow, unless VBLIP_Q_PREFILL picks */
+  const char *qp = getenv("VBLIP_Q_PREFILL");
+  if (!want_amx && vb_q8x16_supported() && !getenv("VBLIP_Q8_AMX")) {
+    int want_gemv = qp ? strcmp(qp, "gemv") == 0 : !vb_cpu_bf16_products_fast();
+    CHECK((strcmp(path, "vnni-gemv") == 0) == want_gemv,
+          "q8_0 prefill path %s where the GEMV %s expected (bf16 products %s)", path,
+          want_gemv ? "is" : "is not", vb_cpu_bf16_products_describe());
+  }
   vb_linear_release(&probe);
   free(pq);
   static const vb_dtype dts[] = {VB_DT_Q8_0, VB_DT_Q4_0, VB_DT_Q4_K};
@@ -215,5 +248,8 @@ int main(void) {
   tu_rerun_with_env("VBLIP_NO_AVX2=1");
   tu_rerun_with_env("VBLIP_Q4_ROWS=1");
   tu_rerun_with_env("VBLIP_Q8_AMX=0");
+  /* both many-row paths of CPUs without AMX, whichever this one takes */
+  tu_rerun_with_env("VBLIP_Q_PREFILL=tiles");
+  tu_rerun_with_env("VBLIP_Q_PREFILL=gemv");
   return tu_finish();
 }

@@ -6,7 +6,8 @@
  * forced off) against a double-precision product of the same quantized
  * operands, their error against the unquantized f32 product, and
  * vb_linear_forward with bf16 compute for few rows (the GEMVs) and many
- * (dequantized tiles through oneDNN). */
+ * (dequantized tiles through oneDNN, or where bf16 products are slow the
+ * VNNI GEMV as for few rows). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

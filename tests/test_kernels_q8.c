@@ -5,7 +5,8 @@
  *    (the f32 linear test's bound: it is an f32 product);
  *  - the tiled large-M path (M = 16..70 and 300; bf16 activations and bf16-rounded
  *    weight tiles, as the bf16 engine): relative L2 error < 1e-2, several tiles
- *    and a partial last one;
+ *    and a partial last one; where bf16 products are slow (or
+ *    VBLIP_Q_PREFILL=gemv) large M takes the q8x16 GEMV: its bound, below;
  *  - f32 compute with a Q8_0 weight (dequantized once): the f32 bound;
  *  - N not a multiple of 64 or of 2, with and without bias, a weight at an odd
  *    address (inside a mapped file), the weight used in place (no copy);
@@ -23,7 +24,8 @@
  *  - quantization: round trip within half a step (plus the f16 scale's rounding), and the end-to-end error of
  *    q8_0 against the original f32 weights on a random matrix (stated, bounded).
  * The program runs itself again with AVX-512 forced off (VBLIP_NO_AVX512=1:
- * portable C GEMV, oneDNN capped below AVX-512) and with AMX forced off. */
+ * portable C GEMV, oneDNN capped below AVX-512), with AMX forced off, and with
+ * each large-M path (VBLIP_Q_PREFILL=tiles, =gemv). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,21 @@ static uint8_t *quantize_odd(const float *w, size_t n, uint8_t **base) {
   return *base + 1;
 }
 
+/* The q8x16 GEMV's 16-bit activations: half a step of each 32-value block
+ * (max|x| of the block / 32639) times sum|w| over the block, summed. */
+static double act_step_bound(const float *x, const float *w, int K) {
+  double act = 0;
+  for (int blk = 0; blk < K / 32; blk++) {
+    double amax = 0, sw = 0;
+    for (int k = blk * 32; k < blk * 32 + 32; k++) {
+      amax = fmax(amax, fabs(x[k]));
+      sw += fabs(w[k]);
+    }
+    act += amax / 32639.0 / 2 * sw;
+  }
+  return act;
+}
+
 static void test_shape(int M, int N, int K, int with_bias) {
   float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *w = tu_rand_buf(&rng, (size_t)N * K, 0.5f);
   float *b = with_bias ? tu_rand_buf(&rng, N, 0.3f) : NULL;
@@ -69,9 +86,20 @@ static void test_shape(int M, int N, int K, int with_bias) {
     CHECK(l.w_f32 == NULL && l.w == wq, "q8 linear %dx%d: weight copied", N, K);
     memset(y, 0xff, n * sizeof(float)); /* NaNs: every output must be written */
     CHECK_OK(vb_linear_forward(&l, x, M, y));
+    const char *path = vb_linear_q8_prefill_path(&l);
     if (M <= VB_Q8_GEMV_MAX_M) {
       size_t bad = count_off(y, ref, mag, n);
       CHECK(bad == 0, "q8 linear (gemv) M=%d N=%d K=%d bias=%d: %zu values off", M, N, K, with_bias, bad);
+    } else if (strcmp(path, "vnni-gemv") == 0) { /* many rows on the q8x16 GEMV: its bound */
+      size_t bad = 0;
+      for (int m = 0; m < M; m++)
+        for (int j = 0; j < N; j++) {
+          size_t i = (size_t)m * N + j;
+          double act = act_step_bound(x + (size_t)m * K, wd + (size_t)j * K, K);
+          if (!(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6 + act * 1.001)) bad++;
+        }
+      CHECK(bad == 0, "q8 linear (vnni-gemv) M=%d N=%d K=%d bias=%d: %zu values off", M, N, K,
+            with_bias, bad);
     } else {
       double e = tu_rel_l2(y, ref, n);
       CHECK(e < 1e-2, "q8 linear (tiles) M=%d N=%d K=%d bias=%d: relative error %g", M, N, K, with_bias, e);
@@ -163,15 +191,7 @@ static void test_q8x16_shape(int M, int N, int K, int spiky) {
   size_t bad = 0;
   for (int m = 0; m < M; m++)
     for (int j = 0; j < N; j++) {
-      double act = 0;
-      for (int blk = 0; blk < K / 32; blk++) {
-        double amax = 0, sw = 0;
-        for (int k = blk * 32; k < blk * 32 + 32; k++) {
-          amax = fmax(amax, fabs(x[(size_t)m * K + k]));
-          sw += fabs(wd[(size_t)j * K + k]);
-        }
-        act += amax / 32639.0 / 2 * sw;
-      }
+      double act = act_step_bound(x + (size_t)m * K, wd + (size_t)j * K, K);
       size_t i = (size_t)m * N + j;
       if (!(fabs(y[i] - ref[i]) <= 1e-5 * mag[i] + 1e-6 + act * 1.001)) bad++;
     }
@@ -276,5 +296,7 @@ int main(void) {
   test_q8x16();
   test_quantization();
   tu_rerun_with_cpu_paths_off();
+  tu_rerun_with_env("VBLIP_Q_PREFILL=tiles"); /* both many-row paths, whichever is taken here */
+  tu_rerun_with_env("VBLIP_Q_PREFILL=gemv");
   return tu_finish();
 }

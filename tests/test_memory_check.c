@@ -53,17 +53,31 @@ static void check_estimate(void) {
       !CHECK_OK(vb_weights_open(tu_fixture(MODEL), &w)))
     return;
   vb_memory_need f32, bf16, q4;
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, VB_DT_F32, &f32);
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_F32, &bf16);
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_Q4_0, &q4);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, VB_COMPUTE_F32, VB_DT_F32, &f32);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_COMPUTE_BF16, VB_DT_F32, &bf16);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_COMPUTE_BF16, VB_DT_Q4_0, &q4);
   CHECK(q4.weights < bf16.weights, "q4_0 at load %llu vs bf16 %llu", (unsigned long long)q4.weights,
         (unsigned long long)bf16.weights);
   /* q4_k at load: counted at 4.5 bits a value like q4_0 (the fixture's 32- and 64-wide
    * layers are quantized Q4_0: no whole 256-value super-block) */
   vb_memory_need q4k;
-  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_DT_Q4_K, &q4k);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_COMPUTE_BF16, VB_DT_Q4_K, &q4k);
   CHECK(q4k.weights == q4.weights, "q4_k at load %llu vs q4_0 %llu on narrow layers",
         (unsigned long long)q4k.weights, (unsigned long long)q4.weights);
+  /* f32 vision (--vision-dtype f32, or bf16 products slow) beside a bf16 language model:
+   * the vision and Q-Former layers at 4 bytes, the rest at 2; each tensor counts under
+   * exactly one of the two compute types */
+  vb_memory_need mixed, mixed2;
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_BF16, VB_COMPUTE_F32, VB_DT_F32, &mixed);
+  vb_memory_estimate(&cfg, &w.tt, VB_COMPUTE_F32, VB_COMPUTE_BF16, VB_DT_F32, &mixed2);
+  CHECK(mixed.weights > bf16.weights && mixed2.weights < f32.weights,
+        "bf16 LM + f32 vision %llu (all bf16 %llu), f32 LM + bf16 vision %llu (all f32 %llu)",
+        (unsigned long long)mixed.weights, (unsigned long long)bf16.weights,
+        (unsigned long long)mixed2.weights, (unsigned long long)f32.weights);
+  CHECK(mixed.weights + mixed2.weights == f32.weights + bf16.weights,
+        "mixed estimates %llu + %llu != f32 %llu + bf16 %llu", (unsigned long long)mixed.weights,
+        (unsigned long long)mixed2.weights, (unsigned long long)f32.weights,
+        (unsigned long long)bf16.weights);
   uint64_t stored = 0;
   for (size_t i = 0; i < w.tt.count; i++)
     stored += w.tt.items[i].nbytes;

@@ -12,6 +12,8 @@
  *    packed copy (q8x16, and Q4_0 / Q4_K's q4x16 / q4kx16): run_amx below,
  *    the copy dequantized chunk by chunk straight into AMX bf16 tiles and
  *    multiplied by vblip's AMX core, no oneDNN call.
+ *  - on AVX512-VNNI CPUs where bf16 products are slow (gemv_for_prefill): the
+ *    GEMVs above for any number of rows.
  *  - otherwise (no AMX, VBLIP_NO_AMX=1 or VBLIP_Q8_AMX=0, no packed copy):
  *    tiles of weight rows (about 1 MB of bf16) handed out to the threads; each
  *    thread dequantizes
@@ -49,6 +51,7 @@ typedef struct {
   void *packed;  /* the q8x16 copy where AVX512-VNNI runs, else NULL */
   int mapped;    /* packed is the layer's w_packed (a packed file's mapping), not owned */
   int blocked;   /* tiles from packed go to oneDNN in its blocked layout */
+  int gemv_many; /* many rows through the packed copy's GEMV as well (gemv_for_prefill) */
 } q8_backend;
 
 /* Primitives by shape, shared by all layers and threads; an entry in use
@@ -365,6 +368,21 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
 
 #endif /* x86-64 */
 
+/* Whether products of many rows (prompt prefill) take the packed copy's
+ * VNNI GEMV too, 4 rows per pass over each panel while it sits in L2, rather
+ * than bf16 tiles through oneDNN: where bf16 products are slow
+ * (vb_cpu_bf16_products_fast). On a Xeon whose AMX the hypervisor hides
+ * (VDPBF16PS at half the FMA flops, VPDPBUSD at 4x VDPBF16PS's instruction
+ * rate) the GEMV ran OPT-2.7b's q8_0 layers at 16-200 rows 1.9-5x faster than
+ * the tiles, and with the decoding path's 16-bit activations, not bf16 ones.
+ * VBLIP_Q_PREFILL=tiles|gemv picks one for comparisons. */
+static int gemv_for_prefill(void) {
+  const char *e = getenv("VBLIP_Q_PREFILL");
+  if (e && strcmp(e, "tiles") == 0) return 0;
+  if (e && strcmp(e, "gemv") == 0) return 1;
+  return !vb_cpu_bf16_products_fast();
+}
+
 int vb_linear_prepare_q8(vb_linear *l) {
   if (l->backend) return 0;
   if (l->in % VB_Q8_BLOCK != 0)
@@ -432,6 +450,7 @@ int vb_linear_prepare_q8(vb_linear *l) {
   const char *e = getenv("VBLIP_Q8_AMX");
   b->amx = b->packed && vb_tile_kind_usable(VB_TILE_BF16_AMX) && vb_q_tiles_supported() &&
            !(e && strcmp(e, "0") == 0);
+  b->gemv_many = b->packed && !b->amx && gemv_for_prefill();
   l->backend = b;
   return 0;
 }
@@ -455,7 +474,11 @@ const void *vb_linear_q8_packed(const vb_linear *l) {
 
 const char *vb_linear_q8_prefill_path(const vb_linear *l) {
   const q8_backend *b = l->backend;
-  return !b ? NULL : b->amx ? "amx-bf16" : b->onednn_ok ? "onednn-bf16" : "f32";
+  return !b             ? NULL
+         : b->amx       ? "amx-bf16"
+         : b->gemv_many ? "vnni-gemv"
+         : b->onednn_ok ? "onednn-bf16"
+                        : "f32";
 }
 
 #if defined(__x86_64__)
@@ -469,7 +492,7 @@ int vb_linear_forward_q8(const vb_linear *l, const float *x, int M, float *y) {
   const q8_backend *b = l->backend;
   if (!b) return vb_error("a %dx%d Q8_0 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
-  if (M > VB_Q8_GEMV_MAX_M) {
+  if (M > VB_Q8_GEMV_MAX_M && !b->gemv_many) {
     /* Q4_K on AMX-INT8 on request, from the rows (VBLIP_Q4_ROWS=1 where
      * VNNI repacks them): measured slower than the bf16 tiles here
      * (bench/prefill_q4.c, docs/performance.md) */

@@ -73,6 +73,7 @@ int vb_q_tiles_supported(void);
 
 /* The many-row path a prepared Q8_0 / Q4_0 / Q4_K layer takes (gemm_q8.c):
  * "amx-bf16" (the packed copy dequantized straight into AMX tiles),
+ * "vnni-gemv" (the packed copy's GEMV, as decoding; where bf16 is slow),
  * "onednn-bf16" (bf16 tiles through oneDNN; f32 sgemm for a shape it
  * refuses) or "f32" (f32 tiles through sgemm); NULL before prepare. */
 const char *vb_linear_q8_prefill_path(const vb_linear *l);

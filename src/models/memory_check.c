@@ -45,7 +45,7 @@ static uint64_t linear_bytes(vb_dtype dt, uint64_t n, size_t stored, vb_compute 
 }
 
 void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                        vb_dtype lm_quant, vb_memory_need *need) {
+                        vb_compute vision_compute, vb_dtype lm_quant, vb_memory_need *need) {
   memset(need, 0, sizeof *need);
   const char *head = cfg->lm_kind == VB_LM_OPT
                          ? "language_model.model.decoder.embed_tokens.weight"
@@ -68,7 +68,10 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
                                                                        : lm_quant;
       int quant = lm_quant && strncmp(t->name, "language_model.", 15) == 0 &&
                   t->shape[1] % 32 == 0 && vb_dtype_bytes(qt, (int64_t)n, &qb);
-      need->weights += quant ? qb : linear_bytes(t->dtype, n, t->nbytes, compute);
+      int vision =
+          strncmp(t->name, "vision_model.", 13) == 0 || strncmp(t->name, "qformer.", 8) == 0;
+      need->weights +=
+          quant ? qb : linear_bytes(t->dtype, n, t->nbytes, vision ? vision_compute : compute);
       need->weights_q8 += t->shape[1] % 32 == 0 ? n / 32 * 34 : n * 4;
     } else {
       need->weights += n * 4;
@@ -91,8 +94,20 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
   need->total = need->weights + need->kv + need->vision + RUNTIME_BYTES;
 }
 
+int vb_memory_fits(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                   vb_compute vision_compute, vb_dtype lm_quant) {
+  const char *off = getenv("VBLIP_MEMORY_CHECK");
+  if (off && strcmp(off, "0") == 0) return 1;
+  uint64_t avail;
+  const char *source;
+  if (vb_memory_available(&avail, &source) != 0) return 1; /* vb_memory_check says why */
+  vb_memory_need need;
+  vb_memory_estimate(cfg, tt, compute, vision_compute, lm_quant, &need);
+  return need.total <= avail;
+}
+
 int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                    vb_dtype lm_quant) {
+                    vb_compute vision_compute, vb_dtype lm_quant) {
   const char *off = getenv("VBLIP_MEMORY_CHECK");
   if (off && strcmp(off, "0") == 0) return 0;
   uint64_t avail;
@@ -102,7 +117,7 @@ int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_co
     return getenv("VBLIP_MEMORY_AVAILABLE") ? -1 : 0;
   }
   vb_memory_need need;
-  vb_memory_estimate(cfg, tt, compute, lm_quant, &need);
+  vb_memory_estimate(cfg, tt, compute, vision_compute, lm_quant, &need);
   if (need.total <= avail) return 0;
   char hint[320] = "";
   uint64_t q8_total = need.total - need.weights + need.weights_q8;

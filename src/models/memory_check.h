@@ -18,13 +18,21 @@ typedef struct {
   uint64_t total;  /* the above and a constant for the runtime */
 } vb_memory_need;
 
-/* lm_quant: VB_DT_Q8_0 / VB_DT_Q4_0 when the language model's layers are
- * quantized at load (--dtype q8_0 / q4_0), else VB_DT_F32. */
+/* compute: the language model's and the projection's; vision_compute: the
+ * vision encoder's and Q-Former's (they differ with --vision-dtype, or where
+ * bf16 products are slow). lm_quant: VB_DT_Q8_0 / VB_DT_Q4_0 when the
+ * language model's layers are quantized at load (--dtype q8_0 / q4_0), else
+ * VB_DT_F32. */
 void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                        vb_dtype lm_quant, vb_memory_need *need);
+                        vb_compute vision_compute, vb_dtype lm_quant, vb_memory_need *need);
+/* 1 when the model fits as vb_memory_check counts it (or the check is off or
+ * cannot read the memory available), else 0; sets no error: for choices
+ * that have a smaller alternative. */
+int vb_memory_fits(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                   vb_compute vision_compute, vb_dtype lm_quant);
 /* 0 when the model fits (or $VBLIP_MEMORY_CHECK=0 skips the check); else -1
  * with a message giving the numbers and what to change. */
 int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
-                    vb_dtype lm_quant);
+                    vb_compute vision_compute, vb_dtype lm_quant);
 
 #endif

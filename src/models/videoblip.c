@@ -63,7 +63,23 @@ int vblip_vision_dtype_parse(const char *s, vblip_vision_dtype *out) {
 }
 
 const char *vblip_model_vision_dtype(const vblip_model *m) {
-  return m->vision_int8 ? "int8" : m->weights.compute == VB_COMPUTE_BF16 ? "bf16" : "f32";
+  return m->vision_int8 ? "int8" : m->vision_compute == VB_COMPUTE_BF16 ? "bf16" : "f32";
+}
+
+/* The compute type of the vision encoder's and Q-Former's products (int8
+ * layers aside): --vision-dtype f32|bf16 as asked; auto follows the model's
+ * compute type, except that bf16 not asked for (--dtype auto or a quantized
+ * language model) becomes f32 where bf16 products are slower than f32 ones
+ * (vb_cpu_bf16_products_fast): these products are bound by the arithmetic,
+ * not by reading the weights, and f32 is also the exact path. (The loader
+ * keeps bf16 where f32 would not fit in memory.) */
+static vb_compute vision_compute(const vblip_load_options *o, vb_compute model_compute) {
+  if (o->vision_dtype == VBLIP_VISION_F32) return VB_COMPUTE_F32;
+  if (o->vision_dtype == VBLIP_VISION_BF16) return VB_COMPUTE_BF16;
+  if (model_compute == VB_COMPUTE_BF16 && o->dtype != VBLIP_DTYPE_BF16 &&
+      !vb_cpu_bf16_products_fast())
+    return VB_COMPUTE_F32;
+  return model_compute;
 }
 
 /* Whether a checkpoint stores vision weights as int8 (vblip convert --vision-type int8). */
@@ -206,14 +222,19 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   if (vb_model_source_weights(&m->source, &m->weights) != 0) goto fail;
   /* before anything is converted or allocated: a model that does not fit is
    * refused with numbers, not killed by the OOM killer half-way */
-  if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute, lm_quant) != 0) goto fail;
+  vblip_vision_dtype vd = o->vision_dtype;
+  m->vision_compute = vision_compute(o, m->compute);
+  /* f32 vision where bf16 is slow is a choice, not a need: not at the price of
+   * a model that no longer fits (a 16-bit file's ViT-g doubles to 4 GB) */
+  if (vd == VBLIP_VISION_AUTO && m->vision_compute != m->compute &&
+      !vb_memory_fits(&m->cfg, &m->weights.tt, m->compute, m->vision_compute, lm_quant))
+    m->vision_compute = m->compute;
+  if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute, m->vision_compute, lm_quant) != 0)
+    goto fail;
   /* vision encoder and Q-Former always run with many rows: pack their bf16
    * weights for oneDNN; the language model also decodes row by row: plain. */
-  m->weights.compute = m->compute;
+  m->weights.compute = m->vision_compute;
   m->weights.pack = 1;
-  vblip_vision_dtype vd = o->vision_dtype;
-  if (vd == VBLIP_VISION_F32 || vd == VBLIP_VISION_BF16) /* int8 weights dequantized */
-    m->weights.compute = vd == VBLIP_VISION_F32 ? VB_COMPUTE_F32 : VB_COMPUTE_BF16;
   /* auto takes an int8 checkpoint's products as int8 only where the CPU has int8 dot products
    * (AMX-INT8, AVX512-VNNI, AVX-VNNI): the portable int8 core ran the ViT ~15x slower than f32
    * sgemm on an AVX2 CPU, so there the int8 weights are dequantized to the compute type */
@@ -231,7 +252,8 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
       goto fail;
     }
   }
-  load_stage(&ls, "vision encoder (%d layers)", m->cfg.vision.num_hidden_layers);
+  load_stage(&ls, "vision encoder (%d layers, %s)", m->cfg.vision.num_hidden_layers,
+             vblip_model_vision_dtype(m));
   if (vb_vit_init(&m->vit, &m->weights, &m->cfg.vision) != 0) goto fail;
   load_stage(&ls, "Q-Former");
   if (vb_qformer_init(&m->qformer, &m->weights, &m->cfg.qformer, m->cfg.num_query_tokens) != 0)

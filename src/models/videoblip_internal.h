@@ -28,6 +28,7 @@ struct vblip_model {
   int32_t newline_id;     /* interleaved layout: after each video, and OPT's end of an answer */
   vb_model_source source; /* where config, tokenizer and weights were read (a GGUF stays mounted) */
   int vision_int8;        /* the ViT runs int8 products (vblip_model_vision_dtype) */
+  vb_compute vision_compute; /* the vision encoder's and Q-Former's other products */
 };
 
 /* A video the model can use: encoded by this model (its query outputs in the LM's width). */

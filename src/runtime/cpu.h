@@ -28,6 +28,16 @@ const vb_cpu_features *vb_cpu(void);
 bool vb_cpu_has_avx512(void);
 /* Whether bf16 compute is fast here (AMX-BF16 usable or AVX512-BF16): the "auto" dtype. */
 bool vb_cpu_prefers_bf16(void);
+/* Whether bf16 products outrun f32 ones here: AMX-BF16 usable, or VDPBF16PS
+ * measured at >= 1.25x the flops of VFMADD231PS (once, ~2 ms, bf16_probe.c;
+ * $VBLIP_BF16_PRODUCTS=fast|slow overrides). Where false, the compute-bound
+ * products (vision encoder, Q-Former, prompt prefill of quantized layers)
+ * run in f32 unless bf16 was asked for. */
+bool vb_cpu_bf16_products_fast(void);
+/* VDPBF16PS flops over VFMADD231PS flops where measured, else 0. */
+double vb_cpu_bf16_products_ratio(void);
+/* "fast (...)" or "slow (...)": the decision and its reason, for logs. */
+const char *vb_cpu_bf16_products_describe(void);
 /* One line describing the features, for logs and the benchmark. */
 const char *vb_cpu_describe(void);
 
