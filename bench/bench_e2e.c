@@ -11,6 +11,7 @@
 #include "vision/qformer.h"
 #include "vision/vit.h"
 #include "runtime/common.h"
+#include "runtime/cpu.h"
 #include "video/preprocess.h"
 #include "video/video.h"
 
@@ -118,12 +119,6 @@ int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, bench_vision vision, con
       bench_build_lm(&w, c, lm_dt) != 0)
     return -1;
   r->weight_bytes = r->held_bytes = bench_weight_bytes(&w);
-  for (size_t i = 0; vision == BENCH_VISION_F32 && i < w.tt.count; i++) {
-    const vb_tensor_info *t = &w.tt.items[i];
-    if (t->dtype == VB_DT_BF16 && t->ndim == 2 &&
-        (strncmp(t->name, "vision_model.", 13) == 0 || strncmp(t->name, "qformer.", 8) == 0))
-      r->held_bytes += (double)t->nbytes; /* 2 more bytes per value */
-  }
   if (bench_weights_via_file(&w) != 0) return -1;
   /* prepared as vblip_model_load does: vision and Q-Former packed (int8 as
    * --vision-dtype int8 quantizes at load), the projection and the language
@@ -131,7 +126,17 @@ int bench_e2e(const vb_model_config *c, vb_dtype lm_dt, bench_vision vision, con
   w.int8 = vision_int8;
   w.int8_kinds = vision_int8 ? VB_I8_DEFAULT : 0;
   vb_compute lm_compute = w.compute;
-  if (vision == BENCH_VISION_F32) w.compute = VB_COMPUTE_F32;
+  /* as the loader: f32 vision asked for, or int8 vision whose other products
+   * (Q-Former) follow the vision compute type, f32 where bf16 products are slow */
+  if (vision == BENCH_VISION_F32 || (vision_int8 && !vb_cpu_bf16_products_fast()))
+    w.compute = VB_COMPUTE_F32;
+  for (size_t i = 0; w.compute == VB_COMPUTE_F32 && i < w.tt.count; i++) {
+    const vb_tensor_info *t = &w.tt.items[i]; /* widened to f32: 2 more bytes per value */
+    if (t->dtype == VB_DT_BF16 && t->ndim == 2 &&
+        ((!vision_int8 && strncmp(t->name, "vision_model.", 13) == 0) ||
+         strncmp(t->name, "qformer.", 8) == 0))
+      r->held_bytes += (double)t->nbytes;
+  }
   if (vb_vit_init(&p.vit, &w, &c->vision) != 0 ||
       vb_qformer_init(&p.qf, &w, &c->qformer, c->num_query_tokens) != 0)
     return -1;
