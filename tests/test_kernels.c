@@ -4,11 +4,15 @@
  * the f32 small-M GEMV through vb_linear_forward,
  * the blocked bf16 layout (its packing equals oneDNN's reorder to BA16a64b2a
  * bit for bit; its GEMV agrees with the plain AVX512-BF16 GEMV within f32
- * summation-order error, for 1-15 rows and an odd number of k-blocks; a
- * linear layer that fits it reads it in both paths),
+ * summation-order error, for 1-15 rows and an odd number of k-blocks; its
+ * f32 product, vb_gemm_bf16b_f32, within f32 summation error of the double
+ * product of the bf16 weight values and the unrounded activations; a linear
+ * layer that fits it reads it in both paths, many rows through that f32
+ * product where bf16 products are slow),
  * vb_gemm, norms, activations, softmax and attention. The program then runs
- * itself again with AMX forced off (VBLIP_NO_AMX=1) and with AVX-512 forced
- * off (VBLIP_NO_AVX512=1, the portable paths): both must pass the same checks. */
+ * itself again with AMX forced off (VBLIP_NO_AMX=1), with AVX-512 forced
+ * off (VBLIP_NO_AVX512=1, the portable paths) and with bf16 products taken
+ * as fast and as slow (VBLIP_BF16_PRODUCTS): each must pass the same checks. */
 #include <dnnl.h>
 #include <float.h>
 #include <math.h>
@@ -162,6 +166,25 @@ static void test_bf16_blocked_shape(int N, int K) {
     CHECK(bad == 0, "gemv bf16 blocked M=%d N=%d K=%d: %zu values off the plain kernel", M, N, K, bad);
     free(x), free(b), free(ref), free(mag), free(y), free(yp);
   }
+  /* the f32 product on the blocked weight (CPUs whose bf16 products are slow):
+   * the bf16 weight values times the activations as they are, f32 sums */
+  float *wf = malloc((size_t)N * K * sizeof(float));
+  for (size_t i = 0; i < (size_t)N * K; i++) wf[i] = vb_bf16_to_float(wb[i]);
+  static const int frows[] = {1, 3, 4, 16, 33};
+  for (size_t i = 0; i < sizeof frows / sizeof frows[0]; i++) {
+    int M = frows[i];
+    float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *b = i % 2 ? tu_rand_buf(&rng, N, 0.3f) : NULL;
+    double *ref = malloc((size_t)M * N * sizeof(double)), *mag = malloc((size_t)M * N * sizeof(double));
+    float *y = malloc((size_t)M * N * sizeof(float));
+    tu_linear_ref(x, wf, b, M, N, K, ref, mag);
+    memset(y, 0xff, (size_t)M * N * sizeof(float));
+    vb_gemm_bf16b_f32(P, N, K, x, M, b, y);
+    size_t bad = 0;
+    for (size_t j = 0; j < (size_t)M * N; j++)
+      if (!(fabs(y[j] - ref[j]) <= 1e-5 * mag[j] + 1e-6)) bad++;
+    CHECK(bad == 0, "bf16 blocked, f32 product M=%d N=%d K=%d: %zu values off", M, N, K, bad);
+    free(x), free(b), free(ref), free(mag), free(y);
+  }
   /* linear layers of this shape: a stored f32 weight is converted straight
    * into the blocked layout, read by the blocked GEMV (1 row: bit for bit what
    * vb_gemv_bf16b gives on P) and by oneDNN (40 rows); a stored bf16 weight is
@@ -180,8 +203,18 @@ static void test_bf16_blocked_shape(int N, int K) {
       tu_linear_ref(x, w, NULL, M, N, K, ref, mag);
       memset(y, 0xff, (size_t)M * N * sizeof(float));
       CHECK_OK(vb_linear_forward(&l, x, M, y));
-      vb_gemv_bf16_avx512bf16(wb, N, K, x, M, NULL, yp);
-      size_t bad = off_same_bf16_sums(y, yp, mag, (size_t)M * N);
+      size_t bad = 0;
+      if (!stored_bf16 && M > VB_BF16_GEMV_MAX_M && !vb_cpu_bf16_products_fast()) {
+        /* slow bf16 products: many rows through f32 FMAs on the bf16 weight */
+        double *rw = malloc((size_t)M * N * sizeof(double));
+        tu_linear_ref(x, wf, NULL, M, N, K, rw, NULL);
+        for (size_t j = 0; j < (size_t)M * N; j++)
+          if (!(fabs(y[j] - rw[j]) <= 1e-5 * mag[j] + 1e-6)) bad++;
+        free(rw);
+      } else {
+        vb_gemv_bf16_avx512bf16(wb, N, K, x, M, NULL, yp);
+        bad = off_same_bf16_sums(y, yp, mag, (size_t)M * N);
+      }
       CHECK(bad == 0, "bf16 linear (stored %s) M=%d N=%d K=%d: %zu values off", stored_bf16 ? "bf16" : "f32", M,
             N, K, bad);
       if (M == 1) {
@@ -196,7 +229,7 @@ static void test_bf16_blocked_shape(int N, int K) {
     }
     vb_linear_release(&l);
   }
-  free(w), free(wb);
+  free(w), free(wb), free(wf);
   vb_free_aligned(P), vb_free_aligned(R);
 }
 
@@ -440,5 +473,8 @@ int main(void) {
   test_transcendentals();
   test_attention();
   tu_rerun_with_cpu_paths_off();
+  /* both routes of bf16 layers with many rows (oneDNN, or f32 FMAs where bf16 is slow) */
+  tu_rerun_with_env("VBLIP_BF16_PRODUCTS=fast");
+  tu_rerun_with_env("VBLIP_BF16_PRODUCTS=slow");
   return tu_finish();
 }

@@ -40,6 +40,10 @@ void vb_bf16b_put_row(const float *row, int K, int n, uint16_t *dst);
 #if defined(__x86_64__) /* vb_bf16b_supported() is never true elsewhere */
 int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                   float *y);
+/* The same product with the weights widened to f32 and the activations as
+ * they are (f32 FMAs; AVX-512F): for CPUs whose bf16 products are slow. */
+int vb_gemm_bf16b_f32(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                      float *y);
 #endif
 
 /* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */

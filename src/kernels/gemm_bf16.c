@@ -9,7 +9,10 @@
  *    layer not packed for oneDNN alone goes straight into the blocked layout
  *    that both oneDNN and vb_gemv_bf16b read (gemv_bf16_blocked.c), so prefill
  *    products skip oneDNN's per-call copy of the weight.
- *  - no oneDNN bf16 on this CPU: blocks of weight rows widened to f32, sgemm. */
+ *  - no oneDNN bf16 on this CPU: blocks of weight rows widened to f32, sgemm.
+ *  - where bf16 products are slower than f32 ones (vb_cpu_bf16_products_fast),
+ *    many rows on a blocked weight: vb_gemm_bf16b_f32, the weight widened to
+ *    f32 in registers, f32 FMAs (1.4-2.8x oneDNN's bf16 matmul there). */
 #include <dnnl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -324,6 +327,12 @@ int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) 
   bf16_backend *b = l->backend;
   if (!b) return vb_error("a %dx%d bf16 layer used before vb_linear_prepare", l->out, l->in);
   if (M <= 0) return 0;
+#if defined(__x86_64__)
+  /* where VDPBF16PS is slow (oneDNN's bf16 matmul runs at its rate), many rows
+   * on the blocked weight go through f32 FMAs */
+  if (M > VB_BF16_GEMV_MAX_M && b->blocked && !vb_cpu_bf16_products_fast())
+    return vb_gemm_bf16b_f32(b->packed, l->out, l->in, x, M, l->bias, y);
+#endif
   if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return 0;
 #if defined(__x86_64__)
   if (b->blocked) return vb_gemv_bf16b(b->packed, l->out, l->in, x, M, l->bias, y);

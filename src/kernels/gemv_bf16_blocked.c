@@ -182,4 +182,82 @@ int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const 
                          panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2, M, bias, y));
   return 0;
 }
+
+/* ---- the same product with f32 arithmetic, for CPUs whose VDPBF16PS is slow ----
+ *
+ * A Xeon whose AMX the hypervisor hides runs VDPBF16PS at half the flops of
+ * VFMADD231PS (vb_cpu_bf16_products_fast), and oneDNN's bf16 matmul at that
+ * rate. Here each weight vector (16 rows x one k-pair) is widened to two f32
+ * vectors (k even: the low halves shifted up; k odd: the high halves masked)
+ * and multiplied by the activations as they are, in f32: 8 FMAs per weight
+ * vector for 4 rows, against 4 VDPBF16PS. Each panel (64 rows x K, <= 1.3 MB
+ * for K = 10240) stays in L2 while 4 activation rows at a time pass over it.
+ * The activations are not rounded to bf16, so this is also the closer product. */
+#define TGT_F32B __attribute__((target("avx512f,avx512bw,avx512vl")))
+
+INLINE TGT_F32B void panel_rows_f32(const uint16_t *P, int nkb, const float *x, size_t ldx,
+                                    const int MC, __m512 out[4][4]) {
+  __m512 acc[4][4];
+  const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
+  for (int m = 0; m < MC; m++)
+    for (int s = 0; s < 4; s++)
+      acc[m][s] = _mm512_setzero_ps();
+  for (int b = 0; b < nkb; b++) {
+    const uint16_t *B = P + (size_t)b * BLOCK_ELEMS;
+    for (int q = 0; q < PAIRS; q++) {
+      const uint16_t *Bq = B + q * PANEL * 2;
+      __m512 we[4], wo[4];
+      for (int s = 0; s < 4; s++) {
+        __m512i w = _mm512_load_si512((const void *)(Bq + s * 32));
+        we[s] = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+        wo[s] = _mm512_castsi512_ps(_mm512_and_si512(w, hi));
+      }
+      size_t k = (size_t)b * KBLOCK + 2 * q;
+      for (int m = 0; m < MC; m++) {
+        __m512 xe = _mm512_set1_ps(x[m * ldx + k]), xo = _mm512_set1_ps(x[m * ldx + k + 1]);
+        for (int s = 0; s < 4; s++)
+          acc[m][s] = _mm512_fmadd_ps(wo[s], xo, _mm512_fmadd_ps(we[s], xe, acc[m][s]));
+      }
+    }
+  }
+  for (int m = 0; m < MC; m++)
+    for (int s = 0; s < 4; s++)
+      out[m][s] = acc[m][s];
+}
+
+TGT_F32B static void panels_f32(const uint16_t *W, int p0, int p1, int N, int K, const float *x,
+                                int M, const float *bias, float *y) {
+  int nkb = K / KBLOCK;
+  for (int p = p0; p < p1; p++) {
+    const uint16_t *P = W + (size_t)p * PANEL * K;
+    for (int m0 = 0; m0 < M; m0 += 4) {
+      int mc = M - m0 < 4 ? M - m0 : 4;
+      const float *xm = x + (size_t)m0 * K;
+      __m512 out[4][4];
+      /* constant row counts: the accumulators stay in registers */
+      if (mc == 1)
+        panel_rows_f32(P, nkb, xm, (size_t)K, 1, out);
+      else if (mc == 2)
+        panel_rows_f32(P, nkb, xm, (size_t)K, 2, out);
+      else if (mc == 3)
+        panel_rows_f32(P, nkb, xm, (size_t)K, 3, out);
+      else
+        panel_rows_f32(P, nkb, xm, (size_t)K, 4, out);
+      for (int m = 0; m < mc; m++)
+        for (int s = 0; s < 4; s++) {
+          int n = p * PANEL + s * 16;
+          __m512 v = out[m][s];
+          if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
+          _mm512_storeu_ps(y + (size_t)(m0 + m) * N + n, v);
+        }
+    }
+  }
+}
+
+int vb_gemm_bf16b_f32(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                      float *y) {
+  int np = N / PANEL;
+  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL, panels_f32(W, n0 / PANEL, n1 / PANEL, N, K, x, M, bias, y));
+  return 0;
+}
 #endif /* x86-64 */
