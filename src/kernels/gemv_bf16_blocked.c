@@ -137,6 +137,18 @@ INLINE TGT_BF16B void panel_rows(const uint16_t *P, int nkb, const uint32_t *xp,
       out[m][s] = acc[m][s];
 }
 
+/* Rows m0.. (mc of them) of panel p's 64 outputs, plus bias, into y. */
+INLINE __attribute__((target("avx512f"))) void store_rows(__m512 out[4][4], int mc, int p, int m0,
+                                                          int N, const float *bias, float *y) {
+  for (int m = 0; m < mc; m++)
+    for (int s = 0; s < 4; s++) {
+      int n = p * PANEL + s * 16;
+      __m512 v = out[m][s];
+      if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
+      _mm512_storeu_ps(y + (size_t)(m0 + m) * N + n, v);
+    }
+}
+
 TGT_BF16B static void panels(const uint16_t *W, int p0, int p1, int N, int K, const uint32_t *xp,
                              size_t ldp, int M, const float *bias, float *y) {
   int nkb = K / KBLOCK;
@@ -155,13 +167,7 @@ TGT_BF16B static void panels(const uint16_t *W, int p0, int p1, int N, int K, co
         panel_rows(P, nkb, xm, ldp, 3, out);
       else
         panel_rows(P, nkb, xm, ldp, 4, out);
-      for (int m = 0; m < mc; m++)
-        for (int s = 0; s < 4; s++) {
-          int n = p * PANEL + s * 16;
-          __m512 v = out[m][s];
-          if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
-          _mm512_storeu_ps(y + (size_t)(m0 + m) * N + n, v);
-        }
+      store_rows(out, mc, p, m0, N, bias, y);
     }
   }
 }
@@ -243,13 +249,7 @@ TGT_F32B static void panels_f32(const uint16_t *W, int p0, int p1, int N, int K,
         panel_rows_f32(P, nkb, xm, (size_t)K, 3, out);
       else
         panel_rows_f32(P, nkb, xm, (size_t)K, 4, out);
-      for (int m = 0; m < mc; m++)
-        for (int s = 0; s < 4; s++) {
-          int n = p * PANEL + s * 16;
-          __m512 v = out[m][s];
-          if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
-          _mm512_storeu_ps(y + (size_t)(m0 + m) * N + n, v);
-        }
+      store_rows(out, mc, p, m0, N, bias, y);
     }
   }
 }

@@ -94,30 +94,39 @@ void vb_memory_estimate(const vb_model_config *cfg, const vb_tensor_table *tt, v
   need->total = need->weights + need->kv + need->vision + RUNTIME_BYTES;
 }
 
+/* The estimate and the memory available: 1 when they are to be compared, 0
+ * when the check is off (VBLIP_MEMORY_CHECK=0), -1 when the available memory
+ * cannot be read (an error is set). */
+static int need_and_avail(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
+                          vb_compute vision_compute, vb_dtype lm_quant, vb_memory_need *need,
+                          uint64_t *avail, const char **source) {
+  const char *off = getenv("VBLIP_MEMORY_CHECK");
+  if (off && strcmp(off, "0") == 0) return 0;
+  if (vb_memory_available(avail, source) != 0) return -1;
+  vb_memory_estimate(cfg, tt, compute, vision_compute, lm_quant, need);
+  return 1;
+}
+
 int vb_memory_fits(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
                    vb_compute vision_compute, vb_dtype lm_quant) {
-  const char *off = getenv("VBLIP_MEMORY_CHECK");
-  if (off && strcmp(off, "0") == 0) return 1;
+  vb_memory_need need;
   uint64_t avail;
   const char *source;
-  if (vb_memory_available(&avail, &source) != 0) return 1; /* vb_memory_check says why */
-  vb_memory_need need;
-  vb_memory_estimate(cfg, tt, compute, vision_compute, lm_quant, &need);
+  /* off or unreadable: fits as far as this knows (vb_memory_check says why) */
+  if (need_and_avail(cfg, tt, compute, vision_compute, lm_quant, &need, &avail, &source) != 1)
+    return 1;
   return need.total <= avail;
 }
 
 int vb_memory_check(const vb_model_config *cfg, const vb_tensor_table *tt, vb_compute compute,
                     vb_compute vision_compute, vb_dtype lm_quant) {
-  const char *off = getenv("VBLIP_MEMORY_CHECK");
-  if (off && strcmp(off, "0") == 0) return 0;
+  vb_memory_need need;
   uint64_t avail;
   const char *source;
-  if (vb_memory_available(&avail, &source) != 0) {
-    /* a malformed VBLIP_MEMORY_AVAILABLE is the user's mistake; no /proc is not */
-    return getenv("VBLIP_MEMORY_AVAILABLE") ? -1 : 0;
-  }
-  vb_memory_need need;
-  vb_memory_estimate(cfg, tt, compute, vision_compute, lm_quant, &need);
+  int rc = need_and_avail(cfg, tt, compute, vision_compute, lm_quant, &need, &avail, &source);
+  if (rc == 0) return 0;
+  /* a malformed VBLIP_MEMORY_AVAILABLE is the user's mistake; no /proc is not */
+  if (rc < 0) return getenv("VBLIP_MEMORY_AVAILABLE") ? -1 : 0;
   if (need.total <= avail) return 0;
   char hint[320] = "";
   uint64_t q8_total = need.total - need.weights + need.weights_q8;

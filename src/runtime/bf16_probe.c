@@ -19,61 +19,56 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define CHAINS 12
-#define STEPS 256
+/* 12 independent chains of 256 steps each per rep, from registers; distinct
+ * starting values (identical chains would be merged by the compiler), the
+ * operand b kept opaque (nothing folded or hoisted). */
+#define CHAINS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define DECLARE(i) __m512 c##i = _mm512_set1_ps(i);
+#define STEP_FMA(i) c##i = _mm512_fmadd_ps(a, b, c##i);
+#define STEP_DP(i) c##i = _mm512_dpbf16_ps(c##i, a, b);
+#define ADD(i) s = _mm512_add_ps(s, c##i);
+#define REGISTER_LOOP(STEP)                                                                        \
+  CHAINS(DECLARE)                                                                                  \
+  for (int r = 0; r < reps; r++)                                                                   \
+    for (int i = 0; i < 256; i++) {                                                                \
+      __asm__ volatile("" : "+v"(b));                                                              \
+      CHAINS(STEP)                                                                                 \
+    }                                                                                              \
+  __m512 s = _mm512_setzero_ps();                                                                  \
+  CHAINS(ADD)                                                                                      \
+  volatile float sink = _mm512_reduce_add_ps(s);                                                   \
+  (void)sink;
 
-/* flops of `reps` x STEPS x CHAINS VFMADD231PS zmm (16 lanes, 2 flops) */
 __attribute__((target("avx512f"), noinline)) static double fma_loop(int reps) {
   __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(0x1p-30f);
-  /* distinct starting values: identical chains would be merged into one */
-  __m512 c0 = _mm512_set1_ps(0), c1 = _mm512_set1_ps(1), c2 = _mm512_set1_ps(2),
-         c3 = _mm512_set1_ps(3), c4 = _mm512_set1_ps(4), c5 = _mm512_set1_ps(5),
-         c6 = _mm512_set1_ps(6), c7 = _mm512_set1_ps(7), c8 = _mm512_set1_ps(8),
-         c9 = _mm512_set1_ps(9), c10 = _mm512_set1_ps(10), c11 = _mm512_set1_ps(11);
-  for (int r = 0; r < reps; r++)
-    for (int i = 0; i < STEPS; i++) {
-      /* the asm keeps b opaque: the compiler can neither fold nor hoist the chains */
-      __asm__ volatile("" : "+v"(b));
-      c0 = _mm512_fmadd_ps(a, b, c0), c1 = _mm512_fmadd_ps(a, b, c1);
-      c2 = _mm512_fmadd_ps(a, b, c2), c3 = _mm512_fmadd_ps(a, b, c3);
-      c4 = _mm512_fmadd_ps(a, b, c4), c5 = _mm512_fmadd_ps(a, b, c5);
-      c6 = _mm512_fmadd_ps(a, b, c6), c7 = _mm512_fmadd_ps(a, b, c7);
-      c8 = _mm512_fmadd_ps(a, b, c8), c9 = _mm512_fmadd_ps(a, b, c9);
-      c10 = _mm512_fmadd_ps(a, b, c10), c11 = _mm512_fmadd_ps(a, b, c11);
-    }
-  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                           _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-  volatile float sink = _mm512_reduce_add_ps(s);
-  (void)sink;
-  return (double)reps * STEPS * CHAINS * 32;
+  REGISTER_LOOP(STEP_FMA)
+  return (double)reps * 256 * 12 * 32; /* 16 lanes, 2 flops */
 }
 
-/* flops of `reps` x STEPS x CHAINS VDPBF16PS zmm (16 lanes x 2 products, 2 flops each) */
 __attribute__((target("avx512f,avx512bf16"), noinline)) static double dp_loop(int reps) {
   __m512bh a = (__m512bh)_mm512_set1_epi32(0x3f803f80), b = (__m512bh)_mm512_set1_epi32(0x30803080);
-  __m512 c0 = _mm512_set1_ps(0), c1 = _mm512_set1_ps(1), c2 = _mm512_set1_ps(2),
-         c3 = _mm512_set1_ps(3), c4 = _mm512_set1_ps(4), c5 = _mm512_set1_ps(5),
-         c6 = _mm512_set1_ps(6), c7 = _mm512_set1_ps(7), c8 = _mm512_set1_ps(8),
-         c9 = _mm512_set1_ps(9), c10 = _mm512_set1_ps(10), c11 = _mm512_set1_ps(11);
-  for (int r = 0; r < reps; r++)
-    for (int i = 0; i < STEPS; i++) {
-      __asm__ volatile("" : "+v"(b));
-      c0 = _mm512_dpbf16_ps(c0, a, b), c1 = _mm512_dpbf16_ps(c1, a, b);
-      c2 = _mm512_dpbf16_ps(c2, a, b), c3 = _mm512_dpbf16_ps(c3, a, b);
-      c4 = _mm512_dpbf16_ps(c4, a, b), c5 = _mm512_dpbf16_ps(c5, a, b);
-      c6 = _mm512_dpbf16_ps(c6, a, b), c7 = _mm512_dpbf16_ps(c7, a, b);
-      c8 = _mm512_dpbf16_ps(c8, a, b), c9 = _mm512_dpbf16_ps(c9, a, b);
-      c10 = _mm512_dpbf16_ps(c10, a, b), c11 = _mm512_dpbf16_ps(c11, a, b);
-    }
-  __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
-                           _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7)));
-  s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
-  volatile float sink = _mm512_reduce_add_ps(s);
-  (void)sink;
-  return (double)reps * STEPS * CHAINS * 64;
+  REGISTER_LOOP(STEP_DP)
+  return (double)reps * 256 * 12 * 64; /* 16 lanes x 2 products, 2 flops each */
+}
+#endif
+
+double vb_cpu_fma_f32_loop(int reps) {
+#if defined(__x86_64__)
+  if (vb_cpu_has_avx512()) return fma_loop(reps);
+#endif
+  (void)reps;
+  return 0;
 }
 
+double vb_cpu_vdpbf16ps_loop(int reps) {
+#if defined(__x86_64__)
+  if (vb_cpu()->avx512_bf16) return dp_loop(reps);
+#endif
+  (void)reps;
+  return 0;
+}
+
+#if defined(__x86_64__)
 /* flops per ms of one run of `loop`, ~0.3 ms */
 static double rate(double (*loop)(int)) {
   double t0 = vb_now_ms();

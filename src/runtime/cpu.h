@@ -34,6 +34,11 @@ bool vb_cpu_prefers_bf16(void);
  * products (vision encoder, Q-Former, prompt prefill of quantized layers)
  * run in f32 unless bf16 was asked for. */
 bool vb_cpu_bf16_products_fast(void);
+/* The probe's register loops, for benchmarks too: the flops of reps x 3072
+ * independent VFMADD231PS / VDPBF16PS (zmm) on the calling thread, 0 where the
+ * CPU lacks the instruction. */
+double vb_cpu_fma_f32_loop(int reps);
+double vb_cpu_vdpbf16ps_loop(int reps);
 /* VDPBF16PS flops over VFMADD231PS flops where measured, else 0. */
 double vb_cpu_bf16_products_ratio(void);
 /* "fast (...)" or "slow (...)": the decision and its reason, for logs. */
