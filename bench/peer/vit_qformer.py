@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for vblip-bench: BLIP-2's EVA ViT-g and Q-Former forward passes
-in PyTorch bfloat16 with random weights, at the shapes vblip-bench passes in.
+in PyTorch bfloat16 (or float32, --dtype f32) with random weights, at the
+shapes vblip-bench passes in.
 
 It follows Blip2VisionModel / Blip2QFormerModel (transformers 4.33) operation
 for operation: per layer LayerNorm, fused qkv with its bias, softmax
@@ -8,7 +9,9 @@ attention, output projection, residual, LayerNorm, fc1, exact GELU, fc2,
 residual; the Q-Former's BERT layers (post-LayerNorm) with cross-attention to
 the frames' tokens every cross_attention_frequency layers. Prints one JSON
 line: the second run's vision and Q-Former times in ms (the first is a
-warm-up), the torch version and thread count.
+warm-up), the torch version, thread count and dtype. vblip-bench runs the bf16
+peer; --dtype f32 is the context for CPUs whose bf16 products are slower
+than their f32 ones (docs/performance.md).
 
 Needs only torch (Debian 12: apt-get install python3-torch, PyTorch 1.13).
 """
@@ -20,14 +23,16 @@ import time
 import torch
 import torch.nn.functional as F
 
+DT = torch.bfloat16  # --dtype
+
 
 def rand(*shape):
-    return (torch.randn(*shape) * 0.02).to(torch.bfloat16)
+    return (torch.randn(*shape) * 0.02).to(DT)
 
 
 def vit_layers(d, ff, n):
-    return [dict(ln1=(torch.ones(d, dtype=torch.bfloat16), rand(d)), qkv=rand(3 * d, d), qkv_b=rand(3 * d),
-                 proj=rand(d, d), proj_b=rand(d), ln2=(torch.ones(d, dtype=torch.bfloat16), rand(d)),
+    return [dict(ln1=(torch.ones(d, dtype=DT), rand(d)), qkv=rand(3 * d, d), qkv_b=rand(3 * d),
+                 proj=rand(d, d), proj_b=rand(d), ln2=(torch.ones(d, dtype=DT), rand(d)),
                  fc1=rand(ff, d), fc1_b=rand(ff), fc2=rand(d, ff), fc2_b=rand(d)) for _ in range(n)]
 
 
@@ -54,7 +59,7 @@ def vit_forward(x, layers, heads, eps):
 
 def qf_attention_params(h, kv_in):
     return dict(q=rand(h, h), qb=rand(h), k=rand(h, kv_in), kb=rand(h), v=rand(h, kv_in), vb=rand(h),
-                o=rand(h, h), ob=rand(h), ln=(torch.ones(h, dtype=torch.bfloat16), rand(h)))
+                o=rand(h, h), ob=rand(h), ln=(torch.ones(h, dtype=DT), rand(h)))
 
 
 def qf_block(x, src, a, heads, eps):
@@ -70,7 +75,10 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--vision", default="1408,6144,16,39,14,224", help="width,ffn,heads,layers,patch,image")
     p.add_argument("--qformer", default="768,3072,12,12,2,32", help="width,ffn,heads,layers,cross_freq,queries")
+    p.add_argument("--dtype", choices=("bf16", "f32"), default="bf16")
     a = p.parse_args()
+    global DT
+    DT = torch.float32 if a.dtype == "f32" else torch.bfloat16
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     d, ff, heads, layers, patch, image = map(int, a.vision.split(","))
@@ -81,15 +89,15 @@ def main():
     vit = vit_layers(d, ff, layers)
     patch_w, patch_b = rand(d, 3, patch, patch), rand(d)
     cls, pos = rand(1, 1, d), rand(1, seq, d)
-    post = (torch.ones(d, dtype=torch.bfloat16), rand(d))
+    post = (torch.ones(d, dtype=DT), rand(d))
     qf = []
     for i in range(qlayers):
         qf.append(dict(self=qf_attention_params(qh, qh), cross=qf_attention_params(qh, d) if i % cross == 0 else None,
                        i=rand(qff, qh), ib=rand(qff), o=rand(qh, qff), ob=rand(qh),
-                       ln=(torch.ones(qh, dtype=torch.bfloat16), rand(qh))))
+                       ln=(torch.ones(qh, dtype=DT), rand(qh))))
     queries = rand(1, nq, qh)
-    qln = (torch.ones(qh, dtype=torch.bfloat16), rand(qh))
-    pixels = torch.randn(a.frames, 3, image, image).to(torch.bfloat16)
+    qln = (torch.ones(qh, dtype=DT), rand(qh))
+    pixels = torch.randn(a.frames, 3, image, image).to(DT)
     times = []
     with torch.no_grad():
         for _ in range(2):
@@ -110,7 +118,7 @@ def main():
             t2 = time.perf_counter()
             times.append(((t1 - t0) * 1e3, (t2 - t1) * 1e3))
     print(json.dumps({"vision_ms": times[-1][0], "qformer_ms": times[-1][1], "torch": torch.__version__,
-                      "threads": torch.get_num_threads()}))
+                      "threads": torch.get_num_threads(), "dtype": a.dtype}))
 
 
 if __name__ == "__main__":
