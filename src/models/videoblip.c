@@ -2,6 +2,7 @@
  * the Q-Former, the projection, the language model and generation. */
 #include <ctype.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,19 @@ vblip_error_kind vblip_last_error_kind(void) {
 }
 const char *vblip_version(void) {
   return VBLIP_VERSION;
+}
+
+static char g_cpu_summary[320];
+static pthread_once_t g_cpu_summary_once = PTHREAD_ONCE_INIT;
+
+static void make_cpu_summary(void) {
+  snprintf(g_cpu_summary, sizeof g_cpu_summary, "%s; bf16 products %s", vb_cpu_describe(),
+           vb_cpu_bf16_products_describe());
+}
+
+const char *vblip_cpu_summary(void) {
+  pthread_once(&g_cpu_summary_once, make_cpu_summary);
+  return g_cpu_summary;
 }
 
 void vblip_load_options_default(vblip_load_options *o) {

@@ -42,7 +42,7 @@ done
 export PKG_CONFIG_PATH=$libdir/pkgconfig
 version=$(sed -n 's/^#define VBLIP_VERSION "\(.*\)"/\1/p' "$SRC/include/vblip.h")
 check "$(pkg-config --modversion vblip)" "$version" "pkg-config version"
-check "$($RUN "$P/bin/vblip" --version)" "vblip $version" "installed vblip --version"
+check "$($RUN "$P/bin/vblip" --version | sed -n 1p)" "vblip $version" "installed vblip --version (its first line; the second is the cpu line)"
 case " $(pkg-config --static --libs vblip) $(pkg-config --libs vblip-static) " in
 *curl* | *microhttpd*) bad "the core's link flags name libcurl or libmicrohttpd" ;;
 *) ok ;;

@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (strcmp(name, "--version") == 0) {
-    printf("vblip %s\n", vblip_version());
+    printf("vblip %s\ncpu: %s\n", vblip_version(), vblip_cpu_summary());
     return 0;
   }
   const cli_command *c = find_command(name);
