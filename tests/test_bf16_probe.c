@@ -9,8 +9,9 @@
  *    model follow the same rule;
  *  - the f32 vision that auto picks gives the Q-Former output and projection
  *    of --vision-dtype f32 bit for bit, and those differ from bf16's;
- *  - auto keeps bf16 vision where the memory check (VBLIP_MEMORY_AVAILABLE)
- *    passes the model with bf16 vision but not with f32 vision.
+ *  - auto (and int8's other products) keeps bf16 where the memory check
+ *    (VBLIP_MEMORY_AVAILABLE) passes the model with bf16 vision but not with
+ *    f32 vision.
  * Runs itself again with the decision forced each way. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,6 +125,8 @@ static void check_memory_fallback(void) {
   snprintf(v, sizeof v, "%llu", (unsigned long long)(lo.total + hi.total) / 2);
   setenv("VBLIP_MEMORY_AVAILABLE", v, 1);
   check_vision_dtype(VBLIP_DTYPE_AUTO, VBLIP_VISION_AUTO, "bf16", "f32 vision would not fit");
+  /* int8 asked for: its other products (Q-Former) fall back the same way, not refused */
+  check_vision_dtype(VBLIP_DTYPE_AUTO, VBLIP_VISION_INT8, "int8", "int8, f32 would not fit");
   /* asked for, f32 is not traded away: the model is refused with the numbers */
   vblip_load_options o;
   vblip_load_options_default(&o);

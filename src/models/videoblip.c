@@ -240,7 +240,7 @@ vblip_model *vblip_model_load(const char *path, const vblip_load_options *o) {
   m->vision_compute = vision_compute(o, m->compute);
   /* f32 vision where bf16 is slow is a choice, not a need: not at the price of
    * a model that no longer fits (a 16-bit file's ViT-g doubles to 4 GB) */
-  if (vd == VBLIP_VISION_AUTO && m->vision_compute != m->compute &&
+  if (vd != VBLIP_VISION_F32 && vd != VBLIP_VISION_BF16 && m->vision_compute != m->compute &&
       !vb_memory_fits(&m->cfg, &m->weights.tt, m->compute, m->vision_compute, lm_quant))
     m->vision_compute = m->compute;
   if (vb_memory_check(&m->cfg, &m->weights.tt, m->compute, m->vision_compute, lm_quant) != 0)
