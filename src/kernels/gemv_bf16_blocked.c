@@ -88,7 +88,8 @@ INLINE TGT_BF16B void row_block(const uint16_t *B, const uint32_t *xp, __m512 ac
         _mm_prefetch((const char *)Bq + PREFETCH + c * 64, _MM_HINT_T0);
     __m512bh xv = (__m512bh)_mm512_set1_epi32((int)xp[q]);
     for (int s = 0; s < 4; s++)
-      acc[s] = _mm512_dpbf16_ps(acc[s], xv, (__m512bh)_mm512_load_si512((const void *)(Bq + s * 32)));
+      acc[s] =
+          _mm512_dpbf16_ps(acc[s], xv, (__m512bh)_mm512_load_si512((const void *)(Bq + s * 32)));
   }
 }
 
@@ -109,8 +110,8 @@ TGT_BF16B static void panel_row(const uint16_t *P, int nkb, const uint32_t *xp, 
 }
 
 /* 2-4 activation rows (MC) against a whole panel in one pass. */
-INLINE TGT_BF16B void panel_rows(const uint16_t *P, int nkb, const uint32_t *xp, size_t ldp, const int MC,
-                                 __m512 out[4][4]) {
+INLINE TGT_BF16B void panel_rows(const uint16_t *P, int nkb, const uint32_t *xp, size_t ldp,
+                                 const int MC, __m512 out[4][4]) {
   __m512 acc[4][4];
   for (int m = 0; m < MC; m++)
     for (int s = 0; s < 4; s++)
@@ -149,24 +150,39 @@ INLINE __attribute__((target("avx512f"))) void store_rows(__m512 out[4][4], int 
     }
 }
 
-TGT_BF16B static void panels(const uint16_t *W, int p0, int p1, int N, int K, const uint32_t *xp,
-                             size_t ldp, int M, const float *bias, float *y) {
+/* One group of mc (1-4) activation rows against a whole panel: out[m][s] gets
+ * row m's sums for the panel's 16-row slice s. x: the group's first row, ldx
+ * elements (of the kernel's activation type) from one row to the next. The
+ * row counts are constants inside: the accumulators stay in registers. */
+typedef void (*panel_group_fn)(const uint16_t *P, int nkb, const void *x, size_t ldx, int mc,
+                               __m512 out[4][4]);
+
+TGT_BF16B static void group_bf16(const uint16_t *P, int nkb, const void *x, size_t ldx, int mc,
+                                 __m512 out[4][4]) {
+  const uint32_t *xp = x; /* bf16 k-pairs */
+  if (mc == 1)
+    panel_row(P, nkb, xp, out[0]);
+  else if (mc == 2)
+    panel_rows(P, nkb, xp, ldx, 2, out);
+  else if (mc == 3)
+    panel_rows(P, nkb, xp, ldx, 3, out);
+  else
+    panel_rows(P, nkb, xp, ldx, 4, out);
+}
+
+/* Panels [p0, p1) for all M activation rows, 4 at a time (the panel in L2
+ * for the next 4); x's rows are ldx elements of xbytes bytes apart. */
+__attribute__((target("avx512f"))) static void panels(const uint16_t *W, int p0, int p1, int N,
+                                                      int K, const void *x, size_t ldx,
+                                                      size_t xbytes, int M, const float *bias,
+                                                      float *y, panel_group_fn group) {
   int nkb = K / KBLOCK;
   for (int p = p0; p < p1; p++) {
     const uint16_t *P = W + (size_t)p * PANEL * K;
     for (int m0 = 0; m0 < M; m0 += 4) {
       int mc = M - m0 < 4 ? M - m0 : 4;
-      const uint32_t *xm = xp + (size_t)m0 * ldp;
       __m512 out[4][4];
-      /* constant row counts: the accumulators stay in registers */
-      if (mc == 1)
-        panel_row(P, nkb, xm, out[0]);
-      else if (mc == 2)
-        panel_rows(P, nkb, xm, ldp, 2, out);
-      else if (mc == 3)
-        panel_rows(P, nkb, xm, ldp, 3, out);
-      else
-        panel_rows(P, nkb, xm, ldp, 4, out);
+      group(P, nkb, (const char *)x + (size_t)m0 * ldx * xbytes, ldx, mc, out);
       store_rows(out, mc, p, m0, N, bias, y);
     }
   }
@@ -184,8 +200,8 @@ int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const 
   const uint32_t *xp = (const uint32_t *)xs;
   int np = N / PANEL;
   /* handed out in blocks of whole panels (vb_gemv_block_rows counts rows) */
-  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL,
-                         panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2, M, bias, y));
+  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL, panels(W, n0 / PANEL, n1 / PANEL, N, K, xp, (size_t)K / 2,
+                                            sizeof *xp, M, bias, y, group_bf16));
   return 0;
 }
 
@@ -231,33 +247,24 @@ INLINE TGT_F32B void panel_rows_f32(const uint16_t *P, int nkb, const float *x, 
       out[m][s] = acc[m][s];
 }
 
-TGT_F32B static void panels_f32(const uint16_t *W, int p0, int p1, int N, int K, const float *x,
-                                int M, const float *bias, float *y) {
-  int nkb = K / KBLOCK;
-  for (int p = p0; p < p1; p++) {
-    const uint16_t *P = W + (size_t)p * PANEL * K;
-    for (int m0 = 0; m0 < M; m0 += 4) {
-      int mc = M - m0 < 4 ? M - m0 : 4;
-      const float *xm = x + (size_t)m0 * K;
-      __m512 out[4][4];
-      /* constant row counts: the accumulators stay in registers */
-      if (mc == 1)
-        panel_rows_f32(P, nkb, xm, (size_t)K, 1, out);
-      else if (mc == 2)
-        panel_rows_f32(P, nkb, xm, (size_t)K, 2, out);
-      else if (mc == 3)
-        panel_rows_f32(P, nkb, xm, (size_t)K, 3, out);
-      else
-        panel_rows_f32(P, nkb, xm, (size_t)K, 4, out);
-      store_rows(out, mc, p, m0, N, bias, y);
-    }
-  }
+TGT_F32B static void group_f32(const uint16_t *P, int nkb, const void *x, size_t ldx, int mc,
+                               __m512 out[4][4]) {
+  const float *xf = x;
+  if (mc == 1)
+    panel_rows_f32(P, nkb, xf, ldx, 1, out);
+  else if (mc == 2)
+    panel_rows_f32(P, nkb, xf, ldx, 2, out);
+  else if (mc == 3)
+    panel_rows_f32(P, nkb, xf, ldx, 3, out);
+  else
+    panel_rows_f32(P, nkb, xf, ldx, 4, out);
 }
 
 int vb_gemm_bf16b_f32(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                       float *y) {
   int np = N / PANEL;
-  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL, panels_f32(W, n0 / PANEL, n1 / PANEL, N, K, x, M, bias, y));
+  VB_GEMV_FOR_ROW_BLOCKS(np * PANEL, panels(W, n0 / PANEL, n1 / PANEL, N, K, x, (size_t)K,
+                                            sizeof *x, M, bias, y, group_f32));
   return 0;
 }
 #endif /* x86-64 */
