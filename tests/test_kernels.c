@@ -461,6 +461,33 @@ static void test_attention(void) {
   test_attention_case(32, 514, 2, 64, 0, 0, 0); /* Q-Former cross-attention */
   test_attention_case(52, 52, 2, 80, 0, 1, 0);  /* OPT prefill */
   test_attention_case(20, 30, 2, 32, 1, 1, 10); /* causal with an offset */
+  /* odd shapes: rows and keys past multiples of 16, heads of 8 to 160 dimensions,
+   * with and without bias and mask */
+  test_attention_case(97, 65, 2, 17, 0, 0, 0);
+  test_attention_case(50, 300, 1, 113, 1, 0, 0);
+  test_attention_case(23, 23, 2, 128, 0, 1, 0);
+  test_attention_case(16, 40, 2, 100, 1, 1, 3);
+  test_attention_case(30, 18, 3, 48, 0, 0, 0);
+  test_attention_case(20, 30, 2, 160, 0, 0, 0);
+  test_attention_case(20, 30, 2, 8, 1, 1, -5); /* the first rows see no key: zeros */
+  /* the vision encoder's frames in one call equal one call per frame, bit for bit */
+  {
+    int frames = 3, n = 257, heads = 2, hd = 88, ld = 3 * heads * hd;
+    float *qkv = tu_rand_buf(&rng, (size_t)frames * n * ld, 1);
+    float *o1 = calloc((size_t)frames * n * heads * hd, sizeof(float));
+    float *o2 = calloc((size_t)frames * n * heads * hd, sizeof(float));
+    CHECK_OK(vb_attention_batch(frames, qkv, ld, qkv + heads * hd, qkv + 2 * heads * hd, ld, o1,
+                                heads * hd, n, n, heads, hd, 0.1f));
+    for (int f = 0; f < frames; f++) {
+      const float *b = qkv + (size_t)f * n * ld;
+      CHECK_OK(vb_attention(b, ld, b + heads * hd, b + 2 * heads * hd, ld,
+                            o2 + (size_t)f * n * heads * hd, heads * hd, n, n, heads, hd, 0.1f,
+                            NULL, 0, 0));
+    }
+    CHECK(memcmp(o1, o2, (size_t)frames * n * heads * hd * sizeof(float)) == 0,
+          "attention over 3 frames in one call differs from 3 calls");
+    free(qkv), free(o1), free(o2);
+  }
 }
 
 int main(void) {

@@ -1,13 +1,17 @@
+#define _GNU_SOURCE /* nftw */
 #include "testutil.h"
 
 #include "generate/generate.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,8 +38,25 @@ bool tu_check(bool ok, const char *file, int line, const char *expr, const char 
   return false;
 }
 
+static char g_tmpdir[256];
+static pid_t g_tmpdir_owner;
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path) != 0 ? -1 : 0;
+}
+
 int tu_finish(void) {
   printf("%d passed, %d failed\n", g_pass, g_fail);
+  /* a passing test's files go (some tests write hundreds of MB); a failing
+   * test's stay for a look, as does everything under VBLIP_TEST_KEEP_TMP=1 */
+  if (g_tmpdir[0] && g_tmpdir_owner == getpid()) {
+    const char *keep = getenv("VBLIP_TEST_KEEP_TMP");
+    if (g_fail || (keep && *keep && strcmp(keep, "0") != 0))
+      fprintf(stderr, "test files kept in %s\n", g_tmpdir);
+    else if (nftw(g_tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+      fprintf(stderr, "could not remove %s: %s\n", g_tmpdir, strerror(errno));
+  }
   return g_fail ? 1 : 0;
 }
 
@@ -156,15 +177,15 @@ int tu_serve_port(int fd, char *line, size_t cap, int timeout_s) {
 }
 
 const char *tu_tmpdir(void) {
-  static char dir[256];
-  if (!dir[0]) {
-    snprintf(dir, sizeof dir, "/tmp/vblip-test-XXXXXX");
-    if (!mkdtemp(dir)) {
+  if (!g_tmpdir[0]) { /* a forked child shares it; only its maker removes it */
+    snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/vblip-test-XXXXXX");
+    if (!mkdtemp(g_tmpdir)) {
       perror("mkdtemp");
       exit(2);
     }
+    g_tmpdir_owner = getpid();
   }
-  return dir;
+  return g_tmpdir;
 }
 
 float tu_frand(tu_rng *r) {

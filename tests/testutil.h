@@ -52,7 +52,8 @@ void tu_rerun_with_env(const char *env);
 /* The first line `vblip serve` prints on fd ("... listening on http://127.0.0.1:PORT/"),
  * read for at most timeout_s seconds into line; returns PORT, or 0 when it did not come. */
 int tu_serve_port(int fd, char *line, size_t cap, int timeout_s);
-/* A fresh empty temporary directory (removed by nothing: tests write only small files). */
+/* A fresh empty temporary directory, one per process; tu_finish removes it with
+ * everything in it when no check failed (VBLIP_TEST_KEEP_TMP=1 keeps it). */
 const char *tu_tmpdir(void);
 
 /* A xorshift64 stream for reproducible random test data (seed it non-zero). */
