@@ -183,7 +183,13 @@ static void test_bf16_blocked_shape(int N, int K) {
     for (size_t j = 0; j < (size_t)M * N; j++)
       if (!(fabs(y[j] - ref[j]) <= 1e-5 * mag[j] + 1e-6)) bad++;
     CHECK(bad == 0, "bf16 blocked, f32 product M=%d N=%d K=%d: %zu values off", M, N, K, bad);
-    free(x), free(b), free(ref), free(mag), free(y);
+    /* from the plain rows, each panel repacked on the way: the same bits */
+    float *yr = malloc((size_t)M * N * sizeof(float));
+    memset(yr, 0xff, (size_t)M * N * sizeof(float));
+    CHECK_OK(vb_gemm_bf16_rows_f32(wb, N, K, x, M, b, yr));
+    CHECK(memcmp(y, yr, (size_t)M * N * sizeof(float)) == 0,
+          "bf16 rows, f32 product M=%d N=%d K=%d: not the blocked weight's values", M, N, K);
+    free(x), free(b), free(ref), free(mag), free(y), free(yr);
   }
   /* linear layers of this shape: a stored f32 weight is converted straight
    * into the blocked layout, read by the blocked GEMV (1 row: bit for bit what
@@ -204,8 +210,9 @@ static void test_bf16_blocked_shape(int N, int K) {
       memset(y, 0xff, (size_t)M * N * sizeof(float));
       CHECK_OK(vb_linear_forward(&l, x, M, y));
       size_t bad = 0;
-      if (!stored_bf16 && M > VB_BF16_GEMV_MAX_M && !vb_cpu_bf16_products_fast()) {
-        /* slow bf16 products: many rows through f32 FMAs on the bf16 weight */
+      if (M > VB_BF16_GEMV_MAX_M && !vb_cpu_bf16_products_fast()) {
+        /* slow bf16 products: many rows through f32 FMAs on the bf16 weight
+         * (blocked, or a stored bf16 weight's rows repacked panel by panel) */
         double *rw = malloc((size_t)M * N * sizeof(double));
         tu_linear_ref(x, wf, NULL, M, N, K, rw, NULL);
         for (size_t j = 0; j < (size_t)M * N; j++)

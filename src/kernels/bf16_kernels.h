@@ -44,6 +44,11 @@ int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const 
  * they are (f32 FMAs; AVX-512F): for CPUs whose bf16 products are slow. */
 int vb_gemm_bf16b_f32(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                       float *y);
+/* The same from plain [N, K] bf16 rows (N % 64 == 0, K % 32 == 0, AVX-512F/BW), each
+ * 64-row panel repacked into a per-thread buffer first: the same values as
+ * vb_gemm_bf16b_f32 on the packed weight. -1 when that buffer cannot grow. */
+int vb_gemm_bf16_rows_f32(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
+                          float *y);
 #endif
 
 /* Products with M below this go to vb_gemv_bf16, others to oneDNN's matmul. */

@@ -34,7 +34,8 @@ typedef struct {
   dnnl_memory_desc_t packed_md;
   int blocked;         /* packed is vb_bf16b's layout: the small-M kernel reads it too */
   int onednn_ok;       /* oneDNN can run bf16 matmuls here */
-  int f32_many;        /* many rows on the blocked weight through f32 FMAs (bf16 slow here) */
+  int f32_many;        /* many rows through f32 FMAs (bf16 slow here): blocked weight */
+  int f32_many_rows;   /* ... or plain bf16 rows used in place, repacked panel by panel */
   pthread_mutex_t mu;
   struct {
     int M;
@@ -207,6 +208,10 @@ int vb_linear_prepare_bf16(vb_linear *l) {
   if (bf16_weight(l, b, b->onednn_ok && !l->pack) != 0) return -1;
   if (b->onednn_ok && l->pack) try_pack(l, b);
   b->f32_many = b->blocked && !vb_cpu_bf16_products_fast();
+#if defined(__x86_64__)
+  b->f32_many_rows = !b->blocked && b->w && vb_cpu_has_avx512() && vb_bf16b_fits(l->out, l->in) &&
+                     !vb_cpu_bf16_products_fast();
+#endif
   return 0;
 }
 
@@ -334,6 +339,8 @@ int vb_linear_forward_bf16(const vb_linear *l, const float *x, int M, float *y) 
    * on the blocked weight go through f32 FMAs */
   if (M > VB_BF16_GEMV_MAX_M && b->f32_many)
     return vb_gemm_bf16b_f32(b->packed, l->out, l->in, x, M, l->bias, y);
+  if (M > VB_BF16_GEMV_MAX_M && b->f32_many_rows)
+    return vb_gemm_bf16_rows_f32(b->w, l->out, l->in, x, M, l->bias, y);
 #endif
   if (M > VB_BF16_GEMV_MAX_M && b->onednn_ok && run_onednn(l, b, x, M, y) == 0) return 0;
 #if defined(__x86_64__)
