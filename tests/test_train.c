@@ -678,7 +678,50 @@ static void bf16_mixed_precision(const char *model) {
         on[2]);
 }
 
+/* --bf16's frozen vision encoder: bf16 products where they outrun f32 ones, else f32 on
+ * the fixture's f32 weights, the same bits as the f32 trainer's (run again by a child
+ * process with VBLIP_BF16_PRODUCTS=slow and =fast, so both rules run on any machine). */
+static void bf16_vision_rule(const char *model) {
+  if (!vb_cpu_prefers_bf16()) {
+    printf("bf16 vision rule %s: skipped (no AMX-BF16 / AVX512-BF16 here)\n", model);
+    return;
+  }
+  vblip_train_options o;
+  vblip_train_options_default(&o);
+  vblip_trainer *t[2];
+  vblip_train_example *ex[2] = {NULL, NULL};
+  for (int k = 0; k < 2; k++) {
+    o.bf16 = k;
+    t[k] = vblip_trainer_open(tu_fixture(model), &o);
+    if (!CHECK(t[k] != NULL, "open (bf16 %d): %s", k, vblip_last_error())) return;
+    CHECK_OK(vblip_trainer_example_video(
+        t[k], tu_fixture("media/video1_h264_320x240_30fps_12s.mp4"), 0, 4, 4,
+        "Question: what? Answer:", "The camera wearer cuts bread.", &ex[k]));
+  }
+  int fast = vb_cpu_bf16_products_fast();
+  CHECK(vb_trainer_vision_compute(t[0]) == VB_COMPUTE_F32, "f32 trainer: f32 vision");
+  CHECK(vb_trainer_vision_compute(t[1]) == (fast ? VB_COMPUTE_BF16 : VB_COMPUTE_F32),
+        "bf16 trainer, bf16 products %s: vision compute %d", fast ? "fast" : "slow",
+        (int)vb_trainer_vision_compute(t[1]));
+  if (ex[0] && ex[1]) {
+    int n0, n1;
+    const float *v0 = vb_train_example_vision(ex[0], &n0), *v1 = vb_train_example_vision(ex[1], &n1);
+    size_t n = (size_t)n0 * vb_trainer_config(t[0])->vision.hidden_size;
+    int same = n0 == n1 && memcmp(v0, v1, n * sizeof(float)) == 0;
+    CHECK(same == !fast, "bf16 trainer's vision output %s the f32 trainer's (bf16 products %s)",
+          same ? "equals" : "differs from", fast ? "fast" : "slow");
+  }
+  for (int k = 0; k < 2; k++) {
+    vblip_train_example_free(ex[k]);
+    vblip_trainer_free(t[k]);
+  }
+}
+
 int main(void) {
+  if (getenv("VBLIP_KERNELS_CHILD")) { /* tu_rerun_with_env's child: the rule alone */
+    bf16_vision_rule("models/videoblip-opt-tiny");
+    return tu_finish();
+  }
   ego4d_split();
   cli_train();
   kill_during_saves();
@@ -689,5 +732,8 @@ int main(void) {
   finite_differences("models/videoblip-opt-tiny");
   finite_differences("models/videoblip-flant5-tiny");
   save_and_load();
+  bf16_vision_rule("models/videoblip-opt-tiny");
+  tu_rerun_with_env("VBLIP_BF16_PRODUCTS=slow");
+  tu_rerun_with_env("VBLIP_BF16_PRODUCTS=fast");
   return tu_finish();
 }

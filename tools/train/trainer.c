@@ -30,6 +30,7 @@ struct vblip_trainer {
   vb_weights w;
   vb_vit vit;
   int vit_ready;
+  vb_compute vision_compute; /* the frozen vision encoder's products */
   vb_tokenizer *tok;
   int32_t eos_id; /* OPT: the tokenizer's "</s>" */
   tr_params params;
@@ -107,6 +108,16 @@ static int check_dropout(const vb_model_config *c) {
   return 0;
 }
 
+static int vision_stored_f32(const vb_weights *w) {
+  int any = 0;
+  for (size_t i = 0; i < w->tt.count; i++)
+    if (strncmp(w->tt.items[i].name, "vision_model.", 13) == 0) {
+      if (w->tt.items[i].dtype != VB_DT_F32) return 0;
+      any = 1;
+    }
+  return any;
+}
+
 static int build(vblip_trainer *t, const vblip_train_options *o) {
   t->opt = (tr_adamw){o->lr, o->beta1, o->beta2, o->eps, o->weight_decay};
   t->dropout = o->dropout != 0;
@@ -120,8 +131,20 @@ static int build(vblip_trainer *t, const vblip_train_options *o) {
     t->w.compute = VB_COMPUTE_BF16; /* the frozen layers only: trained ones are tr_params */
     t->w.pack = 1;
   }
+  /* where bf16 products are slower than f32 ones (VDPBF16PS at half the FMA's
+   * flops: a Xeon whose AMX the hypervisor hides) the frozen vision encoder,
+   * bound by its arithmetic, runs in f32 when its weights are stored f32: read
+   * where they lie, no copy, the exact values (as inference's --vision-dtype auto) */
+  vb_compute frozen = t->w.compute;
+  if (o->bf16 && !vb_cpu_bf16_products_fast() && vision_stored_f32(&t->w)) {
+    t->w.compute = VB_COMPUTE_F32;
+    t->w.pack = 0;
+  }
+  t->vision_compute = t->w.compute;
   if (vb_vit_init(&t->vit, &t->w, &t->cfg.vision)) return -1;
   t->vit_ready = 1;
+  t->w.compute = frozen;
+  t->w.pack = o->bf16;
   if (tr_qformer_create(&t->params, &t->w, &t->cfg.qformer, t->cfg.num_query_tokens, &t->qf))
     return -1;
   if (tr_params_linear(&t->params, &t->w, "language_projection", t->cfg.lm_hidden,
@@ -689,4 +712,13 @@ done:
   vb_tt_free(&model);
   vb_tt_free(&opt);
   return rc;
+}
+
+vb_compute vb_trainer_vision_compute(const vblip_trainer *t) {
+  return t->vision_compute;
+}
+
+const float *vb_train_example_vision(const vblip_train_example *e, int *n_vis) {
+  *n_vis = e->n_vis;
+  return e->vision;
 }

@@ -23,5 +23,10 @@ int vb_trainer_dropout(const vblip_trainer *t);
 int vb_trainer_example_ids(vblip_trainer *t, const float *pixel_values, int n_frames,
                            const int32_t *ids, int n_ids, const int32_t *labels, int n_labels,
                            vblip_train_example **out);
+/* The frozen vision encoder's compute type: bf16 under --bf16, except f32 where bf16
+ * products are slow here and the vision weights are stored f32. */
+vb_compute vb_trainer_vision_compute(const vblip_trainer *t);
+/* An example's vision encoder output, [n_vis, vision width]. */
+const float *vb_train_example_vision(const vblip_train_example *e, int *n_vis);
 
 #endif
