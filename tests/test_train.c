@@ -705,7 +705,8 @@ static void bf16_vision_rule(const char *model) {
         (int)vb_trainer_vision_compute(t[1]));
   if (ex[0] && ex[1]) {
     int n0, n1;
-    const float *v0 = vb_train_example_vision(ex[0], &n0), *v1 = vb_train_example_vision(ex[1], &n1);
+    const float *v0 = vb_train_example_vision(ex[0], &n0),
+                *v1 = vb_train_example_vision(ex[1], &n1);
     size_t n = (size_t)n0 * vb_trainer_config(t[0])->vision.hidden_size;
     int same = n0 == n1 && memcmp(v0, v1, n * sizeof(float)) == 0;
     CHECK(same == !fast, "bf16 trainer's vision output %s the f32 trainer's (bf16 products %s)",
