@@ -170,7 +170,7 @@ static void test_bf16_blocked_shape(int N, int K) {
    * the bf16 weight values times the activations as they are, f32 sums */
   float *wf = malloc((size_t)N * K * sizeof(float));
   for (size_t i = 0; i < (size_t)N * K; i++) wf[i] = vb_bf16_to_float(wb[i]);
-  static const int frows[] = {1, 3, 4, 16, 33};
+  static const int frows[] = {1, 3, 4, 13, 16, 33};
   for (size_t i = 0; i < sizeof frows / sizeof frows[0]; i++) {
     int M = frows[i];
     float *x = tu_rand_buf(&rng, (size_t)M * K, 1.0f), *b = i % 2 ? tu_rand_buf(&rng, N, 0.3f) : NULL;
@@ -189,6 +189,18 @@ static void test_bf16_blocked_shape(int N, int K) {
     CHECK_OK(vb_gemm_bf16_rows_f32(wb, N, K, x, M, b, yr));
     CHECK(memcmp(y, yr, (size_t)M * N * sizeof(float)) == 0,
           "bf16 rows, f32 product M=%d N=%d K=%d: not the blocked weight's values", M, N, K);
+    /* each row's sums take the same operations whatever rows share its pass: row by
+     * row, the same bits */
+    float *y1 = malloc((size_t)N * sizeof(float));
+    size_t rows_off = 0;
+    for (int m = 0; m < M; m++) {
+      vb_gemm_bf16b_f32(P, N, K, x + (size_t)m * K, 1, b, y1);
+      rows_off += memcmp(y1, y + (size_t)m * N, (size_t)N * sizeof(float)) != 0;
+    }
+    CHECK(rows_off == 0,
+          "bf16 blocked, f32 product M=%d N=%d K=%d: %zu rows differ from one-row calls", M, N, K,
+          rows_off);
+    free(y1);
     free(x), free(b), free(ref), free(mag), free(y), free(yr);
   }
   /* linear layers of this shape: a stored f32 weight is converted straight

@@ -670,6 +670,15 @@ static void bf16_mixed_precision(const char *model) {
   }
   double off = bf16_vs_f32(model, 0, 42);
   CHECK(off > 0 && off < 0.05, "bf16 gradients close to f32 ones without dropout (%g)", off);
+  if (!vb_cpu_bf16_products_fast()) {
+    /* the frozen vision encoder runs f32 here (bf16_vision_rule), so only the language
+     * model's products differ: seeds 1-5 gave 0.9-8.0% (OPT), medians 1.1% in a release
+     * build and 6.0% under ASan, the draws' spread, not the bound measured with bf16
+     * vision; the medians are checked where bf16 is fast, and by the child run with
+     * VBLIP_BF16_PRODUCTS=fast on every machine */
+    printf("bf16 %s with dropout: medians not checked (bf16 products slow here)\n", model);
+    return;
+  }
   double on[5];
   for (int s = 0; s < 5; s++)
     on[s] = bf16_vs_f32(model, 1, (unsigned long long)s + 1);
@@ -719,8 +728,10 @@ static void bf16_vision_rule(const char *model) {
 }
 
 int main(void) {
-  if (getenv("VBLIP_KERNELS_CHILD")) { /* tu_rerun_with_env's child: the rule alone */
+  if (getenv("VBLIP_KERNELS_CHILD")) { /* tu_rerun_with_env's child: bf16 alone */
     bf16_vision_rule("models/videoblip-opt-tiny");
+    bf16_mixed_precision("models/videoblip-opt-tiny");
+    bf16_mixed_precision("models/videoblip-flant5-tiny");
     return tu_finish();
   }
   ego4d_split();
