@@ -172,22 +172,24 @@ TGT_BF16B static void group_bf16(const uint16_t *P, int nkb, const void *x, size
     panel_rows(P, nkb, xp, ldx, 4, out);
 }
 
-/* Panels [p0, p1) for all M activation rows, 4 at a time (the panel in L2
- * for the next 4); x's rows are ldx elements of xbytes bytes apart. */
-__attribute__((target("avx512f"))) static void panels(const uint16_t *W, int p0, int p1, int N,
-                                                      int K, const void *x, size_t ldx,
-                                                      size_t xbytes, int M, const float *bias,
-                                                      float *y, panel_group_fn group) {
-  int nkb = K / KBLOCK;
-  for (int p = p0; p < p1; p++) {
-    const uint16_t *P = W + (size_t)p * PANEL * K;
-    for (int m0 = 0; m0 < M; m0 += 4) {
-      int mc = M - m0 < 4 ? M - m0 : 4;
-      __m512 out[4][4];
-      group(P, nkb, (const char *)x + (size_t)m0 * ldx * xbytes, ldx, mc, out);
-      store_rows(out, mc, p, m0, N, bias, y);
-    }
+/* Panel P (outputs 64 p..) for all M activation rows, 4 at a time (the panel
+ * in L2 for the next 4); x's rows are ldx elements of xbytes bytes apart. */
+__attribute__((target("avx512f"))) static void
+panel_all_rows(const uint16_t *P, int p, int N, int K, const void *x, size_t ldx, size_t xbytes,
+               int M, const float *bias, float *y, panel_group_fn group) {
+  for (int m0 = 0; m0 < M; m0 += 4) {
+    int mc = M - m0 < 4 ? M - m0 : 4;
+    __m512 out[4][4];
+    group(P, K / KBLOCK, (const char *)x + (size_t)m0 * ldx * xbytes, ldx, mc, out);
+    store_rows(out, mc, p, m0, N, bias, y);
   }
+}
+
+/* Panels [p0, p1) of a blocked weight W. */
+static void panels(const uint16_t *W, int p0, int p1, int N, int K, const void *x, size_t ldx,
+                   size_t xbytes, int M, const float *bias, float *y, panel_group_fn group) {
+  for (int p = p0; p < p1; p++)
+    panel_all_rows(W + (size_t)p * PANEL * K, p, N, K, x, ldx, xbytes, M, bias, y, group);
 }
 
 /* the calling thread's bf16 activations, reused across calls */
@@ -305,12 +307,7 @@ TGT_F32B static int rows_panels(const uint16_t *W, int p0, int p1, int N, int K,
   if (!P) return -1;
   for (int p = p0; p < p1; p++) {
     pack_panel(W, K, p, P);
-    for (int m0 = 0; m0 < M; m0 += 4) {
-      int mc = M - m0 < 4 ? M - m0 : 4;
-      __m512 out[4][4];
-      group_f32(P, K / KBLOCK, x + (size_t)m0 * K, (size_t)K, mc, out);
-      store_rows(out, mc, p, m0, N, bias, y);
-    }
+    panel_all_rows(P, p, N, K, x, (size_t)K, sizeof *x, M, bias, y, group_f32);
   }
   return 0;
 }
