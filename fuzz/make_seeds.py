@@ -17,7 +17,8 @@ import zipfile
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
-for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files", "narrate_args"):
+for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files", "narrate_args",
+            "chat_request"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -192,6 +193,27 @@ http("health", "GET /api/health HTTP/1.0\r\n\r\n")
 http("version", "GET / HTTP/2.0\r\nHost: x\r\n\r\n")
 http("badlen", "POST /api/chat HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n")
 http("escape", "GET /api/x%1b%5b31m HTTP/1.1\r\nHost: x\r\nX-Filename: a\xff.mp4\r\n\r\n")
+
+# --- chat request bodies (POST /api/chat, /api/score, /v1/chat/completions) ---
+write("chat_request", "chat", chat)
+write("chat_request", "openai", oa)
+for i, body in enumerate([
+    {"model": "m", "temperature": 0, "top_p": 0.5, "stop": ["\n", "Q:"], "n": 1, "seed": 3,
+     "stream": True, "stream_options": {"include_usage": True},
+     "messages": [{"role": "system", "content": "be brief"},
+                  {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                                                {"type": "text", "text": "What?"}]},
+                  {"role": "assistant", "content": "A cup."},
+                  {"role": "user", "content": [{"type": "video", "video_id": "0123456789abcdef0123456789abcdef"},
+                                                {"type": "text", "text": "And now?"}]}]},
+    {"video_ids": ["a", "b"], "candidates": ["cuts an onion", " ", "x" * 1100],
+     "messages": [{"role": "user", "content": "Question: what is the camera wearer doing? Answer:"}]},
+    {"video_id": 3, "settings": {"num_beams": 65, "temperature": -1, "top_p": 2, "seed": 1e300},
+     "messages": [{"role": "assistant", "content": None}, {"role": "tool", "content": "x"}]},
+    {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA=*="}}]}],
+     "max_completion_tokens": 5000, "logprobs": True, "n": 2},
+]):
+    write("chat_request", f"body{i}", json.dumps(body).encode())
 
 # --- POST /api/narrate query strings (decoded key=value pairs joined by "&") ---
 for i, q in enumerate([

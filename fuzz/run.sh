@@ -30,13 +30,14 @@ python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
 passed=0
-targets=(safetensors torch_bin pickle gguf http model_files narrate_args)
+targets=(safetensors torch_bin pickle gguf http model_files narrate_args chat_request)
 for t in "${targets[@]}"; do
   bin="$out/fuzz_$t"
   case $t in # the library sources each target needs
     http) srcs=("${runtime[@]}" "$root/tools/server/http_head.c" "$root/tools/server/http_error.c") ;;
     narrate_args) srcs=("${runtime[@]}" "$root/tools/server/narrate_args.c"
                         "$root/tools/server/gen_settings.c") ;;
+    chat_request) srcs=("${runtime[@]}" "$root"/tools/server/{chat_request,openai_request,gen_settings,stop_seq,server_util}.c) ;;
     model_files) srcs=("${runtime[@]}" "$root"/src/text/*.c "$root/src/checkpoint/config.c") ;;
     *) srcs=("${runtime[@]}" "$root"/src/formats/*.c) ;;
   esac

@@ -453,6 +453,17 @@ static void test_json_limits(const char *video_id) {
       EXPECT(r, 400, openai, bad[i].msg, bad[i].msg);
       reply_free(&r);
     }
+    /* a repeated key: 400. Two "stop" lists of 3 overran the 4 stop strings once (each list
+     * was checked alone); a reader could also take either of two values. */
+    n = snprintf(body, sizeof body,
+                 "{\"video_id\":\"%s\",\"stop\":[\"a\",\"b\",\"c\"],\"stop\":[\"d\",\"e\",\"f\"],"
+                 "\"settings\":{\"num_beams\":1,\"num_beams\":2},"
+                 "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+                 video_id);
+    r = post(path, body, (size_t)n);
+    EXPECT(r, 400, openai, "the request body repeats the key", "repeated keys");
+    CHECK(strstr(r.body, "'stop'") != NULL, "the repeated key named: %s", r.body);
+    reply_free(&r);
     for (int stream = 0; stream < 2; stream++) {
       n = snprintf(
           body, sizeof body,

@@ -255,7 +255,7 @@ int vb_config_parse(const char *json_text, vb_model_config *c) {
   opt_defaults(&c->opt);
   t5_defaults(&c->t5);
   c->num_query_tokens = 32;
-  cJSON *root = vb_json_parse(json_text, strlen(json_text), "config.json");
+  cJSON *root = vb_json_parse_unique(json_text, strlen(json_text), "config.json");
   if (!root) return -1;
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);

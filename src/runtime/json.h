@@ -13,4 +13,10 @@
  * JSON value (byte N)". */
 cJSON *vb_json_parse(const char *text, size_t len, const char *what);
 
+/* vb_json_parse, and no object may hold a key twice: "... repeats the key 'K' in one object" is
+ * refused. JSON leaves repeated keys to the reader (Python keeps the last, cJSON's lookups
+ * find the first, a loop over an object's members sees both), so a reader that looks keys
+ * up and one that walks the members would each take a different value, or both. */
+cJSON *vb_json_parse_unique(const char *text, size_t len, const char *what);
+
 #endif

@@ -132,7 +132,7 @@ int vb_image_config_load(const char *model_dir, vb_image_config *c) {
     free(path);
     return -1;
   }
-  cJSON *root = vb_json_parse(text, strlen(text), "preprocessor_config.json");
+  cJSON *root = vb_json_parse_unique(text, strlen(text), "preprocessor_config.json");
   free(text);
   if (!root) {
     free(path);

@@ -48,7 +48,7 @@ enum MHD_Result vs_handle_chat(vblip_server *s, req *r, struct MHD_Connection *c
   if (!vb_utf8_valid(body, r->body.len, &bad))
     return vs_send_error(c, url, 400, "the request body is not valid UTF-8 (byte %zu)", bad);
   /* one JSON value and nothing after it */
-  cJSON *root = vb_json_parse(body, r->body.len, "the request body");
+  cJSON *root = vb_json_parse_unique(body, r->body.len, "the request body");
   if (!root) return vs_send_error(c, url, 400, "%s", vb_error_message());
   if (!cJSON_IsObject(root)) {
     cJSON_Delete(root);

@@ -27,6 +27,10 @@ static int parse_stop(const cJSON *v, vs_stops *st, char *msg, size_t cap) {
                VS_MAX_STOP_BYTES);
       return -1;
     }
+    if (st->n >= VS_MAX_STOPS) { /* never reached while the body's keys are unique */
+      snprintf(msg, cap, "'stop' holds at most %d strings", VS_MAX_STOPS);
+      return -1;
+    }
     if (!(st->seq[st->n] = strdup(s->valuestring))) {
       snprintf(msg, cap, "out of memory");
       return -1;
