@@ -3,14 +3,18 @@
 
 Seeds come from the test fixtures (their data.pkl pickles, the first tensors of their
 safetensors files, a fixture shard) plus small torch.save-shaped archives built here
-with stand-in modules (torch itself is not needed, nothing is imported from it)."""
+with stand-in modules (torch itself is not needed, nothing is imported from it), and
+tiny videos and images made with the ffmpeg program where it is installed."""
 import collections
 import io
 import json
 import os
 import pickle
+import shutil
 import struct
+import subprocess
 import sys
+import tempfile
 import types
 import zipfile
 
@@ -18,7 +22,7 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
 for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files", "narrate_args",
-            "chat_request"):
+            "chat_request", "video"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -309,3 +313,24 @@ for field, raw in pb_fields(sp):
     kept += raw
 write("model_files", "spiece", b"\x02" + t5_config + SEP + kept)
 write("model_files", "garbage", b"\x00{\"text_config\": {\"model_type\": \"t5\"}} x" + SEP + b"{}" + SEP + b"a b")
+
+
+# --- videos and images (ffmpeg's test pattern, 10 frames of 24x16): a sampling byte, then the
+# file; the fixture media are larger than the fuzzer's inputs ---
+if shutil.which("ffmpeg"):
+    with tempfile.TemporaryDirectory() as tmp:
+        for ext, args in [("mp4", ["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+                          ("mov", ["-c:v", "libx264", "-pix_fmt", "yuv444p"]),
+                          ("webm", ["-c:v", "libvpx-vp9"]), ("avi", ["-c:v", "mjpeg"]),
+                          ("mkv", ["-c:v", "mpeg4"]), ("gif", []), ("png", ["-frames:v", "1"]),
+                          ("jpg", ["-frames:v", "1"])]:
+            path = os.path.join(tmp, "seed." + ext)
+            size = "17x9" if ext in ("png", "jpg") else "24x16"
+            cmd = ["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                   f"testsrc=size={size}:rate=10:duration=1"] + args + [path]
+            if subprocess.run(cmd).returncode != 0 or not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            write("video", ext, b"\x07" + data)          # 8 frames, the whole video
+            write("video", "window-" + ext, b"\x0b" + data)  # 4 frames of [0.1 s, 0.5 s)
