@@ -22,7 +22,7 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 fixtures = os.path.join(root, "tests", "fixtures", "models")
 out = sys.argv[1]
 for sub in ("safetensors", "torch_bin", "pickle", "gguf", "http", "model_files", "narrate_args",
-            "chat_request", "video"):
+            "chat_request", "video", "tokenize"):
     os.makedirs(os.path.join(out, sub), exist_ok=True)
 
 
@@ -218,6 +218,13 @@ for i, body in enumerate([
      "max_completion_tokens": 5000, "logprobs": True, "n": 2},
 ]):
     write("chat_request", f"body{i}", json.dumps(body).encode())
+
+# --- prompt text for the fixture tokenizers: a selector byte (tokenizer, specials, limit) ---
+for i, text in enumerate(["Question: What is the camera wearer doing? Answer:",
+                          " hello  world\n\t! </s> <pad> <unk>", "\u00e9t\u00e9 \u2581x \U0001F600 .,;'s",
+                          "Question: what? Answer: a. Question: and then? Answer:", "x" * 300]):
+    for sel in (0, 1, 2, 4 | 2, 8 | 1):
+        write("tokenize", f"t{i}-{sel}", bytes([sel]) + text.encode())
 
 # --- POST /api/narrate query strings (decoded key=value pairs joined by "&") ---
 for i, q in enumerate([

@@ -30,7 +30,7 @@ python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
 passed=0
-targets=(safetensors torch_bin pickle gguf http model_files narrate_args chat_request video)
+targets=(safetensors torch_bin pickle gguf http model_files narrate_args chat_request video tokenize)
 for t in "${targets[@]}"; do
   bin="$out/fuzz_$t"
   case $t in # the library sources each target needs
@@ -39,12 +39,14 @@ for t in "${targets[@]}"; do
                         "$root/tools/server/gen_settings.c") ;;
     chat_request) srcs=("${runtime[@]}" "$root"/tools/server/{chat_request,openai_request,gen_settings,stop_seq,server_util}.c) ;;
     video) srcs=("${runtime[@]}" "$root/src/video/video.c") ;;
+    tokenize) srcs=("${runtime[@]}" "$root"/src/text/*.c) ;;
     model_files) srcs=("${runtime[@]}" "$root"/src/text/*.c "$root/src/checkpoint/config.c") ;;
     *) srcs=("${runtime[@]}" "$root"/src/formats/*.c) ;;
   esac
   echo "== building fuzz_$t"
   libs=()
   [ "$t" = video ] && read -r -a libs <<<"$(pkg-config --cflags --libs libavformat libavcodec libswscale libavutil)"
+  [ "$t" = tokenize ] && libs=("-DVBLIP_FIXTURE_MODELS=\"$root/tests/fixtures/models\"")
   if ! "$cc" "${cflags[@]}" "$root/fuzz/fuzz_$t.c" "${srcs[@]}" "${cjson[@]}" "${utf8proc[@]}" \
       "${libs[@]}" -lm -lpthread -o "$bin"; then
     echo "fuzz_$t: build FAILED"
