@@ -119,6 +119,8 @@ static void test_input_list(void) {
       "{\"video\": \"e.mp4\", \"start\": -1}\n"
       "{not json\n"
       "path with spaces.mp4\r\n"
+      "{\"video\": \"g.mp4\"} {\"video\": \"x.mp4\"}\n"
+      "{\"video\": \"h.mp4\", \"video\": \"i.mp4\"}\n"
       "{\"video\": \"f.mp4\", \"id\": 9}"; /* no final newline */
   char *path = write_temp("list.txt", text, sizeof text - 1);
   vb_input_list l;
@@ -128,8 +130,8 @@ static void test_input_list(void) {
   while (n < 16 && (rc = vb_input_list_next(&l, &it[n])) == 1)
     n++;
   CHECK(rc == 0, "the list ends cleanly");
-  CHECK(n == 9, "9 inputs (the blank line skipped), got %d", n);
-  if (n == 9) {
+  CHECK(n == 11, "11 inputs (the blank line skipped), got %d", n);
+  if (n == 11) {
     CHECK(it[0].line == 1 && !strcmp(it[0].video, "a.mp4") && !it[0].id && !it[0].error,
           "a path line");
     CHECK(it[1].line == 3 && !strcmp(it[1].video, "b.mp4") && cJSON_IsString(it[1].id) &&
@@ -143,19 +145,29 @@ static void test_input_list(void) {
     CHECK(it[5].error && strstr(it[5].error, "\"start\""), "negative start: %s", it[5].error);
     CHECK(it[6].error && strstr(it[6].error, "not a JSON object"), "broken JSON: %s", it[6].error);
     CHECK(!it[7].error && !strcmp(it[7].video, "path with spaces.mp4"), "a path with spaces");
-    CHECK(it[8].line == 10 && !strcmp(it[8].video, "f.mp4") && cJSON_IsNumber(it[8].id),
+    CHECK(it[8].error &&
+              strstr(it[8].error, "line 10: not a JSON object (the line has more after") &&
+              !it[8].video,
+          "text after the object: %s", it[8].error);
+    CHECK(it[9].error &&
+              strstr(it[9].error, "line 11: not a JSON object (the line repeats the key 'video'") &&
+              !it[9].video,
+          "a key twice: %s", it[9].error);
+    CHECK(it[10].line == 12 && !strcmp(it[10].video, "f.mp4") && cJSON_IsNumber(it[10].id),
           "a last line without newline, a numeric id");
   }
   for (int i = 0; i < n; i++)
     vb_input_item_free(&it[i]);
   vb_input_list_close(&l);
 
-  /* shard 1/3 of the same list: 0-based lines 1, 4, 7 (blank, end<start, broken JSON) */
+  /* shard 1/3 of the same list: 0-based lines 1, 4, 7, 10 (blank, end<start, broken JSON, a
+   * key twice) */
   CHECK_OK(vb_input_list_open(&l, path, (vb_shard){1, 3}));
   n = 0;
   while (n < 16 && vb_input_list_next(&l, &it[n]) == 1)
     n++;
-  CHECK(n == 2 && it[0].line == 5 && it[1].line == 8, "shard 1/3 takes lines 5 and 8 (got %d)", n);
+  CHECK(n == 3 && it[0].line == 5 && it[1].line == 8 && it[2].line == 11,
+        "shard 1/3 takes lines 5, 8 and 11 (got %d)", n);
   for (int i = 0; i < n; i++)
     vb_input_item_free(&it[i]);
   vb_input_list_close(&l);

@@ -9,6 +9,7 @@
 
 #include "runtime/common.h"
 #include "runtime/escape.h"
+#include "runtime/json.h"
 
 void vb_input_item_free(vb_input_item *it) {
   cJSON_Delete(it->id);
@@ -116,10 +117,14 @@ static int item_error(vb_input_item *it, const char *fmt, ...) {
 
 /* A JSON line's fields into it. */
 static int parse_object(vb_input_item *it, const char *s, size_t n) {
-  cJSON *o = cJSON_ParseWithLength(s, n);
+  /* one value, no text after it, no key twice (which of two "video"s would count?) */
+  cJSON *o = vb_json_parse_unique(s, n, "the line");
   if (!cJSON_IsObject(o)) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", o ? "" : vb_error_message());
     cJSON_Delete(o);
-    return item_error(it, "line %ld: not a JSON object", it->line);
+    return item_error(it, "line %ld: not a JSON object%s%s%s", it->line, *why ? " (" : "", why,
+                      *why ? ")" : "");
   }
   const cJSON *video = cJSON_GetObjectItemCaseSensitive(o, "video");
   const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(o, "prompt");
