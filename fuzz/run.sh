@@ -2,9 +2,11 @@
 # Builds each libFuzzer target (clang, ASan + UBSan) with the library sources it
 # needs and runs it for SECONDS (default 20) on a seed corpus made from the test
 # fixtures. Exits non-zero if any target crashes or fails to build.
-# Usage: fuzz/run.sh [seconds]   (outputs under $FUZZ_OUT, default build-fuzz/)
+# Usage: fuzz/run.sh [seconds [target...]]   (default: every target; outputs under
+# $FUZZ_OUT, default build-fuzz/), e.g. fuzz/run.sh 600 video tokenize
 set -euo pipefail
 secs=${1:-20}
+shift $(($# > 0 ? 1 : 0))
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${FUZZ_OUT:-$root/build-fuzz}
 cc=${CC:-clang}
@@ -30,7 +32,14 @@ python3 "$root/fuzz/make_seeds.py" "$out/seeds"
 
 status=0
 passed=0
-targets=(safetensors torch_bin pickle gguf http model_files narrate_args chat_request video tokenize)
+all=(safetensors torch_bin pickle gguf http model_files narrate_args chat_request video tokenize)
+targets=("${@:-${all[@]}}")
+for t in "${targets[@]}"; do
+  if [[ " ${all[*]} " != *" $t "* ]]; then
+    echo "fuzz/run.sh: no target '$t' (targets: ${all[*]})" >&2
+    exit 2
+  fi
+done
 for t in "${targets[@]}"; do
   bin="$out/fuzz_$t"
   case $t in # the library sources each target needs
