@@ -37,7 +37,8 @@
  * (its key/value caches) and the encoders' workspaces live in the model, so calls
  * on the same model must not overlap - serialize them (vblip serve runs one worker
  * thread). Different models are independent. vblip_set_repo_resolver is for start-up,
- * before other threads use the library.
+ * before other threads use the library. A thread keeps its kernels' scratch buffers
+ * between calls and frees them when it ends.
  *
  * Ownership: the caller owns everything a function hands back and frees it as its
  * comment says: models with vblip_model_free, a vblip_video's buffers with

@@ -2,14 +2,18 @@
  * other result are reproducible with 1 or more threads), on shapes with few
  * outputs and long sums, which oneDNN 2.6's aarch64 sgemm splits over K among
  * its threads (sgemm.c cuts them into fixed blocks there), and on ordinary ones;
- * each product is also checked against a double reference. */
+ * each product is also checked against a double reference. Threads that end give back
+ * their kernels' scratch buffers. */
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kernels.h"
+#include "runtime/common.h"
 #include "testutil.h"
 
 static tu_rng rng = {0x9e3779b97f4a7c15ull};
@@ -46,7 +50,64 @@ static void check_shape(int M, int N, int K, int trans_b) {
     free(C[t]);
 }
 
+/* ---- a thread's scratch ends with it ---- */
+
+typedef struct {
+  int omp_threads;
+  size_t during; /* vb_tls_scratch_bytes() while the thread still held its buffers */
+  int rc;
+} scratch_job;
+
+static _Thread_local void *tls_probe;
+static _Thread_local size_t tls_probe_cap;
+
+/* vision-sized attention (8 heads of 64 over 257 tokens: a 264 KB score block per thread),
+ * and a 4 MB buffer of the thread's own */
+static void *scratch_thread(void *arg) {
+  scratch_job *j = arg;
+  omp_set_num_threads(j->omp_threads);
+  int n = 257, heads = 8, hd = 64, d = heads * hd;
+  tu_rng r = {42};
+  float *q = tu_rand_buf(&r, (size_t)n * d, 1.0f), *out = malloc((size_t)n * d * sizeof(float));
+  j->rc = out ? vb_attention(q, d, q, q, d, out, d, n, n, heads, hd, 0.125f, NULL, 0, 0) : -1;
+  if (!vb_tls_scratch_grow(&tls_probe, &tls_probe_cap, (size_t)4 << 20)) j->rc = -1;
+  j->during = vb_tls_scratch_bytes();
+  free(q);
+  free(out);
+  return NULL;
+}
+
+static size_t n_scores_bytes(void) {
+  return (size_t)257 * 257 * sizeof(float);
+}
+
+static void check_thread_scratch(void) {
+  size_t before = vb_tls_scratch_bytes();
+  for (int omp = 1; omp <= 2; omp++)
+    for (int rep = 0; rep < 8; rep++) {
+      scratch_job j = {omp, 0, 0};
+      pthread_t t;
+      if (!CHECK(pthread_create(&t, NULL, scratch_thread, &j) == 0, "pthread_create")) return;
+      pthread_join(t, NULL);
+      CHECK(j.rc == 0, "the thread's attention failed");
+      CHECK(j.during >= before + ((size_t)4 << 20) + (size_t)n_scores_bytes(),
+            "while it ran the thread held %zu scratch bytes (%zu before)", j.during, before);
+      /* an OpenMP team's other threads end with their master, just after it */
+      size_t now = vb_tls_scratch_bytes();
+      for (int wait = 0; wait < 500 && now != before; wait++) {
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        now = vb_tls_scratch_bytes();
+      }
+      CHECK(now == before,
+            "%d OpenMP thread(s), round %d: %zu scratch bytes remain after the "
+            "thread ended (%zu before)",
+            omp, rep, now, before);
+    }
+}
+
 int main(void) {
+  check_thread_scratch();
   /* few outputs, long sums (oneDNN's aarch64 sgemm splits 64 x 64 x 4096 over K), then
    * ordinary shapes: one row, wide, tall, block remainders */
   static const int shapes[][3] = {{64, 64, 4096}, {256, 32, 8192}, {16, 8, 20000}, {1, 3072, 768},

@@ -23,7 +23,7 @@ static int attention_gemm(int batch, const float *q, int ld_q, const float *k, c
   int fail = 0;
 #pragma omp parallel
   {
-    float *S = vb_scratch_grow(&tls_scores, &tls_scores_cap, (size_t)nq * nk * sizeof(float));
+    float *S = vb_tls_scratch_grow(&tls_scores, &tls_scores_cap, (size_t)nq * nk * sizeof(float));
     if (!S) {
 #pragma omp atomic write
       fail = 1;

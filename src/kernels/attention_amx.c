@@ -272,7 +272,7 @@ static int attention_amx(int batch, const void *q, int ld_q, const void *k, cons
   {
     static __thread void *tls;
     static __thread size_t tls_cap;
-    uint8_t *base = vb_scratch_grow(&tls, &tls_cap, bytes);
+    uint8_t *base = vb_tls_scratch_grow(&tls, &tls_cap, bytes);
     if (!base) fail = 1;
     uint8_t *at = (uint8_t *)(((uintptr_t)base + 63) & ~(uintptr_t)63);
     uint16_t *kp = (uint16_t *)at, *vp = (uint16_t *)(at + b_kv);

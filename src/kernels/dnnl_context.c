@@ -28,9 +28,16 @@ int vb_dnnl_is_reference(dnnl_primitive_desc_t pd) {
   return strncmp(impl, "ref", 3) == 0;
 }
 
+static void stream_destroy(void *arg) {
+  (void)arg;
+  dnnl_stream_destroy(tls_stream);
+  tls_stream = NULL;
+}
+
 dnnl_stream_t vb_dnnl_stream(void) {
-  if (!tls_stream && vb_dnnl_engine())
-    dnnl_stream_create(&tls_stream, vb_dnnl_engine(), dnnl_stream_default_flags);
+  if (!tls_stream && vb_dnnl_engine() &&
+      dnnl_stream_create(&tls_stream, vb_dnnl_engine(), dnnl_stream_default_flags) == dnnl_success)
+    vb_at_thread_exit(stream_destroy, NULL); /* a thread's stream ends with it */
   return tls_stream;
 }
 
@@ -52,7 +59,7 @@ int vb_dnnl_matmul(dnnl_primitive_t p, const dnnl_memory_desc_t *src_md, const v
   if (dnnl_primitive_get_primitive_desc(p, &pd) == dnnl_success &&
       (pad_md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0)) != NULL)
     pad = dnnl_memory_desc_get_size(pad_md);
-  void *pad_buf = pad ? vb_scratch_grow(&tls_pad, &tls_pad_cap, pad) : NULL;
+  void *pad_buf = pad ? vb_tls_scratch_grow(&tls_pad, &tls_pad_cap, pad) : NULL;
   /* oneDNN only reads src, weights and bias; its API takes non-const handles */
   if (eng && (!pad || pad_buf) && dnnl_memory_create(&ms, src_md, eng, (void *)src) == dnnl_success &&
       dnnl_memory_create(&mw, wei_md, eng, (void *)wei) == dnnl_success &&

@@ -51,7 +51,7 @@ static __thread size_t tls_src_cap;
 
 
 static uint16_t *src_scratch(size_t n) {
-  return vb_scratch_grow(&tls_src, &tls_src_cap, n * sizeof(uint16_t));
+  return vb_tls_scratch_grow(&tls_src, &tls_src_cap, n * sizeof(uint16_t));
 }
 
 /* Descriptors of y[M,N] = x[M,K] W + b, W [K,N] given as a plain [N,K] view or

@@ -228,7 +228,7 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
   int N = l->out, K = l->in, NT = tile_rows(N, K, blocked ? 64 : 16), ntiles = (N + NT - 1) / NT;
   uint16_t *xs = NULL;
   if (use_onednn) {
-    xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
+    xs = vb_tls_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
     if (!xs) return -1;
     vb_f32_to_bf16_rows(x, M, K, xs, K);
   }
@@ -238,7 +238,8 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
     int n0 = i * NT, nt = N - n0 < NT ? N - n0 : NT;
     const float *bias = l->bias ? l->bias + n0 : NULL;
     if (use_onednn) {
-      uint16_t *t = vb_scratch_grow(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
+      uint16_t *t =
+          vb_tls_scratch_grow(&tls_tile, &tls_tile_cap, (size_t)NT * K * sizeof(uint16_t));
       if (!t) {
         failed = 1;
         continue;
@@ -251,7 +252,7 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
       else {
         /* oneDNN runs blocked weights with a JIT kernel only into a
          * contiguous destination: the tile's [M, nt], then copied to y */
-        float *o = vb_scratch_grow(&tls_out, &tls_out_cap, (size_t)M * NT * sizeof(float));
+        float *o = vb_tls_scratch_grow(&tls_out, &tls_out_cap, (size_t)M * NT * sizeof(float));
         vb_q8x16_panels_to_bf16b(packed, K, n0 / 64, (n0 + nt) / 64, t);
         if (o && matmul_tile(xs, M, t, nt, K, bias, o, nt, 1) == 0) {
           for (int m = 0; m < M; m++)
@@ -261,7 +262,8 @@ static int run_tiles(const vb_linear *l, const q8_backend *be, const float *x, i
       }
 #endif
     }
-    float *tf = vb_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
+    float *tf =
+        vb_tls_scratch_grow(&tls_tile_f32, &tls_tile_f32_cap, (size_t)NT * K * sizeof(float));
     if (!tf) {
       failed = 1;
       continue;
@@ -316,7 +318,7 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
     ug /= 2;
   int nu = (ng + ug - 1) / ug, KC = K <= VB_Q_AMX_KC + VB_Q_AMX_KC / 2 ? K : VB_Q_AMX_KC;
   size_t lda = vb_tile_row_stride((size_t)K * sizeof(uint16_t)), ldx = lda / sizeof(uint16_t);
-  uint16_t *xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)Mp * lda);
+  uint16_t *xs = vb_tls_scratch_grow(&tls_x, &tls_x_cap, (size_t)Mp * lda);
   if (!xs) return vb_error("out of memory for the activations of a %dx%d product", N, K);
   vb_f32_to_bf16_rows(x, M, K, xs, (int)ldx);
   if (Mp > M) memset(xs + (size_t)M * ldx, 0, (size_t)(Mp - M) * lda);
@@ -326,8 +328,8 @@ static int run_amx(const vb_linear *l, const q8_backend *be, const float *x, int
   int ldc = ug * 16, failed = 0;
 #pragma omp parallel reduction(| : failed)
   {
-    uint16_t *B = vb_scratch_grow(&tls_b, &tls_b_cap, (size_t)ldc * KC * sizeof(uint16_t));
-    float *C = vb_scratch_grow(&tls_c, &tls_c_cap, (size_t)Mp * ldc * sizeof(float));
+    uint16_t *B = vb_tls_scratch_grow(&tls_b, &tls_b_cap, (size_t)ldc * KC * sizeof(uint16_t));
+    float *C = vb_tls_scratch_grow(&tls_c, &tls_c_cap, (size_t)Mp * ldc * sizeof(float));
     int ok = B && C;
     if (!ok) failed = 1;
     if (ok) vb_tile_thread_begin(VB_TILE_BF16_AMX);

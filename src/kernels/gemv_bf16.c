@@ -179,7 +179,7 @@ static __thread size_t tls_x_cap;
 int vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                         float *y) {
   size_t ldx = ((size_t)K + 15) & ~(size_t)15;
-  float *xp = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(float));
+  float *xp = vb_tls_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(float));
   if (!xp) return -1;
   for (int m = 0; m < M; m++) {
     memcpy(xp + m * ldx, x + (size_t)m * K, (size_t)K * sizeof(float));
@@ -192,7 +192,7 @@ int vb_gemv_bf16_avx512(const uint16_t *W, int N, int K, const float *x, int M, 
 int vb_gemv_bf16_avx512bf16(const uint16_t *W, int N, int K, const float *x, int M,
                             const float *bias, float *y) {
   size_t ldx = ((size_t)K + 31) & ~(size_t)31;
-  uint16_t *xp = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(uint16_t));
+  uint16_t *xp = vb_tls_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * ldx * sizeof(uint16_t));
   if (!xp) return -1;
   vb_f32_to_bf16_rows(x, M, K, xp, (int)ldx);
   VB_GEMV_FOR_ROW_BLOCKS(N, dp_rows(W, n0, n1, N, K, xp, ldx, M, bias, y));

@@ -198,7 +198,7 @@ static __thread size_t tls_x_cap;
 
 int vb_gemv_bf16b(const uint16_t *W, int N, int K, const float *x, int M, const float *bias,
                   float *y) {
-  uint16_t *xs = vb_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
+  uint16_t *xs = vb_tls_scratch_grow(&tls_x, &tls_x_cap, (size_t)M * K * sizeof(uint16_t));
   if (!xs) return -1; /* a few KB per row */
   vb_f32_to_bf16_rows(x, M, K, xs, K);
   const uint32_t *xp = (const uint32_t *)xs;
@@ -303,7 +303,8 @@ static __thread size_t tls_panel_cap;
 /* Panels [p0, p1) from plain rows for all M activation rows. */
 TGT_F32B static int rows_panels(const uint16_t *W, int p0, int p1, int N, int K, const float *x,
                                 int M, const float *bias, float *y) {
-  uint16_t *P = vb_scratch_grow(&tls_panel, &tls_panel_cap, (size_t)PANEL * K * sizeof(uint16_t));
+  uint16_t *P =
+      vb_tls_scratch_grow(&tls_panel, &tls_panel_cap, (size_t)PANEL * K * sizeof(uint16_t));
   if (!P) return -1;
   for (int p = p0; p < p1; p++) {
     pack_panel(W, K, p, P);

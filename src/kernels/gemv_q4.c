@@ -134,7 +134,7 @@ int vb_q4_quantize_acts(const float *x, int M, int K, int pad_blocks, vb_q4_acts
   a->qstride = (size_t)nbp * VB_Q4_BLOCK;
   a->bstride = (size_t)nbp;
   size_t qbytes = (size_t)M * a->qstride, fbytes = (size_t)M * nbp * sizeof(float);
-  uint8_t *p = vb_scratch_grow(&tls_acts, &tls_acts_cap, qbytes + 2 * fbytes + 64);
+  uint8_t *p = vb_tls_scratch_grow(&tls_acts, &tls_acts_cap, qbytes + 2 * fbytes + 64);
   if (!p)
     return vb_error("out of memory for the quantized activations of a %d-row Q4_0 product", M);
   a->da = (float *)p;
@@ -319,7 +319,7 @@ int vb_gemv_q4_vnni(const void *W, int N, int K, const float *x, int M, const fl
   int np = (K / VB_Q4_BLOCK + 1) / 2;
   size_t lstride = (size_t)np * 16;
   float *lanes =
-      vb_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * 2 * lstride * sizeof(float));
+      vb_tls_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * 2 * lstride * sizeof(float));
   if (!lanes)
     return vb_error("out of memory for the activation scales of a %d-row Q4_0 product", M);
   for (int m = 0; m < M; m++)

@@ -301,7 +301,7 @@ int vb_gemv_q4k_vnni(const void *W, int N, int K, const float *x, int M, const f
   int nsb = K / SB;
   size_t lstride = (size_t)nsb * LANES;
   float *lanes =
-      vb_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * lstride * sizeof(float) + 64);
+      vb_tls_scratch_grow(&tls_lanes, &tls_lanes_cap, (size_t)M * lstride * sizeof(float) + 64);
   if (!lanes)
     return vb_error("out of memory for the activation scales of a %d-row Q4_K product", M);
   for (int m = 0; m < M; m++)

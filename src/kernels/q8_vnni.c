@@ -288,7 +288,7 @@ int vb_gemv_q8x16(const void *P, int N, int K, const float *x, int M, const floa
   int nb = K / VB_Q8_BLOCK;
   size_t per = (size_t)K * 2 + (size_t)nb * 2 * 4; /* hi, lo bytes; corr, step */
   uint8_t *buf =
-      vb_scratch_grow(&tls_act, &tls_act_cap, (size_t)M * per + (size_t)M * sizeof(q8x16_act));
+      vb_tls_scratch_grow(&tls_act, &tls_act_cap, (size_t)M * per + (size_t)M * sizeof(q8x16_act));
   if (!buf) return -1; /* a few KB per row */
   q8x16_act *a = (q8x16_act *)(buf + (size_t)M * per);
   for (int m = 0; m < M; m++) {

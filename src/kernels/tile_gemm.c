@@ -642,7 +642,7 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
   int M_full = in_place ? M / VB_TILE_MB * VB_TILE_MB : 0;
   size_t a_rows = in_place ? (size_t)VB_TILE_MB : (size_t)Mp;
   size_t a_bytes = a_rows * lda, sx_off = (a_bytes + 63) & ~(size_t)63;
-  uint8_t *scratch = vb_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
+  uint8_t *scratch = vb_tls_scratch_grow(&tls_a, &tls_a_cap, sx_off + (size_t)Mp * sizeof(float));
   if (!scratch) return -1;
   int prof = vb_prof_on();
   double t_prep = prof ? vb_now_ms() : 0;
@@ -702,7 +702,7 @@ int vb_tile_linear_io(vb_tile_kind kind, const vb_tile_weight *w, int M, const f
     double t_thr = prof ? vb_now_ms() : 0, t_out = 0, t_gelu = 0;
     static __thread void *tls_acc;
     static __thread size_t tls_acc_cap;
-    uint8_t *acc = vb_scratch_grow(&tls_acc, &tls_acc_cap, acc_bytes);
+    uint8_t *acc = vb_tls_scratch_grow(&tls_acc, &tls_acc_cap, acc_bytes);
     if (!acc) fail = 1;
     vb_tile_thread_begin(kind);
 #pragma omp for schedule(dynamic, 1) nowait

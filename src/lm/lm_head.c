@@ -159,8 +159,8 @@ void vb_lm_head_forward(const vb_lm_head *h, const float *x, int rows, float *lo
   /* per call: the bounds of one row, then the candidates (at most limit; more
    * means a flat row, computed wholly in f32) */
   int limit = V / 16 > 64 ? V / 16 : 64;
-  uint8_t *buf = vb_scratch_grow(&tls_scratch, &tls_scratch_cap,
-                                 (size_t)V * sizeof(float) + (size_t)limit * sizeof(int));
+  uint8_t *buf = vb_tls_scratch_grow(&tls_scratch, &tls_scratch_cap,
+                                     (size_t)V * sizeof(float) + (size_t)limit * sizeof(int));
   if (!buf) { /* no memory for a few hundred KB: every row exactly instead */
     exact_rows(h, x, rows, logits);
     tls_exact = (long)rows * V;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,97 @@ void *vb_scratch_grow(void **p, size_t *cap, size_t bytes) {
     *cap = *p ? bytes : 0;
   }
   return *p;
+}
+
+/* ---- thread exit: what a thread's own buffers need done when it ends ---- */
+
+#define MAX_THREAD_EXITS 64
+typedef struct {
+  int n;
+  struct {
+    void (*fn)(void *);
+    void *arg;
+  } e[MAX_THREAD_EXITS];
+} thread_exits;
+
+static pthread_key_t g_exit_key;
+static int g_exit_key_ok;
+static pthread_once_t g_exit_once = PTHREAD_ONCE_INIT;
+
+/* the key's destructor: the thread's functions, last recorded first */
+static void run_thread_exits(void *v) {
+  thread_exits *t = v;
+  for (int i = t->n - 1; i >= 0; i--)
+    t->e[i].fn(t->e[i].arg);
+  free(t);
+}
+
+static void make_exit_key(void) {
+  g_exit_key_ok = pthread_key_create(&g_exit_key, run_thread_exits) == 0;
+}
+
+/* A shared libvblip unloaded (dlclose) while threads that used it live on: their exit must
+ * not call into the unloaded code (their buffers stay, as before this existed). */
+__attribute__((destructor)) static void delete_exit_key(void) {
+  if (g_exit_key_ok) pthread_key_delete(g_exit_key);
+  g_exit_key_ok = 0;
+}
+
+int vb_at_thread_exit(void (*fn)(void *), void *arg) {
+  pthread_once(&g_exit_once, make_exit_key);
+  if (!g_exit_key_ok) return -1;
+  thread_exits *t = pthread_getspecific(g_exit_key);
+  if (!t) {
+    if (!(t = calloc(1, sizeof *t))) return -1;
+    if (pthread_setspecific(g_exit_key, t) != 0) {
+      free(t);
+      return -1;
+    }
+  }
+  if (t->n == MAX_THREAD_EXITS) return -1;
+  t->e[t->n].fn = fn;
+  t->e[t->n].arg = arg;
+  t->n++;
+  return 0;
+}
+
+/* A thread-local scratch slot: the addresses of the thread's own *p and *cap */
+typedef struct {
+  void **p;
+  size_t *cap;
+} tls_slot;
+
+static size_t g_tls_scratch_bytes; /* atomic */
+
+size_t vb_tls_scratch_bytes(void) {
+  return __atomic_load_n(&g_tls_scratch_bytes, __ATOMIC_RELAXED);
+}
+
+static void free_tls_slot(void *arg) {
+  tls_slot *s = arg;
+  __atomic_fetch_sub(&g_tls_scratch_bytes, *s->cap, __ATOMIC_RELAXED);
+  vb_free_aligned(*s->p);
+  *s->p = NULL;
+  *s->cap = 0;
+  free(s);
+}
+
+void *vb_tls_scratch_grow(void **p, size_t *cap, size_t bytes) {
+  if (bytes <= *cap) return *p;
+  int first = *p == NULL; /* a slot registers with its first buffer; freed, it may again */
+  size_t before = *cap;
+  void *q = vb_scratch_grow(p, cap, bytes);
+  __atomic_fetch_sub(&g_tls_scratch_bytes, before, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&g_tls_scratch_bytes, *cap, __ATOMIC_RELAXED);
+  if (q && first) {
+    tls_slot *s = malloc(sizeof *s);
+    if (s) {
+      s->p = p;
+      s->cap = cap;
+      if (vb_at_thread_exit(free_tls_slot, s) != 0) free(s); /* kept until the process ends */
+    }
+  }
+  return q;
 }
 
 int vb_scratch_carve(void **p, size_t *cap, const size_t *counts, int n, float **out) {

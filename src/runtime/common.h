@@ -37,6 +37,16 @@ void vb_free_aligned(void *p);
 /* A scratch buffer (*p, *cap bytes, from vb_malloc_aligned) that only grows:
  * returns one of at least `bytes` (old contents not kept), NULL when out of memory. */
 void *vb_scratch_grow(void **p, size_t *cap, size_t bytes);
+/* vb_scratch_grow for a thread's own buffer (*p and *cap thread-local): the buffer is
+ * freed when the thread exits, so that a program calling vblip from short-lived threads
+ * (one per request) does not keep every exited thread's workspace, up to tens of MB each. */
+void *vb_tls_scratch_grow(void **p, size_t *cap, size_t bytes);
+/* Runs fn(arg) when the calling thread exits (pthread thread-specific data: not for the
+ * main thread, whose memory the process's exit returns). 0, or -1 when it cannot be
+ * recorded (out of memory, or more than 64 per thread), fn then never runs. */
+int vb_at_thread_exit(void (*fn)(void *), void *arg);
+/* Bytes held by thread-local scratch buffers of all threads (for tests and diagnostics). */
+size_t vb_tls_scratch_bytes(void);
 /* Carves n float arrays of counts[i] elements, each 64-byte aligned, out of
  * the scratch buffer (*p, *cap), growing it as needed: out[i] points at array
  * i. Returns -1 when out of memory. */
