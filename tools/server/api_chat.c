@@ -194,17 +194,13 @@ enum MHD_Result vs_handle_chat(vblip_server *s, req *r, struct MHD_Connection *c
     cJSON_Delete(o);
   }
   int qrc = vs_job_enqueue(s, j);
-  int waiting = s->q_count;
+  int waiting = s->q_count, stopping = s->stopping;
   pthread_mutex_unlock(&s->mu);
   if (qrc != 0) {
-    int stopping = s->stopping;
     pthread_mutex_lock(&s->mu);
     vs_job_release(s, j);
     pthread_mutex_unlock(&s->mu);
-    return vs_send_error(c, url, 503,
-                         stopping ? "the server is shutting down"
-                                  : "the server is busy: %d requests are waiting; retry later",
-                         waiting);
+    return vs_send_not_queued(c, url, stopping, waiting);
   }
   if (stream) {
     struct MHD_Response *resp = vs_event_stream_response(s, j, r);

@@ -109,10 +109,7 @@ enum MHD_Result vs_handle_narrate(vblip_server *s, req *r, struct MHD_Connection
     vs_narration_unlist(s, n);
     vs_job_release(s, j);
     pthread_mutex_unlock(&s->mu);
-    return vs_send_error(c, url, 503,
-                         stopping ? "the server is shutting down"
-                                  : "the server is busy: %d requests are waiting; retry later",
-                         waiting);
+    return vs_send_not_queued(c, url, stopping, waiting);
   }
   /* the first window, or the end */
   while (!j->done && n->n_windows == 0) {

@@ -66,6 +66,14 @@ enum MHD_Result vs_send_error(struct MHD_Connection *c, const char *url, unsigne
   return r;
 }
 
+/* 503 for a job the queue refused: full (waiting jobs ahead) or the server stopping */
+enum MHD_Result vs_send_not_queued(struct MHD_Connection *c, const char *url, int stopping,
+                                   int waiting) {
+  if (stopping) return vs_send_error(c, url, 503, "the server is shutting down");
+  return vs_send_error(c, url, 503, "the server is busy: %d requests are waiting; retry later",
+                       waiting);
+}
+
 /* An error naming the request field at fault (OpenAI's "param") and OpenAI's code */
 enum MHD_Result vs_send_error_param(struct MHD_Connection *c, const char *url, unsigned status,
                                     const char *param, const char *code, const char *msg) {

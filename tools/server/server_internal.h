@@ -290,6 +290,9 @@ enum MHD_Result vs_send_bytes(struct MHD_Connection *c, unsigned status, const c
 enum MHD_Result vs_send_json(struct MHD_Connection *c, unsigned status, cJSON *o);
 enum MHD_Result vs_send_error(struct MHD_Connection *c, const char *url, unsigned status,
                               const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* 503 for a job the queue refused: full (waiting jobs ahead) or the server stopping */
+enum MHD_Result vs_send_not_queued(struct MHD_Connection *c, const char *url, int stopping,
+                                   int waiting);
 /* An error naming the request field at fault (OpenAI's "param") and OpenAI's code */
 enum MHD_Result vs_send_error_param(struct MHD_Connection *c, const char *url, unsigned status,
                                     const char *param, const char *code, const char *msg);
