@@ -57,8 +57,9 @@ int tr_drop_keep(const tr_drop *d, size_t i) {
 
 /* Pairs [k0, k1) of x (pair k: elements 2k, 2k + 1, hash index j0 + k). Built for AVX-512
  * too where the compiler can (its 64-bit lane multiplies vectorize the hash); the
- * arithmetic is integer, so every build draws the same masks. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+ * arithmetic is integer, so every build draws the same masks. Not under ThreadSanitizer:
+ * the clone's resolver runs before TSan's runtime is up and crashes the program at start. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("arch=skylake-avx512", "default")))
 #endif
 static void
