@@ -24,16 +24,25 @@ void vs_sse_event(job *j, const char *event, cJSON *data) {
   free(txt);
 }
 
-cJSON *vs_oa_chunk(vblip_server *s, job *j, const char *role, const char *content,
-                   const char *finish) {
+/* OpenAI's envelope of a chat answer (a chunk or the whole): id, object, created, model and
+ * "choices" holding one choice, index 0, returned in *choice for its fields */
+static cJSON *oa_envelope(vblip_server *s, job *j, const char *object, cJSON **choice) {
   cJSON *o = cJSON_CreateObject();
   cJSON_AddStringToObject(o, "id", j->oa_id);
-  cJSON_AddStringToObject(o, "object", "chat.completion.chunk");
+  cJSON_AddStringToObject(o, "object", object);
   cJSON_AddNumberToObject(o, "created", (double)j->created);
   cJSON_AddStringToObject(o, "model", s->model_name);
   cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-  cJSON *c = cJSON_CreateObject();
-  cJSON_AddNumberToObject(c, "index", 0);
+  *choice = cJSON_CreateObject();
+  cJSON_AddNumberToObject(*choice, "index", 0);
+  cJSON_AddItemToArray(choices, *choice);
+  return o;
+}
+
+cJSON *vs_oa_chunk(vblip_server *s, job *j, const char *role, const char *content,
+                   const char *finish) {
+  cJSON *c;
+  cJSON *o = oa_envelope(s, j, "chat.completion.chunk", &c);
   cJSON *delta = cJSON_AddObjectToObject(c, "delta");
   if (role) cJSON_AddStringToObject(delta, "role", role);
   if (content) cJSON_AddStringToObject(delta, "content", content);
@@ -41,7 +50,6 @@ cJSON *vs_oa_chunk(vblip_server *s, job *j, const char *role, const char *conten
     cJSON_AddStringToObject(c, "finish_reason", finish);
   else
     cJSON_AddNullToObject(c, "finish_reason");
-  cJSON_AddItemToArray(choices, c);
   if (j->oa.include_usage) cJSON_AddNullToObject(o, "usage"); /* the last chunk has it */
   return o;
 }
@@ -106,19 +114,12 @@ static cJSON *oa_usage(job *j) {
 }
 
 cJSON *vs_oa_result(vblip_server *s, job *j) {
-  cJSON *o = cJSON_CreateObject();
-  cJSON_AddStringToObject(o, "id", j->oa_id);
-  cJSON_AddStringToObject(o, "object", "chat.completion");
-  cJSON_AddNumberToObject(o, "created", (double)j->created);
-  cJSON_AddStringToObject(o, "model", s->model_name);
-  cJSON *choices = cJSON_AddArrayToObject(o, "choices");
-  cJSON *c = cJSON_CreateObject();
-  cJSON_AddNumberToObject(c, "index", 0);
+  cJSON *c;
+  cJSON *o = oa_envelope(s, j, "chat.completion", &c);
   cJSON *msg = cJSON_AddObjectToObject(c, "message");
   cJSON_AddStringToObject(msg, "role", "assistant");
   cJSON_AddStringToObject(msg, "content", j->answer ? j->answer : "");
   cJSON_AddStringToObject(c, "finish_reason", finish_reason(j));
-  cJSON_AddItemToArray(choices, c);
   cJSON_AddItemToObject(o, "usage", oa_usage(j));
   cJSON *x = cJSON_AddObjectToObject(o, "vblip");
   add_video_ids(x, j);
